@@ -1,0 +1,157 @@
+//! Error types: [`ConfigError`] for builders, [`AuthError`] for rejected requests.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a builder refused its configuration. Returned as a `Result`; builders never panic.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A PEM file held nothing usable of what was expected.
+    Pem {
+        /// The file (empty when the PEM came from memory).
+        path: PathBuf,
+        /// What was wrong, in a few words.
+        reason: &'static str,
+    },
+    /// rustls refused the TLS configuration.
+    Tls(rustls::Error),
+    /// A key, JWKS document or secret could not be used.
+    Key(String),
+    /// A URL is missing, unparsable or not `https` (see `insecure_allow_http`).
+    Url(String),
+    /// An option has a value that cannot work.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Pem { path, reason } if path.as_os_str().is_empty() => {
+                write!(f, "invalid PEM: {reason}")
+            }
+            Self::Pem { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Self::Tls(e) => write!(f, "invalid TLS configuration: {e}"),
+            Self::Key(msg) => write!(f, "unusable key: {msg}"),
+            Self::Url(msg) => write!(f, "invalid URL: {msg}"),
+            Self::Invalid(msg) => write!(f, "invalid configuration: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Tls(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rustls::Error> for ConfigError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Tls(e)
+    }
+}
+
+/// What kind of failure rejected a request. Each kind maps to exactly one row of the rejection
+/// table (see [`crate::challenge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// The request carries no bearer token (no `Authorization` header, or another scheme).
+    MissingToken,
+    /// The `Authorization` header is malformed: empty token, bad b64token syntax, two headers,
+    /// or a token in the query string.
+    InvalidRequest,
+    /// The token is not a valid JWT for this resource server: syntax, signature, algorithm,
+    /// `typ`, `iss`, `aud`, or claims of the wrong shape.
+    InvalidToken,
+    /// The token's `exp` has passed.
+    TokenExpired,
+    /// The token's `nbf` is in the future.
+    TokenNotYetValid,
+    /// The token is not (or no longer) active according to the authorization server.
+    TokenInactive,
+    /// No key of the authorization server matches the token's `kid` and algorithm.
+    UnknownKey,
+    /// The connection presented no client certificate.
+    MissingCertificate,
+    /// The token is bound to another certificate (`cnf.x5t#S256` mismatch).
+    CertificateMismatch,
+    /// The token has no `cnf.x5t#S256` binding and binding is required.
+    UnboundToken,
+    /// The token lacks a scope the route requires.
+    InsufficientScope,
+    /// The keys (or introspection endpoint) could not be fetched and nothing is cached.
+    KeysUnavailable,
+    /// The server is misconfigured: no certificate source, or a layer missing.
+    Misconfigured,
+}
+
+/// A rejected request: an opaque error with a [`kind`](AuthError::kind).
+///
+/// Its `Display` is short fixed text; it never contains token material.
+#[derive(Clone)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    detail: &'static str,
+}
+
+impl AuthError {
+    /// An error of `kind` with the kind's standard description.
+    pub fn new(kind: AuthErrorKind) -> Self {
+        Self {
+            kind,
+            detail: crate::challenge::Challenge::of(kind).description,
+        }
+    }
+
+    /// An error of `kind` with a more precise fixed description (used in logs only).
+    pub(crate) const fn with_detail(kind: AuthErrorKind, detail: &'static str) -> Self {
+        Self { kind, detail }
+    }
+
+    /// The kind of failure.
+    pub const fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The precise fixed description of this failure (what is traced; for the client-facing
+    /// `error_description` see [`crate::challenge::Challenge`]).
+    pub const fn detail(&self) -> &'static str {
+        self.detail
+    }
+}
+
+impl From<AuthErrorKind> for AuthError {
+    fn from(kind: AuthErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.detail)
+    }
+}
+
+impl std::error::Error for AuthError {}

@@ -1,0 +1,175 @@
+//! [`ClientCertificate`]: the TLS client certificate of the connection a request came in on, and
+//! how it reaches the request.
+//!
+//! certbound's own acceptor ([`serve`](crate::serve)) computes the certificate's thumbprint once
+//! per connection and inserts a [`TlsConnectInfo`] into every request's extensions. Other
+//! sources can insert a [`ClientCertificate`] directly (a test, or an adapter for another
+//! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well.
+//!
+//! Where the certificate comes from, the first present wins:
+//! 1. a [`ClientCertificate`] extension;
+//! 2. a [`TlsConnectInfo`] extension (certbound's acceptor);
+//! 3. axum-server's `Arc<TlsInfo>` (feature `axum-server`).
+//!
+//! When none of them is present the server is misconfigured (it is not serving through a TLS
+//! source certbound knows), and the layer answers `500` rather than blaming the client.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::Extensions;
+use rustls_pki_types::CertificateDer;
+
+use crate::thumbprint::CertThumbprint;
+
+pub(crate) mod serve;
+
+/// A client certificate chain presented in a TLS handshake, with its leaf's thumbprint.
+///
+/// Cheap to clone (reference counted). The thumbprint is computed when the value is created, so
+/// creating it once per connection makes the binding check free per request.
+#[derive(Clone)]
+pub struct ClientCertificate(Arc<Inner>);
+
+struct Inner {
+    chain: Vec<CertificateDer<'static>>,
+    thumbprint: CertThumbprint,
+}
+
+impl ClientCertificate {
+    /// Builds from the chain as presented (leaf first). `None` for an empty chain.
+    pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
+        let thumbprint = CertThumbprint::from_der(chain.first()?.as_ref());
+        Some(Self(Arc::new(Inner { chain, thumbprint })))
+    }
+
+    /// Builds from a single DER leaf certificate.
+    pub fn from_der(leaf: impl Into<Vec<u8>>) -> Self {
+        let leaf = CertificateDer::from(leaf.into());
+        let thumbprint = CertThumbprint::from_der(leaf.as_ref());
+        Self(Arc::new(Inner {
+            chain: vec![leaf],
+            thumbprint,
+        }))
+    }
+
+    /// The leaf (end-entity) certificate, DER.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        // The constructors guarantee a non-empty chain.
+        &self.0.chain[0]
+    }
+
+    /// The whole chain as presented, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.0.chain
+    }
+
+    /// The leaf's `x5t#S256` thumbprint.
+    pub fn thumbprint(&self) -> &CertThumbprint {
+        &self.0.thumbprint
+    }
+}
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("thumbprint", &self.0.thumbprint)
+            .field("chain_len", &self.0.chain.len())
+            .finish()
+    }
+}
+
+/// Facts about the TLS connection a request arrived on, inserted into every request's
+/// extensions by certbound's acceptor.
+#[derive(Clone, Debug)]
+pub struct TlsConnectInfo {
+    remote_addr: SocketAddr,
+    client_certificate: Option<ClientCertificate>,
+}
+
+impl TlsConnectInfo {
+    /// Connection facts, as an acceptor would record them.
+    pub fn new(remote_addr: SocketAddr, client_certificate: Option<ClientCertificate>) -> Self {
+        Self {
+            remote_addr,
+            client_certificate,
+        }
+    }
+
+    /// The TCP peer address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// The client certificate, if the client presented one.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.client_certificate.as_ref()
+    }
+}
+
+/// What the request's extensions say about the client certificate.
+#[derive(Debug)]
+pub(crate) enum CertificateLookup {
+    /// A certificate was presented.
+    Present(ClientCertificate),
+    /// The connection is known, and no certificate was presented.
+    Absent,
+    /// No certificate source is configured at all (server misconfigured).
+    NoSource,
+}
+
+/// Finds the client certificate in `extensions` (see the [module docs](self) for the order).
+pub(crate) fn lookup(extensions: &Extensions) -> CertificateLookup {
+    if let Some(cert) = extensions.get::<ClientCertificate>() {
+        return CertificateLookup::Present(cert.clone());
+    }
+    if let Some(info) = extensions.get::<TlsConnectInfo>() {
+        return match &info.client_certificate {
+            Some(cert) => CertificateLookup::Present(cert.clone()),
+            None => CertificateLookup::Absent,
+        };
+    }
+    #[cfg(feature = "axum-server")]
+    if let Some(info) = extensions.get::<Arc<axum_server::tls::TlsInfo>>() {
+        // axum-server keeps the raw chain; the thumbprint is computed here, per request
+        // (one SHA-256 over about a kilobyte). certbound's own acceptor does it per connection.
+        let chain = info
+            .peer_certificates
+            .iter()
+            .map(|der| CertificateDer::from(der.clone()))
+            .collect();
+        return match ClientCertificate::from_chain(chain) {
+            Some(cert) => CertificateLookup::Present(cert),
+            None => CertificateLookup::Absent,
+        };
+    }
+    CertificateLookup::NoSource
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_certificate_extension_wins() {
+        let mut ext = Extensions::new();
+        ext.insert(TlsConnectInfo::new(([127, 0, 0, 1], 1).into(), None));
+        assert!(matches!(lookup(&ext), CertificateLookup::Absent));
+        ext.insert(ClientCertificate::from_der(b"leaf".to_vec()));
+        assert!(matches!(lookup(&ext), CertificateLookup::Present(_)));
+    }
+
+    #[test]
+    fn no_source_is_reported_as_such() {
+        assert!(matches!(
+            lookup(&Extensions::new()),
+            CertificateLookup::NoSource
+        ));
+    }
+
+    #[test]
+    fn empty_chain_is_no_certificate() {
+        assert!(ClientCertificate::from_chain(Vec::new()).is_none());
+    }
+}

@@ -1,0 +1,473 @@
+//! Verification keys: a parsed JWKS ([`KeySet`]) and the remote, cached, self-refreshing
+//! source of one ([`RemoteKeys`]).
+//!
+//! Concurrency: the current key set is an `Arc` behind a `std` lock that is only held to clone
+//! or swap the `Arc`, never across a fetch. Refreshes run in their own task; concurrent callers
+//! wait on one shared outcome (single flight), and a refresh starts at most once per
+//! `min_refresh_interval` so that forged `kid`s cannot make us hammer the authorization server.
+//! A failed refresh keeps the previous keys.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use tokio::sync::watch;
+
+/// One key usable to verify signatures.
+pub(crate) struct VerificationKey {
+    pub(crate) kid: Option<String>,
+    /// Algorithms this key may verify (from the JWK's `alg`, else from its type and curve).
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) key: DecodingKey,
+}
+
+/// A set of verification keys.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+pub(crate) const RSA_ALGS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+impl KeySet {
+    pub(crate) fn push(&mut self, key: VerificationKey) {
+        self.keys.push(key);
+    }
+
+    pub(crate) fn extend(&mut self, other: KeySet) {
+        self.keys.extend(other.keys);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Parses a JWKS document. Keys certbound cannot use for verifying JWS signatures
+    /// (encryption keys, symmetric `oct` keys, unknown types) are skipped.
+    pub(crate) fn from_jwks_json(json: &[u8]) -> Result<Self, String> {
+        let doc: Value =
+            serde_json::from_slice(json).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "JWKS has no \"keys\" array".to_owned())?;
+        let mut set = KeySet::default();
+        for key in keys {
+            // One odd key must not make the whole set unusable.
+            let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) else {
+                continue;
+            };
+            if let Some(key) = verification_key(&jwk) {
+                set.push(key);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Keys that may verify a token with this `kid` and `alg`: those with the same `kid`, else
+    /// those without any `kid` (PEM keys, kid-less JWKs).
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerificationKey> + 'a {
+        let by_alg = move |k: &&VerificationKey| k.algorithms.contains(&alg);
+        let with_kid = kid.filter(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(*kid)));
+        self.keys
+            .iter()
+            .filter(by_alg)
+            .filter(move |k| match (kid, with_kid) {
+                (Some(_), Some(kid)) => k.kid.as_deref() == Some(kid),
+                (Some(_), None) => k.kid.is_none(),
+                (None, _) => true,
+            })
+    }
+}
+
+fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let by_type: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => RSA_ALGS.to_vec(),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            vec![Algorithm::EdDSA]
+        }
+        // Symmetric keys have no place in a published key set: anyone who can read it could
+        // sign with them.
+        _ => return None,
+    };
+    let algorithms = match jwk.common.key_algorithm {
+        None => by_type,
+        Some(ka) => {
+            let alg = key_algorithm(ka)?;
+            if !by_type.contains(&alg) {
+                return None;
+            }
+            vec![alg]
+        }
+    };
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some(VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        algorithms,
+        key,
+    })
+}
+
+fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match ka {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Where remote keys come from.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyLocation {
+    /// A JWKS URL.
+    Jwks(String),
+    /// RFC 8414 / OpenID discovery from this issuer.
+    Discover(String),
+}
+
+/// Settings of a [`RemoteKeys`].
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteSettings {
+    pub(crate) min_refresh_interval: Duration,
+    pub(crate) max_age: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) allow_http: bool,
+}
+
+/// A remote JWKS, cached and refreshed.
+pub(crate) struct RemoteKeys {
+    location: KeyLocation,
+    client: reqwest::Client,
+    settings: RemoteSettings,
+    keys: RwLock<Option<Fetched>>,
+    refresh: Mutex<RefreshState>,
+}
+
+#[derive(Clone)]
+struct Fetched {
+    set: Arc<KeySet>,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    in_flight: Option<watch::Receiver<Option<bool>>>,
+    /// The JWKS URL found by discovery.
+    jwks_uri: Option<String>,
+}
+
+impl RemoteKeys {
+    pub(crate) fn new(
+        location: KeyLocation,
+        client: reqwest::Client,
+        settings: RemoteSettings,
+    ) -> Self {
+        Self {
+            location,
+            client,
+            settings,
+            keys: RwLock::new(None),
+            refresh: Mutex::new(RefreshState::default()),
+        }
+    }
+
+    /// The cached keys, if any. Starts a background refresh when they are older than `max_age`.
+    pub(crate) fn current(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let fetched = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        if fetched.at.elapsed() >= self.settings.max_age {
+            // Stale keys keep working while the refresh runs (or fails).
+            drop(self.start_refresh());
+        }
+        Some(fetched.set)
+    }
+
+    /// Refreshes (or joins the refresh in flight), then returns the current keys. Does not start
+    /// a new fetch within `min_refresh_interval` of the previous one.
+    pub(crate) async fn refresh(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        if let Some(mut rx) = self.start_refresh() {
+            // An error means the refresh task ended without reporting: treat as failed.
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|f| Arc::clone(&f.set))
+    }
+
+    /// Starts a refresh unless one is in flight (then joins it) or one started too recently
+    /// (then returns `None`).
+    fn start_refresh(self: &Arc<Self>) -> Option<watch::Receiver<Option<bool>>> {
+        let mut state = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = &state.in_flight {
+            return Some(rx.clone());
+        }
+        if state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.settings.min_refresh_interval)
+        {
+            return None;
+        }
+        state.last_attempt = Some(Instant::now());
+        let (tx, rx) = watch::channel(None);
+        state.in_flight = Some(rx.clone());
+        drop(state);
+
+        let this = Arc::clone(self);
+        let task = async move {
+            let ok = this.fetch_and_store().await;
+            this.refresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .in_flight = None;
+            let _ = tx.send(Some(ok));
+        };
+        // The fetch runs in its own task so that a cancelled request does not cancel the fetch
+        // that other requests are waiting for.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn(task)),
+            Err(_) => {
+                self.refresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .in_flight = None;
+                return None;
+            }
+        }
+        Some(rx)
+    }
+
+    async fn fetch_and_store(&self) -> bool {
+        let result = tokio::time::timeout(self.settings.fetch_timeout, self.fetch()).await;
+        match result {
+            Ok(Ok(set)) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "certbound", keys = set.len(), "JWKS refreshed");
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Fetched {
+                    set: Arc::new(set),
+                    at: Instant::now(),
+                });
+                true
+            }
+            Ok(Err(_e)) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "certbound", error = %_e, "JWKS refresh failed; keeping cached keys");
+                false
+            }
+            Err(_) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "certbound", "JWKS refresh timed out; keeping cached keys");
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, String> {
+        let jwks_uri = match &self.location {
+            KeyLocation::Jwks(url) => url.clone(),
+            KeyLocation::Discover(issuer) => {
+                let known = self
+                    .refresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .jwks_uri
+                    .clone();
+                match known {
+                    Some(uri) => uri,
+                    None => {
+                        let uri = self.discover(issuer).await?;
+                        self.refresh
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .jwks_uri = Some(uri.clone());
+                        uri
+                    }
+                }
+            }
+        };
+        let body = self.get(&jwks_uri).await?;
+        KeySet::from_jwks_json(&body)
+    }
+
+    /// RFC 8414 §3 first, then OpenID Connect Discovery; the document's `issuer` must be the
+    /// configured one (RFC 8414 §3.3), and its `jwks_uri` must be https.
+    async fn discover(&self, issuer: &str) -> Result<String, String> {
+        let mut last_error = String::new();
+        for url in discovery_urls(issuer) {
+            let body = match self.get(&url).await {
+                Ok(body) => body,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            let doc: Value =
+                serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+            if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                return Err(format!(
+                    "{url}: issuer does not match the configured issuer"
+                ));
+            }
+            let jwks_uri = doc
+                .get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+            check_url(jwks_uri, self.settings.allow_http)?;
+            return Ok(jwks_uri.to_owned());
+        }
+        Err(last_error)
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let mut response = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{url}: HTTP {}", response.status()));
+        }
+        let limit = self.settings.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(format!("{url}: response larger than {limit} bytes"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("{url}: response larger than {limit} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// The discovery documents to try for `issuer`, in order: RFC 8414 §3.1 inserts the well-known
+/// path between host and path; OpenID Connect Discovery §4 appends it.
+pub(crate) fn discovery_urls(issuer: &str) -> [String; 2] {
+    let trimmed = issuer.trim_end_matches('/');
+    let (origin, path) = match trimmed.find("://") {
+        Some(scheme_end) => match trimmed[scheme_end + 3..].find('/') {
+            Some(p) => trimmed.split_at(scheme_end + 3 + p),
+            None => (trimmed, ""),
+        },
+        None => (trimmed, ""),
+    };
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{trimmed}/.well-known/openid-configuration"),
+    ]
+}
+
+/// Accepts `https://` URLs (and `http://` when allowed).
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if lower.starts_with("https://") && url.len() > 8 {
+        return Ok(());
+    }
+    if allow_http && lower.starts_with("http://") && url.len() > 7 {
+        return Ok(());
+    }
+    Err(format!("{url:?} is not an https URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_urls_follow_rfc8414_then_openid() {
+        assert_eq!(
+            discovery_urls("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server".to_owned(),
+                "https://as.example/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+        assert_eq!(
+            discovery_urls("https://as.example/tenant/1"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant/1".to_owned(),
+                "https://as.example/tenant/1/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_https_urls_unless_allowed() {
+        assert!(check_url("https://as.example/jwks", false).is_ok());
+        assert!(check_url("HTTPS://as.example/jwks", false).is_ok());
+        assert!(check_url("http://as.example/jwks", false).is_err());
+        assert!(check_url("http://as.example/jwks", true).is_ok());
+        assert!(check_url("ftp://x", true).is_err());
+        assert!(check_url("https://", false).is_err());
+    }
+
+    #[test]
+    fn symmetric_and_encryption_keys_are_skipped() {
+        let jwks = br#"{"keys":[
+            {"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0","kid":"h"},
+            {"kty":"EC","crv":"P-256","use":"enc","kid":"e",
+             "x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q","y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"},
+            {"kty":"EC","crv":"P-256","kid":"s",
+             "x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q","y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"},
+            {"kty":"weird"}
+        ]}"#;
+        let set = KeySet::from_jwks_json(jwks).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("s"), Algorithm::ES256).count(), 1);
+        assert_eq!(set.candidates(Some("s"), Algorithm::RS256).count(), 0);
+        assert_eq!(set.candidates(Some("h"), Algorithm::HS256).count(), 0);
+        assert_eq!(set.candidates(Some("zzz"), Algorithm::ES256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 1);
+    }
+
+    #[test]
+    fn malformed_documents_are_errors() {
+        assert!(KeySet::from_jwks_json(b"not json").is_err());
+        assert!(KeySet::from_jwks_json(b"{\"keys\": 5}").is_err());
+        assert!(KeySet::from_jwks_json(b"[]").is_err());
+    }
+}

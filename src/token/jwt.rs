@@ -1,0 +1,587 @@
+//! [`JwtValidator`]: local validation of JWT access tokens (RFC 9068) with jsonwebtoken.
+//!
+//! - Algorithms: an allow-list, asymmetric only by default. `none` is never accepted; HMAC
+//!   (`HS*`) only with a secret configured through [`hmac_secret`](JwtValidatorBuilder::hmac_secret),
+//!   and then only with that secret, never with a public key.
+//! - Claims: `iss` and `aud` must match, `exp` is required, `exp` and `nbf` are checked with a
+//!   leeway (60 s by default); optionally `typ` must be `at+jwt` (RFC 9068 §2.1).
+//! - Keys: a static JWKS, PEM public keys, a JWKS URL, or discovery from the issuer
+//!   (RFC 8414, then OpenID Connect Discovery). Remote keys are cached, refreshed in the
+//!   background when old, and refreshed at once (at most every 10 s by default) when a token
+//!   names an unknown `kid`.
+//!
+//! # Example
+//! ```
+//! use certbound::JwtValidator;
+//!
+//! # fn main() -> Result<(), certbound::ConfigError> {
+//! let validator = JwtValidator::builder("https://as.example", "https://api.example")
+//!     .jwks_json(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1",
+//!         "x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q",
+//!         "y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#)
+//!     .build()?;
+//! # let _ = validator; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use rustls_pki_types::CertificateDer;
+use serde_json::{Map, Value};
+
+use super::jwks::{
+    check_url, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey, RSA_ALGS,
+};
+use super::{AccessToken, ValidateToken};
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
+
+const ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// Validates JWT access tokens. Cheap to clone; clones share the key cache.
+#[derive(Clone)]
+pub struct JwtValidator(Arc<Inner>);
+
+struct Inner {
+    keys: Keys,
+    /// One prepared `Validation` per allowed algorithm (no allocation per request).
+    validations: Vec<(Algorithm, Validation)>,
+    require_at_jwt: bool,
+}
+
+enum Keys {
+    Static(Arc<KeySet>),
+    Remote(Arc<RemoteKeys>),
+}
+
+impl fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithms: Vec<_> = self.0.validations.iter().map(|(a, _)| *a).collect();
+        f.debug_struct("JwtValidator")
+            .field("algorithms", &algorithms)
+            .field("remote_keys", &matches!(self.0.keys, Keys::Remote(_)))
+            .field("require_at_jwt", &self.0.require_at_jwt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtValidator {
+    /// Starts a validator for tokens issued by `issuer` (exact `iss`) for `audience` (one of
+    /// the `aud` values).
+    pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtValidatorBuilder {
+        JwtValidatorBuilder {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            algorithms: None,
+            leeway: Duration::from_secs(60),
+            require_at_jwt: false,
+            jwks_json: Vec::new(),
+            jwks_files: Vec::new(),
+            pem_keys: Vec::new(),
+            hmac: None,
+            remote: None,
+            http_client: None,
+            extra_roots: Vec::new(),
+            public_roots: true,
+            settings: RemoteSettings {
+                min_refresh_interval: Duration::from_secs(10),
+                max_age: Duration::from_secs(300),
+                fetch_timeout: Duration::from_secs(5),
+                max_response_bytes: 256 * 1024,
+                allow_http: false,
+            },
+        }
+    }
+
+    /// Fetches the remote keys now (discovery included) instead of on the first request.
+    /// Does nothing for static keys.
+    ///
+    /// # Errors
+    /// [`AuthErrorKind::KeysUnavailable`] when the keys could not be fetched.
+    pub async fn prefetch(&self) -> Result<(), AuthError> {
+        match &self.0.keys {
+            Keys::Static(_) => Ok(()),
+            Keys::Remote(remote) => match remote.refresh().await {
+                Some(_) => Ok(()),
+                None => Err(AuthError::new(AuthErrorKind::KeysUnavailable)),
+            },
+        }
+    }
+
+    /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
+    fn validate_now(&self, token: &str) -> Result<AccessToken, Pending> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Pending::Done(invalid("malformed JWT or JOSE header")))?;
+        let Some((alg, validation)) = self.0.validations.iter().find(|(a, _)| *a == header.alg)
+        else {
+            return Err(Pending::Done(invalid("algorithm not allowed")));
+        };
+        if self.0.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
+            return Err(Pending::Done(invalid("typ is not at+jwt")));
+        }
+        let kid = header.kid.as_deref();
+        let keys = match &self.0.keys {
+            Keys::Static(keys) => Arc::clone(keys),
+            Keys::Remote(remote) => match remote.current() {
+                Some(keys) => keys,
+                None => return Err(Pending::Fetch),
+            },
+        };
+        match verify_with(&keys, token, kid, *alg, validation) {
+            Err(e)
+                if e.kind() == AuthErrorKind::UnknownKey
+                    && matches!(self.0.keys, Keys::Remote(_)) =>
+            {
+                Err(Pending::Fetch)
+            }
+            other => other.map_err(Pending::Done),
+        }
+    }
+}
+
+enum Pending {
+    Done(AuthError),
+    Fetch,
+}
+
+fn invalid(detail: &'static str) -> AuthError {
+    AuthError::with_detail(AuthErrorKind::InvalidToken, detail)
+}
+
+/// RFC 9068 §2.1 / RFC 8725 §3.11: `at+jwt`, optionally with the `application/` prefix.
+fn is_at_jwt(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+fn verify_with(
+    keys: &KeySet,
+    token: &str,
+    kid: Option<&str>,
+    alg: Algorithm,
+    validation: &Validation,
+) -> Result<AccessToken, AuthError> {
+    let mut last = AuthError::with_detail(
+        AuthErrorKind::UnknownKey,
+        "no key for this kid and algorithm",
+    );
+    for candidate in keys.candidates(kid, alg) {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, validation) {
+            Ok(data) => return AccessToken::from_claims(data.claims),
+            Err(e) => {
+                last = map_jwt_error(e.kind());
+                // Only a bad signature is worth trying the next key for; anything else is
+                // about the token itself.
+                if !matches!(e.kind(), JwtErrorKind::InvalidSignature) {
+                    return Err(last);
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+fn map_jwt_error(kind: &JwtErrorKind) -> AuthError {
+    use AuthErrorKind as K;
+    match kind {
+        JwtErrorKind::ExpiredSignature => AuthError::with_detail(K::TokenExpired, "token expired"),
+        JwtErrorKind::ImmatureSignature => {
+            AuthError::with_detail(K::TokenNotYetValid, "token not yet valid (nbf)")
+        }
+        JwtErrorKind::InvalidSignature => invalid("bad signature"),
+        JwtErrorKind::InvalidIssuer => invalid("wrong issuer"),
+        JwtErrorKind::InvalidAudience => invalid("wrong audience"),
+        JwtErrorKind::MissingRequiredClaim(_) => invalid("a required claim is missing"),
+        JwtErrorKind::InvalidAlgorithm => invalid("algorithm does not fit the key"),
+        _ => invalid("malformed JWT"),
+    }
+}
+
+impl ValidateToken for JwtValidator {
+    type Future = JwtFuture;
+
+    fn validate(&self, token: &str) -> JwtFuture {
+        match self.validate_now(token) {
+            Ok(t) => JwtFuture::ready(Ok(t)),
+            Err(Pending::Done(e)) => JwtFuture::ready(Err(e)),
+            Err(Pending::Fetch) => {
+                // The slow path only: the keys are fetched (single flight) and the token checked
+                // again. Only here is the token copied.
+                let this = self.clone();
+                let token = token.to_owned();
+                JwtFuture(State::Fetching(Box::pin(async move {
+                    let Keys::Remote(remote) = &this.0.keys else {
+                        return Err(AuthError::new(AuthErrorKind::UnknownKey));
+                    };
+                    if remote.refresh().await.is_none() {
+                        return Err(AuthError::with_detail(
+                            AuthErrorKind::KeysUnavailable,
+                            "keys could not be fetched and none are cached",
+                        ));
+                    }
+                    match this.validate_now(&token) {
+                        Ok(t) => Ok(t),
+                        Err(Pending::Done(e)) => Err(e),
+                        Err(Pending::Fetch) => Err(AuthError::with_detail(
+                            AuthErrorKind::UnknownKey,
+                            "no key for this kid and algorithm after refresh",
+                        )),
+                    }
+                })))
+            }
+        }
+    }
+}
+
+/// The future of [`JwtValidator::validate`]: ready at once when the keys are at hand (no
+/// allocation), boxed only when keys must be fetched.
+pub struct JwtFuture(State);
+
+enum State {
+    Ready(Option<Result<AccessToken, AuthError>>),
+    Fetching(Pin<Box<dyn Future<Output = Result<AccessToken, AuthError>> + Send>>),
+}
+
+impl JwtFuture {
+    fn ready(result: Result<AccessToken, AuthError>) -> Self {
+        Self(State::Ready(Some(result)))
+    }
+}
+
+impl fmt::Debug for JwtFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0 {
+            State::Ready(_) => "ready",
+            State::Fetching(_) => "fetching keys",
+        };
+        f.debug_tuple("JwtFuture").field(&state).finish()
+    }
+}
+
+impl Future for JwtFuture {
+    type Output = Result<AccessToken, AuthError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            State::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(AuthError::new(AuthErrorKind::Misconfigured))),
+            ),
+            State::Fetching(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Builder of a [`JwtValidator`]. Options are checked by [`build`](Self::build).
+#[must_use]
+pub struct JwtValidatorBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    require_at_jwt: bool,
+    jwks_json: Vec<String>,
+    jwks_files: Vec<PathBuf>,
+    pem_keys: Vec<(Algorithm, Vec<u8>)>,
+    hmac: Option<Vec<u8>>,
+    remote: Option<KeyLocation>,
+    http_client: Option<reqwest::Client>,
+    extra_roots: Vec<CertificateDer<'static>>,
+    public_roots: bool,
+    settings: RemoteSettings,
+}
+
+impl fmt::Debug for JwtValidatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The HMAC secret stays out of Debug output.
+        f.debug_struct("JwtValidatorBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .field("remote", &self.remote)
+            .field("hmac_secret", &self.hmac.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtValidatorBuilder {
+    /// Accepts one more audience.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The allowed signature algorithms (default: every asymmetric one). `HS*` requires
+    /// [`hmac_secret`](Self::hmac_secret).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires the JOSE header `typ` to be `at+jwt` (RFC 9068 §2.1).
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
+        self
+    }
+
+    /// Adds the keys of a JWKS document.
+    pub fn jwks_json(mut self, jwks: impl Into<String>) -> Self {
+        self.jwks_json.push(jwks.into());
+        self
+    }
+
+    /// Adds the keys of a JWKS file (read by [`build`](Self::build), at start-up).
+    pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.jwks_files.push(path.into());
+        self
+    }
+
+    /// Adds a PEM public key (SPKI, or PKCS#1 for RSA) for `algorithm`. PEM keys have no `kid`:
+    /// they are tried for tokens whose `kid` matches no JWK.
+    pub fn public_key_pem(mut self, algorithm: Algorithm, pem: impl Into<Vec<u8>>) -> Self {
+        self.pem_keys.push((algorithm, pem.into()));
+        self
+    }
+
+    /// Accepts `HS256`/`HS384`/`HS512` tokens signed with `secret` (at least 32 bytes). Add the
+    /// HMAC algorithms to [`algorithms`](Self::algorithms) as well; by default HMAC is off.
+    pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.hmac = Some(secret.into());
+        self
+    }
+
+    /// Fetches keys from this JWKS URL (https).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.remote = Some(KeyLocation::Jwks(url.into()));
+        self
+    }
+
+    /// Finds the JWKS URL through the issuer's metadata: RFC 8414
+    /// `/.well-known/oauth-authorization-server`, then `/.well-known/openid-configuration`. The
+    /// metadata's `issuer` must equal the configured issuer.
+    pub fn discover(mut self) -> Self {
+        self.remote = Some(KeyLocation::Discover(self.issuer.clone()));
+        self
+    }
+
+    /// The HTTP client for remote keys (for instance with an mTLS identity or a proxy). By
+    /// default certbound builds one with rustls, the `webpki-roots` CAs and any
+    /// [`trust_root`](Self::trust_root)s.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Trusts one more CA for https to the JWKS / discovery endpoints (ignored with a custom
+    /// [`http_client`](Self::http_client)).
+    pub fn trust_root(mut self, ca: CertificateDer<'static>) -> Self {
+        self.extra_roots.push(ca);
+        self
+    }
+
+    /// Trusts only the [`trust_root`](Self::trust_root)s, not the public `webpki-roots` CAs.
+    pub fn only_trust_roots(mut self) -> Self {
+        self.public_roots = false;
+        self
+    }
+
+    /// The shortest time between two fetches of the remote keys (default 10 s). An unknown
+    /// `kid` triggers a fetch, at most this often.
+    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.settings.min_refresh_interval = interval;
+        self
+    }
+
+    /// Age after which cached remote keys are refreshed in the background (default 5 min).
+    pub fn max_key_age(mut self, age: Duration) -> Self {
+        self.settings.max_age = age;
+        self
+    }
+
+    /// Time limit for one fetch, discovery included (default 5 s).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.fetch_timeout = timeout;
+        self
+    }
+
+    /// Largest JWKS or metadata response accepted (default 256 KiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_response_bytes = bytes;
+        self
+    }
+
+    /// Allows plain `http://` JWKS and discovery URLs. Insecure: an attacker on the path can
+    /// substitute keys and forge any token. For local development only.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.settings.allow_http = true;
+        self
+    }
+
+    /// Checks the configuration and builds the validator. Reads key files synchronously; no
+    /// network access (remote keys are fetched on first use or by
+    /// [`JwtValidator::prefetch`]).
+    ///
+    /// # Errors
+    /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
+    /// 32 bytes), a non-https URL, or an invalid issuer / audience.
+    pub fn build(self) -> Result<JwtValidator, ConfigError> {
+        crate::crypto::ensure_jwt_provider();
+        if self.issuer.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::Invalid(
+                "issuer and audience must not be empty".into(),
+            ));
+        }
+        let algorithms = self.algorithms.clone().unwrap_or_else(|| {
+            let mut algs = ASYMMETRIC.to_vec();
+            if self.hmac.is_some() {
+                algs.extend([Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
+            }
+            algs
+        });
+        if algorithms.is_empty() {
+            return Err(ConfigError::Invalid("no algorithm allowed".into()));
+        }
+        let wants_hmac = algorithms
+            .iter()
+            .any(|a| a.family() == AlgorithmFamily::Hmac);
+        match &self.hmac {
+            None if wants_hmac => {
+                return Err(ConfigError::Invalid(
+                    "HS* algorithms need an hmac_secret".into(),
+                ));
+            }
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError::Key("HMAC secret shorter than 32 bytes".into()));
+            }
+            _ => {}
+        }
+
+        let mut keys = KeySet::default();
+        for json in &self.jwks_json {
+            keys.extend(KeySet::from_jwks_json(json.as_bytes()).map_err(ConfigError::Key)?);
+        }
+        for path in &self.jwks_files {
+            let json = std::fs::read(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            keys.extend(
+                KeySet::from_jwks_json(&json)
+                    .map_err(|e| ConfigError::Key(format!("{}: {e}", path.display())))?,
+            );
+        }
+        for (alg, pem) in &self.pem_keys {
+            let key = match alg.family() {
+                AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+                AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+                AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+                _ => {
+                    return Err(ConfigError::Key(
+                        "PEM keys are for asymmetric algorithms".into(),
+                    ))
+                }
+            }
+            .map_err(|e| ConfigError::Key(format!("PEM public key: {e}")))?;
+            let algs = match alg.family() {
+                AlgorithmFamily::Rsa => RSA_ALGS.to_vec(),
+                _ => vec![*alg],
+            };
+            keys.push(VerificationKey {
+                kid: None,
+                algorithms: algs,
+                key,
+            });
+        }
+        if let (true, Some(secret)) = (wants_hmac, &self.hmac) {
+            keys.push(VerificationKey {
+                kid: None,
+                algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+                key: DecodingKey::from_secret(secret),
+            });
+        }
+
+        let keys = match self.remote {
+            Some(location) => {
+                if keys.len() > 0 {
+                    return Err(ConfigError::Invalid(
+                        "choose either remote keys (jwks_url / discover) or static keys".into(),
+                    ));
+                }
+                let url = match &location {
+                    KeyLocation::Jwks(url) | KeyLocation::Discover(url) => url,
+                };
+                check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
+                let client = match self.http_client {
+                    Some(client) => client,
+                    None => {
+                        default_http_client(&self.extra_roots, self.public_roots, &self.settings)?
+                    }
+                };
+                Keys::Remote(Arc::new(RemoteKeys::new(location, client, self.settings)))
+            }
+            None if keys.len() == 0 => {
+                return Err(ConfigError::Invalid(
+                    "no verification keys: use jwks_json, jwks_file, public_key_pem, jwks_url or discover".into(),
+                ));
+            }
+            None => Keys::Static(Arc::new(keys)),
+        };
+
+        let leeway = self.leeway.as_secs();
+        let validations = algorithms
+            .into_iter()
+            .map(|alg| {
+                let mut v = Validation::new(alg);
+                v.set_issuer(&[&self.issuer]);
+                v.set_audience(&self.audiences);
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                v.validate_nbf = true;
+                v.leeway = leeway;
+                (alg, v)
+            })
+            .collect();
+        Ok(JwtValidator(Arc::new(Inner {
+            keys,
+            validations,
+            require_at_jwt: self.require_at_jwt,
+        })))
+    }
+}
+
+fn default_http_client(
+    extra_roots: &[CertificateDer<'static>],
+    public_roots: bool,
+    settings: &RemoteSettings,
+) -> Result<reqwest::Client, ConfigError> {
+    let tls = crate::tls::client_config(extra_roots, public_roots)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .https_only(!settings.allow_http)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .connect_timeout(settings.fetch_timeout)
+        .timeout(settings.fetch_timeout)
+        .build()
+        .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))
+}
