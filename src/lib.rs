@@ -66,5 +66,9 @@ pub use crate::peer::{ClientCertificate, TlsConnectInfo};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
 pub use crate::token::{AccessToken, JwtValidator, JwtValidatorBuilder, ValidateToken};
 
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The signature algorithms of JWTs (re-exported from jsonwebtoken).
 pub use jsonwebtoken::Algorithm;

@@ -585,3 +585,163 @@ fn default_http_client(
         .build()
         .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn hmac_validator() -> JwtValidator {
+        JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS256])
+            .leeway(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+
+    fn sign(claims: Value) -> String {
+        crate::crypto::ensure_jwt_provider();
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://as.test", "aud": "https://api.test", "sub": "alice",
+               "exp": now() + 60, "cnf": {"x5t#S256": TP}})
+    }
+
+    fn check(v: &JwtValidator, token: &str) -> Result<AccessToken, AuthErrorKind> {
+        match v.validate_now(token) {
+            Ok(t) => Ok(t),
+            Err(Pending::Done(e)) => Err(e.kind()),
+            Err(Pending::Fetch) => Err(AuthErrorKind::KeysUnavailable),
+        }
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_binding() {
+        let t = check(&hmac_validator(), &sign(claims())).unwrap();
+        assert_eq!(t.subject(), Some("alice"));
+        assert_eq!(t.thumbprint().unwrap().to_string(), TP);
+    }
+
+    #[test]
+    fn lifetime_issuer_and_audience_are_checked() {
+        let v = hmac_validator();
+        let mut c = claims();
+        c["exp"] = json!(now() - 60);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::TokenExpired
+        );
+        let mut c = claims();
+        c["nbf"] = json!(now() + 60);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::TokenNotYetValid
+        );
+        let mut c = claims();
+        c["iss"] = json!("https://evil.test");
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut c = claims();
+        c["aud"] = json!(["https://other.test"]);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+    }
+
+    #[test]
+    fn algorithms_outside_the_allow_list_are_refused() {
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS384])
+            .build()
+            .unwrap();
+        assert_eq!(
+            check(&v, &sign(claims())).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_invalid_token_not_a_panic() {
+        let v = hmac_validator();
+        for token in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "eyJhbGciOiJub25lIn0.e30.",
+            "\u{0}",
+            "a.b.c.d",
+        ] {
+            assert_eq!(
+                check(&v, token).unwrap_err(),
+                AuthErrorKind::InvalidToken,
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hmac_needs_an_explicit_long_secret() {
+        let b = || JwtValidator::builder("https://as.test", "https://api.test");
+        assert!(b()
+            .algorithms([Algorithm::HS256])
+            .jwks_json(r#"{"keys":[]}"#)
+            .build()
+            .is_err());
+        assert!(b().hmac_secret(&b"short"[..]).build().is_err());
+        assert!(b().build().is_err(), "no key source");
+        assert!(
+            b().jwks_url("http://as.test/jwks").build().is_err(),
+            "plain http"
+        );
+        assert!(b()
+            .jwks_url("http://as.test/jwks")
+            .insecure_allow_http()
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn typ_at_jwt_can_be_required() {
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS256])
+            .require_at_jwt()
+            .build()
+            .unwrap();
+        assert_eq!(
+            check(&v, &sign(claims())).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+JWT".into());
+        let token = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert!(check(&v, &token).is_ok());
+    }
+}
