@@ -10,11 +10,11 @@
 //!    a missing certificate, a mismatch, or (unless [`allow_unbound`](CertBoundLayer::allow_unbound))
 //!    an unbound token is `401 invalid_token`;
 //! 5. checks the required scopes (`403 insufficient_scope`);
-//! 6. inserts the [`AccessToken`](crate::AccessToken) into the request's extensions and calls
+//! 6. inserts the [`AccessToken`] into the request's extensions and calls
 //!    the inner service.
 //!
 //! Rejections are responses (the inner service's error type is kept), built from the one table
-//! in [`crate::challenge`], with the typed [`AuthError`](crate::AuthError) in their extensions.
+//! in [`crate::challenge`], with the typed [`AuthError`] in their extensions.
 //! gRPC requests get `grpc-status` instead of an HTTP status.
 //!
 //! # Example
