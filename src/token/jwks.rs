@@ -234,7 +234,11 @@ impl RemoteKeys {
     fn start_refresh(self: &Arc<Self>) -> Option<watch::Receiver<Option<bool>>> {
         let mut state = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = &state.in_flight {
-            return Some(rx.clone());
+            // A closed channel means the refresh task died without reporting; start anew.
+            if rx.has_changed().is_ok() {
+                return Some(rx.clone());
+            }
+            state.in_flight = None;
         }
         if state
             .last_attempt
@@ -319,7 +323,17 @@ impl RemoteKeys {
                 }
             }
         };
-        let body = self.get(&jwks_uri).await?;
+        let body = match self.get(&jwks_uri).await {
+            Ok(body) => body,
+            Err(e) => {
+                // The metadata may have moved the JWKS: discover again next time.
+                self.refresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .jwks_uri = None;
+                return Err(e);
+            }
+        };
         KeySet::from_jwks_json(&body)
     }
 

@@ -18,6 +18,7 @@ mod client;
 mod jwks_server;
 mod keys;
 mod pki;
+mod server;
 mod tokens;
 
 use std::sync::Once;
@@ -30,6 +31,7 @@ pub use client::{https_client, https_client_http1};
 pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH};
 pub use keys::{jwks, TestKey};
 pub use pki::{ClientIdentity, PemPaths, Pki};
+pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,
 };
