@@ -126,7 +126,8 @@ impl ServerTls {
     }
 
     /// Accepts any client certificate, self-signed too, without chain validation
-    /// (RFC 8705 §2.2 / §6.2). The TLS handshake still proves possession of the key.
+    /// (RFC 8705 §2.2 / §6.2). The TLS handshake still proves possession of the key. Replaces
+    /// any [`client_ca`](Self::client_ca) given before.
     pub fn any_client_certificate(mut self) -> Self {
         self.client_auth = ClientAuth::AnyCertificate;
         self

@@ -184,6 +184,8 @@ struct RefreshState {
     in_flight: Option<watch::Receiver<Option<bool>>>,
     /// The JWKS URL found by discovery.
     jwks_uri: Option<String>,
+    /// Why the last fetch failed (no token material: URLs and transport errors only).
+    last_error: Option<String>,
 }
 
 impl RemoteKeys {
@@ -275,10 +277,25 @@ impl RemoteKeys {
         Some(rx)
     }
 
+    /// Why the last fetch failed, if it did.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error
+            .clone()
+    }
+
     async fn fetch_and_store(&self) -> bool {
-        let result = tokio::time::timeout(self.settings.fetch_timeout, self.fetch()).await;
+        let result = tokio::time::timeout(self.settings.fetch_timeout, self.fetch())
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()));
+        self.refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = result.as_ref().err().cloned();
         match result {
-            Ok(Ok(set)) => {
+            Ok(set) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(target: "certbound", keys = set.len(), "JWKS refreshed");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Fetched {
@@ -287,14 +304,9 @@ impl RemoteKeys {
                 });
                 true
             }
-            Ok(Err(_e)) => {
+            Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(target: "certbound", error = %_e, "JWKS refresh failed; keeping cached keys");
-                false
-            }
-            Err(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", "JWKS refresh timed out; keeping cached keys");
                 false
             }
         }

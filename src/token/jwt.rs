@@ -113,13 +113,18 @@ impl JwtValidator {
     /// Does nothing for static keys.
     ///
     /// # Errors
-    /// [`AuthErrorKind::KeysUnavailable`] when the keys could not be fetched.
-    pub async fn prefetch(&self) -> Result<(), AuthError> {
+    /// [`KeyFetchError`] with the reason (unreachable, untrusted certificate, HTTP status,
+    /// malformed document...) when no keys could be fetched.
+    pub async fn prefetch(&self) -> Result<(), KeyFetchError> {
         match &self.0.keys {
             Keys::Static(_) => Ok(()),
             Keys::Remote(remote) => match remote.refresh().await {
                 Some(_) => Ok(()),
-                None => Err(AuthError::new(AuthErrorKind::KeysUnavailable)),
+                None => Err(KeyFetchError(
+                    remote
+                        .last_error()
+                        .unwrap_or_else(|| "no keys fetched yet".to_owned()),
+                )),
             },
         }
     }
@@ -247,6 +252,18 @@ impl ValidateToken for JwtValidator {
         }
     }
 }
+
+/// Why remote keys could not be fetched (see [`JwtValidator::prefetch`]).
+#[derive(Debug, Clone)]
+pub struct KeyFetchError(String);
+
+impl fmt::Display for KeyFetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot fetch keys: {}", self.0)
+    }
+}
+
+impl std::error::Error for KeyFetchError {}
 
 /// The future of [`JwtValidator::validate`]: ready at once when the keys are at hand (no
 /// allocation), boxed only when keys must be fetched.
@@ -480,7 +497,7 @@ impl JwtValidatorBuilder {
 
         let mut keys = KeySet::default();
         for json in &self.jwks_json {
-            keys.extend(KeySet::from_jwks_json(json.as_bytes()).map_err(ConfigError::Key)?);
+            keys.extend(usable(KeySet::from_jwks_json(json.as_bytes())).map_err(ConfigError::Key)?);
         }
         for path in &self.jwks_files {
             let json = std::fs::read(path).map_err(|source| ConfigError::Io {
@@ -567,6 +584,16 @@ impl JwtValidatorBuilder {
             validations,
             require_at_jwt: self.require_at_jwt,
         })))
+    }
+}
+
+/// A static JWKS must hold at least one key certbound can verify with.
+fn usable(set: Result<KeySet, String>) -> Result<KeySet, String> {
+    match set {
+        Ok(set) if set.len() == 0 => {
+            Err("JWKS holds no usable signature verification key".to_owned())
+        }
+        other => other,
     }
 }
 

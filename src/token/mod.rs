@@ -17,7 +17,7 @@ use crate::thumbprint::CertThumbprint;
 mod jwks;
 mod jwt;
 
-pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder};
+pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, KeyFetchError};
 
 /// Turns a bearer token into a validated [`AccessToken`].
 ///

@@ -1,0 +1,378 @@
+//! Runs `examples/resource_server.rs` as an operator would: built by cargo, started as a
+//! separate process with PEM and JWKS files on disk, driven over real HTTPS with real client
+//! certificates.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Builds the example (same profile as this test) once per test binary and returns its path,
+/// as cargo reports it (so `CARGO_TARGET_DIR`, `--target-dir` and friends need no guessing).
+fn example_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--example", "resource_server"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(&manifest);
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
+        assert!(
+            output.status.success(),
+            "cargo build --example resource_server failed"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|msg| msg["reason"] == "compiler-artifact")
+            .filter(|msg| msg["target"]["name"] == "resource_server")
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no executable for the resource_server example")
+    })
+}
+
+/// Runs the example to completion with `args`.
+fn run_to_exit(args: &[&str]) -> Output {
+    Command::new(example_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run resource_server")
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("certbound-example-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        path.to_str().expect("UTF-8 temp path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The example, running. Killed on drop, so a failing test leaves no process behind.
+struct RunningServer {
+    child: Child,
+    base: String,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl RunningServer {
+    /// Starts the example on a free port with `args` (plus `--listen`) and returns once
+    /// `/healthz` answers, with `trust` (the server certificate's CA) trusted.
+    async fn start(args: &[&str], trust: &rustls_pki_types::CertificateDer<'static>) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(example_binary())
+            .arg("--listen")
+            .arg(&listen)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn resource_server");
+        let (tx, stdout) = mpsc::channel();
+        let pipe = child.stdout.take().expect("stdout pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = RunningServer {
+            child,
+            base: format!("https://{listen}"),
+            stdout,
+        };
+
+        // Poll /healthz (no client certificate) every 50 ms, for at most 10 s.
+        let client = https_client(trust, None);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = server.child.try_wait().expect("try_wait") {
+                panic!("resource_server exited before it was ready: {status}");
+            }
+            if let Ok(resp) = client.get(server.url("/healthz")).send().await {
+                assert_eq!(resp.status(), StatusCode::OK);
+                assert_eq!(resp.text().await.unwrap(), "ok");
+                let first = server
+                    .stdout
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("start line on stdout");
+                assert_eq!(first, format!("listening on https://{listen}"));
+                return server;
+            }
+        }
+        panic!("resource_server did not answer /healthz within 10 s");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the process to exit.
+    #[cfg(unix)]
+    async fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+        }
+        panic!("resource_server did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` with `token` (if any): status, `WWW-Authenticate`, body.
+async fn get(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.expect("request");
+    let status = resp.status();
+    let challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, challenge, resp.text().await.unwrap())
+}
+
+fn assert_invalid_token((status, challenge, _): (StatusCode, String, String)) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+}
+
+fn assert_whoami(
+    (status, _, body): (StatusCode, String, String),
+    x5t: Option<&str>,
+) -> serde_json::Value {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["client_id"], "client-a");
+    assert_eq!(body["x5t#S256"].as_str(), x5t, "{body}");
+    body
+}
+
+#[test]
+fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
+    let one_line = |out: &Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+        stderr
+    };
+
+    let out = run_to_exit(&["--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("--bogus"));
+
+    let missing = "/nonexistent/certbound-example/server-cert.pem";
+    let common = [
+        "--tls-key",
+        "/nonexistent/key.pem",
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ];
+    let mut args = vec![
+        "--tls-cert",
+        missing,
+        "--jwks-file",
+        "/nonexistent/jwks.json",
+    ];
+    args.extend(common);
+    let out = run_to_exit(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains(missing));
+
+    // Exactly one of --jwks-url / --jwks-file.
+    let mut both = vec![
+        "--tls-cert=c.pem",
+        "--jwks-file=j.json",
+        "--jwks-url=https://x",
+    ];
+    both.extend(common);
+    let mut neither = vec!["--tls-cert", "c.pem"];
+    neither.extend(common);
+    for args in [both, neither] {
+        let out = run_to_exit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line(&out).contains("--jwks-"), "{args:?}");
+    }
+
+    let out = run_to_exit(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--jwks-url"));
+}
+
+#[tokio::test]
+async fn jwks_file_with_client_ca() {
+    let dir = TempDir::new("file");
+    let pki = Pki::new("example-test-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let key = TestKey::es256("k1");
+    let jwks_file = dir.write("jwks.json", jwks(&[&key]).to_string());
+    let [cert, key_path, ca] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
+        .map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    let server = RunningServer::start(
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key_path,
+            "--client-ca",
+            &ca,
+            &format!("--issuer={ISSUER}"),
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            &jwks_file,
+        ],
+        &pki.ca_der(),
+    )
+    .await;
+
+    let a = pki.client_identity("client-a");
+    let b = pki.client_identity("client-b");
+    let token = key.sign(&claims_bound_to(&a.x5t_s256()));
+    let whoami = server.url("/whoami");
+    let ca = pki.ca_der();
+
+    let with_a = https_client(&ca, Some(&a));
+    assert_whoami(
+        get(&with_a, whoami.clone(), Some(&token)).await,
+        Some(&a.x5t_s256()),
+    );
+    // A stolen token, a token without a certificate, an unbound token (rejected by default).
+    assert_invalid_token(get(&https_client(&ca, Some(&b)), whoami.clone(), Some(&token)).await);
+    assert_invalid_token(get(&https_client(&ca, None), whoami.clone(), Some(&token)).await);
+    let unbound = key.sign(&claims_unbound());
+    assert_invalid_token(get(&with_a, whoami.clone(), Some(&unbound)).await);
+    // A certificate from outside the configured CA does not get through the handshake.
+    let stranger = Pki::self_signed_client("stranger");
+    let stranger_token = key.sign(&claims_bound_to(&stranger.x5t_s256()));
+    assert!(https_client(&ca, Some(&stranger))
+        .get(&whoami)
+        .bearer_auth(stranger_token)
+        .send()
+        .await
+        .is_err());
+
+    let (status, _, body) = get(&https_client(&ca, None), server.url("/healthz"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+
+    drop(with_a);
+    #[cfg(unix)]
+    assert!(server.terminate().await.success(), "exit after SIGTERM");
+}
+
+#[tokio::test]
+async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
+    let dir = TempDir::new("url");
+    let key = TestKey::es256("k1");
+    let jwks_server = JwksServer::start(jwks(&[&key])).await;
+    let upstream_ca = dir.write("upstream-ca.pem", jwks_server.pki().ca_pem());
+    let pki = Pki::new("example-test-server-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let [cert, key_path] =
+        [&pem.server_cert, &pem.server_key].map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    // No --client-ca: any client certificate (self-signed too) is accepted at the TLS layer.
+    let server = RunningServer::start(
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key_path,
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--jwks-url",
+            &jwks_server.url(JWKS_PATH),
+            "--upstream-ca",
+            &upstream_ca,
+            "--allow-unbound",
+        ],
+        &pki.ca_der(),
+    )
+    .await;
+    // Prefetched at start.
+    assert!(jwks_server.hits(JWKS_PATH) >= 1);
+
+    let a = Pki::self_signed_client("client-a");
+    let b = Pki::self_signed_client("client-b");
+    let ca = pki.ca_der();
+    let whoami = server.url("/whoami");
+    let token = key.sign(&claims_bound_to(&a.x5t_s256()));
+    let with_a = https_client(&ca, Some(&a));
+    assert_whoami(
+        get(&with_a, whoami.clone(), Some(&token)).await,
+        Some(&a.x5t_s256()),
+    );
+    assert_invalid_token(get(&https_client(&ca, Some(&b)), whoami.clone(), Some(&token)).await);
+    assert_invalid_token(get(&https_client(&ca, None), whoami.clone(), Some(&token)).await);
+    // --allow-unbound: a token without cnf is accepted, and whoami shows no binding.
+    let unbound = key.sign(&claims_unbound());
+    assert_whoami(get(&with_a, whoami.clone(), Some(&unbound)).await, None);
+
+    let (status, _, body) = get(&https_client(&ca, None), server.url("/healthz"), None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+}
