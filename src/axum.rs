@@ -31,31 +31,40 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::challenge::{reject, ChallengeParams};
+use crate::challenge::{is_grpc, reject, ChallengeParams};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::token::AccessToken;
 
 /// Why an extractor failed.
 #[derive(Debug, Clone)]
-pub struct TokenRejection(AuthError);
+pub struct TokenRejection {
+    error: AuthError,
+    grpc: bool,
+}
 
 impl TokenRejection {
+    fn new(error: AuthError, parts: &Parts) -> Self {
+        Self {
+            error,
+            grpc: is_grpc(&parts.headers),
+        }
+    }
+
     /// The underlying error.
     pub fn error(&self) -> &AuthError {
-        &self.0
+        &self.error
     }
 }
 
 impl IntoResponse for TokenRejection {
     fn into_response(self) -> Response {
-        let grpc = false;
-        reject(self.0, ChallengeParams::default(), grpc)
+        reject(self.error, ChallengeParams::default(), self.grpc)
     }
 }
 
 impl std::fmt::Display for TokenRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.error.fmt(f)
     }
 }
 
@@ -63,10 +72,11 @@ impl std::error::Error for TokenRejection {}
 
 fn token_of(parts: &Parts) -> Result<&AccessToken, TokenRejection> {
     parts.extensions.get::<AccessToken>().ok_or_else(|| {
-        TokenRejection(AuthError::with_detail(
+        let error = AuthError::with_detail(
             AuthErrorKind::Misconfigured,
             "AccessToken extractor on a route without CertBoundLayer",
-        ))
+        );
+        TokenRejection::new(error, parts)
     })
 }
 
@@ -93,10 +103,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for TokenClaims<T>
             .deserialize_claims()
             .map(TokenClaims)
             .map_err(|_| {
-                TokenRejection(AuthError::with_detail(
+                let error = AuthError::with_detail(
                     AuthErrorKind::InvalidToken,
                     "token claims do not fit the handler's claims type",
-                ))
+                );
+                TokenRejection::new(error, parts)
             })
     }
 }

@@ -64,7 +64,9 @@ pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
 pub use crate::peer::serve::{serve, Serve};
 pub use crate::peer::{ClientCertificate, TlsConnectInfo};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
-pub use crate::token::{AccessToken, JwtValidator, JwtValidatorBuilder, ValidateToken};
+pub use crate::token::{
+    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, ValidateToken,
+};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
