@@ -1,1 +1,341 @@
-fn main() {}
+//! Per-request cost of `CertBoundLayer` against a raw `jsonwebtoken::decode` of the same token.
+//!
+//! Target (the binding and bookkeeping must be nearly free): `layer_full_request` within 1.15x
+//! of `raw_jsonwebtoken_decode`.
+//!
+//! The layer's futures are ready at once on the fast path (static keys), so they are polled with
+//! a no-op waker instead of a tokio runtime: nothing of an executor is measured.
+//!
+//! Run: `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use certbound::{
+    AccessToken, AuthError, CertBoundLayer, CertThumbprint, ClientCertificate, JwtValidator,
+    ValidateToken,
+};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Map, Value};
+use tower::{Layer as _, ServiceExt as _};
+
+const ISS: &str = "https://as.example";
+const AUD: &str = "https://api.example";
+const KID: &str = "bench-key";
+
+type Claims = Map<String, Value>;
+
+/// Polls a future that is expected to be ready at once (no executor, no allocation).
+fn block_on_ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    // The fast path never returns Pending; bound the loop so a regression fails loudly instead
+    // of spinning forever.
+    for _ in 0..64 {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+    panic!("future not ready: the benchmark left the fast path");
+}
+
+/// A validator that hands out a token validated beforehand: the layer without any JWT work,
+/// i.e. only the binding and the bookkeeping.
+struct Prevalidated(AccessToken);
+
+impl ValidateToken for Prevalidated {
+    type Future = std::future::Ready<Result<AccessToken, AuthError>>;
+
+    fn validate(&self, _token: &str) -> Self::Future {
+        std::future::ready(Ok(self.0.clone()))
+    }
+}
+
+/// Everything the benchmarks of one algorithm share.
+struct Fixture {
+    token: String,
+    jwks: String,
+    decoding_key: DecodingKey,
+    validation: Validation,
+}
+
+/// The client certificate and its thumbprint, as the token binds it.
+struct Client {
+    der: Vec<u8>,
+    certificate: ClientCertificate,
+    thumbprint: String,
+}
+
+fn client() -> Client {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("client key");
+    let cert = rcgen::CertificateParams::new(vec!["client.example".to_owned()])
+        .expect("client params")
+        .self_signed(&key)
+        .expect("client certificate");
+    let der = cert.der().to_vec();
+    let certificate = ClientCertificate::from_der(der.clone());
+    let thumbprint = certificate.thumbprint().to_string();
+    Client {
+        der,
+        certificate,
+        thumbprint,
+    }
+}
+
+/// The same checks the layer's validator makes (see `JwtValidatorBuilder::build`).
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[ISS]);
+    v.set_audience(&[AUD]);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v.validate_nbf = true;
+    v.leeway = 60;
+    v
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, thumbprint: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let claims = json!({
+        "iss": ISS,
+        "aud": AUD,
+        "sub": "alice",
+        "client_id": "bench-client",
+        "scope": "read write",
+        "iat": now,
+        "exp": now + 3600,
+        "cnf": { "x5t#S256": thumbprint },
+    });
+    let mut header = Header::new(alg);
+    header.kid = Some(KID.to_owned());
+    header.typ = Some("at+jwt".to_owned());
+    jsonwebtoken::encode(&header, &claims, key).expect("token signs")
+}
+
+fn es256(thumbprint: &str) -> Fixture {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ES256 key");
+    let encoding_key = EncodingKey::from_ec_der(&key.serialize_der());
+    let point = key.public_key_raw();
+    assert_eq!(
+        (point.len(), point[0]),
+        (65, 0x04),
+        "uncompressed P-256 point"
+    );
+    let (x, y) = (
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..]),
+    );
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "x": x, "y": y});
+    fixture(Algorithm::ES256, &encoding_key, jwk, thumbprint)
+}
+
+/// `None` when RSA keys cannot be generated with this rcgen backend.
+fn rs256(thumbprint: &str) -> Option<Fixture> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).ok()?;
+    let encoding_key = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes()).ok()?;
+    let (n, e) = rsa_public_components(key.public_key_raw())?;
+    let jwk = json!({
+        "kty": "RSA", "kid": KID, "use": "sig",
+        "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
+    });
+    Some(fixture(Algorithm::RS256, &encoding_key, jwk, thumbprint))
+}
+
+fn fixture(alg: Algorithm, encoding_key: &EncodingKey, jwk: Value, thumbprint: &str) -> Fixture {
+    let token = sign(alg, encoding_key, thumbprint);
+    // The raw decode uses the key exactly as the validator builds it from the JWKS.
+    let decoding_key = DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).expect("JWK"))
+        .expect("decoding key");
+    Fixture {
+        token,
+        jwks: json!({ "keys": [jwk] }).to_string(),
+        decoding_key,
+        validation: validation(alg),
+    }
+}
+
+/// `(n, e)` of a PKCS#1 `RSAPublicKey` (DER `SEQUENCE { INTEGER n, INTEGER e }`), leading
+/// zero bytes stripped.
+fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    fn unsigned(int: &[u8]) -> &[u8] {
+        let zeros = int.iter().take_while(|&&b| b == 0).count();
+        &int[zeros.min(int.len().saturating_sub(1))..]
+    }
+    let (seq, _) = tlv(der, 0x30)?;
+    let (n, rest) = tlv(seq, 0x02)?;
+    let (e, _) = tlv(rest, 0x02)?;
+    Some((unsigned(n), unsigned(e)))
+}
+
+fn request(token: &str, certificate: &ClientCertificate) -> Request<String> {
+    let mut request = Request::new(String::new());
+    request.headers_mut().insert(
+        AUTHORIZATION,
+        HeaderValue::try_from(format!("Bearer {token}")).expect("header value"),
+    );
+    request.extensions_mut().insert(certificate.clone());
+    request
+}
+
+/// The raw decode and the whole layer for one algorithm.
+fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &Client) {
+    let claims =
+        jsonwebtoken::decode::<Claims>(&fixture.token, &fixture.decoding_key, &fixture.validation)
+            .expect("raw decode accepts the token");
+    assert_eq!(claims.claims["cnf"]["x5t#S256"], client.thumbprint);
+
+    let validator = JwtValidator::builder(ISS, AUD)
+        .jwks_json(fixture.jwks.clone())
+        .build()
+        .expect("validator builds");
+    let service = CertBoundLayer::new(validator.clone()).layer(tower::service_fn(
+        |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+    ));
+
+    // Once, outside the timed loops: the benchmarks must measure acceptance, not a rejection.
+    let token = block_on_ready(validator.validate(&fixture.token)).expect("validator accepts");
+    assert_eq!(
+        token.thumbprint(),
+        Some(client.certificate.thumbprint()),
+        "token bound to the client certificate"
+    );
+    let response = block_on_ready(
+        service
+            .clone()
+            .oneshot(request(&fixture.token, &client.certificate)),
+    )
+    .unwrap_or_else(|never| match never {});
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the layer accepts the request"
+    );
+
+    let mut g = c.benchmark_group(group);
+    g.bench_function("raw_jsonwebtoken_decode", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<Claims>(
+                black_box(&fixture.token),
+                &fixture.decoding_key,
+                &fixture.validation,
+            )
+            .expect("valid token")
+        });
+    });
+    g.bench_function("layer_full_request", |b| {
+        // The request (header map, extensions) is built outside the timed section, like the
+        // HTTP server would before the layer sees it.
+        b.iter_batched(
+            || request(&fixture.token, &client.certificate),
+            |request| {
+                let response = block_on_ready(service.clone().oneshot(request))
+                    .unwrap_or_else(|never| match never {});
+                debug_assert_eq!(response.status(), StatusCode::OK);
+                response
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("validator_only", |b| {
+        b.iter(|| block_on_ready(validator.validate(black_box(&fixture.token))).expect("valid"));
+    });
+
+    // Where the difference between the layer and the raw decode goes (no signature checks).
+    let bookkeeping = CertBoundLayer::new(Prevalidated(token)).layer(tower::service_fn(
+        |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+    ));
+    let response = block_on_ready(
+        bookkeeping
+            .clone()
+            .oneshot(request(&fixture.token, &client.certificate)),
+    )
+    .unwrap_or_else(|never| match never {});
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the layer accepts the request"
+    );
+    g.bench_function("layer_bookkeeping_only", |b| {
+        b.iter_batched(
+            || request(&fixture.token, &client.certificate),
+            |request| {
+                block_on_ready(bookkeeping.clone().oneshot(request))
+                    .unwrap_or_else(|never| match never {})
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("extra_decode_header", |b| {
+        b.iter(|| jsonwebtoken::decode_header(black_box(&fixture.token)).expect("header"));
+    });
+    g.bench_function("access_token_from_claims", |b| {
+        b.iter_batched(
+            || claims.claims.clone(),
+            |claims| AccessToken::from_claims(claims).expect("claims"),
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
+    let client = client();
+    let es256 = es256(&client.thumbprint);
+    decode_vs_layer(c, "es256", &es256, &client);
+
+    // The binding itself, in the same group as the ES256 figures.
+    let bound = CertThumbprint::parse(&client.thumbprint).expect("canonical thumbprint");
+    let presented = *client.certificate.thumbprint();
+    let mut g = c.benchmark_group("es256");
+    g.bench_function("thumbprint_compare", |b| {
+        b.iter(|| black_box(&bound) == black_box(&presented));
+    });
+    g.bench_function("thumbprint_parse", |b| {
+        b.iter(|| CertThumbprint::parse(black_box(&client.thumbprint)).expect("canonical"));
+    });
+    g.bench_function("thumbprint_from_der", |b| {
+        b.iter(|| CertThumbprint::from_der(black_box(&client.der)));
+    });
+    g.finish();
+
+    match rs256(&client.thumbprint) {
+        Some(rs256) => decode_vs_layer(c, "rs256", &rs256, &client),
+        None => eprintln!("rs256: RSA key generation unavailable, skipped"),
+    }
+}
+
+criterion_group!(layer, benches);
+criterion_main!(layer);

@@ -77,11 +77,25 @@ pub(crate) fn bearer_token<'a>(
 /// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    // A table lookup folded without short-circuiting: the check runs on every request and
+    // this form lets the compiler vectorise it.
     body_len > 0
-        && token[..body_len].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && token[..body_len]
+            .iter()
+            .fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)])
 }
+
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 fn has_query_token(uri: &Uri) -> bool {
     uri.query().is_some_and(|q| {
