@@ -36,7 +36,8 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Await the returned [`Serve`] to run the server; it stops when
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown)'s signal fires and every open
-/// connection has finished.
+/// connection has finished. `Serve` is [`IntoFuture`]: to run it in the background, spawn
+/// `serve(..).into_future()`.
 ///
 /// # Example
 /// ```no_run
