@@ -228,6 +228,17 @@ impl Fixture {
         }
     }
 
+    /// Checks the `expected` cases whose name starts with `prefix`, then a good request.
+    async fn check_named(&self, cases: Vec<Case>, prefix: &str, expected: usize) {
+        let cases: Vec<Case> = cases
+            .into_iter()
+            .filter(|c| c.name.starts_with(prefix))
+            .collect();
+        assert_eq!(cases.len(), expected, "cases named {prefix:?}");
+        self.check_all(&cases).await;
+        self.assert_still_serves().await;
+    }
+
     /// A good request from Alice is answered with what the token and the connection say.
     async fn assert_serves(&self, who: Who) -> Value {
         assert!(!self.server.is_finished(), "the server stopped");
@@ -613,25 +624,15 @@ async fn malformed_authorization_is_an_invalid_request() {
 #[tokio::test]
 async fn duplicate_authorization_headers_are_an_invalid_request() {
     let fx = Fixture::start().await;
-    let cases: Vec<Case> = header_cases(&fx)
-        .into_iter()
-        .filter(|c| c.name.starts_with("two Authorization headers"))
-        .collect();
-    assert_eq!(cases.len(), 2);
-    fx.check_all(&cases).await;
-    fx.assert_still_serves().await;
+    fx.check_named(header_cases(&fx), "two Authorization headers", 2)
+        .await;
 }
 
 #[tokio::test]
 async fn access_token_in_the_query_string_is_an_invalid_request() {
     let fx = Fixture::start().await;
-    let cases: Vec<Case> = header_cases(&fx)
-        .into_iter()
-        .filter(|c| c.name.starts_with("token in the query"))
-        .collect();
-    assert_eq!(cases.len(), 2);
-    fx.check_all(&cases).await;
-    fx.assert_still_serves().await;
+    fx.check_named(header_cases(&fx), "token in the query", 2)
+        .await;
 }
 
 #[tokio::test]
@@ -644,13 +645,7 @@ async fn forged_and_damaged_tokens_are_invalid_tokens() {
 #[tokio::test]
 async fn hs256_token_keyed_with_the_rsa_public_key_is_refused() {
     let fx = Fixture::start().await;
-    let cases: Vec<Case> = forged_token_cases(&fx)
-        .into_iter()
-        .filter(|c| c.name.starts_with("HS256"))
-        .collect();
-    assert_eq!(cases.len(), 3);
-    fx.check_all(&cases).await;
-    fx.assert_still_serves().await;
+    fx.check_named(forged_token_cases(&fx), "HS256", 3).await;
 }
 
 #[tokio::test]
