@@ -1,0 +1,79 @@
+//! Rejections are traced at debug level under the `certbound` target, without token material.
+#![cfg(feature = "tracing")]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use certbound::CertBoundLayer;
+use common::{
+    assert_no_token_material, ca_verified_tls, claims_bound_to, claims_unbound, get_with_token,
+    https_client, static_validator, whoami_app, Pki, TestKey, TestServer,
+};
+
+/// A writer that appends everything the subscriber formats to a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// Current-thread runtime: the server task runs on this thread, under the default subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn rejections_are_traced_without_token_material() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let pki = Pki::new("tracing CA");
+    let key = TestKey::es256("k1");
+    let server = TestServer::start(
+        ca_verified_tls(&pki),
+        whoami_app(CertBoundLayer::new(static_validator(&[&key]))),
+    )
+    .await;
+    let alice = pki.client_identity("alice");
+    let mallory = pki.client_identity("mallory");
+    let stolen = key.sign(&claims_bound_to(&alice.x5t_s256()));
+    let unbound = key.sign(&claims_unbound());
+    let url = server.url("/whoami");
+
+    let response =
+        get_with_token(&https_client(&pki.ca_der(), Some(&mallory)), &url, &stolen).await;
+    assert_eq!(response.status(), 401);
+    let response = get_with_token(&https_client(&pki.ca_der(), Some(&alice)), &url, &unbound).await;
+    assert_eq!(response.status(), 401);
+
+    let logs = captured.text();
+    assert!(logs.contains("request rejected"), "{logs}");
+    assert!(logs.contains("CertificateMismatch"), "{logs}");
+    assert!(logs.contains("UnboundToken"), "{logs}");
+    assert!(logs.contains("DEBUG"), "rejections are debug-level: {logs}");
+    assert!(
+        !logs.contains(" INFO ") && !logs.contains(" WARN "),
+        "{logs}"
+    );
+    for token in [&stolen, &unbound] {
+        assert_no_token_material(&logs, token);
+    }
+}
