@@ -295,9 +295,6 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
             BatchSize::SmallInput,
         );
     });
-    g.bench_function("extra_decode_header", |b| {
-        b.iter(|| jsonwebtoken::decode_header(black_box(&fixture.token)).expect("header"));
-    });
     g.bench_function("access_token_from_claims", |b| {
         b.iter_batched(
             || claims.claims.clone(),

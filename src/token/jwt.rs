@@ -23,14 +23,18 @@
 //! # let _ = validator; Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
@@ -131,10 +135,11 @@ impl JwtValidator {
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
     fn validate_now(&self, token: &str) -> Result<AccessToken, Pending> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| Pending::Done(invalid("malformed JWT or JOSE header")))?;
-        let Some((alg, validation)) = self.0.validations.iter().find(|(a, _)| *a == header.alg)
-        else {
+        let mut buf = [0u8; HEADER_BUF];
+        let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
+        let alg = Algorithm::from_str(&header.alg)
+            .map_err(|_| Pending::Done(invalid("unknown or none algorithm")))?;
+        let Some((alg, validation)) = self.0.validations.iter().find(|(a, _)| *a == alg) else {
             return Err(Pending::Done(invalid("algorithm not allowed")));
         };
         if self.0.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
@@ -156,6 +161,50 @@ impl JwtValidator {
                 Err(Pending::Fetch)
             }
             other => other.map_err(Pending::Done),
+        }
+    }
+}
+
+/// Room for a decoded JOSE header on the stack (longer headers are decoded on the heap).
+const HEADER_BUF: usize = 1024;
+
+/// The JOSE header fields certbound acts on, read before choosing the key. jsonwebtoken's own
+/// `decode` reads the header again and checks the algorithm against the one chosen here, so a
+/// disagreement between the two parsers can only reject.
+#[derive(serde::Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+}
+
+impl<'a> JoseHeader<'a> {
+    fn read(token: &str, buf: &'a mut [u8; HEADER_BUF]) -> Result<Self, AuthError> {
+        let malformed = || invalid("malformed JWT or JOSE header");
+        let segment = token.split('.').next().unwrap_or_default().as_bytes();
+        if segment.len() > HEADER_BUF {
+            // Oversized headers are rare and suspicious; only they are decoded on the heap.
+            let decoded = URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed())?;
+            return serde_json::from_slice::<JoseHeader<'_>>(&decoded)
+                .map(JoseHeader::into_owned)
+                .map_err(|_| malformed());
+        }
+        // base64 needs at most 3/4 of the encoded length, so this always fits in `buf`.
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(segment, buf)
+            .map_err(|_| malformed())?;
+        serde_json::from_slice(&buf[..n]).map_err(|_| malformed())
+    }
+
+    fn into_owned(self) -> JoseHeader<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        JoseHeader {
+            alg: own(self.alg),
+            kid: self.kid.map(own),
+            typ: self.typ.map(own),
         }
     }
 }
@@ -752,6 +801,45 @@ mod tests {
             .insecure_allow_http()
             .build()
             .is_ok());
+    }
+
+    #[test]
+    fn jose_headers_are_read_from_escaped_and_oversized_json() {
+        let enc = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        let mut buf = [0u8; HEADER_BUF];
+        let h = JoseHeader::read(
+            &format!("{}.x.y", enc(r#"{"alg":"ES256","kid":"a\u0062"}"#)),
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            (&*h.alg, h.kid.as_deref(), h.typ.as_deref()),
+            ("ES256", Some("ab"), None)
+        );
+        let padding = "p".repeat(2 * HEADER_BUF);
+        let big = format!(
+            "{}.x.y",
+            enc(&format!(
+                r#"{{"alg":"RS256","typ":"at+jwt","x":"{padding}"}}"#
+            ))
+        );
+        let mut buf = [0u8; HEADER_BUF];
+        let h = JoseHeader::read(&big, &mut buf).unwrap();
+        assert_eq!((&*h.alg, h.typ.as_deref()), ("RS256", Some("at+jwt")));
+        for bad in [
+            r#"{"alg":"ES256","alg":"HS256"}"#,
+            r#"{"kid":"k"}"#,
+            r#"{"alg":5}"#,
+            "[]",
+        ] {
+            let mut buf = [0u8; HEADER_BUF];
+            assert!(
+                JoseHeader::read(&format!("{}.x.y", enc(bad)), &mut buf).is_err(),
+                "{bad}"
+            );
+        }
+        let mut buf = [0u8; HEADER_BUF];
+        assert!(JoseHeader::read("!!!.x.y", &mut buf).is_err());
     }
 
     #[test]
