@@ -3,8 +3,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{scope_challenge, CertBound, Policy};
-use crate::challenge::is_quotable;
+use super::{checked_realm, scope_challenge, CertBound, Policy};
 use crate::error::ConfigError;
 
 /// Applies [`CertBound`] to a service: certificate-bound bearer tokens validated by `V`.
@@ -54,13 +53,7 @@ impl<V> CertBoundLayer<V> {
     /// # Errors
     /// When the realm holds characters that would need escaping (`"`, `\`, controls).
     pub fn realm(mut self, realm: impl Into<String>) -> Result<Self, ConfigError> {
-        let realm = realm.into();
-        if !is_quotable(&realm) {
-            return Err(ConfigError::Invalid(format!(
-                "realm {realm:?} needs escaping"
-            )));
-        }
-        self.policy_mut().realm = Some(realm);
+        self.policy_mut().realm = Some(checked_realm(realm.into())?);
         Ok(self)
     }
 

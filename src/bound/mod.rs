@@ -132,6 +132,17 @@ pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, crate::Config
     Ok(scopes.join(" "))
 }
 
+/// Checks that a realm can be sent as a quoted-string without escaping.
+pub(crate) fn checked_realm(realm: String) -> Result<String, crate::ConfigError> {
+    if crate::challenge::is_quotable(&realm) {
+        Ok(realm)
+    } else {
+        Err(crate::ConfigError::Invalid(format!(
+            "realm {realm:?} needs escaping"
+        )))
+    }
+}
+
 /// Debug-level trace of a rejection, without token material.
 pub(crate) fn trace_rejection(_error: &AuthError) {
     #[cfg(feature = "tracing")]

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{check_scopes, scope_challenge, trace_rejection};
+use super::{check_scopes, checked_realm, scope_challenge, trace_rejection};
 use crate::challenge::{is_grpc, reject, ChallengeParams};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::token::AccessToken;
@@ -25,10 +25,11 @@ pub struct RequireScopeLayer {
     scopes: Arc<Scopes>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Scopes {
     required: Vec<String>,
     challenge: String,
+    realm: Option<String>,
 }
 
 impl RequireScopeLayer {
@@ -47,8 +48,20 @@ impl RequireScopeLayer {
             scopes: Arc::new(Scopes {
                 required,
                 challenge,
+                realm: None,
             }),
         })
+    }
+
+    /// Adds `realm="..."` to this layer's challenges (give it the realm of the
+    /// [`CertBoundLayer`](super::CertBoundLayer) in front).
+    ///
+    /// # Errors
+    /// When the realm holds characters that would need escaping (`"`, `\`, controls).
+    pub fn realm(mut self, realm: impl Into<String>) -> Result<Self, ConfigError> {
+        let realm = checked_realm(realm.into())?;
+        Arc::make_mut(&mut self.scopes).realm = Some(realm);
+        Ok(self)
     }
 }
 
@@ -113,7 +126,7 @@ where
             Err(error) => {
                 trace_rejection(&error);
                 let params = ChallengeParams {
-                    realm: None,
+                    realm: self.scopes.realm.as_deref(),
                     scope: Some(&self.scopes.challenge),
                 };
                 scope_future::RequireScopeFuture::ready(reject(
@@ -189,5 +202,83 @@ pub(crate) mod scope_future {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Waker;
+
+    fn run<F: Future>(fut: F) -> F::Output {
+        // The services here never wait, so one poll settles them.
+        match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => unreachable!("nothing here waits"),
+        }
+    }
+
+    fn ok_service() -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> {
+        struct Hello;
+        impl Service<Request<()>> for Hello {
+            type Response = Response<String>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Request<()>) -> Self::Future {
+                std::future::ready(Ok(Response::new("ok".into())))
+            }
+        }
+        Hello
+    }
+
+    fn request(scope: Option<&str>) -> Request<()> {
+        let mut req = Request::new(());
+        if let Some(scope) = scope {
+            let claims = serde_json::json!({ "scope": scope });
+            let token = AccessToken::from_claims(claims.as_object().cloned().unwrap_or_default());
+            req.extensions_mut().insert(token.unwrap());
+        }
+        req
+    }
+
+    #[test]
+    fn missing_scope_is_forbidden_with_the_scope_and_realm() {
+        let layer = RequireScopeLayer::new(["admin", "write"])
+            .unwrap()
+            .realm("api")
+            .unwrap();
+        let mut svc = layer.layer(ok_service());
+        let res = run(svc.call(request(Some("read write")))).unwrap();
+        assert_eq!(res.status(), 403);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"admin write\""
+        );
+        let res = run(svc.call(request(Some("write admin")))).unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    #[test]
+    fn without_a_validated_token_the_server_is_misconfigured() {
+        let mut svc = RequireScopeLayer::new(["admin"])
+            .unwrap()
+            .layer(ok_service());
+        assert_eq!(run(svc.call(request(None))).unwrap().status(), 500);
+    }
+
+    #[test]
+    fn scopes_and_realms_that_need_escaping_are_refused() {
+        assert!(RequireScopeLayer::new(["a b"]).is_err());
+        assert!(RequireScopeLayer::new(["a\"b"]).is_err());
+        assert!(RequireScopeLayer::new(["ok"])
+            .unwrap()
+            .realm("a\\b")
+            .is_err());
     }
 }
