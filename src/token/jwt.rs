@@ -843,6 +843,27 @@ mod tests {
     }
 
     #[test]
+    fn es256_tokens_verify_with_the_selected_backend() {
+        // Runs under each crypto feature in CI: aws-lc-rs, and rust-crypto alone.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .public_key_pem(Algorithm::ES256, key.public_key_pem())
+            .build()
+            .unwrap();
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        let token = encode(&Header::new(Algorithm::ES256), &claims(), &signing).unwrap();
+        assert_eq!(check(&v, &token).unwrap().subject(), Some("alice"));
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let forged = encode(
+            &Header::new(Algorithm::ES256),
+            &claims(),
+            &EncodingKey::from_ec_pem(other.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(check(&v, &forged).unwrap_err(), AuthErrorKind::InvalidToken);
+    }
+
+    #[test]
     fn typ_at_jwt_can_be_required() {
         let v = JwtValidator::builder("https://as.test", "https://api.test")
             .hmac_secret(SECRET)
