@@ -207,6 +207,16 @@ impl TestKey {
         init();
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign JWT")
     }
+
+    /// Signs arbitrary header and payload bytes (not necessarily JSON) with this key's algorithm:
+    /// validly signed garbage, for robustness tests.
+    pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
+        init();
+        let message = format!("{}.{}", super::b64url(header), super::b64url(payload));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg).expect("sign");
+        format!("{message}.{signature}")
+    }
 }
 
 /// `{"keys": [public_jwk, ...]}`.
