@@ -74,6 +74,14 @@ impl Resource {
 }
 
 /// A validator for [`ISSUER`] with keys from `jwks`'s `/jwks`, trusting only its CA.
+/// A validator that may refresh as often as a test needs (no minimum interval).
+fn refreshing_freely(builder: JwtValidatorBuilder) -> JwtValidator {
+    builder
+        .min_refresh_interval(Duration::ZERO)
+        .build()
+        .expect("validator")
+}
+
 fn remote(jwks: &JwksServer) -> JwtValidatorBuilder {
     JwtValidator::builder(ISSUER, AUDIENCE)
         .jwks_url(jwks.url(JWKS_PATH))
@@ -110,10 +118,7 @@ async fn rotated_signing_key_is_accepted_after_one_refresh() {
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = remote(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_ok(&k1).await;
     assert_eq!(jwks.hits(JWKS_PATH), 1);
@@ -190,10 +195,7 @@ async fn concurrent_validations_join_the_fetch_in_flight() {
     // current-thread runtime all 50 validations start before the fetch task first runs.
     let k1 = TestKey::es256("k1");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = remote(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(remote(&jwks));
     let x5t = Pki::self_signed_client("alice").x5t_s256();
     let good = k1.sign(&claims_bound_to(&x5t));
     let forged = TestKey::es256("forged").sign(&claims_bound_to(&x5t));
@@ -223,10 +225,7 @@ async fn concurrent_validations_join_the_fetch_in_flight() {
 async fn cached_keys_keep_working_while_the_endpoint_is_down() {
     let k1 = TestKey::es256("k1");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = remote(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_ok(&k1).await;
 
@@ -242,10 +241,7 @@ async fn cached_keys_keep_working_while_the_endpoint_is_down() {
 async fn unreachable_endpoint_with_nothing_cached_is_service_unavailable() {
     let k1 = TestKey::es256("k1");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = remote(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(remote(&jwks));
     jwks.stop().await;
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_unavailable(&k1).await;
@@ -273,10 +269,7 @@ async fn unreachable_endpoint_with_nothing_cached_is_service_unavailable() {
 async fn failing_endpoint_is_service_unavailable_until_it_recovers() {
     let k1 = TestKey::es256("k1");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = remote(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
 
     jwks.set_status(JWKS_PATH, StatusCode::INTERNAL_SERVER_ERROR);
@@ -307,10 +300,7 @@ async fn discovery_prefers_rfc8414_metadata() {
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    let validator = discovering(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(discovering(&jwks));
     let rs = Resource::start(validator, &jwks.base_url()).await;
     assert_eq!(jwks.hits(AS_METADATA_PATH), 0, "build must not fetch");
 
@@ -352,10 +342,7 @@ async fn discovery_with_a_mismatched_issuer_is_service_unavailable() {
     let k1 = TestKey::es256("k1");
     let jwks = JwksServer::start(common::jwks(&[&k1])).await;
     jwks.set_issuer("https://evil.test".to_owned());
-    let validator = discovering(&jwks)
-        .min_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let validator = refreshing_freely(discovering(&jwks));
     let rs = Resource::start(validator, &jwks.base_url()).await;
     rs.assert_unavailable(&k1).await;
     assert_eq!(
