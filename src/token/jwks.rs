@@ -52,7 +52,8 @@ impl KeySet {
     }
 
     /// Parses a JWKS document. Keys certbound cannot use for verifying JWS signatures
-    /// (encryption keys, symmetric `oct` keys, unknown types) are skipped.
+    /// (encryption keys, symmetric `oct` keys, unknown types) are skipped; a document left with
+    /// none is an error.
     pub(crate) fn from_jwks_json(json: &[u8]) -> Result<Self, String> {
         let doc: Value =
             serde_json::from_slice(json).map_err(|e| format!("JWKS is not JSON: {e}"))?;
@@ -69,6 +70,11 @@ impl KeySet {
             if let Some(key) = verification_key(&jwk) {
                 set.push(key);
             }
+        }
+        // An empty set would verify nothing: for a remote JWKS that counts as a failed fetch
+        // (the cached keys stay), for a static one as a configuration error.
+        if set.len() == 0 {
+            return Err("JWKS holds no usable signature verification key".to_owned());
         }
         Ok(set)
     }
@@ -495,5 +501,7 @@ mod tests {
         assert!(KeySet::from_jwks_json(b"not json").is_err());
         assert!(KeySet::from_jwks_json(b"{\"keys\": 5}").is_err());
         assert!(KeySet::from_jwks_json(b"[]").is_err());
+        assert!(KeySet::from_jwks_json(br#"{"keys":[]}"#).is_err());
+        assert!(KeySet::from_jwks_json(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err());
     }
 }

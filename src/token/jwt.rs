@@ -546,7 +546,7 @@ impl JwtValidatorBuilder {
 
         let mut keys = KeySet::default();
         for json in &self.jwks_json {
-            keys.extend(usable(KeySet::from_jwks_json(json.as_bytes())).map_err(ConfigError::Key)?);
+            keys.extend(KeySet::from_jwks_json(json.as_bytes()).map_err(ConfigError::Key)?);
         }
         for path in &self.jwks_files {
             let json = std::fs::read(path).map_err(|source| ConfigError::Io {
@@ -633,16 +633,6 @@ impl JwtValidatorBuilder {
             validations,
             require_at_jwt: self.require_at_jwt,
         })))
-    }
-}
-
-/// A static JWKS must hold at least one key certbound can verify with.
-fn usable(set: Result<KeySet, String>) -> Result<KeySet, String> {
-    match set {
-        Ok(set) if set.len() == 0 => {
-            Err("JWKS holds no usable signature verification key".to_owned())
-        }
-        other => other,
     }
 }
 
