@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 /// Builds the example (same profile as this test) once per test binary and returns its path,
@@ -263,6 +264,25 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--jwks-url"));
 }
 
+/// A's bound token works on A's connection, and neither with B's certificate (a stolen token)
+/// nor without a certificate. Returns A's client for further requests.
+async fn assert_only_a_can_use(
+    ca: &CertificateDer<'static>,
+    whoami: &str,
+    a: &ClientIdentity,
+    b: &ClientIdentity,
+    token: &str,
+) -> reqwest::Client {
+    let with_a = https_client(ca, Some(a));
+    assert_whoami(
+        get(&with_a, whoami.to_owned(), Some(token)).await,
+        Some(&a.x5t_s256()),
+    );
+    assert_invalid_token(get(&https_client(ca, Some(b)), whoami.to_owned(), Some(token)).await);
+    assert_invalid_token(get(&https_client(ca, None), whoami.to_owned(), Some(token)).await);
+    with_a
+}
+
 #[tokio::test]
 async fn jwks_file_with_client_ca() {
     let dir = TempDir::new("file");
@@ -296,14 +316,8 @@ async fn jwks_file_with_client_ca() {
     let whoami = server.url("/whoami");
     let ca = pki.ca_der();
 
-    let with_a = https_client(&ca, Some(&a));
-    assert_whoami(
-        get(&with_a, whoami.clone(), Some(&token)).await,
-        Some(&a.x5t_s256()),
-    );
-    // A stolen token, a token without a certificate, an unbound token (rejected by default).
-    assert_invalid_token(get(&https_client(&ca, Some(&b)), whoami.clone(), Some(&token)).await);
-    assert_invalid_token(get(&https_client(&ca, None), whoami.clone(), Some(&token)).await);
+    let with_a = assert_only_a_can_use(&ca, &whoami, &a, &b, &token).await;
+    // An unbound token is rejected by default.
     let unbound = key.sign(&claims_unbound());
     assert_invalid_token(get(&with_a, whoami.clone(), Some(&unbound)).await);
     // A certificate from outside the configured CA does not get through the handshake.
@@ -362,13 +376,7 @@ async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
     let ca = pki.ca_der();
     let whoami = server.url("/whoami");
     let token = key.sign(&claims_bound_to(&a.x5t_s256()));
-    let with_a = https_client(&ca, Some(&a));
-    assert_whoami(
-        get(&with_a, whoami.clone(), Some(&token)).await,
-        Some(&a.x5t_s256()),
-    );
-    assert_invalid_token(get(&https_client(&ca, Some(&b)), whoami.clone(), Some(&token)).await);
-    assert_invalid_token(get(&https_client(&ca, None), whoami.clone(), Some(&token)).await);
+    let with_a = assert_only_a_can_use(&ca, &whoami, &a, &b, &token).await;
     // --allow-unbound: a token without cnf is accepted, and whoami shows no binding.
     let unbound = key.sign(&claims_unbound());
     assert_whoami(get(&with_a, whoami.clone(), Some(&unbound)).await, None);
