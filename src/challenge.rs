@@ -94,6 +94,12 @@ impl Challenge {
                 14,
                 "token validation temporarily unavailable",
             ),
+            K::IntrospectionUnavailable => row(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                14,
+                "token introspection temporarily unavailable",
+            ),
             K::Misconfigured => row(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 None,
@@ -209,6 +215,7 @@ mod tests {
             (K::UnboundToken, 401, Some("invalid_token"), 16),
             (K::InsufficientScope, 403, Some("insufficient_scope"), 7),
             (K::KeysUnavailable, 503, None, 14),
+            (K::IntrospectionUnavailable, 503, None, 14),
             (K::Misconfigured, 500, None, 13),
         ];
         for (kind, status, error, grpc) in rows {
@@ -254,6 +261,9 @@ mod tests {
     #[test]
     fn server_side_failures_carry_no_challenge() {
         assert!(www_authenticate(K::KeysUnavailable, ChallengeParams::default()).is_none());
+        assert!(
+            www_authenticate(K::IntrospectionUnavailable, ChallengeParams::default()).is_none()
+        );
         assert!(www_authenticate(K::Misconfigured, ChallengeParams::default()).is_none());
     }
 

@@ -92,8 +92,11 @@ pub enum AuthErrorKind {
     UnboundToken,
     /// The token lacks a scope the route requires.
     InsufficientScope,
-    /// The keys (or introspection endpoint) could not be fetched and nothing is cached.
+    /// The token-signing keys could not be fetched and none are cached.
     KeysUnavailable,
+    /// The introspection endpoint could not be asked: unreachable, timed out, or answered with
+    /// an HTTP error status. Nothing about the token is known, so the request is refused.
+    IntrospectionUnavailable,
     /// The server is misconfigured: no certificate source, or a layer missing.
     Misconfigured,
 }

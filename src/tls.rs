@@ -293,11 +293,14 @@ fn pem_error(path: &Path, reason: &'static str) -> ConfigError {
     }
 }
 
-/// A rustls client configuration for outgoing HTTPS (JWKS, discovery): the Mozilla roots of
-/// `webpki-roots` plus `extra_roots`, with certbound's crypto provider.
+/// A rustls client configuration for outgoing HTTPS (JWKS, discovery, introspection): the
+/// Mozilla roots of `webpki-roots` (unless `public_roots` is off) plus `extra_roots`, with
+/// certbound's crypto provider, presenting `identity` (chain, key) when the server asks for a
+/// client certificate (mutual TLS to an authorization server, RFC 8705 §2).
 pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
     public_roots: bool,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     if public_roots {
@@ -306,10 +309,13 @@ pub(crate) fn client_config(
     for root in extra_roots {
         roots.add(root.clone())?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(rustls_provider())
+    let builder = rustls::ClientConfig::builder_with_provider(rustls_provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -15,6 +15,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::http;
+pub(crate) use super::http::check_url;
+
 /// One key usable to verify signatures.
 pub(crate) struct VerificationKey {
     pub(crate) kid: Option<String>,
@@ -355,127 +358,27 @@ impl RemoteKeys {
         KeySet::from_jwks_json(&body)
     }
 
-    /// RFC 8414 §3 first, then OpenID Connect Discovery; the document's `issuer` must be the
-    /// configured one (RFC 8414 §3.3), and its `jwks_uri` must be https.
+    /// The `jwks_uri` of the issuer's metadata; it must be https (unless allowed otherwise).
     async fn discover(&self, issuer: &str) -> Result<String, String> {
-        let mut last_error = String::new();
-        for url in discovery_urls(issuer) {
-            let body = match self.get(&url).await {
-                Ok(body) => body,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let doc: Value =
-                serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-            if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-                return Err(format!(
-                    "{url}: issuer does not match the configured issuer"
-                ));
-            }
-            let jwks_uri = doc
-                .get("jwks_uri")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{url}: no jwks_uri"))?;
-            check_url(jwks_uri, self.settings.allow_http)?;
-            return Ok(jwks_uri.to_owned());
-        }
-        Err(last_error)
+        let doc = http::discover(&self.client, issuer, self.settings.max_response_bytes).await?;
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("metadata of {issuer}: no jwks_uri"))?;
+        check_url(jwks_uri, self.settings.allow_http)?;
+        Ok(jwks_uri.to_owned())
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let mut response = self
-            .client
-            .get(url)
-            .header(http::header::ACCEPT, "application/json")
-            .send()
+        http::get(&self.client, url, self.settings.max_response_bytes)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: HTTP {}", response.status()));
-        }
-        let limit = self.settings.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|len| len > limit as u64)
-        {
-            return Err(format!("{url}: response larger than {limit} bytes"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
-            if body.len() + chunk.len() > limit {
-                return Err(format!("{url}: response larger than {limit} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(http::FetchError::into_message)
     }
-}
-
-/// The discovery documents to try for `issuer`, in order: RFC 8414 §3.1 inserts the well-known
-/// path between host and path; OpenID Connect Discovery §4 appends it.
-pub(crate) fn discovery_urls(issuer: &str) -> [String; 2] {
-    let trimmed = issuer.trim_end_matches('/');
-    let (origin, path) = match trimmed.find("://") {
-        Some(scheme_end) => match trimmed[scheme_end + 3..].find('/') {
-            Some(p) => trimmed.split_at(scheme_end + 3 + p),
-            None => (trimmed, ""),
-        },
-        None => (trimmed, ""),
-    };
-    [
-        format!("{origin}/.well-known/oauth-authorization-server{path}"),
-        format!("{trimmed}/.well-known/openid-configuration"),
-    ]
-}
-
-/// Accepts `https://` URLs (and `http://` when allowed).
-pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let lower = url
-        .get(..8)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    if lower.starts_with("https://") && url.len() > 8 {
-        return Ok(());
-    }
-    if allow_http && lower.starts_with("http://") && url.len() > 7 {
-        return Ok(());
-    }
-    Err(format!("{url:?} is not an https URL"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discovery_urls_follow_rfc8414_then_openid() {
-        assert_eq!(
-            discovery_urls("https://as.example"),
-            [
-                "https://as.example/.well-known/oauth-authorization-server".to_owned(),
-                "https://as.example/.well-known/openid-configuration".to_owned(),
-            ]
-        );
-        assert_eq!(
-            discovery_urls("https://as.example/tenant/1"),
-            [
-                "https://as.example/.well-known/oauth-authorization-server/tenant/1".to_owned(),
-                "https://as.example/tenant/1/.well-known/openid-configuration".to_owned(),
-            ]
-        );
-    }
-
-    #[test]
-    fn only_https_urls_unless_allowed() {
-        assert!(check_url("https://as.example/jwks", false).is_ok());
-        assert!(check_url("HTTPS://as.example/jwks", false).is_ok());
-        assert!(check_url("http://as.example/jwks", false).is_err());
-        assert!(check_url("http://as.example/jwks", true).is_ok());
-        assert!(check_url("ftp://x", true).is_err());
-        assert!(check_url("https://", false).is_err());
-    }
 
     #[test]
     fn symmetric_and_encryption_keys_are_skipped() {

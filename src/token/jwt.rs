@@ -25,12 +25,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -43,7 +40,7 @@ use serde_json::{Map, Value};
 use super::jwks::{
     check_url, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey, RSA_ALGS,
 };
-use super::{AccessToken, ValidateToken};
+use super::{AccessToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -267,18 +264,18 @@ fn map_jwt_error(kind: &JwtErrorKind) -> AuthError {
 }
 
 impl ValidateToken for JwtValidator {
-    type Future = JwtFuture;
+    type Future = TokenFuture;
 
-    fn validate(&self, token: &str) -> JwtFuture {
+    fn validate(&self, token: &str) -> TokenFuture {
         match self.validate_now(token) {
-            Ok(t) => JwtFuture::ready(Ok(t)),
-            Err(Pending::Done(e)) => JwtFuture::ready(Err(e)),
+            Ok(t) => TokenFuture::ready(Ok(t)),
+            Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
             Err(Pending::Fetch) => {
                 // The slow path only: the keys are fetched (single flight) and the token checked
                 // again. Only here is the token copied.
                 let this = self.clone();
                 let token = token.to_owned();
-                JwtFuture(State::Fetching(Box::pin(async move {
+                TokenFuture::fetching(async move {
                     let Keys::Remote(remote) = &this.0.keys else {
                         return Err(AuthError::new(AuthErrorKind::UnknownKey));
                     };
@@ -296,7 +293,7 @@ impl ValidateToken for JwtValidator {
                             "no key for this kid and algorithm after refresh",
                         )),
                     }
-                })))
+                })
             }
         }
     }
@@ -313,46 +310,6 @@ impl fmt::Display for KeyFetchError {
 }
 
 impl std::error::Error for KeyFetchError {}
-
-/// The future of [`JwtValidator::validate`]: ready at once when the keys are at hand (no
-/// allocation), boxed only when keys must be fetched.
-pub struct JwtFuture(State);
-
-enum State {
-    Ready(Option<Result<AccessToken, AuthError>>),
-    Fetching(Pin<Box<dyn Future<Output = Result<AccessToken, AuthError>> + Send>>),
-}
-
-impl JwtFuture {
-    fn ready(result: Result<AccessToken, AuthError>) -> Self {
-        Self(State::Ready(Some(result)))
-    }
-}
-
-impl fmt::Debug for JwtFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.0 {
-            State::Ready(_) => "ready",
-            State::Fetching(_) => "fetching keys",
-        };
-        f.debug_tuple("JwtFuture").field(&state).finish()
-    }
-}
-
-impl Future for JwtFuture {
-    type Output = Result<AccessToken, AuthError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            State::Ready(result) => Poll::Ready(
-                result
-                    .take()
-                    .unwrap_or_else(|| Err(AuthError::new(AuthErrorKind::Misconfigured))),
-            ),
-            State::Fetching(fut) => fut.as_mut().poll(cx),
-        }
-    }
-}
 
 /// Builder of a [`JwtValidator`]. Options are checked by [`build`](Self::build).
 #[must_use]
@@ -601,9 +558,13 @@ impl JwtValidatorBuilder {
                 check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
                 let client = match self.http_client {
                     Some(client) => client,
-                    None => {
-                        default_http_client(&self.extra_roots, self.public_roots, &self.settings)?
-                    }
+                    None => super::http::default_client(
+                        &self.extra_roots,
+                        self.public_roots,
+                        None,
+                        self.settings.fetch_timeout,
+                        self.settings.allow_http,
+                    )?,
                 };
                 Keys::Remote(Arc::new(RemoteKeys::new(location, client, self.settings)))
             }
@@ -634,22 +595,6 @@ impl JwtValidatorBuilder {
             require_at_jwt: self.require_at_jwt,
         })))
     }
-}
-
-fn default_http_client(
-    extra_roots: &[CertificateDer<'static>],
-    public_roots: bool,
-    settings: &RemoteSettings,
-) -> Result<reqwest::Client, ConfigError> {
-    let tls = crate::tls::client_config(extra_roots, public_roots)?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .https_only(!settings.allow_http)
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .connect_timeout(settings.fetch_timeout)
-        .timeout(settings.fetch_timeout)
-        .build()
-        .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))
 }
 
 #[cfg(test)]

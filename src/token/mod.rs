@@ -14,10 +14,13 @@ use serde_json::{Map, Value};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::thumbprint::CertThumbprint;
 
+mod future;
+mod http;
 mod jwks;
 mod jwt;
 
-pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, KeyFetchError};
+pub use future::TokenFuture;
+pub use jwt::{JwtValidator, JwtValidatorBuilder, KeyFetchError};
 
 /// Turns a bearer token into a validated [`AccessToken`].
 ///

@@ -1,0 +1,192 @@
+//! Outgoing HTTPS shared by remote JWKS, discovery and introspection: the default client, body
+//! reading with a size limit, and authorization server metadata discovery.
+
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+
+/// A TLS client identity: certificate chain (leaf first) and private key.
+pub(crate) type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Why a fetch failed.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// Connection, TLS, timeout, or an HTTP error status: the other side could not answer.
+    Unavailable(String),
+    /// An answer arrived but cannot be used: too large, not JSON, wrong shape.
+    Malformed(String),
+}
+
+impl FetchError {
+    pub(crate) fn into_message(self) -> String {
+        match self {
+            Self::Unavailable(m) | Self::Malformed(m) => m,
+        }
+    }
+}
+
+/// The client certbound builds when the user hands in none: the Mozilla roots (unless
+/// `public_roots` is off) plus `extra_roots`, certbound's crypto provider, https only unless
+/// `allow_http`, at most 3 redirects, `timeout` for connecting and for the whole exchange, and
+/// `identity` for mutual TLS to the authorization server.
+pub(crate) fn default_client(
+    extra_roots: &[CertificateDer<'static>],
+    public_roots: bool,
+    identity: Option<Identity>,
+    timeout: Duration,
+    allow_http: bool,
+) -> Result<reqwest::Client, ConfigError> {
+    let tls = crate::tls::client_config(extra_roots, public_roots, identity)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .https_only(!allow_http)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))
+}
+
+/// Reads a response body of at most `limit` bytes.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let too_large = || FetchError::Malformed(format!("{url}: response larger than {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `GET url` expecting a successful JSON answer of at most `limit` bytes.
+pub(crate) async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let response = client
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(FetchError::Unavailable(format!(
+            "{url}: HTTP {}",
+            response.status()
+        )));
+    }
+    read_limited(response, url, limit).await
+}
+
+/// Fetches the authorization server metadata of `issuer`: RFC 8414 §3 first, then OpenID
+/// Connect Discovery. The document's `issuer` must be the configured one (RFC 8414 §3.3).
+pub(crate) async fn discover(
+    client: &reqwest::Client,
+    issuer: &str,
+    limit: usize,
+) -> Result<Map<String, Value>, String> {
+    let mut last_error = String::new();
+    for url in discovery_urls(issuer) {
+        let body = match get(client, &url, limit).await {
+            Ok(body) => body,
+            Err(e) => {
+                last_error = e.into_message();
+                continue;
+            }
+        };
+        let doc: Map<String, Value> =
+            serde_json::from_slice(&body).map_err(|e| format!("{url}: not a JSON object: {e}"))?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err(format!(
+                "{url}: issuer does not match the configured issuer"
+            ));
+        }
+        return Ok(doc);
+    }
+    Err(last_error)
+}
+
+/// The discovery documents to try for `issuer`, in order: RFC 8414 §3.1 inserts the well-known
+/// path between host and path; OpenID Connect Discovery §4 appends it.
+pub(crate) fn discovery_urls(issuer: &str) -> [String; 2] {
+    let trimmed = issuer.trim_end_matches('/');
+    let (origin, path) = match trimmed.find("://") {
+        Some(scheme_end) => match trimmed[scheme_end + 3..].find('/') {
+            Some(p) => trimmed.split_at(scheme_end + 3 + p),
+            None => (trimmed, ""),
+        },
+        None => (trimmed, ""),
+    };
+    [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{trimmed}/.well-known/openid-configuration"),
+    ]
+}
+
+/// Accepts `https://` URLs (and `http://` when allowed).
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if lower.starts_with("https://") && url.len() > 8 {
+        return Ok(());
+    }
+    if allow_http && lower.starts_with("http://") && url.len() > 7 {
+        return Ok(());
+    }
+    Err(format!("{url:?} is not an https URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_urls_follow_rfc8414_then_openid() {
+        assert_eq!(
+            discovery_urls("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server".to_owned(),
+                "https://as.example/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+        assert_eq!(
+            discovery_urls("https://as.example/tenant/1"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant/1".to_owned(),
+                "https://as.example/tenant/1/.well-known/openid-configuration".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_https_urls_unless_allowed() {
+        assert!(check_url("https://as.example/jwks", false).is_ok());
+        assert!(check_url("HTTPS://as.example/jwks", false).is_ok());
+        assert!(check_url("http://as.example/jwks", false).is_err());
+        assert!(check_url("http://as.example/jwks", true).is_ok());
+        assert!(check_url("ftp://x", true).is_err());
+        assert!(check_url("https://", false).is_err());
+    }
+}
