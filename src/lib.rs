@@ -65,8 +65,10 @@ pub use crate::peer::serve::{serve, Serve};
 pub use crate::peer::{ClientCertificate, TlsConnectInfo};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
 pub use crate::token::{
-    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, ValidateToken,
+    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, TokenFuture, ValidateToken,
 };
+#[cfg(feature = "introspection")]
+pub use crate::token::{DiscoveryError, IntrospectionValidator, IntrospectionValidatorBuilder};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

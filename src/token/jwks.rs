@@ -15,8 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::http;
-pub(crate) use super::http::check_url;
+use super::fetch;
+pub(crate) use super::fetch::check_url;
 
 /// One key usable to verify signatures.
 pub(crate) struct VerificationKey {
@@ -360,7 +360,7 @@ impl RemoteKeys {
 
     /// The `jwks_uri` of the issuer's metadata; it must be https (unless allowed otherwise).
     async fn discover(&self, issuer: &str) -> Result<String, String> {
-        let doc = http::discover(&self.client, issuer, self.settings.max_response_bytes).await?;
+        let doc = fetch::discover(&self.client, issuer, self.settings.max_response_bytes).await?;
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
@@ -370,9 +370,9 @@ impl RemoteKeys {
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        http::get(&self.client, url, self.settings.max_response_bytes)
+        fetch::get(&self.client, url, self.settings.max_response_bytes)
             .await
-            .map_err(http::FetchError::into_message)
+            .map_err(fetch::FetchError::into_message)
     }
 }
 

@@ -558,7 +558,7 @@ impl JwtValidatorBuilder {
                 check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
                 let client = match self.http_client {
                     Some(client) => client,
-                    None => super::http::default_client(
+                    None => super::fetch::default_client(
                         &self.extra_roots,
                         self.public_roots,
                         None,

@@ -2,7 +2,9 @@
 //!
 //! A validator turns the bearer string into an [`AccessToken`] or an [`AuthError`]; the
 //! [`CertBoundLayer`](crate::CertBoundLayer) then checks the token's binding to the client
-//! certificate. [`JwtValidator`] validates JWT access tokens (RFC 9068) locally.
+//! certificate. [`JwtValidator`] validates JWT access tokens (RFC 9068) locally;
+//! `IntrospectionValidator` (feature `introspection`) asks the authorization server about opaque
+//! tokens (RFC 7662).
 
 use std::fmt;
 use std::future::Future;
@@ -14,12 +16,18 @@ use serde_json::{Map, Value};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::thumbprint::CertThumbprint;
 
+#[cfg(feature = "introspection")]
+mod cache;
+mod fetch;
 mod future;
-mod http;
+#[cfg(feature = "introspection")]
+pub mod introspection;
 mod jwks;
 mod jwt;
 
 pub use future::TokenFuture;
+#[cfg(feature = "introspection")]
+pub use introspection::{DiscoveryError, IntrospectionValidator, IntrospectionValidatorBuilder};
 pub use jwt::{JwtValidator, JwtValidatorBuilder, KeyFetchError};
 
 /// Turns a bearer token into a validated [`AccessToken`].
