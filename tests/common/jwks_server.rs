@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use super::{https_client, init, provider, Pki};
+use super::{https_client, init, provider, HttpsServer, Pki};
 
 /// Path of the JWKS document.
 pub const JWKS_PATH: &str = "/jwks";
@@ -49,8 +49,7 @@ pub struct JwksServer {
     addr: SocketAddr,
     pki: Pki,
     state: Shared,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: HttpsServer,
 }
 
 impl std::fmt::Debug for JwksServer {
@@ -107,9 +106,7 @@ impl JwksServer {
             .with_single_cert(chain, key)
             .expect("server cert");
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = HttpsServer::bind().await;
         let addr = listener.local_addr().expect("local addr");
         let base = format!("https://{addr}");
         let state: Shared = Arc::new(Mutex::new(Inner {
@@ -120,39 +117,13 @@ impl JwksServer {
         }));
         let router = Router::new().fallback(handle).with_state(state.clone());
 
-        let (shutdown, mut shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    // Fires on stop() and when the JwksServer is dropped.
-                    _ = &mut shutdown_rx => break,
-                    accepted = listener.accept() => {
-                        let Ok((tcp, _)) = accepted else { continue };
-                        let acceptor = acceptor.clone();
-                        let service = TowerToHyperService::new(router.clone());
-                        connections.spawn(async move {
-                            let Ok(tls) = acceptor.accept(tcp).await else { return };
-                            let _ = auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(tls), service)
-                                .await;
-                        });
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-            // Close the listener first (new connections are refused), then kill live ones
-            // (pooled keep-alive connections must not keep "working").
-            drop(listener);
-            connections.shutdown().await;
-        });
+        let server = HttpsServer::start(listener, Arc::new(tls), router);
 
         JwksServer {
             addr,
             pki,
             state,
-            shutdown,
-            task,
+            server,
         }
     }
 
@@ -249,7 +220,6 @@ impl JwksServer {
     /// Closes the listener and every open connection; returns once they are closed, so later
     /// connection attempts are refused and pooled connections fail.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        self.server.stop().await;
     }
 }
