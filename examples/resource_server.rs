@@ -1,11 +1,17 @@
-//! A configurable RFC 8705 resource server: `GET /whoami` accepts only JWT access tokens bound
-//! to the client certificate of the TLS connection they arrive on.
+//! A configurable RFC 8705 resource server: `GET /whoami` accepts only access tokens bound to
+//! the client certificate of the TLS connection they arrive on: JWTs (checked locally against
+//! the authorization server's keys) or opaque tokens (RFC 7662 introspection).
 //!
 //! ```text
 //! cargo run --release --example resource_server -- \
 //!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
 //!     --issuer https://as.example --audience https://api.example \
 //!     --jwks-url https://as.example/jwks
+//!
+//! cargo run --release --example resource_server -- \
+//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
+//!     --introspection-url https://as.example/introspect \
+//!     --introspection-client-id rs --introspection-client-secret "$RS_SECRET"
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them):
@@ -16,9 +22,17 @@
 //!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
 //!                                  CAs. Without it, any client certificate (self-signed too) is
 //!                                  accepted at the TLS layer; key possession is still proven.
-//!   --issuer URL --audience STR    expected iss and aud of JWT access tokens
-//!   --jwks-url URL | --jwks-file PATH    JWT mode
-//!   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+//!  --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
+//!                                 introspection answer when given)
+//!  --jwks-url URL | --jwks-file PATH    JWT mode
+//!  --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
+//!                                 opaque-token mode (RFC 7662, client_secret_basic), instead
+//!                                 of --jwks-url / --jwks-file
+//!  --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
+//!                                 token revoked at the AS works here that long; 0: ask on
+//!                                 every request)
+//!  --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
+//!                                 JWKS or introspection endpoint
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
 //! ```
 //!
@@ -40,7 +54,7 @@ use std::time::Duration;
 
 use axum::{routing::get, Json, Router};
 use certbound::tls::{load_certs, ServerTls};
-use certbound::{AccessToken, CertBoundLayer, JwtValidator};
+use certbound::{AccessToken, CertBoundLayer, IntrospectionValidator, JwtValidator, ValidateToken};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -52,9 +66,17 @@ Usage: resource_server [FLAGS]
   --client-ca PATH               optional, repeatable: client chains must verify to one of these
                                  CAs. Without it, any client certificate (self-signed too) is
                                  accepted at the TLS layer; key possession is still proven.
-  --issuer URL --audience STR    expected iss and aud of JWT access tokens
+  --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
+                                 introspection answer when given)
   --jwks-url URL | --jwks-file PATH    JWT mode
-  --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+  --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
+                                 opaque-token mode (RFC 7662, client_secret_basic), instead
+                                 of --jwks-url / --jwks-file
+  --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
+                                 token revoked at the AS works here that long; 0: ask on
+                                 every request)
+  --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
+                                 JWKS or introspection endpoint
   --allow-unbound                accept tokens with no cnf (default: reject them)
   --help                         this text
 
@@ -65,11 +87,23 @@ Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound t
 /// How long open connections get to finish after Ctrl-C / SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Where the token-signing keys come from.
+/// How access tokens are validated.
 #[derive(Debug)]
 enum Keys {
+    /// JWTs, keys from a JWKS URL.
     Url(String),
+    /// JWTs, keys from a JWKS file.
     File(PathBuf),
+    /// Opaque tokens, by introspection.
+    Introspection(IntrospectionFlags),
+}
+
+#[derive(Debug)]
+struct IntrospectionFlags {
+    url: String,
+    client_id: String,
+    client_secret: String,
+    cache_ttl: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -80,8 +114,9 @@ struct Config {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     client_cas: Vec<PathBuf>,
-    issuer: String,
-    audience: String,
+    /// Required in JWT modes.
+    issuer: Option<String>,
+    audience: Option<String>,
     keys: Keys,
     upstream_cas: Vec<PathBuf>,
     allow_unbound: bool,
@@ -109,6 +144,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let mut audience = None;
     let mut jwks_url = None;
     let mut jwks_file = None;
+    let mut introspection_url = None;
+    let mut introspection_client_id = None;
+    let mut introspection_client_secret = None;
+    let mut introspection_cache_ttl = None;
     let mut upstream_cas = Vec::new();
     let mut allow_unbound = false;
 
@@ -138,6 +177,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
                 | "audience"
                 | "jwks-url"
                 | "jwks-file"
+                | "introspection-url"
+                | "introspection-client-id"
+                | "introspection-client-secret"
+                | "introspection-cache-ttl"
                 | "upstream-ca"
         ) {
             return Err(format!("unknown flag --{name} (see --help)"));
@@ -165,6 +208,10 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
             "audience" => once(&mut audience)?,
             "jwks-url" => once(&mut jwks_url)?,
             "jwks-file" => once(&mut jwks_file)?,
+            "introspection-url" => once(&mut introspection_url)?,
+            "introspection-client-id" => once(&mut introspection_client_id)?,
+            "introspection-client-secret" => once(&mut introspection_client_secret)?,
+            "introspection-cache-ttl" => once(&mut introspection_cache_ttl)?,
             "client-ca" => client_cas.push(PathBuf::from(value)),
             _ => upstream_cas.push(PathBuf::from(value)),
         }
@@ -175,16 +222,53 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     };
     let tls_cert = required(tls_cert, "tls-cert")?;
     let tls_key = required(tls_key, "tls-key")?;
-    let issuer = required(issuer, "issuer")?;
-    let audience = required(audience, "audience")?;
-    let keys = match (jwks_url, jwks_file) {
-        (Some(url), None) => Keys::Url(url),
-        (None, Some(path)) => Keys::File(path.into()),
-        (Some(_), Some(_)) => return Err("give one of --jwks-url and --jwks-file, not both".into()),
-        (None, None) => return Err("missing --jwks-url or --jwks-file (see --help)".into()),
+    let keys = match (jwks_url, jwks_file, introspection_url) {
+        (Some(url), None, None) => Keys::Url(url),
+        (None, Some(path), None) => Keys::File(path.into()),
+        (None, None, Some(url)) => Keys::Introspection(IntrospectionFlags {
+            url,
+            client_id: required(introspection_client_id.take(), "introspection-client-id")?,
+            client_secret: required(
+                introspection_client_secret.take(),
+                "introspection-client-secret",
+            )?,
+            cache_ttl: introspection_cache_ttl
+                .take()
+                .map(|s| {
+                    s.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                        format!("--introspection-cache-ttl {s:?}: not a whole number of seconds")
+                    })
+                })
+                .transpose()?,
+        }),
+        (None, None, None) => {
+            return Err(
+                "missing --jwks-url, --jwks-file or --introspection-url (see --help)".into(),
+            )
+        }
+        _ => {
+            return Err(
+                "give one of --jwks-url, --jwks-file and --introspection-url, not several".into(),
+            )
+        }
     };
-    if !upstream_cas.is_empty() && !matches!(keys, Keys::Url(_)) {
-        return Err("--upstream-ca only applies with --jwks-url".into());
+    if introspection_client_id.is_some()
+        || introspection_client_secret.is_some()
+        || introspection_cache_ttl.is_some()
+    {
+        return Err("--introspection-* flags only apply with --introspection-url".into());
+    }
+    let jwt_mode = !matches!(keys, Keys::Introspection(_));
+    let (issuer, audience) = if jwt_mode {
+        (
+            Some(required(issuer, "issuer")?),
+            Some(required(audience, "audience")?),
+        )
+    } else {
+        (issuer, audience)
+    };
+    if !upstream_cas.is_empty() && matches!(keys, Keys::File(_)) {
+        return Err("--upstream-ca only applies with --jwks-url or --introspection-url".into());
     }
     let listen_arg = listen.unwrap_or_else(|| "127.0.0.1:8443".to_owned());
     let listen = listen_arg
@@ -222,9 +306,20 @@ fn server_tls(config: &Config) -> Result<std::sync::Arc<rustls::ServerConfig>, S
         .map_err(|e| e.to_string())
 }
 
+/// Extra trust anchors for https to the authorization server (`--upstream-ca`).
+fn upstream_roots(
+    config: &Config,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let mut roots = Vec::new();
+    for path in &config.upstream_cas {
+        roots.extend(load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))?);
+    }
+    Ok(roots)
+}
+
 /// The JWT validator from the flags.
-fn jwt_validator(config: &Config) -> Result<JwtValidator, String> {
-    let builder = JwtValidator::builder(&config.issuer, &config.audience);
+fn jwt_validator(config: &Config, issuer: &str, audience: &str) -> Result<JwtValidator, String> {
+    let builder = JwtValidator::builder(issuer, audience);
     match &config.keys {
         Keys::File(path) => builder
             .jwks_file(path)
@@ -232,14 +327,55 @@ fn jwt_validator(config: &Config) -> Result<JwtValidator, String> {
             .map_err(|e| format!("--jwks-file: {e}")),
         Keys::Url(url) => {
             let mut builder = builder.jwks_url(url);
-            for path in &config.upstream_cas {
-                for ca in load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))? {
-                    builder = builder.trust_root(ca);
-                }
+            for ca in upstream_roots(config)? {
+                builder = builder.trust_root(ca);
             }
             builder.build().map_err(|e| format!("--jwks-url: {e}"))
         }
+        Keys::Introspection(_) => Err("not a JWT mode".into()),
     }
+}
+
+/// The introspection validator from the flags.
+fn introspection_validator(
+    config: &Config,
+    flags: &IntrospectionFlags,
+) -> Result<IntrospectionValidator, String> {
+    let mut builder = IntrospectionValidator::endpoint(&flags.url)
+        .client_secret_basic(&flags.client_id, &flags.client_secret);
+    if let Some(issuer) = &config.issuer {
+        builder = builder.issuer(issuer);
+    }
+    if let Some(audience) = &config.audience {
+        builder = builder.audience(audience);
+    }
+    if let Some(ttl) = flags.cache_ttl {
+        builder = builder.cache_ttl(ttl);
+    }
+    for ca in upstream_roots(config)? {
+        builder = builder.trust_root(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("--introspection-url: {e}"))
+}
+
+/// The routes: `/whoami` behind the layer, `/healthz` public.
+fn app<V: ValidateToken>(validator: V, allow_unbound: bool) -> Router {
+    let mut layer = CertBoundLayer::new(validator);
+    if allow_unbound {
+        layer = layer.allow_unbound();
+    }
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route_layer(layer)
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+/// The validator chosen by the flags.
+enum Validation {
+    Jwt(JwtValidator),
+    Introspection(IntrospectionValidator),
 }
 
 /// `GET /whoami`: who the validated, certificate-bound token says the caller is.
@@ -297,8 +433,18 @@ async fn main() -> ExitCode {
         Ok(tls) => tls,
         Err(message) => return fail(2, message),
     };
-    let validator = match jwt_validator(&config) {
-        Ok(validator) => validator,
+    // Everything from the flags is checked before the port is taken.
+    let validation = match (&config.keys, &config.issuer, &config.audience) {
+        (Keys::Introspection(flags), _, _) => {
+            introspection_validator(&config, flags).map(Validation::Introspection)
+        }
+        (_, Some(issuer), Some(audience)) => {
+            jwt_validator(&config, issuer, audience).map(Validation::Jwt)
+        }
+        _ => Err("missing --issuer or --audience".to_owned()),
+    };
+    let validation = match validation {
+        Ok(validation) => validation,
         Err(message) => return fail(2, message),
     };
 
@@ -306,24 +452,20 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
-    if let Keys::Url(url) = &config.keys {
-        // Warm the key cache; if the endpoint is down now, the first request retries.
-        if let Err(e) = validator.prefetch().await {
-            eprintln!(
-                "resource_server: warning: no keys from {url} yet ({e}); will retry on demand"
-            );
+    let app = match validation {
+        Validation::Jwt(validator) => {
+            if let Keys::Url(url) = &config.keys {
+                // Warm the key cache; if the endpoint is down now, the first request retries.
+                if let Err(e) = validator.prefetch().await {
+                    eprintln!(
+                        "resource_server: warning: no keys from {url} yet ({e}); will retry on demand"
+                    );
+                }
+            }
+            app(validator, config.allow_unbound)
         }
-    }
-
-    let mut layer = CertBoundLayer::new(validator);
-    if config.allow_unbound {
-        layer = layer.allow_unbound();
-    }
-    // Only /whoami is behind the layer; /healthz stays public.
-    let app = Router::new()
-        .route("/whoami", get(whoami))
-        .route_layer(layer)
-        .route("/healthz", get(|| async { "ok" }));
+        Validation::Introspection(validator) => app(validator, config.allow_unbound),
+    };
 
     let addr = match listener.local_addr() {
         Ok(addr) => addr,

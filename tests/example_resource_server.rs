@@ -259,9 +259,52 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         assert!(one_line(&out).contains("--jwks-"), "{args:?}");
     }
 
+    // Introspection mode: its flags come together, and the TTL is whole seconds.
+    let url = "--introspection-url=https://as.example/introspect";
+    for (args, names) in [
+        (vec!["--tls-cert=c.pem", url], "--introspection-client-id"),
+        (
+            vec!["--tls-cert=c.pem", url, "--introspection-client-id=rs"],
+            "--introspection-client-secret",
+        ),
+        (
+            vec![
+                "--tls-cert=c.pem",
+                url,
+                "--introspection-client-id=rs",
+                "--introspection-client-secret=s",
+                "--introspection-cache-ttl=1.5",
+            ],
+            "--introspection-cache-ttl",
+        ),
+        (
+            vec![
+                "--tls-cert=c.pem",
+                "--jwks-file=j.json",
+                "--introspection-cache-ttl=3",
+            ],
+            "--introspection-",
+        ),
+        (
+            vec!["--tls-cert=c.pem", "--jwks-file=j.json", url],
+            "--introspection-url",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(common);
+        let out = run_to_exit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line(&out).contains(names), "{args:?}");
+    }
+
     let out = run_to_exit(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--jwks-url"));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(help.contains("--jwks-url"));
+    assert!(help.contains(
+        "--introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET"
+    ));
+    assert!(help.contains("--introspection-cache-ttl SECONDS"));
 }
 
 /// A's bound token works on A's connection, and neither with B's certificate (a stolen token)
@@ -383,4 +426,64 @@ async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
 
     let (status, _, body) = get(&https_client(&ca, None), server.url("/healthz"), None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+}
+
+#[tokio::test]
+async fn introspection_mode_with_upstream_ca_and_no_cache() {
+    let dir = TempDir::new("introspection");
+    let as_server = IntrospectionServer::start(Introspection::basic("rs", "rs secret")).await;
+    let upstream_ca = dir.write("upstream-ca.pem", as_server.pki().ca_pem());
+    let pki = Pki::new("example-introspection-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let [cert, key_path, ca_path] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
+        .map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    // No --issuer / --audience: optional in introspection mode.
+    let server = RunningServer::start(
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key_path,
+            "--client-ca",
+            &ca_path,
+            "--introspection-url",
+            &as_server.url(),
+            "--introspection-client-id",
+            "rs",
+            "--introspection-client-secret",
+            "rs secret",
+            "--introspection-cache-ttl",
+            "0",
+            "--upstream-ca",
+            &upstream_ca,
+        ],
+        &pki.ca_der(),
+    )
+    .await;
+
+    let a = pki.client_identity("client-a");
+    let b = pki.client_identity("client-b");
+    as_server.set_answer(
+        "opaque-a",
+        serde_json::json!({
+            "active": true, "sub": "alice", "client_id": "client-a", "scope": "read",
+            "exp": now() + 600, "cnf": {"x5t#S256": a.x5t_s256()},
+        }),
+    );
+    let ca = pki.ca_der();
+    let whoami = server.url("/whoami");
+    let with_a = assert_only_a_can_use(&ca, &whoami, &a, &b, "opaque-a").await;
+    let before = as_server.total_calls();
+    assert_whoami(
+        get(&with_a, whoami.clone(), Some("opaque-a")).await,
+        Some(&a.x5t_s256()),
+    );
+    assert_eq!(
+        as_server.total_calls(),
+        before + 1,
+        "TTL 0: every request asks"
+    );
+    // Revoked at the authorization server: refused on the very next request.
+    as_server.revoke("opaque-a");
+    assert_invalid_token(get(&with_a, whoami.clone(), Some("opaque-a")).await);
 }
