@@ -6,6 +6,9 @@
 //! The layer's futures are ready at once on the fast path (static keys), so they are polled with
 //! a no-op waker instead of a tokio runtime: nothing of an executor is measured.
 //!
+//! The `introspection` group measures the cache-hit path of `IntrospectionValidator`: a token
+//! introspected once (at a plain-HTTP endpoint in this process), then served from the cache.
+//!
 //! Run: `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
 
 use std::convert::Infallible;
@@ -101,11 +104,16 @@ fn validation(alg: Algorithm) -> Validation {
     v
 }
 
-fn sign(alg: Algorithm, key: &EncodingKey, thumbprint: &str) -> String {
-    let now = SystemTime::now()
+/// Unix time in seconds.
+fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_secs();
+        .as_secs()
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, thumbprint: &str) -> String {
+    let now = now();
     let claims = json!({
         "iss": ISS,
         "aud": AUD,
@@ -332,5 +340,99 @@ fn benches(c: &mut Criterion) {
     }
 }
 
+/// The cache-hit path of opaque-token introspection: the validator alone and the whole layer.
+#[cfg(feature = "introspection")]
+fn introspection(c: &mut Criterion, client: &Client) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::routing::post;
+    use certbound::IntrospectionValidator;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let answer = json!({
+        "active": true, "sub": "bench", "client_id": "bench-client", "scope": "read write",
+        "token_type": "Bearer", "exp": now() + 3600, "cnf": {"x5t#S256": client.thumbprint},
+    })
+    .to_string();
+    let counter = Arc::clone(&calls);
+    // Plain HTTP on loopback: the endpoint is asked once, before any measurement.
+    let addr = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route(
+            "/introspect",
+            post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let answer = answer.clone();
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], answer) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    let validator = IntrospectionValidator::endpoint(format!("http://{addr}/introspect"))
+        .client_secret_basic("bench-rs", "bench-secret")
+        .insecure_allow_http()
+        .cache_ttl(Duration::from_secs(3600))
+        .build()
+        .expect("validator");
+    // A typical opaque token: 32 random bytes, base64url.
+    let token = "Z3JlYXQtb3BhcXVlLXRva2VuLWZvci1iZW5jaGluZzE";
+    let first = runtime
+        .block_on(validator.validate(token))
+        .expect("introspection accepts the token");
+    assert_eq!(first.thumbprint(), Some(client.certificate.thumbprint()));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let service = CertBoundLayer::new(validator.clone()).layer(tower::service_fn(
+        |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+    ));
+    let response = block_on_ready(service.clone().oneshot(request(token, &client.certificate)))
+        .unwrap_or_else(|never| match never {});
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the layer accepts the request"
+    );
+
+    let mut g = c.benchmark_group("introspection");
+    g.bench_function("validator_cache_hit", |b| {
+        b.iter(|| block_on_ready(validator.validate(black_box(token))).expect("cached"));
+    });
+    g.bench_function("layer_full_request_cache_hit", |b| {
+        b.iter_batched(
+            || request(token, &client.certificate),
+            |request| {
+                block_on_ready(service.clone().oneshot(request))
+                    .unwrap_or_else(|never| match never {})
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "every measured request was a cache hit"
+    );
+}
+
+#[cfg(feature = "introspection")]
+fn introspection_benches(c: &mut Criterion) {
+    introspection(c, &client());
+}
+
+#[cfg(feature = "introspection")]
+criterion_group!(layer, benches, introspection_benches);
+#[cfg(not(feature = "introspection"))]
 criterion_group!(layer, benches);
 criterion_main!(layer);

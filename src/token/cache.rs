@@ -8,8 +8,9 @@
 //!   `max_bytes / max_entries`, so there are never more than `max_entries` entries and never
 //!   more than about `max_bytes` bytes.
 //! - A missing entry is computed once however many requests wait for it. The computation runs
-//!   in its own task, so a cancelled request does not cancel it for the others, and its result
-//!   is cached (when it says so) before the waiters are woken.
+//!   in its own task (spawned on the first poll of the request that starts it), so a cancelled
+//!   request does not cancel it for the others, and its result is cached (when it says so)
+//!   before the waiters are woken.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -113,7 +114,11 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
 
     /// The value for `key`: from the cache, from the computation already in flight for it, or
     /// from a new computation `compute()` (which also says how to cache its result). Resolves
-    /// to `None` only if the computation died without an answer (it panicked).
+    /// to `None` only if the computation died without an answer (it panicked, or the future
+    /// that was to start it was dropped before its first poll).
+    ///
+    /// A new computation is spawned on the first poll (so the returned future may be created
+    /// outside a runtime); with no tokio runtime at that point it runs inside this future.
     pub(crate) fn get_or_compute<F>(
         self: &Arc<Self>,
         key: TokenKey,
@@ -122,50 +127,59 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     where
         F: Future<Output = (T, Keep)> + Send + 'static,
     {
-        let mut rx = self.join_or_start(key, compute);
+        let (mut rx, task) = self.join_or_start(key, compute);
         async move {
+            if let Some(task) = task {
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => drop(handle.spawn(task)),
+                    Err(_) => task.await,
+                }
+            }
             let value = rx.wait_for(Option::is_some).await.ok()?.clone();
             value
         }
     }
 
-    fn join_or_start<F>(self: &Arc<Self>, key: TokenKey, compute: impl FnOnce() -> F) -> InFlight<T>
+    /// Joins the computation in flight for `key`, or registers a new one and returns it to be
+    /// started.
+    fn join_or_start<F>(
+        self: &Arc<Self>,
+        key: TokenKey,
+        compute: impl FnOnce() -> F,
+    ) -> (
+        InFlight<T>,
+        Option<impl Future<Output = ()> + Send + 'static>,
+    )
     where
         F: Future<Output = (T, Keep)> + Send + 'static,
     {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = in_flight.get(&key) {
-            return rx.clone();
+            return (rx.clone(), None);
         }
         // A computation may have finished between the caller's miss and this lock.
         if let Some(value) = self.get(&key) {
-            return watch::channel(Some(value)).1;
+            return (watch::channel(Some(value)).1, None);
         }
         let (tx, rx) = watch::channel(None);
         in_flight.insert(key, rx.clone());
         drop(in_flight);
 
+        // Removes the in-flight entry however the computation ends (answer, panic, or never
+        // started), so that the next request starts afresh instead of waiting forever.
+        let guard = InFlightGuard {
+            map: Arc::clone(&self.in_flight),
+            key,
+        };
         let this = Arc::clone(self);
         let future = compute();
         let task = async move {
-            // Removes the in-flight entry even if `future` panics, so that the next request
-            // starts afresh instead of waiting forever.
-            let _guard = InFlightGuard {
-                map: Arc::clone(&this.in_flight),
-                key,
-            };
             let (value, keep) = future.await;
             this.insert(key, value.clone(), keep);
-            drop(_guard);
+            drop(guard);
             let _ = tx.send(Some(value));
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn(task)),
-            // Outside a runtime nothing can drive a shared computation; the lone caller gets
-            // `None` (and the in-flight entry is removed by the guard when `task` drops).
-            Err(_) => drop(task),
-        }
-        rx
+        (rx, Some(task))
     }
 
     /// Number of live and not yet evicted entries (approximate; for tests and metrics).
@@ -272,11 +286,24 @@ mod tests {
             let _ = released.wait_for(|r| *r).await;
             (5, keep(60))
         });
-        drop(first);
+        // Polled once (which starts the computation), then abandoned.
+        assert!(tokio::time::timeout(Duration::ZERO, first).await.is_err());
         let second = tokio::spawn(cache.get_or_compute(key, || async { unreachable!() }));
         release.send(true).unwrap();
         assert_eq!(second.await.unwrap(), Some(5));
         assert_eq!(cache.get(&key), Some(5));
+    }
+
+    #[test]
+    fn futures_made_outside_a_runtime_work_inside_one() {
+        let cache = Arc::new(ResultCache::<u32>::new(100, 1 << 20));
+        let key = TokenKey::of("t");
+        let pending = cache.get_or_compute(key, || async { (4, keep(60)) });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(runtime.block_on(pending), Some(4));
+        assert_eq!(cache.get(&key), Some(4));
     }
 
     #[tokio::test]
