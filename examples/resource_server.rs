@@ -42,6 +42,10 @@
 //! - `GET /whoami`: behind [`CertBoundLayer`]; `200` with the token's `sub`, `client_id`,
 //!   `scope` and `x5t#S256` (its certificate binding) as JSON.
 //!
+//! A secret given on the command line is visible to other local users (`ps`); on a shared host
+//! pass it from a file the service manager reads, e.g.
+//! `--introspection-client-secret "$(cat /run/secrets/rs)"`.
+//!
 //! On start the server prints `listening on https://ADDR` (in `--jwks-url` mode after a first
 //! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
 //! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
