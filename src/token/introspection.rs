@@ -999,4 +999,70 @@ mod tests {
         assert_eq!(kind(&early), AuthErrorKind::TokenNotYetValid);
         assert!(check_times(Ok(active(Some(now + 60), Some(now - 60))), 0).is_ok());
     }
+
+    /// Seeded random answers (valid JSON of every shape, and bytes): never a panic, and never
+    /// an accepted token unless the answer says `"active": true`.
+    #[test]
+    fn random_answers_never_panic_and_never_accept_without_active_true() {
+        let v = validator(|b| b);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        fn value(next: &mut dyn FnMut() -> u64, depth: u32) -> Value {
+            let names = [
+                "active",
+                "exp",
+                "nbf",
+                "cnf",
+                "x5t#S256",
+                "scope",
+                "sub",
+                "aud",
+                "iss",
+                "token_type",
+                "scp",
+                "client_id",
+            ];
+            match next() % if depth > 2 { 6 } else { 8 } {
+                0 => Value::Null,
+                1 => Value::Bool(next() % 2 == 0),
+                2 => json!(next() as i64 >> (next() % 64)),
+                3 => json!((next() as f64) / 7.0 - 1e18),
+                4 => json!(TP),
+                5 => json!(names[(next() % 12) as usize]),
+                6 => Value::Array((0..next() % 4).map(|_| value(next, depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..next() % 6)
+                        .map(|_| {
+                            (
+                                names[(next() % 12) as usize].to_owned(),
+                                value(next, depth + 1),
+                            )
+                        })
+                        .collect(),
+                ),
+            }
+        }
+        let mut accepted = 0;
+        for _ in 0..5000 {
+            let answer = value(&mut next, 0);
+            let body = answer.to_string();
+            let (outcome, _) = v.0.interpret(body.as_bytes());
+            if outcome.is_ok() {
+                assert_eq!(answer["active"], Value::Bool(true), "{body}");
+                accepted += 1;
+            }
+            let mut bytes = body.into_bytes();
+            if !bytes.is_empty() {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+                let _ = v.0.interpret(&bytes);
+            }
+        }
+        assert!(accepted > 0, "the generator also makes acceptable answers");
+    }
 }
