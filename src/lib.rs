@@ -52,6 +52,7 @@ pub mod bound;
 pub mod challenge;
 mod crypto;
 mod error;
+pub mod forwarded;
 pub mod peer;
 pub mod thumbprint;
 pub mod tls;
@@ -61,7 +62,8 @@ pub mod token;
 pub use crate::axum::TokenClaims;
 pub use crate::bound::{CertBound, CertBoundLayer, RequireScopeLayer};
 pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
-pub use crate::peer::serve::{serve, Serve};
+pub use crate::forwarded::{ForwardedCertFormat, ForwardedCertLayer};
+pub use crate::peer::serve::{serve, serve_plain, Serve};
 pub use crate::peer::{ClientCertificate, TlsConnectInfo};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
 pub use crate::token::{

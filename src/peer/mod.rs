@@ -7,9 +7,12 @@
 //! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well.
 //!
 //! Where the certificate comes from, the first present wins:
-//! 1. a [`ClientCertificate`] extension;
-//! 2. a [`TlsConnectInfo`] extension (certbound's acceptor);
-//! 3. axum-server's `Arc<TlsInfo>` (feature `axum-server`).
+//! 1. a [`ForwardedClientCertificate`] extension: what a trusted TLS-terminating proxy said,
+//!    set by [`ForwardedCertLayer`](crate::ForwardedCertLayer); when present it is the only
+//!    source (the connection's own certificate is then the proxy's, never the client's);
+//! 2. a [`ClientCertificate`] extension;
+//! 3. a [`TlsConnectInfo`] extension (certbound's acceptors);
+//! 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`).
 //!
 //! When none of them is present the server is misconfigured (it is not serving through a TLS
 //! source certbound knows), and the layer answers `500` rather than blaming the client.
@@ -33,6 +36,7 @@ pub(crate) mod serve;
 pub struct ClientCertificate(Arc<Inner>);
 
 struct Inner {
+    /// Leaf first; empty when only the thumbprint is known.
     chain: Vec<CertificateDer<'static>>,
     thumbprint: CertThumbprint,
 }
@@ -54,13 +58,23 @@ impl ClientCertificate {
         }))
     }
 
-    /// The leaf (end-entity) certificate, DER.
-    pub fn leaf(&self) -> &CertificateDer<'static> {
-        // The constructors guarantee a non-empty chain.
-        &self.0.chain[0]
+    /// Builds from the leaf's thumbprint alone, for sources that forward only a hash of the
+    /// certificate (Envoy's `x-forwarded-client-cert` with `Hash=` and no `Cert=`). Enough for
+    /// the binding check; [`leaf`](Self::leaf) is then `None` and [`chain`](Self::chain) empty.
+    pub fn from_thumbprint(thumbprint: CertThumbprint) -> Self {
+        Self(Arc::new(Inner {
+            chain: Vec::new(),
+            thumbprint,
+        }))
     }
 
-    /// The whole chain as presented, leaf first.
+    /// The leaf (end-entity) certificate, DER; `None` when only its thumbprint is known
+    /// ([`from_thumbprint`](Self::from_thumbprint)).
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.0.chain.first()
+    }
+
+    /// The whole chain as presented, leaf first (empty when only the thumbprint is known).
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.0.chain
     }
@@ -108,6 +122,20 @@ impl TlsConnectInfo {
     }
 }
 
+/// The client certificate a trusted TLS-terminating proxy forwarded for this request, or `None`
+/// when it forwarded none or an unusable one. Inserted by
+/// [`ForwardedCertLayer`](crate::ForwardedCertLayer) for requests from trusted proxies only;
+/// when present, the layer uses it and nothing else.
+#[derive(Clone, Debug)]
+pub struct ForwardedClientCertificate(pub(crate) Option<ClientCertificate>);
+
+impl ForwardedClientCertificate {
+    /// The forwarded certificate, if the proxy forwarded a usable one.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.0.as_ref()
+    }
+}
+
 /// What the request's extensions say about the client certificate.
 #[derive(Debug)]
 pub(crate) enum CertificateLookup {
@@ -121,6 +149,12 @@ pub(crate) enum CertificateLookup {
 
 /// Finds the client certificate in `extensions` (see the [module docs](self) for the order).
 pub(crate) fn lookup(extensions: &Extensions) -> CertificateLookup {
+    if let Some(forwarded) = extensions.get::<ForwardedClientCertificate>() {
+        return match &forwarded.0 {
+            Some(cert) => CertificateLookup::Present(cert.clone()),
+            None => CertificateLookup::Absent,
+        };
+    }
     if let Some(cert) = extensions.get::<ClientCertificate>() {
         return CertificateLookup::Present(cert.clone());
     }
@@ -158,6 +192,33 @@ mod tests {
         assert!(matches!(lookup(&ext), CertificateLookup::Absent));
         ext.insert(ClientCertificate::from_der(b"leaf".to_vec()));
         assert!(matches!(lookup(&ext), CertificateLookup::Present(_)));
+    }
+
+    #[test]
+    fn a_forwarded_certificate_is_the_only_source_when_present() {
+        let mut ext = Extensions::new();
+        let proxy = ClientCertificate::from_der(b"proxy".to_vec());
+        ext.insert(TlsConnectInfo::new(([127, 0, 0, 1], 1).into(), Some(proxy)));
+        ext.insert(ClientCertificate::from_der(b"other".to_vec()));
+        ext.insert(ForwardedClientCertificate(None));
+        assert!(matches!(lookup(&ext), CertificateLookup::Absent));
+        let client = ClientCertificate::from_der(b"client".to_vec());
+        ext.insert(ForwardedClientCertificate(Some(client.clone())));
+        match lookup(&ext) {
+            CertificateLookup::Present(found) => {
+                assert_eq!(found.thumbprint(), client.thumbprint())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_thumbprint_alone_is_a_certificate_without_der() {
+        let tp = *ClientCertificate::from_der(b"x".to_vec()).thumbprint();
+        let cert = ClientCertificate::from_thumbprint(tp);
+        assert_eq!(cert.thumbprint(), &tp);
+        assert!(cert.leaf().is_none());
+        assert!(cert.chain().is_empty());
     }
 
     #[test]

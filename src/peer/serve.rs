@@ -54,18 +54,36 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: S) -> Serve<S> {
     Serve {
         listener,
-        tls,
+        tls: Some(tls),
         service,
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         signal: std::future::pending(),
     }
 }
 
-/// A TLS server in the making; see [`serve`]. Await it to run.
+/// Serves `service` over plain TCP (HTTP/1.1, or HTTP/2 with prior knowledge) on `listener`,
+/// for a service behind a TLS-terminating proxy that forwards the client certificate in a
+/// header (see [`ForwardedCertLayer`](crate::ForwardedCertLayer)).
+///
+/// Each request carries a [`TlsConnectInfo`] with the peer's address (which the forwarded
+/// certificate layer checks against its trusted proxies) and no client certificate. Otherwise
+/// as [`serve`]: graceful shutdown, and an HTTP/1 header-read timeout.
+pub fn serve_plain<S>(listener: TcpListener, service: S) -> Serve<S> {
+    Serve {
+        listener,
+        tls: None,
+        service,
+        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        signal: std::future::pending(),
+    }
+}
+
+/// A server in the making; see [`serve`] and [`serve_plain`]. Await it to run.
 #[must_use = "a server does nothing until it is awaited"]
 pub struct Serve<S, F = std::future::Pending<()>> {
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    /// `None`: plain TCP.
+    tls: Option<Arc<rustls::ServerConfig>>,
     service: S,
     handshake_timeout: Duration,
     signal: F,
@@ -133,11 +151,30 @@ impl Protocols {
         }
     }
 
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+    fn get(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
+        match protocol {
+            Protocol::Http2 => &self.h2,
+            Protocol::Http1 => &self.h1,
+            Protocol::Sniff => &self.any,
+        }
+    }
+}
+
+/// Which HTTP a connection speaks.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// No ALPN (or plain TCP): sniff the HTTP/2 preface.
+    Sniff,
+}
+
+impl Protocol {
+    fn from_alpn(alpn: Option<&[u8]>) -> Self {
         match alpn {
-            Some(b"h2") => &self.h2,
-            Some(b"http/1.1") => &self.h1,
-            _ => &self.any,
+            Some(b"h2") => Self::Http2,
+            Some(b"http/1.1") => Self::Http1,
+            _ => Self::Sniff,
         }
     }
 }
@@ -164,7 +201,7 @@ where
                 handshake_timeout,
                 signal,
             } = self;
-            let acceptor = TlsAcceptor::from(tls);
+            let acceptor = tls.map(TlsAcceptor::from);
             let protocols = Arc::new(Protocols::new());
             let graceful = GracefulShutdown::new();
             let mut signal = std::pin::pin!(signal);
@@ -209,7 +246,7 @@ fn is_per_connection_error(e: &io::Error) -> bool {
 }
 
 struct Connection<S> {
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     protocols: Arc<Protocols>,
     service: S,
     handshake_timeout: Duration,
@@ -226,9 +263,13 @@ impl<S> Connection<S> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp))
-            .await
-        {
+        let Some(acceptor) = &self.acceptor else {
+            let info = TlsConnectInfo::new(self.remote_addr, None);
+            return self
+                .serve_http(Protocol::Sniff, TokioIo::new(tcp), info, watcher)
+                .await;
+        };
+        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(_e)) => {
                 #[cfg(feature = "tracing")]
@@ -246,13 +287,35 @@ impl<S> Connection<S> {
         let client_certificate = session.peer_certificates().and_then(|chain| {
             ClientCertificate::from_chain(chain.iter().map(|c| c.clone().into_owned()).collect())
         });
-        let builder = self.protocols.for_alpn(session.alpn_protocol());
+        let info = TlsConnectInfo::new(self.remote_addr, client_certificate);
+        let protocol = Protocol::from_alpn(session.alpn_protocol());
+        self.serve_http(protocol, TokioIo::new(tls), info, watcher)
+            .await;
+    }
+
+    async fn serve_http<I, B>(
+        self,
+        protocol: Protocol,
+        io: I,
+        info: TlsConnectInfo,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let service = AddConnectInfo {
             inner: self.service,
-            info: TlsConnectInfo::new(self.remote_addr, client_certificate),
+            info,
         };
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
+        let conn = self
+            .protocols
+            .get(protocol)
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         if let Err(_e) = watcher.watch(conn.into_owned()).await {
             #[cfg(feature = "tracing")]
             tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %_e, "connection ended with an error");

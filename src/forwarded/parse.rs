@@ -1,0 +1,473 @@
+//! Parsers of the forwarded-certificate header formats. Each takes the raw header value and
+//! returns the certificate, or why the value is unusable (fixed text, for debug traces only).
+//!
+//! Strict by design: a value that holds two certificates, trailing bytes after the DER, a PEM
+//! block that is not a certificate, or anything that is not a well-formed X.509 certificate is
+//! refused, never "repaired".
+
+use base64::alphabet;
+use base64::engine::general_purpose::GeneralPurpose;
+use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
+use base64::Engine as _;
+use rustls_pki_types::CertificateDer;
+
+use crate::peer::ClientCertificate;
+use crate::thumbprint::CertThumbprint;
+
+pub(crate) type Parsed = Result<Option<ClientCertificate>, &'static str>;
+
+/// Standard base64, with or without padding (RFC 8941 §3.3.5 asks parsers to accept both).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Checks that `der` is exactly one well-formed X.509 certificate (no trailing bytes).
+fn certificate(der: Vec<u8>) -> Result<CertificateDer<'static>, &'static str> {
+    let der = CertificateDer::from(der);
+    webpki::EndEntityCert::try_from(&der).map_err(|_| "not a well-formed X.509 certificate")?;
+    Ok(der)
+}
+
+/// RFC 9440 `Client-Cert`: an RFC 8941 Byte Sequence (`:base64:`) holding the DER leaf; and
+/// `Client-Cert-Chain`, when present, a List of Byte Sequences (the rest of the chain).
+pub(crate) fn rfc9440(value: &[u8], chain: Option<&[u8]>) -> Parsed {
+    let leaf = certificate(byte_sequence(trim(value))?)?;
+    let mut certs = vec![leaf];
+    if let Some(chain) = chain {
+        for item in trim(chain).split(|&b| b == b',') {
+            certs.push(certificate(byte_sequence(trim(item))?)?);
+        }
+    }
+    Ok(ClientCertificate::from_chain(certs))
+}
+
+/// An RFC 8941 Byte Sequence without parameters.
+fn byte_sequence(item: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let inner = item
+        .strip_prefix(b":")
+        .and_then(|rest| rest.strip_suffix(b":"))
+        .ok_or("not an RFC 8941 byte sequence")?;
+    if inner.is_empty() {
+        return Err("empty byte sequence");
+    }
+    BASE64
+        .decode(inner)
+        .map_err(|_| "byte sequence is not base64")
+}
+
+/// HAProxy `%[ssl_c_der,base64]`: the DER leaf in standard base64.
+pub(crate) fn base64_der(value: &[u8]) -> Parsed {
+    let value = trim(value);
+    if value.is_empty() {
+        return Err("empty value");
+    }
+    let der = BASE64.decode(value).map_err(|_| "not base64")?;
+    Ok(ClientCertificate::from_chain(vec![certificate(der)?]))
+}
+
+/// nginx `$ssl_client_escaped_cert`: the PEM leaf, percent-encoded.
+pub(crate) fn escaped_pem(value: &[u8]) -> Parsed {
+    let pem = percent_decode(trim(value))?;
+    Ok(ClientCertificate::from_chain(vec![pem_certificate(&pem)?]))
+}
+
+/// Apache `%{SSL_CLIENT_CERT}s`: the PEM leaf with its line breaks turned into spaces, or the
+/// literal `(null)` when the client presented no certificate.
+pub(crate) fn apache_pem(value: &[u8]) -> Parsed {
+    let value = trim(value);
+    if value == b"(null)" {
+        return Err("(null): the proxy saw no client certificate");
+    }
+    Ok(ClientCertificate::from_chain(vec![pem_certificate(value)?]))
+}
+
+/// Envoy `x-forwarded-client-cert`: the element added by the nearest proxy (the last one),
+/// `Cert=` (percent-encoded PEM) and / or `Hash=` (hex SHA-256 of the DER leaf). With both,
+/// they must agree. An element with neither means no client certificate.
+pub(crate) fn xfcc(value: &[u8]) -> Parsed {
+    let elements = split_unquoted(trim(value), b',')?;
+    let nearest = elements.last().copied().map(trim).unwrap_or_default();
+    if nearest.is_empty() {
+        return Err("empty XFCC element");
+    }
+    let mut cert = None;
+    let mut hash = None;
+    for pair in split_unquoted(nearest, b';')? {
+        let pair = trim(pair);
+        let eq = pair
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("XFCC pair without '='")?;
+        let (key, value) = (&pair[..eq], unquote(&pair[eq + 1..])?);
+        let slot = if key.eq_ignore_ascii_case(b"Cert") {
+            &mut cert
+        } else if key.eq_ignore_ascii_case(b"Hash") {
+            &mut hash
+        } else {
+            continue;
+        };
+        if slot.replace(value).is_some() {
+            return Err("XFCC key given twice in one element");
+        }
+    }
+    let from_hash = match hash {
+        Some(hex) => Some(CertThumbprint::from_digest(hex_digest(&hex)?)),
+        None => None,
+    };
+    match (cert, from_hash) {
+        (Some(cert), hash) => {
+            let pem = percent_decode(&cert)?;
+            let certificate = ClientCertificate::from_chain(vec![pem_certificate(&pem)?])
+                .ok_or("no certificate")?;
+            if hash.is_some_and(|h| h != *certificate.thumbprint()) {
+                return Err("XFCC Hash does not match Cert");
+            }
+            Ok(Some(certificate))
+        }
+        (None, Some(hash)) => Ok(Some(ClientCertificate::from_thumbprint(hash))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Exactly one `CERTIFICATE` PEM block, with nothing but whitespace around it.
+fn pem_certificate(text: &[u8]) -> Result<CertificateDer<'static>, &'static str> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let text = trim_whitespace(text);
+    let body = text
+        .strip_prefix(BEGIN)
+        .and_then(|rest| rest.strip_suffix(END))
+        .ok_or("not exactly one PEM CERTIFICATE block")?;
+    if body.windows(5).any(|w| w == b"-----") {
+        return Err("more than one PEM block");
+    }
+    let b64: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let der = BASE64.decode(b64).map_err(|_| "PEM body is not base64")?;
+    certificate(der)
+}
+
+/// Percent-decoding (`%XX`); `+` stays `+` (it is a base64 character here, not a space).
+fn percent_decode(value: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next().and_then(|&h| hex_value(h));
+            let lo = bytes.next().and_then(|&l| hex_value(l));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                _ => return Err("bad percent-encoding"),
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+fn hex_digest(hex: &[u8]) -> Result<[u8; 32], &'static str> {
+    if hex.len() != 64 {
+        return Err("XFCC Hash is not 64 hex digits");
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+        match (hex_value(pair[0]), hex_value(pair[1])) {
+            (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
+            _ => return Err("XFCC Hash is not hex"),
+        }
+    }
+    Ok(digest)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits at `sep` outside double quotes (XFCC quotes values holding `,` `;` `=`).
+fn split_unquoted(value: &[u8], sep: u8) -> Result<Vec<&[u8]>, &'static str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in value.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            _ if b == sep && !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("unterminated quote");
+    }
+    parts.push(&value[start..]);
+    Ok(parts)
+}
+
+/// A value, unquoted (`"…"` with `\"` and `\\` escapes) if it is quoted.
+fn unquote(value: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let Some(inner) = value.strip_prefix(b"\"") else {
+        return Ok(value.to_vec());
+    };
+    let inner = inner.strip_suffix(b"\"").ok_or("unterminated quote")?;
+    let mut out = Vec::with_capacity(inner.len());
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        out.push(if b == b'\\' {
+            *bytes.next().ok_or("dangling escape")?
+        } else {
+            b
+        });
+    }
+    Ok(out)
+}
+
+/// HTTP optional whitespace (SP, HTAB) trimmed from both ends.
+fn trim(value: &[u8]) -> &[u8] {
+    trim_by(value, |b| b == b' ' || b == b'\t')
+}
+
+fn trim_whitespace(value: &[u8]) -> &[u8] {
+    trim_by(value, |b| b.is_ascii_whitespace())
+}
+
+fn trim_by(value: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
+    let start = value.iter().position(|&b| !strip(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| !strip(b))
+        .map_or(start, |e| e + 1);
+    &value[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    /// A fresh self-signed certificate: (DER, PEM).
+    fn cert(name: &str) -> (Vec<u8>, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.der().to_vec(), cert.pem())
+    }
+
+    fn escape(pem: &str) -> String {
+        // What nginx's $ssl_client_escaped_cert does: percent-encode all but unreserved.
+        pem.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    fn thumbprint(der: &[u8]) -> CertThumbprint {
+        CertThumbprint::from_der(der)
+    }
+
+    fn expect_cert(parsed: Parsed, der: &[u8]) {
+        let cert = parsed.expect("parsed").expect("a certificate");
+        assert_eq!(cert.thumbprint(), &thumbprint(der));
+    }
+
+    #[test]
+    fn every_format_reads_its_certificate() {
+        let (der, pem) = cert("client.example");
+        let b64 = STANDARD.encode(&der);
+        expect_cert(rfc9440(format!(":{b64}:").as_bytes(), None), &der);
+        expect_cert(
+            rfc9440(
+                format!(" :{}: ", b64.trim_end_matches('=')).as_bytes(),
+                None,
+            ),
+            &der,
+        );
+        expect_cert(base64_der(b64.as_bytes()), &der);
+        expect_cert(escaped_pem(escape(&pem).as_bytes()), &der);
+        expect_cert(apache_pem(pem.replace('\n', " ").as_bytes()), &der);
+        expect_cert(apache_pem(pem.as_bytes()), &der);
+        let hash = thumbprint(&der).to_hex();
+        let xfcc_value = format!(
+            "By=spiffe://a;Hash=0000;Cert=\"x\",By=spiffe://b;Hash={hash};Cert=\"{}\";Subject=\"CN=a,O=b\"",
+            escape(&pem)
+        );
+        expect_cert(xfcc(xfcc_value.as_bytes()), &der);
+    }
+
+    #[test]
+    fn rfc9440_chain_is_kept() {
+        let (leaf, _) = cert("leaf");
+        let (ca, _) = cert("ca");
+        let chain = format!(":{}:, :{}:", STANDARD.encode(&ca), STANDARD.encode(&ca));
+        let parsed = rfc9440(
+            format!(":{}:", STANDARD.encode(&leaf)).as_bytes(),
+            Some(chain.as_bytes()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(parsed.chain().len(), 3);
+        assert_eq!(parsed.thumbprint(), &thumbprint(&leaf));
+    }
+
+    #[test]
+    fn xfcc_hash_alone_is_enough_for_binding() {
+        let (der, _) = cert("client");
+        let value = format!(
+            "Hash={};URI=spiffe://client",
+            thumbprint(&der).to_hex().to_uppercase()
+        );
+        let cert = xfcc(value.as_bytes()).unwrap().unwrap();
+        assert_eq!(cert.thumbprint(), &thumbprint(&der));
+        assert!(cert.leaf().is_none());
+        // An element with neither Cert nor Hash: no client certificate.
+        assert!(xfcc(b"By=spiffe://proxy;URI=spiffe://x").unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        let (der, pem) = cert("client");
+        let (other_der, other_pem) = cert("other");
+        let b64 = STANDARD.encode(&der);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        let key_pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+        let two = format!("{pem}{other_pem}");
+        let mismatch = format!(
+            "Hash={};Cert=\"{}\"",
+            thumbprint(&other_der).to_hex(),
+            escape(&pem)
+        );
+        let cases: Vec<(&str, Parsed)> = vec![
+            ("rfc9440 without colons", rfc9440(b64.as_bytes(), None)),
+            ("rfc9440 empty", rfc9440(b"", None)),
+            ("rfc9440 '::'", rfc9440(b"::", None)),
+            (
+                "rfc9440 parameters",
+                rfc9440(format!(":{b64}:;a=1").as_bytes(), None),
+            ),
+            (
+                "rfc9440 two items",
+                rfc9440(format!(":{b64}:, :{b64}:").as_bytes(), None),
+            ),
+            (
+                "rfc9440 trailing bytes",
+                rfc9440(format!(":{}:", STANDARD.encode(&trailing)).as_bytes(), None),
+            ),
+            (
+                "rfc9440 bad chain",
+                rfc9440(format!(":{b64}:").as_bytes(), Some(b"garbage")),
+            ),
+            ("haproxy empty", base64_der(b"")),
+            ("haproxy not base64", base64_der(b"***")),
+            (
+                "haproxy trailing bytes",
+                base64_der(STANDARD.encode(&trailing).as_bytes()),
+            ),
+            (
+                "haproxy garbage DER",
+                base64_der(STANDARD.encode(b"0123456789").as_bytes()),
+            ),
+            ("nginx empty", escaped_pem(b"")),
+            (
+                "nginx two certificates",
+                escaped_pem(escape(&two).as_bytes()),
+            ),
+            ("nginx private key", escaped_pem(escape(key_pem).as_bytes())),
+            ("nginx bad escape", escaped_pem(b"%ZZ")),
+            ("nginx truncated escape", escaped_pem(b"abc%4")),
+            ("nginx raw DER base64", escaped_pem(b64.as_bytes())),
+            (
+                "nginx text after the block",
+                escaped_pem(escape(&format!("{pem}junk")).as_bytes()),
+            ),
+            ("apache (null)", apache_pem(b"(null)")),
+            ("apache empty", apache_pem(b"")),
+            (
+                "apache two certificates",
+                apache_pem(two.replace('\n', " ").as_bytes()),
+            ),
+            ("xfcc empty", xfcc(b"")),
+            (
+                "xfcc trailing comma",
+                xfcc(format!("Hash={}, ", thumbprint(&der).to_hex()).as_bytes()),
+            ),
+            ("xfcc hash mismatch", xfcc(mismatch.as_bytes())),
+            ("xfcc short hash", xfcc(b"Hash=abcd")),
+            (
+                "xfcc non-hex hash",
+                xfcc(format!("Hash={}", "zz".repeat(32)).as_bytes()),
+            ),
+            (
+                "xfcc duplicate key",
+                xfcc(format!("Hash={h};Hash={h}", h = thumbprint(&der).to_hex()).as_bytes()),
+            ),
+            ("xfcc unterminated quote", xfcc(b"Cert=\"abc")),
+            ("xfcc pair without =", xfcc(b"Hash")),
+        ];
+        for (name, parsed) in cases {
+            assert!(parsed.is_err(), "{name} was accepted");
+        }
+    }
+
+    /// Seeded random bytes and mutations of valid values: never a panic.
+    #[test]
+    fn random_input_never_panics() {
+        let (der, pem) = cert("client");
+        let valid = [
+            format!(":{}:", STANDARD.encode(&der)),
+            escape(&pem),
+            STANDARD.encode(&der),
+            format!(
+                "Hash={};Cert=\"{}\"",
+                thumbprint(&der).to_hex(),
+                escape(&pem)
+            ),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..4000 {
+            let mut bytes = valid[round % valid.len()].clone().into_bytes();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, b"%:\",;=-"[(next() % 7) as usize]),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let _ = rfc9440(&bytes, Some(&bytes));
+            let _ = xfcc(&bytes);
+            let _ = escaped_pem(&bytes);
+            let _ = base64_der(&bytes);
+            let _ = apache_pem(&bytes);
+        }
+    }
+}
