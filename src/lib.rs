@@ -56,6 +56,8 @@ pub mod peer;
 pub mod thumbprint;
 pub mod tls;
 pub mod token;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::TokenClaims;
