@@ -320,7 +320,10 @@ mod tests {
                 www_authenticate(kind, ChallengeParams::default()).as_ref(),
                 "{kind:?}"
             );
-            assert_eq!(res.extensions().get::<AuthError>().map(AuthError::kind), Some(kind));
+            assert_eq!(
+                res.extensions().get::<AuthError>().map(AuthError::kind),
+                Some(kind)
+            );
         }
     }
 
@@ -332,7 +335,10 @@ mod tests {
         ));
         assert_eq!(grpc_percent_encode("50% off"), "50%25 off");
         assert_eq!(grpc_percent_encode("a\r\nb"), "a%0D%0Ab");
-        assert_eq!(grpc_percent_encode("caf\u{e9} \u{1F512}"), "caf%C3%A9 %F0%9F%94%92");
+        assert_eq!(
+            grpc_percent_encode("caf\u{e9} \u{1F512}"),
+            "caf%C3%A9 %F0%9F%94%92"
+        );
         assert_eq!(grpc_percent_encode("~ !$&"), "~ !$&");
     }
 

@@ -166,12 +166,10 @@ fn status(error: &AuthError) -> Status {
 pub(crate) fn lookup(extensions: &Extensions) -> Option<CertificateLookup> {
     let info = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?;
     let chain = info.peer_certs().map(|certs| certs.as_ref().clone());
-    Some(
-        match chain.and_then(ClientCertificate::from_chain) {
-            Some(cert) => CertificateLookup::Present(cert),
-            None => CertificateLookup::Absent,
-        },
-    )
+    Some(match chain.and_then(ClientCertificate::from_chain) {
+        Some(cert) => CertificateLookup::Present(cert),
+        None => CertificateLookup::Absent,
+    })
 }
 
 #[cfg(test)]
