@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request};
 use tower_layer::Layer as _;
 use whoami::{CountRequest, WhoamiClient, WhoamiRequest, WhoamiServer};
 
@@ -135,40 +135,7 @@ impl Drop for GrpcServer {
 
 /// A tonic client over mTLS to `server`, trusting `pki`'s CA and presenting `identity`.
 async fn client(server: &GrpcServer, pki: &Pki, identity: &ClientIdentity) -> WhoamiClient {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(pki.ca_pem()))
-        .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{}", server.addr))
-        .expect("endpoint")
-        .tls_config(tls)
-        .expect("client TLS config")
-        .timeout(SAFETY)
-        .connect()
-        .await
-        .expect("connect");
-    WhoamiClient::new(channel)
-}
-
-/// `message` with `authorization: Bearer <token>` metadata.
-fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("metadata value"),
-    );
-    request
-}
-
-/// The status's `www-authenticate` metadata.
-fn challenge(status: &Status) -> String {
-    status
-        .metadata()
-        .get("www-authenticate")
-        .unwrap_or_else(|| panic!("no www-authenticate in {status:?}"))
-        .to_str()
-        .expect("ASCII challenge")
-        .to_owned()
+    WhoamiClient::new(grpc_channel(server.addr, &pki.ca_pem(), identity).await)
 }
 
 /// A CA, two clients, an ES256 key, and a token bound to alice's certificate.
@@ -244,7 +211,7 @@ async fn a_stolen_token_on_another_certificate_is_unauthenticated_with_a_challen
         status.message(),
         "access token bound to another certificate"
     );
-    let challenge = challenge(&status);
+    let challenge = grpc_challenge(&status);
     assert_eq!(
         challenge,
         invalid_token_challenge("access token bound to another certificate")
@@ -272,7 +239,7 @@ async fn rejections_follow_the_one_table() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "no access token");
-    assert_eq!(challenge(&status), "Bearer");
+    assert_eq!(grpc_challenge(&status), "Bearer");
 
     // Malformed Authorization: INVALID_ARGUMENT, invalid_request.
     let status = alice
@@ -281,7 +248,7 @@ async fn rejections_follow_the_one_table() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        challenge(&status).starts_with("Bearer error=\"invalid_request\""),
+        grpc_challenge(&status).starts_with("Bearer error=\"invalid_request\""),
         "{status:?}"
     );
 
@@ -293,7 +260,7 @@ async fn rejections_follow_the_one_table() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
-        challenge(&status),
+        grpc_challenge(&status),
         invalid_token_challenge("invalid access token")
     );
 
@@ -305,7 +272,7 @@ async fn rejections_follow_the_one_table() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
-        challenge(&status),
+        grpc_challenge(&status),
         invalid_token_challenge("access token not certificate-bound")
     );
     server.shutdown().await;
@@ -325,7 +292,7 @@ async fn a_missing_scope_is_permission_denied() {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "insufficient scope");
     assert_eq!(
-        challenge(&status),
+        grpc_challenge(&status),
         "Bearer error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"admin\""
     );
 
@@ -366,7 +333,7 @@ async fn the_streaming_rpc_is_protected_too() {
         .expect_err("no stream for a stolen token");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
-        challenge(&status),
+        grpc_challenge(&status),
         invalid_token_challenge("access token bound to another certificate")
     );
     server.shutdown().await;
@@ -454,7 +421,7 @@ async fn self_signed_client_certificates_are_served_through_certbound_serve() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
-        challenge(&status),
+        grpc_challenge(&status),
         invalid_token_challenge("access token bound to another certificate")
     );
     server.shutdown().await;

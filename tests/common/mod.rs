@@ -15,6 +15,8 @@
 )]
 
 mod client;
+mod example;
+mod grpc;
 mod jwks_server;
 mod keys;
 mod pki;
@@ -28,6 +30,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 pub use client::{https_client, https_client_http1};
+pub use example::{build_example, ScratchDir};
+pub use grpc::{grpc_challenge, grpc_channel, with_token};
 pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH};
 pub use keys::{jwks, TestKey};
 pub use pki::{ClientIdentity, PemPaths, Pki};
