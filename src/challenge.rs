@@ -177,13 +177,35 @@ pub(crate) fn reject<B: Default>(
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));
-        // The fixed descriptions are plain ASCII, so they need no gRPC percent-encoding.
-        headers.insert("grpc-message", HeaderValue::from_static(row.description));
+        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(row.description)) {
+            headers.insert("grpc-message", message);
+        }
     } else {
         *res.status_mut() = row.status;
     }
     res.extensions_mut().insert(error);
     res
+}
+
+/// Percent-encodes `text` for the `grpc-message` header (gRPC over HTTP/2, "Responses"): UTF-8
+/// bytes outside `%x20-%x24 / %x26-%x7E` become `%XX`, so the value is always visible ASCII.
+pub(crate) fn grpc_percent_encode(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (0x20..=0x7E).contains(&b) && b != b'%';
+    if text.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() + 16);
+    for b in text.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0F)]));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether `value` can be put inside a quoted-string without escaping: RFC 6749 §3.3
@@ -280,6 +302,54 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("invalid_token"));
+    }
+
+    #[test]
+    fn grpc_rejections_carry_the_row_in_every_grpc_header() {
+        let kinds = [
+            K::MissingToken,
+            K::InvalidRequest,
+            K::InvalidToken,
+            K::CertificateMismatch,
+            K::InsufficientScope,
+            K::KeysUnavailable,
+            K::Misconfigured,
+        ];
+        for kind in kinds {
+            let row = Challenge::of(kind);
+            let res: Response<()> = reject(AuthError::new(kind), ChallengeParams::default(), true);
+            assert_eq!(res.status(), 200, "{kind:?}");
+            assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc", "{kind:?}");
+            assert_eq!(
+                res.headers()["grpc-status"],
+                row.grpc_status.to_string().as_str()
+            );
+            assert_eq!(res.headers()["grpc-message"], row.description, "{kind:?}");
+            assert_eq!(
+                res.headers().get(WWW_AUTHENTICATE),
+                www_authenticate(kind, ChallengeParams::default()).as_ref(),
+                "{kind:?}"
+            );
+            assert_eq!(
+                res.extensions().get::<AuthError>().map(AuthError::kind),
+                Some(kind)
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert!(matches!(
+            grpc_percent_encode("invalid access token"),
+            std::borrow::Cow::Borrowed("invalid access token")
+        ));
+        assert_eq!(grpc_percent_encode("50% off"), "50%25 off");
+        assert_eq!(grpc_percent_encode("a\r\nb"), "a%0D%0Ab");
+        assert_eq!(
+            grpc_percent_encode("caf\u{e9} \u{1F512}"),
+            "caf%C3%A9 %F0%9F%94%92"
+        );
+        assert_eq!(grpc_percent_encode("~ !$&"), "~ !$&");
     }
 
     #[test]

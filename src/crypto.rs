@@ -1,38 +1,151 @@
 //! The crypto backend, chosen once from the crate features for rustls and jsonwebtoken together.
 //!
-//! `aws-lc-rs` (the default) wins when both features are enabled, so a feature unified in from
-//! elsewhere in a dependency graph never leaves the process without a provider (jsonwebtoken's
-//! own default panics at run time when it sees both or neither).
+//! - `aws-lc-rs` (the default) wins when both features are enabled, so a feature unified in from
+//!   elsewhere in a dependency graph never leaves the process without a provider (jsonwebtoken's
+//!   own default panics at run time when it sees both or neither).
+//! - With neither feature, certbound uses the process-wide defaults the application installed
+//!   (`rustls::crypto::CryptoProvider::install_default` and
+//!   `jsonwebtoken::crypto::CryptoProvider::install_default`). When one is missing, the builders
+//!   that need it return a [`ConfigError`]: never a panic, neither at start-up nor later on a
+//!   request.
 
 use std::sync::Arc;
 
-#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-compile_error!(
-    "certbound needs a crypto backend: enable the feature `aws-lc-rs` (the default) or `rust-crypto`"
-);
+use crate::error::ConfigError;
 
 /// The rustls provider for every TLS configuration certbound builds.
-pub(crate) fn rustls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+///
+/// # Errors
+/// Without a backend feature, when the application installed no process-wide rustls provider.
+pub(crate) fn rustls_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, ConfigError> {
     #[cfg(feature = "aws-lc-rs")]
     {
-        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
     }
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
     {
-        Arc::new(rustls::crypto::ring::default_provider())
+        Ok(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    {
+        rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .ok_or_else(|| {
+                ConfigError::Invalid(
+                    "no rustls crypto provider: enable certbound's `aws-lc-rs` or `rust-crypto` \
+                     feature, or call rustls::crypto::CryptoProvider::install_default first"
+                        .into(),
+                )
+            })
     }
 }
 
 /// Makes sure jsonwebtoken has a process-wide provider before certbound verifies anything.
 ///
-/// If the application installed one already, that one stays (its choice is respected).
-pub(crate) fn ensure_jwt_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(feature = "aws-lc-rs")]
-        let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-        let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-        let _ = provider.install_default();
-    });
+/// With a backend feature, certbound's provider is installed unless the application installed
+/// one already (its choice is respected).
+///
+/// # Errors
+/// Without a backend feature, when the application installed no jsonwebtoken provider.
+pub(crate) fn ensure_jwt_provider() -> Result<(), ConfigError> {
+    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            #[cfg(feature = "aws-lc-rs")]
+            let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+            #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+            let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+            let _ = provider.install_default();
+        });
+        Ok(())
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+    {
+        no_backend::installed_jwt_provider()
+    }
+}
+
+/// Without a backend feature: finding out whether the application installed a jsonwebtoken
+/// provider.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+mod no_backend {
+    use jsonwebtoken::crypto::{CryptoProvider, KeyUtils};
+    use jsonwebtoken::errors::{Error, ErrorKind};
+
+    use crate::error::ConfigError;
+
+    const MISSING: &str = "no jsonwebtoken crypto provider installed";
+
+    fn missing() -> Error {
+        ErrorKind::Provider(MISSING.into()).into()
+    }
+
+    /// A provider that fails every operation with an error (jsonwebtoken's stand-in panics).
+    static FAIL_CLOSED: CryptoProvider = CryptoProvider {
+        signer_factory: |_, _| Err(missing()),
+        verifier_factory: |_, _| Err(missing()),
+        key_utils: KeyUtils {
+            rsa_pub_components_from_private_key: |_| Err(missing()),
+            rsa_pub_components_from_public_key: |_| Err(missing()),
+            ec_pub_components_from_private_key: |_, _| Err(missing()),
+            ed_pub_components_from_private_key: |_, _| Err(missing()),
+            compute_digest: |_, _| Err(missing()),
+        },
+    };
+
+    /// jsonwebtoken can only be asked whether a provider is installed by trying to install one.
+    /// The probe is [`FAIL_CLOSED`]: if nothing was installed, it stays in place, so that no
+    /// later verification anywhere in the process can panic, and construction fails with a
+    /// [`ConfigError`] that says what to do.
+    pub(super) fn installed_jwt_provider() -> Result<(), ConfigError> {
+        match FAIL_CLOSED.install_default() {
+            Err(installed) if !std::ptr::eq(installed, &FAIL_CLOSED) => Ok(()),
+            _ => Err(ConfigError::Invalid(
+                "no jsonwebtoken crypto provider: enable certbound's `aws-lc-rs` or \
+                 `rust-crypto` feature, or call jsonwebtoken::crypto::CryptoProvider::\
+                 install_default before building a validator"
+                    .into(),
+            )),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        // One test: both checks touch process-wide state and must run in this order.
+        #[test]
+        fn without_installed_providers_builders_fail_without_panicking() {
+            // rustls: nothing installed yet in this process.
+            assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+            let err = super::super::rustls_provider().unwrap_err();
+            assert!(err.to_string().contains("install_default"), "{err}");
+
+            // jsonwebtoken: the first check leaves the fail-closed provider in place, and the
+            // second recognises it.
+            assert!(installed_jwt_provider().is_err());
+            assert!(installed_jwt_provider().is_err());
+            let err = crate::JwtValidator::builder("https://as.test", "https://api.test")
+                .hmac_secret(b"0123456789abcdef0123456789abcdef")
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("jsonwebtoken"), "{err}");
+            // Whoever verifies anyway gets an error, not a panic.
+            let key = jsonwebtoken::DecodingKey::from_secret(b"k");
+            let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+            let token = "eyJhbGciOiJIUzI1NiJ9.e30.c2ln";
+            let result = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation);
+            assert!(result.is_err());
+
+            let err = crate::tls::ServerTls::new(Vec::new(), test_key())
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("rustls"), "{err}");
+        }
+
+        fn test_key() -> rustls_pki_types::PrivateKeyDer<'static> {
+            rustls_pki_types::PrivateKeyDer::Pkcs8(Vec::new().into())
+        }
+    }
 }

@@ -36,7 +36,12 @@
 //! | `rust-crypto` | no | RustCrypto for jsonwebtoken, *ring* for rustls |
 //! | `axum` | yes | extractors: [`AccessToken`], [`TokenClaims`] |
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
+//! | `tonic` | no | reads the client certificate from tonic's `TlsConnectInfo`; [`tonic::CertBoundRequestExt`] |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
+//!
+//! With neither crypto backend feature, certbound uses the process-wide rustls and jsonwebtoken
+//! providers the application installed, and the builders return a [`ConfigError`] when there
+//! are none (see the README's Features section).
 //!
 //! # Rejections
 //! See [`challenge`] for the table; in short: no token `401`, malformed header `400`,
@@ -57,6 +62,8 @@ pub mod peer;
 pub mod thumbprint;
 pub mod tls;
 pub mod token;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::TokenClaims;

@@ -152,7 +152,7 @@ impl ServerTls {
     /// # Errors
     /// rustls refuses the key or the chain, or no client CA could be used.
     pub fn build(self) -> Result<Arc<ServerConfig>, ConfigError> {
-        let provider = rustls_provider();
+        let provider = rustls_provider()?;
         let verifier: Arc<dyn ClientCertVerifier> = match self.client_auth {
             ClientAuth::Verified(roots) => {
                 let builder = WebPkiClientVerifier::builder_with_provider(
@@ -309,7 +309,7 @@ pub(crate) fn client_config(
     for root in extra_roots {
         roots.add(root.clone())?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(rustls_provider())
+    let builder = rustls::ClientConfig::builder_with_provider(rustls_provider()?)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
     let mut config = match identity {

@@ -4,7 +4,8 @@
 //! certbound's own acceptor ([`serve`](crate::serve)) computes the certificate's thumbprint once
 //! per connection and inserts a [`TlsConnectInfo`] into every request's extensions. Other
 //! sources can insert a [`ClientCertificate`] directly (a test, or an adapter for another
-//! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well.
+//! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well, and with the
+//! `tonic` feature, tonic's `TlsConnectInfo`.
 //!
 //! Where the certificate comes from, the first present wins:
 //! 1. a [`ForwardedClientCertificate`] extension: what a trusted TLS-terminating proxy said,
@@ -12,7 +13,8 @@
 //!    source (the connection's own certificate is then the proxy's, never the client's);
 //! 2. a [`ClientCertificate`] extension;
 //! 3. a [`TlsConnectInfo`] extension (certbound's acceptors);
-//! 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`).
+//! 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`);
+//! 5. tonic's `TlsConnectInfo<TcpConnectInfo>` (feature `tonic`; see [`crate::tonic`]).
 //!
 //! When none of them is present the server is misconfigured (it is not serving through a TLS
 //! source certbound knows), and the layer answers `500` rather than blaming the client.
@@ -177,6 +179,10 @@ pub(crate) fn lookup(extensions: &Extensions) -> CertificateLookup {
             Some(cert) => CertificateLookup::Present(cert),
             None => CertificateLookup::Absent,
         };
+    }
+    #[cfg(feature = "tonic")]
+    if let Some(found) = crate::tonic::lookup(extensions) {
+        return found;
     }
     CertificateLookup::NoSource
 }

@@ -470,7 +470,7 @@ impl JwtValidatorBuilder {
     /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
     /// 32 bytes), a non-https URL, or an invalid issuer / audience.
     pub fn build(self) -> Result<JwtValidator, ConfigError> {
-        crate::crypto::ensure_jwt_provider();
+        crate::crypto::ensure_jwt_provider()?;
         if self.issuer.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid(
                 "issuer and audience must not be empty".into(),
@@ -620,7 +620,7 @@ mod tests {
     }
 
     fn sign(claims: Value) -> String {
-        crate::crypto::ensure_jwt_provider();
+        crate::crypto::ensure_jwt_provider().expect("a crypto backend");
         encode(
             &Header::new(Algorithm::HS256),
             &claims,

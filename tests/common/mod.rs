@@ -15,6 +15,8 @@
 )]
 
 mod client;
+mod example;
+mod grpc;
 mod https_server;
 mod introspection_server;
 mod jwks_server;
@@ -30,6 +32,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 pub use client::{https_client, https_client_http1};
+pub use example::{build_example, ScratchDir};
+pub use grpc::{grpc_challenge, grpc_channel, with_token};
 pub use https_server::{HttpsServer, PresentedCertificate};
 pub use introspection_server::{
     Behaviour, Introspection, IntrospectionServer, INTROSPECT_PATH, MTLS_INTROSPECT_PATH,

@@ -155,6 +155,12 @@ impl Pki {
         )
     }
 
+    /// The server certificate (leaf only) and its PKCS#8 private key, PEM: what tonic's
+    /// `Identity::from_pem` takes.
+    pub fn server_identity_pem(&self) -> (String, String) {
+        (self.server_cert_pem.clone(), self.server_key_pem.clone())
+    }
+
     /// A fresh client identity (subject `CN=cn`, clientAuth EKU) issued by this CA.
     pub fn client_identity(&self, cn: &str) -> ClientIdentity {
         self.client_identity_with(cn, |_| {})

@@ -1,0 +1,423 @@
+//! A configurable RFC 8705 gRPC resource server: the `certbound.example.v1.Whoami` service
+//! (`examples/grpc/whoami.proto`: a unary and a server-streaming method) accepts only JWT access
+//! tokens bound to the client certificate of the TLS connection they arrive on.
+//!
+//! ```text
+//! cargo run --release --features tonic --example tonic_server -- \
+//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
+//!     --issuer https://as.example --audience https://api.example \
+//!     --jwks-url https://as.example/jwks
+//! ```
+//!
+//! Flags (`--flag value` or `--flag=value`; `--help` prints them), as for `resource_server`:
+//!
+//! ```text
+//!   --listen ADDR                  (default 127.0.0.1:50051)
+//!   --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
+//!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
+//!                                  CAs (served with tonic's own TLS). Without it, any client
+//!                                  certificate (self-signed too, RFC 8705 §6.2) is accepted at
+//!                                  the TLS layer (served with certbound::serve); key possession
+//!                                  is still proven.
+//!   --issuer URL --audience STR    expected iss and aud of JWT access tokens
+//!   --jwks-url URL | --jwks-file PATH    JWT mode
+//!   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+//!   --allow-unbound                accept tokens with no cnf (default: reject them)
+//! ```
+//!
+//! Rejections are gRPC statuses: `UNAUTHENTICATED` (with a `www-authenticate` challenge in the
+//! metadata) for a missing, invalid or wrongly bound token, and so on (see `certbound::tonic`).
+//!
+//! On start the server prints `listening on https://ADDR` (in `--jwks-url` mode after a first
+//! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
+//! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
+
+#[path = "grpc/whoami.rs"]
+mod whoami;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certbound::tls::{load_certs, load_private_key, ServerTls};
+use certbound::{CertBoundLayer, JwtValidator};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower_layer::Layer as _;
+use whoami::WhoamiServer;
+
+const USAGE: &str = "\
+Usage: tonic_server [FLAGS]
+
+  --listen ADDR                  (default 127.0.0.1:50051)
+  --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
+  --client-ca PATH               optional, repeatable: client chains must verify to one of these
+                                 CAs (served with tonic's own TLS). Without it, any client
+                                 certificate (self-signed too, RFC 8705 §6.2) is accepted at
+                                 the TLS layer (served with certbound::serve); key possession
+                                 is still proven.
+  --issuer URL --audience STR    expected iss and aud of JWT access tokens
+  --jwks-url URL | --jwks-file PATH    JWT mode
+  --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+  --allow-unbound                accept tokens with no cnf (default: reject them)
+  --help                         this text
+
+Flags take their value as `--flag value` or `--flag=value`.
+Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required.
+";
+
+/// How long open connections get to finish after Ctrl-C / SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the token-signing keys come from.
+#[derive(Debug)]
+enum Keys {
+    Url(String),
+    File(PathBuf),
+}
+
+#[derive(Debug)]
+struct Config {
+    /// `--listen` as given, and what it resolved to.
+    listen_arg: String,
+    listen: Vec<SocketAddr>,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    client_cas: Vec<PathBuf>,
+    issuer: String,
+    audience: String,
+    keys: Keys,
+    upstream_cas: Vec<PathBuf>,
+    allow_unbound: bool,
+}
+
+/// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
+/// message for stderr.
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>, String> {
+    let args = args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(None);
+    }
+
+    let mut listen = None;
+    let mut tls_cert = None;
+    let mut tls_key = None;
+    let mut client_cas = Vec::new();
+    let mut issuer = None;
+    let mut audience = None;
+    let mut jwks_url = None;
+    let mut jwks_file = None;
+    let mut upstream_cas = Vec::new();
+    let mut allow_unbound = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?} (see --help)"));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (flag, None),
+        };
+        if name == "allow-unbound" {
+            if inline.is_some() {
+                return Err("--allow-unbound takes no value".to_owned());
+            }
+            allow_unbound = true;
+            continue;
+        }
+        if !matches!(
+            name,
+            "listen"
+                | "tls-cert"
+                | "tls-key"
+                | "client-ca"
+                | "issuer"
+                | "audience"
+                | "jwks-url"
+                | "jwks-file"
+                | "upstream-ca"
+        ) {
+            return Err(format!("unknown flag --{name} (see --help)"));
+        }
+        let value = match inline {
+            Some(value) => value,
+            // `--issuer --audience x` is a missing value, not an issuer named "--audience".
+            None => args
+                .next()
+                .filter(|v| !v.starts_with("--"))
+                .ok_or_else(|| format!("--{name} needs a value"))?,
+        };
+        if value.is_empty() {
+            return Err(format!("--{name} needs a non-empty value"));
+        }
+        let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
+            None => Ok(()),
+            Some(_) => Err(format!("--{name} given more than once")),
+        };
+        match name {
+            "listen" => once(&mut listen)?,
+            "tls-cert" => once(&mut tls_cert)?,
+            "tls-key" => once(&mut tls_key)?,
+            "issuer" => once(&mut issuer)?,
+            "audience" => once(&mut audience)?,
+            "jwks-url" => once(&mut jwks_url)?,
+            "jwks-file" => once(&mut jwks_file)?,
+            "client-ca" => client_cas.push(PathBuf::from(value)),
+            _ => upstream_cas.push(PathBuf::from(value)),
+        }
+    }
+
+    let required = |slot: Option<String>, name: &str| {
+        slot.ok_or_else(|| format!("missing --{name} (see --help)"))
+    };
+    let tls_cert = required(tls_cert, "tls-cert")?;
+    let tls_key = required(tls_key, "tls-key")?;
+    let issuer = required(issuer, "issuer")?;
+    let audience = required(audience, "audience")?;
+    let keys = match (jwks_url, jwks_file) {
+        (Some(url), None) => Keys::Url(url),
+        (None, Some(path)) => Keys::File(path.into()),
+        (Some(_), Some(_)) => return Err("give one of --jwks-url and --jwks-file, not both".into()),
+        (None, None) => return Err("missing --jwks-url or --jwks-file (see --help)".into()),
+    };
+    if !upstream_cas.is_empty() && !matches!(keys, Keys::Url(_)) {
+        return Err("--upstream-ca only applies with --jwks-url".into());
+    }
+    let listen_arg = listen.unwrap_or_else(|| "127.0.0.1:50051".to_owned());
+    let listen = listen_arg
+        .to_socket_addrs()
+        .map_err(|e| format!("--listen {listen_arg}: {e}"))?
+        .collect();
+    Ok(Some(Config {
+        listen_arg,
+        listen,
+        tls_cert: tls_cert.into(),
+        tls_key: tls_key.into(),
+        client_cas,
+        issuer,
+        audience,
+        keys,
+        upstream_cas,
+        allow_unbound,
+    }))
+}
+
+/// Who terminates TLS.
+enum Tls {
+    /// tonic's own TLS, client chains verified against the `--client-ca` roots.
+    Tonic(ServerTlsConfig),
+    /// certbound's acceptor, any client certificate (RFC 8705 §6.2).
+    Certbound(Arc<rustls::ServerConfig>),
+}
+
+fn read(path: &PathBuf, flag: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("--{flag}: cannot read {}: {e}", path.display()))
+}
+
+/// The TLS setup from the flags. The PEM files are parsed here, so that a bad file is reported
+/// at start-up with its path.
+fn server_tls(config: &Config) -> Result<Tls, String> {
+    if config.client_cas.is_empty() {
+        let tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
+            .map_err(|e| e.to_string())?
+            .any_client_certificate()
+            .build()
+            .map_err(|e| e.to_string())?;
+        return Ok(Tls::Certbound(tls));
+    }
+    load_certs(&config.tls_cert).map_err(|e| format!("--tls-cert: {e}"))?;
+    load_private_key(&config.tls_key).map_err(|e| format!("--tls-key: {e}"))?;
+    let identity = Identity::from_pem(
+        read(&config.tls_cert, "tls-cert")?,
+        read(&config.tls_key, "tls-key")?,
+    );
+    // tonic takes one PEM bundle of roots.
+    let mut roots = Vec::new();
+    for ca in &config.client_cas {
+        load_certs(ca).map_err(|e| format!("--client-ca: {e}"))?;
+        roots.extend(read(ca, "client-ca")?);
+        roots.push(b'\n');
+    }
+    Ok(Tls::Tonic(
+        ServerTlsConfig::new()
+            .identity(identity)
+            .client_ca_root(Certificate::from_pem(roots)),
+    ))
+}
+
+/// The JWT validator from the flags.
+fn jwt_validator(config: &Config) -> Result<JwtValidator, String> {
+    let builder = JwtValidator::builder(&config.issuer, &config.audience);
+    match &config.keys {
+        Keys::File(path) => builder
+            .jwks_file(path)
+            .build()
+            .map_err(|e| format!("--jwks-file: {e}")),
+        Keys::Url(url) => {
+            let mut builder = builder.jwks_url(url);
+            for path in &config.upstream_cas {
+                for ca in load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))? {
+                    builder = builder.trust_root(ca);
+                }
+            }
+            builder.build().map_err(|e| format!("--jwks-url: {e}"))
+        }
+    }
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tonic_server: {message}");
+    ExitCode::from(code)
+}
+
+type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// The server, serving until `stopped` completes.
+fn server(
+    tls: Tls,
+    layer: CertBoundLayer<JwtValidator>,
+    listener: TcpListener,
+    stopped: oneshot::Receiver<()>,
+) -> Result<ServerFuture, String> {
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    match tls {
+        Tls::Tonic(tls) => {
+            // The layer reads the client certificate from tonic's TlsConnectInfo.
+            let router = Server::builder()
+                .tls_config(tls)
+                .map_err(|e| format!("TLS configuration: {e}"))?
+                .layer(layer)
+                .add_service(WhoamiServer);
+            let incoming = TcpIncoming::from(listener);
+            Ok(Box::pin(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                    .map_err(|e| e.to_string())
+            }))
+        }
+        Tls::Certbound(tls) => {
+            // certbound's acceptor puts the client certificate into every request.
+            let service = layer.layer(WhoamiServer);
+            Ok(Box::pin(async move {
+                certbound::serve(listener, tls, service)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .map_err(|e| e.to_string())
+            }))
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // tonic's TLS takes rustls' process-wide provider; this binary may have two compiled in.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let config = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => return fail(2, message),
+    };
+    let tls = match server_tls(&config) {
+        Ok(tls) => tls,
+        Err(message) => return fail(2, message),
+    };
+    let validator = match jwt_validator(&config) {
+        Ok(validator) => validator,
+        Err(message) => return fail(2, message),
+    };
+
+    let listener = match TcpListener::bind(&config.listen[..]).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
+    };
+    if let Keys::Url(url) = &config.keys {
+        // Warm the key cache; if the endpoint is down now, the first request retries.
+        if let Err(e) = validator.prefetch().await {
+            eprintln!("tonic_server: warning: no keys from {url} yet ({e}); will retry on demand");
+        }
+    }
+
+    let mut layer = CertBoundLayer::new(validator);
+    if config.allow_unbound {
+        layer = layer.allow_unbound();
+    }
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = match server(tls, layer, listener, stopped) {
+        Ok(server) => server,
+        Err(message) => return fail(2, message),
+    };
+    println!("listening on https://{addr}");
+
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        ended = &mut server => {
+            // The server only ends by itself on an error.
+            return match ended {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => fail(1, format!("server error: {e}")),
+                Err(e) => fail(1, format!("server task failed: {e}")),
+            };
+        }
+        () = shutdown_signal() => {}
+    }
+    eprintln!("tonic_server: shutting down");
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(e))) => fail(1, format!("server error: {e}")),
+        Ok(Err(e)) => fail(1, format!("server task failed: {e}")),
+        Err(_) => fail(
+            1,
+            format!("connections still open after {SHUTDOWN_GRACE:?}; exiting"),
+        ),
+    }
+}

@@ -1,0 +1,323 @@
+//! Runs `examples/tonic_server.rs` as an operator would: built by cargo, started as a separate
+//! process with PEM and JWKS files on disk, driven by a real tonic client over mTLS.
+
+mod common;
+#[path = "../examples/grpc/whoami.rs"]
+mod whoami;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use tokio_stream::StreamExt as _;
+use tonic::Code;
+use whoami::{CountRequest, WhoamiClient, WhoamiRequest};
+
+fn example_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("tonic_server"))
+}
+
+fn run_to_exit(args: &[&str]) -> Output {
+    Command::new(example_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tonic_server")
+}
+
+/// The example, running. Killed on drop, so a failing test leaves no process behind.
+struct RunningServer {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl RunningServer {
+    /// Starts the example on 127.0.0.1 (port 0: the OS picks) and returns once it has printed
+    /// its `listening on https://ADDR` line: the listener is bound by then. The wait runs off
+    /// the test's runtime, which may be serving the JWKS endpoint the example fetches at start.
+    async fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(example_binary())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tonic_server");
+        let (tx, lines) = mpsc::channel();
+        let pipe = child.stdout.take().expect("stdout pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first =
+            tokio::task::spawn_blocking(move || lines.recv_timeout(Duration::from_secs(20)))
+                .await
+                .expect("wait for the start line");
+        let first = match first {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tonic_server printed no start line: {:?}", child.wait());
+            }
+        };
+        let addr = first
+            .strip_prefix("listening on https://")
+            .unwrap_or_else(|| panic!("unexpected start line {first:?}"))
+            .parse()
+            .expect("listening address");
+        RunningServer { child, addr }
+    }
+
+    async fn client(&self, ca_pem: &str, identity: &ClientIdentity) -> WhoamiClient {
+        WhoamiClient::new(grpc_channel(self.addr, ca_pem, identity).await)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the process to exit successfully.
+    #[cfg(unix)]
+    async fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "exit after SIGTERM: {status}");
+                return;
+            }
+        }
+        panic!("tonic_server did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A's token works for A (unary and streaming), and B cannot use it.
+async fn assert_only_a_can_use(
+    server: &RunningServer,
+    ca_pem: &str,
+    a: &ClientIdentity,
+    b: &ClientIdentity,
+    token: &str,
+) {
+    let mut with_a = server.client(ca_pem, a).await;
+    let reply = with_a
+        .whoami(with_token(WhoamiRequest {}, token))
+        .await
+        .expect("A is served")
+        .into_inner();
+    assert_eq!(reply.sub, "alice");
+    assert_eq!(reply.x5t_s256, a.x5t_s256());
+    let mut stream = with_a
+        .count(with_token(CountRequest { count: 4 }, token))
+        .await
+        .expect("A may stream")
+        .into_inner();
+    let mut ns = Vec::new();
+    while let Some(reply) = stream.next().await {
+        ns.push(reply.expect("stream item").n);
+    }
+    assert_eq!(ns, [1, 2, 3, 4]);
+
+    let mut with_b = server.client(ca_pem, b).await;
+    for status in [
+        with_b
+            .whoami(with_token(WhoamiRequest {}, token))
+            .await
+            .unwrap_err(),
+        with_b
+            .count(with_token(CountRequest { count: 4 }, token))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(
+            grpc_challenge(&status),
+            invalid_token_challenge("access token bound to another certificate")
+        );
+    }
+}
+
+#[test]
+fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
+    let one_line = |out: &Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+        stderr
+    };
+
+    let out = run_to_exit(&["--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("--bogus"));
+
+    let dir = ScratchDir::new("tonic-flags");
+    let pki = Pki::new("tonic-example-flags-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let jwks_file = dir.write("jwks.json", jwks(&[&TestKey::es256("k1")]).to_string());
+    let [cert, key, ca] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
+        .map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    let common = ["--issuer", ISSUER, "--audience", AUDIENCE];
+
+    // Missing files, in both TLS modes, name the path.
+    let missing = "/nonexistent/certbound-example/file.pem";
+    for args in [
+        vec!["--tls-cert", missing, "--tls-key", &key],
+        vec![
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            missing,
+        ],
+        vec!["--tls-cert", missing, "--tls-key", &key, "--client-ca", &ca],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--jwks-file", &jwks_file]);
+        args.extend(common);
+        let out = run_to_exit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line(&out).contains(missing), "{args:?}");
+    }
+    // A CA file without certificates.
+    let not_pem = dir.write("not.pem", "not a certificate\n");
+    let mut args = vec![
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--client-ca",
+        &not_pem,
+    ];
+    args.extend(["--jwks-file", &jwks_file]);
+    args.extend(common);
+    let out = run_to_exit(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("--client-ca"));
+
+    // Exactly one of --jwks-url / --jwks-file.
+    let mut both = vec![
+        "--tls-cert=c.pem",
+        "--tls-key=k.pem",
+        "--jwks-file=j.json",
+        "--jwks-url=https://x",
+    ];
+    both.extend(common);
+    let mut neither = vec!["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+    neither.extend(common);
+    for args in [both, neither] {
+        let out = run_to_exit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line(&out).contains("--jwks-"), "{args:?}");
+    }
+
+    let out = run_to_exit(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let usage = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--tls-cert",
+        "--tls-key",
+        "--client-ca",
+        "--issuer",
+        "--audience",
+        "--jwks-url",
+        "--jwks-file",
+    ] {
+        assert!(usage.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[tokio::test]
+async fn jwks_file_with_client_ca_serves_through_tonics_tls() {
+    let dir = ScratchDir::new("tonic-file");
+    let pki = Pki::new("tonic-example-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let key = TestKey::es256("k1");
+    let jwks_file = dir.write("jwks.json", jwks(&[&key]).to_string());
+    let [cert, key_path, ca] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
+        .map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    let server = RunningServer::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--client-ca",
+        &ca,
+        &format!("--issuer={ISSUER}"),
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        &jwks_file,
+    ])
+    .await;
+
+    let a = pki.client_identity("client-a");
+    let b = pki.client_identity("client-b");
+    let token = key.sign(&claims_bound_to(&a.x5t_s256()));
+    assert_only_a_can_use(&server, &pki.ca_pem(), &a, &b, &token).await;
+
+    // Unbound tokens are rejected by default.
+    let unbound = key.sign(&claims_unbound());
+    let status = server
+        .client(&pki.ca_pem(), &a)
+        .await
+        .whoami(with_token(WhoamiRequest {}, &unbound))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    #[cfg(unix)]
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn jwks_url_without_client_ca_accepts_self_signed_certificates() {
+    let key = TestKey::es256("k1");
+    let jwks_server = JwksServer::start(jwks(&[&key])).await;
+    let dir = ScratchDir::new("tonic-url");
+    let pki = Pki::new("tonic-example-url-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let upstream_ca = dir.write("upstream-ca.pem", jwks_server.pki().ca_pem());
+    let [cert, key_path] =
+        [&pem.server_cert, &pem.server_key].map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    let jwks_url = jwks_server.url(JWKS_PATH);
+    let server = RunningServer::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &jwks_url,
+        "--upstream-ca",
+        &upstream_ca,
+    ])
+    .await;
+
+    // RFC 8705 §6.2: self-signed client certificates, no CA at all.
+    let a = Pki::self_signed_client("self-signed-a");
+    let b = Pki::self_signed_client("self-signed-b");
+    let token = key.sign(&claims_bound_to(&a.x5t_s256()));
+    assert_only_a_can_use(&server, &pki.ca_pem(), &a, &b, &token).await;
+    assert!(jwks_server.hits(JWKS_PATH) >= 1);
+
+    #[cfg(unix)]
+    server.terminate().await;
+}
