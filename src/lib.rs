@@ -37,6 +37,7 @@
 //! | `axum` | yes | extractors: [`AccessToken`], [`TokenClaims`] |
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
+//! | `authorization-server` | no | [`authz`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
 //!
 //! # Rejections
 //! See [`challenge`] for the table; in short: no token `401`, malformed header `400`,
@@ -46,6 +47,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "authorization-server")]
+pub mod authz;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod bound;
