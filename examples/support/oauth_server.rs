@@ -38,7 +38,10 @@ pub(crate) struct TokenIssuer {
 
 impl TokenIssuer {
     /// A fresh ES256 key for `issuer`, tokens for `audience`.
-    pub(crate) fn generate(issuer: &str, audience: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) fn generate(
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         // jsonwebtoken signs with the process-wide provider; this one is aws-lc-rs.
         let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
             &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,

@@ -70,7 +70,12 @@ impl ClientAuthenticator {
         client: &RegisteredClient,
         certificate: &ClientCertificate,
     ) -> Result<AuthenticatedClient, ClientAuthError> {
-        let fail = |detail| Err(ClientAuthError::new(ClientAuthErrorKind::InvalidClient, detail));
+        let fail = |detail| {
+            Err(ClientAuthError::new(
+                ClientAuthErrorKind::InvalidClient,
+                detail,
+            ))
+        };
         let leaf = certificate.leaf().as_ref();
         match client.method() {
             Method::Other => return fail("client is not registered for mutual-TLS authentication"),
@@ -107,7 +112,9 @@ impl ClientAuthenticator {
                 let matched = self
                     .0
                     .jwks_uris
-                    .matches(uri, |keys| parse(leaf).is_some_and(|cert| keys.matches(leaf, &cert)))
+                    .matches(uri, |keys| {
+                        parse(leaf).is_some_and(|cert| keys.matches(leaf, &cert))
+                    })
                     .await;
                 match matched {
                     Ok(true) => {}
@@ -116,7 +123,10 @@ impl ClientAuthenticator {
                 }
             }
         }
-        Ok(AuthenticatedClient::new(client.clone(), certificate.clone()))
+        Ok(AuthenticatedClient::new(
+            client.clone(),
+            certificate.clone(),
+        ))
     }
 }
 

@@ -50,11 +50,17 @@ impl RegisteredClient {
             return Err(ConfigError::Invalid("client_id must not be empty".into()));
         }
         let subjects = [
-            (&metadata.tls_client_auth_subject_dn, SubjectMatcher::subject_dn as fn(&str) -> _),
+            (
+                &metadata.tls_client_auth_subject_dn,
+                SubjectMatcher::subject_dn as fn(&str) -> _,
+            ),
             (&metadata.tls_client_auth_san_dns, SubjectMatcher::san_dns),
             (&metadata.tls_client_auth_san_uri, SubjectMatcher::san_uri),
             (&metadata.tls_client_auth_san_ip, SubjectMatcher::san_ip),
-            (&metadata.tls_client_auth_san_email, SubjectMatcher::san_email),
+            (
+                &metadata.tls_client_auth_san_email,
+                SubjectMatcher::san_email,
+            ),
         ];
         let given: Vec<_> = subjects
             .iter()
@@ -63,11 +69,17 @@ impl RegisteredClient {
         let method = match &metadata.token_endpoint_auth_method {
             TokenEndpointAuthMethod::TlsClientAuth => match given.as_slice() {
                 // RFC 8705 §2.1.2: exactly one subject value.
-                [(value, parse)] => Method::Tls(
-                    parse(value).map_err(|e| invalid(&e.to_string()))?,
-                ),
-                [] => return Err(invalid("tls_client_auth needs one tls_client_auth_* subject value")),
-                _ => return Err(invalid("tls_client_auth takes exactly one tls_client_auth_* subject value")),
+                [(value, parse)] => Method::Tls(parse(value).map_err(|e| invalid(&e.to_string()))?),
+                [] => {
+                    return Err(invalid(
+                        "tls_client_auth needs one tls_client_auth_* subject value",
+                    ))
+                }
+                _ => {
+                    return Err(invalid(
+                        "tls_client_auth takes exactly one tls_client_auth_* subject value",
+                    ))
+                }
             },
             TokenEndpointAuthMethod::SelfSignedTlsClientAuth => {
                 if !given.is_empty() {
@@ -77,7 +89,8 @@ impl RegisteredClient {
                 }
                 match (&metadata.jwks, &metadata.jwks_uri) {
                     (Some(jwks), None) => Method::SelfSignedStatic(
-                        SelfSignedKeys::from_jwks(jwks).map_err(|e| invalid(&format!("jwks: {e}")))?,
+                        SelfSignedKeys::from_jwks(jwks)
+                            .map_err(|e| invalid(&format!("jwks: {e}")))?,
                     ),
                     (None, Some(uri)) => {
                         if !is_https_url(uri) {
@@ -88,7 +101,9 @@ impl RegisteredClient {
                     // RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
                     (Some(_), Some(_)) => return Err(invalid("give jwks or jwks_uri, not both")),
                     (None, None) => {
-                        return Err(invalid("self_signed_tls_client_auth needs jwks or jwks_uri"))
+                        return Err(invalid(
+                            "self_signed_tls_client_auth needs jwks or jwks_uri",
+                        ))
                     }
                 }
             }
@@ -209,38 +224,64 @@ mod tests {
 
     #[test]
     fn tls_client_auth_needs_exactly_one_subject_value() {
-        assert!(client(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"})).is_err());
-        assert!(client(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_san_dns": "c.example", "tls_client_auth_san_uri": "https://c.example"}))
+        assert!(
+            client(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}))
+                .is_err()
+        );
+        assert!(client(
+            json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "c.example", "tls_client_auth_san_uri": "https://c.example"})
+        )
         .is_err());
-        assert!(client(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_subject_dn": "CN=c"}))
+        assert!(client(
+            json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c"})
+        )
         .is_ok());
-        let err = client(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_subject_dn": "CN=c;O=x"}))
+        let err = client(
+            json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c;O=x"}),
+        )
         .unwrap_err();
-        assert!(err.to_string().contains("tls_client_auth_subject_dn"), "{err}");
+        assert!(
+            err.to_string().contains("tls_client_auth_subject_dn"),
+            "{err}"
+        );
     }
 
     #[test]
     fn self_signed_needs_jwks_or_jwks_uri() {
         let jwks = json!({"keys": [{"kty": "EC", "x5c": ["AQID"]}]});
         let ok = |j| client(j).is_ok();
-        assert!(!ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth"})));
-        assert!(ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": jwks})));
-        assert!(ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
-            "jwks_uri": "https://c.example/jwks"})));
-        assert!(!ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
-            "jwks_uri": "http://c.example/jwks"})));
-        assert!(!ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
-            "jwks": jwks, "jwks_uri": "https://c.example/jwks"})));
-        assert!(!ok(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
-            "jwks": jwks, "tls_client_auth_subject_dn": "CN=c"})));
+        assert!(!ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth"})
+        ));
+        assert!(ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": jwks})
+        ));
+        assert!(ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "https://c.example/jwks"})
+        ));
+        assert!(!ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "http://c.example/jwks"})
+        ));
+        assert!(!ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": jwks, "jwks_uri": "https://c.example/jwks"})
+        ));
+        assert!(!ok(
+            json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": jwks, "tls_client_auth_subject_dn": "CN=c"})
+        ));
     }
 
     #[test]
     fn other_methods_are_kept_but_marked() {
-        let c = client(json!({"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"})).unwrap();
+        let c =
+            client(json!({"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"}))
+                .unwrap();
         assert!(matches!(c.method(), Method::Other));
         assert!(client(json!({"client_id": "", "token_endpoint_auth_method": "none"})).is_err());
     }

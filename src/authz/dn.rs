@@ -54,11 +54,26 @@ const ATTRIBUTES: &[(&[&str], &[u64])] = &[
     (&["pseudonym"], &[2, 5, 4, 65]),
     (&["organizationidentifier"], &[2, 5, 4, 97]),
     (&["uid", "userid"], &[0, 9, 2342, 19200300, 100, 1, 1]),
-    (&["dc", "domaincomponent"], &[0, 9, 2342, 19200300, 100, 1, 25]),
-    (&["emailaddress", "email", "e"], &[1, 2, 840, 113549, 1, 9, 1]),
-    (&["jurisdictionl", "jurisdictionlocalityname"], &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 1]),
-    (&["jurisdictionst", "jurisdictionstateorprovincename"], &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 2]),
-    (&["jurisdictionc", "jurisdictioncountryname"], &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 3]),
+    (
+        &["dc", "domaincomponent"],
+        &[0, 9, 2342, 19200300, 100, 1, 25],
+    ),
+    (
+        &["emailaddress", "email", "e"],
+        &[1, 2, 840, 113549, 1, 9, 1],
+    ),
+    (
+        &["jurisdictionl", "jurisdictionlocalityname"],
+        &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 1],
+    ),
+    (
+        &["jurisdictionst", "jurisdictionstateorprovincename"],
+        &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 2],
+    ),
+    (
+        &["jurisdictionc", "jurisdictioncountryname"],
+        &[1, 3, 6, 1, 4, 1, 311, 60, 2, 1, 3],
+    ),
 ];
 
 /// Why an RFC 4514 string was refused.
@@ -201,8 +216,12 @@ fn decode_string(value: &Any<'_>) -> Option<String> {
             if data.len() % 2 != 0 {
                 return None;
             }
-            let units = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-            char::decode_utf16(units).collect::<Result<String, _>>().ok()
+            let units = data
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
         }
         Tag::UniversalString => {
             if data.len() % 4 != 0 {
@@ -308,9 +327,14 @@ impl Parser<'_> {
                 .iter()
                 .find(|(names, _)| names.contains(&lower.as_str()))
                 .map(|(_, arcs)| arcs.to_vec())
-                .ok_or(DnSyntaxError("unknown attribute type name (use its numeric OID)"))?
+                .ok_or(DnSyntaxError(
+                    "unknown attribute type name (use its numeric OID)",
+                ))?
         };
-        let rule = if ATTRIBUTES.iter().any(|(_, known)| *known == arcs.as_slice()) {
+        let rule = if ATTRIBUTES
+            .iter()
+            .any(|(_, known)| *known == arcs.as_slice())
+        {
             MatchRule::CaseIgnore
         } else {
             MatchRule::Exact
@@ -469,14 +493,23 @@ mod tests {
     #[test]
     fn rdns_are_listed_in_reverse_of_certificate_order() {
         let der = standard();
-        assert!(matches("CN=client-42,OU=Payments,O=Example Bank AG,C=DE", &der));
-        assert!(!matches("C=DE,O=Example Bank AG,OU=Payments,CN=client-42", &der));
+        assert!(matches(
+            "CN=client-42,OU=Payments,O=Example Bank AG,C=DE",
+            &der
+        ));
+        assert!(!matches(
+            "C=DE,O=Example Bank AG,OU=Payments,CN=client-42",
+            &der
+        ));
     }
 
     #[test]
     fn attribute_types_are_case_insensitive_and_numeric_oids_work() {
         let der = standard();
-        assert!(matches("cn=client-42,ou=Payments,o=Example Bank AG,c=DE", &der));
+        assert!(matches(
+            "cn=client-42,ou=Payments,o=Example Bank AG,c=DE",
+            &der
+        ));
         assert!(matches(
             "2.5.4.3=client-42,OrganizationalUnitName=Payments,O=Example Bank AG,countryName=DE",
             &der
@@ -486,16 +519,28 @@ mod tests {
     #[test]
     fn values_ignore_case_and_insignificant_space() {
         let der = standard();
-        assert!(matches("CN=CLIENT-42, OU=payments , O=example   bank ag,C=de", &der));
-        assert!(!matches("CN=client-4 2,OU=Payments,O=Example Bank AG,C=DE", &der));
-        assert!(!matches("CN=client-42,OU=Payments,O=ExampleBank AG,C=DE", &der));
+        assert!(matches(
+            "CN=CLIENT-42, OU=payments , O=example   bank ag,C=de",
+            &der
+        ));
+        assert!(!matches(
+            "CN=client-4 2,OU=Payments,O=Example Bank AG,C=DE",
+            &der
+        ));
+        assert!(!matches(
+            "CN=client-42,OU=Payments,O=ExampleBank AG,C=DE",
+            &der
+        ));
     }
 
     #[test]
     fn every_rdn_must_be_there_and_no_more() {
         let der = standard();
         assert!(!matches("CN=client-42,O=Example Bank AG,C=DE", &der));
-        assert!(!matches("CN=client-42,OU=Payments,O=Example Bank AG,C=DE,DC=x", &der));
+        assert!(!matches(
+            "CN=client-42,OU=Payments,O=Example Bank AG,C=DE,DC=x",
+            &der
+        ));
         assert!(!matches("CN=client-42", &der));
     }
 
@@ -521,7 +566,10 @@ mod tests {
         let der = name(&[&[(CN, UTF8, "Jürgen".as_bytes())]]);
         assert!(matches(r"CN=J\C3\BCrgen", &der));
         assert!(matches("CN=JÜRGEN", &der));
-        assert!(DistinguishedName::parse(r"CN=J\C3").is_err(), "invalid UTF-8");
+        assert!(
+            DistinguishedName::parse(r"CN=J\C3").is_err(),
+            "invalid UTF-8"
+        );
     }
 
     #[test]
@@ -540,7 +588,10 @@ mod tests {
 
     #[test]
     fn multi_valued_rdns_are_unordered_sets() {
-        let der = name(&[&[(O, UTF8, b"Acme")], &[(CN, UTF8, b"svc"), (UID, UTF8, b"42")]]);
+        let der = name(&[
+            &[(O, UTF8, b"Acme")],
+            &[(CN, UTF8, b"svc"), (UID, UTF8, b"42")],
+        ]);
         assert!(matches("CN=svc+UID=42,O=Acme", &der));
         assert!(matches("UID=42 + CN=svc,O=Acme", &der));
         // The same attributes as two RDNs are another DN.

@@ -157,7 +157,14 @@ mod tests {
             assert!(!body.to_string().contains("detail"), "{kind:?}");
             assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
-            assert_eq!(response.extensions().get::<ClientAuthError>().unwrap().kind(), kind);
+            assert_eq!(
+                response
+                    .extensions()
+                    .get::<ClientAuthError>()
+                    .unwrap()
+                    .kind(),
+                kind
+            );
         }
     }
 

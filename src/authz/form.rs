@@ -34,7 +34,9 @@ impl FormParameters {
 
 impl fmt::Debug for FormParameters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(n, _)| n)).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
     }
 }
 
@@ -119,7 +121,9 @@ pub(crate) enum BasicCredentials {
 /// `Err(true)` for a malformed request (two headers, bad encoding, a password: that would be a
 /// second authentication method, RFC 6749 §2.3), `Err(false)` for another scheme (an
 /// authentication method this layer does not support: `invalid_client`).
-pub(crate) fn basic_credentials(headers: &HeaderMap) -> Result<BasicCredentials, (bool, &'static str)> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<BasicCredentials, (bool, &'static str)> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(BasicCredentials::None);
@@ -173,7 +177,10 @@ mod tests {
     fn a_parameter_given_twice_is_malformed_even_when_empty() {
         assert!(parse_form(b"client_id=a&client_id=a").is_err());
         assert!(parse_form(b"scope=&scope=x").is_err());
-        assert!(parse_form(b"client%5Fid=a&client_id=b").is_err(), "names compare decoded");
+        assert!(
+            parse_form(b"client%5Fid=a&client_id=b").is_err(),
+            "names compare decoded"
+        );
     }
 
     #[test]
@@ -192,8 +199,14 @@ mod tests {
 
     #[test]
     fn form_content_type_allows_parameters_and_case() {
-        assert!(is_form(&headers(&[("content-type", "application/x-www-form-urlencoded")])));
-        assert!(is_form(&headers(&[("content-type", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")])));
+        assert!(is_form(&headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded"
+        )])));
+        assert!(is_form(&headers(&[(
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+        )])));
         assert!(!is_form(&headers(&[("content-type", "application/json")])));
         assert!(!is_form(&headers(&[])));
         assert!(!is_form(&headers(&[
@@ -206,7 +219,10 @@ mod tests {
     fn basic_carries_a_form_encoded_client_id_and_no_secret() {
         let b64 = |s: &str| STANDARD.encode(s);
         let h = headers(&[("authorization", &format!("Basic {}", b64("my%3Aclient:")))]);
-        assert_eq!(basic_credentials(&h), Ok(BasicCredentials::ClientId("my:client".into())));
+        assert_eq!(
+            basic_credentials(&h),
+            Ok(BasicCredentials::ClientId("my:client".into()))
+        );
         let h = headers(&[("authorization", &format!("basic {}", b64("c:secret")))]);
         assert_eq!(basic_credentials(&h).unwrap_err().0, true);
         let h = headers(&[("authorization", "Basic !!!")]);
@@ -215,8 +231,14 @@ mod tests {
         assert_eq!(basic_credentials(&h).unwrap_err().0, true);
         let h = headers(&[("authorization", "Bearer abc")]);
         assert_eq!(basic_credentials(&h).unwrap_err().0, false);
-        let h = headers(&[("authorization", "Basic YTo="), ("authorization", "Basic YTo=")]);
+        let h = headers(&[
+            ("authorization", "Basic YTo="),
+            ("authorization", "Basic YTo="),
+        ]);
         assert_eq!(basic_credentials(&h).unwrap_err().0, true);
-        assert_eq!(basic_credentials(&HeaderMap::new()), Ok(BasicCredentials::None));
+        assert_eq!(
+            basic_credentials(&HeaderMap::new()),
+            Ok(BasicCredentials::None)
+        );
     }
 }

@@ -175,7 +175,10 @@ impl JwksUriCache {
             return Err(format!("{uri}: HTTP {}", response.status()));
         }
         let limit = self.settings.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(format!("{uri}: response larger than {limit} bytes"));
         }
         let mut body = Vec::new();

@@ -23,11 +23,17 @@ pub(crate) struct SelfSignedKeys {
 #[derive(Clone, PartialEq)]
 enum KeyMaterial {
     /// Named curve (OID arcs) and the uncompressed point `04 || x || y`.
-    Ec { curve: &'static [u64], point: Vec<u8> },
+    Ec {
+        curve: &'static [u64],
+        point: Vec<u8>,
+    },
     /// Modulus and exponent without leading zeros.
     Rsa { n: Vec<u8>, e: Vec<u8> },
     /// Algorithm OID arcs and the raw public key.
-    Okp { algorithm: &'static [u64], x: Vec<u8> },
+    Okp {
+        algorithm: &'static [u64],
+        x: Vec<u8>,
+    },
 }
 
 const P256: &[u64] = &[1, 2, 840, 10045, 3, 1, 7];
@@ -198,7 +204,10 @@ mod tests {
         let jwks = json!({"keys": [{"kty": "EC", "x5c": ["AQID+/8=", "BAUG"]}]});
         let keys = SelfSignedKeys::from_jwks(&jwks).unwrap();
         assert_eq!(keys.certificates, vec![vec![1, 2, 3, 0xfb, 0xff]]);
-        assert!(keys.keys.is_empty(), "a JWK with x5c is matched by certificate only");
+        assert!(
+            keys.keys.is_empty(),
+            "a JWK with x5c is matched by certificate only"
+        );
         // base64url is not what RFC 7517 §4.7 says: such an entry is unusable.
         let url_safe = json!({"keys": [{"kty": "EC", "x5c": ["AQID-_8"]}]});
         assert!(SelfSignedKeys::from_jwks(&url_safe).is_err());
@@ -208,7 +217,9 @@ mod tests {
     fn unusable_documents_are_errors() {
         assert!(SelfSignedKeys::from_jwks(&json!({})).is_err());
         assert!(SelfSignedKeys::from_jwks(&json!({"keys": []})).is_err());
-        assert!(SelfSignedKeys::from_jwks(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
+        assert!(
+            SelfSignedKeys::from_jwks(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err()
+        );
         // Short EC coordinates.
         assert!(SelfSignedKeys::from_jwks(
             &json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AQ", "y": "AQ"}]})

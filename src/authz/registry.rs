@@ -117,8 +117,7 @@ impl StaticClients {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_json(&json)
-            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+        Self::from_json(&json).map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
     }
 
     /// The client registered as `client_id`.

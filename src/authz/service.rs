@@ -20,7 +20,8 @@ use crate::peer::{lookup, CertificateLookup};
 
 /// Parameters that mean the client is using another authentication method as well
 /// (RFC 6749 §2.3.1, RFC 7523 §2.2).
-const OTHER_METHOD_PARAMETERS: &[&str] = &["client_secret", "client_assertion", "client_assertion_type"];
+const OTHER_METHOD_PARAMETERS: &[&str] =
+    &["client_secret", "client_assertion", "client_assertion_type"];
 
 /// Default limit of a token-endpoint request body.
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -223,18 +224,35 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(reject(K::PayloadTooLarge, "body over the size limit", used_basic));
+        return Err(reject(
+            K::PayloadTooLarge,
+            "body over the size limit",
+            used_basic,
+        ));
     }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(reject(K::PayloadTooLarge, "body over the size limit", used_basic))
+            return Err(reject(
+                K::PayloadTooLarge,
+                "body over the size limit",
+                used_basic,
+            ))
         }
-        Err(_) => return Err(reject(K::InvalidRequest, "body could not be read", used_basic)),
+        Err(_) => {
+            return Err(reject(
+                K::InvalidRequest,
+                "body could not be read",
+                used_basic,
+            ))
+        }
     };
     let params = parse_form(&body).map_err(|m| reject(K::InvalidRequest, m.0, used_basic))?;
     // RFC 6749 §2.3: one authentication method per request.
-    if OTHER_METHOD_PARAMETERS.iter().any(|p| params.get(p).is_some()) {
+    if OTHER_METHOD_PARAMETERS
+        .iter()
+        .any(|p| params.get(p).is_some())
+    {
         return Err(reject(
             K::InvalidRequest,
             "another client authentication method in the same request",
@@ -254,7 +272,11 @@ where
         _ => return Err(reject(K::InvalidClient, "no client_id", used_basic)),
     };
     let Some(certificate) = certificate else {
-        return Err(reject(K::InvalidClient, "no client certificate", used_basic));
+        return Err(reject(
+            K::InvalidClient,
+            "no client certificate",
+            used_basic,
+        ));
     };
     let client = match shared.registry.find_client(&client_id).await {
         Ok(Some(client)) if client.client_id() == client_id => client,
@@ -262,7 +284,11 @@ where
         Err(_e) => {
             #[cfg(feature = "tracing")]
             tracing::debug!(target: "certbound", error = %_e, "client registry lookup failed");
-            return Err(reject(K::RegistryUnavailable, "registry lookup failed", used_basic));
+            return Err(reject(
+                K::RegistryUnavailable,
+                "registry lookup failed",
+                used_basic,
+            ));
         }
     };
     let authenticated = shared
@@ -343,7 +369,8 @@ where
                         }
                         // Polled again after completion: never panic.
                         (Ok(_), None) => {
-                            let error = ClientAuthError::new(K::Misconfigured, "polled after completion");
+                            let error =
+                                ClientAuthError::new(K::Misconfigured, "polled after completion");
                             return Poll::Ready(Ok(error_response(error, false)));
                         }
                     };

@@ -106,9 +106,9 @@ impl SubjectMatcher {
             },
             (Self::Email { local, domain }, GeneralName::RFC822Name(theirs)) => {
                 // RFC 5280 §4.2.1.6 / §7.5: the local part is case-sensitive, the domain not.
-                theirs.rsplit_once('@').is_some_and(|(l, d)| {
-                    l == local.as_str() && d.eq_ignore_ascii_case(domain)
-                })
+                theirs
+                    .rsplit_once('@')
+                    .is_some_and(|(l, d)| l == local.as_str() && d.eq_ignore_ascii_case(domain))
             }
             _ => false,
         }
