@@ -133,7 +133,7 @@ impl ClientAuthenticator {
 /// Parses a whole DER certificate (no trailing data).
 fn parse(der: &[u8]) -> Option<x509_parser::certificate::X509Certificate<'_>> {
     match x509_parser::certificate::X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Some(cert),
+        Ok(([], cert)) => Some(cert),
         _ => None,
     }
 }

@@ -451,8 +451,11 @@ mod tests {
         Oid::from(arcs).unwrap().to_der_vec().unwrap()
     }
 
-    /// `rdns` in ASN.1 order; each attribute is (arcs, string tag, content bytes).
-    fn name(rdns: &[&[(&[u64], u8, &[u8])]]) -> Vec<u8> {
+    /// One attribute: OID arcs, string tag, content bytes.
+    type Attribute<'a> = (&'a [u64], u8, &'a [u8]);
+
+    /// `rdns` in ASN.1 order.
+    fn name(rdns: &[&[Attribute<'_>]]) -> Vec<u8> {
         let mut seq = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();

@@ -42,11 +42,11 @@ impl fmt::Debug for FormParameters {
 
 /// Why a request could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Malformed(pub(crate) &'static str);
+pub(crate) struct FormError(pub(crate) &'static str);
 
 /// Parses a form body: `name=value` pairs separated by `&`, `+` for space, `%XX` escapes,
 /// UTF-8 after decoding. A name given twice is an error (RFC 6749 §3.2), empty or not.
-pub(crate) fn parse_form(body: &[u8]) -> Result<FormParameters, Malformed> {
+pub(crate) fn parse_form(body: &[u8]) -> Result<FormParameters, FormError> {
     let mut params: Vec<(String, String)> = Vec::new();
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let (name, value) = match pair.iter().position(|b| *b == b'=') {
@@ -55,10 +55,10 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<FormParameters, Malformed> {
         };
         let name = decode(name)?;
         if name.is_empty() {
-            return Err(Malformed("parameter without a name"));
+            return Err(FormError("parameter without a name"));
         }
         if params.iter().any(|(n, _)| *n == name) {
-            return Err(Malformed("parameter given more than once"));
+            return Err(FormError("parameter given more than once"));
         }
         params.push((name, decode(value)?));
     }
@@ -67,7 +67,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<FormParameters, Malformed> {
 
 /// `application/x-www-form-urlencoded` decoding of one name or value, strictly: a `%` must
 /// start two hex digits, and the result must be UTF-8.
-fn decode(input: &[u8]) -> Result<String, Malformed> {
+fn decode(input: &[u8]) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -79,7 +79,7 @@ fn decode(input: &[u8]) -> Result<String, Malformed> {
                     input.get(i + 1).copied().and_then(hex),
                     input.get(i + 2).copied().and_then(hex),
                 ) else {
-                    return Err(Malformed("malformed percent-encoding"));
+                    return Err(FormError("malformed percent-encoding"));
                 };
                 out.push((hi * 16 + lo) as u8);
                 i += 2;
@@ -88,7 +88,7 @@ fn decode(input: &[u8]) -> Result<String, Malformed> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| Malformed("parameter is not UTF-8"))
+    String::from_utf8(out).map_err(|_| FormError("parameter is not UTF-8"))
 }
 
 /// Whether the request's content type is `application/x-www-form-urlencoded` (parameters
@@ -114,22 +114,29 @@ pub(crate) enum BasicCredentials {
     ClientId(String),
 }
 
+/// Why the `Authorization` header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthorizationError {
+    /// Two headers, bad encoding, or a password (a second authentication method, RFC 6749
+    /// §2.3): `invalid_request`.
+    Malformed(&'static str),
+    /// Another scheme: an authentication method this layer does not support,
+    /// `invalid_client`.
+    UnsupportedScheme,
+}
+
 /// Reads HTTP Basic client credentials (RFC 6749 §2.3.1: both parts form-urlencoded, then
 /// joined by `:` and base64-encoded).
-///
-/// # Errors
-/// `Err(true)` for a malformed request (two headers, bad encoding, a password: that would be a
-/// second authentication method, RFC 6749 §2.3), `Err(false)` for another scheme (an
-/// authentication method this layer does not support: `invalid_client`).
 pub(crate) fn basic_credentials(
     headers: &HeaderMap,
-) -> Result<BasicCredentials, (bool, &'static str)> {
+) -> Result<BasicCredentials, AuthorizationError> {
+    use AuthorizationError::Malformed;
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(BasicCredentials::None);
     };
     if values.next().is_some() {
-        return Err((true, "more than one Authorization header"));
+        return Err(Malformed("more than one Authorization header"));
     }
     let value = value.as_bytes();
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
@@ -137,19 +144,19 @@ pub(crate) fn basic_credentials(
         None => (value, &[][..]),
     };
     if !scheme.eq_ignore_ascii_case(b"basic") {
-        return Err((false, "unsupported Authorization scheme"));
+        return Err(AuthorizationError::UnsupportedScheme);
     }
     let decoded = STANDARD
         .decode(rest.trim_ascii())
-        .map_err(|_| (true, "malformed Basic credentials"))?;
+        .map_err(|_| Malformed("malformed Basic credentials"))?;
     let colon = decoded
         .iter()
         .position(|b| *b == b':')
-        .ok_or((true, "malformed Basic credentials"))?;
-    let id = decode(&decoded[..colon]).map_err(|_| (true, "malformed Basic credentials"))?;
+        .ok_or(Malformed("malformed Basic credentials"))?;
+    let id = decode(&decoded[..colon]).map_err(|_| Malformed("malformed Basic credentials"))?;
     let secret = &decoded[colon + 1..];
     if !secret.is_empty() {
-        return Err((true, "client secret with mutual-TLS authentication"));
+        return Err(Malformed("client secret with mutual-TLS authentication"));
     }
     Ok(BasicCredentials::ClientId(id))
 }
@@ -224,18 +231,33 @@ mod tests {
             Ok(BasicCredentials::ClientId("my:client".into()))
         );
         let h = headers(&[("authorization", &format!("basic {}", b64("c:secret")))]);
-        assert_eq!(basic_credentials(&h).unwrap_err().0, true);
+        assert!(matches!(
+            basic_credentials(&h),
+            Err(AuthorizationError::Malformed(_))
+        ));
         let h = headers(&[("authorization", "Basic !!!")]);
-        assert_eq!(basic_credentials(&h).unwrap_err().0, true);
+        assert!(matches!(
+            basic_credentials(&h),
+            Err(AuthorizationError::Malformed(_))
+        ));
         let h = headers(&[("authorization", &format!("Basic {}", b64("no-colon")))]);
-        assert_eq!(basic_credentials(&h).unwrap_err().0, true);
+        assert!(matches!(
+            basic_credentials(&h),
+            Err(AuthorizationError::Malformed(_))
+        ));
         let h = headers(&[("authorization", "Bearer abc")]);
-        assert_eq!(basic_credentials(&h).unwrap_err().0, false);
+        assert_eq!(
+            basic_credentials(&h),
+            Err(AuthorizationError::UnsupportedScheme)
+        );
         let h = headers(&[
             ("authorization", "Basic YTo="),
             ("authorization", "Basic YTo="),
         ]);
-        assert_eq!(basic_credentials(&h).unwrap_err().0, true);
+        assert!(matches!(
+            basic_credentials(&h),
+            Err(AuthorizationError::Malformed(_))
+        ));
         assert_eq!(
             basic_credentials(&HeaderMap::new()),
             Ok(BasicCredentials::None)

@@ -106,7 +106,7 @@ impl SelfSignedKeys {
         let Some(presented) = presented_key(cert) else {
             return false;
         };
-        self.keys.iter().any(|k| *k == presented)
+        self.keys.contains(&presented)
     }
 }
 

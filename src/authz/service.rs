@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::authenticator::ClientAuthenticator;
 use super::error::{error_response, ClientAuthError, ClientAuthErrorKind as K};
-use super::form::{basic_credentials, is_form, parse_form, BasicCredentials};
+use super::form::{basic_credentials, is_form, parse_form, AuthorizationError, BasicCredentials};
 use super::registry::ClientRegistry;
 use crate::peer::{lookup, CertificateLookup};
 
@@ -205,8 +205,16 @@ where
     let basic = match basic_credentials(request.headers()) {
         Ok(BasicCredentials::None) => None,
         Ok(BasicCredentials::ClientId(id)) => Some(id),
-        Err((true, detail)) => return Err(reject(K::InvalidRequest, detail, true)),
-        Err((false, detail)) => return Err(reject(K::InvalidClient, detail, false)),
+        Err(AuthorizationError::Malformed(detail)) => {
+            return Err(reject(K::InvalidRequest, detail, true))
+        }
+        Err(AuthorizationError::UnsupportedScheme) => {
+            return Err(reject(
+                K::InvalidClient,
+                "unsupported Authorization scheme",
+                false,
+            ))
+        }
     };
     let used_basic = basic.is_some();
     if !is_form(request.headers()) {
