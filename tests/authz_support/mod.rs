@@ -144,10 +144,8 @@ fn read_tlv(der: &[u8]) -> (&[u8], &[u8]) {
 
 /// The whole TLV at the start of `der`, and what follows it.
 fn split_tlv(der: &[u8]) -> (&[u8], &[u8]) {
-    let (content, rest) = read_tlv(der);
-    let total = der.len() - rest.len();
-    let _ = content;
-    (&der[..total], rest)
+    let (_, rest) = read_tlv(der);
+    (&der[..der.len() - rest.len()], rest)
 }
 
 /// A DER `Name`: RDNs in certificate order, each a set of (OID arcs, string tag, value).
