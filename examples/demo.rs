@@ -5,46 +5,54 @@
 //! ```
 //!
 //! No configuration and no files: at start the demo creates a CA, two client certificates
-//! (A and B) issued by it, a server certificate and an ES256 signing key. It then
+//! (A and B) issued by it, a self-signed client certificate (C) and a server certificate. It
+//! then
 //!
-//! 1. starts a protected axum service on `127.0.0.1` (ephemeral port) with
-//!    [`certbound::serve`] and [`ServerTls`]: client certificates must chain to the demo CA, but
-//!    are optional at the TLS layer, so a request without one reaches [`CertBoundLayer`] (which
-//!    rejects it);
-//! 2. mints a JWT access token bound to certificate A (`cnf.x5t#S256` is
-//!    base64url(SHA-256(DER of A)), as an authorization server would put it there);
-//! 3. makes real HTTPS requests with real client certificates and checks each outcome: only the
-//!    holder of A's private key can use A's token.
+//! 1. starts an authorization server on `127.0.0.1` (the routes of
+//!    `examples/authorization_server.rs`): clients A and B are registered for
+//!    `tls_client_auth` by their subject DN, C for `self_signed_tls_client_auth` with its
+//!    certificate in a JWKS. TLS accepts any client certificate; the token endpoint decides;
+//! 2. starts a protected axum service on `127.0.0.1` with [`certbound::serve`] and
+//!    [`CertBoundLayer`], which finds the authorization server's keys through its RFC 8414
+//!    metadata;
+//! 3. makes real HTTPS requests with real client certificates and checks each outcome: A and C
+//!    authenticate with their certificates and get tokens bound to them (`cnf.x5t#S256`); B
+//!    cannot get a token as A; A's token works for A only, not for B (a stolen token) and not
+//!    without a certificate.
 //!
-//! It prints a table and a verdict, shuts the server down gracefully, and exits non-zero if any
-//! outcome differs from the expected one.
+//! It prints a table and a verdict, shuts both servers down gracefully, and exits non-zero if
+//! any outcome differs from the expected one.
+
+#[path = "support/oauth_server.rs"]
+mod oauth_server;
 
 use std::error::Error;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::{routing::get, Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use certbound::authz::{ClientAuthenticator, StaticClients};
 use certbound::tls::ServerTls;
 use certbound::{AccessToken, CertBoundLayer, JwtValidator};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Issuer and audience the resource server expects in every token.
-const ISS: &str = "https://as.demo.example";
+/// The audience the resource server expects in every token.
 const AUD: &str = "https://api.demo.example";
-const KID: &str = "demo-es256";
 
 #[tokio::main]
 async fn main() {
@@ -77,13 +85,13 @@ struct Demo {
     server: Identity,
     client_a: Identity,
     client_b: Identity,
-    signing_key: EncodingKey,
-    jwks: Value,
+    /// Self-signed: no CA vouches for it, its registration does.
+    client_c: Identity,
 }
 
 impl Demo {
     fn generate() -> Result<Self, BoxError> {
-        // The CA that issues both the server's and the clients' certificates.
+        // The CA that issues the server's and clients A and B's certificates.
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::default();
         ca_params
@@ -94,52 +102,77 @@ impl Demo {
         let ca = ca_params.self_signed(&ca_key)?.der().clone();
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let issue = |cn: &str, server: bool| -> Result<Identity, BoxError> {
-            let key = KeyPair::generate()?;
+        let client_params = |cn: &str| {
             let mut params = CertificateParams::default();
+            // Certificate (ASN.1) order O, CN: the RFC 4514 string is "CN=...,O=...".
+            // (rcgen's default DN holds a CN already, which would come first.)
+            params.distinguished_name = DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, "certbound demo");
             params.distinguished_name.push(DnType::CommonName, cn);
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            if server {
-                params.subject_alt_names = vec![
-                    SanType::DnsName("localhost".try_into()?),
-                    SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
-                ];
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            } else {
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            }
-            let cert = params.signed_by(&key, &issuer)?;
-            Ok(Identity {
-                cert: cert.der().clone(),
-                key: PrivatePkcs8KeyDer::from(key.serialize_der()),
-            })
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params
+        };
+        let identity = |cert: rcgen::Certificate, key: KeyPair| Identity {
+            cert: cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        };
+        let issue_client = |cn: &str| -> Result<Identity, BoxError> {
+            let key = KeyPair::generate()?;
+            let cert = client_params(cn).signed_by(&key, &issuer)?;
+            Ok(identity(cert, key))
         };
 
-        // The authorization server's ES256 token-signing key, published as a one-key JWKS.
-        let token_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let point = token_key.public_key_raw(); // 0x04 || x (32 bytes) || y (32 bytes)
-        let jwks = json!({ "keys": [{
-            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-        }]});
+        let server_key = KeyPair::generate()?;
+        let mut server_params = CertificateParams::default();
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server_params.subject_alt_names = vec![
+            SanType::DnsName("localhost".try_into()?),
+            SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
+        ];
+        server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = identity(server_params.signed_by(&server_key, &issuer)?, server_key);
+
+        let c_key = KeyPair::generate()?;
+        let client_c = identity(client_params("client C").self_signed(&c_key)?, c_key);
 
         Ok(Demo {
-            server: issue("localhost", true)?,
-            client_a: issue("client A", false)?,
-            client_b: issue("client B", false)?,
-            signing_key: EncodingKey::from_ec_der(&token_key.serialize_der()),
-            jwks,
+            server,
+            client_a: issue_client("client A")?,
+            client_b: issue_client("client B")?,
+            client_c,
             ca,
         })
     }
 
-    /// Signs `claims` as the authorization server would.
-    fn mint(&self, claims: &Value) -> Result<String, BoxError> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(KID.to_owned());
-        header.typ = Some("at+jwt".to_owned());
-        Ok(jsonwebtoken::encode(&header, claims, &self.signing_key)?)
+    /// The clients the authorization server knows, as RFC 7591 / RFC 8705 metadata.
+    fn registrations(&self) -> Value {
+        json!([
+            {"client_id": "client-a", "token_endpoint_auth_method": "tls_client_auth",
+             "tls_client_auth_subject_dn": "CN=client A,O=certbound demo", "scope": "read write"},
+            {"client_id": "client-b", "token_endpoint_auth_method": "tls_client_auth",
+             "tls_client_auth_subject_dn": "CN=client B,O=certbound demo", "scope": "read"},
+            {"client_id": "client-c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+             "jwks": {"keys": [{"kty": "EC", "x5c": [STANDARD.encode(self.client_c.cert.as_ref())]}]},
+             "scope": "read"},
+        ])
+    }
+
+    /// The server's TLS configuration: any client certificate (the handshake proves key
+    /// possession), optional so that requests without one get an answer from the layers.
+    fn server_tls(&self) -> Result<Arc<rustls::ServerConfig>, BoxError> {
+        Ok(ServerTls::new(
+            vec![self.server.cert.clone()],
+            PrivateKeyDer::Pkcs8(self.server.key.clone_key()),
+        )
+        .any_client_certificate()
+        .client_certificate_optional()
+        .build()?)
     }
 
     /// An HTTPS client that trusts the demo CA and presents `identity`, if any.
@@ -171,38 +204,94 @@ async fn whoami(token: AccessToken) -> Json<Value> {
     Json(json!({
         "sub": token.subject(),
         "client_id": token.client_id(),
+        "scope": token.scopes(),
         "x5t#S256": token.thumbprint().map(ToString::to_string),
     }))
 }
 
-/// Unix time in seconds.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// A server running `app` with `certbound::serve` until `stop` fires.
+fn spawn_server(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        certbound::serve(listener, tls, app)
+            .with_graceful_shutdown(stop)
+            .await
+    })
 }
 
-/// Access-token claims; `cnf` binds the token to a certificate thumbprint.
-fn claims(bound_to: Option<&str>, issued_at: u64, lifetime: u64) -> Value {
-    let mut claims = json!({
-        "iss": ISS, "aud": AUD, "sub": "alice", "client_id": "client-a", "scope": "read",
-        "iat": issued_at, "exp": issued_at + lifetime,
+async fn run() -> Result<bool, BoxError> {
+    let started = Instant::now();
+    let demo = Demo::generate()?;
+    let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+
+    // --- The authorization server ----------------------------------------------------------
+    let as_listener = TcpListener::bind(localhost).await?;
+    let issuer = format!("https://{}", as_listener.local_addr()?);
+    let clients = StaticClients::from_json(&demo.registrations().to_string())?;
+    // tls_client_auth chains must verify to the demo CA; self-signed clients need no CA.
+    let authenticator = ClientAuthenticator::builder()
+        .client_ca([demo.ca.clone()])?
+        .build()?;
+    let tokens = oauth_server::TokenIssuer::generate(&issuer, AUD).map_err(|e| e.to_string())?;
+    let as_app = oauth_server::router(tokens, clients, authenticator)?;
+    let (as_stop, as_stopped) = oneshot::channel::<()>();
+    let as_server = spawn_server(as_listener, demo.server_tls()?, as_app, async {
+        let _ = as_stopped.await;
     });
-    if let Some(x5t) = bound_to {
-        claims["cnf"] = json!({ "x5t#S256": x5t });
+
+    // --- The resource server ---------------------------------------------------------------
+    // Keys by RFC 8414 discovery from the issuer, over https trusting the demo CA only.
+    let validator = JwtValidator::builder(&issuer, AUD)
+        .discover()
+        .trust_root(demo.ca.clone())
+        .only_trust_roots()
+        .require_at_jwt()
+        .build()?;
+    let rs_app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(CertBoundLayer::new(validator));
+    let rs_listener = TcpListener::bind(localhost).await?;
+    let whoami_url = format!("https://{}/whoami", rs_listener.local_addr()?);
+    let (rs_stop, rs_stopped) = oneshot::channel::<()>();
+    let rs_server = spawn_server(rs_listener, demo.server_tls()?, rs_app, async {
+        let _ = rs_stopped.await;
+    });
+
+    let token_url = format!("{issuer}/token");
+    println!("authorization server: POST {token_url}");
+    println!("resource server:      GET  {whoami_url}\n");
+
+    let (failures, total) = check_cases(&demo, &token_url, &whoami_url).await?;
+
+    // Graceful shutdown. The clients (and their pooled connections) are gone with
+    // `check_cases`, so the servers have no open connection to wait for.
+    let _ = rs_stop.send(());
+    let _ = as_stop.send(());
+    rs_server.await??;
+    as_server.await??;
+
+    let elapsed = started.elapsed().as_millis();
+    if failures == 0 {
+        println!(
+            "\nverdict: PASS, all {total} cases as expected; clients got tokens with their certificates, and only the holder of A's key can use A's token ({elapsed} ms)"
+        );
+        Ok(true)
+    } else {
+        println!("\nverdict: FAIL, {failures} of {total} cases not as expected ({elapsed} ms)");
+        Ok(false)
     }
-    claims
 }
 
-/// One request of the demo and the outcome it must have.
-struct Case<'a> {
-    name: &'static str,
-    cert: &'static str,
-    client: &'a reqwest::Client,
-    token: Option<&'a str>,
+/// What one request gave back.
+struct Outcome {
     status: u16,
-    /// The RFC 6750 `error` attribute of `WWW-Authenticate`, if any.
-    error: Option<&'static str>,
+    /// The OAuth `error`: from the JSON body (token endpoint) or from `WWW-Authenticate`.
+    error: Option<String>,
+    body: String,
 }
 
 /// The `error="..."` attribute of a `WWW-Authenticate: Bearer ...` challenge.
@@ -212,128 +301,186 @@ fn error_code(challenge: &str) -> Option<String> {
     Some(challenge[start..start + len].to_owned())
 }
 
-async fn run() -> Result<bool, BoxError> {
-    let started = Instant::now();
-    // jsonwebtoken needs a process-wide crypto provider to sign the demo tokens.
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
-        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
-    );
-    let demo = Demo::generate()?;
-
-    // --- The resource server ---------------------------------------------------------------
-    let validator = JwtValidator::builder(ISS, AUD)
-        .jwks_json(demo.jwks.to_string())
-        .build()?;
-    let app = Router::new()
-        .route("/whoami", get(whoami))
-        .layer(CertBoundLayer::new(validator));
-    let tls = ServerTls::new(
-        vec![demo.server.cert.clone()],
-        PrivateKeyDer::Pkcs8(demo.server.key.clone_key()),
-    )
-    .client_ca([demo.ca.clone()])?
-    .client_certificate_optional()
-    .build()?;
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-    let url = format!("https://{}/whoami", listener.local_addr()?);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        certbound::serve(listener, tls, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    println!("protected service: GET {url}\n");
-
-    let (failures, total) = check_cases(&demo, &url).await?;
-
-    // Graceful shutdown. The clients (and their pooled connections) are gone with
-    // `check_cases`, so the server has no open connection to wait for.
-    let _ = stop.send(());
-    server.await??;
-
-    let elapsed = started.elapsed().as_millis();
-    if failures == 0 {
-        println!(
-            "\nverdict: PASS, all {total} cases as expected; only the holder of A's key can use A's token ({elapsed} ms)"
-        );
-        Ok(true)
-    } else {
-        println!("\nverdict: FAIL, {failures} of {total} cases not as expected ({elapsed} ms)");
-        Ok(false)
-    }
+/// `POST /token` with `grant_type=client_credentials` as `client_id`.
+async fn request_token(
+    client: &reqwest::Client,
+    url: &str,
+    client_id: &str,
+) -> Result<Outcome, BoxError> {
+    let response = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={client_id}"
+        ))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.text().await?;
+    let json: Value = serde_json::from_str(&body).unwrap_or_default();
+    let error = json["error"].as_str().map(str::to_owned);
+    Ok(Outcome {
+        status,
+        error,
+        body,
+    })
 }
 
-/// Mints the tokens, makes one real HTTPS request per case, prints the table. Returns the
-/// number of unexpected outcomes and the number of cases.
-async fn check_cases(demo: &Demo, url: &str) -> Result<(usize, usize), BoxError> {
-    // Tokens, as the authorization server would issue them.
-    let now = now();
-    let a_x5t = demo.client_a.x5t_s256();
-    let bound_to_a = demo.mint(&claims(Some(&a_x5t), now, 300))?;
-    let unbound = demo.mint(&claims(None, now, 300))?;
-    // Expired ten minutes ago: beyond the validator's default clock-skew leeway of 60 s.
-    let expired = demo.mint(&claims(Some(&a_x5t), now - 3600, 3000))?;
+/// `GET /whoami` with `token`, if any.
+async fn call_api(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> Result<Outcome, BoxError> {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let error = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(error_code);
+    Ok(Outcome {
+        status,
+        error,
+        body: response.text().await?,
+    })
+}
 
+/// Prints one row of the table; returns whether the outcome was the expected one.
+fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&str>) -> bool {
+    let ok = outcome.status == status && outcome.error.as_deref() == error;
+    let expected = match error {
+        Some(code) => format!("{status} {code}"),
+        None => status.to_string(),
+    };
+    println!(
+        "{:<40} {:<5} {:<19} {:<4} {:<15} {}",
+        name,
+        cert,
+        expected,
+        outcome.status,
+        outcome.error.as_deref().unwrap_or("-"),
+        if ok { "OK" } else { "FAIL" },
+    );
+    ok
+}
+
+/// The access token of a successful token response.
+fn access_token(outcome: &Outcome) -> Option<String> {
+    let json: Value = serde_json::from_str(&outcome.body).ok()?;
+    json["access_token"].as_str().map(str::to_owned)
+}
+
+/// Makes the requests, prints the table. Returns the number of unexpected outcomes and the
+/// number of cases.
+async fn check_cases(
+    demo: &Demo,
+    token_url: &str,
+    whoami_url: &str,
+) -> Result<(usize, usize), BoxError> {
     // Clients with real certificates (and one without).
     let with_a = demo.client(Some(&demo.client_a))?;
     let with_b = demo.client(Some(&demo.client_b))?;
+    let with_c = demo.client(Some(&demo.client_c))?;
     let without_cert = demo.client(None)?;
 
-    let invalid = Some("invalid_token");
-    #[rustfmt::skip]
-    let cases = [
-        Case { name: "A's token, A's certificate", cert: "A", client: &with_a, token: Some(&bound_to_a), status: 200, error: None },
-        Case { name: "A's token stolen, used with B", cert: "B", client: &with_b, token: Some(&bound_to_a), status: 401, error: invalid },
-        Case { name: "A's token, no certificate", cert: "none", client: &without_cert, token: Some(&bound_to_a), status: 401, error: invalid },
-        Case { name: "no token", cert: "A", client: &with_a, token: None, status: 401, error: None },
-        Case { name: "unbound token (no cnf)", cert: "A", client: &with_a, token: Some(&unbound), status: 401, error: invalid },
-        Case { name: "expired token bound to A", cert: "A", client: &with_a, token: Some(&expired), status: 401, error: invalid },
-    ];
-
     println!(
-        "{:<30} {:<5} {:<18} {:<4} {:<14} result",
+        "{:<40} {:<5} {:<19} {:<4} {:<15} result",
         "case", "cert", "expected", "got", "error"
     );
-    println!("{}", "-".repeat(80));
-    let mut failures = 0;
-    let mut whoami_body = None;
-    for case in &cases {
-        let mut request = case.client.get(url);
-        if let Some(token) = case.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let error = response
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(error_code);
-        if status == 200 {
-            whoami_body = Some(response.text().await?);
-        }
-        let ok = status == case.status && error.as_deref() == case.error;
-        failures += usize::from(!ok);
-        let expected = match case.error {
-            Some(code) => format!("{} {code}", case.status),
-            None => case.status.to_string(),
-        };
-        println!(
-            "{:<30} {:<5} {:<18} {:<4} {:<14} {}",
-            case.name,
-            case.cert,
-            expected,
-            status,
-            error.as_deref().unwrap_or("-"),
-            if ok { "OK" } else { "FAIL" },
-        );
+    println!("{}", "-".repeat(93));
+    let mut results = Vec::new();
+    let invalid_client = Some("invalid_client");
+    let invalid_token = Some("invalid_token");
+
+    // The token endpoint: clients authenticate with their certificates (RFC 8705 §2).
+    let a_gets = request_token(&with_a, token_url, "client-a").await?;
+    results.push(row(
+        "AS: A gets a token (tls_client_auth)",
+        "A",
+        &a_gets,
+        200,
+        None,
+    ));
+    let c_gets = request_token(&with_c, token_url, "client-c").await?;
+    results.push(row(
+        "AS: C gets a token (self-signed)",
+        "C",
+        &c_gets,
+        200,
+        None,
+    ));
+    let b_as_a = request_token(&with_b, token_url, "client-a").await?;
+    results.push(row(
+        "AS: B asks as client-a",
+        "B",
+        &b_as_a,
+        401,
+        invalid_client,
+    ));
+    let nobody = request_token(&without_cert, token_url, "client-a").await?;
+    results.push(row(
+        "AS: client-a without a certificate",
+        "none",
+        &nobody,
+        401,
+        invalid_client,
+    ));
+
+    // The resource server: the tokens are bound to the certificates (RFC 8705 §3).
+    let token_a = access_token(&a_gets);
+    let token_c = access_token(&c_gets);
+    let a_with_a = call_api(&with_a, whoami_url, token_a.as_deref()).await?;
+    results.push(row(
+        "RS: A's token, A's certificate",
+        "A",
+        &a_with_a,
+        200,
+        None,
+    ));
+    let a_with_b = call_api(&with_b, whoami_url, token_a.as_deref()).await?;
+    results.push(row(
+        "RS: A's token stolen, used with B",
+        "B",
+        &a_with_b,
+        401,
+        invalid_token,
+    ));
+    let a_without = call_api(&without_cert, whoami_url, token_a.as_deref()).await?;
+    results.push(row(
+        "RS: A's token, no certificate",
+        "none",
+        &a_without,
+        401,
+        invalid_token,
+    ));
+    let c_with_a = call_api(&with_a, whoami_url, token_c.as_deref()).await?;
+    results.push(row(
+        "RS: C's token stolen, used with A",
+        "A",
+        &c_with_a,
+        401,
+        invalid_token,
+    ));
+    let c_with_c = call_api(&with_c, whoami_url, token_c.as_deref()).await?;
+    results.push(row(
+        "RS: C's token, C's certificate",
+        "C",
+        &c_with_c,
+        200,
+        None,
+    ));
+    let no_token = call_api(&with_a, whoami_url, None).await?;
+    results.push(row("RS: no token", "A", &no_token, 401, None));
+
+    if a_with_a.status == 200 {
+        println!("\n/whoami answered A: {}", a_with_a.body);
+        println!("A's certificate x5t#S256: {}", demo.client_a.x5t_s256());
     }
-    if let Some(body) = whoami_body {
-        println!("\n/whoami answered A: {body}");
-        println!("A's certificate x5t#S256: {a_x5t}");
-    }
-    Ok((failures, cases.len()))
+    let failures = results.iter().filter(|ok| !**ok).count();
+    Ok((failures, results.len()))
 }

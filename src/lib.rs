@@ -38,6 +38,7 @@
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
 //! | `tonic` | no | reads the client certificate from tonic's `TlsConnectInfo`; [`tonic::CertBoundRequestExt`] |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
+//! | `authorization-server` | no | [`authz`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
 //!
 //! With neither crypto backend feature, certbound uses the process-wide rustls and jsonwebtoken
 //! providers the application installed, and the builders return a [`ConfigError`] when there
@@ -51,6 +52,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "authorization-server")]
+pub mod authz;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod bound;

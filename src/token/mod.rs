@@ -18,7 +18,7 @@ use crate::thumbprint::CertThumbprint;
 
 #[cfg(feature = "introspection")]
 mod cache;
-mod fetch;
+pub(crate) mod fetch;
 mod future;
 #[cfg(feature = "introspection")]
 pub mod introspection;

@@ -1,0 +1,186 @@
+//! Self-signed clients' `jwks_uri` documents: fetched over https, cached per URI, fetched
+//! again when the presented certificate matches none of the cached entries (the client
+//! rotated its certificate), at most once per `min_refresh_interval` per URI.
+//!
+//! Like the resource server's key cache, no lock is held across a fetch: a fetch runs in its
+//! own task and concurrent callers wait on its one outcome (single flight).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::token::fetch;
+
+use super::keys::SelfSignedKeys;
+
+/// Settings of the cache.
+#[derive(Debug, Clone)]
+pub(crate) struct JwksUriSettings {
+    pub(crate) min_refresh_interval: Duration,
+    pub(crate) max_age: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    /// Most URIs kept; beyond it, the least recently fetched entry is dropped.
+    pub(crate) max_entries: usize,
+}
+
+impl Default for JwksUriSettings {
+    fn default() -> Self {
+        Self {
+            min_refresh_interval: Duration::from_secs(10),
+            max_age: Duration::from_secs(300),
+            fetch_timeout: Duration::from_secs(5),
+            max_response_bytes: 256 * 1024,
+            max_entries: 10_000,
+        }
+    }
+}
+
+pub(crate) struct JwksUriCache {
+    client: reqwest::Client,
+    settings: JwksUriSettings,
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    keys: RwLock<Option<(Arc<SelfSignedKeys>, Instant)>>,
+    refresh: Mutex<RefreshState>,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    in_flight: Option<watch::Receiver<bool>>,
+}
+
+impl JwksUriCache {
+    pub(crate) fn new(client: reqwest::Client, settings: JwksUriSettings) -> Self {
+        Self {
+            client,
+            settings,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry(&self, uri: &str) -> Arc<Entry> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get(uri) {
+            return Arc::clone(entry);
+        }
+        if entries.len() >= self.settings.max_entries {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, e)| e.fetched_at())
+                .map(|(uri, _)| uri.clone());
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+            }
+        }
+        let entry = Arc::new(Entry::default());
+        entries.insert(uri.to_owned(), Arc::clone(&entry));
+        entry
+    }
+
+    /// Whether the keys at `uri` accept the certificate. They are fetched when none are
+    /// cached, when the cached ones are older than `max_age`, or when the cached ones do not
+    /// match (the client may have rotated its certificate); a failed or rate-limited fetch
+    /// leaves the cached keys to decide.
+    ///
+    /// # Errors
+    /// No keys could be fetched and none are cached.
+    pub(crate) async fn matches(
+        self: &Arc<Self>,
+        uri: &str,
+        check: impl Fn(&SelfSignedKeys) -> bool,
+    ) -> Result<bool, String> {
+        let entry = self.entry(uri);
+        if let Some((keys, at)) = entry.current() {
+            if at.elapsed() < self.settings.max_age && check(&keys) {
+                return Ok(true);
+            }
+        }
+        self.refresh(uri, &entry).await;
+        match entry.current() {
+            Some((keys, _)) => Ok(check(&keys)),
+            None => Err(format!("no keys from {uri}")),
+        }
+    }
+
+    /// Fetches (or joins the fetch in flight) unless one started within
+    /// `min_refresh_interval`, and waits for it to end.
+    async fn refresh(self: &Arc<Self>, uri: &str, entry: &Arc<Entry>) {
+        let mut rx = {
+            let mut state = entry.refresh.lock().unwrap_or_else(|e| e.into_inner());
+            match &state.in_flight {
+                // A closed channel means the fetch task died: start anew.
+                Some(rx) if rx.has_changed().is_ok() => rx.clone(),
+                _ => {
+                    if state
+                        .last_attempt
+                        .is_some_and(|t| t.elapsed() < self.settings.min_refresh_interval)
+                    {
+                        return;
+                    }
+                    state.last_attempt = Some(Instant::now());
+                    let (tx, rx) = watch::channel(false);
+                    state.in_flight = Some(rx.clone());
+                    let this = Arc::clone(self);
+                    let entry = Arc::clone(entry);
+                    let uri = uri.to_owned();
+                    // Its own task, so that a cancelled request does not cancel the fetch
+                    // that others wait for.
+                    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                        state.in_flight = None;
+                        return;
+                    };
+                    drop(handle.spawn(async move {
+                        let result = tokio::time::timeout(this.settings.fetch_timeout, this.fetch(&uri))
+                            .await
+                            .unwrap_or_else(|_| Err("timed out".to_owned()));
+                        match result {
+                            Ok(keys) => {
+                                *entry.keys.write().unwrap_or_else(|e| e.into_inner()) =
+                                    Some((Arc::new(keys), Instant::now()));
+                            }
+                            Err(_e) => {
+                                #[cfg(feature = "tracing")]
+                                tracing::debug!(target: "certbound", uri = %uri, error = %_e, "client jwks_uri fetch failed");
+                            }
+                        }
+                        entry
+                            .refresh
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .in_flight = None;
+                        let _ = tx.send(true);
+                    }));
+                    rx
+                }
+            }
+        };
+        // An error means the task ended without reporting: the cached keys decide.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    async fn fetch(&self, uri: &str) -> Result<SelfSignedKeys, String> {
+        let body = fetch::get(&self.client, uri, self.settings.max_response_bytes)
+            .await
+            .map_err(fetch::FetchError::into_message)?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("{uri}: not JSON: {e}"))?;
+        SelfSignedKeys::from_jwks(&doc).map_err(|e| format!("{uri}: {e}"))
+    }
+}
+
+impl Entry {
+    fn current(&self) -> Option<(Arc<SelfSignedKeys>, Instant)> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn fetched_at(&self) -> Option<Instant> {
+        self.current().map(|(_, at)| at)
+    }
+}

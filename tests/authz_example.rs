@@ -1,0 +1,516 @@
+//! Runs `examples/authorization_server.rs` as an operator would: built by cargo, started as a
+//! separate process with PEM and client-registration files on disk, driven over real HTTPS
+//! by clients presenting real certificates. The tokens it issues are then used at a resource
+//! server built from the crate's own `CertBoundLayer`.
+
+mod authz_support;
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use authz_support::*;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use certbound::{CertBoundLayer, JwtValidator};
+use common::*;
+use rcgen::{date_time_ymd, DnType};
+use rustls_pki_types::CertificateDer;
+use serde_json::{json, Value};
+
+/// Builds the example (same profile as this test) once per test binary and returns its path
+/// as cargo reports it.
+fn example_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--example", "authorization_server"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(&manifest);
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
+        assert!(
+            output.status.success(),
+            "cargo build --example authorization_server failed"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|msg| msg["reason"] == "compiler-artifact")
+            .filter(|msg| msg["target"]["name"] == "authorization_server")
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no executable for the authorization_server example")
+    })
+}
+
+fn run_to_exit(args: &[&str]) -> Output {
+    Command::new(example_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run authorization_server")
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("certbound-authz-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        path.to_str().expect("UTF-8 temp path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The example, running; killed on drop.
+struct RunningServer {
+    child: Child,
+    base: String,
+}
+
+impl RunningServer {
+    /// Starts it on `listen` and returns once `GET /jwks` answers (no client certificate).
+    async fn start(listen: &str, args: &[&str], trust: &CertificateDer<'static>) -> Self {
+        let mut child = Command::new(example_binary())
+            .args(["--listen", listen])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn authorization_server");
+        let (tx, stdout) = mpsc::channel();
+        let pipe = child.stdout.take().expect("stdout pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = RunningServer {
+            child,
+            base: format!("https://{listen}"),
+        };
+        let client = https_client(trust, None);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = server.child.try_wait().expect("try_wait") {
+                panic!("authorization_server exited before it was ready: {status}");
+            }
+            if let Ok(resp) = client.get(server.url("/jwks")).send().await {
+                assert_eq!(resp.status(), 200);
+                let first = stdout
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("start line on stdout");
+                assert_eq!(first, format!("listening on https://{listen}"));
+                return server;
+            }
+        }
+        panic!("authorization_server did not answer /jwks within 10 s");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    #[cfg(unix)]
+    async fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+        }
+        panic!("authorization_server did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn one_line_stderr(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn bad_flags_and_files_exit_2_with_one_line() {
+    let dir = TempDir::new("flags");
+    let pki = Pki::new("authz-example-flags-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("PEM files");
+    let cert = pem.server_cert.to_str().unwrap().to_owned();
+    let key = pem.server_key.to_str().unwrap().to_owned();
+    let good_clients = dir.write("clients.json", "[]");
+    let base = |clients: &str| {
+        vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--tls-cert".to_owned(),
+            cert.clone(),
+            "--tls-key".to_owned(),
+            key.clone(),
+            "--issuer".to_owned(),
+            "https://as.test".to_owned(),
+            "--audience".to_owned(),
+            "https://api.test".to_owned(),
+            "--clients".to_owned(),
+            clients.to_owned(),
+        ]
+    };
+    let run = |args: Vec<String>| run_to_exit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let out = run_to_exit(&["--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_stderr(&out).contains("--bogus"));
+
+    // Each required flag missing in turn.
+    for flag in [
+        "--listen",
+        "--tls-cert",
+        "--tls-key",
+        "--issuer",
+        "--audience",
+        "--clients",
+    ] {
+        let mut args = base(&good_clients);
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args.drain(i..i + 2);
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        assert!(one_line_stderr(&out).contains(flag), "{flag}");
+    }
+
+    let missing = "/nonexistent/certbound/clients.json";
+    let out = run(base(missing));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_stderr(&out).contains(missing));
+
+    // Registrations that cannot work are refused at start.
+    for (name, clients) in [
+        (
+            "two-subjects",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "c.example", "tls_client_auth_san_uri": "https://c.example"}]),
+        ),
+        (
+            "no-subject",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}]),
+        ),
+        (
+            "bad-dn",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=a;O=b"}]),
+        ),
+        (
+            "no-jwks",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth"}]),
+        ),
+        ("not-an-array", json!({"client_id": "c"})),
+    ] {
+        let path = dir.write(&format!("{name}.json"), clients.to_string());
+        let out = run(base(&path));
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(one_line_stderr(&out).contains("--clients"), "{name}");
+    }
+
+    let mut args = base(&good_clients);
+    args.extend(["--client-ca".to_owned(), "/nonexistent/ca.pem".to_owned()]);
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_stderr(&out).contains("/nonexistent/ca.pem"));
+
+    let mut args = base(&good_clients);
+    args[7] = "http://as.test".to_owned();
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(2), "http issuer");
+    one_line_stderr(&out);
+
+    let out = run_to_exit(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--clients"));
+}
+
+/// The JOSE header and the claims of a compact JWS, without verifying it.
+fn decode_jwt(token: &str) -> (Value, Value) {
+    let part = |i: usize| {
+        let segment = token.split('.').nth(i).expect("JWS segment");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("JSON")
+    };
+    (part(0), part(1))
+}
+
+async fn token_request(client: &reqwest::Client, url: &str, body: &str) -> (u16, Value) {
+    let (status, body, headers) = post_form(client, url, body).await;
+    assert_eq!(headers["cache-control"], "no-store", "{body}");
+    (status, body)
+}
+
+#[tokio::test]
+async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
+    let dir = TempDir::new("run");
+    let pki = Pki::new("authz-example-server-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("PEM files");
+    let client_ca = TestCa::new("authz-example-client-ca");
+    let client_ca_path = dir.write("client-ca.pem", client_ca.pem());
+    let bank = client_ca.issue(|p| {
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.distinguished_name.push(DnType::CommonName, "bank-client");
+    });
+    let expired_bank = client_ca.issue(|p| {
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.distinguished_name.push(DnType::CommonName, "bank-client");
+        p.not_before = date_time_ymd(2000, 1, 1);
+        p.not_after = date_time_ymd(2001, 1, 1);
+    });
+    let own = Pki::self_signed_client("self-signed-client");
+    let stranger = Pki::self_signed_client("stranger");
+    let clients = json!([
+        {"client_id": "bank", "token_endpoint_auth_method": "tls_client_auth",
+         "tls_client_auth_subject_dn": "CN=bank-client,O=Example", "scope": "read write"},
+        {"client_id": "own", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+         "jwks": {"keys": [{"kty": "EC", "x5c": [STANDARD.encode(own.leaf_der())]}]}},
+    ]);
+    let clients_path = dir.write("clients.json", clients.to_string());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let issuer = format!("https://{listen}");
+    let server = RunningServer::start(
+        &listen,
+        &[
+            "--tls-cert",
+            pem.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pem.server_key.to_str().unwrap(),
+            "--client-ca",
+            &client_ca_path,
+            &format!("--issuer={issuer}"),
+            "--audience",
+            AUDIENCE,
+            "--clients",
+            &clients_path,
+        ],
+        &pki.ca_der(),
+    )
+    .await;
+    let ca = pki.ca_der();
+    let token_url = server.url("/token");
+
+    // RFC 8414 metadata, readable without a client certificate.
+    let anonymous = https_client(&ca, None);
+    let metadata: Value = anonymous
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert_eq!(metadata["token_endpoint"], token_url.as_str());
+    assert_eq!(metadata["jwks_uri"], server.url("/jwks").as_str());
+    assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
+    assert_eq!(
+        metadata["mtls_endpoint_aliases"]["token_endpoint"],
+        token_url.as_str()
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["tls_client_auth", "self_signed_tls_client_auth"])
+    );
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["client_credentials"])
+    );
+    let jwks: Value = anonymous
+        .get(server.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    // tls_client_auth: a CA-issued certificate with the registered subject DN.
+    let with_bank = https_client(&ca, Some(&bank));
+    let (status, body) = token_request(
+        &with_bank,
+        &token_url,
+        "grant_type=client_credentials&client_id=bank",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["scope"], "read write");
+    let bank_token = body["access_token"].as_str().unwrap().to_owned();
+    let (header, claims) = decode_jwt(&bank_token);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["aud"], AUDIENCE);
+    assert_eq!(claims["sub"], "bank");
+    assert_eq!(claims["client_id"], "bank");
+    assert_eq!(claims["scope"], "read write");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap(),
+        claims["iat"].as_u64().unwrap() + 300
+    );
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    // The independent oracle: base64url(SHA-256(leaf DER)).
+    assert_eq!(claims["cnf"]["x5t#S256"], bank.x5t_s256());
+
+    let (status, body) = token_request(
+        &with_bank,
+        &token_url,
+        "grant_type=client_credentials&client_id=bank&scope=read",
+    )
+    .await;
+    assert_eq!((status, body["scope"].as_str()), (200, Some("read")));
+    let (status, body) = token_request(
+        &with_bank,
+        &token_url,
+        "grant_type=client_credentials&client_id=bank&scope=admin",
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let (status, body) =
+        token_request(&with_bank, &token_url, "grant_type=password&client_id=bank").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+
+    // Failed authentications: 401 invalid_client over a completed TLS handshake.
+    for (who, identity, client_id) in [
+        ("bank as own", Some(&bank), "own"),
+        ("own as bank", Some(&own), "bank"),
+        ("stranger as own", Some(&stranger), "own"),
+        ("expired bank", Some(&expired_bank), "bank"),
+        ("no certificate", None, "bank"),
+    ] {
+        let client = https_client(&ca, identity);
+        let (status, body) = token_request(
+            &client,
+            &token_url,
+            &format!("grant_type=client_credentials&client_id={client_id}"),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{who}"
+        );
+    }
+    let (status, body) =
+        token_request(&with_bank, &token_url, "grant_type=client_credentials").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "no client_id"
+    );
+
+    // self_signed_tls_client_auth.
+    let with_own = https_client(&ca, Some(&own));
+    let (status, body) = token_request(
+        &with_own,
+        &token_url,
+        "grant_type=client_credentials&client_id=own",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let own_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(decode_jwt(&own_token).1["cnf"]["x5t#S256"], own.x5t_s256());
+
+    // The crate's own resource server accepts the tokens, each on its own certificate only.
+    let validator = JwtValidator::builder(&issuer, AUDIENCE)
+        .jwks_url(server.url("/jwks"))
+        .trust_root(ca.clone())
+        .only_trust_roots()
+        .require_at_jwt()
+        .build()
+        .unwrap();
+    let rs = TestServer::start(
+        any_certificate_tls(&pki),
+        whoami_app(CertBoundLayer::new(validator)),
+    )
+    .await;
+    let whoami = rs.url("/whoami");
+    let response = get_with_token(&with_bank, &whoami, &bank_token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sub"], "bank");
+    assert_eq!(body["thumbprint"], bank.x5t_s256());
+    let response = get_with_token(&with_own, &whoami, &own_token).await;
+    assert_eq!(response.status(), 200);
+    for (who, client, token) in [
+        (
+            "bank's token with own's certificate",
+            &with_own,
+            &bank_token,
+        ),
+        (
+            "own's token with bank's certificate",
+            &with_bank,
+            &own_token,
+        ),
+        (
+            "bank's token without a certificate",
+            &anonymous,
+            &bank_token,
+        ),
+    ] {
+        let response = get_with_token(client, &whoami, token).await;
+        assert_eq!(response.status(), 401, "{who}");
+        let challenge = www_authenticate(&response).unwrap();
+        assert!(challenge.contains("invalid_token"), "{who}: {challenge}");
+    }
+
+    drop((with_bank, with_own, anonymous));
+    #[cfg(unix)]
+    assert!(server.terminate().await.success(), "exit after SIGTERM");
+}
