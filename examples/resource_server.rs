@@ -12,6 +12,12 @@
 //!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
 //!     --introspection-url https://as.example/introspect \
 //!     --introspection-client-id rs --introspection-client-secret "$RS_SECRET"
+//!
+//! # behind nginx (TLS ends there), plain HTTP from the proxy at 10.0.0.5 only:
+//! cargo run --release --example resource_server -- --listen 127.0.0.1:8080 \
+//!     --trust-forwarded-cert nginx --trusted-proxy 10.0.0.5/32 \
+//!     --issuer https://as.example --audience https://api.example \
+//!     --jwks-url https://as.example/jwks
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them):
@@ -22,18 +28,26 @@
 //!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
 //!                                  CAs. Without it, any client certificate (self-signed too) is
 //!                                  accepted at the TLS layer; key possession is still proven.
-//!  --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
+//!   --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
 //!                                 introspection answer when given)
-//!  --jwks-url URL | --jwks-file PATH    JWT mode
-//!  --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
+//!   --jwks-url URL | --jwks-file PATH    JWT mode
+//!   --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
 //!                                 opaque-token mode (RFC 7662, client_secret_basic), instead
 //!                                 of --jwks-url / --jwks-file
-//!  --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
+//!   --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
 //!                                 token revoked at the AS works here that long; 0: ask on
 //!                                 every request)
-//!  --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
+//!   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
 //!                                 JWKS or introspection endpoint
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
+//!   --trust-forwarded-cert FORMAT  behind a TLS-terminating proxy: take the client certificate
+//!                                  from its header, FORMAT one of rfc9440, xfcc (Envoy), nginx
+//!                                  (URL-encoded PEM), haproxy (base64 DER). Without --tls-cert
+//!                                  and --tls-key the server speaks plain HTTP.
+//!   --forwarded-cert-header NAME   the header (defaults: client-cert, x-forwarded-client-cert,
+//!                                  x-ssl-client-cert, x-ssl-client-cert)
+//!   --trusted-proxy CIDR           repeatable: peers allowed to forward certificates. Without
+//!                                  it no peer is trusted and the headers are ignored.
 //! ```
 //!
 //! Routes:
@@ -46,7 +60,11 @@
 //! pass it from a file the service manager reads, e.g.
 //! `--introspection-client-secret "$(cat /run/secrets/rs)"`.
 //!
-//! On start the server prints `listening on https://ADDR` (in `--jwks-url` mode after a first
+//! Forwarded certificate headers are removed from every request; they are read only from
+//! `--trusted-proxy` peers, and the proxy must overwrite them on every request (see the README's
+//! "Behind a proxy").
+//!
+//! On start the server prints `listening on https://ADDR` (`http://` without TLS) (in `--jwks-url` mode after a first
 //! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
 //! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
 
@@ -57,8 +75,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::{routing::get, Json, Router};
+use certbound::forwarded::IpRange;
 use certbound::tls::{load_certs, ServerTls};
-use certbound::{AccessToken, CertBoundLayer, IntrospectionValidator, JwtValidator, ValidateToken};
+use certbound::{
+    AccessToken, CertBoundLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator,
+    JwtValidator, ValidateToken,
+};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -82,6 +104,14 @@ Usage: resource_server [FLAGS]
   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
                                  JWKS or introspection endpoint
   --allow-unbound                accept tokens with no cnf (default: reject them)
+  --trust-forwarded-cert FORMAT  behind a TLS-terminating proxy: take the client certificate
+                                 from its header, FORMAT one of rfc9440, xfcc (Envoy), nginx
+                                 (URL-encoded PEM), haproxy (base64 DER). Without --tls-cert
+                                 and --tls-key the server speaks plain HTTP.
+  --forwarded-cert-header NAME   the header (defaults: client-cert, x-forwarded-client-cert,
+                                 x-ssl-client-cert, x-ssl-client-cert)
+  --trusted-proxy CIDR           repeatable: peers allowed to forward certificates. Without
+                                 it no peer is trusted and the headers are ignored.
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
@@ -115,9 +145,10 @@ struct Config {
     /// `--listen` as given, and what it resolved to.
     listen_arg: String,
     listen: Vec<SocketAddr>,
-    tls_cert: PathBuf,
-    tls_key: PathBuf,
+    /// Certificate chain and key; `None`: plain HTTP behind a proxy.
+    tls: Option<(PathBuf, PathBuf)>,
     client_cas: Vec<PathBuf>,
+    forwarded: Option<ForwardedCertLayer>,
     /// Required in JWT modes.
     issuer: Option<String>,
     audience: Option<String>,
@@ -144,6 +175,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let mut tls_cert = None;
     let mut tls_key = None;
     let mut client_cas = Vec::new();
+    let mut forwarded_format = None;
+    let mut forwarded_header = None;
+    let mut trusted_proxies = Vec::new();
     let mut issuer = None;
     let mut audience = None;
     let mut jwks_url = None;
@@ -185,6 +219,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
                 | "introspection-client-id"
                 | "introspection-client-secret"
                 | "introspection-cache-ttl"
+                | "trust-forwarded-cert"
+                | "forwarded-cert-header"
+                | "trusted-proxy"
                 | "upstream-ca"
         ) {
             return Err(format!("unknown flag --{name} (see --help)"));
@@ -216,6 +253,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
             "introspection-client-id" => once(&mut introspection_client_id)?,
             "introspection-client-secret" => once(&mut introspection_client_secret)?,
             "introspection-cache-ttl" => once(&mut introspection_cache_ttl)?,
+            "trust-forwarded-cert" => once(&mut forwarded_format)?,
+            "forwarded-cert-header" => once(&mut forwarded_header)?,
+            "trusted-proxy" => trusted_proxies.push(value),
             "client-ca" => client_cas.push(PathBuf::from(value)),
             _ => upstream_cas.push(PathBuf::from(value)),
         }
@@ -224,8 +264,52 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
-    let tls_cert = required(tls_cert, "tls-cert")?;
-    let tls_key = required(tls_key, "tls-key")?;
+    let forwarded = match forwarded_format {
+        None if forwarded_header.is_some() || !trusted_proxies.is_empty() => return Err(
+            "--forwarded-cert-header and --trusted-proxy only apply with --trust-forwarded-cert"
+                .into(),
+        ),
+        None => None,
+        Some(format) => {
+            let format = match format.as_str() {
+                "rfc9440" => ForwardedCertFormat::Rfc9440,
+                "xfcc" => ForwardedCertFormat::Xfcc,
+                "nginx" => ForwardedCertFormat::Nginx,
+                "haproxy" => ForwardedCertFormat::Haproxy,
+                _ => {
+                    return Err(format!(
+                        "--trust-forwarded-cert {format:?}: one of rfc9440, xfcc, nginx, haproxy"
+                    ))
+                }
+            };
+            let mut layer = ForwardedCertLayer::new(format);
+            if let Some(name) = &forwarded_header {
+                layer = layer
+                    .header(name)
+                    .map_err(|e| format!("--forwarded-cert-header: {e}"))?;
+            }
+            for cidr in &trusted_proxies {
+                let range: IpRange = cidr.parse().map_err(|e| format!("--trusted-proxy: {e}"))?;
+                layer = layer.trust_proxy(range);
+            }
+            Some(layer)
+        }
+    };
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (None, None) if forwarded.is_some() => None,
+        (None, None) => {
+            return Err(
+                "missing --tls-cert and --tls-key (or --trust-forwarded-cert to serve plain HTTP behind a proxy)"
+                    .into(),
+            )
+        }
+        (None, Some(_)) => return Err("missing --tls-cert (see --help)".into()),
+        (Some(_), None) => return Err("missing --tls-key (see --help)".into()),
+    };
+    if tls.is_none() && !client_cas.is_empty() {
+        return Err("--client-ca needs --tls-cert and --tls-key".into());
+    }
     let keys = match (jwks_url, jwks_file, introspection_url) {
         (Some(url), None, None) => Keys::Url(url),
         (None, Some(path), None) => Keys::File(path.into()),
@@ -282,9 +366,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     Ok(Some(Config {
         listen_arg,
         listen,
-        tls_cert: tls_cert.into(),
-        tls_key: tls_key.into(),
+        tls,
         client_cas,
+        forwarded,
         issuer,
         audience,
         keys,
@@ -294,8 +378,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
 }
 
 /// The server's rustls configuration from the flags.
-fn server_tls(config: &Config) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
-    let mut tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
+fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    let Some((cert, key)) = &config.tls else {
+        return Ok(None);
+    };
+    let mut tls = ServerTls::from_pem_files(cert, key)
         .map_err(|e| e.to_string())?
         .any_client_certificate();
     for ca in &config.client_cas {
@@ -307,6 +394,7 @@ fn server_tls(config: &Config) -> Result<std::sync::Arc<rustls::ServerConfig>, S
     // /whoami requests without one.
     tls.client_certificate_optional()
         .build()
+        .map(Some)
         .map_err(|e| e.to_string())
 }
 
@@ -364,16 +452,21 @@ fn introspection_validator(
         .map_err(|e| format!("--introspection-url: {e}"))
 }
 
-/// The routes: `/whoami` behind the layer, `/healthz` public.
-fn app<V: ValidateToken>(validator: V, allow_unbound: bool) -> Router {
+/// The routes: `/whoami` behind the layer, `/healthz` public; behind a proxy, the forwarded
+/// certificate layer in front of everything (it removes the headers from every request).
+fn app<V: ValidateToken>(validator: V, config: &Config) -> Router {
     let mut layer = CertBoundLayer::new(validator);
-    if allow_unbound {
+    if config.allow_unbound {
         layer = layer.allow_unbound();
     }
-    Router::new()
+    let router = Router::new()
         .route("/whoami", get(whoami))
         .route_layer(layer)
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { "ok" }));
+    match &config.forwarded {
+        Some(forwarded) => router.layer(forwarded.clone()),
+        None => router,
+    }
 }
 
 /// The validator chosen by the flags.
@@ -466,20 +559,25 @@ async fn main() -> ExitCode {
                     );
                 }
             }
-            app(validator, config.allow_unbound)
+            app(validator, &config)
         }
-        Validation::Introspection(validator) => app(validator, config.allow_unbound),
+        Validation::Introspection(validator) => app(validator, &config),
     };
 
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
-    println!("listening on https://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
 
     let (stop, stopped) = oneshot::channel::<()>();
+    let serve = match tls {
+        Some(tls) => certbound::serve(listener, tls, app),
+        None => certbound::serve_plain(listener, app),
+    };
     let mut server = tokio::spawn(async move {
-        certbound::serve(listener, tls, app)
+        serve
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

@@ -21,34 +21,10 @@ use rcgen::{date_time_ymd, DnType};
 use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 
-/// Builds the example (same profile as this test) once per test binary and returns its path
-/// as cargo reports it.
+/// The example, built once per test binary with the test's features.
 fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "--example", "authorization_server"])
-            .args(["--message-format", "json-render-diagnostics"])
-            .arg("--manifest-path")
-            .arg(&manifest);
-        if !cfg!(debug_assertions) {
-            cargo.arg("--release");
-        }
-        let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
-        assert!(
-            output.status.success(),
-            "cargo build --example authorization_server failed"
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact")
-            .filter(|msg| msg["target"]["name"] == "authorization_server")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no executable for the authorization_server example")
-    })
+    BINARY.get_or_init(|| build_example("authorization_server"))
 }
 
 fn run_to_exit(args: &[&str]) -> Output {
@@ -57,36 +33,6 @@ fn run_to_exit(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run authorization_server")
-}
-
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("certbound-authz-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write temp file");
-        path.to_str().expect("UTF-8 temp path").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// The example, running; killed on drop.
@@ -173,7 +119,7 @@ fn one_line_stderr(out: &Output) -> String {
 
 #[test]
 fn bad_flags_and_files_exit_2_with_one_line() {
-    let dir = TempDir::new("flags");
+    let dir = ScratchDir::new("flags");
     let pki = Pki::new("authz-example-flags-ca");
     let pem = pki.write_pem_files(&dir.0).expect("PEM files");
     let cert = pem.server_cert.to_str().unwrap().to_owned();
@@ -285,7 +231,7 @@ async fn token_request(client: &reqwest::Client, url: &str, body: &str) -> (u16,
 
 #[tokio::test]
 async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
-    let dir = TempDir::new("run");
+    let dir = ScratchDir::new("run");
     let pki = Pki::new("authz-example-server-ca");
     let pem = pki.write_pem_files(&dir.0).expect("PEM files");
     let client_ca = TestCa::new("authz-example-client-ca");

@@ -15,34 +15,10 @@ use reqwest::StatusCode;
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
-/// Builds the example (same profile as this test) once per test binary and returns its path,
-/// as cargo reports it (so `CARGO_TARGET_DIR`, `--target-dir` and friends need no guessing).
+/// The example, built once per test binary with the test's features.
 fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "--example", "resource_server"])
-            .args(["--message-format", "json-render-diagnostics"])
-            .arg("--manifest-path")
-            .arg(&manifest);
-        if !cfg!(debug_assertions) {
-            cargo.arg("--release");
-        }
-        let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
-        assert!(
-            output.status.success(),
-            "cargo build --example resource_server failed"
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact")
-            .filter(|msg| msg["target"]["name"] == "resource_server")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no executable for the resource_server example")
-    })
+    BINARY.get_or_init(|| build_example("resource_server"))
 }
 
 /// Runs the example to completion with `args`.
@@ -52,37 +28,6 @@ fn run_to_exit(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run resource_server")
-}
-
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("certbound-example-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write temp file");
-        path.to_str().expect("UTF-8 temp path").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// The example, running. Killed on drop, so a failing test leaves no process behind.
@@ -96,6 +41,15 @@ impl RunningServer {
     /// Starts the example on a free port with `args` (plus `--listen`) and returns once
     /// `/healthz` answers, with `trust` (the server certificate's CA) trusted.
     async fn start(args: &[&str], trust: &rustls_pki_types::CertificateDer<'static>) -> Self {
+        Self::start_as("https", args, trust).await
+    }
+
+    /// [`RunningServer::start`] for a server speaking `scheme` (`http` behind a proxy).
+    async fn start_as(
+        scheme: &str,
+        args: &[&str],
+        trust: &rustls_pki_types::CertificateDer<'static>,
+    ) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(example_binary())
@@ -116,7 +70,7 @@ impl RunningServer {
         });
         let mut server = RunningServer {
             child,
-            base: format!("https://{listen}"),
+            base: format!("{scheme}://{listen}"),
             stdout,
         };
 
@@ -135,7 +89,7 @@ impl RunningServer {
                     .stdout
                     .recv_timeout(Duration::from_secs(5))
                     .expect("start line on stdout");
-                assert_eq!(first, format!("listening on https://{listen}"));
+                assert_eq!(first, format!("listening on {scheme}://{listen}"));
                 return server;
             }
         }
@@ -297,6 +251,43 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         assert!(one_line(&out).contains(names), "{args:?}");
     }
 
+    // Behind a proxy: the forwarded-certificate flags come together and are checked.
+    let jwks = ["--jwks-file=j.json"];
+    for (args, names) in [
+        (vec!["--trusted-proxy=10.0.0.0/8"], "--trust-forwarded-cert"),
+        (vec!["--forwarded-cert-header=x"], "--trust-forwarded-cert"),
+        (
+            vec!["--trust-forwarded-cert=apache"],
+            "--trust-forwarded-cert",
+        ),
+        (
+            vec![
+                "--trust-forwarded-cert=nginx",
+                "--trusted-proxy=10.0.0.0/33",
+            ],
+            "--trusted-proxy",
+        ),
+        (
+            vec![
+                "--trust-forwarded-cert=nginx",
+                "--forwarded-cert-header=bad header",
+            ],
+            "--forwarded-cert-header",
+        ),
+        (
+            vec!["--trust-forwarded-cert=nginx", "--client-ca=ca.pem"],
+            "--client-ca",
+        ),
+        (vec![], "--tls-cert"),
+    ] {
+        let mut args = args;
+        args.extend(jwks);
+        args.extend(&common[2..]);
+        let out = run_to_exit(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line(&out).contains(names), "{args:?}");
+    }
+
     let out = run_to_exit(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -305,6 +296,13 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         "--introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET"
     ));
     assert!(help.contains("--introspection-cache-ttl SECONDS"));
+    for flag in [
+        "--trust-forwarded-cert FORMAT",
+        "--forwarded-cert-header NAME",
+        "--trusted-proxy CIDR",
+    ] {
+        assert!(help.contains(flag), "{flag}");
+    }
 }
 
 /// A's bound token works on A's connection, and neither with B's certificate (a stolen token)
@@ -328,7 +326,7 @@ async fn assert_only_a_can_use(
 
 #[tokio::test]
 async fn jwks_file_with_client_ca() {
-    let dir = TempDir::new("file");
+    let dir = ScratchDir::new("file");
     let pki = Pki::new("example-test-ca");
     let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
     let key = TestKey::es256("k1");
@@ -383,7 +381,7 @@ async fn jwks_file_with_client_ca() {
 
 #[tokio::test]
 async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
-    let dir = TempDir::new("url");
+    let dir = ScratchDir::new("url");
     let key = TestKey::es256("k1");
     let jwks_server = JwksServer::start(jwks(&[&key])).await;
     let upstream_ca = dir.write("upstream-ca.pem", jwks_server.pki().ca_pem());
@@ -430,7 +428,7 @@ async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
 
 #[tokio::test]
 async fn introspection_mode_with_upstream_ca_and_no_cache() {
-    let dir = TempDir::new("introspection");
+    let dir = ScratchDir::new("introspection");
     let as_server = IntrospectionServer::start(Introspection::basic("rs", "rs secret")).await;
     let upstream_ca = dir.write("upstream-ca.pem", as_server.pki().ca_pem());
     let pki = Pki::new("example-introspection-ca");
@@ -486,4 +484,59 @@ async fn introspection_mode_with_upstream_ca_and_no_cache() {
     // Revoked at the authorization server: refused on the very next request.
     as_server.revoke("opaque-a");
     assert_invalid_token(get(&with_a, whoami.clone(), Some("opaque-a")).await);
+}
+
+/// Plain HTTP behind a real nginx that terminates TLS and forwards the certificate
+/// (`--trust-forwarded-cert nginx`), trusting only the proxy's source address.
+#[tokio::test]
+async fn plain_http_behind_nginx() {
+    if !ProxyKind::Nginx.available() {
+        return;
+    }
+    let dir = ScratchDir::new("nginx");
+    let pki = Pki::new("example-proxy-ca");
+    let key = TestKey::es256("k1");
+    let jwks_file = dir.write("jwks.json", jwks(&[&key]).to_string());
+    let server = RunningServer::start_as(
+        "http",
+        &[
+            "--trust-forwarded-cert",
+            "nginx",
+            "--trusted-proxy",
+            &format!("{PROXY_SOURCE}/32"),
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--jwks-file",
+            &jwks_file,
+        ],
+        &pki.ca_der(),
+    )
+    .await;
+    let upstream: std::net::SocketAddr = server.base["http://".len()..].parse().expect("addr");
+    let proxy = Proxy::start(ProxyKind::Nginx, &pki, upstream).await;
+
+    let a = pki.client_identity("client-a");
+    let b = pki.client_identity("client-b");
+    let token = key.sign(&claims_bound_to(&a.x5t_s256()));
+    assert_only_a_can_use(&pki.ca_der(), &proxy.url("/whoami"), &a, &b, &token).await;
+
+    // Directly to the server, forging nginx's header with A's certificate: not a trusted peer.
+    let escaped: String = a
+        .cert_pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let forged = https_client(&pki.ca_der(), None)
+        .get(server.url("/whoami"))
+        .bearer_auth(&token)
+        .header("x-ssl-client-cert", escaped)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 }
