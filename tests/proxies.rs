@@ -145,3 +145,81 @@ async fn behind_nginx() {
 async fn behind_haproxy() {
     behind(ProxyKind::Haproxy).await;
 }
+
+/// The formats no Debian proxy speaks (RFC 9440, Envoy's XFCC), sent by a client that plays the
+/// proxy: it connects from the trusted 127.0.0.2, everyone else from 127.0.0.1.
+#[tokio::test]
+async fn rfc9440_and_xfcc_from_a_trusted_peer() {
+    use base64::Engine as _;
+    let pki = Pki::new("formats-ca");
+    let alice = pki.client_identity("alice");
+    let bob = pki.client_identity("bob");
+    let key = TestKey::es256("k1");
+    let token = key.sign(&claims_bound_to(&alice.x5t_s256()));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(alice.leaf_der());
+    let hex_sha256 = |der: &[u8]| -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (hex, bob_hex) = (hex_sha256(alice.leaf_der()), hex_sha256(bob.leaf_der()));
+    let as_proxy = reqwest::Client::builder()
+        .local_address(PROXY_SOURCE.parse::<std::net::IpAddr>().expect("ip"))
+        .tls_backend_preconfigured(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+        .build()
+        .expect("client");
+    let elsewhere = https_client(&pki.ca_der(), None);
+
+    let cases: [(ForwardedCertFormat, &str, String, u16); 5] = [
+        (
+            ForwardedCertFormat::Rfc9440,
+            "client-cert",
+            format!(":{b64}:"),
+            200,
+        ),
+        (
+            ForwardedCertFormat::Xfcc,
+            "x-forwarded-client-cert",
+            // An earlier hop's element first; the nearest proxy's (last) one counts.
+            format!("By=spiffe://edge;Hash={bob_hex},By=spiffe://mesh;Hash={hex}"),
+            200,
+        ),
+        (
+            ForwardedCertFormat::Xfcc,
+            "x-forwarded-client-cert",
+            format!("By=spiffe://edge;Hash={hex},By=spiffe://mesh;Hash={bob_hex}"),
+            401,
+        ),
+        (
+            ForwardedCertFormat::Rfc9440,
+            "client-cert",
+            b64.clone(),
+            401,
+        ),
+        (
+            ForwardedCertFormat::Xfcc,
+            "x-forwarded-client-cert",
+            String::new(),
+            401,
+        ),
+    ];
+    for (format, header, value, status) in cases {
+        let upstream = upstream(format, &key).await;
+        let url = format!("http://{}/whoami", upstream.addr);
+        let mut headers = bearer(&token);
+        headers.insert(header, HeaderValue::from_str(&value).expect("value"));
+        let response = send(&as_proxy, &url, headers.clone()).await;
+        assert_eq!(response.status(), status, "{format:?} {value}");
+        // The same header from an untrusted peer never counts.
+        let response = send(&elsewhere, &url, headers).await;
+        assert_eq!(response.status(), 401, "{format:?} from 127.0.0.1");
+    }
+}

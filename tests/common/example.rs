@@ -14,7 +14,10 @@ fn test_features() -> String {
         ("axum-server", cfg!(feature = "axum-server")),
         ("tonic", cfg!(feature = "tonic")),
         ("introspection", cfg!(feature = "introspection")),
-        ("authorization-server", cfg!(feature = "authorization-server")),
+        (
+            "authorization-server",
+            cfg!(feature = "authorization-server"),
+        ),
         ("tracing", cfg!(feature = "tracing")),
     ];
     let on: Vec<&str> = features.iter().filter(|f| f.1).map(|f| f.0).collect();
