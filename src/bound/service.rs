@@ -79,7 +79,7 @@ where
             CertificateLookup::NoSource => {
                 let error = AuthError::with_detail(
                     AuthErrorKind::Misconfigured,
-                    "no client certificate source: serve with certbound::serve, axum-server or insert ClientCertificate",
+                    "no client certificate source: serve with certbound::serve or serve_plain, axum-server or tonic TLS, or insert ClientCertificate",
                 );
                 return ResponseFuture::rejected(error, policy, grpc);
             }
