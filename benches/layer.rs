@@ -240,8 +240,11 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
             .expect("raw decode accepts the token");
     assert_eq!(claims.claims["cnf"]["x5t#S256"], client.thumbprint);
 
+    // Full validation on every request: the validated-token cache is off here (its hits are
+    // measured below, in `layer_cache_hit`).
     let validator = JwtValidator::builder(ISS, AUD)
         .jwks_json(fixture.jwks.clone())
+        .no_cache()
         .build()
         .expect("validator builds");
     let service = CertBoundLayer::new(validator.clone()).layer(tower::service_fn(
@@ -300,6 +303,28 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
             },
             BatchSize::SmallInput,
         );
+    });
+    // The common case: the same token again (keep-alive): a cache hit, then the binding check.
+    let cached = JwtValidator::builder(ISS, AUD)
+        .jwks_json(fixture.jwks.clone())
+        .build()
+        .expect("validator builds");
+    let cached_service = CertBoundLayer::new(cached.clone()).layer(tower::service_fn(
+        |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+    ));
+    assert_accepts(&cached_service, fixture, client);
+    g.bench_function("layer_cache_hit", |b| {
+        b.iter_batched(
+            || request(&fixture.token, &client.certificate),
+            |request| {
+                block_on_ready(cached_service.clone().oneshot(request))
+                    .unwrap_or_else(|never| match never {})
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("validator_cache_hit", |b| {
+        b.iter(|| block_on_ready(cached.validate(black_box(&fixture.token))).expect("cached"));
     });
     g.bench_function("access_token_from_claims", |b| {
         b.iter_batched(

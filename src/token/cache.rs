@@ -68,7 +68,7 @@ type InFlight<T> = watch::Receiver<Option<T>>;
 pub(crate) struct ResultCache<T> {
     entries: moka::sync::Cache<TokenKey, Entry<T>>,
     min_weight: u32,
-    in_flight: Arc<Mutex<HashMap<TokenKey, InFlight<T>>>>,
+    in_flight: Mutex<HashMap<TokenKey, InFlight<T>>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
@@ -84,7 +84,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
         Self {
             entries,
             min_weight,
-            in_flight: Arc::default(),
+            in_flight: Mutex::default(),
         }
     }
 
@@ -92,6 +92,11 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
         let entry = self.entries.get(key)?;
         (Instant::now() < entry.until).then_some(entry.value)
+    }
+
+    /// Forgets `key`.
+    pub(crate) fn remove(&self, key: &TokenKey) {
+        self.entries.invalidate(key);
     }
 
     fn insert(&self, key: TokenKey, value: T, keep: Keep) {
@@ -127,7 +132,18 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     where
         F: Future<Output = (T, Keep)> + Send + 'static,
     {
-        let (mut rx, task) = self.join_or_start(key, compute);
+        let (wait, task) = match self.begin(key) {
+            Begin::Wait(wait) => (wait, None),
+            Begin::Lead(leader) => {
+                let wait = leader.waiter();
+                let future = compute();
+                let task = async move {
+                    let (value, keep) = future.await;
+                    leader.finish(value, keep);
+                };
+                (wait, Some(task))
+            }
+        };
         async move {
             if let Some(task) = task {
                 match tokio::runtime::Handle::try_current() {
@@ -135,51 +151,30 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
                     Err(_) => task.await,
                 }
             }
-            let value = rx.wait_for(Option::is_some).await.ok()?.clone();
-            value
+            wait.wait().await
         }
     }
 
-    /// Joins the computation in flight for `key`, or registers a new one and returns it to be
-    /// started.
-    fn join_or_start<F>(
-        self: &Arc<Self>,
-        key: TokenKey,
-        compute: impl FnOnce() -> F,
-    ) -> (
-        InFlight<T>,
-        Option<impl Future<Output = ()> + Send + 'static>,
-    )
-    where
-        F: Future<Output = (T, Keep)> + Send + 'static,
-    {
+    /// Joins the computation in flight for `key`, or makes the caller its leader: the caller
+    /// computes the value itself (for example synchronously) and hands it to
+    /// [`Leader::finish`]; everyone who asks meanwhile waits for it.
+    pub(crate) fn begin(self: &Arc<Self>, key: TokenKey) -> Begin<T> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = in_flight.get(&key) {
-            return (rx.clone(), None);
+            return Begin::Wait(Waiter(rx.clone()));
         }
         // A computation may have finished between the caller's miss and this lock.
         if let Some(value) = self.get(&key) {
-            return (watch::channel(Some(value)).1, None);
+            return Begin::Wait(Waiter(watch::channel(Some(value)).1));
         }
         let (tx, rx) = watch::channel(None);
-        in_flight.insert(key, rx.clone());
+        in_flight.insert(key, rx);
         drop(in_flight);
-
-        // Removes the in-flight entry however the computation ends (answer, panic, or never
-        // started), so that the next request starts afresh instead of waiting forever.
-        let guard = InFlightGuard {
-            map: Arc::clone(&self.in_flight),
+        Begin::Lead(Leader {
+            cache: Arc::clone(self),
             key,
-        };
-        let this = Arc::clone(self);
-        let future = compute();
-        let task = async move {
-            let (value, keep) = future.await;
-            this.insert(key, value.clone(), keep);
-            drop(guard);
-            let _ = tx.send(Some(value));
-        };
-        (rx, Some(task))
+            tx,
+        })
     }
 
     /// Number of live and not yet evicted entries (approximate; for tests and metrics).
@@ -190,14 +185,52 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     }
 }
 
-struct InFlightGuard<T> {
-    map: Arc<Mutex<HashMap<TokenKey, InFlight<T>>>>,
-    key: TokenKey,
+/// What [`ResultCache::begin`] says: wait for the computation in flight, or lead a new one.
+pub(crate) enum Begin<T: Clone + Send + Sync + 'static> {
+    Wait(Waiter<T>),
+    Lead(Leader<T>),
 }
 
-impl<T> Drop for InFlightGuard<T> {
+/// Waits for the value of a computation in flight.
+pub(crate) struct Waiter<T>(InFlight<T>);
+
+impl<T: Clone> Waiter<T> {
+    /// The value, or `None` if the computation ended without one.
+    pub(crate) async fn wait(mut self) -> Option<T> {
+        let value = self.0.wait_for(Option::is_some).await.ok()?.clone();
+        value
+    }
+}
+
+/// The one computation of a missing entry. Dropping it without [`finish`](Leader::finish)
+/// (a panic, an abandoned request) removes the in-flight entry and wakes the waiters with
+/// `None`, so the next request starts afresh instead of waiting forever.
+pub(crate) struct Leader<T: Clone + Send + Sync + 'static> {
+    cache: Arc<ResultCache<T>>,
+    key: TokenKey,
+    tx: watch::Sender<Option<T>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Leader<T> {
+    /// A waiter for this computation's value.
+    pub(crate) fn waiter(&self) -> Waiter<T> {
+        Waiter(self.tx.subscribe())
+    }
+
+    /// Caches `value` as `keep` says (before anyone is woken), and hands it to the waiters.
+    pub(crate) fn finish(self, value: T, keep: Keep) {
+        self.cache.insert(self.key, value.clone(), keep);
+        let tx = self.tx.clone();
+        // Dropping the leader removes the in-flight entry; then the waiters get the value.
+        drop(self);
+        let _ = tx.send(Some(value));
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Leader<T> {
     fn drop(&mut self) {
-        self.map
+        self.cache
+            .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.key);

@@ -7,6 +7,7 @@
 //! `min_refresh_interval` so that forged `kid`s cannot make us hammer the authorization server.
 //! A failed refresh keeps the previous keys.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,12 +25,26 @@ pub(crate) struct VerificationKey {
     /// Algorithms this key may verify (from the JWK's `alg`, else from its type and curve).
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) key: DecodingKey,
+    /// SHA-256 of the key as configured or published (its JWK, PEM or secret): tells whether a
+    /// refreshed key set still holds the key a cached token was verified with.
+    pub(crate) fingerprint: [u8; 32],
 }
 
 /// A set of verification keys.
-#[derive(Default)]
 pub(crate) struct KeySet {
     keys: Vec<VerificationKey>,
+    /// Unique per set (process-wide): a cached validation made with this set needs no check.
+    generation: u64,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+        Self {
+            keys: Vec::new(),
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 pub(crate) const RSA_ALGS: &[Algorithm] = &[
@@ -52,6 +67,15 @@ impl KeySet {
 
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the set holds the key with this fingerprint.
+    pub(crate) fn contains(&self, fingerprint: &[u8; 32]) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == *fingerprint)
     }
 
     /// Parses a JWKS document. Keys certbound cannot use for verifying JWS signatures
@@ -131,11 +155,19 @@ fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
         }
     };
     let key = DecodingKey::from_jwk(jwk).ok()?;
+    let fingerprint = fingerprint(&serde_json::to_vec(jwk).ok()?);
     Some(VerificationKey {
         kid: jwk.common.key_id.clone(),
         algorithms,
         key,
+        fingerprint,
     })
+}
+
+/// SHA-256 of a key's published or configured form.
+pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {

@@ -37,8 +37,10 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
+use super::cache::{Begin, Keep, ResultCache, TokenKey};
 use super::jwks::{
-    check_url, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey, RSA_ALGS,
+    check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
+    RSA_ALGS,
 };
 use super::{AccessToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
@@ -64,6 +66,17 @@ struct Inner {
     /// One prepared `Validation` per allowed algorithm (no allocation per request).
     validations: Vec<(Algorithm, Validation)>,
     require_at_jwt: bool,
+    /// Validated tokens by SHA-256 of the token; `None` when disabled.
+    cache: Option<Arc<ResultCache<Verified>>>,
+    cache_ttl: Duration,
+}
+
+/// A token that passed validation, and the key (set) that verified its signature.
+#[derive(Clone)]
+struct Verified {
+    token: AccessToken,
+    generation: u64,
+    fingerprint: [u8; 32],
 }
 
 enum Keys {
@@ -78,6 +91,7 @@ impl fmt::Debug for JwtValidator {
             .field("algorithms", &algorithms)
             .field("remote_keys", &matches!(self.0.keys, Keys::Remote(_)))
             .field("require_at_jwt", &self.0.require_at_jwt)
+            .field("cache", &self.0.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +114,10 @@ impl JwtValidator {
             http_client: None,
             extra_roots: Vec::new(),
             public_roots: true,
+            cache: true,
+            cache_ttl: Duration::from_secs(300),
+            max_cache_entries: 100_000,
+            max_cache_bytes: 64 * 1024 * 1024,
             settings: RemoteSettings {
                 min_refresh_interval: Duration::from_secs(10),
                 max_age: Duration::from_secs(300),
@@ -131,7 +149,7 @@ impl JwtValidator {
     }
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
-    fn validate_now(&self, token: &str) -> Result<AccessToken, Pending> {
+    fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
         let alg = Algorithm::from_str(&header.alg)
@@ -226,14 +244,20 @@ fn verify_with(
     kid: Option<&str>,
     alg: Algorithm,
     validation: &Validation,
-) -> Result<AccessToken, AuthError> {
+) -> Result<Verified, AuthError> {
     let mut last = AuthError::with_detail(
         AuthErrorKind::UnknownKey,
         "no key for this kid and algorithm",
     );
     for candidate in keys.candidates(kid, alg) {
         match jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, validation) {
-            Ok(data) => return AccessToken::from_claims(data.claims),
+            Ok(data) => {
+                return Ok(Verified {
+                    token: AccessToken::from_claims(data.claims)?,
+                    generation: keys.generation(),
+                    fingerprint: candidate.fingerprint,
+                })
+            }
             Err(e) => {
                 last = map_jwt_error(e.kind());
                 // Only a bad signature is worth trying the next key for; anything else is
@@ -267,8 +291,80 @@ impl ValidateToken for JwtValidator {
     type Future = TokenFuture;
 
     fn validate(&self, token: &str) -> TokenFuture {
+        let Some(cache) = &self.0.cache else {
+            return self.validate_uncached(token);
+        };
+        let key = TokenKey::of(token);
+        if let Some(hit) = cache.get(&key) {
+            if self.still_trusted(&hit) {
+                return TokenFuture::ready(Ok(hit.token));
+            }
+            // The key that verified it left the key set: verify again (and fail, most likely).
+            cache.remove(&key);
+        }
+        match cache.begin(key) {
+            // Another request is verifying this very token right now: wait for its outcome
+            // (concurrent first uses verify the signature once).
+            Begin::Wait(waiter) => {
+                let this = self.clone();
+                let token = token.to_owned();
+                TokenFuture::fetching(async move {
+                    match waiter.wait().await {
+                        Some(verified) => Ok(verified.token),
+                        // It failed: this request finds out why for itself.
+                        None => this.validate_uncached(&token).await,
+                    }
+                })
+            }
+            Begin::Lead(leader) => match self.validate_now(token) {
+                Ok(verified) => {
+                    let keep = self.keep(token, &verified);
+                    let access = verified.token.clone();
+                    leader.finish(verified, keep);
+                    TokenFuture::ready(Ok(access))
+                }
+                // Failures are not cached; the waiters (if any) validate for themselves.
+                Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
+                Err(Pending::Fetch) => {
+                    drop(leader);
+                    self.validate_uncached(token)
+                }
+            },
+        }
+    }
+}
+
+impl JwtValidator {
+    /// Whether a cached validation still stands: the key set is the one it was verified with,
+    /// or still holds that key.
+    fn still_trusted(&self, hit: &Verified) -> bool {
+        let holds =
+            |keys: &KeySet| keys.generation() == hit.generation || keys.contains(&hit.fingerprint);
+        match &self.0.keys {
+            Keys::Static(keys) => holds(keys),
+            Keys::Remote(remote) => remote.current().is_some_and(|keys| holds(&keys)),
+        }
+    }
+
+    /// How long a validated token is kept: until its `exp`, at most the configured time.
+    fn keep(&self, token: &str, verified: &Verified) -> Keep {
+        let now = jsonwebtoken::get_current_timestamp();
+        let ttl = match verified.token.claim("exp").and_then(Value::as_u64) {
+            Some(exp) if exp > now => self.0.cache_ttl.min(Duration::from_secs(exp - now)),
+            // No usable exp (or already within the leeway after it): not cached.
+            _ => Duration::ZERO,
+        };
+        Keep {
+            ttl,
+            // The parsed claims take roughly twice the token's size.
+            bytes: token.len().saturating_mul(2) + 256,
+        }
+    }
+
+    /// Validation without the cache: at once when the keys are at hand, else after fetching.
+    fn validate_uncached(&self, token: &str) -> TokenFuture {
         match self.validate_now(token) {
-            Ok(t) => TokenFuture::ready(Ok(t)),
+            Ok(verified) => TokenFuture::ready(Ok(verified.token)),
             Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
             Err(Pending::Fetch) => {
                 // The slow path only: the keys are fetched (single flight) and the token checked
@@ -286,7 +382,7 @@ impl ValidateToken for JwtValidator {
                         ));
                     }
                     match this.validate_now(&token) {
-                        Ok(t) => Ok(t),
+                        Ok(verified) => Ok(verified.token),
                         Err(Pending::Done(e)) => Err(e),
                         Err(Pending::Fetch) => Err(AuthError::with_detail(
                             AuthErrorKind::UnknownKey,
@@ -328,6 +424,10 @@ pub struct JwtValidatorBuilder {
     extra_roots: Vec<CertificateDer<'static>>,
     public_roots: bool,
     settings: RemoteSettings,
+    cache: bool,
+    cache_ttl: Duration,
+    max_cache_entries: u64,
+    max_cache_bytes: u64,
 }
 
 impl fmt::Debug for JwtValidatorBuilder {
@@ -455,6 +555,38 @@ impl JwtValidatorBuilder {
         self
     }
 
+    /// Longest time a validated token is reused without verifying its signature again
+    /// (default 5 min; never beyond the token's `exp`).
+    ///
+    /// The cache makes the common case, the same token on a keep-alive connection, nearly
+    /// free: a hit costs a SHA-256 of the token and a lookup instead of a signature check. What
+    /// a hit skips is only the signature and claims check of a token already verified: the
+    /// binding to the client certificate is still checked on every request, entries end at
+    /// `exp`, and an entry is dropped as soon as a refreshed key set no longer holds the key
+    /// that verified it. Entries are keyed by SHA-256 of the token, never the token itself.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Turns the validated-token cache off: every request verifies the signature.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = false;
+        self
+    }
+
+    /// Most validated tokens kept at once (default 100 000).
+    pub fn max_cache_entries(mut self, entries: u64) -> Self {
+        self.max_cache_entries = entries;
+        self
+    }
+
+    /// Approximate memory the validated-token cache may use (default 64 MiB).
+    pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
+        self.max_cache_bytes = bytes;
+        self
+    }
+
     /// Allows plain `http://` JWKS and discovery URLs. Insecure: an attacker on the path can
     /// substitute keys and forge any token. For local development only.
     pub fn insecure_allow_http(mut self) -> Self {
@@ -535,6 +667,7 @@ impl JwtValidatorBuilder {
                 kid: None,
                 algorithms: algs,
                 key,
+                fingerprint: fingerprint(pem),
             });
         }
         if let (true, Some(secret)) = (wants_hmac, &self.hmac) {
@@ -542,6 +675,7 @@ impl JwtValidatorBuilder {
                 kid: None,
                 algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
                 key: DecodingKey::from_secret(secret),
+                fingerprint: fingerprint(secret),
             });
         }
 
@@ -593,6 +727,13 @@ impl JwtValidatorBuilder {
             keys,
             validations,
             require_at_jwt: self.require_at_jwt,
+            cache: self.cache.then(|| {
+                Arc::new(ResultCache::new(
+                    self.max_cache_entries,
+                    self.max_cache_bytes,
+                ))
+            }),
+            cache_ttl: self.cache_ttl,
         })))
     }
 }
@@ -636,7 +777,7 @@ mod tests {
 
     fn check(v: &JwtValidator, token: &str) -> Result<AccessToken, AuthErrorKind> {
         match v.validate_now(token) {
-            Ok(t) => Ok(t),
+            Ok(verified) => Ok(verified.token),
             Err(Pending::Done(e)) => Err(e.kind()),
             Err(Pending::Fetch) => Err(AuthErrorKind::KeysUnavailable),
         }

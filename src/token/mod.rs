@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::thumbprint::CertThumbprint;
 
-#[cfg(feature = "introspection")]
 mod cache;
 pub(crate) mod fetch;
 mod future;
