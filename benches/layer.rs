@@ -451,13 +451,80 @@ fn introspection(c: &mut Criterion, client: &Client) {
     );
 }
 
+/// Per-request cost of taking the client certificate from a trusted proxy's header (nginx's
+/// URL-encoded PEM; HAProxy's base64 DER): decode, X.509 well-formedness, SHA-256.
+fn forwarded(c: &mut Criterion) {
+    use base64::engine::general_purpose::STANDARD;
+    use certbound::{ForwardedCertFormat, ForwardedCertLayer, TlsConnectInfo};
+
+    let client = client();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        STANDARD.encode(&client.der)
+    );
+    let escaped: String = pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let proxy: std::net::SocketAddr = "10.0.0.5:40000".parse().expect("addr");
+    let mut g = c.benchmark_group("forwarded");
+    for (name, format, value) in [
+        ("nginx_escaped_pem", ForwardedCertFormat::Nginx, escaped),
+        (
+            "haproxy_base64_der",
+            ForwardedCertFormat::Haproxy,
+            STANDARD.encode(&client.der),
+        ),
+    ] {
+        let service = ForwardedCertLayer::new(format)
+            .trust_proxy("10.0.0.0/8".parse().expect("range"))
+            .layer(tower::service_fn(|request: Request<String>| async move {
+                let forwarded = request
+                    .extensions()
+                    .get::<certbound::peer::ForwardedClientCertificate>()
+                    .and_then(|f| f.client_certificate().map(|c| *c.thumbprint()));
+                Ok::<_, Infallible>(forwarded)
+            }));
+        let make = || {
+            let mut request = Request::new(String::new());
+            request.headers_mut().insert(
+                "x-ssl-client-cert",
+                HeaderValue::try_from(value.as_str()).expect("header value"),
+            );
+            request
+                .extensions_mut()
+                .insert(TlsConnectInfo::new(proxy, None));
+            request
+        };
+        let found =
+            block_on_ready(service.clone().oneshot(make())).unwrap_or_else(|never| match never {});
+        assert_eq!(found.as_ref(), Some(client.certificate.thumbprint()));
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                make,
+                |request| {
+                    block_on_ready(service.clone().oneshot(request))
+                        .unwrap_or_else(|never| match never {})
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
 #[cfg(feature = "introspection")]
 fn introspection_benches(c: &mut Criterion) {
     introspection(c, &client());
 }
 
 #[cfg(feature = "introspection")]
-criterion_group!(layer, benches, introspection_benches);
+criterion_group!(layer, benches, forwarded, introspection_benches);
 #[cfg(not(feature = "introspection"))]
-criterion_group!(layer, benches);
+criterion_group!(layer, benches, forwarded);
 criterion_main!(layer);
