@@ -46,10 +46,10 @@
 mod oauth_server;
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use certbound::authz::{ClientAuthenticator, StaticClients};
 use certbound::tls::ServerTls;
@@ -78,8 +78,8 @@ Routes: POST /token (grant_type=client_credentials, client_id, optional scope),
         GET /jwks, GET /.well-known/oauth-authorization-server.
 ";
 
-/// How long open connections get to finish after Ctrl-C / SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+#[path = "support/cli.rs"]
+mod cli;
 
 #[derive(Debug)]
 struct Config {
@@ -97,79 +97,35 @@ struct Config {
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
 /// message for stderr.
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>, String> {
-    let args = args
-        .into_iter()
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    let Some(flags) = cli::parse(
+        args,
+        &[
+            "listen",
+            "tls-cert",
+            "tls-key",
+            "client-ca",
+            "issuer",
+            "audience",
+            "clients",
+        ],
+        &[],
+    )?
+    else {
         return Ok(None);
-    }
-
-    let mut listen = None;
-    let mut tls_cert = None;
-    let mut tls_key = None;
-    let mut client_cas = Vec::new();
-    let mut issuer = None;
-    let mut audience = None;
-    let mut clients = None;
-
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument {arg:?} (see --help)"));
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (flag, None),
-        };
-        if !matches!(
-            name,
-            "listen" | "tls-cert" | "tls-key" | "client-ca" | "issuer" | "audience" | "clients"
-        ) {
-            return Err(format!("unknown flag --{name} (see --help)"));
-        }
-        let value = match inline {
-            Some(value) => value,
-            // `--issuer --audience x` is a missing value, not an issuer named "--audience".
-            None => args
-                .next()
-                .filter(|v| !v.starts_with("--"))
-                .ok_or_else(|| format!("--{name} needs a value"))?,
-        };
-        if value.is_empty() {
-            return Err(format!("--{name} needs a non-empty value"));
-        }
-        let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
-            None => Ok(()),
-            Some(_) => Err(format!("--{name} given more than once")),
-        };
-        match name {
-            "listen" => once(&mut listen)?,
-            "tls-cert" => once(&mut tls_cert)?,
-            "tls-key" => once(&mut tls_key)?,
-            "issuer" => once(&mut issuer)?,
-            "audience" => once(&mut audience)?,
-            "clients" => once(&mut clients)?,
-            _ => client_cas.push(PathBuf::from(value)),
-        }
-    }
-
-    let required = |slot: Option<String>, name: &str| {
-        slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
-    let listen_arg = required(listen, "listen")?;
-    let tls_cert = required(tls_cert, "tls-cert")?;
-    let tls_key = required(tls_key, "tls-key")?;
-    let issuer = required(issuer, "issuer")?;
-    let audience = required(audience, "audience")?;
-    let clients = required(clients, "clients")?;
-    let listen = listen_arg
-        .to_socket_addrs()
-        .map_err(|e| format!("--listen {listen_arg}: {e}"))?
+    // Every flag but --client-ca is required, --listen included.
+    let listen_arg = flags.required("listen")?;
+    let (listen_arg, listen) = flags.listen(&listen_arg)?;
+    let tls_cert = flags.required("tls-cert")?;
+    let tls_key = flags.required("tls-key")?;
+    let client_cas: Vec<PathBuf> = flags
+        .all("client-ca")
+        .into_iter()
+        .map(PathBuf::from)
         .collect();
+    let issuer = flags.required("issuer")?;
+    let audience = flags.required("audience")?;
+    let clients = flags.required("clients")?;
     Ok(Some(Config {
         listen_arg,
         listen,
@@ -205,33 +161,8 @@ fn authenticator(config: &Config) -> Result<ClientAuthenticator, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("authorization_server: {message}");
-    ExitCode::from(code)
+    cli::fail("authorization_server", code, message)
 }
 
 #[tokio::main]
@@ -276,33 +207,8 @@ async fn main() -> ExitCode {
     println!("listening on https://{addr}");
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(async move {
-        certbound::serve(listener, tls, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+    let server = certbound::serve(listener, tls, app).with_graceful_shutdown(async {
+        let _ = stopped.await;
     });
-    tokio::select! {
-        ended = &mut server => {
-            // The server only ends by itself on an error.
-            return match ended {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) => fail(1, format!("server error: {e}")),
-                Err(e) => fail(1, format!("server task failed: {e}")),
-            };
-        }
-        () = shutdown_signal() => {}
-    }
-    eprintln!("authorization_server: shutting down");
-    let _ = stop.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
-        Ok(Ok(Err(e))) => fail(1, format!("server error: {e}")),
-        Ok(Err(e)) => fail(1, format!("server task failed: {e}")),
-        Err(_) => fail(
-            1,
-            format!("connections still open after {SHUTDOWN_GRACE:?}; exiting"),
-        ),
-    }
+    cli::run_until_signal("authorization_server", server.into_future(), stop).await
 }

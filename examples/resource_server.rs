@@ -69,7 +69,8 @@
 //! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -118,8 +119,8 @@ Flags take their value as `--flag value` or `--flag=value`.
 Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required).
 ";
 
-/// How long open connections get to finish after Ctrl-C / SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+#[path = "support/cli.rs"]
+mod cli;
 
 /// How access tokens are validated.
 #[derive(Debug)]
@@ -160,110 +161,60 @@ struct Config {
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
 /// message for stderr.
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>, String> {
-    let args = args
-        .into_iter()
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    let Some(flags) = cli::parse(
+        args,
+        &[
+            "listen",
+            "tls-cert",
+            "tls-key",
+            "client-ca",
+            "issuer",
+            "audience",
+            "jwks-url",
+            "jwks-file",
+            "introspection-url",
+            "introspection-client-id",
+            "introspection-client-secret",
+            "introspection-cache-ttl",
+            "trust-forwarded-cert",
+            "forwarded-cert-header",
+            "trusted-proxy",
+            "upstream-ca",
+        ],
+        &["allow-unbound"],
+    )?
+    else {
         return Ok(None);
-    }
-
-    let mut listen = None;
-    let mut tls_cert = None;
-    let mut tls_key = None;
-    let mut client_cas = Vec::new();
-    let mut forwarded_format = None;
-    let mut forwarded_header = None;
-    let mut trusted_proxies = Vec::new();
-    let mut issuer = None;
-    let mut audience = None;
-    let mut jwks_url = None;
-    let mut jwks_file = None;
-    let mut introspection_url = None;
-    let mut introspection_client_id = None;
-    let mut introspection_client_secret = None;
-    let mut introspection_cache_ttl = None;
-    let mut upstream_cas = Vec::new();
-    let mut allow_unbound = false;
-
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument {arg:?} (see --help)"));
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (flag, None),
-        };
-        if name == "allow-unbound" {
-            if inline.is_some() {
-                return Err("--allow-unbound takes no value".to_owned());
-            }
-            allow_unbound = true;
-            continue;
-        }
-        if !matches!(
-            name,
-            "listen"
-                | "tls-cert"
-                | "tls-key"
-                | "client-ca"
-                | "issuer"
-                | "audience"
-                | "jwks-url"
-                | "jwks-file"
-                | "introspection-url"
-                | "introspection-client-id"
-                | "introspection-client-secret"
-                | "introspection-cache-ttl"
-                | "trust-forwarded-cert"
-                | "forwarded-cert-header"
-                | "trusted-proxy"
-                | "upstream-ca"
-        ) {
-            return Err(format!("unknown flag --{name} (see --help)"));
-        }
-        let value = match inline {
-            Some(value) => value,
-            // `--issuer --audience x` is a missing value, not an issuer named "--audience".
-            None => args
-                .next()
-                .filter(|v| !v.starts_with("--"))
-                .ok_or_else(|| format!("--{name} needs a value"))?,
-        };
-        if value.is_empty() {
-            return Err(format!("--{name} needs a non-empty value"));
-        }
-        let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
-            None => Ok(()),
-            Some(_) => Err(format!("--{name} given more than once")),
-        };
-        match name {
-            "listen" => once(&mut listen)?,
-            "tls-cert" => once(&mut tls_cert)?,
-            "tls-key" => once(&mut tls_key)?,
-            "issuer" => once(&mut issuer)?,
-            "audience" => once(&mut audience)?,
-            "jwks-url" => once(&mut jwks_url)?,
-            "jwks-file" => once(&mut jwks_file)?,
-            "introspection-url" => once(&mut introspection_url)?,
-            "introspection-client-id" => once(&mut introspection_client_id)?,
-            "introspection-client-secret" => once(&mut introspection_client_secret)?,
-            "introspection-cache-ttl" => once(&mut introspection_cache_ttl)?,
-            "trust-forwarded-cert" => once(&mut forwarded_format)?,
-            "forwarded-cert-header" => once(&mut forwarded_header)?,
-            "trusted-proxy" => trusted_proxies.push(value),
-            "client-ca" => client_cas.push(PathBuf::from(value)),
-            _ => upstream_cas.push(PathBuf::from(value)),
-        }
-    }
-
+    };
+    let (listen_arg, listen) = flags.listen("127.0.0.1:8443")?;
+    let tls_cert = flags.once("tls-cert")?;
+    let tls_key = flags.once("tls-key")?;
+    let client_cas: Vec<PathBuf> = flags
+        .all("client-ca")
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let forwarded_format = flags.once("trust-forwarded-cert")?;
+    let forwarded_header = flags.once("forwarded-cert-header")?;
+    let trusted_proxies = flags.all("trusted-proxy");
+    let issuer = flags.once("issuer")?;
+    let audience = flags.once("audience")?;
+    let jwks_url = flags.once("jwks-url")?;
+    let jwks_file = flags.once("jwks-file")?;
+    let introspection_url = flags.once("introspection-url")?;
+    let mut introspection_client_id = flags.once("introspection-client-id")?;
+    let mut introspection_client_secret = flags.once("introspection-client-secret")?;
+    let mut introspection_cache_ttl = flags.once("introspection-cache-ttl")?;
+    let upstream_cas: Vec<PathBuf> = flags
+        .all("upstream-ca")
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let allow_unbound = flags.switch("allow-unbound");
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
+
     let forwarded = match forwarded_format {
         None if forwarded_header.is_some() || !trusted_proxies.is_empty() => return Err(
             "--forwarded-cert-header and --trusted-proxy only apply with --trust-forwarded-cert"
@@ -358,11 +309,6 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     if !upstream_cas.is_empty() && matches!(keys, Keys::File(_)) {
         return Err("--upstream-ca only applies with --jwks-url or --introspection-url".into());
     }
-    let listen_arg = listen.unwrap_or_else(|| "127.0.0.1:8443".to_owned());
-    let listen = listen_arg
-        .to_socket_addrs()
-        .map_err(|e| format!("--listen {listen_arg}: {e}"))?
-        .collect();
     Ok(Some(Config {
         listen_arg,
         listen,
@@ -487,33 +433,8 @@ async fn whoami(token: AccessToken) -> Json<Value> {
     }))
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("resource_server: {message}");
-    ExitCode::from(code)
+    cli::fail("resource_server", code, message)
 }
 
 #[tokio::main]
@@ -576,33 +497,8 @@ async fn main() -> ExitCode {
         Some(tls) => certbound::serve(listener, tls, app),
         None => certbound::serve_plain(listener, app),
     };
-    let mut server = tokio::spawn(async move {
-        serve
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+    let server = serve.with_graceful_shutdown(async {
+        let _ = stopped.await;
     });
-    tokio::select! {
-        ended = &mut server => {
-            // The server only ends by itself on an error.
-            return match ended {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) => fail(1, format!("server error: {e}")),
-                Err(e) => fail(1, format!("server task failed: {e}")),
-            };
-        }
-        () = shutdown_signal() => {}
-    }
-    eprintln!("resource_server: shutting down");
-    let _ = stop.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
-        Ok(Ok(Err(e))) => fail(1, format!("server error: {e}")),
-        Ok(Err(e)) => fail(1, format!("server task failed: {e}")),
-        Err(_) => fail(
-            1,
-            format!("connections still open after {SHUTDOWN_GRACE:?}; exiting"),
-        ),
-    }
+    cli::run_until_signal("resource_server", server.into_future(), stop).await
 }
