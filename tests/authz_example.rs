@@ -6,10 +6,9 @@
 mod authz_support;
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::process::Output;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use authz_support::*;
@@ -25,90 +24,6 @@ use serde_json::{json, Value};
 fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build_example("authorization_server"))
-}
-
-fn run_to_exit(args: &[&str]) -> Output {
-    Command::new(example_binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run authorization_server")
-}
-
-/// The example, running; killed on drop.
-struct RunningServer {
-    child: Child,
-    base: String,
-}
-
-impl RunningServer {
-    /// Starts it on `listen` and returns once `GET /jwks` answers (no client certificate).
-    async fn start(listen: &str, args: &[&str], trust: &CertificateDer<'static>) -> Self {
-        let mut child = Command::new(example_binary())
-            .args(["--listen", listen])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn authorization_server");
-        let (tx, stdout) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = RunningServer {
-            child,
-            base: format!("https://{listen}"),
-        };
-        let client = https_client(trust, None);
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        for _ in 0..200 {
-            tick.tick().await;
-            if let Some(status) = server.child.try_wait().expect("try_wait") {
-                panic!("authorization_server exited before it was ready: {status}");
-            }
-            if let Ok(resp) = client.get(server.url("/jwks")).send().await {
-                assert_eq!(resp.status(), 200);
-                let first = stdout
-                    .recv_timeout(Duration::from_secs(5))
-                    .expect("start line on stdout");
-                assert_eq!(first, format!("listening on https://{listen}"));
-                return server;
-            }
-        }
-        panic!("authorization_server did not answer /jwks within 10 s");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    #[cfg(unix)]
-    async fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        for _ in 0..200 {
-            tick.tick().await;
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-        }
-        panic!("authorization_server did not exit within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn one_line_stderr(out: &Output) -> String {
@@ -141,9 +56,14 @@ fn bad_flags_and_files_exit_2_with_one_line() {
             clients.to_owned(),
         ]
     };
-    let run = |args: Vec<String>| run_to_exit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = |args: Vec<String>| {
+        run_to_exit(
+            example_binary(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    };
 
-    let out = run_to_exit(&["--bogus"]);
+    let out = run_to_exit(example_binary(), &["--bogus"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line_stderr(&out).contains("--bogus"));
 
@@ -209,7 +129,7 @@ fn bad_flags_and_files_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2), "http issuer");
     one_line_stderr(&out);
 
-    let out = run_to_exit(&["--help"]);
+    let out = run_to_exit(example_binary(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--clients"));
 }
@@ -259,9 +179,11 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
     let clients_path = dir.write("clients.json", clients.to_string());
     let listen = format!("127.0.0.1:{}", free_port());
     let issuer = format!("https://{listen}");
-    let server = RunningServer::start(
-        &listen,
+    let server = ExampleProcess::spawn(
+        example_binary(),
         &[
+            "--listen",
+            &listen,
             "--tls-cert",
             pem.server_cert.to_str().unwrap(),
             "--tls-key",
@@ -274,7 +196,6 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
             "--clients",
             &clients_path,
         ],
-        &pki.ca_der(),
     )
     .await;
     let ca = pki.ca_der();

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::time::Duration;
+use std::process::Output;
+use std::sync::OnceLock;
 
 use common::*;
 use reqwest::StatusCode;
@@ -21,109 +19,11 @@ fn example_binary() -> &'static Path {
     BINARY.get_or_init(|| build_example("resource_server"))
 }
 
-/// Runs the example to completion with `args`.
-fn run_to_exit(args: &[&str]) -> Output {
-    Command::new(example_binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run resource_server")
-}
-
-/// The example, running. Killed on drop, so a failing test leaves no process behind.
-struct RunningServer {
-    child: Child,
-    base: String,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl RunningServer {
-    /// Starts the example on a free port with `args` (plus `--listen`) and returns once
-    /// `/healthz` answers, with `trust` (the server certificate's CA) trusted.
-    async fn start(args: &[&str], trust: &rustls_pki_types::CertificateDer<'static>) -> Self {
-        Self::start_as("https", args, trust).await
-    }
-
-    /// [`RunningServer::start`] for a server speaking `scheme` (`http` behind a proxy).
-    async fn start_as(
-        scheme: &str,
-        args: &[&str],
-        trust: &rustls_pki_types::CertificateDer<'static>,
-    ) -> Self {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(example_binary())
-            .arg("--listen")
-            .arg(&listen)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn resource_server");
-        let (tx, stdout) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut server = RunningServer {
-            child,
-            base: format!("{scheme}://{listen}"),
-            stdout,
-        };
-
-        // Poll /healthz (no client certificate) every 50 ms, for at most 10 s.
-        let client = https_client(trust, None);
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        for _ in 0..200 {
-            tick.tick().await;
-            if let Some(status) = server.child.try_wait().expect("try_wait") {
-                panic!("resource_server exited before it was ready: {status}");
-            }
-            if let Ok(resp) = client.get(server.url("/healthz")).send().await {
-                assert_eq!(resp.status(), StatusCode::OK);
-                assert_eq!(resp.text().await.unwrap(), "ok");
-                let first = server
-                    .stdout
-                    .recv_timeout(Duration::from_secs(5))
-                    .expect("start line on stdout");
-                assert_eq!(first, format!("listening on {scheme}://{listen}"));
-                return server;
-            }
-        }
-        panic!("resource_server did not answer /healthz within 10 s");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Sends SIGTERM and waits (at most 10 s) for the process to exit.
-    #[cfg(unix)]
-    async fn terminate(mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        for _ in 0..200 {
-            tick.tick().await;
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-        }
-        panic!("resource_server did not exit within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The example on 127.0.0.1 (port 0: the OS picks), ready once it printed its start line.
+async fn start(args: &[&str]) -> ExampleProcess {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend(args);
+    ExampleProcess::spawn(example_binary(), &all).await
 }
 
 /// `GET path` with `token` (if any): status, `WWW-Authenticate`, body.
@@ -174,7 +74,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         stderr
     };
 
-    let out = run_to_exit(&["--bogus"]);
+    let out = run_to_exit(example_binary(), &["--bogus"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains("--bogus"));
 
@@ -194,7 +94,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         "/nonexistent/jwks.json",
     ];
     args.extend(common);
-    let out = run_to_exit(&args);
+    let out = run_to_exit(example_binary(), &args);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains(missing));
 
@@ -208,7 +108,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     let mut neither = vec!["--tls-cert", "c.pem"];
     neither.extend(common);
     for args in [both, neither] {
-        let out = run_to_exit(&args);
+        let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(one_line(&out).contains("--jwks-"), "{args:?}");
     }
@@ -246,7 +146,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     ] {
         let mut args = args;
         args.extend(common);
-        let out = run_to_exit(&args);
+        let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(one_line(&out).contains(names), "{args:?}");
     }
@@ -283,12 +183,12 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         let mut args = args;
         args.extend(jwks);
         args.extend(&common[2..]);
-        let out = run_to_exit(&args);
+        let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(one_line(&out).contains(names), "{args:?}");
     }
 
-    let out = run_to_exit(&["--help"]);
+    let out = run_to_exit(example_binary(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(help.contains("--jwks-url"));
@@ -333,22 +233,19 @@ async fn jwks_file_with_client_ca() {
     let jwks_file = dir.write("jwks.json", jwks(&[&key]).to_string());
     let [cert, key_path, ca] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
         .map(|p| p.to_str().expect("UTF-8 path").to_owned());
-    let server = RunningServer::start(
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key_path,
-            "--client-ca",
-            &ca,
-            &format!("--issuer={ISSUER}"),
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            &jwks_file,
-        ],
-        &pki.ca_der(),
-    )
+    let server = start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--client-ca",
+        &ca,
+        &format!("--issuer={ISSUER}"),
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        &jwks_file,
+    ])
     .await;
 
     let a = pki.client_identity("client-a");
@@ -390,24 +287,21 @@ async fn jwks_url_with_upstream_ca_and_any_client_certificate() {
     let [cert, key_path] =
         [&pem.server_cert, &pem.server_key].map(|p| p.to_str().expect("UTF-8 path").to_owned());
     // No --client-ca: any client certificate (self-signed too) is accepted at the TLS layer.
-    let server = RunningServer::start(
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key_path,
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--jwks-url",
-            &jwks_server.url(JWKS_PATH),
-            "--upstream-ca",
-            &upstream_ca,
-            "--allow-unbound",
-        ],
-        &pki.ca_der(),
-    )
+    let server = start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--jwks-url",
+        &jwks_server.url(JWKS_PATH),
+        "--upstream-ca",
+        &upstream_ca,
+        "--allow-unbound",
+    ])
     .await;
     // Prefetched at start.
     assert!(jwks_server.hits(JWKS_PATH) >= 1);
@@ -436,27 +330,24 @@ async fn introspection_mode_with_upstream_ca_and_no_cache() {
     let [cert, key_path, ca_path] = [&pem.server_cert, &pem.server_key, &pem.ca_cert]
         .map(|p| p.to_str().expect("UTF-8 path").to_owned());
     // No --issuer / --audience: optional in introspection mode.
-    let server = RunningServer::start(
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key_path,
-            "--client-ca",
-            &ca_path,
-            "--introspection-url",
-            &as_server.url(),
-            "--introspection-client-id",
-            "rs",
-            "--introspection-client-secret",
-            "rs secret",
-            "--introspection-cache-ttl",
-            "0",
-            "--upstream-ca",
-            &upstream_ca,
-        ],
-        &pki.ca_der(),
-    )
+    let server = start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--client-ca",
+        &ca_path,
+        "--introspection-url",
+        &as_server.url(),
+        "--introspection-client-id",
+        "rs",
+        "--introspection-client-secret",
+        "rs secret",
+        "--introspection-cache-ttl",
+        "0",
+        "--upstream-ca",
+        &upstream_ca,
+    ])
     .await;
 
     let a = pki.client_identity("client-a");
@@ -497,24 +388,20 @@ async fn plain_http_behind_nginx() {
     let pki = Pki::new("example-proxy-ca");
     let key = TestKey::es256("k1");
     let jwks_file = dir.write("jwks.json", jwks(&[&key]).to_string());
-    let server = RunningServer::start_as(
-        "http",
-        &[
-            "--trust-forwarded-cert",
-            "nginx",
-            "--trusted-proxy",
-            &format!("{PROXY_SOURCE}/32"),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--jwks-file",
-            &jwks_file,
-        ],
-        &pki.ca_der(),
-    )
+    let server = start(&[
+        "--trust-forwarded-cert",
+        "nginx",
+        "--trusted-proxy",
+        &format!("{PROXY_SOURCE}/32"),
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--jwks-file",
+        &jwks_file,
+    ])
     .await;
-    let upstream: std::net::SocketAddr = server.base["http://".len()..].parse().expect("addr");
+    let upstream: std::net::SocketAddr = server.addr();
     let proxy = Proxy::start(ProxyKind::Nginx, &pki, upstream).await;
 
     let a = pki.client_identity("client-a");

@@ -5,11 +5,9 @@ mod common;
 #[path = "../examples/grpc/whoami.rs"]
 mod whoami;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::time::Duration;
+use std::process::Output;
+use std::sync::OnceLock;
 
 use common::*;
 use tokio_stream::StreamExt as _;
@@ -21,87 +19,25 @@ fn example_binary() -> &'static Path {
     BINARY.get_or_init(|| build_example("tonic_server"))
 }
 
-fn run_to_exit(args: &[&str]) -> Output {
-    Command::new(example_binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tonic_server")
-}
-
-/// The example, running. Killed on drop, so a failing test leaves no process behind.
-struct RunningServer {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
+/// The example on 127.0.0.1 (port 0: the OS picks), ready once it printed its start line.
+struct RunningServer(ExampleProcess);
 
 impl RunningServer {
-    /// Starts the example on 127.0.0.1 (port 0: the OS picks) and returns once it has printed
-    /// its `listening on https://ADDR` line: the listener is bound by then. The wait runs off
-    /// the test's runtime, which may be serving the JWKS endpoint the example fetches at start.
     async fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(example_binary())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tonic_server");
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stdout.take().expect("stdout pipe");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first =
-            tokio::task::spawn_blocking(move || lines.recv_timeout(Duration::from_secs(20)))
-                .await
-                .expect("wait for the start line");
-        let first = match first {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("tonic_server printed no start line: {:?}", child.wait());
-            }
-        };
-        let addr = first
-            .strip_prefix("listening on https://")
-            .unwrap_or_else(|| panic!("unexpected start line {first:?}"))
-            .parse()
-            .expect("listening address");
-        RunningServer { child, addr }
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend(args);
+        RunningServer(ExampleProcess::spawn(example_binary(), &all).await)
     }
 
     async fn client(&self, ca_pem: &str, identity: &ClientIdentity) -> WhoamiClient {
-        WhoamiClient::new(grpc_channel(self.addr, ca_pem, identity).await)
+        WhoamiClient::new(grpc_channel(self.0.addr(), ca_pem, identity).await)
     }
 
-    /// Sends SIGTERM and waits (at most 10 s) for the process to exit successfully.
+    /// Sends SIGTERM and expects a clean exit within 10 s.
     #[cfg(unix)]
-    async fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        for _ in 0..200 {
-            tick.tick().await;
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "exit after SIGTERM: {status}");
-                return;
-            }
-        }
-        panic!("tonic_server did not exit within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn terminate(self) {
+        let status = self.0.terminate().await;
+        assert!(status.success(), "exit after SIGTERM: {status}");
     }
 }
 
@@ -159,7 +95,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         stderr
     };
 
-    let out = run_to_exit(&["--bogus"]);
+    let out = run_to_exit(example_binary(), &["--bogus"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains("--bogus"));
 
@@ -188,7 +124,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         let mut args = args.clone();
         args.extend(["--jwks-file", &jwks_file]);
         args.extend(common);
-        let out = run_to_exit(&args);
+        let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(one_line(&out).contains(missing), "{args:?}");
     }
@@ -204,7 +140,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     ];
     args.extend(["--jwks-file", &jwks_file]);
     args.extend(common);
-    let out = run_to_exit(&args);
+    let out = run_to_exit(example_binary(), &args);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains("--client-ca"));
 
@@ -219,12 +155,12 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     let mut neither = vec!["--tls-cert", "c.pem", "--tls-key", "k.pem"];
     neither.extend(common);
     for args in [both, neither] {
-        let out = run_to_exit(&args);
+        let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(one_line(&out).contains("--jwks-"), "{args:?}");
     }
 
-    let out = run_to_exit(&["--help"]);
+    let out = run_to_exit(example_binary(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let usage = String::from_utf8_lossy(&out.stdout);
     for flag in [

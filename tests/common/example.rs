@@ -1,7 +1,11 @@
 //! Running an example binary as an operator would: built by cargo, files in a scratch directory.
 
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -75,5 +79,108 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `binary` with `args` to completion (for flag checks).
+pub fn run_to_exit(binary: &Path, args: &[&str]) -> Output {
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()))
+}
+
+/// An example server, running as its own process. Killed on drop, so a failing test leaves no
+/// process behind.
+pub struct ExampleProcess {
+    child: Child,
+    /// `scheme://addr` from the start line.
+    base: String,
+    addr: SocketAddr,
+    /// Further stdout lines.
+    pub stdout: mpsc::Receiver<String>,
+}
+
+impl ExampleProcess {
+    /// Spawns `binary` with `args` (which include `--listen`; port 0 lets the OS choose) and
+    /// returns once it printed its `listening on SCHEME://ADDR` line: the listener is bound by
+    /// then, so connections are accepted. The wait runs off the test's runtime, which may be
+    /// serving an endpoint the example contacts at start.
+    pub async fn spawn(binary: &Path, args: &[&str]) -> ExampleProcess {
+        let name = binary.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let (tx, stdout) = mpsc::channel();
+        let pipe = child.stdout.take().expect("stdout pipe");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (first, stdout) = tokio::task::spawn_blocking(move || {
+            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
+        })
+        .await
+        .expect("wait for the start line");
+        let Ok(first) = first else {
+            let _ = child.kill();
+            panic!("{name} printed no start line: {:?}", child.wait());
+        };
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected start line {first:?}"))
+            .to_owned();
+        let addr = base
+            .split_once("://")
+            .and_then(|(_, addr)| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the start line {first:?}"));
+        ExampleProcess {
+            child,
+            base,
+            addr,
+            stdout,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `scheme://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the process to exit.
+    #[cfg(unix)]
+    pub async fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..200 {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+        }
+        panic!("the example did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for ExampleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

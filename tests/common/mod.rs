@@ -33,7 +33,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 pub use client::{https_client, https_client_http1};
-pub use example::{build_example, ScratchDir};
+pub use example::{build_example, run_to_exit, ExampleProcess, ScratchDir};
 pub use grpc::{grpc_challenge, grpc_channel, with_token};
 pub use https_server::{HttpsServer, PresentedCertificate};
 pub use introspection_server::{
