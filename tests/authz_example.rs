@@ -9,7 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use authz_support::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -17,7 +16,6 @@ use base64::Engine as _;
 use certbound::{CertBoundLayer, JwtValidator};
 use common::*;
 use rcgen::{date_time_ymd, DnType};
-use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 
 /// The example, built once per test binary with the test's features.
