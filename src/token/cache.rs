@@ -124,6 +124,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     ///
     /// A new computation is spawned on the first poll (so the returned future may be created
     /// outside a runtime); with no tokio runtime at that point it runs inside this future.
+    #[cfg_attr(not(feature = "introspection"), allow(dead_code))] // Used by introspection.
     pub(crate) fn get_or_compute<F>(
         self: &Arc<Self>,
         key: TokenKey,
@@ -213,6 +214,7 @@ pub(crate) struct Leader<T: Clone + Send + Sync + 'static> {
 
 impl<T: Clone + Send + Sync + 'static> Leader<T> {
     /// A waiter for this computation's value.
+    #[cfg_attr(not(feature = "introspection"), allow(dead_code))] // Used by introspection.
     pub(crate) fn waiter(&self) -> Waiter<T> {
         Waiter(self.tx.subscribe())
     }
