@@ -49,7 +49,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::cache::{Keep, ResultCache, TokenKey};
+use super::cache::{entry_bytes, Keep, ResultCache, TokenKey};
 use super::fetch::{self, check_url, FetchError};
 use super::{AccessToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
@@ -112,9 +112,8 @@ struct Active {
 
 type Outcome = Result<Active, AuthError>;
 
-/// Rough in-memory size of a cached answer per byte of JSON (parsed map, strings, `Arc`s).
-const BYTES_PER_JSON_BYTE: usize = 3;
-const ENTRY_OVERHEAD: usize = 256;
+/// What a cached refusal takes (no claims).
+const REFUSAL_BYTES: usize = 512;
 
 impl fmt::Debug for IntrospectionValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,7 +300,7 @@ impl Inner {
         let keep_refusal = |e| {
             let keep = Keep {
                 ttl: self.inactive_ttl,
-                bytes: ENTRY_OVERHEAD,
+                bytes: REFUSAL_BYTES,
             };
             (Err(e), keep)
         };
@@ -346,7 +345,7 @@ impl Inner {
         };
         let keep = Keep {
             ttl,
-            bytes: body.len().saturating_mul(BYTES_PER_JSON_BYTE) + ENTRY_OVERHEAD,
+            bytes: entry_bytes(body.len()),
         };
         (Ok(active), keep)
     }

@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
-use super::cache::{Begin, Keep, ResultCache, TokenKey};
+use super::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
@@ -356,8 +356,9 @@ impl JwtValidator {
         };
         Keep {
             ttl,
-            // The parsed claims take roughly twice the token's size.
-            bytes: token.len().saturating_mul(2) + 256,
+            // The payload is most of the token; base64 makes it longer than its JSON, so the
+            // token's length is a safe stand-in for the claims' JSON length.
+            bytes: entry_bytes(token.len()),
         }
     }
 
