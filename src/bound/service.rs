@@ -86,7 +86,9 @@ where
         };
         let validation = match bearer_token(request.headers(), request.uri(), policy.max_token_len)
         {
-            Ok(token) => self.validator.validate(token),
+            Ok(token) => self
+                .validator
+                .validate_presented(token, certificate.as_ref()),
             Err(error) => return ResponseFuture::rejected(error, policy, grpc),
         };
         // Take the service that was driven to readiness and leave a clone in its place

@@ -27,13 +27,16 @@ use http::Extensions;
 use rustls_pki_types::CertificateDer;
 
 use crate::thumbprint::CertThumbprint;
+use crate::token::cache::{KeyMemo, TokenKey};
 
 pub(crate) mod serve;
 
 /// A client certificate chain presented in a TLS handshake, with its leaf's thumbprint.
 ///
 /// Cheap to clone (reference counted). The thumbprint is computed when the value is created, so
-/// creating it once per connection makes the binding check free per request.
+/// creating it once per connection makes the binding check free per request. Clones share a
+/// memo of the last bearer token's cache key, so that the same token presented again on the
+/// connection is not hashed again (see [`ValidateToken::validate_presented`](crate::ValidateToken::validate_presented)).
 #[derive(Clone)]
 pub struct ClientCertificate(Arc<Inner>);
 
@@ -41,13 +44,19 @@ struct Inner {
     /// Leaf first; empty when only the thumbprint is known.
     chain: Vec<CertificateDer<'static>>,
     thumbprint: CertThumbprint,
+    /// The last token presented with this certificate and its cache key.
+    memo: KeyMemo,
 }
 
 impl ClientCertificate {
     /// Builds from the chain as presented (leaf first). `None` for an empty chain.
     pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
         let thumbprint = CertThumbprint::from_der(chain.first()?.as_ref());
-        Some(Self(Arc::new(Inner { chain, thumbprint })))
+        Some(Self(Arc::new(Inner {
+            chain,
+            thumbprint,
+            memo: KeyMemo::default(),
+        })))
     }
 
     /// Builds from a single DER leaf certificate.
@@ -57,6 +66,7 @@ impl ClientCertificate {
         Self(Arc::new(Inner {
             chain: vec![leaf],
             thumbprint,
+            memo: KeyMemo::default(),
         }))
     }
 
@@ -67,6 +77,7 @@ impl ClientCertificate {
         Self(Arc::new(Inner {
             chain: Vec::new(),
             thumbprint,
+            memo: KeyMemo::default(),
         }))
     }
 
@@ -84,6 +95,11 @@ impl ClientCertificate {
     /// The leaf's `x5t#S256` thumbprint.
     pub fn thumbprint(&self) -> &CertThumbprint {
         &self.0.thumbprint
+    }
+
+    /// The cache key of a token presented with this certificate (memoized, see above).
+    pub(crate) fn token_key(&self, token: &str) -> TokenKey {
+        self.0.memo.key(token)
     }
 }
 

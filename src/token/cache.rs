@@ -1,20 +1,32 @@
 //! [`ResultCache`]: validation results keyed by the SHA-256 of the token, with a lifetime per
 //! entry, a bound on entries and on memory, and single-flight computation of missing entries.
 //!
-//! - The raw token is never stored: the key is its SHA-256 ([`TokenKey`]).
-//! - Lifetimes are checked on every hit against tokio's clock (so that tests can move time);
-//!   moka evicts expired entries and enforces the bounds.
-//! - Both bounds come from one moka capacity: every entry weighs at least
-//!   `max_bytes / max_entries`, so there are never more than `max_entries` entries and never
-//!   more than about `max_bytes` bytes.
+//! - The raw token is never a key: the key is its SHA-256 ([`TokenKey`]). [`KeyMemo`] lets a
+//!   connection remember the key of the last token it presented, so that the same token on a
+//!   keep-alive connection is not hashed again.
+//! - Lifetimes are checked on every hit against tokio's clock (so that tests can move time).
+//! - The cache is split into shards, each behind its own `RwLock`: a hit takes a read lock, one
+//!   `SipHash` of the key (with a per-process random key, so crafted tokens cannot pile up in one
+//!   bucket) and one probe. Each shard holds at most its share of both bounds (`max_entries`,
+//!   `max_bytes`); every entry weighs at least `max_bytes / max_entries`.
+//! - A full shard evicts with CLOCK (second chance): a hit sets the entry's `referenced` bit, the
+//!   clock hand clears it, and the first entry found expired or unreferenced goes. A token in use
+//!   survives a flood of one-off tokens as long as it is used once per sweep of the hand.
 //! - A missing entry is computed once however many requests wait for it. The computation runs
 //!   in its own task (spawned on the first poll of the request that starts it), so a cancelled
 //!   request does not cancel it for the others, and its result is cached (when it says so)
 //!   before the waiters are woken.
+//!
+//! This replaces moka, which DESIGN.md names: profiled under load, moka's hit (a `SipHash` per
+//! internal table, a read-op channel, housekeeping) cost 230 ns in isolation and several µs per
+//! request in the server, and its inserts (table growth, admission bookkeeping) made all-miss
+//! traffic slower than not caching at all. See `BENCHMARKS.md`.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -31,8 +43,48 @@ impl TokenKey {
     }
 }
 
+/// The last token presented on one connection and its [`TokenKey`]: the common case, the same
+/// token again and again on a keep-alive connection, then costs a comparison instead of a
+/// SHA-256 (about 30 ns instead of 350 ns for a 450-byte JWT).
+///
+/// It holds one token (the one the connection's own client keeps presenting) for as long as the
+/// connection lives, like the connection's buffers do while a request is read; it is never
+/// shown (`Debug` prints nothing of it), and a token bound to a certificate is useless without
+/// the certificate's private key. Under contention (HTTP/2 streams of one connection in
+/// parallel) it is bypassed, never waited for.
+#[derive(Default)]
+pub(crate) struct KeyMemo(RwLock<Option<(Box<[u8]>, TokenKey)>>);
+
+impl KeyMemo {
+    /// The key of `token`, from the memo when it is the last token seen, else hashed (and then
+    /// remembered).
+    pub(crate) fn key(&self, token: &str) -> TokenKey {
+        if let Ok(last) = self.0.try_read() {
+            if let Some((bytes, key)) = last.as_ref() {
+                if same_bytes(bytes, token.as_bytes()) {
+                    return *key;
+                }
+            }
+        }
+        let key = TokenKey::of(token);
+        if let Ok(mut last) = self.0.try_write() {
+            *last = Some((token.as_bytes().into(), key));
+        }
+        key
+    }
+}
+
+/// Whether `a == b`, in time that depends on the lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 /// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
-/// told: the parsed map (keys, values, tree nodes), the `AccessToken`'s own copies, moka's
+/// told: the parsed map (keys, values, tree nodes), the `AccessToken`'s own copies, the cache's
 /// per-entry bookkeeping and allocator overhead. Calibrated against the peak RSS of
 /// `loadtest --memory` (200 000 distinct tokens), so that the byte bound holds for real.
 pub(crate) const fn entry_bytes(claims_json_len: usize) -> usize {
@@ -48,25 +100,106 @@ pub(crate) struct Keep {
     pub(crate) bytes: usize,
 }
 
-#[derive(Clone)]
-struct Entry<T> {
-    value: T,
-    until: Instant,
-    /// The same lifetime for moka, which uses its own clock.
-    ttl: Duration,
-    weight: u32,
+/// A key with its `SipHash`, computed once per lookup and used both to pick the shard and as the
+/// shard's hash-table hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Hashed {
+    hash: u64,
+    key: TokenKey,
 }
 
-struct PerEntryTtl;
+impl Hash for Hashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
-impl<T> moka::Expiry<TokenKey, Entry<T>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &TokenKey,
-        entry: &Entry<T>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
+/// Hands the precomputed hash of a [`Hashed`] to the table.
+#[derive(Default, Clone, Copy)]
+struct PassThrough;
+
+struct PassThroughHasher(u64);
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+impl Hasher for PassThroughHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called; mix anything else in rather than drop it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+struct Slot<T> {
+    key: Hashed,
+    value: T,
+    until: Instant,
+    weight: usize,
+    /// Set by hits, cleared by the clock hand.
+    referenced: AtomicBool,
+}
+
+/// One shard: the entries in a vector (the clock's circle) and a table from key to position.
+struct Shard<T> {
+    index: HashMap<Hashed, usize, PassThrough>,
+    slots: Vec<Slot<T>>,
+    hand: usize,
+    bytes: usize,
+}
+
+impl<T> Shard<T> {
+    fn new() -> Self {
+        Self {
+            index: HashMap::with_hasher(PassThrough),
+            slots: Vec::new(),
+            hand: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Removes the entry at `at` (the last entry takes its place) and returns it.
+    fn take(&mut self, at: usize) -> Slot<T> {
+        let slot = self.slots.swap_remove(at);
+        self.index.remove(&slot.key);
+        if let Some(moved) = self.slots.get(at) {
+            self.index.insert(moved.key, at);
+        }
+        self.bytes -= slot.weight;
+        slot
+    }
+
+    /// CLOCK: removes the first entry under the hand that is expired or was not used since the
+    /// hand last passed it. Ends within two turns of the circle (one turn clears every bit).
+    fn evict_one(&mut self, now: Instant) -> Option<Slot<T>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        loop {
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+            let slot = &mut self.slots[self.hand];
+            if slot.until > now && std::mem::take(slot.referenced.get_mut()) {
+                self.hand += 1;
+                continue;
+            }
+            return Some(self.take(self.hand));
+        }
     }
 }
 
@@ -74,55 +207,104 @@ type InFlight<T> = watch::Receiver<Option<T>>;
 
 /// Cached validation results (see the module docs).
 pub(crate) struct ResultCache<T> {
-    entries: moka::sync::Cache<TokenKey, Entry<T>>,
-    min_weight: u32,
+    shards: Box<[RwLock<Shard<T>>]>,
+    hasher: RandomState,
+    shard_entries: usize,
+    shard_bytes: usize,
+    min_weight: usize,
     in_flight: Mutex<HashMap<TokenKey, InFlight<T>>>,
 }
+
+/// Shards of a large cache: enough that requests on many cores rarely meet on one lock.
+const MAX_SHARDS: usize = 64;
 
 impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     /// A cache of at most `max_entries` entries and about `max_bytes` bytes.
     pub(crate) fn new(max_entries: u64, max_bytes: u64) -> Self {
-        let max_entries = max_entries.max(1);
-        let min_weight = u32::try_from(max_bytes.div_ceil(max_entries).max(1)).unwrap_or(u32::MAX);
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_key: &TokenKey, entry: &Entry<T>| entry.weight)
-            .expire_after(PerEntryTtl)
-            .build();
+        let max_entries = usize::try_from(max_entries.max(1)).unwrap_or(usize::MAX);
+        let max_bytes = usize::try_from(max_bytes.max(1)).unwrap_or(usize::MAX);
+        // Each shard enforces its share of the bounds; shards stay large enough (256 entries,
+        // 1 MiB) that their shares add up to the bounds without waste. Small caches are one
+        // shard, with exact bounds.
+        let mut shards = MAX_SHARDS;
+        while shards > 1 && (max_entries / shards < 256 || max_bytes / shards < 1 << 20) {
+            shards /= 2;
+        }
         Self {
-            entries,
-            min_weight,
+            shards: (0..shards).map(|_| RwLock::new(Shard::new())).collect(),
+            hasher: RandomState::new(),
+            shard_entries: max_entries / shards,
+            shard_bytes: max_bytes / shards,
+            // Rounded down, so that `max_entries` entries of the least weight fit in `max_bytes`.
+            min_weight: (max_bytes / max_entries).max(1),
             in_flight: Mutex::default(),
         }
     }
 
+    fn locate(&self, key: &TokenKey) -> (Hashed, &RwLock<Shard<T>>) {
+        let hash = self.hasher.hash_one(key);
+        // The table uses the low bits (position) and the top 7 (tag); the shard comes from the
+        // middle, so that keys sharing a shard still differ in both.
+        let shard = (hash >> 32) as usize & (self.shards.len() - 1);
+        (Hashed { hash, key: *key }, &self.shards[shard])
+    }
+
     /// The cached value for `key`, if it is still alive.
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
-        let entry = self.entries.get(key)?;
-        (Instant::now() < entry.until).then_some(entry.value)
+        let (key, shard) = self.locate(key);
+        let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+        let slot = &shard.slots[*shard.index.get(&key)?];
+        if Instant::now() >= slot.until {
+            return None;
+        }
+        // Only write the bit when it changes: hits on a hot entry stay reads.
+        if !slot.referenced.load(Ordering::Relaxed) {
+            slot.referenced.store(true, Ordering::Relaxed);
+        }
+        Some(slot.value.clone())
     }
 
     /// Forgets `key`.
     pub(crate) fn remove(&self, key: &TokenKey) {
-        self.entries.invalidate(key);
+        let (key, shard) = self.locate(key);
+        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+        let removed = shard.index.get(&key).copied().map(|at| shard.take(at));
+        drop(shard);
+        drop(removed);
     }
 
     fn insert(&self, key: TokenKey, value: T, keep: Keep) {
-        if keep.ttl.is_zero() {
+        let weight = keep.bytes.max(self.min_weight);
+        if keep.ttl.is_zero() || weight > self.shard_bytes {
             return;
         }
-        let weight = u32::try_from(keep.bytes)
-            .unwrap_or(u32::MAX)
-            .max(self.min_weight);
-        self.entries.insert(
+        let now = Instant::now();
+        let (key, shard) = self.locate(&key);
+        let slot = Slot {
             key,
-            Entry {
-                value,
-                until: Instant::now() + keep.ttl,
-                ttl: keep.ttl,
-                weight,
-            },
-        );
+            value,
+            until: now + keep.ttl,
+            weight,
+            referenced: AtomicBool::new(false),
+        };
+        // Evicted values are dropped after the lock is released.
+        let mut evicted = Vec::new();
+        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = shard.index.get(&key).copied() {
+            evicted.push(shard.take(at));
+        }
+        while shard.slots.len() >= self.shard_entries || shard.bytes + weight > self.shard_bytes {
+            match shard.evict_one(now) {
+                Some(old) => evicted.push(old),
+                None => break,
+            }
+        }
+        let at = shard.slots.len();
+        shard.index.insert(key, at);
+        shard.bytes += weight;
+        shard.slots.push(slot);
+        drop(shard);
+        drop(evicted);
     }
 
     /// The value for `key`: from the cache, from the computation already in flight for it, or
@@ -186,11 +368,22 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
         })
     }
 
-    /// Number of live and not yet evicted entries (approximate; for tests and metrics).
+    /// Number of entries held (expired ones included until they are evicted).
     #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).slots.len())
+            .sum()
+    }
+
+    /// Bytes held, by the entries' weights.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).bytes)
+            .sum()
     }
 }
 
@@ -377,6 +570,135 @@ mod tests {
                 .await;
         }
         assert!(cache.len() <= 50, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn the_memo_gives_the_sha256_key_and_follows_the_token() {
+        let memo = KeyMemo::default();
+        assert!(memo.key("abc") == TokenKey::of("abc"));
+        assert!(memo.key("abc") == TokenKey::of("abc"), "from the memo");
+        assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
+        assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
+        assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
+        assert!(same_bytes(b"", b""));
+        assert!(!same_bytes(b"a", b""));
+        assert!(!same_bytes(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn large_caches_are_sharded_and_small_ones_exact() {
+        let large = ResultCache::<u32>::new(100_000, 64 << 20);
+        assert_eq!(large.shards.len(), MAX_SHARDS);
+        let small = ResultCache::<u32>::new(50, 1 << 30);
+        assert_eq!(small.shards.len(), 1);
+        assert_eq!(small.shard_entries, 50);
+    }
+
+    #[tokio::test]
+    async fn the_bounds_hold_across_shards() {
+        let cache = Arc::new(ResultCache::<u32>::new(20_000, 64 << 20));
+        assert!(cache.shards.len() > 1);
+        for i in 0..60_000u32 {
+            cache.insert(TokenKey::of(&i.to_string()), i, keep(60));
+        }
+        assert!(cache.len() <= 20_000, "{} entries", cache.len());
+        assert!(cache.len() >= 19_000, "shares add up: {} entries", cache.len());
+        assert!(cache.bytes() <= 64 << 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_in_use_survives_a_flood_of_one_off_tokens() {
+        let cache = ResultCache::<u32>::new(100, 1 << 30);
+        let hot = TokenKey::of("hot");
+        cache.insert(hot, 1, keep(600));
+        for i in 0..10_000u32 {
+            cache.insert(TokenKey::of(&format!("one-off {i}")), i, keep(600));
+            if i % 50 == 0 {
+                assert_eq!(cache.get(&hot), Some(1), "after {i} one-off tokens");
+            }
+        }
+        assert_eq!(cache.get(&hot), Some(1));
+        assert!(cache.len() <= 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_go_first() {
+        let cache = ResultCache::<u32>::new(3, 1 << 30);
+        let (a, b, c, d) = (
+            TokenKey::of("a"),
+            TokenKey::of("b"),
+            TokenKey::of("c"),
+            TokenKey::of("d"),
+        );
+        cache.insert(a, 1, keep(100));
+        cache.insert(b, 2, keep(1));
+        cache.insert(c, 3, keep(100));
+        // a and c are in use, b has expired: b makes room for d.
+        assert_eq!(cache.get(&a), Some(1));
+        assert_eq!(cache.get(&c), Some(3));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        cache.insert(d, 4, keep(100));
+        assert_eq!(
+            (cache.get(&a), cache.get(&b), cache.get(&c), cache.get(&d)),
+            (Some(1), None, Some(3), Some(4))
+        );
+    }
+
+    /// Random operations against a model of what may be answered: a hit is always the last value
+    /// put for the key and never after its lifetime; the bounds hold after every step; the
+    /// table and the circle agree.
+    #[tokio::test(start_paused = true)]
+    async fn random_operations_never_answer_wrong() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let cache = ResultCache::<u64>::new(40, 40 * 500);
+        let mut model: HashMap<u64, (u64, Instant)> = HashMap::new();
+        for step in 0..20_000u64 {
+            let id = next(80);
+            let key = TokenKey::of(&id.to_string());
+            match next(10) {
+                0..=3 => {
+                    let ttl = Duration::from_secs(next(20));
+                    let bytes = usize::try_from(next(1500)).unwrap_or(0);
+                    cache.insert(key, step, Keep { ttl, bytes });
+                    if ttl.is_zero() || bytes > 40 * 500 {
+                        // Not cached; an older entry may remain and is still the old answer.
+                        if let Some(old) = model.get(&id) {
+                            assert!(cache.get(&key).is_none_or(|v| v == old.0));
+                        }
+                    } else {
+                        model.insert(id, (step, Instant::now() + ttl));
+                    }
+                }
+                4 => {
+                    cache.remove(&key);
+                    model.remove(&id);
+                }
+                5 => tokio::time::advance(Duration::from_millis(next(3000))).await,
+                _ => {
+                    if let Some(value) = cache.get(&key) {
+                        let (expected, until) = model.get(&id).copied().expect("only what was put");
+                        assert_eq!(value, expected, "step {step}");
+                        assert!(Instant::now() < until, "step {step}: expired entry answered");
+                    }
+                }
+            }
+            let shard = cache.shards[0].read().unwrap();
+            assert!(shard.slots.len() <= 40 && shard.bytes <= 40 * 500);
+            assert_eq!(shard.index.len(), shard.slots.len());
+            assert_eq!(
+                shard.bytes,
+                shard.slots.iter().map(|s| s.weight).sum::<usize>()
+            );
+            for (at, slot) in shard.slots.iter().enumerate() {
+                assert_eq!(shard.index.get(&slot.key), Some(&at));
+            }
+        }
     }
 
     #[tokio::test]

@@ -49,9 +49,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::cache::{entry_bytes, Keep, ResultCache, TokenKey};
+use super::cache::{entry_bytes, Keep, ResultCache};
 use super::fetch::{self, check_url, FetchError};
-use super::{AccessToken, TokenFuture, ValidateToken};
+use super::{token_key, AccessToken, TokenFuture, ValidateToken};
+use crate::peer::ClientCertificate;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 
 /// Validates opaque access tokens by RFC 7662 introspection (see the [module docs](self)).
@@ -163,7 +164,15 @@ impl ValidateToken for IntrospectionValidator {
     type Future = TokenFuture;
 
     fn validate(&self, token: &str) -> TokenFuture {
-        let key = TokenKey::of(token);
+        self.validate_presented(token, None)
+    }
+
+    fn validate_presented(
+        &self,
+        token: &str,
+        certificate: Option<&ClientCertificate>,
+    ) -> TokenFuture {
+        let key = token_key(token, certificate);
         if let Some(outcome) = self.0.cache.get(&key) {
             return TokenFuture::ready(check_times(outcome, self.0.leeway));
         }

@@ -37,12 +37,13 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
-use super::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use super::cache::{entry_bytes, Begin, Keep, ResultCache};
 use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
 };
-use super::{AccessToken, TokenFuture, ValidateToken};
+use super::{token_key, AccessToken, TokenFuture, ValidateToken};
+use crate::peer::ClientCertificate;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -291,10 +292,18 @@ impl ValidateToken for JwtValidator {
     type Future = TokenFuture;
 
     fn validate(&self, token: &str) -> TokenFuture {
+        self.validate_presented(token, None)
+    }
+
+    fn validate_presented(
+        &self,
+        token: &str,
+        certificate: Option<&ClientCertificate>,
+    ) -> TokenFuture {
         let Some(cache) = &self.0.cache else {
             return self.validate_uncached(token);
         };
-        let key = TokenKey::of(token);
+        let key = token_key(token, certificate);
         if let Some(hit) = cache.get(&key) {
             if self.still_trusted(&hit) {
                 return TokenFuture::ready(Ok(hit.token));

@@ -14,9 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
+use crate::peer::ClientCertificate;
 use crate::thumbprint::CertThumbprint;
 
-mod cache;
+pub(crate) mod cache;
 pub(crate) mod fetch;
 mod future;
 #[cfg(feature = "introspection")]
@@ -40,6 +41,22 @@ pub trait ValidateToken: Send + Sync + 'static {
 
     /// Validates `token` (the b64token of the `Authorization` header).
     fn validate(&self, token: &str) -> Self::Future;
+
+    /// Validates `token` presented by a client with `certificate` (the connection's, when the
+    /// connection has one). This is what the layer calls; the default is
+    /// [`validate`](Self::validate), and the binding is checked by the layer either way.
+    ///
+    /// certbound's validators use it to skip hashing: a [`ClientCertificate`] made once per
+    /// connection remembers the cache key of the last token presented on it, so the same token
+    /// again on a keep-alive connection costs a comparison instead of a SHA-256.
+    fn validate_presented(
+        &self,
+        token: &str,
+        certificate: Option<&ClientCertificate>,
+    ) -> Self::Future {
+        let _ = certificate;
+        self.validate(token)
+    }
 }
 
 impl<V: ValidateToken> ValidateToken for Arc<V> {
@@ -47,6 +64,23 @@ impl<V: ValidateToken> ValidateToken for Arc<V> {
 
     fn validate(&self, token: &str) -> Self::Future {
         (**self).validate(token)
+    }
+
+    fn validate_presented(
+        &self,
+        token: &str,
+        certificate: Option<&ClientCertificate>,
+    ) -> Self::Future {
+        (**self).validate_presented(token, certificate)
+    }
+}
+
+/// The cache key of `token`: from the connection's memo when there is a certificate, else
+/// hashed.
+pub(crate) fn token_key(token: &str, certificate: Option<&ClientCertificate>) -> cache::TokenKey {
+    match certificate {
+        Some(certificate) => certificate.token_key(token),
+        None => cache::TokenKey::of(token),
     }
 }
 
