@@ -93,6 +93,28 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
     assert_eq!(get_with_token(&as_alice, &url, &other).await.status(), 200);
     assert_eq!(verifications() - before, 2);
 
+    // One keep-alive connection alternating tokens (the connection remembers the last token's
+    // cache key): each token is judged on its own, whatever came before it on the connection.
+    let mut tampered = other.clone().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ASCII");
+    let bobs = k1.sign(&claims_bound_to(&bob.x5t_s256()).tap_sub("bob"));
+    let before_alternating = verifications();
+    for _ in 0..3 {
+        assert_eq!(get_with_token(&as_alice, &url, &other).await.status(), 200);
+        let forged = get_with_token(&as_alice, &url, &tampered).await;
+        assert_invalid_token(&forged, &tampered, "invalid access token");
+        assert_eq!(get_with_token(&as_alice, &url, &token).await.status(), 200);
+        let misbound = get_with_token(&as_alice, &url, &bobs).await;
+        assert_invalid_token(&misbound, &bobs, "access token bound to another certificate");
+    }
+    assert_eq!(
+        verifications() - before_alternating,
+        3 + 1,
+        "the forgery every time (failures are not cached), Bob's token once"
+    );
+
     // Threads racing on one new token directly at the validator: one verification.
     let racing = k1.sign(&claims_bound_to(&alice.x5t_s256()).tap_sub("alice-3"));
     let before_race = verifications();
