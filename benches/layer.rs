@@ -313,6 +313,18 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
         |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
     assert_accepts(&cached_service, fixture, client);
+    // The same request through the same handler without the layer: what `layer_cache_hit`
+    // costs beyond it is the layer's cost on a hit.
+    let bare = tower::service_fn(|_request: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    g.bench_function("no_layer", |b| {
+        b.iter_batched(
+            || request(&fixture.token, &client.certificate),
+            |request| block_on_ready(bare.oneshot(request)).unwrap_or_else(|never| match never {}),
+            BatchSize::SmallInput,
+        );
+    });
     g.bench_function("layer_cache_hit", |b| {
         b.iter_batched(
             || request(&fixture.token, &client.certificate),
@@ -325,6 +337,16 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
     });
     g.bench_function("validator_cache_hit", |b| {
         b.iter(|| block_on_ready(cached.validate(black_box(&fixture.token))).expect("cached"));
+    });
+    // The same, as the layer asks: presented with the connection's certificate, whose memo
+    // holds the token's key (no SHA-256).
+    g.bench_function("validator_cache_hit_same_connection", |b| {
+        b.iter(|| {
+            block_on_ready(
+                cached.validate_presented(black_box(&fixture.token), Some(&client.certificate)),
+            )
+            .expect("cached")
+        });
     });
     g.bench_function("access_token_from_claims", |b| {
         b.iter_batched(

@@ -59,6 +59,7 @@ pub mod axum;
 pub mod bound;
 pub mod challenge;
 mod crypto;
+mod ct;
 mod error;
 pub mod forwarded;
 pub mod peer;

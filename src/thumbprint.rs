@@ -26,7 +26,6 @@ use std::str::FromStr;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// Length of a SHA-256 `x5t#S256` value in base64url without padding.
 const ENCODED_LEN: usize = 43;
@@ -90,7 +89,7 @@ impl CertThumbprint {
 impl PartialEq for CertThumbprint {
     fn eq(&self, other: &Self) -> bool {
         // Constant time: a timing side channel must not reveal how much of a thumbprint matched.
-        self.0.ct_eq(&other.0).into()
+        crate::ct::eq(&self.0, &other.0)
     }
 }
 

@@ -9,7 +9,6 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::Value;
-use subtle::ConstantTimeEq as _;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::public_key::PublicKey;
 
@@ -96,7 +95,7 @@ impl SelfSignedKeys {
         if self
             .certificates
             .iter()
-            .any(|registered| bool::from(registered.as_slice().ct_eq(der)))
+            .any(|registered| crate::ct::eq(registered, der))
         {
             return true;
         }

@@ -5,10 +5,11 @@
 //!   connection remember the key of the last token it presented, so that the same token on a
 //!   keep-alive connection is not hashed again.
 //! - Lifetimes are checked on every hit against tokio's clock (so that tests can move time).
-//! - The cache is split into shards, each behind its own `RwLock`: a hit takes a read lock, one
-//!   `SipHash` of the key (with a per-process random key, so crafted tokens cannot pile up in one
-//!   bucket) and one probe. Each shard holds at most its share of both bounds (`max_entries`,
-//!   `max_bytes`); every entry weighs at least `max_bytes / max_entries`.
+//! - The cache is split into shards, each behind its own `RwLock`: a hit takes a read lock and
+//!   one probe. The tables hash with the key's `SipHash` (keyed at random once per process, so
+//!   crafted tokens cannot pile up in one bucket), computed with the key and remembered by the
+//!   connection's memo along with it. Each shard holds at most its share of both bounds
+//!   (`max_entries`, `max_bytes`); every entry weighs at least `max_bytes / max_entries`.
 //! - A full shard evicts with CLOCK (second chance): a hit sets the entry's `referenced` bit, the
 //!   clock hand clears it, and the first entry found expired or unreferenced goes. A token in use
 //!   survives a flood of one-off tokens as long as it is used once per sweep of the hand.
@@ -26,20 +27,33 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The cache key of a token: SHA-256 of the token string.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct TokenKey([u8; 32]);
+/// The cache key of a token: SHA-256 of the token string, with the `SipHash` of that digest
+/// (keyed at random once per process) that the tables use, so that neither is computed twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TokenKey {
+    digest: [u8; 32],
+    hash: u64,
+}
 
 impl TokenKey {
     pub(crate) fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+        static TABLE_HASH: OnceLock<RandomState> = OnceLock::new();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = TABLE_HASH.get_or_init(RandomState::new).hash_one(digest);
+        Self { digest, hash }
+    }
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
@@ -61,7 +75,7 @@ impl KeyMemo {
     pub(crate) fn key(&self, token: &str) -> TokenKey {
         if let Ok(last) = self.0.try_read() {
             if let Some((bytes, key)) = last.as_ref() {
-                if same_bytes(bytes, token.as_bytes()) {
+                if crate::ct::eq(bytes, token.as_bytes()) {
                     return *key;
                 }
             }
@@ -72,15 +86,6 @@ impl KeyMemo {
         }
         key
     }
-}
-
-/// Whether `a == b`, in time that depends on the lengths only.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
@@ -100,21 +105,7 @@ pub(crate) struct Keep {
     pub(crate) bytes: usize,
 }
 
-/// A key with its `SipHash`, computed once per lookup and used both to pick the shard and as the
-/// shard's hash-table hash.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Hashed {
-    hash: u64,
-    key: TokenKey,
-}
-
-impl Hash for Hashed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Hands the precomputed hash of a [`Hashed`] to the table.
+/// Hands a [`TokenKey`]'s precomputed hash to the tables.
 #[derive(Default, Clone, Copy)]
 struct PassThrough;
 
@@ -146,7 +137,7 @@ impl Hasher for PassThroughHasher {
 }
 
 struct Slot<T> {
-    key: Hashed,
+    key: TokenKey,
     value: T,
     until: Instant,
     weight: usize,
@@ -156,7 +147,7 @@ struct Slot<T> {
 
 /// One shard: the entries in a vector (the clock's circle) and a table from key to position.
 struct Shard<T> {
-    index: HashMap<Hashed, usize, PassThrough>,
+    index: HashMap<TokenKey, usize, PassThrough>,
     slots: Vec<Slot<T>>,
     hand: usize,
     bytes: usize,
@@ -208,11 +199,10 @@ type InFlight<T> = watch::Receiver<Option<T>>;
 /// Cached validation results (see the module docs).
 pub(crate) struct ResultCache<T> {
     shards: Box<[RwLock<Shard<T>>]>,
-    hasher: RandomState,
     shard_entries: usize,
     shard_bytes: usize,
     min_weight: usize,
-    in_flight: Mutex<HashMap<TokenKey, InFlight<T>>>,
+    in_flight: Mutex<HashMap<TokenKey, InFlight<T>, PassThrough>>,
 }
 
 /// Shards of a large cache: enough that requests on many cores rarely meet on one lock.
@@ -232,28 +222,24 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
         }
         Self {
             shards: (0..shards).map(|_| RwLock::new(Shard::new())).collect(),
-            hasher: RandomState::new(),
             shard_entries: max_entries / shards,
             shard_bytes: max_bytes / shards,
             // Rounded down, so that `max_entries` entries of the least weight fit in `max_bytes`.
             min_weight: (max_bytes / max_entries).max(1),
-            in_flight: Mutex::default(),
+            in_flight: Mutex::new(HashMap::with_hasher(PassThrough)),
         }
     }
 
-    fn locate(&self, key: &TokenKey) -> (Hashed, &RwLock<Shard<T>>) {
-        let hash = self.hasher.hash_one(key);
-        // The table uses the low bits (position) and the top 7 (tag); the shard comes from the
+    fn shard(&self, key: &TokenKey) -> &RwLock<Shard<T>> {
+        // The tables use the low bits (position) and the top 7 (tag); the shard comes from the
         // middle, so that keys sharing a shard still differ in both.
-        let shard = (hash >> 32) as usize & (self.shards.len() - 1);
-        (Hashed { hash, key: *key }, &self.shards[shard])
+        &self.shards[(key.hash >> 32) as usize & (self.shards.len() - 1)]
     }
 
     /// The cached value for `key`, if it is still alive.
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
-        let (key, shard) = self.locate(key);
-        let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-        let slot = &shard.slots[*shard.index.get(&key)?];
+        let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
+        let slot = &shard.slots[*shard.index.get(key)?];
         if Instant::now() >= slot.until {
             return None;
         }
@@ -266,9 +252,8 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
 
     /// Forgets `key`.
     pub(crate) fn remove(&self, key: &TokenKey) {
-        let (key, shard) = self.locate(key);
-        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
-        let removed = shard.index.get(&key).copied().map(|at| shard.take(at));
+        let mut shard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
+        let removed = shard.index.get(key).copied().map(|at| shard.take(at));
         drop(shard);
         drop(removed);
     }
@@ -279,7 +264,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
             return;
         }
         let now = Instant::now();
-        let (key, shard) = self.locate(&key);
+        let shard = self.shard(&key);
         let slot = Slot {
             key,
             value,
@@ -456,7 +441,7 @@ mod tests {
     fn keys_are_the_sha256_of_the_token() {
         let key = TokenKey::of("abc");
         assert_eq!(
-            key.0[..4],
+            key.digest[..4],
             [0xba, 0x78, 0x16, 0xbf],
             "SHA-256(\"abc\") starts with ba7816bf"
         );
@@ -580,9 +565,6 @@ mod tests {
         assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
         assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
         assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
-        assert!(same_bytes(b"", b""));
-        assert!(!same_bytes(b"a", b""));
-        assert!(!same_bytes(b"abc", b"abd"));
     }
 
     #[test]
