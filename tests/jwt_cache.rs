@@ -107,7 +107,11 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
         assert_invalid_token(&forged, &tampered, "invalid access token");
         assert_eq!(get_with_token(&as_alice, &url, &token).await.status(), 200);
         let misbound = get_with_token(&as_alice, &url, &bobs).await;
-        assert_invalid_token(&misbound, &bobs, "access token bound to another certificate");
+        assert_invalid_token(
+            &misbound,
+            &bobs,
+            "access token bound to another certificate",
+        );
     }
     assert_eq!(
         verifications() - before_alternating,

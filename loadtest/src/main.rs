@@ -89,6 +89,7 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --memory                 peak server RSS after --memory-tokens distinct tokens instead
   --memory-tokens N        (default 200000; --quick 20000)
   --memory-connections N   (default 4)
+  --no-pin                 do not pin the load generator and the server to separate cores
   --quick                  short smoke run
   --server-only            internal: run one server (the child process)";
 
@@ -212,6 +213,10 @@ struct Args {
     memory_tokens: u64,
     memory_connections: usize,
     quick: bool,
+    /// Client threads on the first cores, the server child on the others (`taskset`).
+    pin: bool,
+    /// The machine's cores, counted before pinning (which narrows what the process sees).
+    cores: usize,
     /// `Some(kind)`: this process is a server child.
     server_only: Option<ServerKind>,
 }
@@ -261,6 +266,7 @@ impl Args {
         let mut memory_tokens = None;
         let mut memory_connections = 4;
         let mut quick = false;
+        let mut pin = true;
         let mut bench_flag = false;
         let mut server_only = None;
 
@@ -287,6 +293,7 @@ impl Args {
                 "--memory-tokens" => memory_tokens = Some(parse_count(&value()?)?),
                 "--memory-connections" => memory_connections = parse_count(&value()?)?,
                 "--quick" => quick = true,
+                "--no-pin" => pin = false,
                 "--server-only" => server_only = Some(ServerKind::parse(&value()?)?),
                 // cargo bench passes `--bench`; without it (cargo test --benches) run quick.
                 "--bench" => bench_flag = true,
@@ -321,8 +328,47 @@ impl Args {
             memory_tokens: memory_tokens.unwrap_or(if quick { 20_000 } else { 200_000 }),
             memory_connections,
             quick,
+            // Pinning needs a core for each side and `taskset` (util-linux).
+            pin: pin && cores >= server_threads + 1,
+            cores,
             server_only,
         })
+    }
+}
+
+impl Args {
+    /// The load generator's cores: the first `client_threads` (always leaving one).
+    fn client_cpus(&self) -> String {
+        let last = self.client_threads.min(self.cores - 1).max(1) - 1;
+        format!("0-{last}")
+    }
+
+    /// The server's cores: all the others.
+    fn server_cpus(&self) -> String {
+        let first = self.client_threads.min(self.cores - 1).max(1);
+        format!("{first}-{}", self.cores - 1)
+    }
+
+    fn pin_server(&self, server: &ServerProcess) -> Result<(), BoxError> {
+        if self.pin {
+            pin(server.pid(), &self.server_cpus())?;
+        }
+        Ok(())
+    }
+}
+
+/// Pins every thread of process `pid` to `cpus` (a list such as `0-0`), with util-linux's
+/// `taskset`. Threads made later inherit it.
+fn pin(pid: u32, cpus: &str) -> Result<(), BoxError> {
+    let status = Command::new("taskset")
+        .args(["-a", "-c", "-p", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (pass --no-pin to run without it): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -a -c -p {cpus} {pid} failed").into())
     }
 }
 
@@ -1252,6 +1298,7 @@ fn throughput(
                         args.server_threads,
                         &material.server,
                     )?;
+                    args.pin_server(&server)?;
                     let result = runtime.block_on(run_load(
                         &server,
                         material,
@@ -1319,18 +1366,24 @@ fn describe_errors(stats: &ConnStats) -> String {
     s
 }
 
-/// "mean [min–max]" of per-round ratios.
+/// "median [min–max]" of per-round ratios: the median, because a round disturbed by the
+/// machine (a virtual machine's neighbours) should not move the figure.
 fn ratio_summary(ratios: &[f64]) -> String {
-    if ratios.is_empty() {
-        return "–".to_owned();
+    let mut sorted: Vec<f64> = ratios.iter().copied().filter(|r| r.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => "–".to_owned(),
+        1 => format!("{:.3}", sorted[0]),
+        _ => {
+            let median = if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            };
+            format!("{median:.3} [{:.3}–{:.3}]", sorted[0], sorted[n - 1])
+        }
     }
-    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
-    if ratios.len() == 1 {
-        return format!("{mean:.3}");
-    }
-    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{mean:.3} [{min:.3}–{max:.3}]")
 }
 
 /// Per round, `numerator`'s rate divided by `denominator`'s, for one protocol and connection
@@ -1369,7 +1422,7 @@ fn summary(measured: &[Measured]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| protocol | conns | variant | req/s (mean) | ratio to baseline, pair by pair | p50 µs | p99 µs | server CPU µs/req | errors |"
+        "| protocol | conns | variant | req/s (mean) | median ratio to baseline, pair by pair [min–max] | p50 µs | p99 µs | server CPU µs/req | errors |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for key in &keys {
@@ -1485,6 +1538,7 @@ fn memory(
     };
     for variant in variants {
         let server = ServerProcess::spawn(variant.server(), args.server_threads, &material.server)?;
+        args.pin_server(&server)?;
         let start_rss = status_kb(server.pid(), "VmRSS");
         let tokens = (0..conns)
             .map(|i| match variant {
@@ -1573,12 +1627,27 @@ fn main() {
         .enable_all()
         .build()
         .expect("client runtime");
+    if args.pin {
+        if let Err(e) = pin(std::process::id(), &args.client_cpus()) {
+            eprintln!("load: {e}");
+            std::process::exit(1);
+        }
+    }
     println!(
-        "certbound load benchmark: {} cores ({}), server threads {}, client threads {}{}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "certbound load benchmark: {} cores ({}), server threads {}, client threads {}{}{}",
+        args.cores,
         cpu_model(),
         args.server_threads,
         args.client_threads,
+        if args.pin {
+            format!(
+                ", client pinned to cores {}, server to {}",
+                args.client_cpus(),
+                args.server_cpus()
+            )
+        } else {
+            String::new()
+        },
         if args.quick { ", quick" } else { "" },
     );
     let outcome = if args.memory {

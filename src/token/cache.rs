@@ -584,7 +584,11 @@ mod tests {
             cache.insert(TokenKey::of(&i.to_string()), i, keep(60));
         }
         assert!(cache.len() <= 20_000, "{} entries", cache.len());
-        assert!(cache.len() >= 19_000, "shares add up: {} entries", cache.len());
+        assert!(
+            cache.len() >= 19_000,
+            "shares add up: {} entries",
+            cache.len()
+        );
         assert!(cache.bytes() <= 64 << 20);
     }
 
@@ -666,7 +670,10 @@ mod tests {
                     if let Some(value) = cache.get(&key) {
                         let (expected, until) = model.get(&id).copied().expect("only what was put");
                         assert_eq!(value, expected, "step {step}");
-                        assert!(Instant::now() < until, "step {step}: expired entry answered");
+                        assert!(
+                            Instant::now() < until,
+                            "step {step}: expired entry answered"
+                        );
                     }
                 }
             }

@@ -52,8 +52,8 @@ use tokio::sync::OnceCell;
 use super::cache::{entry_bytes, Keep, ResultCache};
 use super::fetch::{self, check_url, FetchError};
 use super::{token_key, AccessToken, TokenFuture, ValidateToken};
-use crate::peer::ClientCertificate;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::peer::ClientCertificate;
 
 /// Validates opaque access tokens by RFC 7662 introspection (see the [module docs](self)).
 /// Cheap to clone; clones share the cache.

@@ -43,8 +43,8 @@ use super::jwks::{
     RSA_ALGS,
 };
 use super::{token_key, AccessToken, TokenFuture, ValidateToken};
-use crate::peer::ClientCertificate;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::peer::ClientCertificate;
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,
