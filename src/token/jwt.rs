@@ -569,7 +569,8 @@ impl JwtValidatorBuilder {
     /// (default 5 min; never beyond the token's `exp`).
     ///
     /// The cache makes the common case, the same token on a keep-alive connection, nearly
-    /// free: a hit costs a SHA-256 of the token and a lookup instead of a signature check. What
+    /// free: a hit costs a comparison with the connection's last token (or a SHA-256 of the
+    /// token when it changed) and a lookup instead of a signature check. What
     /// a hit skips is only the signature and claims check of a token already verified: the
     /// binding to the client certificate is still checked on every request, entries end at
     /// `exp`, and an entry is dropped as soon as a refreshed key set no longer holds the key
