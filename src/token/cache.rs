@@ -239,7 +239,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     /// The cached value for `key`, if it is still alive.
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
         let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
-        let slot = &shard.slots[*shard.index.get(key)?];
+        let slot = shard.slots.get(*shard.index.get(key)?)?;
         if Instant::now() >= slot.until {
             return None;
         }
