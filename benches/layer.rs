@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use certbound::{
     AccessToken, AuthError, CertBoundLayer, CertThumbprint, ClientCertificate, JwtValidator,
-    ValidateToken,
+    PresentedToken, ValidateToken,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
@@ -342,9 +342,10 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
     // holds the token's key (no SHA-256).
     g.bench_function("validator_cache_hit_same_connection", |b| {
         b.iter(|| {
-            block_on_ready(
-                cached.validate_presented(black_box(&fixture.token), Some(&client.certificate)),
-            )
+            block_on_ready(cached.validate_presented(PresentedToken::new(
+                black_box(&fixture.token),
+                Some(&client.certificate),
+            )))
             .expect("cached")
         });
     });

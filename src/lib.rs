@@ -78,7 +78,8 @@ pub use crate::peer::serve::{serve, serve_plain, Serve};
 pub use crate::peer::{ClientCertificate, TlsConnectInfo};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
 pub use crate::token::{
-    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, TokenFuture, ValidateToken,
+    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, PresentedToken, TokenFuture,
+    ValidateToken,
 };
 #[cfg(feature = "introspection")]
 pub use crate::token::{DiscoveryError, IntrospectionValidator, IntrospectionValidatorBuilder};

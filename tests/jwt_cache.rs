@@ -112,6 +112,10 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
             &bobs,
             "access token bound to another certificate",
         );
+        // Not a b64token (the connection's last token was fine): still a malformed request.
+        let malformed = format!("{token},");
+        let response = get_with_token(&as_alice, &url, &malformed).await;
+        assert_eq!(response.status(), 400, "invalid_request");
     }
     assert_eq!(
         verifications() - before_alternating,

@@ -552,7 +552,15 @@ impl TokenSigner {
 type OkBody = Full<Bytes>;
 
 /// `GET /` → `200 ok`; anything else `404`.
+/// Requests that reached the handler (printed at exit under `LOAD_SERVER_WRAPPER`).
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs the server child under this command (e.g. `valgrind --tool=callgrind`), split at
+/// whitespace; the child then prints how many requests it handled when it exits.
+const WRAPPER_ENV: &str = "LOAD_SERVER_WRAPPER";
+
 async fn hello(request: Request<Incoming>) -> Result<Response<OkBody>, Infallible> {
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
     if request.method() != http::Method::GET || request.uri().path() != "/" {
         *response.status_mut() = StatusCode::NOT_FOUND;
@@ -623,6 +631,13 @@ fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if std::env::var_os(WRAPPER_ENV).is_some() {
+        eprintln!(
+            "load server ({}): handled {} requests",
+            kind.name(),
+            SERVED.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     Ok(())
 }
 
@@ -640,7 +655,17 @@ impl ServerProcess {
         threads: usize,
         material: &ServerMaterial,
     ) -> Result<Self, BoxError> {
-        let mut child = Command::new(std::env::current_exe()?)
+        let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
+        let mut wrapper = wrapper.split_whitespace();
+        let mut command = match wrapper.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(wrapper).arg(std::env::current_exe()?);
+                command
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
+        let mut child = command
             .args(["--server-only", kind.name(), "--server-threads"])
             .arg(threads.to_string())
             .stdin(Stdio::piped())

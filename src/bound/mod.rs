@@ -43,6 +43,7 @@
 //! ```
 
 mod bearer;
+pub(crate) use bearer::is_b64token;
 mod future;
 mod layer;
 mod scope;

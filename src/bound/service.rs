@@ -5,13 +5,13 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::bearer::bearer_token;
+use super::bearer::{b64token, bearer_bytes};
 use super::future::ResponseFuture;
 use super::Policy;
 use crate::challenge::is_grpc;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::peer::{lookup, CertificateLookup};
-use crate::token::ValidateToken;
+use crate::token::{PresentedToken, ValidateToken};
 
 /// Middleware that lets a request through only with a valid access token bound to the
 /// connection's client certificate. Built by [`CertBoundLayer`](super::CertBoundLayer).
@@ -84,12 +84,25 @@ where
                 return ResponseFuture::rejected(error, policy, grpc);
             }
         };
-        let validation = match bearer_token(request.headers(), request.uri(), policy.max_token_len)
-        {
-            Ok(token) => self
-                .validator
-                .validate_presented(token, certificate.as_ref()),
+        let raw = match bearer_bytes(request.headers(), request.uri(), policy.max_token_len) {
+            Ok(raw) => raw,
             Err(error) => return ResponseFuture::rejected(error, policy, grpc),
+        };
+        // The token this connection presented last: its syntax was checked then and its cache
+        // key is known, so it is neither scanned nor hashed again.
+        let recalled = certificate
+            .as_ref()
+            .and_then(|c| Some((c, c.recall_token(raw)?)));
+        let validation = match &recalled {
+            Some((certificate, (token, key))) => self
+                .validator
+                .validate_presented(PresentedToken::recalled(token, certificate, *key)),
+            None => match b64token(raw) {
+                Ok(token) => self
+                    .validator
+                    .validate_presented(PresentedToken::new(token, certificate.as_ref())),
+                Err(error) => return ResponseFuture::rejected(error, policy, grpc),
+            },
         };
         // Take the service that was driven to readiness and leave a clone in its place
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).

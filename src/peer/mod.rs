@@ -36,7 +36,7 @@ pub(crate) mod serve;
 /// Cheap to clone (reference counted). The thumbprint is computed when the value is created, so
 /// creating it once per connection makes the binding check free per request. Clones share a
 /// memo of the last bearer token's cache key, so that the same token presented again on the
-/// connection is not hashed again (see [`ValidateToken::validate_presented`](crate::ValidateToken::validate_presented)).
+/// connection is not hashed again (see [`PresentedToken`](crate::token::PresentedToken)).
 #[derive(Clone)]
 pub struct ClientCertificate(Arc<Inner>);
 
@@ -100,6 +100,12 @@ impl ClientCertificate {
     /// The cache key of a token presented with this certificate (memoized, see above).
     pub(crate) fn token_key(&self, token: &str) -> TokenKey {
         self.0.memo.key(token)
+    }
+
+    /// The last token presented with this certificate and its cache key, if `token` is it (it
+    /// was checked to be a b64token then).
+    pub(crate) fn recall_token(&self, token: &[u8]) -> Option<(Arc<str>, TokenKey)> {
+        self.0.memo.recall(token)
     }
 }
 

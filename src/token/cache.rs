@@ -67,22 +67,33 @@ impl Hash for TokenKey {
 /// the certificate's private key. Under contention (HTTP/2 streams of one connection in
 /// parallel) it is bypassed, never waited for.
 #[derive(Default)]
-pub(crate) struct KeyMemo(RwLock<Option<(Box<[u8]>, TokenKey)>>);
+pub(crate) struct KeyMemo(RwLock<Option<(Arc<str>, TokenKey)>>);
 
 impl KeyMemo {
+    /// The token held and its key, if `token` is that token (so it is a well-formed b64token,
+    /// and the returned string is it, already known to be UTF-8).
+    pub(crate) fn recall(&self, token: &[u8]) -> Option<(Arc<str>, TokenKey)> {
+        let last = self.0.try_read().ok()?;
+        let (held, key) = last.as_ref()?;
+        crate::ct::eq(held.as_bytes(), token).then(|| (Arc::clone(held), *key))
+    }
+
     /// The key of `token`, from the memo when it is the last token seen, else hashed (and then
-    /// remembered).
+    /// remembered if it is a well-formed b64token: the layer skips the syntax check for the
+    /// token held, whoever called this).
     pub(crate) fn key(&self, token: &str) -> TokenKey {
         if let Ok(last) = self.0.try_read() {
-            if let Some((bytes, key)) = last.as_ref() {
-                if crate::ct::eq(bytes, token.as_bytes()) {
+            if let Some((held, key)) = last.as_ref() {
+                if crate::ct::eq(held.as_bytes(), token.as_bytes()) {
                     return *key;
                 }
             }
         }
         let key = TokenKey::of(token);
-        if let Ok(mut last) = self.0.try_write() {
-            *last = Some((token.as_bytes().into(), key));
+        if crate::bound::is_b64token(token.as_bytes()) {
+            if let Ok(mut last) = self.0.try_write() {
+                *last = Some((Arc::from(token), key));
+            }
         }
         key
     }
@@ -565,6 +576,12 @@ mod tests {
         assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
         assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
         assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
+        let (held, key) = memo.recall(b"abc").expect("held");
+        assert!(&*held == "abc" && key == TokenKey::of("abc"));
+        assert!(memo.recall(b"abd").is_none());
+        // Only b64tokens are held: the layer skips the syntax check for the token held.
+        assert!(memo.key("a,c") == TokenKey::of("a,c"));
+        assert!(memo.recall(b"a,c").is_none() && memo.recall(b"abc").is_some());
     }
 
     #[test]

@@ -51,9 +51,8 @@ use tokio::sync::OnceCell;
 
 use super::cache::{entry_bytes, Keep, ResultCache};
 use super::fetch::{self, check_url, FetchError};
-use super::{token_key, AccessToken, TokenFuture, ValidateToken};
+use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::peer::ClientCertificate;
 
 /// Validates opaque access tokens by RFC 7662 introspection (see the [module docs](self)).
 /// Cheap to clone; clones share the cache.
@@ -164,15 +163,12 @@ impl ValidateToken for IntrospectionValidator {
     type Future = TokenFuture;
 
     fn validate(&self, token: &str) -> TokenFuture {
-        self.validate_presented(token, None)
+        self.validate_presented(PresentedToken::new(token, None))
     }
 
-    fn validate_presented(
-        &self,
-        token: &str,
-        certificate: Option<&ClientCertificate>,
-    ) -> TokenFuture {
-        let key = token_key(token, certificate);
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        let token = presented.token();
+        let key = presented.key();
         if let Some(outcome) = self.0.cache.get(&key) {
             return TokenFuture::ready(check_times(outcome, self.0.leeway));
         }

@@ -42,9 +42,8 @@ use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
 };
-use super::{token_key, AccessToken, TokenFuture, ValidateToken};
+use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
-use crate::peer::ClientCertificate;
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,
@@ -292,18 +291,15 @@ impl ValidateToken for JwtValidator {
     type Future = TokenFuture;
 
     fn validate(&self, token: &str) -> TokenFuture {
-        self.validate_presented(token, None)
+        self.validate_presented(PresentedToken::new(token, None))
     }
 
-    fn validate_presented(
-        &self,
-        token: &str,
-        certificate: Option<&ClientCertificate>,
-    ) -> TokenFuture {
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        let token = presented.token();
         let Some(cache) = &self.0.cache else {
             return self.validate_uncached(token);
         };
-        let key = token_key(token, certificate);
+        let key = presented.key();
         if let Some(hit) = cache.get(&key) {
             if self.still_trusted(&hit) {
                 return TokenFuture::ready(Ok(hit.token));

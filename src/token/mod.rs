@@ -42,20 +42,78 @@ pub trait ValidateToken: Send + Sync + 'static {
     /// Validates `token` (the b64token of the `Authorization` header).
     fn validate(&self, token: &str) -> Self::Future;
 
-    /// Validates `token` presented by a client with `certificate` (the connection's, when the
-    /// connection has one). This is what the layer calls; the default is
-    /// [`validate`](Self::validate), and the binding is checked by the layer either way.
+    /// Validates a token as the layer received it, with the connection's certificate. This is
+    /// what the layer calls; the default is [`validate`](Self::validate) of
+    /// [`presented.token()`](PresentedToken::token), and the binding is checked by the layer
+    /// either way.
     ///
     /// certbound's validators use it to skip hashing: a [`ClientCertificate`] made once per
     /// connection remembers the cache key of the last token presented on it, so the same token
     /// again on a keep-alive connection costs a comparison instead of a SHA-256.
-    fn validate_presented(
-        &self,
-        token: &str,
-        certificate: Option<&ClientCertificate>,
-    ) -> Self::Future {
-        let _ = certificate;
-        self.validate(token)
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> Self::Future {
+        self.validate(presented.token())
+    }
+}
+
+/// A bearer token as the layer received it: the token and the client certificate of the
+/// connection it came on. Its `Debug` output shows no token material.
+#[derive(Clone, Copy)]
+pub struct PresentedToken<'a> {
+    token: &'a str,
+    certificate: Option<&'a ClientCertificate>,
+    /// Known when the connection presented this very token last time.
+    key: Option<cache::TokenKey>,
+}
+
+impl<'a> PresentedToken<'a> {
+    /// `token` presented with `certificate` (`None` without one).
+    pub fn new(token: &'a str, certificate: Option<&'a ClientCertificate>) -> Self {
+        Self {
+            token,
+            certificate,
+            key: None,
+        }
+    }
+
+    /// The token as the connection's memo held it, with its key.
+    pub(crate) fn recalled(
+        token: &'a str,
+        certificate: &'a ClientCertificate,
+        key: cache::TokenKey,
+    ) -> Self {
+        Self {
+            token,
+            certificate: Some(certificate),
+            key: Some(key),
+        }
+    }
+
+    /// The bearer token (a b64token, RFC 6750 §2.1).
+    pub fn token(&self) -> &'a str {
+        self.token
+    }
+
+    /// The client certificate of the connection, if it presented one.
+    pub fn certificate(&self) -> Option<&'a ClientCertificate> {
+        self.certificate
+    }
+
+    /// The token's cache key: known already, from the connection's memo, or hashed.
+    pub(crate) fn key(&self) -> cache::TokenKey {
+        match (self.key, self.certificate) {
+            (Some(key), _) => key,
+            (None, Some(certificate)) => certificate.token_key(self.token),
+            (None, None) => cache::TokenKey::of(self.token),
+        }
+    }
+}
+
+impl fmt::Debug for PresentedToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentedToken")
+            .field("token_len", &self.token.len())
+            .field("certificate", &self.certificate)
+            .finish()
     }
 }
 
@@ -66,21 +124,8 @@ impl<V: ValidateToken> ValidateToken for Arc<V> {
         (**self).validate(token)
     }
 
-    fn validate_presented(
-        &self,
-        token: &str,
-        certificate: Option<&ClientCertificate>,
-    ) -> Self::Future {
-        (**self).validate_presented(token, certificate)
-    }
-}
-
-/// The cache key of `token`: from the connection's memo when there is a certificate, else
-/// hashed.
-pub(crate) fn token_key(token: &str, certificate: Option<&ClientCertificate>) -> cache::TokenKey {
-    match certificate {
-        Some(certificate) => certificate.token_key(token),
-        None => cache::TokenKey::of(token),
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> Self::Future {
+        (**self).validate_presented(presented)
     }
 }
 
@@ -320,6 +365,17 @@ mod tests {
         let t = token(json!({"sub": "alice", "tenant": 7, "extra": [1, 2]})).unwrap();
         let c: Custom = t.deserialize_claims().unwrap();
         assert_eq!((c.sub.as_str(), c.tenant), ("alice", 7));
+    }
+
+    #[test]
+    fn presented_tokens_show_no_token_material_and_key_by_sha256() {
+        let certificate = ClientCertificate::from_der(b"leaf".to_vec());
+        let presented = PresentedToken::new("secret-token-value", Some(&certificate));
+        let shown = format!("{presented:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("token_len: 18"), "{shown}");
+        assert!(presented.key() == cache::TokenKey::of("secret-token-value"));
+        assert!(PresentedToken::new("t", None).key() == cache::TokenKey::of("t"));
     }
 
     #[test]
