@@ -77,9 +77,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "\
 cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
-  --duration SECS          measured time per run (default 5; --quick 0.5)
+  --duration SECS          measured time per run (default 3; --quick 0.5)
   --warmup SECS            warm-up per run, after the connections are up (default 1; --quick 0.2)
-  --rounds N               rounds of all variants (default 2; --quick 1)
+  --rounds N               rounds of all variants (default 5; --quick 1)
   --connections LIST       concurrent connections, e.g. 16,64 (default 16,64)
   --protocols LIST         h1,h2 (default both)
   --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct (default all)
@@ -309,14 +309,14 @@ impl Args {
             duration: duration.unwrap_or(if quick {
                 Duration::from_millis(500)
             } else {
-                Duration::from_secs(5)
+                Duration::from_secs(3)
             }),
             warmup: warmup.unwrap_or(if quick {
                 Duration::from_millis(200)
             } else {
                 Duration::from_secs(1)
             }),
-            rounds: rounds.unwrap_or(if quick { 1 } else { 2 }),
+            rounds: rounds.unwrap_or(if quick { 1 } else { 5 }),
             connections,
             protocols,
             variants,
