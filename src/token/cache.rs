@@ -261,7 +261,8 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
         Some(slot.value.clone())
     }
 
-    /// Forgets `key`.
+    /// Forgets `key`. Rare (a cached result no longer trusted), so kept out of callers.
+    #[inline(never)]
     pub(crate) fn remove(&self, key: &TokenKey) {
         let mut shard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
         let removed = shard.index.get(key).copied().map(|at| shard.take(at));

@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
-use super::cache::{entry_bytes, Begin, Keep, ResultCache};
+use super::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
@@ -307,6 +307,20 @@ impl ValidateToken for JwtValidator {
             // The key that verified it left the key set: verify again (and fail, most likely).
             cache.remove(&key);
         }
+        self.validate_miss(cache, token, key)
+    }
+}
+
+impl JwtValidator {
+    /// A cache miss (or a hit no longer trusted). Out of line: the hit path above runs on
+    /// nearly every request, and stays a few cache lines of code.
+    #[inline(never)]
+    fn validate_miss(
+        &self,
+        cache: &Arc<ResultCache<Verified>>,
+        token: &str,
+        key: TokenKey,
+    ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
             // (concurrent first uses verify the signature once).
@@ -337,9 +351,7 @@ impl ValidateToken for JwtValidator {
             },
         }
     }
-}
 
-impl JwtValidator {
     /// Whether a cached validation still stands: the key set is the one it was verified with,
     /// or still holds that key.
     fn still_trusted(&self, hit: &Verified) -> bool {
