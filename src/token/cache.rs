@@ -82,12 +82,8 @@ impl KeyMemo {
     /// remembered if it is a well-formed b64token: the layer skips the syntax check for the
     /// token held, whoever called this).
     pub(crate) fn key(&self, token: &str) -> TokenKey {
-        if let Ok(last) = self.0.try_read() {
-            if let Some((held, key)) = last.as_ref() {
-                if crate::ct::eq(held.as_bytes(), token.as_bytes()) {
-                    return *key;
-                }
-            }
+        if let Some((_, key)) = self.recall(token.as_bytes()) {
+            return key;
         }
         let key = TokenKey::of(token);
         if crate::bound::is_b64token(token.as_bytes()) {
