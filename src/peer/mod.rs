@@ -52,30 +52,26 @@ impl ClientCertificate {
     /// Builds from the chain as presented (leaf first). `None` for an empty chain.
     pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
         let thumbprint = CertThumbprint::from_der(chain.first()?.as_ref());
-        Some(Self(Arc::new(Inner {
-            chain,
-            thumbprint,
-            memo: KeyMemo::default(),
-        })))
+        Some(Self::with(chain, thumbprint))
     }
 
     /// Builds from a single DER leaf certificate.
     pub fn from_der(leaf: impl Into<Vec<u8>>) -> Self {
         let leaf = CertificateDer::from(leaf.into());
         let thumbprint = CertThumbprint::from_der(leaf.as_ref());
-        Self(Arc::new(Inner {
-            chain: vec![leaf],
-            thumbprint,
-            memo: KeyMemo::default(),
-        }))
+        Self::with(vec![leaf], thumbprint)
     }
 
     /// Builds from the leaf's thumbprint alone, for sources that forward only a hash of the
     /// certificate (Envoy's `x-forwarded-client-cert` with `Hash=` and no `Cert=`). Enough for
     /// the binding check; [`leaf`](Self::leaf) is then `None` and [`chain`](Self::chain) empty.
     pub fn from_thumbprint(thumbprint: CertThumbprint) -> Self {
+        Self::with(Vec::new(), thumbprint)
+    }
+
+    fn with(chain: Vec<CertificateDer<'static>>, thumbprint: CertThumbprint) -> Self {
         Self(Arc::new(Inner {
-            chain: Vec::new(),
+            chain,
             thumbprint,
             memo: KeyMemo::default(),
         }))
