@@ -1,4 +1,4 @@
-//! Per-request cost of `CertBoundLayer` against a raw `jsonwebtoken::decode` of the same token.
+//! Per-request cost of `BoundTokenLayer` against a raw `jsonwebtoken::decode` of the same token.
 //!
 //! Target (the binding and bookkeeping must be nearly free): `layer_full_request` within 1.15x
 //! of `raw_jsonwebtoken_decode`.
@@ -21,9 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use certbound::{
-    AccessToken, AuthError, CertBoundLayer, CertThumbprint, ClientCertificate, JwtValidator,
-    PresentedToken, ValidateToken,
+    AccessToken, AuthError, BoundTokenLayer, CertThumbprint, ClientCertificate, ConnectionInfo,
+    JwtValidator, ValidateToken,
 };
+use certbound::token::{PresentedToken, TokenKey};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -74,6 +75,8 @@ struct Fixture {
 struct Client {
     der: Vec<u8>,
     certificate: ClientCertificate,
+    /// The connection the certificate came on, as `certbound::serve` records it.
+    connection: ConnectionInfo,
     thumbprint: String,
 }
 
@@ -86,9 +89,11 @@ fn client() -> Client {
     let der = cert.der().to_vec();
     let certificate = ClientCertificate::from_der(der.clone());
     let thumbprint = certificate.thumbprint().to_string();
+    let connection = ConnectionInfo::new(([127, 0, 0, 1], 40000).into(), Some(certificate.clone()));
     Client {
         der,
         certificate,
+        connection,
         thumbprint,
     }
 }
@@ -205,13 +210,13 @@ fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((unsigned(n), unsigned(e)))
 }
 
-fn request(token: &str, certificate: &ClientCertificate) -> Request<String> {
+fn request(token: &str, connection: &ConnectionInfo) -> Request<String> {
     let mut request = Request::new(String::new());
     request.headers_mut().insert(
         AUTHORIZATION,
         HeaderValue::try_from(format!("Bearer {token}")).expect("header value"),
     );
-    request.extensions_mut().insert(certificate.clone());
+    request.extensions_mut().insert(connection.clone());
     request
 }
 
@@ -224,7 +229,7 @@ where
     let response = block_on_ready(
         service
             .clone()
-            .oneshot(request(&fixture.token, &client.certificate)),
+            .oneshot(request(&fixture.token, &client.connection)),
     )
     .unwrap_or_else(|never| match never {});
     assert_eq!(
@@ -247,7 +252,7 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
         .no_cache()
         .build()
         .expect("validator builds");
-    let service = CertBoundLayer::new(validator.clone()).layer(tower::service_fn(
+    let service = BoundTokenLayer::new(validator.clone()).layer(tower::service_fn(
         |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
 
@@ -275,7 +280,7 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
         // The request (header map, extensions) is built outside the timed section, like the
         // HTTP server would before the layer sees it.
         b.iter_batched(
-            || request(&fixture.token, &client.certificate),
+            || request(&fixture.token, &client.connection),
             |request| {
                 let response = block_on_ready(service.clone().oneshot(request))
                     .unwrap_or_else(|never| match never {});
@@ -290,13 +295,13 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
     });
 
     // Where the difference between the layer and the raw decode goes (no signature checks).
-    let bookkeeping = CertBoundLayer::new(Prevalidated(token)).layer(tower::service_fn(
+    let bookkeeping = BoundTokenLayer::new(Prevalidated(token)).layer(tower::service_fn(
         |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
     assert_accepts(&bookkeeping, fixture, client);
     g.bench_function("layer_bookkeeping_only", |b| {
         b.iter_batched(
-            || request(&fixture.token, &client.certificate),
+            || request(&fixture.token, &client.connection),
             |request| {
                 block_on_ready(bookkeeping.clone().oneshot(request))
                     .unwrap_or_else(|never| match never {})
@@ -309,7 +314,7 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
         .jwks_json(fixture.jwks.clone())
         .build()
         .expect("validator builds");
-    let cached_service = CertBoundLayer::new(cached.clone()).layer(tower::service_fn(
+    let cached_service = BoundTokenLayer::new(cached.clone()).layer(tower::service_fn(
         |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
     assert_accepts(&cached_service, fixture, client);
@@ -320,14 +325,14 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
     });
     g.bench_function("no_layer", |b| {
         b.iter_batched(
-            || request(&fixture.token, &client.certificate),
+            || request(&fixture.token, &client.connection),
             |request| block_on_ready(bare.oneshot(request)).unwrap_or_else(|never| match never {}),
             BatchSize::SmallInput,
         );
     });
     g.bench_function("layer_cache_hit", |b| {
         b.iter_batched(
-            || request(&fixture.token, &client.certificate),
+            || request(&fixture.token, &client.connection),
             |request| {
                 block_on_ready(cached_service.clone().oneshot(request))
                     .unwrap_or_else(|never| match never {})
@@ -338,14 +343,17 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
     g.bench_function("validator_cache_hit", |b| {
         b.iter(|| block_on_ready(cached.validate(black_box(&fixture.token))).expect("cached"));
     });
-    // The same, as the layer asks: presented with the connection's certificate, whose memo
-    // holds the token's key (no SHA-256).
+    // The same, as the layer asks on a connection whose memo holds the token's key (no
+    // SHA-256).
+    let key = TokenKey::of(&fixture.token);
     g.bench_function("validator_cache_hit_same_connection", |b| {
         b.iter(|| {
-            block_on_ready(cached.validate_presented(PresentedToken::new(
-                black_box(&fixture.token),
-                Some(&client.certificate),
-            )))
+            block_on_ready(
+                cached.validate_presented(
+                    PresentedToken::new(black_box(&fixture.token), Some(&client.certificate))
+                        .with_key(key),
+                ),
+            )
             .expect("cached")
         });
     });
@@ -441,10 +449,10 @@ fn introspection(c: &mut Criterion, client: &Client) {
     assert_eq!(first.thumbprint(), Some(client.certificate.thumbprint()));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-    let service = CertBoundLayer::new(validator.clone()).layer(tower::service_fn(
+    let service = BoundTokenLayer::new(validator.clone()).layer(tower::service_fn(
         |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
-    let response = block_on_ready(service.clone().oneshot(request(token, &client.certificate)))
+    let response = block_on_ready(service.clone().oneshot(request(token, &client.connection)))
         .unwrap_or_else(|never| match never {});
     assert_eq!(
         response.status(),
@@ -458,7 +466,7 @@ fn introspection(c: &mut Criterion, client: &Client) {
     });
     g.bench_function("layer_full_request_cache_hit", |b| {
         b.iter_batched(
-            || request(token, &client.certificate),
+            || request(token, &client.connection),
             |request| {
                 block_on_ready(service.clone().oneshot(request))
                     .unwrap_or_else(|never| match never {})
@@ -478,7 +486,7 @@ fn introspection(c: &mut Criterion, client: &Client) {
 /// URL-encoded PEM; HAProxy's base64 DER): decode, X.509 well-formedness, SHA-256.
 fn forwarded(c: &mut Criterion) {
     use base64::engine::general_purpose::STANDARD;
-    use certbound::{ForwardedCertFormat, ForwardedCertLayer, TlsConnectInfo};
+    use certbound::{ForwardedCertFormat, ForwardedCertLayer, ConnectionInfo};
 
     let client = client();
     let pem = format!(
@@ -509,7 +517,7 @@ fn forwarded(c: &mut Criterion) {
             .layer(tower::service_fn(|request: Request<String>| async move {
                 let forwarded = request
                     .extensions()
-                    .get::<certbound::peer::ForwardedClientCertificate>()
+                    .get::<certbound::forwarded::ForwardedClientCertificate>()
                     .and_then(|f| f.client_certificate().map(|c| *c.thumbprint()));
                 Ok::<_, Infallible>(forwarded)
             }));
@@ -521,7 +529,7 @@ fn forwarded(c: &mut Criterion) {
             );
             request
                 .extensions_mut()
-                .insert(TlsConnectInfo::new(proxy, None));
+                .insert(ConnectionInfo::new(proxy, None));
             request
         };
         let found =

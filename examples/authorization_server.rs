@@ -51,7 +51,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use certbound::authz::{ClientAuthenticator, StaticClients};
+use certbound::authorization_server::{ClientAuthenticator, StaticClients};
 use certbound::tls::ServerTls;
 use tokio::sync::oneshot;
 

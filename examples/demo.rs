@@ -13,7 +13,7 @@
 //!    `tls_client_auth` by their subject DN, C for `self_signed_tls_client_auth` with its
 //!    certificate in a JWKS. TLS accepts any client certificate; the token endpoint decides;
 //! 2. starts a protected axum service on `127.0.0.1` with [`certbound::serve`] and
-//!    [`CertBoundLayer`], which finds the authorization server's keys through its RFC 8414
+//!    [`BoundTokenLayer`], which finds the authorization server's keys through its RFC 8414
 //!    metadata;
 //! 3. makes real HTTPS requests with real client certificates and checks each outcome: A and C
 //!    authenticate with their certificates and get tokens bound to them (`cnf.x5t#S256`); B
@@ -35,9 +35,9 @@ use std::time::Instant;
 use axum::{routing::get, Json, Router};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use certbound::authz::{ClientAuthenticator, StaticClients};
+use certbound::authorization_server::{ClientAuthenticator, StaticClients};
 use certbound::tls::ServerTls;
-use certbound::{AccessToken, CertBoundLayer, JwtValidator};
+use certbound::{AccessToken, BoundTokenLayer, JwtValidator};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -253,7 +253,7 @@ async fn run() -> Result<bool, BoxError> {
         .build()?;
     let rs_app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(CertBoundLayer::new(validator));
+        .layer(BoundTokenLayer::new(validator));
     let rs_listener = TcpListener::bind(localhost).await?;
     let whoami_url = format!("https://{}/whoami", rs_listener.local_addr()?);
     let (rs_stop, rs_stopped) = oneshot::channel::<()>();

@@ -53,7 +53,7 @@
 //! Routes:
 //! - `GET /healthz`: unprotected, `200 ok` (a client certificate is optional at the TLS layer
 //!   so that probes need none);
-//! - `GET /whoami`: behind [`CertBoundLayer`]; `200` with the token's `sub`, `client_id`,
+//! - `GET /whoami`: behind [`BoundTokenLayer`]; `200` with the token's `sub`, `client_id`,
 //!   `scope` and `x5t#S256` (its certificate binding) as JSON.
 //!
 //! A secret given on the command line is visible to other local users (`ps`); on a shared host
@@ -79,7 +79,7 @@ use axum::{routing::get, Json, Router};
 use certbound::forwarded::IpRange;
 use certbound::tls::{load_certs, ServerTls};
 use certbound::{
-    AccessToken, CertBoundLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator,
+    AccessToken, BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator,
     JwtValidator, ValidateToken,
 };
 use serde_json::{json, Value};
@@ -336,7 +336,7 @@ fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerCon
             .client_ca_pem_file(ca)
             .map_err(|e| format!("--client-ca: {e}"))?;
     }
-    // Optional at the TLS layer, so that /healthz needs no certificate; CertBoundLayer rejects
+    // Optional at the TLS layer, so that /healthz needs no certificate; BoundTokenLayer rejects
     // /whoami requests without one.
     tls.client_certificate_optional()
         .build()
@@ -401,7 +401,7 @@ fn introspection_validator(
 /// The routes: `/whoami` behind the layer, `/healthz` public; behind a proxy, the forwarded
 /// certificate layer in front of everything (it removes the headers from every request).
 fn app<V: ValidateToken>(validator: V, config: &Config) -> Router {
-    let mut layer = CertBoundLayer::new(validator);
+    let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
     }

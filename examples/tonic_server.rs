@@ -44,7 +44,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use certbound::tls::{load_certs, load_private_key, ServerTls};
-use certbound::{CertBoundLayer, JwtValidator};
+use certbound::{BoundTokenLayer, JwtValidator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
@@ -239,7 +239,7 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// The server, serving until `stopped` completes.
 fn server(
     tls: Tls,
-    layer: CertBoundLayer<JwtValidator>,
+    layer: BoundTokenLayer<JwtValidator>,
     listener: TcpListener,
     stopped: oneshot::Receiver<()>,
 ) -> Result<ServerFuture, String> {
@@ -308,7 +308,7 @@ async fn main() -> ExitCode {
         }
     }
 
-    let mut layer = CertBoundLayer::new(validator);
+    let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
     }

@@ -1,6 +1,6 @@
 //! axum extractors (feature `axum`).
 //!
-//! - [`AccessToken`] itself is an extractor: the token the [`CertBoundLayer`](crate::CertBoundLayer)
+//! - [`AccessToken`] itself is an extractor: the token the [`BoundTokenLayer`](crate::BoundTokenLayer)
 //!   validated for this request.
 //! - [`TokenClaims<T>`] deserializes the token's claims into an application type.
 //!
@@ -31,7 +31,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::challenge::{is_grpc, reject, ChallengeParams};
+use crate::challenge::{is_grpc, reject, ChallengeParams, DefaultRejection};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::token::AccessToken;
 
@@ -58,7 +58,12 @@ impl TokenRejection {
 
 impl IntoResponse for TokenRejection {
     fn into_response(self) -> Response {
-        reject(self.error, ChallengeParams::default(), self.grpc)
+        reject(
+            self.error,
+            ChallengeParams::default(),
+            self.grpc,
+            &DefaultRejection,
+        )
     }
 }
 
@@ -74,7 +79,7 @@ fn token_of(parts: &Parts) -> Result<&AccessToken, TokenRejection> {
     parts.extensions.get::<AccessToken>().ok_or_else(|| {
         let error = AuthError::with_detail(
             AuthErrorKind::Misconfigured,
-            "AccessToken extractor on a route without CertBoundLayer",
+            "AccessToken extractor on a route without BoundTokenLayer",
         );
         TokenRejection::new(error, parts)
     })

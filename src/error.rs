@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a builder refused its configuration. Returned as a `Result`; builders never panic.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ impl From<rustls::Error> for ConfigError {
 }
 
 /// What kind of failure rejected a request. Each kind maps to exactly one row of the rejection
-/// table (see [`crate::challenge`]).
+/// table (see [`crate::challenge`]) and owns its fixed [`description`](Self::description).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AuthErrorKind {
@@ -101,27 +102,75 @@ pub enum AuthErrorKind {
     Misconfigured,
 }
 
-/// A rejected request: an opaque error with a [`kind`](AuthError::kind).
+impl AuthErrorKind {
+    /// The kind's fixed, client-facing text: the `error_description` of its challenge and the
+    /// `grpc-message` of its gRPC status. Never token material.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::MissingToken => "no access token",
+            Self::InvalidRequest => "malformed authorization header",
+            Self::InvalidToken => "invalid access token",
+            Self::TokenExpired => "access token expired",
+            Self::TokenNotYetValid => "access token not yet valid",
+            Self::TokenInactive => "access token not active",
+            Self::UnknownKey => "unknown signing key",
+            Self::MissingCertificate => "client certificate required",
+            Self::CertificateMismatch => "access token bound to another certificate",
+            Self::UnboundToken => "access token not certificate-bound",
+            Self::InsufficientScope => "insufficient scope",
+            Self::KeysUnavailable => "token validation temporarily unavailable",
+            Self::IntrospectionUnavailable => "token introspection temporarily unavailable",
+            Self::Misconfigured => "server misconfigured",
+        }
+    }
+}
+
+/// A rejected request: an opaque error with a [`kind`](AuthError::kind), a fixed
+/// [`detail`](AuthError::detail) for logs, and where there is one the upstream cause as its
+/// [`source`](std::error::Error::source) (the HTTP client's error behind a `503`, say).
 ///
 /// Its `Display` is short fixed text; it never contains token material.
 #[derive(Clone)]
 pub struct AuthError {
     kind: AuthErrorKind,
     detail: &'static str,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl AuthError {
     /// An error of `kind` with the kind's standard description.
-    pub fn new(kind: AuthErrorKind) -> Self {
+    pub const fn new(kind: AuthErrorKind) -> Self {
+        Self::with_detail(kind, kind.description())
+    }
+
+    /// An error of `kind` with a more precise fixed text, for logs and for applications that
+    /// read the [`AuthError`] a rejection carries. The client still sees only the kind's
+    /// [`description`](AuthErrorKind::description). A third-party validator uses this to say
+    /// why it refused a token; the text must hold no token material.
+    pub const fn with_detail(kind: AuthErrorKind, detail: &'static str) -> Self {
         Self {
             kind,
-            detail: crate::challenge::Challenge::of(kind).description,
+            detail,
+            source: None,
         }
     }
 
-    /// An error of `kind` with a more precise fixed description (used in logs only).
-    pub(crate) const fn with_detail(kind: AuthErrorKind, detail: &'static str) -> Self {
-        Self { kind, detail }
+    /// The one answer of every certbound future polled again after it completed: a contract
+    /// violation by the caller, answered as a server error and never as a success.
+    pub(crate) const fn polled_after_completion() -> Self {
+        Self::with_detail(
+            AuthErrorKind::Misconfigured,
+            "response future polled after completion",
+        )
+    }
+
+    /// Records the underlying cause (for example the HTTP client's error when an upstream
+    /// could not be reached), returned by [`source`](std::error::Error::source). The cause is
+    /// never sent to the client; make sure its `Display` holds no token material.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// The kind of failure.
@@ -147,6 +196,7 @@ impl fmt::Debug for AuthError {
         f.debug_struct("AuthError")
             .field("kind", &self.kind)
             .field("detail", &self.detail)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -157,4 +207,10 @@ impl fmt::Display for AuthError {
     }
 }
 
-impl std::error::Error for AuthError {}
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}

@@ -11,7 +11,7 @@
 //! # Quick start (axum)
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use certbound::{tls::ServerTls, AccessToken, CertBoundLayer, JwtValidator};
+//! use certbound::{tls::ServerTls, AccessToken, BoundTokenLayer, JwtValidator};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +20,7 @@
 //!     .build()?;
 //! let app = Router::new()
 //!     .route("/whoami", get(|t: AccessToken| async move { t.subject().unwrap_or_default().to_owned() }))
-//!     .layer(CertBoundLayer::new(validator));
+//!     .layer(BoundTokenLayer::new(validator));
 //! let tls = ServerTls::from_pem_files("server.pem", "server.key")?
 //!     .client_ca_pem_file("client-ca.pem")?
 //!     .build()?;
@@ -36,9 +36,9 @@
 //! | `rust-crypto` | no | RustCrypto for jsonwebtoken, *ring* for rustls |
 //! | `axum` | yes | extractors: [`AccessToken`], [`TokenClaims`] |
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
-//! | `tonic` | no | reads the client certificate from tonic's `TlsConnectInfo`; [`tonic::CertBoundRequestExt`] |
+//! | `tonic` | no | reads the client certificate from tonic's `ConnectionInfo`; [`tonic::AccessTokenExt`] |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
-//! | `authorization-server` | no | [`authz`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
+//! | `authorization-server` | no | [`authorization_server`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
 //!
 //! With neither crypto backend feature, certbound uses the process-wide rustls and jsonwebtoken
 //! providers the application installed, and the builders return a [`ConfigError`] when there
@@ -47,42 +47,76 @@
 //! # Rejections
 //! See [`challenge`] for the table; in short: no token `401`, malformed header `400`,
 //! any invalid or wrongly bound token `401 invalid_token`, missing scope `403`, keys unreachable
-//! `503`, misconfigured server `500`.
+//! `503`, misconfigured server `500`. The body of a rejection is yours to choose
+//! ([`challenge::RejectionResponse`]); its status, challenge and typed [`AuthError`] are not.
+//!
+//! # Architecture
+//! The modules form layers; a module uses only those below it, never one beside or above
+//! (no cycles). A change belongs in the lowest layer that can hold it.
+//!
+//! ```text
+//!  authorization_server   client authentication at the token endpoint, binding issued tokens
+//!  server  axum  tonic    the acceptor (serve, serve_plain); framework adapters
+//!  bound_token  require_scope  forwarded     the tower layers
+//!  challenge              the rejection table, its renderers, the rejection response trait
+//!  token                  ValidateToken, AccessToken; JWT and introspection validators
+//!  upstream  certificate  outgoing HTTPS to the authorization server; ClientCertificate and its sources
+//!  tls  thumbprint        rustls configurations; CertThumbprint
+//!  support                (private) constant-time compare, encodings, token keys, cache,
+//!                         single flight, crypto backend
+//!  error                  AuthError, AuthErrorKind (each kind owns its fixed text), ConfigError
+//! ```
+//!
+//! Each item has one public path. The everyday ones are at the crate root; a module is public
+//! where its path is part of the API: [`bound_token`], [`require_scope`] and [`forwarded`]
+//! hold each layer's service and future types, [`token`] the validator builders and the
+//! extension point's types, [`challenge`] the rejection table and response trait, [`tls`] the
+//! rustls configurations, and [`forwarded`] also what a trusted proxy forwarded.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "authorization-server")]
-pub mod authz;
-#[cfg(feature = "axum")]
-pub mod axum;
-pub mod bound;
-pub mod challenge;
-mod crypto;
-mod ct;
 mod error;
-pub mod forwarded;
-pub mod peer;
-pub mod thumbprint;
+mod support;
+
+mod thumbprint;
 pub mod tls;
+
+mod certificate;
+mod upstream;
+
 pub mod token;
+
+pub mod challenge;
+
+pub mod bound_token;
+pub mod forwarded;
+pub mod require_scope;
+
+#[cfg(feature = "axum")]
+mod axum;
+mod server;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+#[cfg(feature = "authorization-server")]
+pub mod authorization_server;
+
 #[cfg(feature = "axum")]
-pub use crate::axum::TokenClaims;
-pub use crate::bound::{CertBound, CertBoundLayer, RequireScopeLayer};
+pub use crate::axum::{TokenClaims, TokenRejection};
+pub use crate::bound_token::layer::BoundTokenLayer;
+pub use crate::certificate::{ClientCertificate, ConnectionInfo};
 pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
-pub use crate::forwarded::{ForwardedCertFormat, ForwardedCertLayer};
-pub use crate::peer::serve::{serve, serve_plain, Serve};
-pub use crate::peer::{ClientCertificate, TlsConnectInfo};
+pub use crate::forwarded::format::ForwardedCertFormat;
+pub use crate::forwarded::layer::ForwardedCertLayer;
+pub use crate::require_scope::layer::RequireScopeLayer;
+pub use crate::server::{serve, serve_plain, Serve};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
-pub use crate::token::{
-    AccessToken, JwtValidator, JwtValidatorBuilder, KeyFetchError, PresentedToken, TokenFuture,
-    ValidateToken,
-};
 #[cfg(feature = "introspection")]
-pub use crate::token::{DiscoveryError, IntrospectionValidator, IntrospectionValidatorBuilder};
+pub use crate::token::introspection::IntrospectionValidator;
+pub use crate::token::jwt::JwtValidator;
+pub use crate::token::access::AccessToken;
+pub use crate::token::validate::ValidateToken;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -78,18 +78,16 @@ impl CertThumbprint {
 
     /// The digest as lowercase hex (the form Envoy's XFCC `Hash=` carries).
     pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
-        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        let mut hex = String::with_capacity(64);
+        crate::support::encoding::push_hex(&mut hex, &self.0, false);
+        hex
     }
 }
 
 impl PartialEq for CertThumbprint {
     fn eq(&self, other: &Self) -> bool {
         // Constant time: a timing side channel must not reveal how much of a thumbprint matched.
-        crate::ct::eq(&self.0, &other.0)
+        crate::support::ct::eq(&self.0, &other.0)
     }
 }
 

@@ -8,7 +8,7 @@
 //!   decides whether the certificate means anything.
 //!
 //! An *optional* client certificate suits a resource server with public routes (a health check):
-//! the [`CertBoundLayer`](crate::CertBoundLayer) rejects protected requests that arrive without
+//! the [`BoundTokenLayer`](crate::BoundTokenLayer) rejects protected requests that arrive without
 //! one (`401 invalid_token`).
 //!
 //! # Example
@@ -37,7 +37,7 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-use crate::crypto::rustls_provider;
+use crate::support::crypto::rustls_provider;
 use crate::error::ConfigError;
 
 /// How the server treats client certificates.
@@ -134,7 +134,7 @@ impl ServerTls {
     }
 
     /// Does not ask clients for certificates at all. Not for resource servers: a
-    /// [`CertBoundLayer`](crate::CertBoundLayer) behind it rejects every bound token.
+    /// [`BoundTokenLayer`](crate::BoundTokenLayer) behind it rejects every bound token.
     pub fn no_client_auth(mut self) -> Self {
         self.client_auth = ClientAuth::None;
         self

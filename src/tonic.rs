@@ -1,4 +1,4 @@
-//! gRPC services with [tonic] (feature `tonic`): the same [`CertBoundLayer`](crate::CertBoundLayer)
+//! gRPC services with [tonic] (feature `tonic`): the same [`BoundTokenLayer`](crate::BoundTokenLayer)
 //! protects them, with gRPC-correct rejections.
 //!
 //! # Two ways to serve
@@ -11,7 +11,7 @@
 //! # impl tower_service::Service<http::Request<tonic::body::Body>> for Svc { type Response = http::Response<tonic::body::Body>; type Error = std::convert::Infallible; type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
 //! # fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
 //! # fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future { std::future::ready(Ok(http::Response::new(tonic::body::Body::empty()))) } } }
-//! use certbound::{CertBoundLayer, JwtValidator};
+//! use certbound::{BoundTokenLayer, JwtValidator};
 //! use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 //!
 //! # async fn run(my_service: pb::Svc) -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +23,7 @@
 //!     .client_ca_root(Certificate::from_pem(std::fs::read("clients-ca.pem")?));
 //! Server::builder()
 //!     .tls_config(tls)?
-//!     .layer(CertBoundLayer::new(validator))
+//!     .layer(BoundTokenLayer::new(validator))
 //!     .add_service(my_service)
 //!     .serve("0.0.0.0:50051".parse()?)
 //!     .await?;
@@ -45,7 +45,7 @@
 //! # impl tower_service::Service<http::Request<hyper::body::Incoming>> for Svc { type Response = http::Response<tonic::body::Body>; type Error = std::convert::Infallible; type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
 //! # fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
 //! # fn call(&mut self, _: http::Request<hyper::body::Incoming>) -> Self::Future { std::future::ready(Ok(http::Response::new(tonic::body::Body::empty()))) } }
-//! use certbound::{tls::ServerTls, CertBoundLayer, JwtValidator};
+//! use certbound::{tls::ServerTls, BoundTokenLayer, JwtValidator};
 //! use tower_layer::Layer as _;
 //!
 //! # async fn run(my_service: Svc) -> Result<(), Box<dyn std::error::Error>> {
@@ -54,7 +54,7 @@
 //!     .any_client_certificate() // RFC 8705 §6.2: self-signed client certificates
 //!     .build()?;
 //! // `my_service` is a generated `FooServer<T>`, or tonic's `Routes` for several services.
-//! let service = CertBoundLayer::new(validator).layer(my_service);
+//! let service = BoundTokenLayer::new(validator).layer(my_service);
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:50051").await?;
 //! certbound::serve(listener, tls, service).await?;
 //! # Ok(()) }
@@ -71,10 +71,10 @@
 //!
 //! # In handlers
 //!
-//! The validated token is in the request's extensions; [`CertBoundRequestExt`] reads it:
+//! The validated token is in the request's extensions; [`AccessTokenExt`] reads it:
 //!
 //! ```
-//! use certbound::tonic::CertBoundRequestExt as _;
+//! use certbound::tonic::AccessTokenExt as _;
 //! use tonic::{Request, Response, Status};
 //!
 //! async fn whoami(request: Request<()>) -> Result<Response<String>, Status> {
@@ -92,25 +92,22 @@
 //! enable tonic's `tls-aws-lc` / `tls-ring` to match.
 
 use http::header::WWW_AUTHENTICATE;
-use http::Extensions;
 use serde::de::DeserializeOwned;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 
 use crate::challenge::{www_authenticate, Challenge, ChallengeParams};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::peer::{CertificateLookup, ClientCertificate};
 use crate::token::AccessToken;
 
-/// Reads what the [`CertBoundLayer`](crate::CertBoundLayer) validated from a tonic request.
+/// Reads what the [`BoundTokenLayer`](crate::BoundTokenLayer) validated from a tonic request.
 ///
 /// Implemented for [`tonic::Request`]; see the [module docs](self) for an example.
-pub trait CertBoundRequestExt {
+pub trait AccessTokenExt {
     /// The validated access token.
     ///
     /// # Errors
-    /// `INTERNAL` when no [`CertBoundLayer`](crate::CertBoundLayer) validated this request (the
+    /// `INTERNAL` when no [`BoundTokenLayer`](crate::BoundTokenLayer) validated this request (the
     /// server is misconfigured, not the client's fault).
     fn access_token(&self) -> Result<&AccessToken, Status>;
 
@@ -123,12 +120,12 @@ pub trait CertBoundRequestExt {
     fn token_claims<T: DeserializeOwned>(&self) -> Result<T, Status>;
 }
 
-impl<M> CertBoundRequestExt for tonic::Request<M> {
+impl<M> AccessTokenExt for tonic::Request<M> {
     fn access_token(&self) -> Result<&AccessToken, Status> {
         self.extensions().get::<AccessToken>().ok_or_else(|| {
             status(&AuthError::with_detail(
                 AuthErrorKind::Misconfigured,
-                "access_token() on a request without CertBoundLayer",
+                "access_token() on a request without BoundTokenLayer",
             ))
         })
     }
@@ -158,18 +155,6 @@ fn status(error: &AuthError) -> Status {
         row.description,
         metadata,
     )
-}
-
-/// The client certificate of a connection tonic's TLS accepted (TCP), if tonic served it.
-///
-/// tonic keeps only the raw chain, so the thumbprint is computed here, per request.
-pub(crate) fn lookup(extensions: &Extensions) -> Option<CertificateLookup> {
-    let info = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?;
-    let chain = info.peer_certs().map(|certs| certs.as_ref().clone());
-    Some(match chain.and_then(ClientCertificate::from_chain) {
-        Some(cert) => CertificateLookup::Present(cert),
-        None => CertificateLookup::Absent,
-    })
 }
 
 #[cfg(test)]
@@ -220,17 +205,5 @@ mod tests {
         let status = request_with(None).access_token().unwrap_err();
         assert_eq!(status.code(), Code::Internal);
         assert!(status.metadata().get("www-authenticate").is_none());
-    }
-
-    #[test]
-    fn tonic_connect_info_without_a_certificate_is_absent() {
-        let mut extensions = Extensions::new();
-        assert!(lookup(&extensions).is_none());
-        extensions.insert(TcpConnectInfo {
-            local_addr: None,
-            remote_addr: None,
-        });
-        // Plain TCP connect info is not a TLS source.
-        assert!(lookup(&extensions).is_none());
     }
 }

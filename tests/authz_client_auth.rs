@@ -10,7 +10,7 @@ use std::time::Duration;
 use authz_support::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use certbound::authz::ClientAuthenticator;
+use certbound::authorization_server::ClientAuthenticator;
 use common::*;
 use rcgen::{date_time_ymd, DnType, DnValue, SanType};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Runs `examples/authorization_server.rs` as an operator would: built by cargo, started as a
 //! separate process with PEM and client-registration files on disk, driven over real HTTPS
 //! by clients presenting real certificates. The tokens it issues are then used at a resource
-//! server built from the crate's own `CertBoundLayer`.
+//! server built from the crate's own `BoundTokenLayer`.
 
 mod authz_support;
 mod common;
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use authz_support::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use certbound::{CertBoundLayer, JwtValidator};
+use certbound::{BoundTokenLayer, JwtValidator};
 use common::*;
 use rcgen::{date_time_ymd, DnType};
 use serde_json::{json, Value};
@@ -341,7 +341,7 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
         .unwrap();
     let rs = TestServer::start(
         any_certificate_tls(&pki),
-        whoami_app(CertBoundLayer::new(validator)),
+        whoami_app(BoundTokenLayer::new(validator)),
     )
     .await;
     let whoami = rs.url("/whoami");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
 use certbound::tls::ServerTls;
-use certbound::{AccessToken, CertBoundLayer, JwtValidator};
+use certbound::{AccessToken, BoundTokenLayer, JwtValidator};
 use common::{claims_bound_to, https_client, jwks, Pki, TestKey, AUDIENCE, ISSUER};
 
 #[tokio::test]
@@ -32,7 +32,7 @@ async fn bound_tokens_work_when_axum_server_does_the_tls() {
                 t.thumbprint().map(ToString::to_string).unwrap_or_default()
             }),
         )
-        .layer(CertBoundLayer::new(validator));
+        .layer(BoundTokenLayer::new(validator));
 
     let handle = axum_server::Handle::<SocketAddr>::new();
     let server = axum_server::bind_rustls(

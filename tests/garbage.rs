@@ -6,7 +6,7 @@ mod common;
 
 use std::convert::Infallible;
 
-use certbound::{AuthError, CertBoundLayer, ClientCertificate};
+use certbound::{AuthError, BoundTokenLayer, ClientCertificate};
 use common::{claims_bound_to, static_validator, Pki, TestKey};
 use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -95,7 +95,7 @@ async fn random_and_mutated_inputs_never_panic_and_forgeries_never_pass() {
     let key = TestKey::es256("k1");
     let alice = Pki::self_signed_client("alice");
     let cert = ClientCertificate::from_der(alice.leaf_der().to_vec());
-    let svc = CertBoundLayer::new(static_validator(&[&key])).layer(service_fn(
+    let svc = BoundTokenLayer::new(static_validator(&[&key])).layer(service_fn(
         |_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
     ));
     let good = key.sign(&claims_bound_to(&alice.x5t_s256()));

@@ -1,4 +1,4 @@
-//! Opaque tokens end to end: a resource server behind `CertBoundLayer` with an
+//! Opaque tokens end to end: a resource server behind `BoundTokenLayer` with an
 //! `IntrospectionValidator`, asking a real HTTPS introspection endpoint on 127.0.0.1, reached
 //! by real mTLS clients.
 
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use certbound::{CertBoundLayer, IntrospectionValidator, IntrospectionValidatorBuilder};
+use certbound::token::IntrospectionValidatorBuilder;
+use certbound::{BoundTokenLayer, IntrospectionValidator};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -51,7 +52,7 @@ impl World {
         let pki = Pki::new("introspection-rs-clients");
         let alice = pki.client_identity("alice");
         let bob = pki.client_identity("bob");
-        let app = whoami_app(CertBoundLayer::new(validator));
+        let app = whoami_app(BoundTokenLayer::new(validator));
         let rs = TestServer::start(ca_verified_tls(&pki), app).await;
         World {
             pki,
@@ -217,7 +218,7 @@ async fn required_scopes_come_from_the_introspection_answer() {
     let pki = Pki::new("scope-clients");
     let alice = pki.client_identity("alice");
     let app = whoami_app(
-        CertBoundLayer::new(validator)
+        BoundTokenLayer::new(validator)
             .require_scope("admin")
             .expect("scope"),
     );
@@ -398,7 +399,7 @@ async fn five_hundred_concurrent_requests_with_one_new_token_make_one_call() {
     // Counts requests arriving at the server, outside the layer.
     let (arrived_tx, mut arrived) = watch::channel(0usize);
     let arrived_tx = Arc::new(arrived_tx);
-    let app = whoami_app(CertBoundLayer::new(validator)).layer(axum::middleware::map_request(
+    let app = whoami_app(BoundTokenLayer::new(validator)).layer(axum::middleware::map_request(
         move |request: Request| {
             let arrived_tx = Arc::clone(&arrived_tx);
             async move {

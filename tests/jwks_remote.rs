@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use certbound::ValidateToken as _;
-use certbound::{AuthErrorKind, CertBoundLayer, ConfigError, JwtValidator, JwtValidatorBuilder};
+use certbound::token::JwtValidatorBuilder;
+use certbound::{AuthErrorKind, BoundTokenLayer, ConfigError, JwtValidator};
 use common::*;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
@@ -28,7 +29,7 @@ impl Resource {
     async fn start(validator: JwtValidator, issuer: &str) -> Resource {
         let pki = Pki::new("resource-ca");
         let alice = pki.client_identity("alice");
-        let app = whoami_app(CertBoundLayer::new(validator));
+        let app = whoami_app(BoundTokenLayer::new(validator));
         let server = TestServer::start(ca_verified_tls(&pki), app).await;
         Resource {
             client: https_client(&pki.ca_der(), Some(&alice)),

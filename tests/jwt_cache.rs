@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use certbound::{CertBoundLayer, JwtValidator, ValidateToken};
+use certbound::{BoundTokenLayer, JwtValidator, ValidateToken};
 use common::*;
 use jsonwebtoken::crypto::{aws_lc, CryptoProvider, JwtVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -60,7 +60,7 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
     let bob = pki.client_identity("bob");
     let server = TestServer::start(
         ca_verified_tls(&pki),
-        whoami_app(CertBoundLayer::new(validator.clone())),
+        whoami_app(BoundTokenLayer::new(validator.clone())),
     )
     .await;
     let url = server.url("/whoami");

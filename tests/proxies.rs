@@ -7,7 +7,7 @@ mod common;
 use std::future::IntoFuture as _;
 
 use axum::Router;
-use certbound::{CertBoundLayer, ForwardedCertFormat, ForwardedCertLayer};
+use certbound::{BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer};
 use common::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -24,7 +24,7 @@ struct Upstream {
 async fn upstream(format: ForwardedCertFormat, key: &TestKey) -> Upstream {
     let forwarded = ForwardedCertLayer::new(format)
         .trust_proxy(format!("{PROXY_SOURCE}/32").parse().expect("range"));
-    let app: Router = whoami_app(CertBoundLayer::new(static_validator(&[key]))).layer(forwarded);
+    let app: Router = whoami_app(BoundTokenLayer::new(static_validator(&[key]))).layer(forwarded);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use certbound::{CertBoundLayer, JwtValidator, RequireScopeLayer};
+use certbound::{BoundTokenLayer, JwtValidator, RequireScopeLayer};
 use common::*;
 use jsonwebtoken::{Algorithm, Header};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -107,10 +107,10 @@ struct Fixture {
 }
 
 /// Routes of the standard application:
-/// - `/whoami` (GET, POST): `CertBoundLayer::new(v)`;
+/// - `/whoami` (GET, POST): `BoundTokenLayer::new(v)`;
 /// - `/scoped`: `RequireScopeLayer(["admin"])` behind the same layer;
-/// - `/admin`: `CertBoundLayer::new(v).require_scope("admin")`;
-/// - `/unbound-ok`: `CertBoundLayer::new(v).allow_unbound()`;
+/// - `/admin`: `BoundTokenLayer::new(v).require_scope("admin")`;
+/// - `/unbound-ok`: `BoundTokenLayer::new(v).allow_unbound()`;
 /// - `/at-jwt`: a validator with `require_at_jwt()`;
 /// - `/unguarded`: the `AccessToken` extractor without any layer;
 /// - `/open`: no layer, no extractor.
@@ -127,22 +127,22 @@ fn standard_app(keys: &[&TestKey]) -> Router {
             "/scoped",
             get(whoami).layer(RequireScopeLayer::new(["admin"]).expect("scope")),
         )
-        .layer(CertBoundLayer::new(v.clone()));
+        .layer(BoundTokenLayer::new(v.clone()));
     Router::new()
         .merge(guarded)
         .route(
             "/admin",
             get(whoami).post(whoami).layer(
-                CertBoundLayer::new(v.clone())
+                BoundTokenLayer::new(v.clone())
                     .require_scope("admin")
                     .expect("scope"),
             ),
         )
         .route(
             "/unbound-ok",
-            get(whoami).layer(CertBoundLayer::new(v).allow_unbound()),
+            get(whoami).layer(BoundTokenLayer::new(v).allow_unbound()),
         )
-        .route("/at-jwt", get(whoami).layer(CertBoundLayer::new(at_jwt)))
+        .route("/at-jwt", get(whoami).layer(BoundTokenLayer::new(at_jwt)))
         .route("/unguarded", get(whoami))
         .route("/open", get(|| async { "open" }))
 }
@@ -537,7 +537,7 @@ fn scope_cases(fx: &Fixture) -> Vec<Case> {
     let token = fx.alice_token(); // scope "read write"
     vec![
         Case::new(
-            "scope required by CertBoundLayer",
+            "scope required by BoundTokenLayer",
             Who::Alice,
             bearer(&token),
             403,
@@ -1023,7 +1023,7 @@ async fn layer_without_a_certificate_source_is_a_server_error() {
     let es = TestKey::es256("es-1");
     let x5t = Pki::self_signed_client("alice").x5t_s256();
     let token = es.sign(&claims_bound_to(&x5t));
-    let app = whoami_app(CertBoundLayer::new(static_validator(&[&es])));
+    let app = whoami_app(BoundTokenLayer::new(static_validator(&[&es])));
     for headers in [bearer(&token), HeaderMap::new()] {
         let mut request = axum::http::Request::get("/whoami")
             .body(Body::empty())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use certbound::CertBoundLayer;
+use certbound::BoundTokenLayer;
 use common::*;
 use reqwest::header::HeaderMap;
 use reqwest::Version;
@@ -35,7 +35,7 @@ impl Fixture {
         let alice = pki.client_identity("alice");
         let key = TestKey::es256("es-1");
         let token = key.sign(&claims_bound_to(&alice.x5t_s256()));
-        let app = whoami_app(CertBoundLayer::new(static_validator(&[&key])));
+        let app = whoami_app(BoundTokenLayer::new(static_validator(&[&key])));
         let tls = ca_verified_tls(&pki);
         Fixture {
             pki,

@@ -1,4 +1,4 @@
-//! `CertBoundLayer` in front of a tonic gRPC service, driven by a real tonic client over mTLS:
+//! `BoundTokenLayer` in front of a tonic gRPC service, driven by a real tonic client over mTLS:
 //! with tonic's own TLS (the certificate from tonic's `TlsConnectInfo`), and through
 //! `certbound::serve` for RFC 8705 §6.2 self-signed client certificates.
 
@@ -11,7 +11,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use certbound::tls::ServerTls;
-use certbound::{CertBoundLayer, JwtValidator};
+use certbound::{BoundTokenLayer, JwtValidator};
 use common::*;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -45,7 +45,7 @@ struct GrpcServer {
 impl GrpcServer {
     /// tonic's own TLS, client chains verified against `pki`'s CA, the layer in front of the
     /// service (`Server::builder().layer(..)`).
-    async fn tonic_tls(pki: &Pki, layer: CertBoundLayer<JwtValidator>) -> GrpcServer {
+    async fn tonic_tls(pki: &Pki, layer: BoundTokenLayer<JwtValidator>) -> GrpcServer {
         install_rustls_default();
         let (cert, key) = pki.server_identity_pem();
         let tls = ServerTlsConfig::new()
@@ -66,7 +66,7 @@ impl GrpcServer {
     }
 
     /// tonic without TLS: no certificate source at all.
-    async fn tonic_plaintext(layer: CertBoundLayer<JwtValidator>) -> GrpcServer {
+    async fn tonic_plaintext(layer: BoundTokenLayer<JwtValidator>) -> GrpcServer {
         let router = Server::builder().layer(layer).add_service(WhoamiServer);
         Self::spawn(|listener, stopped| async move {
             router
@@ -80,7 +80,7 @@ impl GrpcServer {
     /// certbound's acceptor with `tls`, the layer wrapped around the tonic service.
     async fn certbound_serve(
         tls: Arc<rustls::ServerConfig>,
-        layer: CertBoundLayer<JwtValidator>,
+        layer: BoundTokenLayer<JwtValidator>,
     ) -> GrpcServer {
         let service = layer.layer(WhoamiServer);
         Self::spawn(|listener, stopped| async move {
@@ -163,8 +163,8 @@ impl Fixture {
         }
     }
 
-    fn layer(&self) -> CertBoundLayer<JwtValidator> {
-        CertBoundLayer::new(static_validator(&[&self.key]))
+    fn layer(&self) -> BoundTokenLayer<JwtValidator> {
+        BoundTokenLayer::new(static_validator(&[&self.key]))
     }
 }
 

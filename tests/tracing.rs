@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use certbound::CertBoundLayer;
+use certbound::BoundTokenLayer;
 use common::{
     assert_no_token_material, ca_verified_tls, claims_bound_to, claims_unbound, get_with_token,
     https_client, static_validator, whoami_app, Pki, TestKey, TestServer,
@@ -49,7 +49,7 @@ async fn rejections_are_traced_without_token_material() {
     let key = TestKey::es256("k1");
     let server = TestServer::start(
         ca_verified_tls(&pki),
-        whoami_app(CertBoundLayer::new(static_validator(&[&key]))),
+        whoami_app(BoundTokenLayer::new(static_validator(&[&key]))),
     )
     .await;
     let alice = pki.client_identity("alice");

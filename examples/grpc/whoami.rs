@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use certbound::tonic::CertBoundRequestExt as _;
+use certbound::tonic::AccessTokenExt as _;
 use http::uri::PathAndQuery;
 use tonic::body::Body;
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
@@ -57,7 +57,7 @@ pub struct CountReply {
     pub sub: String,
 }
 
-/// The service. Put a `CertBoundLayer` in front of it: every method reads the validated token.
+/// The service. Put a `BoundTokenLayer` in front of it: every method reads the validated token.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WhoamiServer;
 

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use certbound::authz::{
+use certbound::authorization_server::{
     AuthenticatedClient, AuthorizationServerMetadata, ClientAuthenticator, FormParameters,
     MtlsClientAuthLayer, StaticClients,
 };

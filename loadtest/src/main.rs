@@ -10,7 +10,7 @@
 //! Server variants, all served by `certbound::serve` over mTLS (client certificates required and
 //! verified against a CA made at start), handler `GET /` → `200 ok`:
 //! - `baseline`: no auth layer (the physical limit of this stack);
-//! - `repeated`: `CertBoundLayer<JwtValidator>` (static JWKS), the same bound token on every
+//! - `repeated`: `BoundTokenLayer<JwtValidator>` (static JWKS), the same bound token on every
 //!   request of a connection;
 //! - `distinct`: the same server, every request a different token, pre-minted and bound to the
 //!   connection's certificate (every request a cache miss);
@@ -48,7 +48,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
 use certbound::tls::ServerTls;
-use certbound::{CertBoundLayer, JwtValidator};
+use certbound::{BoundTokenLayer, JwtValidator};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
@@ -597,7 +597,7 @@ fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
                 let validator = JwtValidator::builder(ISS, AUD)
                     .jwks_json(material.jwks)
                     .build()?;
-                let service = CertBoundLayer::new(validator).layer(handler);
+                let service = BoundTokenLayer::new(validator).layer(handler);
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
             ServerKind::Peer => {

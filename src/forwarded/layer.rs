@@ -10,9 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::trust::IpRange;
-use super::ForwardedCertFormat;
+use super::format::ForwardedCertFormat;
 use crate::error::ConfigError;
-use crate::peer::{ForwardedClientCertificate, TlsConnectInfo};
+use crate::certificate::{ForwardedClientCertificate, ConnectionInfo};
 use crate::thumbprint::CertThumbprint;
 
 /// Header names that carry forwarded client certificates in common deployments. All of them
@@ -217,7 +217,7 @@ impl Config {
     /// Whether the connection's peer is a trusted proxy, by its address or by the certificate
     /// it presented on its own TLS connection.
     fn trusts<B>(&self, request: &Request<B>) -> bool {
-        let Some(info) = request.extensions().get::<TlsConnectInfo>() else {
+        let Some(info) = request.extensions().get::<ConnectionInfo>() else {
             return false;
         };
         let addr = info.remote_addr().ip();
@@ -246,8 +246,8 @@ fn take(headers: &mut HeaderMap, name: &HeaderName) -> Vec<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forwarded::ForwardedCertFormat as Format;
-    use crate::peer::{lookup, CertificateLookup, ClientCertificate};
+    use crate::forwarded::format::ForwardedCertFormat as Format;
+    use crate::certificate::{lookup, CertificateLookup, ClientCertificate};
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
     use std::convert::Infallible;
@@ -271,7 +271,7 @@ mod tests {
     ) -> (CertificateLookup, HeaderMap) {
         layer
             .layer(tower::service_fn(|req: Request<()>| async move {
-                Ok::<_, Infallible>((lookup(req.extensions()), req.headers().clone()))
+                Ok::<_, Infallible>((lookup(req.extensions()).certificate, req.headers().clone()))
             }))
             .oneshot(request)
             .await
@@ -284,7 +284,7 @@ mod tests {
         headers: &[(&str, &str)],
     ) -> Request<()> {
         let addr: SocketAddr = peer.parse().unwrap();
-        let mut builder = Request::builder().extension(TlsConnectInfo::new(addr, own));
+        let mut builder = Request::builder().extension(ConnectionInfo::new(addr, own));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -415,7 +415,7 @@ mod tests {
         // Two forwarding layers on one service: the inner one sees a certificate already
         // forwarded, a conflict. (One ForwardedCertLayer per service.)
         let twice = haproxy_layer().layer(haproxy_layer().layer(tower::service_fn(
-            |req: Request<()>| async move { Ok::<_, Infallible>(lookup(req.extensions())) },
+            |req: Request<()>| async move { Ok::<_, Infallible>(lookup(req.extensions()).certificate) },
         )));
         let found = twice
             .oneshot(request(

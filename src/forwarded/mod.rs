@@ -1,13 +1,13 @@
 //! [`ForwardedCertLayer`]: the client certificate from a TLS-terminating proxy (nginx, HAProxy,
 //! Envoy, Apache, a cloud load balancer), accepted **only** from proxies the operator trusts.
 //!
-//! Put it in front of [`CertBoundLayer`](crate::CertBoundLayer) (outermost). For every request
+//! Put it in front of [`BoundTokenLayer`](crate::BoundTokenLayer) (outermost). For every request
 //! it:
 //! 1. decides whether the TCP peer is a trusted proxy: its address is in a configured range
 //!    ([`trust_proxy`](ForwardedCertLayer::trust_proxy)), or it connected with mutual TLS
 //!    presenting a configured proxy certificate
 //!    ([`trust_proxy_certificate`](ForwardedCertLayer::trust_proxy_certificate)). The peer
-//!    address comes from the connection's [`TlsConnectInfo`](crate::TlsConnectInfo), which
+//!    address comes from the connection's [`ConnectionInfo`](crate::ConnectionInfo), which
 //!    [`serve`](crate::serve) and [`serve_plain`](crate::serve_plain) insert; without it no peer
 //!    is trusted;
 //! 2. removes the configured header and every other common forwarded-certificate header
@@ -15,8 +15,8 @@
 //!    `ssl-client-cert`) from the request, whoever sent it, so the inner service never sees an
 //!    unvetted one;
 //! 3. for a trusted peer only, parses the header and records the outcome as a
-//!    [`ForwardedClientCertificate`](crate::peer::ForwardedClientCertificate), which
-//!    `CertBoundLayer` then uses as the one certificate source. The proxy's own TLS
+//!    [`ForwardedClientCertificate`](crate::certificate::ForwardedClientCertificate), which
+//!    `BoundTokenLayer` then uses as the one certificate source. The proxy's own TLS
 //!    certificate on that connection is never taken for the client's.
 //!
 //! Headers from untrusted peers are ignored (traced at debug level). From a trusted peer, an
@@ -43,8 +43,8 @@
 //! # Example
 //! ```
 //! use std::net::SocketAddr;
-//! use certbound::{ForwardedCertFormat, ForwardedCertLayer, TlsConnectInfo};
-//! use certbound::peer::ForwardedClientCertificate;
+//! use certbound::{ForwardedCertFormat, ForwardedCertLayer, ConnectionInfo};
+//! use certbound::forwarded::ForwardedClientCertificate;
 //! use http::Request;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -62,90 +62,17 @@
 //! let peer: SocketAddr = "192.0.2.7:40000".parse()?;
 //! let request = Request::builder()
 //!     .header("x-ssl-client-cert", "-----BEGIN%20CERTIFICATE-----...")
-//!     .extension(TlsConnectInfo::new(peer, None))
+//!     .extension(ConnectionInfo::new(peer, None))
 //!     .body(())?;
 //! assert!(!service.oneshot(request).await?);
 //! # Ok(()) }
 //! ```
 
-mod layer;
+pub(crate) mod format;
+pub(crate) mod layer;
 mod parse;
 mod trust;
 
-use std::fmt;
-use std::str::FromStr;
-
-pub use layer::{ForwardedCert, ForwardedCertLayer};
+pub use crate::certificate::ForwardedClientCertificate;
+pub use layer::ForwardedCert;
 pub use trust::IpRange;
-
-use crate::error::ConfigError;
-
-/// How a proxy writes the client certificate into its header (see the [module docs](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForwardedCertFormat {
-    /// RFC 9440 `Client-Cert` (and `Client-Cert-Chain`): an RFC 8941 byte sequence of the DER.
-    Rfc9440,
-    /// Envoy `x-forwarded-client-cert`: `Cert=` (URL-encoded PEM) and/or `Hash=` (hex SHA-256)
-    /// of the element the nearest proxy appended.
-    Xfcc,
-    /// nginx `$ssl_client_escaped_cert`: URL-encoded PEM.
-    Nginx,
-    /// HAProxy `%[ssl_c_der,base64]`: base64 of the DER.
-    Haproxy,
-    /// Apache `%{SSL_CLIENT_CERT}s`: PEM (line breaks as spaces), `(null)` when there is none.
-    Apache,
-}
-
-impl ForwardedCertFormat {
-    /// The header this format usually travels in.
-    pub const fn default_header(self) -> &'static str {
-        match self {
-            Self::Rfc9440 => "client-cert",
-            Self::Xfcc => "x-forwarded-client-cert",
-            Self::Nginx | Self::Haproxy | Self::Apache => "x-ssl-client-cert",
-        }
-    }
-
-    fn parse(self, value: &[u8], chain: Option<&[u8]>) -> parse::Parsed {
-        match self {
-            Self::Rfc9440 => parse::rfc9440(value, chain),
-            Self::Xfcc => parse::xfcc(value),
-            Self::Nginx => parse::escaped_pem(value),
-            Self::Haproxy => parse::base64_der(value),
-            Self::Apache => parse::apache_pem(value),
-        }
-    }
-}
-
-impl FromStr for ForwardedCertFormat {
-    type Err = ConfigError;
-
-    /// `rfc9440`, `xfcc`, `nginx`, `haproxy` or `apache`.
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Ok(match s {
-            "rfc9440" => Self::Rfc9440,
-            "xfcc" => Self::Xfcc,
-            "nginx" => Self::Nginx,
-            "haproxy" => Self::Haproxy,
-            "apache" => Self::Apache,
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown forwarded certificate format {s:?} (rfc9440, xfcc, nginx, haproxy, apache)"
-                )))
-            }
-        })
-    }
-}
-
-impl fmt::Display for ForwardedCertFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Rfc9440 => "rfc9440",
-            Self::Xfcc => "xfcc",
-            Self::Nginx => "nginx",
-            Self::Haproxy => "haproxy",
-            Self::Apache => "apache",
-        })
-    }
-}

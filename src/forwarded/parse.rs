@@ -11,7 +11,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
 use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
 
-use crate::peer::ClientCertificate;
+use crate::certificate::ClientCertificate;
+use crate::support::encoding::{self, Plus};
 use crate::thumbprint::CertThumbprint;
 
 pub(crate) type Parsed = Result<Option<ClientCertificate>, &'static str>;
@@ -153,44 +154,14 @@ fn pem_certificate(text: &[u8]) -> Result<CertificateDer<'static>, &'static str>
 
 /// Percent-decoding (`%XX`); `+` stays `+` (it is a base64 character here, not a space).
 fn percent_decode(value: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(value.len());
-    let mut bytes = value.iter();
-    while let Some(&b) = bytes.next() {
-        if b == b'%' {
-            let hi = bytes.next().and_then(|&h| hex_value(h));
-            let lo = bytes.next().and_then(|&l| hex_value(l));
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err("bad percent-encoding"),
-            }
-        } else {
-            out.push(b);
-        }
-    }
-    Ok(out)
+    encoding::percent_decode(value, Plus::Literal).ok_or("bad percent-encoding")
 }
 
 fn hex_digest(hex: &[u8]) -> Result<[u8; 32], &'static str> {
     if hex.len() != 64 {
         return Err("XFCC Hash is not 64 hex digits");
     }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
-        match (hex_value(pair[0]), hex_value(pair[1])) {
-            (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
-            _ => return Err("XFCC Hash is not hex"),
-        }
-    }
-    Ok(digest)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    encoding::hex_array(hex).ok_or("XFCC Hash is not hex")
 }
 
 /// Splits at `sep` outside double quotes (XFCC quotes values holding `,` `;` `=`).

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::AccessToken;
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::AuthError;
 
 type Boxed = Pin<Box<dyn Future<Output = Result<AccessToken, AuthError>> + Send>>;
 
@@ -54,7 +54,7 @@ impl Future for TokenFuture {
             State::Ready(result) => Poll::Ready(
                 result
                     .take()
-                    .unwrap_or_else(|| Err(AuthError::new(AuthErrorKind::Misconfigured))),
+                    .unwrap_or_else(|| Err(AuthError::polled_after_completion())),
             ),
             State::Fetching(fut) => fut.as_mut().poll(cx),
         }

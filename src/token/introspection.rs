@@ -26,14 +26,14 @@
 //! # Example
 //! ```
 //! use std::time::Duration;
-//! use certbound::{CertBoundLayer, IntrospectionValidator};
+//! use certbound::{BoundTokenLayer, IntrospectionValidator};
 //!
 //! # fn main() -> Result<(), certbound::ConfigError> {
 //! let validator = IntrospectionValidator::endpoint("https://as.example/introspect")
 //!     .client_secret_basic("resource-server", "s3cret")
 //!     .audience("https://api.example")
 //!     .build()?;
-//! let layer = CertBoundLayer::new(validator);
+//! let layer = BoundTokenLayer::new(validator);
 //! # let _ = layer; Ok(()) }
 //! ```
 
@@ -49,8 +49,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::cache::{entry_bytes, Keep, ResultCache};
-use super::fetch::{self, check_url, FetchError};
+use crate::support::cache::{entry_bytes, Keep, ResultCache};
+use crate::upstream::{self as fetch, check_url, FetchError};
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 

@@ -16,8 +16,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::fetch;
-pub(crate) use super::fetch::check_url;
+use crate::upstream as fetch;
+pub(crate) use crate::upstream::check_url;
 
 /// One key usable to verify signatures.
 pub(crate) struct VerificationKey {

@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
-use super::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
@@ -621,7 +621,7 @@ impl JwtValidatorBuilder {
     /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
     /// 32 bytes), a non-https URL, or an invalid issuer / audience.
     pub fn build(self) -> Result<JwtValidator, ConfigError> {
-        crate::crypto::ensure_jwt_provider()?;
+        crate::support::crypto::ensure_jwt_provider()?;
         if self.issuer.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid(
                 "issuer and audience must not be empty".into(),
@@ -711,7 +711,7 @@ impl JwtValidatorBuilder {
                 check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
                 let client = match self.http_client {
                     Some(client) => client,
-                    None => super::fetch::default_client(
+                    None => crate::upstream::default_client(
                         &self.extra_roots,
                         self.public_roots,
                         None,
@@ -780,7 +780,7 @@ mod tests {
     }
 
     fn sign(claims: Value) -> String {
-        crate::crypto::ensure_jwt_provider().expect("a crypto backend");
+        crate::support::crypto::ensure_jwt_provider().expect("a crypto backend");
         encode(
             &Header::new(Algorithm::HS256),
             &claims,

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::post;
 use axum::{Json, Router};
-use certbound::authz::{
+use certbound::authorization_server::{
     AuthenticatedClient, ClientAuthenticator, FormParameters, MtlsClientAuthLayer, StaticClients,
 };
 use rcgen::{

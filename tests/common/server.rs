@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
 use certbound::tls::ServerTls;
-use certbound::{AccessToken, CertBoundLayer, JwtValidator, TlsConnectInfo, ValidateToken};
+use certbound::{AccessToken, BoundTokenLayer, JwtValidator, ConnectionInfo, ValidateToken};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -54,8 +54,8 @@ pub fn static_validator(keys: &[&TestKey]) -> JwtValidator {
 /// chain, which lives inside the shared `Arc`): equal values mean the very same value, i.e. the
 /// thumbprint was computed once and shared.
 pub async fn whoami(token: AccessToken, request: Request) -> Json<Value> {
-    let info = request.extensions().get::<TlsConnectInfo>();
-    let cert = info.and_then(TlsConnectInfo::client_certificate);
+    let info = request.extensions().get::<ConnectionInfo>();
+    let cert = info.and_then(ConnectionInfo::client_certificate);
     Json(json!({
         "sub": token.subject(),
         "client_id": token.client_id(),
@@ -71,7 +71,7 @@ pub async fn whoami(token: AccessToken, request: Request) -> Json<Value> {
 
 /// `GET`/`POST /whoami` behind `layer`, plus `GET /open` (no layer, no extractor) and
 /// `GET /unguarded` (the `AccessToken` extractor without the layer: a misconfiguration).
-pub fn whoami_app<V: ValidateToken>(layer: CertBoundLayer<V>) -> Router {
+pub fn whoami_app<V: ValidateToken>(layer: BoundTokenLayer<V>) -> Router {
     let guarded = Router::new()
         .route("/whoami", get(whoami).post(whoami))
         .layer(layer);

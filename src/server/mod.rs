@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use super::{ClientCertificate, TlsConnectInfo};
+use crate::certificate::{ClientCertificate, ConnectionInfo};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -31,7 +31,7 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `service` over TLS on `listener`: every connection is a rustls handshake (in its own
 /// task, with a timeout) followed by HTTP/1.1 or HTTP/2 as negotiated by ALPN.
 ///
-/// Each request carries a [`TlsConnectInfo`] extension with the connection's
+/// Each request carries a [`ConnectionInfo`] extension with the connection's
 /// [`ClientCertificate`], whose thumbprint was computed once, right after the handshake.
 ///
 /// Await the returned [`Serve`] to run the server; it stops when
@@ -65,7 +65,7 @@ pub fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: 
 /// for a service behind a TLS-terminating proxy that forwards the client certificate in a
 /// header (see [`ForwardedCertLayer`](crate::ForwardedCertLayer)).
 ///
-/// Each request carries a [`TlsConnectInfo`] with the peer's address (which the forwarded
+/// Each request carries a [`ConnectionInfo`] with the peer's address (which the forwarded
 /// certificate layer checks against its trusted proxies) and no client certificate. Otherwise
 /// as [`serve`]: graceful shutdown, and an HTTP/1 header-read timeout.
 pub fn serve_plain<S>(listener: TcpListener, service: S) -> Serve<S> {
@@ -264,7 +264,7 @@ impl<S> Connection<S> {
         B::Error: Into<BoxError>,
     {
         let Some(acceptor) = &self.acceptor else {
-            let info = TlsConnectInfo::new(self.remote_addr, None);
+            let info = ConnectionInfo::new(self.remote_addr, None);
             return self
                 .serve_http(Protocol::Sniff, TokioIo::new(tcp), info, watcher)
                 .await;
@@ -287,7 +287,7 @@ impl<S> Connection<S> {
         let client_certificate = session.peer_certificates().and_then(|chain| {
             ClientCertificate::from_chain(chain.iter().map(|c| c.clone().into_owned()).collect())
         });
-        let info = TlsConnectInfo::new(self.remote_addr, client_certificate);
+        let info = ConnectionInfo::new(self.remote_addr, client_certificate);
         let protocol = Protocol::from_alpn(session.alpn_protocol());
         self.serve_http(protocol, TokioIo::new(tls), info, watcher)
             .await;
@@ -297,7 +297,7 @@ impl<S> Connection<S> {
         self,
         protocol: Protocol,
         io: I,
-        info: TlsConnectInfo,
+        info: ConnectionInfo,
         watcher: hyper_util::server::graceful::Watcher,
     ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -323,11 +323,11 @@ impl<S> Connection<S> {
     }
 }
 
-/// Inserts the connection's [`TlsConnectInfo`] into each request.
+/// Inserts the connection's [`ConnectionInfo`] into each request.
 #[derive(Clone)]
 struct AddConnectInfo<S> {
     inner: S,
-    info: TlsConnectInfo,
+    info: ConnectionInfo,
 }
 
 impl<S, B> Service<Request<B>> for AddConnectInfo<S>

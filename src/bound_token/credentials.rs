@@ -4,6 +4,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
 
 use crate::error::{AuthError, AuthErrorKind};
+use crate::support::encoding::is_b64token;
 
 /// Returns the token of the request's single `Authorization: Bearer` header, before its
 /// characters are checked ([`b64token`] does that).
@@ -82,33 +83,6 @@ pub(crate) fn b64token(token: &[u8]) -> Result<&str, AuthError> {
     std::str::from_utf8(token).map_err(|_| malformed())
 }
 
-/// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-pub(crate) fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    // Folded without short-circuiting, from comparisons only (no table): the check runs on
-    // every request over the whole token, and this form is vectorised (57 ns for 450 bytes,
-    // against 132 ns for a table lookup per byte).
-    body_len > 0
-        && token[..body_len]
-            .iter()
-            .fold(true, |ok, &b| ok & is_b64token_char(b))
-}
-
-/// ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", branch-free.
-#[inline(always)]
-fn is_b64token_char(c: u8) -> bool {
-    // `| 0x20` maps A-Z onto a-z and nothing else onto a-z.
-    let lower = c | 0x20;
-    (lower.wrapping_sub(b'a') < 26)
-        | (c.wrapping_sub(b'0') < 10)
-        | (c == b'-')
-        | (c == b'.')
-        | (c == b'_')
-        | (c == b'~')
-        | (c == b'+')
-        | (c == b'/')
-}
-
 fn has_query_token(uri: &Uri) -> bool {
     uri.query().is_some_and(|q| {
         q.split('&').any(|pair| {
@@ -133,15 +107,6 @@ mod tests {
             .and_then(b64token)
             .map(str::to_owned)
             .map_err(|e| e.kind())
-    }
-
-    #[test]
-    fn the_b64token_class_is_exactly_rfc_6750s() {
-        for c in 0..=255u8 {
-            let expected =
-                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-            assert_eq!(is_b64token_char(c), expected, "byte {c:#04x}");
-        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::token::fetch;
+use crate::upstream as fetch;
 
 use super::keys::SelfSignedKeys;
 

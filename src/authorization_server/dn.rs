@@ -23,6 +23,8 @@ use std::fmt;
 use x509_parser::asn1_rs::{Any, FromBer, Oid, Tag};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
+use crate::support::encoding;
+
 /// How the values of one attribute type are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MatchRule {
@@ -421,9 +423,8 @@ impl Parser<'_> {
 }
 
 fn hex_pair(pair: &[u8]) -> Option<u8> {
-    let digit = |b: u8| char::from(b).to_digit(16);
     match pair {
-        [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
+        [hi, lo] => encoding::hex_pair(*hi, *lo),
         _ => None,
     }
 }

@@ -11,7 +11,7 @@
 //!    given only if they agree) and requires it (RFC 8705 §2); a client secret or client
 //!    assertion in the same request is a second authentication method (`400`, RFC 6749 §2.3);
 //! 4. finds the connection's client certificate the same way the resource server's
-//!    [`CertBoundLayer`](crate::CertBoundLayer) does (see [`crate::peer`]);
+//!    [`BoundTokenLayer`](crate::BoundTokenLayer) does (see [`crate::certificate`]);
 //! 5. looks the client up in a [`ClientRegistry`] and checks the certificate by the registered
 //!    method with a [`ClientAuthenticator`]: `tls_client_auth` (chain validated against the
 //!    configured trust anchors, then the one registered subject DN or SAN value matched) or
@@ -41,7 +41,7 @@
 //! # Example
 //! ```
 //! use axum::{routing::post, Json, Router};
-//! use certbound::authz::{AuthenticatedClient, ClientAuthenticator, MtlsClientAuthLayer, StaticClients};
+//! use certbound::authorization_server::{AuthenticatedClient, ClientAuthenticator, MtlsClientAuthLayer, StaticClients};
 //! use certbound::ClientCertificate;
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt as _;

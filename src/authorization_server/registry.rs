@@ -20,7 +20,7 @@ pub type RegistryError = Box<dyn std::error::Error + Send + Sync>;
 /// registries too, and so is [`StaticClients`].
 ///
 /// ```
-/// use certbound::authz::{ClientMetadata, ClientRegistry, RegisteredClient, RegistryError};
+/// use certbound::authorization_server::{ClientMetadata, ClientRegistry, RegisteredClient, RegistryError};
 ///
 /// struct Database;
 ///
@@ -59,7 +59,7 @@ where
 /// An in-memory registry, e.g. loaded from a JSON file at start-up. Cheap to clone.
 ///
 /// ```
-/// use certbound::authz::StaticClients;
+/// use certbound::authorization_server::StaticClients;
 ///
 /// let clients = StaticClients::from_json(r#"[
 ///   {"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",

@@ -9,7 +9,7 @@ use super::keys::SelfSignedKeys;
 use super::metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use super::subject::SubjectMatcher;
 use crate::error::ConfigError;
-use crate::peer::ClientCertificate;
+use crate::certificate::ClientCertificate;
 use crate::thumbprint::CertThumbprint;
 
 /// A client registration, checked: what [`ClientRegistry`](super::ClientRegistry)

@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for TokenEndpointAuthMethod {
 /// Members this type does not name are kept in [`other`](Self::other).
 ///
 /// ```
-/// use certbound::authz::{ClientMetadata, TokenEndpointAuthMethod};
+/// use certbound::authorization_server::{ClientMetadata, TokenEndpointAuthMethod};
 ///
 /// let m: ClientMetadata = serde_json::from_str(r#"{
 ///     "client_id": "payments",
@@ -179,7 +179,7 @@ pub struct MtlsEndpointAliases {
 /// both RFC 8705 methods in `token_endpoint_auth_methods_supported`.
 ///
 /// ```
-/// use certbound::authz::AuthorizationServerMetadata;
+/// use certbound::authorization_server::AuthorizationServerMetadata;
 ///
 /// let metadata = AuthorizationServerMetadata::new("https://as.example")
 ///     .token_endpoint("https://as.example/token")

@@ -14,9 +14,9 @@ use x509_parser::prelude::FromDer as _;
 use super::client::{AuthenticatedClient, Method, RegisteredClient};
 use super::error::{ClientAuthError, ClientAuthErrorKind};
 use super::jwks_uri::{JwksUriCache, JwksUriSettings};
-use crate::crypto::rustls_provider;
+use crate::support::crypto::rustls_provider;
 use crate::error::ConfigError;
-use crate::peer::ClientCertificate;
+use crate::certificate::ClientCertificate;
 
 /// Authenticates a client by the certificate it presented (RFC 8705 §2), by its registered
 /// method:
@@ -255,7 +255,7 @@ impl ClientAuthenticatorBuilder {
         };
         let client = match self.http_client {
             Some(client) => client,
-            None => crate::token::fetch::default_client(
+            None => crate::upstream::default_client(
                 &self.extra_roots,
                 self.public_roots,
                 None,

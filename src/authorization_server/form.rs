@@ -7,6 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 
+use crate::support::encoding::{percent_decode, Plus};
+
 /// The parameters of a token-endpoint request body, each name at most once (RFC 6749 §3.2),
 /// as parsed by [`MtlsClientAuthLayer`](super::MtlsClientAuthLayer) and inserted into the
 /// request's extensions next to the [`AuthenticatedClient`](super::AuthenticatedClient).
@@ -68,26 +70,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<FormParameters, FormError> {
 /// `application/x-www-form-urlencoded` decoding of one name or value, strictly: a `%` must
 /// start two hex digits, and the result must be UTF-8.
 fn decode(input: &[u8]) -> Result<String, FormError> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |b: u8| char::from(b).to_digit(16);
-                let (Some(hi), Some(lo)) = (
-                    input.get(i + 1).copied().and_then(hex),
-                    input.get(i + 2).copied().and_then(hex),
-                ) else {
-                    return Err(FormError("malformed percent-encoding"));
-                };
-                out.push((hi * 16 + lo) as u8);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
+    let out = percent_decode(input, Plus::Space).ok_or(FormError("malformed percent-encoding"))?;
     String::from_utf8(out).map_err(|_| FormError("parameter is not UTF-8"))
 }
 

@@ -16,7 +16,7 @@ use super::authenticator::ClientAuthenticator;
 use super::error::{error_response, ClientAuthError, ClientAuthErrorKind as K};
 use super::form::{basic_credentials, is_form, parse_form, AuthorizationError, BasicCredentials};
 use super::registry::ClientRegistry;
-use crate::peer::{lookup, CertificateLookup};
+use crate::certificate::{lookup, CertificateLookup};
 
 /// Parameters that mean the client is using another authentication method as well
 /// (RFC 6749 §2.3.1, RFC 7523 §2.2).
@@ -191,7 +191,7 @@ where
     if request.method() != Method::POST {
         return Err(reject(K::MethodNotAllowed, "not a POST request", false));
     }
-    let certificate = match lookup(request.extensions()) {
+    let certificate = match lookup(request.extensions()).certificate {
         CertificateLookup::Present(cert) => Some(cert),
         CertificateLookup::Absent => None,
         CertificateLookup::NoSource => {

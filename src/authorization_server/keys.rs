@@ -95,7 +95,7 @@ impl SelfSignedKeys {
         if self
             .certificates
             .iter()
-            .any(|registered| crate::ct::eq(registered, der))
+            .any(|registered| crate::support::ct::eq(registered, der))
         {
             return true;
         }

@@ -1,13 +1,13 @@
-//! [`CertBoundLayer`]: certificate-bound access tokens (RFC 8705 §3) as a tower middleware.
+//! [`BoundTokenLayer`]: certificate-bound access tokens (RFC 8705 §3) as a tower middleware.
 //!
 //! For each request the service:
-//! 1. finds the connection's client certificate (see [`crate::peer`]); none configured at all
+//! 1. finds the connection's client certificate (see [`crate::certificate`]); none configured at all
 //!    is a server misconfiguration (`500`);
 //! 2. takes the bearer token from the single `Authorization` header (RFC 6750 §2.1);
 //! 3. validates it with the [`ValidateToken`](crate::ValidateToken) implementation
 //!    (e.g. [`JwtValidator`](crate::JwtValidator));
 //! 4. compares the token's `cnf.x5t#S256` with the certificate's thumbprint in constant time;
-//!    a missing certificate, a mismatch, or (unless [`allow_unbound`](CertBoundLayer::allow_unbound))
+//!    a missing certificate, a mismatch, or (unless [`allow_unbound`](BoundTokenLayer::allow_unbound))
 //!    an unbound token is `401 invalid_token`;
 //! 5. checks the required scopes (`403 insufficient_scope`);
 //! 6. inserts the [`AccessToken`] into the request's extensions and calls
@@ -19,7 +19,7 @@
 //!
 //! # Example
 //! ```
-//! use certbound::{CertBoundLayer, ClientCertificate, JwtValidator};
+//! use certbound::{BoundTokenLayer, ClientCertificate, JwtValidator};
 //! use http::{Request, Response, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -30,7 +30,7 @@
 //!     .jwks_json(jwks)
 //!     .build()?;
 //! let service = ServiceBuilder::new()
-//!     .layer(CertBoundLayer::new(validator))
+//!     .layer(BoundTokenLayer::new(validator))
 //!     .service_fn(|_req: Request<String>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
 //!
 //! // A request from a client certificate, without a token.
@@ -42,23 +42,35 @@
 //! # Ok(()) }
 //! ```
 
-mod bearer;
-pub(crate) use bearer::is_b64token;
+mod credentials;
 mod future;
-mod layer;
-mod scope;
+pub(crate) mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::CertBoundLayer;
-pub use scope::scope_future::RequireScopeFuture;
-pub use scope::{RequireScope, RequireScopeLayer};
-pub use service::CertBound;
+pub use service::BoundToken;
 
-use crate::challenge::ChallengeParams;
+use crate::certificate::ClientCertificate;
+use crate::challenge::{reject, ChallengeParams, RejectionResponse};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::peer::ClientCertificate;
 use crate::token::AccessToken;
+
+/// What the layer's services share: the policy and how rejections are rendered.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings<R> {
+    pub(crate) policy: Policy,
+    pub(crate) rejection: R,
+}
+
+impl<R> Settings<R> {
+    /// The rejection response for `error`.
+    pub(crate) fn reject<B>(&self, error: AuthError, grpc: bool) -> http::Response<B>
+    where
+        R: RejectionResponse<B>,
+    {
+        reject(error, self.policy.params(), grpc, &self.rejection)
+    }
+}
 
 /// What the layer enforces beyond token validity.
 #[derive(Debug, Clone)]
@@ -109,43 +121,6 @@ impl Policy {
             (None, _) if self.allow_unbound => {}
             (None, _) => return Err(AuthError::new(K::UnboundToken)),
         }
-        check_scopes(token, &self.required_scopes)
+        token.require_scopes(&self.required_scopes)
     }
-}
-
-pub(crate) fn check_scopes(token: &AccessToken, required: &[String]) -> Result<(), AuthError> {
-    if required.iter().all(|s| token.has_scope(s)) {
-        Ok(())
-    } else {
-        Err(AuthError::new(AuthErrorKind::InsufficientScope))
-    }
-}
-
-/// Checks scopes given to a builder and joins them for the challenge.
-pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, crate::ConfigError> {
-    for s in scopes {
-        if !crate::challenge::is_quotable(s) || s.contains(' ') {
-            return Err(crate::ConfigError::Invalid(format!(
-                "{s:?} is not a valid scope token (RFC 6749 §3.3)"
-            )));
-        }
-    }
-    Ok(scopes.join(" "))
-}
-
-/// Checks that a realm can be sent as a quoted-string without escaping.
-pub(crate) fn checked_realm(realm: String) -> Result<String, crate::ConfigError> {
-    if crate::challenge::is_quotable(&realm) {
-        Ok(realm)
-    } else {
-        Err(crate::ConfigError::Invalid(format!(
-            "realm {realm:?} needs escaping"
-        )))
-    }
-}
-
-/// Debug-level trace of a rejection, without token material.
-pub(crate) fn trace_rejection(_error: &AuthError) {
-    #[cfg(feature = "tracing")]
-    tracing::debug!(target: "certbound", kind = ?_error.kind(), detail = _error.detail(), "request rejected");
 }

@@ -14,13 +14,19 @@
 //!
 //! `error_description` is fixed text per kind; it never echoes the token.
 
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
 
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthErrorKind, ConfigError};
 
-/// One row of the rejection table.
+mod response;
+pub(crate) use response::reject;
+pub use response::{DefaultRejection, Rejection, RejectionResponse};
+
+/// One row of the rejection table. Fields may be added (it is `#[non_exhaustive]`); read them,
+/// or take a row with [`Challenge::of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Challenge {
     /// HTTP status of the rejection.
     pub status: StatusCode,
@@ -30,20 +36,15 @@ pub struct Challenge {
     pub challenge: bool,
     /// gRPC status code (`grpc-status`) for gRPC requests.
     pub grpc_status: u8,
-    /// Fixed `error_description` text.
+    /// Fixed `error_description` text ([`AuthErrorKind::description`]).
     pub description: &'static str,
 }
 
 impl Challenge {
     /// The row for `kind`.
-    pub const fn of(kind: AuthErrorKind) -> Self {
+    pub fn of(kind: AuthErrorKind) -> Self {
         use AuthErrorKind as K;
-        const fn row(
-            status: StatusCode,
-            error: Option<&'static str>,
-            grpc_status: u8,
-            description: &'static str,
-        ) -> Challenge {
+        let row = |status: StatusCode, error: Option<&'static str>, grpc_status: u8| {
             let challenge =
                 status.as_u16() == 401 || status.as_u16() == 400 || status.as_u16() == 403;
             Challenge {
@@ -51,61 +52,47 @@ impl Challenge {
                 error,
                 challenge,
                 grpc_status,
-                description,
+                description: kind.description(),
             }
-        }
+        };
         const INVALID_TOKEN: Option<&str> = Some("invalid_token");
         const UNAUTH: StatusCode = StatusCode::UNAUTHORIZED;
         match kind {
-            K::MissingToken => row(UNAUTH, None, 16, "no access token"),
+            K::MissingToken => row(UNAUTH, None, 16),
             K::InvalidRequest => row(
                 StatusCode::BAD_REQUEST,
                 Some("invalid_request"),
-                3,
-                "malformed authorization header",
-            ),
-            K::InvalidToken => row(UNAUTH, INVALID_TOKEN, 16, "invalid access token"),
-            K::TokenExpired => row(UNAUTH, INVALID_TOKEN, 16, "access token expired"),
-            K::TokenNotYetValid => row(UNAUTH, INVALID_TOKEN, 16, "access token not yet valid"),
-            K::TokenInactive => row(UNAUTH, INVALID_TOKEN, 16, "access token not active"),
-            K::UnknownKey => row(UNAUTH, INVALID_TOKEN, 16, "unknown signing key"),
-            K::MissingCertificate => row(UNAUTH, INVALID_TOKEN, 16, "client certificate required"),
+                3),
+            K::InvalidToken => row(UNAUTH, INVALID_TOKEN, 16),
+            K::TokenExpired => row(UNAUTH, INVALID_TOKEN, 16),
+            K::TokenNotYetValid => row(UNAUTH, INVALID_TOKEN, 16),
+            K::TokenInactive => row(UNAUTH, INVALID_TOKEN, 16),
+            K::UnknownKey => row(UNAUTH, INVALID_TOKEN, 16),
+            K::MissingCertificate => row(UNAUTH, INVALID_TOKEN, 16),
             K::CertificateMismatch => row(
                 UNAUTH,
                 INVALID_TOKEN,
-                16,
-                "access token bound to another certificate",
-            ),
+                16),
             K::UnboundToken => row(
                 UNAUTH,
                 INVALID_TOKEN,
-                16,
-                "access token not certificate-bound",
-            ),
+                16),
             K::InsufficientScope => row(
                 StatusCode::FORBIDDEN,
                 Some("insufficient_scope"),
-                7,
-                "insufficient scope",
-            ),
+                7),
             K::KeysUnavailable => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
-                14,
-                "token validation temporarily unavailable",
-            ),
+                14),
             K::IntrospectionUnavailable => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
-                14,
-                "token introspection temporarily unavailable",
-            ),
+                14),
             K::Misconfigured => row(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 None,
-                13,
-                "server misconfigured",
-            ),
+                13),
         }
     }
 }
@@ -160,33 +147,6 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Builds the rejection response for `error`: an HTTP status with `WWW-Authenticate`, or for
-/// gRPC a trailers-only `200` with `grpc-status`. The typed [`AuthError`] is attached to the
-/// response's extensions.
-pub(crate) fn reject<B: Default>(
-    error: AuthError,
-    params: ChallengeParams<'_>,
-    grpc: bool,
-) -> Response<B> {
-    let row = Challenge::of(error.kind());
-    let mut res = Response::new(B::default());
-    let headers = res.headers_mut();
-    if let Some(v) = www_authenticate(error.kind(), params) {
-        headers.insert(WWW_AUTHENTICATE, v);
-    }
-    if grpc {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));
-        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(row.description)) {
-            headers.insert("grpc-message", message);
-        }
-    } else {
-        *res.status_mut() = row.status;
-    }
-    res.extensions_mut().insert(error);
-    res
-}
-
 /// Percent-encodes `text` for the `grpc-message` header (gRPC over HTTP/2, "Responses"): UTF-8
 /// bytes outside `%x20-%x24 / %x26-%x7E` become `%XX`, so the value is always visible ASCII.
 pub(crate) fn grpc_percent_encode(text: &str) -> std::borrow::Cow<'_, str> {
@@ -194,18 +154,37 @@ pub(crate) fn grpc_percent_encode(text: &str) -> std::borrow::Cow<'_, str> {
     if text.bytes().all(plain) {
         return std::borrow::Cow::Borrowed(text);
     }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len() + 16);
     for b in text.bytes() {
         if plain(b) {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0F)]));
+            crate::support::encoding::push_hex(&mut out, &[b], true);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Checks scopes given to a builder and joins them for the challenge.
+pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, ConfigError> {
+    for scope in scopes {
+        if !is_quotable(scope) || scope.contains(' ') {
+            return Err(ConfigError::Invalid(format!(
+                "{scope:?} is not a valid scope token (RFC 6749 §3.3)"
+            )));
+        }
+    }
+    Ok(scopes.join(" "))
+}
+
+/// Checks that a realm can be sent as a quoted-string without escaping.
+pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
+    if is_quotable(&realm) {
+        Ok(realm)
+    } else {
+        Err(ConfigError::Invalid(format!("realm {realm:?} needs escaping")))
+    }
 }
 
 /// Whether `value` can be put inside a quoted-string without escaping: RFC 6749 §3.3
@@ -287,54 +266,6 @@ mod tests {
             www_authenticate(K::IntrospectionUnavailable, ChallengeParams::default()).is_none()
         );
         assert!(www_authenticate(K::Misconfigured, ChallengeParams::default()).is_none());
-    }
-
-    #[test]
-    fn grpc_rejections_are_trailers_only_with_status() {
-        let res: Response<()> = reject(
-            AuthError::new(K::CertificateMismatch),
-            ChallengeParams::default(),
-            true,
-        );
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["grpc-status"], "16");
-        assert!(res.headers()[WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap()
-            .contains("invalid_token"));
-    }
-
-    #[test]
-    fn grpc_rejections_carry_the_row_in_every_grpc_header() {
-        let kinds = [
-            K::MissingToken,
-            K::InvalidRequest,
-            K::InvalidToken,
-            K::CertificateMismatch,
-            K::InsufficientScope,
-            K::KeysUnavailable,
-            K::Misconfigured,
-        ];
-        for kind in kinds {
-            let row = Challenge::of(kind);
-            let res: Response<()> = reject(AuthError::new(kind), ChallengeParams::default(), true);
-            assert_eq!(res.status(), 200, "{kind:?}");
-            assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc", "{kind:?}");
-            assert_eq!(
-                res.headers()["grpc-status"],
-                row.grpc_status.to_string().as_str()
-            );
-            assert_eq!(res.headers()["grpc-message"], row.description, "{kind:?}");
-            assert_eq!(
-                res.headers().get(WWW_AUTHENTICATE),
-                www_authenticate(kind, ChallengeParams::default()).as_ref(),
-                "{kind:?}"
-            );
-            assert_eq!(
-                res.extensions().get::<AuthError>().map(AuthError::kind),
-                Some(kind)
-            );
-        }
     }
 
     #[test]

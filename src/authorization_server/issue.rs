@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::peer::ClientCertificate;
+use crate::certificate::ClientCertificate;
 use crate::thumbprint::CertThumbprint;
 
 /// The `cnf` (confirmation) member that binds a token to a certificate.
@@ -14,7 +14,7 @@ use crate::thumbprint::CertThumbprint;
 /// thumbprint recorded when the token was issued ([`from_thumbprint`](Self::from_thumbprint)).
 ///
 /// ```
-/// use certbound::authz::Confirmation;
+/// use certbound::authorization_server::Confirmation;
 /// use certbound::ClientCertificate;
 /// use serde_json::{json, Map};
 ///

@@ -1,0 +1,118 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{BoundToken, Policy, Settings};
+use crate::challenge::{checked_realm, scope_challenge, DefaultRejection};
+use crate::error::ConfigError;
+
+/// Applies [`BoundToken`] to a service: sender-constrained access tokens validated by `V`.
+///
+/// See the [module docs](crate::bound_token) for what is checked and in which order. `R` makes
+/// the rejection responses ([`DefaultRejection`]: empty bodies; see
+/// [`with_rejection_response`](Self::with_rejection_response)).
+#[must_use]
+pub struct BoundTokenLayer<V, R = DefaultRejection> {
+    validator: Arc<V>,
+    settings: Arc<Settings<R>>,
+}
+
+impl<V> BoundTokenLayer<V> {
+    /// Requires certificate-bound tokens that `validator` accepts.
+    pub fn new(validator: V) -> Self {
+        Self {
+            validator: Arc::new(validator),
+            settings: Arc::new(Settings {
+                policy: Policy::default(),
+                rejection: DefaultRejection,
+            }),
+        }
+    }
+}
+
+impl<V, R: Clone> BoundTokenLayer<V, R> {
+    fn policy_mut(&mut self) -> &mut Policy {
+        &mut Arc::make_mut(&mut self.settings).policy
+    }
+
+    /// Also accepts tokens without a `cnf.x5t#S256` binding. **Weaker**: such tokens are plain
+    /// bearer tokens again, usable by whoever holds them. Bound tokens are still checked against
+    /// the certificate, and a malformed `cnf` is still rejected.
+    pub fn allow_unbound(mut self) -> Self {
+        self.policy_mut().allow_unbound = true;
+        self
+    }
+
+    /// Requires `scope` in the token (`scope` or `scp` claim); otherwise `403
+    /// insufficient_scope`. Calls accumulate.
+    ///
+    /// # Errors
+    /// When `scope` is not an RFC 6749 §3.3 scope token.
+    pub fn require_scope(mut self, scope: impl Into<String>) -> Result<Self, ConfigError> {
+        let policy = self.policy_mut();
+        policy.required_scopes.push(scope.into());
+        policy.scope_challenge = Some(scope_challenge(&policy.required_scopes)?);
+        Ok(self)
+    }
+
+    /// Adds `realm="..."` to every challenge.
+    ///
+    /// # Errors
+    /// When the realm holds characters that would need escaping (`"`, `\`, controls).
+    pub fn realm(mut self, realm: impl Into<String>) -> Result<Self, ConfigError> {
+        self.policy_mut().realm = Some(checked_realm(realm.into())?);
+        Ok(self)
+    }
+
+    /// Longest access token accepted (default 16 KiB); longer ones are `401 invalid_token`
+    /// without any decoding.
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.policy_mut().max_token_len = bytes;
+        self
+    }
+
+    /// Makes rejection responses with `rejection` (for example JSON problem details; see
+    /// [`RejectionResponse`](crate::challenge::RejectionResponse)). Whatever it returns, the
+    /// layer sets the status, the `WWW-Authenticate` challenge, the gRPC status and the typed
+    /// [`AuthError`](crate::AuthError) extension.
+    pub fn with_rejection_response<R2>(self, rejection: R2) -> BoundTokenLayer<V, R2> {
+        BoundTokenLayer {
+            validator: self.validator,
+            settings: Arc::new(Settings {
+                policy: self.settings.policy.clone(),
+                rejection,
+            }),
+        }
+    }
+}
+
+impl<V, R> Clone for BoundTokenLayer<V, R> {
+    fn clone(&self) -> Self {
+        Self {
+            validator: Arc::clone(&self.validator),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<V: fmt::Debug, R> fmt::Debug for BoundTokenLayer<V, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundTokenLayer")
+            .field("validator", &self.validator)
+            .field("policy", &self.settings.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, V, R> Layer<S> for BoundTokenLayer<V, R> {
+    type Service = BoundToken<S, V, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BoundToken::from_parts(
+            inner,
+            Arc::clone(&self.validator),
+            Arc::clone(&self.settings),
+        )
+    }
+}

@@ -1,0 +1,164 @@
+//! [`ClientCertificate`]: the TLS client certificate of the connection a request came in on, and
+//! how it reaches the request.
+//!
+//! certbound's own acceptor ([`serve`](crate::serve)) computes the certificate's thumbprint once
+//! per connection and inserts a [`ConnectionInfo`] into every request's extensions. Other
+//! sources can insert a [`ClientCertificate`] directly (a test, or an adapter for another
+//! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well, and with the
+//! `tonic` feature, tonic's `TlsConnectInfo`.
+//!
+//! Where the certificate comes from, the first present wins:
+//! 1. a [`ForwardedClientCertificate`] extension: what a trusted TLS-terminating proxy said,
+//!    set by [`ForwardedCertLayer`](crate::ForwardedCertLayer); when present it is the only
+//!    source (the connection's own certificate is then the proxy's, never the client's);
+//! 2. a [`ClientCertificate`] extension;
+//! 3. a [`ConnectionInfo`] extension (certbound's acceptors);
+//! 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`);
+//! 5. tonic's `TlsConnectInfo<TcpConnectInfo>` (feature `tonic`; see [`crate::tonic`]).
+//!
+//! When none of them is present the server is misconfigured (it is not serving through a TLS
+//! source certbound knows), and the layer answers `500` rather than blaming the client.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+
+use crate::support::token_key::KeyMemo;
+use crate::thumbprint::CertThumbprint;
+
+mod source;
+pub(crate) use source::{lookup, CertificateLookup};
+
+/// A client certificate chain presented in a TLS handshake, with its leaf's thumbprint.
+///
+/// Cheap to clone (reference counted). The thumbprint is computed when the value is created, so
+/// creating it once per connection makes the binding check free per request. A plain value:
+/// equal chains make equal certificates, and nothing about a request is kept in it.
+#[derive(Clone)]
+pub struct ClientCertificate(Arc<Inner>);
+
+struct Inner {
+    /// Leaf first; empty when only the thumbprint is known.
+    chain: Vec<CertificateDer<'static>>,
+    thumbprint: CertThumbprint,
+}
+
+impl ClientCertificate {
+    /// Builds from the chain as presented (leaf first). `None` for an empty chain.
+    pub fn from_chain(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
+        let thumbprint = CertThumbprint::from_der(chain.first()?.as_ref());
+        Some(Self::with(chain, thumbprint))
+    }
+
+    /// Builds from a single DER leaf certificate.
+    pub fn from_der(leaf: impl Into<Vec<u8>>) -> Self {
+        let leaf = CertificateDer::from(leaf.into());
+        let thumbprint = CertThumbprint::from_der(leaf.as_ref());
+        Self::with(vec![leaf], thumbprint)
+    }
+
+    /// Builds from the leaf's thumbprint alone, for sources that forward only a hash of the
+    /// certificate (Envoy's `x-forwarded-client-cert` with `Hash=` and no `Cert=`). Enough for
+    /// the binding check; [`leaf`](Self::leaf) is then `None` and [`chain`](Self::chain) empty.
+    pub fn from_thumbprint(thumbprint: CertThumbprint) -> Self {
+        Self::with(Vec::new(), thumbprint)
+    }
+
+    fn with(chain: Vec<CertificateDer<'static>>, thumbprint: CertThumbprint) -> Self {
+        Self(Arc::new(Inner { chain, thumbprint }))
+    }
+
+    /// The leaf (end-entity) certificate, DER; `None` when only its thumbprint is known
+    /// ([`from_thumbprint`](Self::from_thumbprint)).
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.0.chain.first()
+    }
+
+    /// The whole chain as presented, leaf first (empty when only the thumbprint is known).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.0.chain
+    }
+
+    /// The leaf's `x5t#S256` thumbprint.
+    pub fn thumbprint(&self) -> &CertThumbprint {
+        &self.0.thumbprint
+    }
+}
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("thumbprint", &self.0.thumbprint)
+            .field("chain_len", &self.0.chain.len())
+            .finish()
+    }
+}
+
+/// Facts about the connection a request arrived on, inserted into every request's extensions
+/// by certbound's acceptors ([`serve`](crate::serve), [`serve_plain`](crate::serve_plain)).
+///
+/// Beside the certificate it carries per-connection state of the layer: a memo of the last
+/// access token presented on the connection and its cache key, so that the same token again
+/// on a keep-alive connection is neither scanned nor hashed again (see
+/// [`PresentedToken`](crate::token::PresentedToken)). Clones share it; `Debug` shows none of it.
+#[derive(Clone)]
+pub struct ConnectionInfo(Arc<Connection>);
+
+/// One allocation per connection, so that a request's copy costs one reference count.
+struct Connection {
+    remote_addr: SocketAddr,
+    client_certificate: Option<ClientCertificate>,
+    memo: KeyMemo,
+}
+
+impl fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("remote_addr", &self.0.remote_addr)
+            .field("client_certificate", &self.0.client_certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionInfo {
+    /// Connection facts, as an acceptor would record them.
+    pub fn new(remote_addr: SocketAddr, client_certificate: Option<ClientCertificate>) -> Self {
+        Self(Arc::new(Connection {
+            remote_addr,
+            client_certificate,
+            memo: KeyMemo::default(),
+        }))
+    }
+
+    /// The TCP peer address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.0.remote_addr
+    }
+
+    /// The client certificate, if the client presented one.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.0.client_certificate.as_ref()
+    }
+
+    /// The connection's token memo.
+    pub(crate) fn memo(&self) -> &KeyMemo {
+        &self.0.memo
+    }
+}
+
+/// The client certificate a trusted TLS-terminating proxy forwarded for this request, or `None`
+/// when it forwarded none or an unusable one. Inserted by
+/// [`ForwardedCertLayer`](crate::ForwardedCertLayer) for requests from trusted proxies only;
+/// when present, the layer uses it and nothing else.
+#[derive(Clone, Debug)]
+pub struct ForwardedClientCertificate(pub(crate) Option<ClientCertificate>);
+
+impl ForwardedClientCertificate {
+    /// The forwarded certificate, if the proxy forwarded a usable one.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.0.as_ref()
+    }
+}
+

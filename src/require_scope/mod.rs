@@ -1,0 +1,231 @@
+//! [`RequireScopeLayer`]: route-level scope requirements behind a
+//! [`BoundTokenLayer`](crate::BoundTokenLayer).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::challenge::{is_grpc, reject, ChallengeParams, DefaultRejection, RejectionResponse};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::token::AccessToken;
+
+pub(crate) mod layer;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Scopes<R> {
+    pub(crate) required: Vec<String>,
+    pub(crate) challenge: String,
+    pub(crate) realm: Option<String>,
+    pub(crate) rejection: R,
+}
+
+impl<R> Scopes<R> {
+    fn reject<B>(&self, error: AuthError, grpc: bool) -> Response<B>
+    where
+        R: RejectionResponse<B>,
+    {
+        let params = ChallengeParams {
+            realm: self.realm.as_deref(),
+            scope: Some(&self.challenge),
+        };
+        reject(error, params, grpc, &self.rejection)
+    }
+}
+
+/// The service of [`RequireScopeLayer`](crate::RequireScopeLayer).
+pub struct RequireScope<S, R = DefaultRejection> {
+    pub(crate) inner: S,
+    pub(crate) scopes: Arc<Scopes<R>>,
+}
+
+impl<S: Clone, R> Clone for RequireScope<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            scopes: Arc::clone(&self.scopes),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for RequireScope<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScope")
+            .field("inner", &self.inner)
+            .field("scopes", &self.scopes.required)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScope<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: RejectionResponse<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let outcome = match request.extensions().get::<AccessToken>() {
+            Some(token) => token.require_scopes(&self.scopes.required),
+            None => Err(AuthError::with_detail(
+                AuthErrorKind::Misconfigured,
+                "RequireScopeLayer without a BoundTokenLayer in front of it",
+            )),
+        };
+        let state = match outcome {
+            Ok(()) => State::Inner {
+                future: self.inner.call(request),
+            },
+            Err(error) => State::Rejected {
+                error: Some(error),
+                grpc: is_grpc(request.headers()),
+            },
+        };
+        ResponseFuture {
+            state,
+            scopes: Arc::clone(&self.scopes),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireScope`].
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        state: State<F>,
+        scopes: Arc<Scopes<R>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Inner { #[pin] future: F },
+        Rejected { error: Option<AuthError>, grpc: bool },
+        Done,
+    }
+}
+
+impl<F, R> fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<F, R, B, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    R: RejectionResponse<B>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let (error, grpc) = match this.state.as_mut().project() {
+            StateProj::Inner { future } => {
+                let output = ready!(future.poll(cx));
+                this.state.set(State::Done);
+                return Poll::Ready(output);
+            }
+            StateProj::Rejected { error, grpc } => (
+                error.take().unwrap_or_else(AuthError::polled_after_completion),
+                *grpc,
+            ),
+            // Polled after completion: never a success response.
+            StateProj::Done => (AuthError::polled_after_completion(), false),
+        };
+        this.state.set(State::Done);
+        Poll::Ready(Ok(this.scopes.reject(error, grpc)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RequireScopeLayer;
+    use tower_layer::Layer as _;
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Waker;
+
+    fn run<F: Future>(fut: F) -> F::Output {
+        // The services here never wait, so one poll settles them.
+        match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => unreachable!("nothing here waits"),
+        }
+    }
+
+    fn ok_service() -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> {
+        struct Hello;
+        impl Service<Request<()>> for Hello {
+            type Response = Response<String>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Request<()>) -> Self::Future {
+                std::future::ready(Ok(Response::new("ok".into())))
+            }
+        }
+        Hello
+    }
+
+    fn request(scope: Option<&str>) -> Request<()> {
+        let mut req = Request::new(());
+        if let Some(scope) = scope {
+            let claims = serde_json::json!({ "scope": scope });
+            let token = AccessToken::from_claims(claims.as_object().cloned().unwrap_or_default());
+            req.extensions_mut().insert(token.unwrap());
+        }
+        req
+    }
+
+    #[test]
+    fn missing_scope_is_forbidden_with_the_scope_and_realm() {
+        let layer = RequireScopeLayer::new(["admin", "write"])
+            .unwrap()
+            .realm("api")
+            .unwrap();
+        let mut svc = layer.layer(ok_service());
+        let res = run(svc.call(request(Some("read write")))).unwrap();
+        assert_eq!(res.status(), 403);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"admin write\""
+        );
+        let res = run(svc.call(request(Some("write admin")))).unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    #[test]
+    fn without_a_validated_token_the_server_is_misconfigured() {
+        let mut svc = RequireScopeLayer::new(["admin"])
+            .unwrap()
+            .layer(ok_service());
+        assert_eq!(run(svc.call(request(None))).unwrap().status(), 500);
+    }
+
+    #[test]
+    fn scopes_and_realms_that_need_escaping_are_refused() {
+        assert!(RequireScopeLayer::new(["a b"]).is_err());
+        assert!(RequireScopeLayer::new(["a\"b"]).is_err());
+        assert!(RequireScopeLayer::new(["ok"])
+            .unwrap()
+            .realm("a\\b")
+            .is_err());
+    }
+}

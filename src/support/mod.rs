@@ -1,0 +1,9 @@
+//! Crate-private machinery shared by the feature modules, so that none of them imports another
+//! to borrow a helper: constant-time comparison, encodings, the crypto backend, the bounded
+//! result cache and the one single-flight.
+
+pub(crate) mod cache;
+pub(crate) mod crypto;
+pub(crate) mod ct;
+pub(crate) mod encoding;
+pub(crate) mod token_key;

@@ -1,0 +1,119 @@
+//! [`TokenKey`], the key certbound's caches use for a token (never the token itself), and
+//! [`KeyMemo`], a connection's memory of the last token it presented and its key.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use sha2::{Digest, Sha256};
+
+/// The cache key of a token: SHA-256 of the token string, with the `SipHash` of that digest
+/// (keyed at random once per process) that the tables use, so that neither is computed twice.
+///
+/// `Debug` shows nothing of the digest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenKey {
+    digest: [u8; 32],
+    hash: u64,
+}
+
+impl TokenKey {
+    /// The key of `token`.
+    pub fn of(token: &str) -> Self {
+        static TABLE_HASH: OnceLock<RandomState> = OnceLock::new();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = TABLE_HASH.get_or_init(RandomState::new).hash_one(digest);
+        Self { digest, hash }
+    }
+}
+
+impl TokenKey {
+    /// The SHA-256 digest of the token.
+    pub const fn as_sha256(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// The `SipHash` of the digest the cache's tables use.
+    pub(crate) const fn table_hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The last token presented on one connection and its [`TokenKey`]: the common case, the same
+/// token again and again on a keep-alive connection, then costs a comparison instead of a
+/// SHA-256 (about 30 ns instead of 350 ns for a 450-byte JWT).
+///
+/// It holds one token (the one the connection's own client keeps presenting) for as long as the
+/// connection lives, like the connection's buffers do while a request is read; it is never
+/// shown (`Debug` prints nothing of it), and a token bound to a certificate is useless without
+/// the certificate's private key. Under contention (HTTP/2 streams of one connection in
+/// parallel) it is bypassed, never waited for.
+#[derive(Default)]
+pub(crate) struct KeyMemo(RwLock<Option<(Arc<str>, TokenKey)>>);
+
+impl KeyMemo {
+    /// The token held and its key, if `token` is that token (so it is a well-formed b64token,
+    /// and the returned string is it, already known to be UTF-8).
+    pub(crate) fn recall(&self, token: &[u8]) -> Option<(Arc<str>, TokenKey)> {
+        let last = self.0.try_read().ok()?;
+        let (held, key) = last.as_ref()?;
+        crate::support::ct::eq(held.as_bytes(), token).then(|| (Arc::clone(held), *key))
+    }
+
+    /// The key of `token`, from the memo when it is the last token seen, else hashed (and then
+    /// remembered if it is a well-formed b64token: the layer skips the syntax check for the
+    /// token held, whoever called this).
+    pub(crate) fn key(&self, token: &str) -> TokenKey {
+        if let Some((_, key)) = self.recall(token.as_bytes()) {
+            return key;
+        }
+        let key = TokenKey::of(token);
+        if crate::support::encoding::is_b64token(token.as_bytes()) {
+            if let Ok(mut last) = self.0.try_write() {
+                *last = Some((Arc::from(token), key));
+            }
+        }
+        key
+    }
+}
+
+
+impl fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyMemo(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_gives_the_sha256_key_and_follows_the_token() {
+        let memo = KeyMemo::default();
+        assert!(memo.key("abc") == TokenKey::of("abc"));
+        assert!(memo.key("abc") == TokenKey::of("abc"), "from the memo");
+        assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
+        assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
+        assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
+        let (held, key) = memo.recall(b"abc").expect("held");
+        assert!(&*held == "abc" && key == TokenKey::of("abc"));
+        assert!(memo.recall(b"abd").is_none());
+        // Only b64tokens are held: the layer skips the syntax check for the token held.
+        assert!(memo.key("a,c") == TokenKey::of("a,c"));
+        assert!(memo.recall(b"a,c").is_none() && memo.recall(b"abc").is_some());
+    }
+
+}

@@ -1,0 +1,264 @@
+//! [`AccessToken`]: a validated access token and what the layer needs from its claims.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{AuthError, AuthErrorKind};
+use crate::thumbprint::CertThumbprint;
+
+/// A validated access token: its claims and what the layer needs from them.
+///
+/// Inserted into the request's extensions by the layer; read it in a handler through the axum
+/// extractor (`AccessToken` implements `FromRequestParts`) or from the extensions. Cheap to
+/// clone. Its `Debug` output shows no claim values besides subject, client and scopes.
+#[derive(Clone)]
+pub struct AccessToken(Arc<Inner>);
+
+struct Inner {
+    claims: Map<String, Value>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    scopes: Vec<String>,
+    confirmation: Option<CertThumbprint>,
+}
+
+impl AccessToken {
+    /// Builds a token from validated claims, reading `sub`, `client_id` (or `azp`), `scope`
+    /// (space-separated string) or `scp` (array), and `cnf.x5t#S256`.
+    ///
+    /// # Errors
+    /// [`AuthErrorKind::InvalidToken`] when one of these claims has the wrong shape: `cnf` that
+    /// is not an object, an `x5t#S256` that is not a canonical thumbprint string, a `scope` that
+    /// is not a string. A malformed binding is never read as "no binding".
+    pub fn from_claims(claims: Map<String, Value>) -> Result<Self, AuthError> {
+        let invalid = |detail| AuthError::with_detail(AuthErrorKind::InvalidToken, detail);
+        let confirmation = match claims.get("cnf") {
+            None => None,
+            Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
+                None => None,
+                Some(Value::String(s)) => Some(
+                    CertThumbprint::parse(s)
+                        .map_err(|_| invalid("cnf x5t#S256 is not a canonical thumbprint"))?,
+                ),
+                Some(_) => return Err(invalid("cnf x5t#S256 is not a string")),
+            },
+            Some(_) => return Err(invalid("cnf claim is not an object")),
+        };
+        let string_claim = |name: &str| -> Result<Option<String>, AuthError> {
+            match claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(invalid("a string claim has another type")),
+            }
+        };
+        let subject = string_claim("sub")?;
+        let client_id = match string_claim("client_id")? {
+            Some(id) => Some(id),
+            None => string_claim("azp")?,
+        };
+        let mut scopes = Vec::new();
+        match claims.get("scope") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+            }
+            Some(_) => return Err(invalid("scope claim is not a string")),
+        }
+        match claims.get("scp") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+            }
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => scopes.push(s.clone()),
+                        _ => return Err(invalid("scp claim holds a non-string")),
+                    }
+                }
+            }
+            Some(_) => return Err(invalid("scp claim is neither a string nor an array")),
+        }
+        Ok(Self(Arc::new(Inner {
+            claims,
+            subject,
+            client_id,
+            scopes,
+            confirmation,
+        })))
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.subject.as_deref()
+    }
+
+    /// The `client_id` claim (RFC 9068 §2.2), or `azp` when there is none.
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+
+    /// The scopes granted (`scope` and `scp` together).
+    pub fn scopes(&self) -> &[String] {
+        &self.0.scopes
+    }
+
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.0.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The certificate the token is bound to (`cnf.x5t#S256`). Once the layer let the request
+    /// through, this equals the thumbprint of the certificate on the connection (unless the
+    /// layer was told to [`allow_unbound`](crate::BoundTokenLayer::allow_unbound) and the token
+    /// is unbound, in which case it is `None`).
+    pub fn thumbprint(&self) -> Option<&CertThumbprint> {
+        self.0.confirmation.as_ref()
+    }
+
+    /// All claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// One claim.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.0.claims.get(name)
+    }
+
+    /// `Ok` when every scope in `required` was granted, else `insufficient_scope`.
+    pub(crate) fn require_scopes(&self, required: &[String]) -> Result<(), AuthError> {
+        if required.iter().all(|scope| self.has_scope(scope)) {
+            Ok(())
+        } else {
+            Err(AuthError::new(AuthErrorKind::InsufficientScope))
+        }
+    }
+
+    /// The claims as an application type.
+    ///
+    /// # Errors
+    /// When the claims do not deserialize into `T`.
+    pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(MapDeserializer(&self.0.claims))
+    }
+}
+
+/// Deserializes a borrowed claims map without cloning it into a `Value`.
+struct MapDeserializer<'a>(&'a Map<String, Value>);
+
+impl<'de> serde::Deserializer<'de> for MapDeserializer<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::value::MapDeserializer as Entries;
+        use serde::de::IntoDeserializer as _;
+        let entries = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.into_deserializer()));
+        visitor.visit_map(Entries::new(entries))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("subject", &self.0.subject)
+            .field("client_id", &self.0.client_id)
+            .field("scopes", &self.0.scopes)
+            .field("thumbprint", &self.0.confirmation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn token(claims: Value) -> Result<AccessToken, AuthError> {
+        match claims {
+            Value::Object(map) => AccessToken::from_claims(map),
+            _ => unreachable!("test claims are objects"),
+        }
+    }
+
+    const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";
+
+    #[test]
+    fn scope_string_and_scp_array_are_both_understood() {
+        let t = token(json!({"scope": "read  write", "scp": ["admin"]})).unwrap();
+        assert_eq!(t.scopes(), ["read", "write", "admin"]);
+        assert!(t.has_scope("admin"));
+        assert!(!t.has_scope("rea"));
+    }
+
+    #[test]
+    fn cnf_is_parsed_strictly() {
+        assert_eq!(
+            token(json!({"cnf": {"x5t#S256": TP}}))
+                .unwrap()
+                .thumbprint()
+                .unwrap()
+                .to_string(),
+            TP
+        );
+        assert!(token(json!({})).unwrap().thumbprint().is_none());
+        assert!(token(json!({"cnf": {"jkt": "x"}}))
+            .unwrap()
+            .thumbprint()
+            .is_none());
+        for bad in [
+            json!({"cnf": "x"}),
+            json!({"cnf": [TP]}),
+            json!({"cnf": {"x5t#S256": 5}}),
+            json!({"cnf": {"x5t#S256": format!("{TP}=")}}),
+            json!({"cnf": {"x5t#S256": &TP[1..]}}),
+        ] {
+            let err = token(bad).unwrap_err();
+            assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
+        }
+    }
+
+    #[test]
+    fn client_id_falls_back_to_azp() {
+        assert_eq!(token(json!({"azp": "c"})).unwrap().client_id(), Some("c"));
+        assert_eq!(
+            token(json!({"azp": "c", "client_id": "d"}))
+                .unwrap()
+                .client_id(),
+            Some("d")
+        );
+    }
+
+    #[test]
+    fn typed_claims_deserialize_without_cloning() {
+        #[derive(serde::Deserialize)]
+        struct Custom {
+            sub: String,
+            tenant: u32,
+        }
+        let t = token(json!({"sub": "alice", "tenant": 7, "extra": [1, 2]})).unwrap();
+        let c: Custom = t.deserialize_claims().unwrap();
+        assert_eq!((c.sub.as_str(), c.tenant), ("alice", 7));
+    }
+
+    #[test]
+    fn debug_output_shows_no_claim_values() {
+        let t = token(json!({"sub": "alice", "secret_claim": "hunter2"})).unwrap();
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}
