@@ -20,11 +20,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use certbound::token::{PresentedToken, TokenKey};
 use certbound::{
     AccessToken, AuthError, BoundTokenLayer, CertThumbprint, ClientCertificate, ConnectionInfo,
     JwtValidator, ValidateToken,
 };
-use certbound::token::{PresentedToken, TokenKey};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -486,7 +486,7 @@ fn introspection(c: &mut Criterion, client: &Client) {
 /// URL-encoded PEM; HAProxy's base64 DER): decode, X.509 well-formedness, SHA-256.
 fn forwarded(c: &mut Criterion) {
     use base64::engine::general_purpose::STANDARD;
-    use certbound::{ForwardedCertFormat, ForwardedCertLayer, ConnectionInfo};
+    use certbound::{ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
 
     let client = client();
     let pem = format!(

@@ -112,10 +112,10 @@ pub use crate::forwarded::layer::ForwardedCertLayer;
 pub use crate::require_scope::layer::RequireScopeLayer;
 pub use crate::server::{serve, serve_plain, Serve};
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
+pub use crate::token::access::AccessToken;
 #[cfg(feature = "introspection")]
 pub use crate::token::introspection::IntrospectionValidator;
 pub use crate::token::jwt::JwtValidator;
-pub use crate::token::access::AccessToken;
 pub use crate::token::validate::ValidateToken;
 
 #[cfg(doctest)]

@@ -37,8 +37,8 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-use crate::support::crypto::rustls_provider;
 use crate::error::ConfigError;
+use crate::support::crypto::rustls_provider;
 
 /// How the server treats client certificates.
 #[derive(Debug, Clone)]

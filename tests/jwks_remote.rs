@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use certbound::ValidateToken as _;
 use certbound::token::JwtValidatorBuilder;
+use certbound::ValidateToken as _;
 use certbound::{AuthErrorKind, BoundTokenLayer, ConfigError, JwtValidator};
 use common::*;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};

@@ -14,9 +14,9 @@ use x509_parser::prelude::FromDer as _;
 use super::client::{AuthenticatedClient, Method, RegisteredClient};
 use super::error::{ClientAuthError, ClientAuthErrorKind};
 use super::jwks_uri::{JwksUriCache, JwksUriSettings};
-use crate::support::crypto::rustls_provider;
-use crate::error::ConfigError;
 use crate::certificate::ClientCertificate;
+use crate::error::ConfigError;
+use crate::support::crypto::rustls_provider;
 
 /// Authenticates a client by the certificate it presented (RFC 8705 §2), by its registered
 /// method:

@@ -8,8 +8,8 @@ use super::issue::Confirmation;
 use super::keys::SelfSignedKeys;
 use super::metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use super::subject::SubjectMatcher;
-use crate::error::ConfigError;
 use crate::certificate::ClientCertificate;
+use crate::error::ConfigError;
 use crate::thumbprint::CertThumbprint;
 
 /// A client registration, checked: what [`ClientRegistry`](super::ClientRegistry)

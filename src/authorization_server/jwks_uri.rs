@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
+use crate::support::single_flight::{detach, Begin, SingleFlight};
 use crate::upstream as fetch;
 
 use super::keys::SelfSignedKeys;
@@ -42,6 +41,8 @@ pub(crate) struct JwksUriCache {
     client: reqwest::Client,
     settings: JwksUriSettings,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// The fetches in flight, by URI.
+    flights: Arc<SingleFlight<String, ()>>,
 }
 
 #[derive(Default)]
@@ -53,7 +54,6 @@ struct Entry {
 #[derive(Default)]
 struct RefreshState {
     last_attempt: Option<Instant>,
-    in_flight: Option<watch::Receiver<bool>>,
 }
 
 impl JwksUriCache {
@@ -62,6 +62,7 @@ impl JwksUriCache {
             client,
             settings,
             entries: Mutex::new(HashMap::new()),
+            flights: Arc::default(),
         }
     }
 
@@ -112,12 +113,11 @@ impl JwksUriCache {
     /// Fetches (or joins the fetch in flight) unless one started within
     /// `min_refresh_interval`, and waits for it to end.
     async fn refresh(self: &Arc<Self>, uri: &str, entry: &Arc<Entry>) {
-        let mut rx = {
+        let (waiter, task) = {
             let mut state = entry.refresh.lock().unwrap_or_else(|e| e.into_inner());
-            match &state.in_flight {
-                // A closed channel means the fetch task died: start anew.
-                Some(rx) if rx.has_changed().is_ok() => rx.clone(),
-                _ => {
+            match self.flights.begin(uri.to_owned(), || None) {
+                Begin::Wait(waiter) => (waiter, None),
+                Begin::Lead(leader) => {
                     if state
                         .last_attempt
                         .is_some_and(|t| t.elapsed() < self.settings.min_refresh_interval)
@@ -125,21 +125,15 @@ impl JwksUriCache {
                         return;
                     }
                     state.last_attempt = Some(Instant::now());
-                    let (tx, rx) = watch::channel(false);
-                    state.in_flight = Some(rx.clone());
+                    let waiter = leader.waiter();
                     let this = Arc::clone(self);
                     let entry = Arc::clone(entry);
                     let uri = uri.to_owned();
-                    // Its own task, so that a cancelled request does not cancel the fetch
-                    // that others wait for.
-                    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                        state.in_flight = None;
-                        return;
-                    };
-                    drop(handle.spawn(async move {
-                        let result = tokio::time::timeout(this.settings.fetch_timeout, this.fetch(&uri))
-                            .await
-                            .unwrap_or_else(|_| Err("timed out".to_owned()));
+                    let task = async move {
+                        let result =
+                            tokio::time::timeout(this.settings.fetch_timeout, this.fetch(&uri))
+                                .await
+                                .unwrap_or_else(|_| Err("timed out".to_owned()));
                         match result {
                             Ok(keys) => {
                                 *entry.keys.write().unwrap_or_else(|e| e.into_inner()) =
@@ -150,19 +144,17 @@ impl JwksUriCache {
                                 tracing::debug!(target: "certbound", uri = %uri, error = %_e, "client jwks_uri fetch failed");
                             }
                         }
-                        entry
-                            .refresh
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .in_flight = None;
-                        let _ = tx.send(true);
-                    }));
-                    rx
+                        leader.finish(());
+                    };
+                    (waiter, Some(task))
                 }
             }
         };
-        // An error means the task ended without reporting: the cached keys decide.
-        let _ = rx.wait_for(|done| *done).await;
+        if let Some(task) = task {
+            detach(task).await;
+        }
+        // `None` means the fetch ended without reporting: the cached keys decide.
+        let _ = waiter.wait().await;
     }
 
     async fn fetch(&self, uri: &str) -> Result<SelfSignedKeys, String> {

@@ -85,8 +85,11 @@ where
                 return ResponseFuture::rejected(error, settings, grpc);
             }
         };
-        let raw = match bearer_bytes(request.headers(), request.uri(), settings.policy.max_token_len)
-        {
+        let raw = match bearer_bytes(
+            request.headers(),
+            request.uri(),
+            settings.policy.max_token_len,
+        ) {
             Ok(raw) => raw,
             Err(error) => return ResponseFuture::rejected(error, settings, grpc),
         };

@@ -161,4 +161,3 @@ impl ForwardedClientCertificate {
         self.0.as_ref()
     }
 }
-

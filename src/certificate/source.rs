@@ -42,8 +42,15 @@ pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
     let connection = extensions.get::<ConnectionInfo>();
     let memo = connection.map(ConnectionInfo::memo);
     let certificate = forwarded(extensions)
-        .or_else(|| extensions.get::<ClientCertificate>().cloned().map(CertificateLookup::Present))
-        .or_else(|| connection.map(|info| CertificateLookup::of(info.client_certificate().cloned())))
+        .or_else(|| {
+            extensions
+                .get::<ClientCertificate>()
+                .cloned()
+                .map(CertificateLookup::Present)
+        })
+        .or_else(|| {
+            connection.map(|info| CertificateLookup::of(info.client_certificate().cloned()))
+        })
         .or_else(|| axum_server(extensions))
         .or_else(|| tonic(extensions))
         .unwrap_or(CertificateLookup::NoSource);
@@ -54,7 +61,9 @@ pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
 /// the proxy's, never the client's).
 fn forwarded(extensions: &Extensions) -> Option<CertificateLookup> {
     let forwarded = extensions.get::<ForwardedClientCertificate>()?;
-    Some(CertificateLookup::of(forwarded.client_certificate().cloned()))
+    Some(CertificateLookup::of(
+        forwarded.client_certificate().cloned(),
+    ))
 }
 
 /// axum-server's `TlsInfo` (feature `axum-server`). axum-server keeps the raw chain, so the
@@ -83,7 +92,9 @@ fn tonic(extensions: &Extensions) -> Option<CertificateLookup> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let info = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?;
     let chain = info.peer_certs().map(|certs| certs.as_ref().clone());
-    Some(CertificateLookup::of(chain.and_then(ClientCertificate::from_chain)))
+    Some(CertificateLookup::of(
+        chain.and_then(ClientCertificate::from_chain),
+    ))
 }
 
 #[cfg(not(feature = "tonic"))]
@@ -100,9 +111,15 @@ mod tests {
     fn a_direct_certificate_extension_wins() {
         let mut ext = Extensions::new();
         ext.insert(ConnectionInfo::new(([127, 0, 0, 1], 1).into(), None));
-        assert!(matches!(lookup(&ext).certificate, CertificateLookup::Absent));
+        assert!(matches!(
+            lookup(&ext).certificate,
+            CertificateLookup::Absent
+        ));
         ext.insert(ClientCertificate::from_der(b"leaf".to_vec()));
-        assert!(matches!(lookup(&ext).certificate, CertificateLookup::Present(_)));
+        assert!(matches!(
+            lookup(&ext).certificate,
+            CertificateLookup::Present(_)
+        ));
     }
 
     #[test]
@@ -112,7 +129,10 @@ mod tests {
         ext.insert(ConnectionInfo::new(([127, 0, 0, 1], 1).into(), Some(proxy)));
         ext.insert(ClientCertificate::from_der(b"other".to_vec()));
         ext.insert(ForwardedClientCertificate(None));
-        assert!(matches!(lookup(&ext).certificate, CertificateLookup::Absent));
+        assert!(matches!(
+            lookup(&ext).certificate,
+            CertificateLookup::Absent
+        ));
         let client = ClientCertificate::from_der(b"client".to_vec());
         ext.insert(ForwardedClientCertificate(Some(client.clone())));
         match lookup(&ext).certificate {

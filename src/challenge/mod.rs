@@ -59,40 +59,19 @@ impl Challenge {
         const UNAUTH: StatusCode = StatusCode::UNAUTHORIZED;
         match kind {
             K::MissingToken => row(UNAUTH, None, 16),
-            K::InvalidRequest => row(
-                StatusCode::BAD_REQUEST,
-                Some("invalid_request"),
-                3),
+            K::InvalidRequest => row(StatusCode::BAD_REQUEST, Some("invalid_request"), 3),
             K::InvalidToken => row(UNAUTH, INVALID_TOKEN, 16),
             K::TokenExpired => row(UNAUTH, INVALID_TOKEN, 16),
             K::TokenNotYetValid => row(UNAUTH, INVALID_TOKEN, 16),
             K::TokenInactive => row(UNAUTH, INVALID_TOKEN, 16),
             K::UnknownKey => row(UNAUTH, INVALID_TOKEN, 16),
             K::MissingCertificate => row(UNAUTH, INVALID_TOKEN, 16),
-            K::CertificateMismatch => row(
-                UNAUTH,
-                INVALID_TOKEN,
-                16),
-            K::UnboundToken => row(
-                UNAUTH,
-                INVALID_TOKEN,
-                16),
-            K::InsufficientScope => row(
-                StatusCode::FORBIDDEN,
-                Some("insufficient_scope"),
-                7),
-            K::KeysUnavailable => row(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                14),
-            K::IntrospectionUnavailable => row(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                14),
-            K::Misconfigured => row(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                13),
+            K::CertificateMismatch => row(UNAUTH, INVALID_TOKEN, 16),
+            K::UnboundToken => row(UNAUTH, INVALID_TOKEN, 16),
+            K::InsufficientScope => row(StatusCode::FORBIDDEN, Some("insufficient_scope"), 7),
+            K::KeysUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
+            K::IntrospectionUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
+            K::Misconfigured => row(StatusCode::INTERNAL_SERVER_ERROR, None, 13),
         }
     }
 }
@@ -183,7 +162,9 @@ pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
     if is_quotable(&realm) {
         Ok(realm)
     } else {
-        Err(ConfigError::Invalid(format!("realm {realm:?} needs escaping")))
+        Err(ConfigError::Invalid(format!(
+            "realm {realm:?} needs escaping"
+        )))
     }
 }
 

@@ -205,7 +205,12 @@ mod tests {
         ];
         for kind in kinds {
             let row = Challenge::of(kind);
-            let res: Response<()> = reject(AuthError::new(kind), ChallengeParams::default(), true, &DefaultRejection);
+            let res: Response<()> = reject(
+                AuthError::new(kind),
+                ChallengeParams::default(),
+                true,
+                &DefaultRejection,
+            );
             assert_eq!(res.status(), 200, "{kind:?}");
             assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc", "{kind:?}");
             assert_eq!(
@@ -224,7 +229,6 @@ mod tests {
             );
         }
     }
-
 
     #[test]
     fn a_custom_response_cannot_make_a_rejection_succeed() {

@@ -9,10 +9,10 @@ use http::{HeaderMap, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::trust::IpRange;
 use super::format::ForwardedCertFormat;
+use super::trust::IpRange;
+use crate::certificate::{ConnectionInfo, ForwardedClientCertificate};
 use crate::error::ConfigError;
-use crate::certificate::{ForwardedClientCertificate, ConnectionInfo};
 use crate::thumbprint::CertThumbprint;
 
 /// Header names that carry forwarded client certificates in common deployments. All of them
@@ -246,8 +246,8 @@ fn take(headers: &mut HeaderMap, name: &HeaderName) -> Vec<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forwarded::format::ForwardedCertFormat as Format;
     use crate::certificate::{lookup, CertificateLookup, ClientCertificate};
+    use crate::forwarded::format::ForwardedCertFormat as Format;
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
     use std::convert::Infallible;
@@ -414,9 +414,11 @@ mod tests {
         }
         // Two forwarding layers on one service: the inner one sees a certificate already
         // forwarded, a conflict. (One ForwardedCertLayer per service.)
-        let twice = haproxy_layer().layer(haproxy_layer().layer(tower::service_fn(
-            |req: Request<()>| async move { Ok::<_, Infallible>(lookup(req.extensions()).certificate) },
-        )));
+        let twice = haproxy_layer().layer(
+            haproxy_layer().layer(tower::service_fn(|req: Request<()>| async move {
+                Ok::<_, Infallible>(lookup(req.extensions()).certificate)
+            })),
+        );
         let found = twice
             .oneshot(request(
                 "10.1.0.1:1",

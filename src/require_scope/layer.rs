@@ -94,4 +94,3 @@ impl<S, R> Layer<S> for RequireScopeLayer<R> {
         }
     }
 }
-

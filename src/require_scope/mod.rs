@@ -139,7 +139,9 @@ where
                 return Poll::Ready(output);
             }
             StateProj::Rejected { error, grpc } => (
-                error.take().unwrap_or_else(AuthError::polled_after_completion),
+                error
+                    .take()
+                    .unwrap_or_else(AuthError::polled_after_completion),
                 *grpc,
             ),
             // Polled after completion: never a success response.
@@ -154,11 +156,11 @@ where
 mod tests {
     use super::*;
     use crate::RequireScopeLayer;
-    use tower_layer::Layer as _;
     use std::convert::Infallible;
     use std::future::Future;
     use std::pin::pin;
     use std::task::Waker;
+    use tower_layer::Layer as _;
 
     fn run<F: Future>(fut: F) -> F::Output {
         // The services here never wait, so one poll settles them.

@@ -25,13 +25,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-
-pub(crate) use super::token_key::TokenKey;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
+
+pub(crate) use super::single_flight::Waiter;
+use super::single_flight::{self, detach, SingleFlight};
+pub(crate) use super::token_key::TokenKey;
 
 /// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
 /// told: the parsed map (keys, values, tree nodes), the `AccessToken`'s own copies, the cache's
@@ -139,15 +140,13 @@ impl<T> Shard<T> {
     }
 }
 
-type InFlight<T> = watch::Receiver<Option<T>>;
-
 /// Cached validation results (see the module docs).
 pub(crate) struct ResultCache<T> {
     shards: Box<[RwLock<Shard<T>>]>,
     shard_entries: usize,
     shard_bytes: usize,
     min_weight: usize,
-    in_flight: Mutex<HashMap<TokenKey, InFlight<T>, PassThrough>>,
+    flights: Arc<SingleFlight<TokenKey, T, PassThrough>>,
 }
 
 /// Shards of a large cache: enough that requests on many cores rarely meet on one lock.
@@ -171,7 +170,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
             shard_bytes: max_bytes / shards,
             // Rounded down, so that `max_entries` entries of the least weight fit in `max_bytes`.
             min_weight: (max_bytes / max_entries).max(1),
-            in_flight: Mutex::new(HashMap::with_hasher(PassThrough)),
+            flights: Arc::default(),
         }
     }
 
@@ -268,10 +267,7 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
         };
         async move {
             if let Some(task) = task {
-                match tokio::runtime::Handle::try_current() {
-                    Ok(handle) => drop(handle.spawn(task)),
-                    Err(_) => task.await,
-                }
+                detach(task).await;
             }
             wait.wait().await
         }
@@ -281,22 +277,14 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     /// computes the value itself (for example synchronously) and hands it to
     /// [`Leader::finish`]; everyone who asks meanwhile waits for it.
     pub(crate) fn begin(self: &Arc<Self>, key: TokenKey) -> Begin<T> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = in_flight.get(&key) {
-            return Begin::Wait(Waiter(rx.clone()));
+        // A computation may have finished between the caller's miss and now.
+        match self.flights.begin(key, || self.get(&key)) {
+            single_flight::Begin::Wait(waiter) => Begin::Wait(waiter),
+            single_flight::Begin::Lead(flight) => Begin::Lead(Leader {
+                cache: Arc::clone(self),
+                flight,
+            }),
         }
-        // A computation may have finished between the caller's miss and this lock.
-        if let Some(value) = self.get(&key) {
-            return Begin::Wait(Waiter(watch::channel(Some(value)).1));
-        }
-        let (tx, rx) = watch::channel(None);
-        in_flight.insert(key, rx);
-        drop(in_flight);
-        Begin::Lead(Leader {
-            cache: Arc::clone(self),
-            key,
-            tx,
-        })
     }
 
     /// Number of entries held (expired ones included until they are evicted).
@@ -324,50 +312,24 @@ pub(crate) enum Begin<T: Clone + Send + Sync + 'static> {
     Lead(Leader<T>),
 }
 
-/// Waits for the value of a computation in flight.
-pub(crate) struct Waiter<T>(InFlight<T>);
-
-impl<T: Clone> Waiter<T> {
-    /// The value, or `None` if the computation ended without one.
-    pub(crate) async fn wait(mut self) -> Option<T> {
-        let value = self.0.wait_for(Option::is_some).await.ok()?.clone();
-        value
-    }
-}
-
 /// The one computation of a missing entry. Dropping it without [`finish`](Leader::finish)
-/// (a panic, an abandoned request) removes the in-flight entry and wakes the waiters with
-/// `None`, so the next request starts afresh instead of waiting forever.
+/// (a panic, an abandoned request) wakes the waiters with `None`, so that the next request
+/// starts afresh instead of waiting forever.
 pub(crate) struct Leader<T: Clone + Send + Sync + 'static> {
     cache: Arc<ResultCache<T>>,
-    key: TokenKey,
-    tx: watch::Sender<Option<T>>,
+    flight: single_flight::Leader<TokenKey, T, PassThrough>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Leader<T> {
     /// A waiter for this computation's value.
-    #[cfg_attr(not(feature = "introspection"), allow(dead_code))] // Used by introspection.
     pub(crate) fn waiter(&self) -> Waiter<T> {
-        Waiter(self.tx.subscribe())
+        self.flight.waiter()
     }
 
     /// Caches `value` as `keep` says (before anyone is woken), and hands it to the waiters.
     pub(crate) fn finish(self, value: T, keep: Keep) {
-        self.cache.insert(self.key, value.clone(), keep);
-        let tx = self.tx.clone();
-        // Dropping the leader removes the in-flight entry; then the waiters get the value.
-        drop(self);
-        let _ = tx.send(Some(value));
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> Drop for Leader<T> {
-    fn drop(&mut self) {
-        self.cache
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
+        self.cache.insert(*self.flight.key(), value.clone(), keep);
+        self.flight.finish(value);
     }
 }
 
@@ -375,6 +337,7 @@ impl<T: Clone + Send + Sync + 'static> Drop for Leader<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::watch;
 
     fn keep(secs: u64) -> Keep {
         Keep {

@@ -6,4 +6,5 @@ pub(crate) mod cache;
 pub(crate) mod crypto;
 pub(crate) mod ct;
 pub(crate) mod encoding;
+pub(crate) mod single_flight;
 pub(crate) mod token_key;

@@ -89,7 +89,6 @@ impl KeyMemo {
     }
 }
 
-
 impl fmt::Debug for KeyMemo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyMemo(..)")
@@ -115,5 +114,4 @@ mod tests {
         assert!(memo.key("a,c") == TokenKey::of("a,c"));
         assert!(memo.recall(b"a,c").is_none() && memo.recall(b"abc").is_some());
     }
-
 }

@@ -49,10 +49,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use crate::support::cache::{entry_bytes, Keep, ResultCache};
-use crate::upstream::{self as fetch, check_url, FetchError};
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::support::cache::{entry_bytes, Keep, ResultCache};
+use crate::upstream::{self as fetch, check_url, FetchError};
 
 /// Validates opaque access tokens by RFC 7662 introspection (see the [module docs](self)).
 /// Cheap to clone; clones share the cache.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
-use tokio::sync::watch;
 
+use crate::support::single_flight::{spawn, Begin, SingleFlight, Waiter};
 use crate::upstream as fetch;
 pub(crate) use crate::upstream::check_url;
 
@@ -211,6 +211,7 @@ pub(crate) struct RemoteKeys {
     settings: RemoteSettings,
     keys: RwLock<Option<Fetched>>,
     refresh: Mutex<RefreshState>,
+    flight: Arc<SingleFlight<(), bool>>,
 }
 
 #[derive(Clone)]
@@ -222,7 +223,6 @@ struct Fetched {
 #[derive(Default)]
 struct RefreshState {
     last_attempt: Option<Instant>,
-    in_flight: Option<watch::Receiver<Option<bool>>>,
     /// The JWKS URL found by discovery.
     jwks_uri: Option<String>,
     /// Why the last fetch failed (no token material: URLs and transport errors only).
@@ -241,6 +241,7 @@ impl RemoteKeys {
             settings,
             keys: RwLock::new(None),
             refresh: Mutex::new(RefreshState::default()),
+            flight: Arc::default(),
         }
     }
 
@@ -261,9 +262,9 @@ impl RemoteKeys {
     /// Refreshes (or joins the refresh in flight), then returns the current keys. Does not start
     /// a new fetch within `min_refresh_interval` of the previous one.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Option<Arc<KeySet>> {
-        if let Some(mut rx) = self.start_refresh() {
-            // An error means the refresh task ended without reporting: treat as failed.
-            let _ = rx.wait_for(Option::is_some).await;
+        if let Some(waiter) = self.start_refresh() {
+            // `None` means the refresh ended without reporting: treated as failed.
+            let _ = waiter.wait().await;
         }
         self.keys
             .read()
@@ -272,17 +273,14 @@ impl RemoteKeys {
             .map(|f| Arc::clone(&f.set))
     }
 
-    /// Starts a refresh unless one is in flight (then joins it) or one started too recently
-    /// (then returns `None`).
-    fn start_refresh(self: &Arc<Self>) -> Option<watch::Receiver<Option<bool>>> {
+    /// Starts a refresh in its own task unless one is in flight (then joins it) or one started
+    /// too recently, or there is no tokio runtime to run it (then returns `None`).
+    fn start_refresh(self: &Arc<Self>) -> Option<Waiter<bool>> {
         let mut state = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = &state.in_flight {
-            // A closed channel means the refresh task died without reporting; start anew.
-            if rx.has_changed().is_ok() {
-                return Some(rx.clone());
-            }
-            state.in_flight = None;
-        }
+        let leader = match self.flight.begin((), || None) {
+            Begin::Wait(waiter) => return Some(waiter),
+            Begin::Lead(leader) => leader,
+        };
         if state
             .last_attempt
             .is_some_and(|t| t.elapsed() < self.settings.min_refresh_interval)
@@ -290,32 +288,17 @@ impl RemoteKeys {
             return None;
         }
         state.last_attempt = Some(Instant::now());
-        let (tx, rx) = watch::channel(None);
-        state.in_flight = Some(rx.clone());
         drop(state);
-
+        let waiter = leader.waiter();
         let this = Arc::clone(self);
-        let task = async move {
+        // Its own task, so that a cancelled request does not cancel the fetch that other
+        // requests are waiting for. Started from synchronous code too (a stale key set), so
+        // without a runtime no refresh happens.
+        spawn(async move {
             let ok = this.fetch_and_store().await;
-            this.refresh
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .in_flight = None;
-            let _ = tx.send(Some(ok));
-        };
-        // The fetch runs in its own task so that a cancelled request does not cancel the fetch
-        // that other requests are waiting for.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn(task)),
-            Err(_) => {
-                self.refresh
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .in_flight = None;
-                return None;
-            }
-        }
-        Some(rx)
+            leader.finish(ok);
+        })
+        .then_some(waiter)
     }
 
     /// Why the last fetch failed, if it did.

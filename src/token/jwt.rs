@@ -37,13 +37,13 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value};
 
-use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use super::jwks::{
     check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
     RSA_ALGS,
 };
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,

@@ -15,11 +15,11 @@ mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod validate;
 
-pub(crate) use access::AccessToken;
 pub use crate::support::token_key::TokenKey;
-pub(crate) use validate::ValidateToken;
+pub(crate) use access::AccessToken;
 pub use future::TokenFuture;
 #[cfg(feature = "introspection")]
 pub use introspection::{DiscoveryError, IntrospectionValidatorBuilder};
 pub use jwt::{JwtValidatorBuilder, KeyFetchError};
 pub use validate::PresentedToken;
+pub(crate) use validate::ValidateToken;

@@ -32,9 +32,9 @@ use crate::support::token_key::{KeyMemo, TokenKey};
 /// let certificate = ClientCertificate::from_der(b"client certificate".to_vec());
 /// let thumbprint = certificate.thumbprint().to_string();
 ///
-/// // A toy token format: "user:<name>", bound to one certificate.
+/// // A toy token format: "user.<name>", bound to one certificate.
 /// let validate = move |presented: PresentedToken<'_>| {
-///     let claims = presented.token().strip_prefix("user:").map(|name| {
+///     let claims = presented.token().strip_prefix("user.").map(|name| {
 ///         serde_json::json!({ "sub": name, "cnf": { "x5t#S256": thumbprint } })
 ///     });
 ///     async move {
@@ -58,11 +58,11 @@ use crate::support::token_key::{KeyMemo, TokenKey};
 ///     request.extensions_mut().insert(certificate.clone());
 ///     request
 /// };
-/// let response = service.clone().oneshot(request("user:alice")).await?;
+/// let response = service.clone().oneshot(request("user.alice")).await?;
 /// assert_eq!(response.status(), StatusCode::OK);
 /// assert_eq!(response.body(), "alice");
 ///
-/// let response = service.oneshot(request("admin:root")).await?;
+/// let response = service.oneshot(request("admin.root")).await?;
 /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 /// let error = response.extensions().get::<AuthError>().unwrap();
 /// assert_eq!(error.detail(), "not a user token");
@@ -186,7 +186,6 @@ where
         self(presented)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
