@@ -1,21 +1,29 @@
-//! [`BoundTokenLayer`]: certificate-bound access tokens (RFC 8705 §3) as a tower middleware.
+//! [`BoundTokenLayer`](crate::BoundTokenLayer): sender-constrained access tokens as a tower
+//! middleware. Today the constraint is the client certificate (RFC 8705 §3, `cnf.x5t#S256`);
+//! the layer is named for what it requires, a *bound* token, so that further constraints
+//! (DPoP, RFC 9449) join it behind the same name and configuration.
 //!
 //! For each request the service:
-//! 1. finds the connection's client certificate (see [`crate::certificate`]); none configured at all
-//!    is a server misconfiguration (`500`);
+//! 1. finds the connection's client certificate (from certbound's acceptor, a
+//!    [`ClientCertificate`](crate::ClientCertificate) extension, axum-server, tonic, or a trusted
+//!    proxy via [`ForwardedCertLayer`](crate::ForwardedCertLayer)); none configured at all is
+//!    a server misconfiguration (`500`);
 //! 2. takes the bearer token from the single `Authorization` header (RFC 6750 §2.1);
 //! 3. validates it with the [`ValidateToken`](crate::ValidateToken) implementation
 //!    (e.g. [`JwtValidator`](crate::JwtValidator));
 //! 4. compares the token's `cnf.x5t#S256` with the certificate's thumbprint in constant time;
-//!    a missing certificate, a mismatch, or (unless [`allow_unbound`](BoundTokenLayer::allow_unbound))
+//!    a missing certificate, a mismatch, or (unless
+//!    [`allow_unbound`](crate::BoundTokenLayer::allow_unbound))
 //!    an unbound token is `401 invalid_token`;
 //! 5. checks the required scopes (`403 insufficient_scope`);
 //! 6. inserts the [`AccessToken`] into the request's extensions and calls
 //!    the inner service.
 //!
 //! Rejections are responses (the inner service's error type is kept), built from the one table
-//! in [`crate::challenge`], with the typed [`AuthError`] in their extensions.
-//! gRPC requests get `grpc-status` instead of an HTTP status.
+//! in [`crate::challenge`], with the typed [`AuthError`] in their extensions; their body comes
+//! from the layer's [`RejectionResponse`](crate::challenge::RejectionResponse).
+//! gRPC requests get `grpc-status` instead of an HTTP status. A response future polled again
+//! after it completed answers `500`, never a success.
 //!
 //! # Example
 //! ```
@@ -122,5 +130,110 @@ impl Policy {
             (None, _) => return Err(AuthError::new(K::UnboundToken)),
         }
         token.require_scopes(&self.required_scopes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::{ready, Future, Ready};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use http::{Request, Response, StatusCode};
+    use serde_json::json;
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+
+    use crate::token::PresentedToken;
+    use crate::{AccessToken, AuthError, AuthErrorKind, BoundTokenLayer, ClientCertificate};
+
+    fn certificate() -> ClientCertificate {
+        ClientCertificate::from_der(b"client".to_vec())
+    }
+
+    /// Accepts the token "good", bound to [`certificate`].
+    fn validator(presented: PresentedToken<'_>) -> Ready<Result<AccessToken, AuthError>> {
+        let claims = json!({ "sub": "alice", "cnf": { "x5t#S256": certificate().thumbprint().to_string() } });
+        ready(match presented.token() {
+            "good" => AccessToken::from_claims(claims.as_object().cloned().unwrap_or_default()),
+            _ => Err(AuthError::new(AuthErrorKind::InvalidToken)),
+        })
+    }
+
+    fn request(token: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request.extensions_mut().insert(certificate());
+        request
+    }
+
+    fn poll_twice<F: Future>(future: F) -> (F::Output, F::Output) {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        match (future.as_mut().poll(&mut cx), future.as_mut().poll(&mut cx)) {
+            (Poll::Ready(first), Poll::Ready(second)) => (first, second),
+            _ => unreachable!("nothing here waits"),
+        }
+    }
+
+    #[test]
+    fn a_future_polled_after_completion_answers_500_whatever_came_first() {
+        let mut service =
+            BoundTokenLayer::new(validator).layer(tower::service_fn(|_: Request<()>| {
+                ready(Ok::<_, Infallible>(Response::new(String::from("secret"))))
+            }));
+        for (token, first_status) in [("good", StatusCode::OK), ("bad", StatusCode::UNAUTHORIZED)] {
+            let (first, second) = poll_twice(service.call(request(token)));
+            let (first, second) = (first.unwrap(), second.unwrap());
+            assert_eq!(first.status(), first_status, "{token}");
+            assert_eq!(
+                second.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{token}"
+            );
+            assert!(second.body().is_empty());
+            assert_eq!(
+                second.extensions().get::<AuthError>().map(AuthError::kind),
+                Some(AuthErrorKind::Misconfigured)
+            );
+        }
+        let mut request = request("good");
+        request.extensions_mut().clear();
+        let (first, second) = poll_twice(service.call(request));
+        assert_eq!(first.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(second.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_closure_validates_and_the_binding_is_still_checked() {
+        let mut service =
+            BoundTokenLayer::new(validator).layer(tower::service_fn(|req: Request<()>| {
+                let subject = req
+                    .extensions()
+                    .get::<AccessToken>()
+                    .and_then(|t| t.subject().map(str::to_owned));
+                ready(Ok::<_, Infallible>(Response::new(
+                    subject.unwrap_or_default(),
+                )))
+            }));
+        let (response, _) = poll_twice(service.call(request("good")));
+        assert_eq!(response.unwrap().body(), "alice");
+        let mut stolen = request("good");
+        stolen
+            .extensions_mut()
+            .insert(ClientCertificate::from_der(b"attacker".to_vec()));
+        let (response, _) = poll_twice(service.call(stolen));
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response
+                .extensions()
+                .get::<AuthError>()
+                .map(AuthError::kind),
+            Some(AuthErrorKind::CertificateMismatch)
+        );
     }
 }

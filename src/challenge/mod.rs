@@ -13,6 +13,27 @@
 //! | no certificate source configured (server misconfigured) | 500 | — | 13 INTERNAL |
 //!
 //! `error_description` is fixed text per kind; it never echoes the token.
+//!
+//! The body of a rejection comes from a [`RejectionResponse`] (by default none); its status,
+//! challenge, gRPC status and the typed [`AuthError`](crate::AuthError) in its extensions are
+//! always the layer's.
+//!
+//! # Example
+//! ```
+//! use certbound::challenge::Challenge;
+//! use certbound::AuthErrorKind;
+//! use http::StatusCode;
+//!
+//! let row = Challenge::of(AuthErrorKind::CertificateMismatch);
+//! assert_eq!(row.status, StatusCode::UNAUTHORIZED);
+//! assert_eq!(row.error, Some("invalid_token"));
+//! assert_eq!(row.grpc_status, 16); // UNAUTHENTICATED
+//! assert_eq!(row.description, "access token bound to another certificate");
+//!
+//! // Server-side failures carry no challenge: the client is not to blame.
+//! let row = Challenge::of(AuthErrorKind::KeysUnavailable);
+//! assert_eq!((row.status, row.challenge, row.grpc_status), (StatusCode::SERVICE_UNAVAILABLE, false, 14));
+//! ```
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};

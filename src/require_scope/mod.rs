@@ -230,4 +230,38 @@ mod tests {
             .realm("a\\b")
             .is_err());
     }
+
+    #[test]
+    fn a_future_polled_after_completion_never_succeeds() {
+        let layer = RequireScopeLayer::new(["read"]).unwrap();
+        let mut svc = layer.layer(ok_service());
+        for scope in ["read", "write"] {
+            let mut future = pin!(svc.call(request(Some(scope))));
+            let mut cx = Context::from_waker(Waker::noop());
+            let Poll::Ready(Ok(_first)) = future.as_mut().poll(&mut cx) else {
+                panic!("ready at once");
+            };
+            let Poll::Ready(Ok(again)) = future.as_mut().poll(&mut cx) else {
+                panic!("ready at once");
+            };
+            assert_eq!(again.status(), 500, "after a {scope} request");
+        }
+    }
+
+    #[test]
+    fn a_custom_rejection_body_keeps_the_status_and_challenge() {
+        let layer = RequireScopeLayer::new(["admin"])
+            .unwrap()
+            .with_rejection_response(|rejection: &crate::challenge::Rejection<'_>| {
+                Response::new(format!("denied: {}", rejection.kind().description()))
+            });
+        let mut svc = layer.layer(ok_service());
+        let res = run(svc.call(request(Some("read")))).unwrap();
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.body(), "denied: insufficient scope");
+        assert!(res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"admin\""));
+    }
 }
