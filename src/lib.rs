@@ -36,7 +36,7 @@
 //! | `rust-crypto` | no | RustCrypto for jsonwebtoken, *ring* for rustls |
 //! | `axum` | yes | extractors: [`AccessToken`], [`TokenClaims`] |
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
-//! | `tonic` | no | reads the client certificate from tonic's `ConnectionInfo`; [`tonic::AccessTokenExt`] |
+//! | `tonic` | no | reads the client certificate from tonic's `TlsConnectInfo`; [`tonic::AccessTokenExt`] |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
 //! | `authorization-server` | no | [`authorization_server`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
 //!
