@@ -6,25 +6,6 @@
 //!
 //! A handler that uses them on a route without the layer answers `500`: the server is
 //! misconfigured, and that is not the client's fault.
-//!
-//! # Example
-//! ```
-//! use axum::{routing::get, Router};
-//! use certbound::{AccessToken, TokenClaims};
-//!
-//! #[derive(serde::Deserialize)]
-//! struct Claims { tenant: String }
-//!
-//! async fn whoami(token: AccessToken) -> String {
-//!     format!("{} via {}", token.subject().unwrap_or("?"), token.client_id().unwrap_or("?"))
-//! }
-//!
-//! async fn tenant(TokenClaims(claims): TokenClaims<Claims>) -> String {
-//!     claims.tenant
-//! }
-//!
-//! let app: Router = Router::new().route("/whoami", get(whoami)).route("/tenant", get(tenant));
-//! ```
 
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
@@ -96,7 +77,27 @@ impl<S: Send + Sync> FromRequestParts<S> for AccessToken {
 /// The validated token's claims as `T`.
 ///
 /// Claims that do not fit `T` are `401 invalid_token`: the token, though valid, lacks what
-/// this route needs.
+/// this route needs. [`AccessToken`] itself is an extractor too; either on a route without the
+/// layer answers `500`: the server is misconfigured, and that is not the client's fault.
+///
+/// # Example
+/// ```
+/// use axum::{routing::get, Router};
+/// use certbound::{AccessToken, TokenClaims};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Claims { tenant: String }
+///
+/// async fn whoami(token: AccessToken) -> String {
+///     format!("{} via {}", token.subject().unwrap_or("?"), token.client_id().unwrap_or("?"))
+/// }
+///
+/// async fn tenant(TokenClaims(claims): TokenClaims<Claims>) -> String {
+///     claims.tenant
+/// }
+///
+/// let app: Router = Router::new().route("/whoami", get(whoami)).route("/tenant", get(tenant));
+/// ```
 #[derive(Debug, Clone)]
 pub struct TokenClaims<T>(pub T);
 

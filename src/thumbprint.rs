@@ -1,24 +1,4 @@
 //! [`CertThumbprint`]: the RFC 8705 §3.1 `x5t#S256` certificate thumbprint.
-//!
-//! The thumbprint is the base64url encoding, without padding, of the SHA-256 digest of the DER
-//! encoding of the client's leaf certificate. Tokens carry it in their `cnf` claim; the resource
-//! server computes it from the certificate presented on the TLS connection and compares the two.
-//!
-//! Parsing is strict: exactly 43 characters of the base64url alphabet whose last character has
-//! zero trailing bits. A lenient decoder would accept several spellings of one digest (RFC 8705
-//! Figure 2's example value is such a non-canonical spelling); this type accepts only the
-//! canonical one.
-//!
-//! # Example
-//! ```
-//! use certbound::CertThumbprint;
-//!
-//! let tp: CertThumbprint = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0".parse().unwrap();
-//! assert_eq!(tp.to_string(), "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0");
-//! // Padding, the standard alphabet and non-canonical trailing bits are all refused.
-//! assert!("A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0=".parse::<CertThumbprint>().is_err());
-//! assert!("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2".parse::<CertThumbprint>().is_err());
-//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +13,26 @@ const ENCODED_LEN: usize = 43;
 /// The SHA-256 thumbprint of a DER certificate (`x5t#S256`, RFC 8705 §3.1).
 ///
 /// Equality is constant-time. `Display` gives the canonical base64url form.
+///
+/// The thumbprint is the base64url encoding, without padding, of the SHA-256 digest of the DER
+/// encoding of the client's leaf certificate. Tokens carry it in their `cnf` claim; the resource
+/// server computes it from the certificate presented on the TLS connection and compares the two.
+///
+/// Parsing is strict: exactly 43 characters of the base64url alphabet whose last character has
+/// zero trailing bits. A lenient decoder would accept several spellings of one digest (RFC 8705
+/// Figure 2's example value is such a non-canonical spelling); this type accepts only the
+/// canonical one.
+///
+/// # Example
+/// ```
+/// use certbound::CertThumbprint;
+///
+/// let tp: CertThumbprint = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0".parse().unwrap();
+/// assert_eq!(tp.to_string(), "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0");
+/// // Padding, the standard alphabet and non-canonical trailing bits are all refused.
+/// assert!("A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0=".parse::<CertThumbprint>().is_err());
+/// assert!("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2".parse::<CertThumbprint>().is_err());
+/// ```
 #[derive(Clone, Copy)]
 pub struct CertThumbprint([u8; 32]);
 
@@ -47,7 +47,7 @@ impl CertThumbprint {
         Self(digest)
     }
 
-    /// Parses a `cnf` claim value strictly (see the [module docs](self)).
+    /// Parses a `cnf` claim value strictly (see [`CertThumbprint`]).
     ///
     /// # Errors
     /// [`InvalidThumbprint`] when the value is not exactly the canonical base64url (no padding)

@@ -11,7 +11,7 @@
 //!    given only if they agree) and requires it (RFC 8705 §2); a client secret or client
 //!    assertion in the same request is a second authentication method (`400`, RFC 6749 §2.3);
 //! 4. finds the connection's client certificate the same way the resource server's
-//!    [`BoundTokenLayer`](crate::BoundTokenLayer) does (see [`crate::certificate`]);
+//!    [`BoundTokenLayer`](crate::BoundTokenLayer) does (see [`ClientCertificate`](crate::ClientCertificate));
 //! 5. looks the client up in a [`ClientRegistry`] and checks the certificate by the registered
 //!    method with a [`ClientAuthenticator`]: `tls_client_auth` (chain validated against the
 //!    configured trust anchors, then the one registered subject DN or SAN value matched) or

@@ -5,7 +5,7 @@
 //!
 //! For each request the service:
 //! 1. finds the connection's client certificate (from certbound's acceptor, a
-//!    [`ClientCertificate`](crate::ClientCertificate) extension, axum-server, tonic, or a trusted
+//!    [`ClientCertificate`] extension, axum-server, tonic, or a trusted
 //!    proxy via [`ForwardedCertLayer`](crate::ForwardedCertLayer)); none configured at all is
 //!    a server misconfiguration (`500`);
 //! 2. takes the bearer token from the single `Authorization` header (RFC 6750 §2.1);
@@ -21,7 +21,7 @@
 //!
 //! Rejections are responses (the inner service's error type is kept), built from the one table
 //! in [`crate::challenge`], with the typed [`AuthError`] in their extensions; their body comes
-//! from the layer's [`RejectionResponse`](crate::challenge::RejectionResponse).
+//! from the layer's [`RejectionResponse`].
 //! gRPC requests get `grpc-status` instead of an HTTP status. A response future polled again
 //! after it completed answers `500`, never a success.
 //!

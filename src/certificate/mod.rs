@@ -1,66 +1,5 @@
-//! [`ClientCertificate`]: the TLS client certificate of the connection a request came in on, and
-//! how it reaches the request.
-//!
-//! certbound's own acceptor ([`serve`](crate::serve)) computes the certificate's thumbprint once
-//! per connection and inserts a [`ConnectionInfo`] into every request's extensions. Other
-//! sources can insert a [`ClientCertificate`] directly (a test, or an adapter for another
-//! server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well, and with the
-//! `tonic` feature, tonic's `TlsConnectInfo`.
-//!
-//! Where the certificate comes from, the first present wins:
-//! 1. a [`ForwardedClientCertificate`] extension: what a trusted TLS-terminating proxy said,
-//!    set by [`ForwardedCertLayer`](crate::ForwardedCertLayer); when present it is the only
-//!    source (the connection's own certificate is then the proxy's, never the client's);
-//! 2. a [`ClientCertificate`] extension;
-//! 3. a [`ConnectionInfo`] extension (certbound's acceptors);
-//! 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`);
-//! 5. tonic's `TlsConnectInfo<TcpConnectInfo>` (feature `tonic`; see [`crate::tonic`]).
-//!
-//! When none of them is present the server is misconfigured (it is not serving through a TLS
-//! source certbound knows), and the layer answers `500` rather than blaming the client.
-//!
-//! # Example: a certificate inserted by hand
-//! Tests, and adapters for servers certbound does not know, insert a [`ClientCertificate`]
-//! (or a [`ConnectionInfo`], as the acceptor does) into the request's extensions: the
-//! equivalent of axum's `MockConnectInfo`.
-//! ```
-//! use certbound::{BoundTokenLayer, ClientCertificate, ConnectionInfo, JwtValidator};
-//! use http::{Request, Response, StatusCode};
-//! use tower::{ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q","y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#;
-//! let validator = JwtValidator::builder("https://as.example", "https://api.example")
-//!     .jwks_json(jwks)
-//!     .build()?;
-//! let service = ServiceBuilder::new()
-//!     .layer(BoundTokenLayer::new(validator))
-//!     .service_fn(|_req: Request<()>| async {
-//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
-//!     });
-//!
-//! // No certificate source at all: the server is misconfigured, not the client.
-//! let response = service.clone().oneshot(Request::new(())).await?;
-//! assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-//!
-//! // A connection without a client certificate: a bound token cannot be used on it.
-//! let mut request = Request::new(());
-//! request.extensions_mut().insert(ConnectionInfo::new(([192, 0, 2, 1], 50000).into(), None));
-//! request.headers_mut().insert("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln".parse()?);
-//! let response = service.clone().oneshot(request).await?;
-//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-//!
-//! // A certificate inserted by hand, and no token.
-//! let certificate = ClientCertificate::from_der(b"client certificate".to_vec());
-//! assert_eq!(certificate.thumbprint().to_string().len(), 43);
-//! let mut request = Request::new(());
-//! request.extensions_mut().insert(certificate);
-//! let response = service.oneshot(request).await?;
-//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-//! assert_eq!(response.headers()["www-authenticate"], "Bearer");
-//! # Ok(()) }
-//! ```
+//! [`ClientCertificate`] and [`ConnectionInfo`]: the TLS client certificate of the connection a
+//! request came in on, and how it reaches the request (documented on [`ClientCertificate`]).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -79,6 +18,69 @@ pub(crate) use source::{lookup, CertificateLookup};
 /// Cheap to clone (reference counted). The thumbprint is computed when the value is created, so
 /// creating it once per connection makes the binding check free per request. A plain value:
 /// equal chains make equal certificates, and nothing about a request is kept in it.
+///
+/// # Where it comes from
+/// certbound's own acceptor ([`serve`](crate::serve)) computes the certificate's thumbprint once
+/// per connection and inserts a [`ConnectionInfo`] into every request's extensions. Other
+/// sources can insert a [`ClientCertificate`] directly (a test, or an adapter for another
+/// server); with the `axum-server` feature, axum-server's `TlsInfo` is read as well, and with the
+/// `tonic` feature, tonic's `TlsConnectInfo`.
+///
+/// Where the certificate comes from, the first present wins:
+/// 1. a [`ForwardedClientCertificate`](crate::forwarded::ForwardedClientCertificate) extension: what a trusted TLS-terminating proxy said,
+///    set by [`ForwardedCertLayer`](crate::ForwardedCertLayer) (see
+///    [`forwarded`](crate::forwarded)); when present it is the only
+///    source (the connection's own certificate is then the proxy's, never the client's);
+/// 2. a [`ClientCertificate`] extension;
+/// 3. a [`ConnectionInfo`] extension (certbound's acceptors);
+/// 4. axum-server's `Arc<TlsInfo>` (feature `axum-server`);
+/// 5. tonic's `TlsConnectInfo<TcpConnectInfo>` (feature `tonic`; see [`crate::tonic`]).
+///
+/// When none of them is present the server is misconfigured (it is not serving through a TLS
+/// source certbound knows), and the layer answers `500` rather than blaming the client.
+///
+/// # Example: a certificate inserted by hand
+/// Tests, and adapters for servers certbound does not know, insert a [`ClientCertificate`]
+/// (or a [`ConnectionInfo`], as the acceptor does) into the request's extensions: the
+/// equivalent of axum's `MockConnectInfo`.
+/// ```
+/// use certbound::{BoundTokenLayer, ClientCertificate, ConnectionInfo, JwtValidator};
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q","y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#;
+/// let validator = JwtValidator::builder("https://as.example", "https://api.example")
+///     .jwks_json(jwks)
+///     .build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(BoundTokenLayer::new(validator))
+///     .service_fn(|_req: Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+///     });
+///
+/// // No certificate source at all: the server is misconfigured, not the client.
+/// let response = service.clone().oneshot(Request::new(())).await?;
+/// assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+///
+/// // A connection without a client certificate: a bound token cannot be used on it.
+/// let mut request = Request::new(());
+/// request.extensions_mut().insert(ConnectionInfo::new(([192, 0, 2, 1], 50000).into(), None));
+/// request.headers_mut().insert("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln".parse()?);
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+///
+/// // A certificate inserted by hand, and no token.
+/// let certificate = ClientCertificate::from_der(b"client certificate".to_vec());
+/// assert_eq!(certificate.thumbprint().to_string().len(), 43);
+/// let mut request = Request::new(());
+/// request.extensions_mut().insert(certificate);
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.headers()["www-authenticate"], "Bearer");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ClientCertificate(Arc<Inner>);
 

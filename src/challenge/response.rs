@@ -50,7 +50,7 @@ impl<'a> Rejection<'a> {
 }
 
 /// Makes the response of a rejection before the layer marks it as one (see the
-/// [module docs](self)). Set on a layer with `with_rejection_response`, for example
+/// [module docs](crate::challenge)). Set on a layer with `with_rejection_response`, for example
 /// [`BoundTokenLayer::with_rejection_response`](crate::BoundTokenLayer::with_rejection_response).
 ///
 /// Implemented by [`DefaultRejection`] (an empty body) and by every

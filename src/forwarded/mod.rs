@@ -1,12 +1,12 @@
-//! [`ForwardedCertLayer`]: the client certificate from a TLS-terminating proxy (nginx, HAProxy,
+//! [`ForwardedCertLayer`](crate::ForwardedCertLayer): the client certificate from a TLS-terminating proxy (nginx, HAProxy,
 //! Envoy, Apache, a cloud load balancer), accepted **only** from proxies the operator trusts.
 //!
 //! Put it in front of [`BoundTokenLayer`](crate::BoundTokenLayer) (outermost). For every request
 //! it:
 //! 1. decides whether the TCP peer is a trusted proxy: its address is in a configured range
-//!    ([`trust_proxy`](ForwardedCertLayer::trust_proxy)), or it connected with mutual TLS
+//!    ([`trust_proxy`](crate::ForwardedCertLayer::trust_proxy)), or it connected with mutual TLS
 //!    presenting a configured proxy certificate
-//!    ([`trust_proxy_certificate`](ForwardedCertLayer::trust_proxy_certificate)). The peer
+//!    ([`trust_proxy_certificate`](crate::ForwardedCertLayer::trust_proxy_certificate)). The peer
 //!    address comes from the connection's [`ConnectionInfo`](crate::ConnectionInfo), which
 //!    [`serve`](crate::serve) and [`serve_plain`](crate::serve_plain) insert; without it no peer
 //!    is trusted;
@@ -15,7 +15,7 @@
 //!    `ssl-client-cert`) from the request, whoever sent it, so the inner service never sees an
 //!    unvetted one;
 //! 3. for a trusted peer only, parses the header and records the outcome as a
-//!    [`ForwardedClientCertificate`](crate::certificate::ForwardedClientCertificate), which
+//!    [`ForwardedClientCertificate`], which
 //!    `BoundTokenLayer` then uses as the one certificate source. The proxy's own TLS
 //!    certificate on that connection is never taken for the client's.
 //!
@@ -25,7 +25,7 @@
 //! block that is not a certificate, Apache's `(null)`, an empty value, or another
 //! forwarded-certificate header next to the configured one (two sources that could disagree).
 //!
-//! | [`ForwardedCertFormat`] | default header | value |
+//! | [`ForwardedCertFormat`](crate::ForwardedCertFormat) | default header | value |
 //! |---|---|---|
 //! | `Rfc9440` | `client-cert` (+ `client-cert-chain`) | RFC 9440: `:base64 DER:` |
 //! | `Xfcc` | `x-forwarded-client-cert` | Envoy: the nearest proxy's element; `Cert=` URL-encoded PEM and/or `Hash=` hex SHA-256 |

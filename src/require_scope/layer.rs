@@ -7,7 +7,7 @@ use super::{RequireScope, Scopes};
 use crate::challenge::{checked_realm, scope_challenge, DefaultRejection};
 use crate::error::ConfigError;
 
-/// Requires scopes of the [`AccessToken`] a [`BoundTokenLayer`](crate::BoundTokenLayer) further
+/// Requires scopes of the [`AccessToken`](crate::AccessToken) a [`BoundTokenLayer`](crate::BoundTokenLayer) further
 /// out has validated: `403 insufficient_scope` with `scope="..."` when one is missing, `500` when
 /// no token was validated (the outer layer is missing: a misconfiguration).
 ///
@@ -54,7 +54,7 @@ impl<R: Clone> RequireScopeLayer<R> {
     }
 
     /// Makes rejection responses with `rejection` (see
-    /// [`RejectionResponse`]); the layer still sets the status, challenge and gRPC headers.
+    /// [`RejectionResponse`](crate::challenge::RejectionResponse)); the layer still sets the status, challenge and gRPC headers.
     pub fn with_rejection_response<R2>(self, rejection: R2) -> RequireScopeLayer<R2> {
         let scopes = &self.scopes;
         RequireScopeLayer {

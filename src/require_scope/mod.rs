@@ -1,4 +1,4 @@
-//! [`RequireScopeLayer`]: route-level scope requirements behind a
+//! [`RequireScopeLayer`](crate::RequireScopeLayer): route-level scope requirements behind a
 //! [`BoundTokenLayer`](crate::BoundTokenLayer).
 
 use std::fmt;

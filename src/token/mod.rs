@@ -1,5 +1,4 @@
-//! Validated access tokens ([`AccessToken`](crate::AccessToken)) and the
-//! [`ValidateToken`](crate::ValidateToken) extension point, with certbound's two validators:
+//! Validated access tokens ([`AccessToken`]) and the [`ValidateToken`] extension point, with certbound's two validators:
 //! [`JwtValidator`](crate::JwtValidator) validates JWT access tokens (RFC 9068) locally;
 //! `IntrospectionValidator` (feature `introspection`) asks the authorization server about opaque
 //! tokens (RFC 7662).
@@ -43,7 +42,6 @@ pub(crate) mod access;
 mod future;
 #[cfg(feature = "introspection")]
 pub(crate) mod introspection;
-mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod validate;
 
