@@ -1,0 +1,177 @@
+//! [`IntrospectionValidator`]: opaque access tokens, validated by RFC 7662 introspection.
+//!
+//! The validator (this file) runs the cache and turns failures into refusals; [`builder`] holds
+//! the configuration, [`client`] makes the HTTP exchange with the endpoint (client
+//! authentication, discovery), [`answer`] turns the RFC 7662 answer into an outcome.
+
+mod answer;
+mod builder;
+mod client;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use answer::{check_times, invalid, Outcome, Rules};
+pub use builder::IntrospectionValidatorBuilder;
+use client::{Endpoint, Exchange};
+
+use super::{PresentedToken, TokenFuture, ValidateToken};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::support::cache::{Keep, ResultCache};
+use crate::upstream::FetchError;
+
+/// Validates opaque (reference) access tokens by asking the authorization server (RFC 7662
+/// token introspection), with the certificate binding the answer carries (RFC 8705 §3.2: a
+/// top-level `cnf` with `x5t#S256`). Cheap to clone; clones share the cache.
+///
+/// The answer goes through the same [`AccessToken`](crate::AccessToken) parsing and the same binding check in the
+/// layer as a JWT's claims: a token bound to another certificate, or not bound at all, is
+/// refused exactly as a JWT would be.
+///
+/// - Request: `POST` `token=…&token_type_hint=access_token` as a form, authenticated with
+///   `client_secret_basic`, `client_secret_post` or mutual TLS (`tls_client_auth`, RFC 8705 §2;
+///   with discovery the `mtls_endpoint_aliases` endpoint is used, §5).
+/// - Answer: `active` must be `true`; `exp` and `nbf` are checked (with a leeway), `iss` and
+///   `aud` when configured; a `token_type` other than `Bearer` (for example `DPoP`) and a
+///   `token_use` other than `access_token` are refused.
+/// - Cache: results are kept by SHA-256 of the token (never the token). An active result lives
+///   until the token's `exp` but at most [`cache_ttl`](IntrospectionValidatorBuilder::cache_ttl)
+///   (3 s by default, so that a token revoked at the authorization server is refused within
+///   seconds), an inactive one for
+///   [`negative_cache_ttl`](IntrospectionValidatorBuilder::negative_cache_ttl) (5 s). The cache
+///   is bounded in entries and in bytes. Concurrent requests with the same uncached token make
+///   one call to the authorization server.
+/// - Failures fail closed and are never cached: an unreachable or slow endpoint, or an HTTP
+///   error status, gives 503 ([`AuthErrorKind::IntrospectionUnavailable`](crate::AuthErrorKind::IntrospectionUnavailable));
+///   an answer that is not a JSON object, too large, or without a boolean `active` gives 401 `invalid_token`.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use certbound::{BoundTokenLayer, IntrospectionValidator};
+///
+/// # fn main() -> Result<(), certbound::ConfigError> {
+/// let validator = IntrospectionValidator::endpoint("https://as.example/introspect")
+///     .client_secret_basic("resource-server", "s3cret")
+///     .audience("https://api.example")
+///     .build()?;
+/// let layer = BoundTokenLayer::new(validator);
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct IntrospectionValidator(Arc<Inner>);
+
+struct Inner {
+    /// The endpoint and how to talk to it.
+    exchange: Exchange,
+    /// What an answer must say to be accepted, and how long it is kept.
+    rules: Rules,
+    cache: Arc<ResultCache<Outcome>>,
+}
+
+impl fmt::Debug for IntrospectionValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = match &self.0.exchange.endpoint {
+            Endpoint::Fixed(url) => url.as_str(),
+            Endpoint::Discover { issuer, .. } => issuer.as_str(),
+        };
+        f.debug_struct("IntrospectionValidator")
+            .field("endpoint", &endpoint)
+            .field("client_auth", &self.0.exchange.auth.method())
+            .field("cache_ttl", &self.0.rules.active_ttl)
+            .field("negative_cache_ttl", &self.0.rules.inactive_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntrospectionValidator {
+    /// Resolves the endpoint now (discovery) instead of on the first request. Does nothing
+    /// when the endpoint was configured directly.
+    ///
+    /// # Errors
+    /// [`DiscoveryError`] with the reason when the metadata cannot be fetched or names no
+    /// usable introspection endpoint.
+    pub async fn prefetch(&self) -> Result<(), DiscoveryError> {
+        self.0
+            .exchange
+            .endpoint_url()
+            .await
+            .map(drop)
+            .map_err(|e| DiscoveryError(e.into_message()))
+    }
+}
+
+impl ValidateToken for IntrospectionValidator {
+    type Future = TokenFuture;
+
+    fn validate(&self, token: &str) -> TokenFuture {
+        self.validate_presented(PresentedToken::new(token, None))
+    }
+
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        let token = presented.token();
+        let key = presented.key();
+        if let Some(outcome) = self.0.cache.get(&key) {
+            return TokenFuture::ready(check_times(outcome, self.0.rules.leeway));
+        }
+        // A miss: one call to the authorization server per token, however many requests wait.
+        // Only here is the token copied.
+        let this = Arc::clone(&self.0);
+        let token = token.to_owned();
+        let answer = self
+            .0
+            .cache
+            .get_or_compute(key, move || async move { this.introspect(&token).await });
+        let leeway = self.0.rules.leeway;
+        TokenFuture::fetching(async move {
+            match answer.await {
+                Some(outcome) => check_times(outcome, leeway),
+                None => Err(unavailable("introspection task failed")),
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// Asks the authorization server about `token`, and says how long the outcome may be kept.
+    async fn introspect(&self, token: &str) -> (Outcome, Keep) {
+        const DONT_KEEP: Keep = Keep {
+            ttl: Duration::ZERO,
+            bytes: 0,
+        };
+        match self.exchange.ask(token).await {
+            Ok(body) => self.rules.interpret(&body),
+            Err(FetchError::Unavailable(_reason)) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "certbound", reason = %_reason, "introspection failed");
+                (
+                    Err(unavailable("introspection endpoint unavailable")),
+                    DONT_KEEP,
+                )
+            }
+            Err(FetchError::Malformed(_reason)) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(target: "certbound", reason = %_reason, "introspection answer unusable");
+                (Err(invalid("malformed introspection response")), DONT_KEEP)
+            }
+        }
+    }
+}
+
+fn unavailable(detail: &'static str) -> AuthError {
+    AuthError::with_detail(AuthErrorKind::IntrospectionUnavailable, detail)
+}
+
+/// Why the introspection endpoint could not be discovered (see
+/// [`IntrospectionValidator::prefetch`]).
+#[derive(Debug, Clone)]
+pub struct DiscoveryError(String);
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot discover the introspection endpoint: {}", self.0)
+    }
+}
+
+impl std::error::Error for DiscoveryError {}

@@ -1,0 +1,414 @@
+//! [`JwtValidatorBuilder`]: the options of a [`JwtValidator`], checked by
+//! [`build`](JwtValidatorBuilder::build).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use rustls_pki_types::CertificateDer;
+
+use super::claims::validation;
+use super::keys::{
+    check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
+    RSA_ALGS,
+};
+use super::{Inner, JwtValidator, Keys};
+use crate::error::ConfigError;
+use crate::support::cache::ResultCache;
+
+const ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+impl JwtValidator {
+    /// Starts a validator for tokens issued by `issuer` (exact `iss`) for `audience` (one of
+    /// the `aud` values).
+    pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtValidatorBuilder {
+        JwtValidatorBuilder {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            algorithms: None,
+            leeway: Duration::from_secs(60),
+            require_at_jwt: false,
+            jwks_json: Vec::new(),
+            jwks_files: Vec::new(),
+            pem_keys: Vec::new(),
+            hmac: None,
+            remote: None,
+            http_client: None,
+            extra_roots: Vec::new(),
+            public_roots: true,
+            cache: true,
+            cache_ttl: Duration::from_secs(300),
+            max_cache_entries: 100_000,
+            max_cache_bytes: 64 * 1024 * 1024,
+            settings: RemoteSettings {
+                min_refresh_interval: Duration::from_secs(10),
+                max_age: Duration::from_secs(300),
+                fetch_timeout: Duration::from_secs(5),
+                max_response_bytes: 256 * 1024,
+                allow_http: false,
+            },
+        }
+    }
+}
+
+/// Builder of a [`JwtValidator`]. Options are checked by [`build`](Self::build).
+#[must_use]
+pub struct JwtValidatorBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    require_at_jwt: bool,
+    jwks_json: Vec<String>,
+    jwks_files: Vec<PathBuf>,
+    pem_keys: Vec<(Algorithm, Vec<u8>)>,
+    hmac: Option<Vec<u8>>,
+    remote: Option<KeyLocation>,
+    http_client: Option<reqwest::Client>,
+    extra_roots: Vec<CertificateDer<'static>>,
+    public_roots: bool,
+    settings: RemoteSettings,
+    cache: bool,
+    cache_ttl: Duration,
+    max_cache_entries: u64,
+    max_cache_bytes: u64,
+}
+
+impl fmt::Debug for JwtValidatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The HMAC secret stays out of Debug output.
+        f.debug_struct("JwtValidatorBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .field("remote", &self.remote)
+            .field("hmac_secret", &self.hmac.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtValidatorBuilder {
+    /// Accepts one more audience.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The allowed signature algorithms (default: every asymmetric one). `HS*` requires
+    /// [`hmac_secret`](Self::hmac_secret).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires the JOSE header `typ` to be `at+jwt` (RFC 9068 §2.1).
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
+        self
+    }
+
+    /// Adds the keys of a JWKS document.
+    pub fn jwks_json(mut self, jwks: impl Into<String>) -> Self {
+        self.jwks_json.push(jwks.into());
+        self
+    }
+
+    /// Adds the keys of a JWKS file (read by [`build`](Self::build), at start-up).
+    pub fn jwks_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.jwks_files.push(path.into());
+        self
+    }
+
+    /// Adds a PEM public key (SPKI, or PKCS#1 for RSA) for `algorithm`. PEM keys have no `kid`:
+    /// they are tried for tokens whose `kid` matches no JWK.
+    pub fn public_key_pem(mut self, algorithm: Algorithm, pem: impl Into<Vec<u8>>) -> Self {
+        self.pem_keys.push((algorithm, pem.into()));
+        self
+    }
+
+    /// Accepts `HS256`/`HS384`/`HS512` tokens signed with `secret` (at least 32 bytes). Add the
+    /// HMAC algorithms to [`algorithms`](Self::algorithms) as well; by default HMAC is off.
+    pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.hmac = Some(secret.into());
+        self
+    }
+
+    /// Fetches keys from this JWKS URL (https).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.remote = Some(KeyLocation::Jwks(url.into()));
+        self
+    }
+
+    /// Finds the JWKS URL through the issuer's metadata: RFC 8414
+    /// `/.well-known/oauth-authorization-server`, then `/.well-known/openid-configuration`. The
+    /// metadata's `issuer` must equal the configured issuer.
+    pub fn discover(mut self) -> Self {
+        self.remote = Some(KeyLocation::Discover(self.issuer.clone()));
+        self
+    }
+
+    /// The HTTP client for remote keys (for instance with an mTLS identity or a proxy). By
+    /// default certbound builds one with rustls, the `webpki-roots` CAs and any
+    /// [`trust_root`](Self::trust_root)s.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Trusts one more CA for https to the JWKS / discovery endpoints (ignored with a custom
+    /// [`http_client`](Self::http_client)).
+    pub fn trust_root(mut self, ca: CertificateDer<'static>) -> Self {
+        self.extra_roots.push(ca);
+        self
+    }
+
+    /// Trusts only the [`trust_root`](Self::trust_root)s, not the public `webpki-roots` CAs.
+    pub fn only_trust_roots(mut self) -> Self {
+        self.public_roots = false;
+        self
+    }
+
+    /// The shortest time between two fetches of the remote keys (default 10 s). An unknown
+    /// `kid` triggers a fetch, at most this often.
+    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.settings.min_refresh_interval = interval;
+        self
+    }
+
+    /// Age after which cached remote keys are refreshed in the background (default 5 min).
+    pub fn max_key_age(mut self, age: Duration) -> Self {
+        self.settings.max_age = age;
+        self
+    }
+
+    /// Time limit for one fetch, discovery included (default 5 s).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.fetch_timeout = timeout;
+        self
+    }
+
+    /// Largest JWKS or metadata response accepted (default 256 KiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_response_bytes = bytes;
+        self
+    }
+
+    /// Longest time a validated token is reused without verifying its signature again
+    /// (default 5 min; never beyond the token's `exp`).
+    ///
+    /// The cache makes the common case, the same token on a keep-alive connection, nearly
+    /// free: a hit costs a comparison with the connection's last token (or a SHA-256 of the
+    /// token when it changed) and a lookup instead of a signature check. What
+    /// a hit skips is only the signature and claims check of a token already verified: the
+    /// binding to the client certificate is still checked on every request, entries end at
+    /// `exp`, and an entry is dropped as soon as a refreshed key set no longer holds the key
+    /// that verified it. Entries are keyed by SHA-256 of the token, never the token itself.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// Turns the validated-token cache off: every request verifies the signature.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = false;
+        self
+    }
+
+    /// Most validated tokens kept at once (default 100 000).
+    pub fn max_cache_entries(mut self, entries: u64) -> Self {
+        self.max_cache_entries = entries;
+        self
+    }
+
+    /// Approximate memory the validated-token cache may use (default 64 MiB).
+    pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
+        self.max_cache_bytes = bytes;
+        self
+    }
+
+    /// Allows plain `http://` JWKS and discovery URLs. Insecure: an attacker on the path can
+    /// substitute keys and forge any token. For local development only.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.settings.allow_http = true;
+        self
+    }
+
+    /// Checks the configuration and builds the validator. Reads key files synchronously; no
+    /// network access (remote keys are fetched on first use or by
+    /// [`JwtValidator::prefetch`]).
+    ///
+    /// # Errors
+    /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
+    /// 32 bytes), a non-https URL, or an invalid issuer / audience.
+    pub fn build(self) -> Result<JwtValidator, ConfigError> {
+        crate::support::crypto::ensure_jwt_provider()?;
+        if self.issuer.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::Invalid(
+                "issuer and audience must not be empty".into(),
+            ));
+        }
+        let algorithms = self.algorithms.clone().unwrap_or_else(|| {
+            let mut algs = ASYMMETRIC.to_vec();
+            if self.hmac.is_some() {
+                algs.extend([Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
+            }
+            algs
+        });
+        if algorithms.is_empty() {
+            return Err(ConfigError::Invalid("no algorithm allowed".into()));
+        }
+        let wants_hmac = algorithms
+            .iter()
+            .any(|a| a.family() == AlgorithmFamily::Hmac);
+        match &self.hmac {
+            None if wants_hmac => {
+                return Err(ConfigError::Invalid(
+                    "HS* algorithms need an hmac_secret".into(),
+                ));
+            }
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError::Key("HMAC secret shorter than 32 bytes".into()));
+            }
+            _ => {}
+        }
+
+        let mut keys = KeySet::default();
+        for json in &self.jwks_json {
+            keys.extend(KeySet::from_jwks_json(json.as_bytes()).map_err(ConfigError::Key)?);
+        }
+        for path in &self.jwks_files {
+            let json = std::fs::read(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            keys.extend(
+                KeySet::from_jwks_json(&json)
+                    .map_err(|e| ConfigError::Key(format!("{}: {e}", path.display())))?,
+            );
+        }
+        for (alg, pem) in &self.pem_keys {
+            let key = match alg.family() {
+                AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+                AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+                AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+                _ => {
+                    return Err(ConfigError::Key(
+                        "PEM keys are for asymmetric algorithms".into(),
+                    ))
+                }
+            }
+            .map_err(|e| ConfigError::Key(format!("PEM public key: {e}")))?;
+            let algs = match alg.family() {
+                AlgorithmFamily::Rsa => RSA_ALGS.to_vec(),
+                _ => vec![*alg],
+            };
+            keys.push(VerificationKey {
+                kid: None,
+                algorithms: algs,
+                key,
+                fingerprint: fingerprint(pem),
+            });
+        }
+        if let (true, Some(secret)) = (wants_hmac, &self.hmac) {
+            keys.push(VerificationKey {
+                kid: None,
+                algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+                key: DecodingKey::from_secret(secret),
+                fingerprint: fingerprint(secret),
+            });
+        }
+
+        let keys = match self.remote {
+            Some(location) => {
+                if keys.len() > 0 {
+                    return Err(ConfigError::Invalid(
+                        "choose either remote keys (jwks_url / discover) or static keys".into(),
+                    ));
+                }
+                let url = match &location {
+                    KeyLocation::Jwks(url) | KeyLocation::Discover(url) => url,
+                };
+                check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
+                let client = match self.http_client {
+                    Some(client) => client,
+                    None => crate::upstream::default_client(
+                        &self.extra_roots,
+                        self.public_roots,
+                        None,
+                        self.settings.fetch_timeout,
+                        self.settings.allow_http,
+                    )?,
+                };
+                Keys::Remote(Arc::new(RemoteKeys::new(location, client, self.settings)))
+            }
+            None if keys.len() == 0 => {
+                return Err(ConfigError::Invalid(
+                    "no verification keys: use jwks_json, jwks_file, public_key_pem, jwks_url or discover".into(),
+                ));
+            }
+            None => Keys::Static(Arc::new(keys)),
+        };
+
+        let leeway = self.leeway.as_secs();
+        let validations = algorithms
+            .into_iter()
+            .map(|alg| (alg, validation(alg, &self.issuer, &self.audiences, leeway)))
+            .collect();
+        Ok(JwtValidator(Arc::new(Inner {
+            keys,
+            validations,
+            require_at_jwt: self.require_at_jwt,
+            cache: self.cache.then(|| {
+                Arc::new(ResultCache::new(
+                    self.max_cache_entries,
+                    self.max_cache_bytes,
+                ))
+            }),
+            cache_ttl: self.cache_ttl,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_needs_an_explicit_long_secret() {
+        let b = || JwtValidator::builder("https://as.test", "https://api.test");
+        assert!(b()
+            .algorithms([Algorithm::HS256])
+            .jwks_json(r#"{"keys":[]}"#)
+            .build()
+            .is_err());
+        assert!(b().hmac_secret(&b"short"[..]).build().is_err());
+        assert!(b().build().is_err(), "no key source");
+        assert!(
+            b().jwks_url("http://as.test/jwks").build().is_err(),
+            "plain http"
+        );
+        assert!(b()
+            .jwks_url("http://as.test/jwks")
+            .insecure_allow_http()
+            .build()
+            .is_ok());
+    }
+}

@@ -1,0 +1,478 @@
+//! [`JwtValidator`]: local validation of JWT access tokens (RFC 9068) with jsonwebtoken.
+//!
+//! The validator (this file) picks the key and runs the check; [`builder`] holds the
+//! configuration, [`claims`] the JOSE header and claims rules, [`keys`] the key sets and their
+//! remote source.
+
+mod builder;
+mod claims;
+pub(crate) mod keys;
+
+use std::fmt;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+pub use builder::JwtValidatorBuilder;
+use claims::{invalid, is_at_jwt, map_jwt_error, JoseHeader, HEADER_BUF};
+use keys::{KeySet, RemoteKeys};
+
+use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+
+/// Validates JWT access tokens (RFC 9068) locally, with jsonwebtoken. Cheap to clone; clones
+/// share the key cache.
+///
+/// - Algorithms: an allow-list, asymmetric only by default. `none` is never accepted; HMAC
+///   (`HS*`) only with a secret configured through [`hmac_secret`](JwtValidatorBuilder::hmac_secret),
+///   and then only with that secret, never with a public key.
+/// - Claims: `iss` and `aud` must match, `exp` is required, `exp` and `nbf` are checked with a
+///   leeway (60 s by default); optionally `typ` must be `at+jwt` (RFC 9068 §2.1).
+/// - Keys: a static JWKS, PEM public keys, a JWKS URL, or discovery from the issuer
+///   (RFC 8414, then OpenID Connect Discovery). Remote keys are cached, refreshed in the
+///   background when old, and refreshed at once (at most every 10 s by default) when a token
+///   names an unknown `kid`.
+///
+/// # Example
+/// ```
+/// use certbound::JwtValidator;
+///
+/// # fn main() -> Result<(), certbound::ConfigError> {
+/// let validator = JwtValidator::builder("https://as.example", "https://api.example")
+///     .jwks_json(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1",
+///         "x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q",
+///         "y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#)
+///     .build()?;
+/// # let _ = validator; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct JwtValidator(Arc<Inner>);
+
+struct Inner {
+    keys: Keys,
+    /// One prepared `Validation` per allowed algorithm (no allocation per request).
+    validations: Vec<(Algorithm, Validation)>,
+    require_at_jwt: bool,
+    /// Validated tokens by SHA-256 of the token; `None` when disabled.
+    cache: Option<Arc<ResultCache<Verified>>>,
+    cache_ttl: Duration,
+}
+
+/// A token that passed validation, and the key (set) that verified its signature.
+#[derive(Clone)]
+struct Verified {
+    token: AccessToken,
+    generation: u64,
+    fingerprint: [u8; 32],
+}
+
+enum Keys {
+    Static(Arc<KeySet>),
+    Remote(Arc<RemoteKeys>),
+}
+
+impl fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithms: Vec<_> = self.0.validations.iter().map(|(a, _)| *a).collect();
+        f.debug_struct("JwtValidator")
+            .field("algorithms", &algorithms)
+            .field("remote_keys", &matches!(self.0.keys, Keys::Remote(_)))
+            .field("require_at_jwt", &self.0.require_at_jwt)
+            .field("cache", &self.0.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtValidator {
+    /// Fetches the remote keys now (discovery included) instead of on the first request.
+    /// Does nothing for static keys.
+    ///
+    /// # Errors
+    /// [`KeyFetchError`] with the reason (unreachable, untrusted certificate, HTTP status,
+    /// malformed document...) when no keys could be fetched.
+    pub async fn prefetch(&self) -> Result<(), KeyFetchError> {
+        match &self.0.keys {
+            Keys::Static(_) => Ok(()),
+            Keys::Remote(remote) => match remote.refresh().await {
+                Some(_) => Ok(()),
+                None => Err(KeyFetchError(
+                    remote
+                        .last_error()
+                        .unwrap_or_else(|| "no keys fetched yet".to_owned()),
+                )),
+            },
+        }
+    }
+
+    /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
+    fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
+        let mut buf = [0u8; HEADER_BUF];
+        let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
+        let alg = Algorithm::from_str(&header.alg)
+            .map_err(|_| Pending::Done(invalid("unknown or none algorithm")))?;
+        let Some((alg, validation)) = self.0.validations.iter().find(|(a, _)| *a == alg) else {
+            return Err(Pending::Done(invalid("algorithm not allowed")));
+        };
+        if self.0.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
+            return Err(Pending::Done(invalid("typ is not at+jwt")));
+        }
+        let kid = header.kid.as_deref();
+        let keys = match &self.0.keys {
+            Keys::Static(keys) => Arc::clone(keys),
+            Keys::Remote(remote) => match remote.current() {
+                Some(keys) => keys,
+                None => return Err(Pending::Fetch),
+            },
+        };
+        match verify_with(&keys, token, kid, *alg, validation) {
+            Err(e)
+                if e.kind() == AuthErrorKind::UnknownKey
+                    && matches!(self.0.keys, Keys::Remote(_)) =>
+            {
+                Err(Pending::Fetch)
+            }
+            other => other.map_err(Pending::Done),
+        }
+    }
+}
+
+enum Pending {
+    Done(AuthError),
+    Fetch,
+}
+
+fn verify_with(
+    keys: &KeySet,
+    token: &str,
+    kid: Option<&str>,
+    alg: Algorithm,
+    validation: &Validation,
+) -> Result<Verified, AuthError> {
+    let mut last = AuthError::with_detail(
+        AuthErrorKind::UnknownKey,
+        "no key for this kid and algorithm",
+    );
+    for candidate in keys.candidates(kid, alg) {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, validation) {
+            Ok(data) => {
+                return Ok(Verified {
+                    token: AccessToken::from_claims(data.claims)?,
+                    generation: keys.generation(),
+                    fingerprint: candidate.fingerprint,
+                })
+            }
+            Err(e) => {
+                last = map_jwt_error(e.kind());
+                // Only a bad signature is worth trying the next key for; anything else is
+                // about the token itself.
+                if !matches!(e.kind(), JwtErrorKind::InvalidSignature) {
+                    return Err(last);
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+impl ValidateToken for JwtValidator {
+    type Future = TokenFuture;
+
+    fn validate(&self, token: &str) -> TokenFuture {
+        self.validate_presented(PresentedToken::new(token, None))
+    }
+
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        let token = presented.token();
+        let Some(cache) = &self.0.cache else {
+            return self.validate_uncached(token);
+        };
+        let key = presented.key();
+        if let Some(hit) = cache.get(&key) {
+            if self.still_trusted(&hit) {
+                return TokenFuture::ready(Ok(hit.token));
+            }
+            // The key that verified it left the key set: verify again (and fail, most likely).
+            cache.remove(&key);
+        }
+        self.validate_miss(cache, token, key)
+    }
+}
+
+impl JwtValidator {
+    /// A cache miss (or a hit no longer trusted). Out of line: the hit path above runs on
+    /// nearly every request, and stays a few cache lines of code.
+    #[inline(never)]
+    fn validate_miss(
+        &self,
+        cache: &Arc<ResultCache<Verified>>,
+        token: &str,
+        key: TokenKey,
+    ) -> TokenFuture {
+        match cache.begin(key) {
+            // Another request is verifying this very token right now: wait for its outcome
+            // (concurrent first uses verify the signature once).
+            Begin::Wait(waiter) => {
+                let this = self.clone();
+                let token = token.to_owned();
+                TokenFuture::fetching(async move {
+                    match waiter.wait().await {
+                        Some(verified) => Ok(verified.token),
+                        // It failed: this request finds out why for itself.
+                        None => this.validate_uncached(&token).await,
+                    }
+                })
+            }
+            Begin::Lead(leader) => match self.validate_now(token) {
+                Ok(verified) => {
+                    let keep = self.keep(token, &verified);
+                    let access = verified.token.clone();
+                    leader.finish(verified, keep);
+                    TokenFuture::ready(Ok(access))
+                }
+                // Failures are not cached; the waiters (if any) validate for themselves.
+                Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
+                Err(Pending::Fetch) => {
+                    drop(leader);
+                    self.validate_uncached(token)
+                }
+            },
+        }
+    }
+
+    /// Whether a cached validation still stands: the key set is the one it was verified with,
+    /// or still holds that key.
+    fn still_trusted(&self, hit: &Verified) -> bool {
+        let holds =
+            |keys: &KeySet| keys.generation() == hit.generation || keys.contains(&hit.fingerprint);
+        match &self.0.keys {
+            Keys::Static(keys) => holds(keys),
+            Keys::Remote(remote) => remote.current().is_some_and(|keys| holds(&keys)),
+        }
+    }
+
+    /// How long a validated token is kept: until its `exp`, at most the configured time.
+    fn keep(&self, token: &str, verified: &Verified) -> Keep {
+        let now = jsonwebtoken::get_current_timestamp();
+        let ttl = match verified.token.claim("exp").and_then(Value::as_u64) {
+            Some(exp) if exp > now => self.0.cache_ttl.min(Duration::from_secs(exp - now)),
+            // No usable exp (or already within the leeway after it): not cached.
+            _ => Duration::ZERO,
+        };
+        Keep {
+            ttl,
+            // The payload is most of the token; base64 makes it longer than its JSON, so the
+            // token's length is a safe stand-in for the claims' JSON length.
+            bytes: entry_bytes(token.len()),
+        }
+    }
+
+    /// Validation without the cache: at once when the keys are at hand, else after fetching.
+    fn validate_uncached(&self, token: &str) -> TokenFuture {
+        match self.validate_now(token) {
+            Ok(verified) => TokenFuture::ready(Ok(verified.token)),
+            Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
+            Err(Pending::Fetch) => {
+                // The slow path only: the keys are fetched (single flight) and the token checked
+                // again. Only here is the token copied.
+                let this = self.clone();
+                let token = token.to_owned();
+                TokenFuture::fetching(async move {
+                    let Keys::Remote(remote) = &this.0.keys else {
+                        return Err(AuthError::new(AuthErrorKind::UnknownKey));
+                    };
+                    if remote.refresh().await.is_none() {
+                        return Err(AuthError::with_detail(
+                            AuthErrorKind::KeysUnavailable,
+                            "keys could not be fetched and none are cached",
+                        ));
+                    }
+                    match this.validate_now(&token) {
+                        Ok(verified) => Ok(verified.token),
+                        Err(Pending::Done(e)) => Err(e),
+                        Err(Pending::Fetch) => Err(AuthError::with_detail(
+                            AuthErrorKind::UnknownKey,
+                            "no key for this kid and algorithm after refresh",
+                        )),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Why remote keys could not be fetched (see [`JwtValidator::prefetch`]).
+#[derive(Debug, Clone)]
+pub struct KeyFetchError(String);
+
+impl fmt::Display for KeyFetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot fetch keys: {}", self.0)
+    }
+}
+
+impl std::error::Error for KeyFetchError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn hmac_validator() -> JwtValidator {
+        JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS256])
+            .leeway(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+
+    fn sign(claims: Value) -> String {
+        crate::support::crypto::ensure_jwt_provider().expect("a crypto backend");
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://as.test", "aud": "https://api.test", "sub": "alice",
+               "exp": now() + 60, "cnf": {"x5t#S256": TP}})
+    }
+
+    fn check(v: &JwtValidator, token: &str) -> Result<AccessToken, AuthErrorKind> {
+        match v.validate_now(token) {
+            Ok(verified) => Ok(verified.token),
+            Err(Pending::Done(e)) => Err(e.kind()),
+            Err(Pending::Fetch) => Err(AuthErrorKind::KeysUnavailable),
+        }
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_binding() {
+        let t = check(&hmac_validator(), &sign(claims())).unwrap();
+        assert_eq!(t.subject(), Some("alice"));
+        assert_eq!(t.thumbprint().unwrap().to_string(), TP);
+    }
+
+    #[test]
+    fn lifetime_issuer_and_audience_are_checked() {
+        let v = hmac_validator();
+        let mut c = claims();
+        c["exp"] = json!(now() - 60);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::TokenExpired
+        );
+        let mut c = claims();
+        c["nbf"] = json!(now() + 60);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::TokenNotYetValid
+        );
+        let mut c = claims();
+        c["iss"] = json!("https://evil.test");
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut c = claims();
+        c["aud"] = json!(["https://other.test"]);
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            check(&v, &sign(c)).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+    }
+
+    #[test]
+    fn algorithms_outside_the_allow_list_are_refused() {
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS384])
+            .build()
+            .unwrap();
+        assert_eq!(
+            check(&v, &sign(claims())).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_invalid_token_not_a_panic() {
+        let v = hmac_validator();
+        for token in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "eyJhbGciOiJub25lIn0.e30.",
+            "\u{0}",
+            "a.b.c.d",
+        ] {
+            assert_eq!(
+                check(&v, token).unwrap_err(),
+                AuthErrorKind::InvalidToken,
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn es256_tokens_verify_with_the_selected_backend() {
+        // Runs under each crypto feature in CI: aws-lc-rs, and rust-crypto alone.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .public_key_pem(Algorithm::ES256, key.public_key_pem())
+            .build()
+            .unwrap();
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        let token = encode(&Header::new(Algorithm::ES256), &claims(), &signing).unwrap();
+        assert_eq!(check(&v, &token).unwrap().subject(), Some("alice"));
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let forged = encode(
+            &Header::new(Algorithm::ES256),
+            &claims(),
+            &EncodingKey::from_ec_pem(other.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(check(&v, &forged).unwrap_err(), AuthErrorKind::InvalidToken);
+    }
+
+    #[test]
+    fn typ_at_jwt_can_be_required() {
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .hmac_secret(SECRET)
+            .algorithms([Algorithm::HS256])
+            .require_at_jwt()
+            .build()
+            .unwrap();
+        assert_eq!(
+            check(&v, &sign(claims())).unwrap_err(),
+            AuthErrorKind::InvalidToken
+        );
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+JWT".into());
+        let token = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert!(check(&v, &token).is_ok());
+    }
+}
