@@ -1,37 +1,44 @@
 //! [`ResultCache`]: validation results keyed by the SHA-256 of the token, with a lifetime per
 //! entry, a bound on entries and on memory, and single-flight computation of missing entries.
+//! The storage is [`quick_cache`]'s sharded CLOCK-Pro cache; the single flight is the crate's
+//! one ([`super::single_flight`]).
 //!
 //! - The raw token is never a key: the key is its SHA-256 ([`TokenKey`]).
-//! - Lifetimes are checked on every hit against tokio's clock (so that tests can move time).
-//! - The cache is split into shards, each behind its own `RwLock`: a hit takes a read lock and
-//!   one probe. The tables hash with the key's `SipHash` (keyed at random once per process, so
-//!   crafted tokens cannot pile up in one bucket), computed with the key and remembered by the
-//!   connection's memo along with it. Each shard holds at most its share of both bounds
-//!   (`max_entries`, `max_bytes`); every entry weighs at least `max_bytes / max_entries`.
-//! - A full shard evicts with CLOCK (second chance): a hit sets the entry's `referenced` bit, the
-//!   clock hand clears it, and the first entry found expired or unreferenced goes. A token in use
-//!   survives a flood of one-off tokens as long as it is used once per sweep of the hand.
+//! - Every entry carries its deadline, checked on every hit against tokio's clock (so that tests
+//!   can move time): an expired entry is a miss, and is removed then. quick_cache has no notion
+//!   of lifetime; an expired entry nobody asks for again is never referenced again, so eviction
+//!   finds it as it finds any unused entry.
+//! - quick_cache splits the table into shards, each behind its own lock: a hit takes a read lock
+//!   and one probe. The tables hash with the key's `SipHash` (keyed at random once per process,
+//!   so crafted tokens cannot pile up in one bucket), computed with the key and remembered by the
+//!   connection's memo along with it, handed over by a pass-through hasher.
+//! - One weight budget holds both bounds (`max_entries`, `max_bytes`): an entry weighs its
+//!   [`Keep::bytes`], at least `max_bytes / max_entries`, and each shard's budget is its share of
+//!   `max_bytes` and no more than its share of `max_entries` entries of that least weight.
+//! - Eviction is CLOCK-Pro (hot and cold entries, ghosts of recently evicted keys): a token in
+//!   use survives a flood of one-off tokens.
 //! - A missing entry is computed once however many requests wait for it. The computation runs
 //!   in its own task (spawned on the first poll of the request that starts it), so a cancelled
 //!   request does not cancel it for the others, and its result is cached (when it says so)
 //!   before the waiters are woken.
 //!
-//! This replaces moka, which DESIGN.md names: profiled under load, moka's hit (a `SipHash` per
-//! internal table, a read-op channel, housekeeping) cost 230 ns in isolation and several µs per
-//! request in the server, and its inserts (table growth, admission bookkeeping) made all-miss
-//! traffic slower than not caching at all. See `BENCHMARKS.md`.
+//! History: moka, which DESIGN.md names, was replaced by a hand-written sharded CLOCK cache
+//! (moka's hit and its inserts cost several µs per request under load); quick_cache then
+//! replaced the hand-written cache, measured as fast side by side (server instructions per
+//! request, load-test rates, peak memory), so the crate keeps no cache of its own to maintain.
+//! See `BENCHMARKS.md`, "quick_cache against the own cache".
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{OptionsBuilder, Weighter};
 use tokio::time::Instant;
 
-pub(crate) use super::single_flight::Waiter;
 use super::single_flight::{self, detach, SingleFlight};
+pub(crate) use super::single_flight::Waiter;
 pub(crate) use super::token_key::TokenKey;
 
 /// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
@@ -82,159 +89,131 @@ impl Hasher for PassThroughHasher {
     }
 }
 
-struct Slot<T> {
-    key: TokenKey,
+/// A cached value with its deadline.
+#[derive(Clone)]
+struct Entry<T> {
     value: T,
     until: Instant,
-    weight: usize,
-    /// Set by hits, cleared by the clock hand.
-    referenced: AtomicBool,
+    weight: u64,
 }
 
-/// One shard: the entries in a vector (the clock's circle) and a table from key to position.
-struct Shard<T> {
-    index: HashMap<TokenKey, usize, PassThrough>,
-    slots: Vec<Slot<T>>,
-    hand: usize,
-    bytes: usize,
-}
+/// Weighs an entry by the weight it carries.
+#[derive(Clone, Copy)]
+struct ByWeight;
 
-impl<T> Shard<T> {
-    fn new() -> Self {
-        Self {
-            index: HashMap::with_hasher(PassThrough),
-            slots: Vec::new(),
-            hand: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Removes the entry at `at` (the last entry takes its place) and returns it.
-    fn take(&mut self, at: usize) -> Slot<T> {
-        let slot = self.slots.swap_remove(at);
-        self.index.remove(&slot.key);
-        if let Some(moved) = self.slots.get(at) {
-            self.index.insert(moved.key, at);
-        }
-        self.bytes -= slot.weight;
-        slot
-    }
-
-    /// CLOCK: removes the first entry under the hand that is expired or was not used since the
-    /// hand last passed it. Ends within two turns of the circle (one turn clears every bit).
-    fn evict_one(&mut self, now: Instant) -> Option<Slot<T>> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        loop {
-            if self.hand >= self.slots.len() {
-                self.hand = 0;
-            }
-            let slot = &mut self.slots[self.hand];
-            if slot.until > now && std::mem::take(slot.referenced.get_mut()) {
-                self.hand += 1;
-                continue;
-            }
-            return Some(self.take(self.hand));
-        }
+impl<T> Weighter<TokenKey, Entry<T>> for ByWeight {
+    fn weight(&self, _key: &TokenKey, entry: &Entry<T>) -> u64 {
+        entry.weight
     }
 }
+
+type Table<T> =
+    Cache<TokenKey, Entry<T>, ByWeight, PassThrough, DefaultLifecycle<TokenKey, Entry<T>>>;
 
 /// Cached validation results (see the module docs).
 pub(crate) struct ResultCache<T> {
-    shards: Box<[RwLock<Shard<T>>]>,
-    shard_entries: usize,
-    shard_bytes: usize,
-    min_weight: usize,
+    table: Table<T>,
+    /// The least weight of an entry: `max_entries` of them fill the byte budget.
+    min_weight: u64,
+    /// The largest weight a shard can hold.
+    shard_weight: u64,
     flights: Arc<SingleFlight<TokenKey, T, PassThrough>>,
 }
 
 /// Shards of a large cache: enough that requests on many cores rarely meet on one lock.
-const MAX_SHARDS: usize = 64;
+const MAX_SHARDS: u64 = 64;
 
 impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     /// A cache of at most `max_entries` entries and about `max_bytes` bytes.
     pub(crate) fn new(max_entries: u64, max_bytes: u64) -> Self {
-        let max_entries = usize::try_from(max_entries.max(1)).unwrap_or(usize::MAX);
-        let max_bytes = usize::try_from(max_bytes.max(1)).unwrap_or(usize::MAX);
-        // Each shard enforces its share of the bounds; shards stay large enough (256 entries,
+        let max_entries = max_entries.max(1);
+        let max_bytes = max_bytes.max(1);
+        // Each shard holds its share of both bounds; shards stay large enough (256 entries,
         // 1 MiB) that their shares add up to the bounds without waste. Small caches are one
         // shard, with exact bounds.
         let mut shards = MAX_SHARDS;
         while shards > 1 && (max_entries / shards < 256 || max_bytes / shards < 1 << 20) {
             shards /= 2;
         }
+        // Rounded down, so that `max_entries` entries of the least weight fit in `max_bytes`.
+        let min_weight = (max_bytes / max_entries).max(1);
+        let shard_weight = min_weight
+            .saturating_mul(max_entries / shards)
+            .min(max_bytes / shards)
+            .max(1);
+        // quick_cache keeps the keys of recently evicted entries (ghosts), half as many as the
+        // entries it expects, each in a slot the size of an entry: expect as many as the byte
+        // bound holds of a typical entry (a 512-byte JWT's), not `max_entries`, or the ghosts
+        // alone would take a quarter of the default byte bound again.
+        let typical = entry_bytes(512) as u64;
+        let expected = max_entries.min(max_bytes / typical).max(1);
+        let options = OptionsBuilder::new()
+            .shards(usize::try_from(shards).unwrap_or(1))
+            .weight_capacity(shard_weight.saturating_mul(shards))
+            .estimated_items_capacity(usize::try_from(expected).unwrap_or(usize::MAX))
+            .build();
+        let table = match options {
+            Ok(options) => {
+                Cache::with_options(options, ByWeight, PassThrough, DefaultLifecycle::default())
+            }
+            // Unreachable: shards, weight and items are all set above. Never panic on
+            // configuration: a plain cache with the same weight bound does.
+            Err(_) => Cache::with(
+                usize::try_from(expected).unwrap_or(usize::MAX),
+                shard_weight.saturating_mul(shards),
+                ByWeight,
+                PassThrough,
+                DefaultLifecycle::default(),
+            ),
+        };
         Self {
-            shards: (0..shards).map(|_| RwLock::new(Shard::new())).collect(),
-            shard_entries: max_entries / shards,
-            shard_bytes: max_bytes / shards,
-            // Rounded down, so that `max_entries` entries of the least weight fit in `max_bytes`.
-            min_weight: (max_bytes / max_entries).max(1),
+            table,
+            min_weight,
+            shard_weight,
             flights: Arc::default(),
         }
     }
 
-    fn shard(&self, key: &TokenKey) -> &RwLock<Shard<T>> {
-        // The tables use the low bits (position) and the top 7 (tag); the shard comes from the
-        // middle, so that keys sharing a shard still differ in both.
-        &self.shards[(key.table_hash() >> 32) as usize & (self.shards.len() - 1)]
-    }
-
     /// The cached value for `key`, if it is still alive.
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
-        let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
-        let slot = shard.slots.get(*shard.index.get(key)?)?;
-        if Instant::now() >= slot.until {
-            return None;
+        let entry = self.table.get(key)?;
+        if Instant::now() < entry.until {
+            return Some(entry.value);
         }
-        // Only write the bit when it changes: hits on a hot entry stay reads.
-        if !slot.referenced.load(Ordering::Relaxed) {
-            slot.referenced.store(true, Ordering::Relaxed);
-        }
-        Some(slot.value.clone())
+        self.forget_expired(key);
+        None
+    }
+
+    /// Removes the entry for `key` if it has expired (and was not replaced meanwhile).
+    #[cold]
+    #[inline(never)]
+    fn forget_expired(&self, key: &TokenKey) {
+        let now = Instant::now();
+        drop(self.table.remove_if(key, |entry| entry.until <= now));
     }
 
     /// Forgets `key`. Rare (a cached result no longer trusted), so kept out of callers.
     #[inline(never)]
     pub(crate) fn remove(&self, key: &TokenKey) {
-        let mut shard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
-        let removed = shard.index.get(key).copied().map(|at| shard.take(at));
-        drop(shard);
-        drop(removed);
+        drop(self.table.remove(key));
     }
 
     fn insert(&self, key: TokenKey, value: T, keep: Keep) {
-        let weight = keep.bytes.max(self.min_weight);
-        if keep.ttl.is_zero() || weight > self.shard_bytes {
+        let weight = u64::try_from(keep.bytes)
+            .unwrap_or(u64::MAX)
+            .max(self.min_weight);
+        if keep.ttl.is_zero() || weight > self.shard_weight {
             return;
         }
-        let now = Instant::now();
-        let shard = self.shard(&key);
-        let slot = Slot {
+        let until = Instant::now() + keep.ttl;
+        self.table.insert(
             key,
-            value,
-            until: now + keep.ttl,
-            weight,
-            referenced: AtomicBool::new(false),
-        };
-        // Evicted values are dropped after the lock is released.
-        let mut evicted = Vec::new();
-        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = shard.index.get(&key).copied() {
-            evicted.push(shard.take(at));
-        }
-        while shard.slots.len() >= self.shard_entries || shard.bytes + weight > self.shard_bytes {
-            match shard.evict_one(now) {
-                Some(old) => evicted.push(old),
-                None => break,
-            }
-        }
-        let at = shard.slots.len();
-        shard.index.insert(key, at);
-        shard.bytes += weight;
-        shard.slots.push(slot);
-        drop(shard);
-        drop(evicted);
+            Entry {
+                value,
+                until,
+                weight,
+            },
+        );
     }
 
     /// The value for `key`: from the cache, from the computation already in flight for it, or
@@ -290,19 +269,13 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
     /// Number of entries held (expired ones included until they are evicted).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).slots.len())
-            .sum()
+        self.table.len()
     }
 
     /// Bytes held, by the entries' weights.
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).bytes)
-            .sum()
+        usize::try_from(self.table.weight()).unwrap_or(usize::MAX)
     }
 }
 
@@ -336,6 +309,7 @@ impl<T: Clone + Send + Sync + 'static> Leader<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::watch;
 
@@ -469,16 +443,16 @@ mod tests {
     #[test]
     fn large_caches_are_sharded_and_small_ones_exact() {
         let large = ResultCache::<u32>::new(100_000, 64 << 20);
-        assert_eq!(large.shards.len(), MAX_SHARDS);
         let small = ResultCache::<u32>::new(50, 1 << 30);
-        assert_eq!(small.shards.len(), 1);
-        assert_eq!(small.shard_entries, 50);
+        assert_eq!(large.table.num_shards() as u64, MAX_SHARDS);
+        assert_eq!(small.table.num_shards(), 1);
+        assert_eq!(small.shard_weight / small.min_weight, 50);
     }
 
     #[tokio::test]
     async fn the_bounds_hold_across_shards() {
         let cache = Arc::new(ResultCache::<u32>::new(20_000, 64 << 20));
-        assert!(cache.shards.len() > 1);
+        assert!(cache.table.num_shards() > 1);
         for i in 0..60_000u32 {
             cache.insert(TokenKey::of(&i.to_string()), i, keep(60));
         }
@@ -576,16 +550,7 @@ mod tests {
                     }
                 }
             }
-            let shard = cache.shards[0].read().unwrap();
-            assert!(shard.slots.len() <= 40 && shard.bytes <= 40 * 500);
-            assert_eq!(shard.index.len(), shard.slots.len());
-            assert_eq!(
-                shard.bytes,
-                shard.slots.iter().map(|s| s.weight).sum::<usize>()
-            );
-            for (at, slot) in shard.slots.iter().enumerate() {
-                assert_eq!(shard.index.get(&slot.key), Some(&at));
-            }
+            assert!(cache.len() <= 40 && cache.bytes() <= 40 * 500);
         }
     }
 

@@ -32,11 +32,6 @@ impl TokenKey {
     pub const fn as_sha256(&self) -> &[u8; 32] {
         &self.digest
     }
-
-    /// The `SipHash` of the digest the cache's tables use.
-    pub(crate) const fn table_hash(&self) -> u64 {
-        self.hash
-    }
 }
 
 impl fmt::Debug for TokenKey {
