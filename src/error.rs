@@ -4,6 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// An underlying error kept as a [`ConfigError`]'s [`source`](std::error::Error::source).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a builder refused its configuration. Returned as a `Result`; builders never panic.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -25,11 +28,68 @@ pub enum ConfigError {
     /// rustls refused the TLS configuration.
     Tls(rustls::Error),
     /// A key, JWKS document or secret could not be used.
-    Key(String),
-    /// A URL is missing, unparsable or not `https` (see `insecure_allow_http`).
-    Url(String),
-    /// An option has a value that cannot work.
-    Invalid(String),
+    Key {
+        /// What was wrong with it (never the key material).
+        reason: String,
+        /// The parser's error, when there is one (a JWKS that is not JSON, say).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A URL is unusable: not an `https` URL (see `insecure_allow_http`).
+    Url {
+        /// The option that holds it (`jwks_url`, `issuer`, `endpoint`...).
+        option: &'static str,
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it, in a few words.
+        reason: &'static str,
+    },
+    /// An option has a value that cannot work, or options that do not go together.
+    Invalid {
+        /// The option (builder method, setting or metadata field) at fault.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying error, when there is one (the HTTP client could not be built, say).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// No crypto provider is available for `library`: neither of certbound's backend features
+    /// (`aws-lc-rs`, `rust-crypto`) is enabled and the application installed none.
+    NoCryptoProvider {
+        /// The library without a provider: `"rustls"` or `"jsonwebtoken"`.
+        library: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// [`ConfigError::Invalid`] without an underlying error.
+    pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            option,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`ConfigError::Invalid`] caused by `source`.
+    pub(crate) fn invalid_because(
+        option: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Invalid {
+            option,
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// [`ConfigError::Key`], with the parser's error when there is one.
+    pub(crate) fn key(reason: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::Key {
+            reason: reason.into(),
+            source,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -41,9 +101,18 @@ impl fmt::Display for ConfigError {
             }
             Self::Pem { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::Tls(e) => write!(f, "invalid TLS configuration: {e}"),
-            Self::Key(msg) => write!(f, "unusable key: {msg}"),
-            Self::Url(msg) => write!(f, "invalid URL: {msg}"),
-            Self::Invalid(msg) => write!(f, "invalid configuration: {msg}"),
+            Self::Key { reason, .. } => write!(f, "unusable key: {reason}"),
+            Self::Url {
+                option,
+                url,
+                reason,
+            } => write!(f, "invalid URL for {option} ({url:?}): {reason}"),
+            Self::Invalid { option, reason, .. } => write!(f, "invalid {option}: {reason}"),
+            Self::NoCryptoProvider { library } => write!(
+                f,
+                "no {library} crypto provider: enable certbound's `aws-lc-rs` or `rust-crypto` \
+                 feature, or call {library}::crypto::CryptoProvider::install_default first"
+            ),
         }
     }
 }
@@ -53,6 +122,14 @@ impl std::error::Error for ConfigError {
         match self {
             Self::Io { source, .. } => Some(source),
             Self::Tls(e) => Some(e),
+            Self::Key {
+                source: Some(source),
+                ..
+            }
+            | Self::Invalid {
+                source: Some(source),
+                ..
+            } => Some(&**source),
             _ => None,
         }
     }

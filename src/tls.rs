@@ -164,9 +164,9 @@ impl ServerTls {
                 } else {
                     builder
                 };
-                builder
-                    .build()
-                    .map_err(|e| ConfigError::Invalid(format!("client CA: {e}")))?
+                builder.build().map_err(|e| {
+                    ConfigError::invalid_because("client CA", "no usable client verifier", e)
+                })?
             }
             ClientAuth::AnyCertificate => Arc::new(AnyClientCertificate {
                 provider: Arc::clone(&provider),

@@ -250,7 +250,9 @@ impl ClientAuthenticatorBuilder {
                     rustls_provider()?,
                 )
                 .build()
-                .map_err(|e| ConfigError::Invalid(format!("client CA: {e}")))?,
+                .map_err(|e| {
+                    ConfigError::invalid_because("client CA", "no usable client verifier", e)
+                })?,
             )
         };
         let client = match self.http_client {

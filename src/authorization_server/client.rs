@@ -44,10 +44,14 @@ impl RegisteredClient {
     /// # Errors
     /// [`ConfigError::Invalid`] naming what is wrong with the registration.
     pub fn from_metadata(metadata: ClientMetadata) -> Result<Self, ConfigError> {
-        let invalid =
-            |msg: &str| ConfigError::Invalid(format!("client {:?}: {msg}", metadata.client_id));
+        let invalid = |msg: &str| {
+            ConfigError::invalid(
+                "client registration",
+                format!("client {:?}: {msg}", metadata.client_id),
+            )
+        };
         if metadata.client_id.is_empty() {
-            return Err(ConfigError::Invalid("client_id must not be empty".into()));
+            return Err(ConfigError::invalid("client_id", "must not be empty"));
         }
         let subjects = [
             (

@@ -83,9 +83,10 @@ impl StaticClients {
         for client in clients {
             let id = client.client_id().to_owned();
             if map.insert(id.clone(), client).is_some() {
-                return Err(ConfigError::Invalid(format!(
-                    "client_id {id:?} registered twice"
-                )));
+                return Err(ConfigError::invalid(
+                    "client_id",
+                    format!("{id:?} registered twice"),
+                ));
             }
         }
         Ok(Self(Arc::new(map)))
@@ -98,8 +99,13 @@ impl StaticClients {
     /// Not a JSON array of metadata objects, a registration that cannot work (see
     /// [`RegisteredClient::from_metadata`]), or a `client_id` given twice.
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let list: Vec<ClientMetadata> = serde_json::from_str(json)
-            .map_err(|e| ConfigError::Invalid(format!("client registrations: {e}")))?;
+        let list: Vec<ClientMetadata> = serde_json::from_str(json).map_err(|e| {
+            ConfigError::invalid_because(
+                "client registrations",
+                "not a JSON array of client metadata",
+                e,
+            )
+        })?;
         let clients = list
             .into_iter()
             .map(RegisteredClient::from_metadata)
@@ -117,7 +123,13 @@ impl StaticClients {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_json(&json).map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+        Self::from_json(&json).map_err(|e| {
+            ConfigError::invalid_because(
+                "client registrations",
+                format!("file {}", path.display()),
+                e,
+            )
+        })
     }
 
     /// The client registered as `client_id`.

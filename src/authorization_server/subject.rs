@@ -32,13 +32,14 @@ impl SubjectMatcher {
     pub(crate) fn subject_dn(dn: &str) -> Result<Self, ConfigError> {
         DistinguishedName::parse(dn)
             .map(Self::Dn)
-            .map_err(|e| ConfigError::Invalid(format!("tls_client_auth_subject_dn: {e}")))
+            .map_err(|e| ConfigError::invalid("tls_client_auth_subject_dn", e.to_string()))
     }
 
     pub(crate) fn san_dns(name: &str) -> Result<Self, ConfigError> {
         if name.is_empty() || !name.is_ascii() || name.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(ConfigError::Invalid(
-                "tls_client_auth_san_dns must be a non-empty ASCII name (A-labels for IDNs)".into(),
+            return Err(ConfigError::invalid(
+                "tls_client_auth_san_dns",
+                "must be a non-empty ASCII name (A-labels for IDNs)",
             ));
         }
         Ok(Self::Dns(name.to_owned()))
@@ -54,8 +55,9 @@ impl SubjectMatcher {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         });
         if !scheme_ok {
-            return Err(ConfigError::Invalid(
-                "tls_client_auth_san_uri must be an absolute URI".into(),
+            return Err(ConfigError::invalid(
+                "tls_client_auth_san_uri",
+                "must be an absolute URI",
             ));
         }
         Ok(Self::Uri(uri.to_owned()))
@@ -65,7 +67,7 @@ impl SubjectMatcher {
         // std's parser takes every RFC 4291 text form (`::1`, `0:0:0:0:0:0:0:1`, upper-case
         // hex, embedded IPv4); the comparison is on the 4 or 16 octets.
         ip.parse::<IpAddr>().map(Self::Ip).map_err(|_| {
-            ConfigError::Invalid("tls_client_auth_san_ip is not an IPv4 or IPv6 address".into())
+            ConfigError::invalid("tls_client_auth_san_ip", "not an IPv4 or IPv6 address")
         })
     }
 
@@ -75,8 +77,9 @@ impl SubjectMatcher {
                 local: local.to_owned(),
                 domain: domain.to_owned(),
             }),
-            _ => Err(ConfigError::Invalid(
-                "tls_client_auth_san_email must be local@domain".into(),
+            _ => Err(ConfigError::invalid(
+                "tls_client_auth_san_email",
+                "must be local@domain",
             )),
         }
     }

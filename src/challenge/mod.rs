@@ -170,9 +170,10 @@ pub(crate) fn grpc_percent_encode(text: &str) -> std::borrow::Cow<'_, str> {
 pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, ConfigError> {
     for scope in scopes {
         if !is_quotable(scope) || scope.contains(' ') {
-            return Err(ConfigError::Invalid(format!(
-                "{scope:?} is not a valid scope token (RFC 6749 §3.3)"
-            )));
+            return Err(ConfigError::invalid(
+                "scope",
+                format!("{scope:?} is not a valid scope token (RFC 6749 §3.3)"),
+            ));
         }
     }
     Ok(scopes.join(" "))
@@ -183,9 +184,10 @@ pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
     if is_quotable(&realm) {
         Ok(realm)
     } else {
-        Err(ConfigError::Invalid(format!(
-            "realm {realm:?} needs escaping"
-        )))
+        Err(ConfigError::invalid(
+            "realm",
+            format!("{realm:?} needs escaping"),
+        ))
     }
 }
 

@@ -56,9 +56,10 @@ impl FromStr for ForwardedCertFormat {
             "haproxy" => Self::Haproxy,
             "apache" => Self::Apache,
             _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown forwarded certificate format {s:?} (rfc9440, xfcc, nginx, haproxy, apache)"
-                )))
+                return Err(ConfigError::invalid(
+                    "forwarded certificate format",
+                    format!("unknown format {s:?} (rfc9440, xfcc, nginx, haproxy, apache)"),
+                ))
             }
         })
     }

@@ -69,8 +69,9 @@ impl ForwardedCertLayer {
     /// # Errors
     /// When `name` is not a valid header name.
     pub fn header(mut self, name: &str) -> Result<Self, ConfigError> {
-        let name = HeaderName::try_from(name)
-            .map_err(|_| ConfigError::Invalid(format!("{name:?} is not a header name")))?;
+        let name = HeaderName::try_from(name).map_err(|_| {
+            ConfigError::invalid("header", format!("{name:?} is not a header name"))
+        })?;
         self.config_mut().header = name;
         Ok(self)
     }

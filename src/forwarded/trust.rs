@@ -44,7 +44,12 @@ impl FromStr for IpRange {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::Invalid(format!("{s:?} is not an IP address or CIDR range"));
+        let bad = || {
+            ConfigError::invalid(
+                "trusted proxy range",
+                format!("{s:?} is not an IP address or CIDR range"),
+            )
+        };
         let (addr, prefix) = match s.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (s, None),

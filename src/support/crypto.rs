@@ -30,13 +30,7 @@ pub(crate) fn rustls_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, C
     {
         rustls::crypto::CryptoProvider::get_default()
             .cloned()
-            .ok_or_else(|| {
-                ConfigError::Invalid(
-                    "no rustls crypto provider: enable certbound's `aws-lc-rs` or `rust-crypto` \
-                     feature, or call rustls::crypto::CryptoProvider::install_default first"
-                        .into(),
-                )
-            })
+            .ok_or(ConfigError::NoCryptoProvider { library: "rustls" })
     }
 }
 
@@ -101,12 +95,9 @@ mod no_backend {
     pub(super) fn installed_jwt_provider() -> Result<(), ConfigError> {
         match FAIL_CLOSED.install_default() {
             Err(installed) if !std::ptr::eq(installed, &FAIL_CLOSED) => Ok(()),
-            _ => Err(ConfigError::Invalid(
-                "no jsonwebtoken crypto provider: enable certbound's `aws-lc-rs` or \
-                 `rust-crypto` feature, or call jsonwebtoken::crypto::CryptoProvider::\
-                 install_default before building a validator"
-                    .into(),
-            )),
+            _ => Err(ConfigError::NoCryptoProvider {
+                library: "jsonwebtoken",
+            }),
         }
     }
 

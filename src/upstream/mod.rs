@@ -47,7 +47,13 @@ pub(crate) fn default_client(
         .connect_timeout(timeout)
         .timeout(timeout)
         .build()
-        .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))
+        .map_err(|e| {
+            ConfigError::invalid_because(
+                "http_client",
+                "the default HTTP client cannot be built",
+                e,
+            )
+        })
 }
 
 /// Reads a response body of at most `limit` bytes.
@@ -143,8 +149,8 @@ pub(crate) fn discovery_urls(issuer: &str) -> [String; 2] {
     ]
 }
 
-/// Accepts `https://` URLs (and `http://` when allowed).
-pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+/// Accepts `https://` URLs (and `http://` when allowed); else says why not.
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), &'static str> {
     let lower = url
         .get(..8)
         .map(str::to_ascii_lowercase)
@@ -155,7 +161,23 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
     if allow_http && lower.starts_with("http://") && url.len() > 7 {
         return Ok(());
     }
-    Err(format!("{url:?} is not an https URL"))
+    if lower.starts_with("http://") && !allow_http {
+        return Err("plain http is refused without insecure_allow_http");
+    }
+    Err("not an https URL")
+}
+
+/// [`check_url`] for a configured URL: the error names the `option` that holds it.
+pub(crate) fn check_config_url(
+    option: &'static str,
+    url: &str,
+    allow_http: bool,
+) -> Result<(), ConfigError> {
+    check_url(url, allow_http).map_err(|reason| ConfigError::Url {
+        option,
+        url: url.to_owned(),
+        reason,
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::client::{ClientAuth, Endpoint, Exchange};
 use super::{Inner, IntrospectionValidator};
 use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
-use crate::upstream::{self as fetch, check_url};
+use crate::upstream::{self as fetch, check_config_url};
 
 impl IntrospectionValidator {
     /// Starts a validator that asks the introspection endpoint at `url` (https).
@@ -257,16 +257,17 @@ impl IntrospectionValidatorBuilder {
     /// No client authentication or more than one, an empty `client_id`, a non-https URL,
     /// `tls_client_auth` together with an own `http_client`, or an unusable client identity.
     pub fn build(self) -> Result<IntrospectionValidator, ConfigError> {
-        let url = match &self.endpoint {
-            EndpointConfig::Url(url) | EndpointConfig::Discover(url) => url,
+        let (option, url) = match &self.endpoint {
+            EndpointConfig::Url(url) => ("endpoint", url),
+            EndpointConfig::Discover(url) => ("issuer", url),
         };
-        check_url(url, self.allow_http).map_err(ConfigError::Url)?;
+        check_config_url(option, url, self.allow_http)?;
         let mut auth = self.auth.into_iter();
         let (Some(auth), None) = (auth.next(), auth.next()) else {
-            return Err(ConfigError::Invalid(
-                "choose exactly one client authentication for introspection: \
-                 client_secret_basic, client_secret_post or tls_client_auth"
-                    .into(),
+            return Err(ConfigError::invalid(
+                "client authentication",
+                "choose exactly one for introspection: client_secret_basic, \
+                 client_secret_post or tls_client_auth",
             ));
         };
         let (auth, identity) = match auth {
@@ -278,7 +279,12 @@ impl IntrospectionValidatorBuilder {
                 let credentials: String = [encode(&client_id), encode(&secret)].join(":");
                 let mut value =
                     HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                        .map_err(|_| ConfigError::Invalid("client credentials".into()))?;
+                        .map_err(|_| {
+                            ConfigError::invalid(
+                                "client_secret_basic",
+                                "the credentials do not fit an Authorization header",
+                            )
+                        })?;
                 value.set_sensitive(true);
                 (ClientAuth::Basic(value), None)
             }
@@ -293,11 +299,10 @@ impl IntrospectionValidatorBuilder {
             } => {
                 non_empty(&client_id)?;
                 if self.http_client.is_some() {
-                    return Err(ConfigError::Invalid(
-                        "tls_client_auth brings its own identity; with an own http_client, \
-                         put the identity into that client and use client_id-only \
-                         authentication there"
-                            .into(),
+                    return Err(ConfigError::invalid(
+                        "tls_client_auth",
+                        "it brings its own identity; with an own http_client, put the \
+                         identity into that client and use client_id-only authentication there",
                     ));
                 }
                 (ClientAuth::Mtls { client_id }, Some((chain, key)))
@@ -346,7 +351,7 @@ impl IntrospectionValidatorBuilder {
 
 fn non_empty(client_id: &str) -> Result<(), ConfigError> {
     if client_id.is_empty() {
-        return Err(ConfigError::Invalid("client_id must not be empty".into()));
+        return Err(ConfigError::invalid("client_id", "must not be empty"));
     }
     Ok(())
 }

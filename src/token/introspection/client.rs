@@ -125,7 +125,7 @@ impl Exchange {
         let url = alias
             .or_else(|| doc.get("introspection_endpoint").and_then(Value::as_str))
             .ok_or_else(|| format!("metadata of {issuer}: no introspection_endpoint"))?;
-        check_url(url, self.allow_http)?;
+        check_url(url, self.allow_http).map_err(|reason| format!("{url:?}: {reason}"))?;
         Ok(url.to_owned())
     }
 }

@@ -11,12 +11,12 @@ use rustls_pki_types::CertificateDer;
 
 use super::claims::validation;
 use super::keys::{
-    check_url, fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey,
-    RSA_ALGS,
+    fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey, RSA_ALGS,
 };
 use super::{Inner, JwtValidator, Keys};
 use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
+use crate::upstream::check_config_url;
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,
@@ -260,10 +260,11 @@ impl JwtValidatorBuilder {
     /// 32 bytes), a non-https URL, or an invalid issuer / audience.
     pub fn build(self) -> Result<JwtValidator, ConfigError> {
         crate::support::crypto::ensure_jwt_provider()?;
-        if self.issuer.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(ConfigError::Invalid(
-                "issuer and audience must not be empty".into(),
-            ));
+        if self.issuer.is_empty() {
+            return Err(ConfigError::invalid("issuer", "must not be empty"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::invalid("audience", "must not be empty"));
         }
         let algorithms = self.algorithms.clone().unwrap_or_else(|| {
             let mut algs = ASYMMETRIC.to_vec();
@@ -273,26 +274,29 @@ impl JwtValidatorBuilder {
             algs
         });
         if algorithms.is_empty() {
-            return Err(ConfigError::Invalid("no algorithm allowed".into()));
+            return Err(ConfigError::invalid("algorithms", "no algorithm allowed"));
         }
         let wants_hmac = algorithms
             .iter()
             .any(|a| a.family() == AlgorithmFamily::Hmac);
         match &self.hmac {
             None if wants_hmac => {
-                return Err(ConfigError::Invalid(
-                    "HS* algorithms need an hmac_secret".into(),
+                return Err(ConfigError::invalid(
+                    "algorithms",
+                    "HS* algorithms need an hmac_secret",
                 ));
             }
             Some(secret) if secret.len() < 32 => {
-                return Err(ConfigError::Key("HMAC secret shorter than 32 bytes".into()));
+                return Err(ConfigError::key("HMAC secret shorter than 32 bytes", None));
             }
             _ => {}
         }
 
         let mut keys = KeySet::default();
         for json in &self.jwks_json {
-            keys.extend(KeySet::from_jwks_json(json.as_bytes()).map_err(ConfigError::Key)?);
+            keys.extend(
+                KeySet::from_jwks_json(json.as_bytes()).map_err(|e| e.into_config_error(None))?,
+            );
         }
         for path in &self.jwks_files {
             let json = std::fs::read(path).map_err(|source| ConfigError::Io {
@@ -300,8 +304,7 @@ impl JwtValidatorBuilder {
                 source,
             })?;
             keys.extend(
-                KeySet::from_jwks_json(&json)
-                    .map_err(|e| ConfigError::Key(format!("{}: {e}", path.display())))?,
+                KeySet::from_jwks_json(&json).map_err(|e| e.into_config_error(Some(path)))?,
             );
         }
         for (alg, pem) in &self.pem_keys {
@@ -310,12 +313,13 @@ impl JwtValidatorBuilder {
                 AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
                 AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
                 _ => {
-                    return Err(ConfigError::Key(
-                        "PEM keys are for asymmetric algorithms".into(),
+                    return Err(ConfigError::key(
+                        "PEM keys are for asymmetric algorithms",
+                        None,
                     ))
                 }
             }
-            .map_err(|e| ConfigError::Key(format!("PEM public key: {e}")))?;
+            .map_err(|e| ConfigError::key("unusable PEM public key", Some(e.into())))?;
             let algs = match alg.family() {
                 AlgorithmFamily::Rsa => RSA_ALGS.to_vec(),
                 _ => vec![*alg],
@@ -339,14 +343,16 @@ impl JwtValidatorBuilder {
         let keys = match self.remote {
             Some(location) => {
                 if keys.len() > 0 {
-                    return Err(ConfigError::Invalid(
-                        "choose either remote keys (jwks_url / discover) or static keys".into(),
+                    return Err(ConfigError::invalid(
+                        "key source",
+                        "choose either remote keys (jwks_url / discover) or static keys",
                     ));
                 }
-                let url = match &location {
-                    KeyLocation::Jwks(url) | KeyLocation::Discover(url) => url,
+                let (option, url) = match &location {
+                    KeyLocation::Jwks(url) => ("jwks_url", url),
+                    KeyLocation::Discover(url) => ("issuer", url),
                 };
-                check_url(url, self.settings.allow_http).map_err(ConfigError::Url)?;
+                check_config_url(option, url, self.settings.allow_http)?;
                 let client = match self.http_client {
                     Some(client) => client,
                     None => crate::upstream::default_client(
@@ -360,8 +366,10 @@ impl JwtValidatorBuilder {
                 Keys::Remote(Arc::new(RemoteKeys::new(location, client, self.settings)))
             }
             None if keys.len() == 0 => {
-                return Err(ConfigError::Invalid(
-                    "no verification keys: use jwks_json, jwks_file, public_key_pem, jwks_url or discover".into(),
+                return Err(ConfigError::invalid(
+                    "key source",
+                    "no verification keys: use jwks_json, jwks_file, public_key_pem, jwks_url \
+                     or discover",
                 ));
             }
             None => Keys::Static(Arc::new(keys)),

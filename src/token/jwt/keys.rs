@@ -7,6 +7,7 @@
 //! `min_refresh_interval` so that forged `kid`s cannot make us hammer the authorization server.
 //! A failed refresh keeps the previous keys.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
+use crate::error::ConfigError;
 use crate::support::single_flight::{spawn, Begin, SingleFlight, Waiter};
 use crate::upstream as fetch;
 pub(crate) use crate::upstream::check_url;
@@ -81,13 +83,15 @@ impl KeySet {
     /// Parses a JWKS document. Keys certbound cannot use for verifying JWS signatures
     /// (encryption keys, symmetric `oct` keys, unknown types) are skipped; a document left with
     /// none is an error.
-    pub(crate) fn from_jwks_json(json: &[u8]) -> Result<Self, String> {
-        let doc: Value =
-            serde_json::from_slice(json).map_err(|e| format!("JWKS is not JSON: {e}"))?;
-        let keys = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| "JWKS has no \"keys\" array".to_owned())?;
+    pub(crate) fn from_jwks_json(json: &[u8]) -> Result<Self, JwksError> {
+        let doc: Value = serde_json::from_slice(json).map_err(|e| JwksError {
+            reason: "JWKS is not JSON",
+            source: Some(e),
+        })?;
+        let keys = doc.get("keys").and_then(Value::as_array).ok_or(JwksError {
+            reason: "JWKS has no \"keys\" array",
+            source: None,
+        })?;
         let mut set = KeySet::default();
         for key in keys {
             // One odd key must not make the whole set unusable.
@@ -101,7 +105,10 @@ impl KeySet {
         // An empty set would verify nothing: for a remote JWKS that counts as a failed fetch
         // (the cached keys stay), for a static one as a configuration error.
         if set.len() == 0 {
-            return Err("JWKS holds no usable signature verification key".to_owned());
+            return Err(JwksError {
+                reason: "JWKS holds no usable signature verification key",
+                source: None,
+            });
         }
         Ok(set)
     }
@@ -123,6 +130,38 @@ impl KeySet {
                 (Some(_), None) => k.kid.is_none(),
                 (None, _) => true,
             })
+    }
+}
+
+/// Why a JWKS document is unusable: a fixed reason, and the JSON parser's error if any.
+#[derive(Debug)]
+pub(crate) struct JwksError {
+    reason: &'static str,
+    source: Option<serde_json::Error>,
+}
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+impl std::error::Error for JwksError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl JwksError {
+    /// The configuration error of a static JWKS; `origin` says where it came from.
+    pub(crate) fn into_config_error(self, origin: Option<&std::path::Path>) -> ConfigError {
+        let reason = match origin {
+            Some(path) => format!("{}: {}", path.display(), self.reason),
+            None => self.reason.to_owned(),
+        };
+        ConfigError::key(reason, self.source.map(Into::into))
     }
 }
 
@@ -370,7 +409,10 @@ impl RemoteKeys {
                 return Err(e);
             }
         };
-        KeySet::from_jwks_json(&body)
+        KeySet::from_jwks_json(&body).map_err(|e| match e.source {
+            Some(json) => format!("{}: {json}", e.reason),
+            None => e.reason.to_owned(),
+        })
     }
 
     /// The `jwks_uri` of the issuer's metadata; it must be https (unless allowed otherwise).
@@ -380,7 +422,8 @@ impl RemoteKeys {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("metadata of {issuer}: no jwks_uri"))?;
-        check_url(jwks_uri, self.settings.allow_http)?;
+        check_url(jwks_uri, self.settings.allow_http)
+            .map_err(|reason| format!("{jwks_uri:?}: {reason}"))?;
         Ok(jwks_uri.to_owned())
     }
 
