@@ -8,6 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
 
+mod options;
+pub(crate) use options::{upstream_setters, UpstreamOptions};
+
 /// A TLS client identity: certificate chain (leaf first) and private key.
 pub(crate) type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 

@@ -16,7 +16,7 @@ use super::client::{ClientAuth, Endpoint, Exchange};
 use super::{Inner, IntrospectionValidator};
 use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
-use crate::upstream::{self as fetch, check_config_url};
+use crate::upstream::{upstream_setters, UpstreamOptions};
 
 impl IntrospectionValidator {
     /// Starts a validator that asks the introspection endpoint at `url` (https).
@@ -61,17 +61,9 @@ pub struct IntrospectionValidatorBuilder {
     auth: Vec<AuthConfig>,
     issuer: Option<String>,
     audiences: Vec<String>,
-    leeway: Duration,
     active_ttl: Duration,
     inactive_ttl: Duration,
-    max_cache_entries: u64,
-    max_cache_bytes: u64,
-    http_client: Option<reqwest::Client>,
-    extra_roots: Vec<CertificateDer<'static>>,
-    public_roots: bool,
-    fetch_timeout: Duration,
-    max_response_bytes: usize,
-    allow_http: bool,
+    upstream: UpstreamOptions,
 }
 
 impl fmt::Debug for IntrospectionValidatorBuilder {
@@ -103,17 +95,9 @@ impl IntrospectionValidatorBuilder {
             auth: Vec::new(),
             issuer: None,
             audiences: Vec::new(),
-            leeway: Duration::from_secs(60),
             active_ttl: Duration::from_secs(3),
             inactive_ttl: Duration::from_secs(5),
-            max_cache_entries: 100_000,
-            max_cache_bytes: 64 * 1024 * 1024,
-            http_client: None,
-            extra_roots: Vec::new(),
-            public_roots: true,
-            fetch_timeout: Duration::from_secs(5),
-            max_response_bytes: 64 * 1024,
-            allow_http: false,
+            upstream: UpstreamOptions::new(64 * 1024),
         }
     }
 
@@ -173,12 +157,18 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
+    upstream_setters! {
+        field: upstream,
+        fetched: "the introspection endpoint and the discovery metadata",
+        max_response: "introspection answer or metadata document accepted (default 64 KiB)",
+        on_timeout: "When it passes the request is refused with 503.",
+        http_risk: "the tokens and the client's credentials cross the network in clear, and \
+            anyone on the path can answer \"active\".",
+        cached: "introspection answers",
     }
 
+    // Not among the shared setters: what is cached, and so the default, differ from the JWT
+    // validator's `cache_ttl`.
     /// Longest time an active answer is reused (default 3 s; never beyond the token's `exp`).
     ///
     /// This is how long a token revoked at the authorization server can still be used here.
@@ -197,59 +187,6 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
-    /// Most answers kept at once (default 100 000).
-    pub fn max_cache_entries(mut self, entries: u64) -> Self {
-        self.max_cache_entries = entries;
-        self
-    }
-
-    /// Approximate memory the cache may use (default 64 MiB).
-    pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
-        self.max_cache_bytes = bytes;
-        self
-    }
-
-    /// Uses `client` for introspection and discovery instead of the default one (Mozilla roots
-    /// plus [`trust_root`](Self::trust_root)s, https only, the fetch timeout).
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
-        self
-    }
-
-    /// Trusts `ca` for the endpoint's server certificate (in addition to the public roots
-    /// unless [`only_trust_roots`](Self::only_trust_roots)).
-    pub fn trust_root(mut self, ca: CertificateDer<'static>) -> Self {
-        self.extra_roots.push(ca);
-        self
-    }
-
-    /// Trusts only the [`trust_root`](Self::trust_root)s, not the public Mozilla roots.
-    pub fn only_trust_roots(mut self) -> Self {
-        self.public_roots = false;
-        self
-    }
-
-    /// Time limit for one introspection call, discovery included (default 5 s). When it passes
-    /// the request is refused with 503.
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
-    /// Largest answer accepted (default 64 KiB); a larger one is a malformed answer.
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Allows a plain `http://` endpoint or issuer. Insecure: the tokens and the client's
-    /// credentials cross the network in clear, and anyone on the path can answer "active". For
-    /// local development only.
-    pub fn insecure_allow_http(mut self) -> Self {
-        self.allow_http = true;
-        self
-    }
-
     /// Checks the configuration and builds the validator. No network access (discovery happens
     /// on first use or in [`IntrospectionValidator::prefetch`]).
     ///
@@ -261,7 +198,7 @@ impl IntrospectionValidatorBuilder {
             EndpointConfig::Url(url) => ("endpoint", url),
             EndpointConfig::Discover(url) => ("issuer", url),
         };
-        check_config_url(option, url, self.allow_http)?;
+        self.upstream.check_url(option, url)?;
         let mut auth = self.auth.into_iter();
         let (Some(auth), None) = (auth.next(), auth.next()) else {
             return Err(ConfigError::invalid(
@@ -298,7 +235,7 @@ impl IntrospectionValidatorBuilder {
                 key,
             } => {
                 non_empty(&client_id)?;
-                if self.http_client.is_some() {
+                if self.upstream.http_client.is_some() {
                     return Err(ConfigError::invalid(
                         "tls_client_auth",
                         "it brings its own identity; with an own http_client, put the \
@@ -308,16 +245,7 @@ impl IntrospectionValidatorBuilder {
                 (ClientAuth::Mtls { client_id }, Some((chain, key)))
             }
         };
-        let client = match self.http_client {
-            Some(client) => client,
-            None => fetch::default_client(
-                &self.extra_roots,
-                self.public_roots,
-                identity,
-                self.fetch_timeout,
-                self.allow_http,
-            )?,
-        };
+        let client = self.upstream.client(identity)?;
         let endpoint = match self.endpoint {
             EndpointConfig::Url(url) => Endpoint::Fixed(url),
             EndpointConfig::Discover(issuer) => Endpoint::Discover {
@@ -330,20 +258,20 @@ impl IntrospectionValidatorBuilder {
                 endpoint,
                 http: client,
                 auth,
-                fetch_timeout: self.fetch_timeout,
-                max_response_bytes: self.max_response_bytes,
-                allow_http: self.allow_http,
+                fetch_timeout: self.upstream.fetch_timeout,
+                max_response_bytes: self.upstream.max_response_bytes,
+                allow_http: self.upstream.allow_http,
             },
             rules: Rules {
                 issuer: self.issuer,
                 audiences: self.audiences,
-                leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+                leeway: i64::try_from(self.upstream.leeway.as_secs()).unwrap_or(i64::MAX),
                 active_ttl: self.active_ttl,
                 inactive_ttl: self.inactive_ttl,
             },
             cache: Arc::new(ResultCache::new(
-                self.max_cache_entries,
-                self.max_cache_bytes,
+                self.upstream.max_cache_entries,
+                self.upstream.max_cache_bytes,
             )),
         })))
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
-use rustls_pki_types::CertificateDer;
 
 use super::claims::validation;
 use super::keys::{
@@ -16,7 +15,7 @@ use super::keys::{
 use super::{Inner, JwtValidator, Keys};
 use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
-use crate::upstream::check_config_url;
+use crate::upstream::{upstream_setters, UpstreamOptions};
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,
@@ -38,27 +37,17 @@ impl JwtValidator {
             issuer: issuer.into(),
             audiences: vec![audience.into()],
             algorithms: None,
-            leeway: Duration::from_secs(60),
             require_at_jwt: false,
             jwks_json: Vec::new(),
             jwks_files: Vec::new(),
             pem_keys: Vec::new(),
             hmac: None,
             remote: None,
-            http_client: None,
-            extra_roots: Vec::new(),
-            public_roots: true,
+            upstream: UpstreamOptions::new(256 * 1024),
+            min_refresh_interval: Duration::from_secs(10),
+            max_key_age: Duration::from_secs(300),
             cache: true,
             cache_ttl: Duration::from_secs(300),
-            max_cache_entries: 100_000,
-            max_cache_bytes: 64 * 1024 * 1024,
-            settings: RemoteSettings {
-                min_refresh_interval: Duration::from_secs(10),
-                max_age: Duration::from_secs(300),
-                fetch_timeout: Duration::from_secs(5),
-                max_response_bytes: 256 * 1024,
-                allow_http: false,
-            },
         }
     }
 }
@@ -69,21 +58,17 @@ pub struct JwtValidatorBuilder {
     issuer: String,
     audiences: Vec<String>,
     algorithms: Option<Vec<Algorithm>>,
-    leeway: Duration,
     require_at_jwt: bool,
     jwks_json: Vec<String>,
     jwks_files: Vec<PathBuf>,
     pem_keys: Vec<(Algorithm, Vec<u8>)>,
     hmac: Option<Vec<u8>>,
     remote: Option<KeyLocation>,
-    http_client: Option<reqwest::Client>,
-    extra_roots: Vec<CertificateDer<'static>>,
-    public_roots: bool,
-    settings: RemoteSettings,
+    upstream: UpstreamOptions,
+    min_refresh_interval: Duration,
+    max_key_age: Duration,
     cache: bool,
     cache_ttl: Duration,
-    max_cache_entries: u64,
-    max_cache_bytes: u64,
 }
 
 impl fmt::Debug for JwtValidatorBuilder {
@@ -100,6 +85,16 @@ impl fmt::Debug for JwtValidatorBuilder {
 }
 
 impl JwtValidatorBuilder {
+    upstream_setters! {
+        field: upstream,
+        fetched: "the JWKS and the discovery metadata",
+        max_response: "JWKS or metadata document accepted (default 256 KiB)",
+        on_timeout: "When it passes the fetch fails: cached keys stay in use, and a request \
+            that needs keys while none are cached is refused with 503.",
+        http_risk: "an attacker on the path can substitute keys and forge any token.",
+        cached: "validated tokens",
+    }
+
     /// Accepts one more audience.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
@@ -110,12 +105,6 @@ impl JwtValidatorBuilder {
     /// [`hmac_secret`](Self::hmac_secret).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = Some(algorithms.into_iter().collect());
-        self
-    }
-
-    /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
         self
     }
 
@@ -165,52 +154,21 @@ impl JwtValidatorBuilder {
         self
     }
 
-    /// The HTTP client for remote keys (for instance with an mTLS identity or a proxy). By
-    /// default certbound builds one with rustls, the `webpki-roots` CAs and any
-    /// [`trust_root`](Self::trust_root)s.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http_client = Some(client);
-        self
-    }
-
-    /// Trusts one more CA for https to the JWKS / discovery endpoints (ignored with a custom
-    /// [`http_client`](Self::http_client)).
-    pub fn trust_root(mut self, ca: CertificateDer<'static>) -> Self {
-        self.extra_roots.push(ca);
-        self
-    }
-
-    /// Trusts only the [`trust_root`](Self::trust_root)s, not the public `webpki-roots` CAs.
-    pub fn only_trust_roots(mut self) -> Self {
-        self.public_roots = false;
-        self
-    }
-
     /// The shortest time between two fetches of the remote keys (default 10 s). An unknown
     /// `kid` triggers a fetch, at most this often.
     pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
-        self.settings.min_refresh_interval = interval;
+        self.min_refresh_interval = interval;
         self
     }
 
     /// Age after which cached remote keys are refreshed in the background (default 5 min).
     pub fn max_key_age(mut self, age: Duration) -> Self {
-        self.settings.max_age = age;
+        self.max_key_age = age;
         self
     }
 
-    /// Time limit for one fetch, discovery included (default 5 s).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.fetch_timeout = timeout;
-        self
-    }
-
-    /// Largest JWKS or metadata response accepted (default 256 KiB).
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_response_bytes = bytes;
-        self
-    }
-
+    // Not among the shared setters: what is cached, and so the default, differ from
+    // introspection's `cache_ttl`.
     /// Longest time a validated token is reused without verifying its signature again
     /// (default 5 min; never beyond the token's `exp`).
     ///
@@ -229,25 +187,6 @@ impl JwtValidatorBuilder {
     /// Turns the validated-token cache off: every request verifies the signature.
     pub fn no_cache(mut self) -> Self {
         self.cache = false;
-        self
-    }
-
-    /// Most validated tokens kept at once (default 100 000).
-    pub fn max_cache_entries(mut self, entries: u64) -> Self {
-        self.max_cache_entries = entries;
-        self
-    }
-
-    /// Approximate memory the validated-token cache may use (default 64 MiB).
-    pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
-        self.max_cache_bytes = bytes;
-        self
-    }
-
-    /// Allows plain `http://` JWKS and discovery URLs. Insecure: an attacker on the path can
-    /// substitute keys and forge any token. For local development only.
-    pub fn insecure_allow_http(mut self) -> Self {
-        self.settings.allow_http = true;
         self
     }
 
@@ -352,18 +291,16 @@ impl JwtValidatorBuilder {
                     KeyLocation::Jwks(url) => ("jwks_url", url),
                     KeyLocation::Discover(url) => ("issuer", url),
                 };
-                check_config_url(option, url, self.settings.allow_http)?;
-                let client = match self.http_client {
-                    Some(client) => client,
-                    None => crate::upstream::default_client(
-                        &self.extra_roots,
-                        self.public_roots,
-                        None,
-                        self.settings.fetch_timeout,
-                        self.settings.allow_http,
-                    )?,
+                self.upstream.check_url(option, url)?;
+                let client = self.upstream.client(None)?;
+                let settings = RemoteSettings {
+                    min_refresh_interval: self.min_refresh_interval,
+                    max_age: self.max_key_age,
+                    fetch_timeout: self.upstream.fetch_timeout,
+                    max_response_bytes: self.upstream.max_response_bytes,
+                    allow_http: self.upstream.allow_http,
                 };
-                Keys::Remote(Arc::new(RemoteKeys::new(location, client, self.settings)))
+                Keys::Remote(Arc::new(RemoteKeys::new(location, client, settings)))
             }
             None if keys.len() == 0 => {
                 return Err(ConfigError::invalid(
@@ -375,7 +312,7 @@ impl JwtValidatorBuilder {
             None => Keys::Static(Arc::new(keys)),
         };
 
-        let leeway = self.leeway.as_secs();
+        let leeway = self.upstream.leeway.as_secs();
         let validations = algorithms
             .into_iter()
             .map(|alg| (alg, validation(alg, &self.issuer, &self.audiences, leeway)))
@@ -386,8 +323,8 @@ impl JwtValidatorBuilder {
             require_at_jwt: self.require_at_jwt,
             cache: self.cache.then(|| {
                 Arc::new(ResultCache::new(
-                    self.max_cache_entries,
-                    self.max_cache_bytes,
+                    self.upstream.max_cache_entries,
+                    self.upstream.max_cache_bytes,
                 ))
             }),
             cache_ttl: self.cache_ttl,
