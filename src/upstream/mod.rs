@@ -8,28 +8,13 @@ use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
 
+mod error;
 mod options;
+pub(crate) use error::{FetchError, HttpStatus};
 pub(crate) use options::{upstream_setters, UpstreamOptions};
 
 /// A TLS client identity: certificate chain (leaf first) and private key.
 pub(crate) type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-/// Why a fetch failed.
-#[derive(Debug)]
-pub(crate) enum FetchError {
-    /// Connection, TLS, timeout, or an HTTP error status: the other side could not answer.
-    Unavailable(String),
-    /// An answer arrived but cannot be used: too large, not JSON, wrong shape.
-    Malformed(String),
-}
-
-impl FetchError {
-    pub(crate) fn into_message(self) -> String {
-        match self {
-            Self::Unavailable(m) | Self::Malformed(m) => m,
-        }
-    }
-}
 
 /// The client certbound builds when the user hands in none: the Mozilla roots (unless
 /// `public_roots` is off) plus `extra_roots`, certbound's crypto provider, https only unless
@@ -65,7 +50,7 @@ pub(crate) async fn read_limited(
     url: &str,
     limit: usize,
 ) -> Result<Vec<u8>, FetchError> {
-    let too_large = || FetchError::Malformed(format!("{url}: response larger than {limit} bytes"));
+    let too_large = || FetchError::malformed(format!("{url}: response larger than {limit} bytes"));
     if response
         .content_length()
         .is_some_and(|len| len > limit as u64)
@@ -76,7 +61,7 @@ pub(crate) async fn read_limited(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?
+        .map_err(|e| FetchError::unavailable(url).because(e))?
     {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
@@ -97,12 +82,9 @@ pub(crate) async fn get(
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
+        .map_err(|e| FetchError::unavailable(url).because(e))?;
     if !response.status().is_success() {
-        return Err(FetchError::Unavailable(format!(
-            "{url}: HTTP {}",
-            response.status()
-        )));
+        return Err(FetchError::unavailable(url).because(HttpStatus(response.status())));
     }
     read_limited(response, url, limit).await
 }
@@ -113,22 +95,22 @@ pub(crate) async fn discover(
     client: &reqwest::Client,
     issuer: &str,
     limit: usize,
-) -> Result<Map<String, Value>, String> {
-    let mut last_error = String::new();
+) -> Result<Map<String, Value>, FetchError> {
+    let mut last_error = FetchError::unavailable(format!("metadata of {issuer}: no discovery URL"));
     for url in discovery_urls(issuer) {
         let body = match get(client, &url, limit).await {
             Ok(body) => body,
             Err(e) => {
-                last_error = e.into_message();
+                last_error = e;
                 continue;
             }
         };
-        let doc: Map<String, Value> =
-            serde_json::from_slice(&body).map_err(|e| format!("{url}: not a JSON object: {e}"))?;
+        let doc: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::malformed(format!("{url}: not a JSON object")).because(e))?;
         if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-            return Err(format!(
+            return Err(FetchError::malformed(format!(
                 "{url}: issuer does not match the configured issuer"
-            ));
+            )));
         }
         return Ok(doc);
     }

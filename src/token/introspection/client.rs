@@ -8,7 +8,7 @@ use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::upstream::{self as fetch, check_url, FetchError};
+use crate::upstream::{self as fetch, check_url, FetchError, HttpStatus};
 
 /// Where the introspection endpoint is, and how to authenticate to it.
 pub(super) struct Exchange {
@@ -54,7 +54,9 @@ impl Exchange {
     pub(super) async fn ask(&self, token: &str) -> Result<Vec<u8>, FetchError> {
         tokio::time::timeout(self.fetch_timeout, self.call(token))
             .await
-            .unwrap_or_else(|_| Err(FetchError::Unavailable("introspection timed out".into())))
+            .unwrap_or_else(|elapsed| {
+                Err(FetchError::unavailable("introspection timed out").because(elapsed))
+            })
     }
 
     async fn call(&self, token: &str) -> Result<Vec<u8>, FetchError> {
@@ -71,14 +73,11 @@ impl Exchange {
             .body(self.form(token))
             .send()
             .await
-            .map_err(|e| FetchError::Unavailable(format!("{url}: {e}")))?;
+            .map_err(|e| FetchError::unavailable(url).because(e))?;
         if response.status() != http::StatusCode::OK {
             // 401/403 here mean the resource server's own credentials were refused: a
             // configuration problem, not something the client can fix, so 503 as for 5xx.
-            return Err(FetchError::Unavailable(format!(
-                "{url}: HTTP {}",
-                response.status()
-            )));
+            return Err(FetchError::unavailable(url).because(HttpStatus(response.status())));
         }
         fetch::read_limited(response, url, self.max_response_bytes).await
     }
@@ -109,11 +108,12 @@ impl Exchange {
                 .get_or_try_init(|| self.discover(issuer))
                 .await
                 .map(String::as_str)
-                .map_err(FetchError::Unavailable),
+                // Whatever went wrong, the endpoint cannot be asked: 503.
+                .map_err(FetchError::into_unavailable),
         }
     }
 
-    async fn discover(&self, issuer: &str) -> Result<String, String> {
+    async fn discover(&self, issuer: &str) -> Result<String, FetchError> {
         let doc = fetch::discover(&self.http, issuer, self.max_response_bytes).await?;
         let alias = match self.auth {
             ClientAuth::Mtls { .. } => doc
@@ -124,8 +124,11 @@ impl Exchange {
         };
         let url = alias
             .or_else(|| doc.get("introspection_endpoint").and_then(Value::as_str))
-            .ok_or_else(|| format!("metadata of {issuer}: no introspection_endpoint"))?;
-        check_url(url, self.allow_http).map_err(|reason| format!("{url:?}: {reason}"))?;
+            .ok_or_else(|| {
+                FetchError::malformed(format!("metadata of {issuer}: no introspection_endpoint"))
+            })?;
+        check_url(url, self.allow_http)
+            .map_err(|reason| FetchError::malformed(format!("{url:?}: {reason}")))?;
         Ok(url.to_owned())
     }
 }

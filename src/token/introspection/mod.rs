@@ -19,7 +19,6 @@ use client::{Endpoint, Exchange};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::cache::{Keep, ResultCache};
-use crate::upstream::FetchError;
 
 /// Validates opaque (reference) access tokens by asking the authorization server (RFC 7662
 /// token introspection), with the certificate binding the answer carries (RFC 8705 §3.2: a
@@ -142,18 +141,18 @@ impl Inner {
         };
         match self.exchange.ask(token).await {
             Ok(body) => self.rules.interpret(&body),
-            Err(FetchError::Unavailable(_reason)) => {
+            // The cause (HTTP client error, timeout, status) goes along as the source.
+            Err(cause) if cause.is_unavailable() => {
                 #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", reason = %_reason, "introspection failed");
-                (
-                    Err(unavailable("introspection endpoint unavailable")),
-                    DONT_KEEP,
-                )
+                tracing::debug!(target: "certbound", reason = %cause.message(), "introspection failed");
+                let error = unavailable("introspection endpoint unavailable").with_source(cause);
+                (Err(error), DONT_KEEP)
             }
-            Err(FetchError::Malformed(_reason)) => {
+            Err(cause) => {
                 #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", reason = %_reason, "introspection answer unusable");
-                (Err(invalid("malformed introspection response")), DONT_KEEP)
+                tracing::debug!(target: "certbound", reason = %cause.message(), "introspection answer unusable");
+                let error = invalid("malformed introspection response").with_source(cause);
+                (Err(error), DONT_KEEP)
             }
         }
     }
@@ -175,3 +174,77 @@ impl fmt::Display for DiscoveryError {
 }
 
 impl std::error::Error for DiscoveryError {}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::upstream::HttpStatus;
+
+    const TOKEN: &str = "opaque-token-value";
+
+    /// An HTTP server on 127.0.0.1 that answers every request with `status` and no body.
+    async fn answering(status: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn validator(addr: SocketAddr) -> IntrospectionValidator {
+        IntrospectionValidator::endpoint(format!("http://{addr}/introspect"))
+            .client_secret_basic("rs", "secret")
+            .insecure_allow_http()
+            .build()
+            .unwrap()
+    }
+
+    /// The 503's source is the upstream cause; no token material anywhere in the chain.
+    fn cause_of(err: &AuthError) -> &(dyn std::error::Error + 'static) {
+        assert_eq!(err.kind(), AuthErrorKind::IntrospectionUnavailable);
+        let mut chain = format!("{err} {err:?}");
+        let mut next = err.source();
+        while let Some(e) = next {
+            chain.push_str(&format!(" {e} {e:?}"));
+            next = e.source();
+        }
+        assert!(!chain.contains(TOKEN), "{chain}");
+        let fetch = err.source().expect("the upstream cause as source");
+        fetch.source().expect("the HTTP client's error or status")
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_a_503_with_the_client_error_as_source() {
+        // Nothing listens on a port just released.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = validator(addr).validate(TOKEN).await.unwrap_err();
+        assert!(cause_of(&err).is::<reqwest::Error>(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_error_status_is_a_503_with_the_status_as_source() {
+        let addr = answering("500 Internal Server Error").await;
+        let err = validator(addr).validate(TOKEN).await.unwrap_err();
+        let status = cause_of(&err)
+            .downcast_ref::<HttpStatus>()
+            .expect("a status");
+        assert_eq!(status.0, http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

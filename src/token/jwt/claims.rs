@@ -81,9 +81,12 @@ pub(super) fn validation(
     v
 }
 
-pub(super) fn map_jwt_error(kind: &JwtErrorKind) -> AuthError {
+/// jsonwebtoken's verdict as an [`AuthError`], with jsonwebtoken's error as its source unless
+/// that error's text may quote the token (base64, JSON and UTF-8 errors echo input).
+pub(super) fn map_jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {
     use AuthErrorKind as K;
-    match kind {
+    let kind = error.kind();
+    let refusal = match kind {
         JwtErrorKind::ExpiredSignature => AuthError::with_detail(K::TokenExpired, "token expired"),
         JwtErrorKind::ImmatureSignature => {
             AuthError::with_detail(K::TokenNotYetValid, "token not yet valid (nbf)")
@@ -94,6 +97,14 @@ pub(super) fn map_jwt_error(kind: &JwtErrorKind) -> AuthError {
         JwtErrorKind::MissingRequiredClaim(_) => invalid("a required claim is missing"),
         JwtErrorKind::InvalidAlgorithm => invalid("algorithm does not fit the key"),
         _ => invalid("malformed JWT"),
+    };
+    if matches!(
+        kind,
+        JwtErrorKind::Base64(_) | JwtErrorKind::Json(_) | JwtErrorKind::Utf8(_)
+    ) {
+        refusal
+    } else {
+        refusal.with_source(error)
     }
 }
 

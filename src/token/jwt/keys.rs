@@ -18,8 +18,7 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::support::single_flight::{spawn, Begin, SingleFlight, Waiter};
-use crate::upstream as fetch;
-pub(crate) use crate::upstream::check_url;
+use crate::upstream::{self as fetch, check_url, FetchError};
 
 /// One key usable to verify signatures.
 pub(crate) struct VerificationKey {
@@ -265,7 +264,7 @@ struct RefreshState {
     /// The JWKS URL found by discovery.
     jwks_uri: Option<String>,
     /// Why the last fetch failed (no token material: URLs and transport errors only).
-    last_error: Option<String>,
+    last_error: Option<FetchError>,
 }
 
 impl RemoteKeys {
@@ -341,7 +340,7 @@ impl RemoteKeys {
     }
 
     /// Why the last fetch failed, if it did.
-    pub(crate) fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<FetchError> {
         self.refresh
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -352,7 +351,7 @@ impl RemoteKeys {
     async fn fetch_and_store(&self) -> bool {
         let result = tokio::time::timeout(self.settings.fetch_timeout, self.fetch())
             .await
-            .unwrap_or_else(|_| Err("timed out".to_owned()));
+            .unwrap_or_else(|elapsed| Err(FetchError::unavailable("timed out").because(elapsed)));
         self.refresh
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -369,13 +368,13 @@ impl RemoteKeys {
             }
             Err(_e) => {
                 #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", error = %_e, "JWKS refresh failed; keeping cached keys");
+                tracing::debug!(target: "certbound", error = %_e.message(), "JWKS refresh failed; keeping cached keys");
                 false
             }
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, String> {
+    async fn fetch(&self) -> Result<KeySet, FetchError> {
         let jwks_uri = match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discover(issuer) => {
@@ -398,7 +397,8 @@ impl RemoteKeys {
                 }
             }
         };
-        let body = match self.get(&jwks_uri).await {
+        let body = match fetch::get(&self.client, &jwks_uri, self.settings.max_response_bytes).await
+        {
             Ok(body) => body,
             Err(e) => {
                 // The metadata may have moved the JWKS: discover again next time.
@@ -409,28 +409,25 @@ impl RemoteKeys {
                 return Err(e);
             }
         };
-        KeySet::from_jwks_json(&body).map_err(|e| match e.source {
-            Some(json) => format!("{}: {json}", e.reason),
-            None => e.reason.to_owned(),
+        KeySet::from_jwks_json(&body).map_err(|e| {
+            let error = FetchError::malformed(format!("{jwks_uri}: {}", e.reason));
+            match e.source {
+                Some(json) => error.because(json),
+                None => error,
+            }
         })
     }
 
     /// The `jwks_uri` of the issuer's metadata; it must be https (unless allowed otherwise).
-    async fn discover(&self, issuer: &str) -> Result<String, String> {
+    async fn discover(&self, issuer: &str) -> Result<String, FetchError> {
         let doc = fetch::discover(&self.client, issuer, self.settings.max_response_bytes).await?;
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("metadata of {issuer}: no jwks_uri"))?;
+            .ok_or_else(|| FetchError::malformed(format!("metadata of {issuer}: no jwks_uri")))?;
         check_url(jwks_uri, self.settings.allow_http)
-            .map_err(|reason| format!("{jwks_uri:?}: {reason}"))?;
+            .map_err(|reason| FetchError::malformed(format!("{jwks_uri:?}: {reason}")))?;
         Ok(jwks_uri.to_owned())
-    }
-
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        fetch::get(&self.client, url, self.settings.max_response_bytes)
-            .await
-            .map_err(fetch::FetchError::into_message)
     }
 }
 

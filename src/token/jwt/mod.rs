@@ -24,6 +24,7 @@ use keys::{KeySet, RemoteKeys};
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally, with jsonwebtoken. Cheap to clone; clones
 /// share the key cache.
@@ -100,11 +101,10 @@ impl JwtValidator {
             Keys::Static(_) => Ok(()),
             Keys::Remote(remote) => match remote.refresh().await {
                 Some(_) => Ok(()),
-                None => Err(KeyFetchError(
-                    remote
-                        .last_error()
-                        .unwrap_or_else(|| "no keys fetched yet".to_owned()),
-                )),
+                None => Err(KeyFetchError(remote.last_error().map_or_else(
+                    || "no keys fetched yet".to_owned(),
+                    FetchError::into_message,
+                ))),
             },
         }
     }
@@ -167,10 +167,11 @@ fn verify_with(
                 })
             }
             Err(e) => {
-                last = map_jwt_error(e.kind());
                 // Only a bad signature is worth trying the next key for; anything else is
                 // about the token itself.
-                if !matches!(e.kind(), JwtErrorKind::InvalidSignature) {
+                let next_key = matches!(e.kind(), JwtErrorKind::InvalidSignature);
+                last = map_jwt_error(e);
+                if !next_key {
                     return Err(last);
                 }
             }
@@ -286,10 +287,15 @@ impl JwtValidator {
                         return Err(AuthError::new(AuthErrorKind::UnknownKey));
                     };
                     if remote.refresh().await.is_none() {
-                        return Err(AuthError::with_detail(
+                        let error = AuthError::with_detail(
                             AuthErrorKind::KeysUnavailable,
                             "keys could not be fetched and none are cached",
-                        ));
+                        );
+                        // The cause (HTTP client error, timeout, status, JSON) as the source.
+                        return Err(match remote.last_error() {
+                            Some(cause) => error.with_source(cause),
+                            None => error,
+                        });
                     }
                     match this.validate_now(&token) {
                         Ok(verified) => Ok(verified.token),
@@ -320,6 +326,8 @@ impl std::error::Error for KeyFetchError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -474,5 +482,43 @@ mod tests {
         header.typ = Some("at+JWT".into());
         let token = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
         assert!(check(&v, &token).is_ok());
+    }
+
+    #[test]
+    fn a_refused_token_carries_the_jsonwebtoken_error_as_source() {
+        use std::error::Error as _;
+        let mut c = claims();
+        c["iss"] = json!("https://evil.test");
+        let Err(Pending::Done(err)) = hmac_validator().validate_now(&sign(c)) else {
+            panic!("refused at once expected")
+        };
+        assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
+        let source = err.source().expect("jsonwebtoken's error");
+        assert!(source.is::<jsonwebtoken::errors::Error>(), "{source:?}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_keys_are_a_503_with_the_cause_as_source() {
+        use std::error::Error as _;
+        // Nothing listens on a port just released.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let v = JwtValidator::builder("https://as.test", "https://api.test")
+            .jwks_url(format!("http://{addr}/jwks"))
+            .insecure_allow_http()
+            .build()
+            .unwrap();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"k1"}"#);
+        let token = format!("{header}.e30.c2ln");
+        let err = v.validate(&token).await.unwrap_err();
+        assert_eq!(err.kind(), AuthErrorKind::KeysUnavailable);
+        let fetch = err.source().expect("the fetch error as source");
+        assert!(
+            fetch.source().is_some_and(|e| e.is::<reqwest::Error>()),
+            "{fetch:?}"
+        );
+        assert!(!format!("{err:?}").contains(&token));
     }
 }
