@@ -8,6 +8,8 @@ use std::sync::Arc;
 /// being done (URLs and fixed text, never token material), and the underlying error.
 #[derive(Debug, Clone)]
 pub(crate) struct FetchError {
+    // Read by introspection only (remote keys treat both kinds alike).
+    #[cfg_attr(not(feature = "introspection"), allow(dead_code))]
     unavailable: bool,
     context: String,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -42,6 +44,7 @@ impl FetchError {
     }
 
     /// The same error, counted as the other side not answering.
+    #[cfg_attr(not(feature = "introspection"), allow(dead_code))]
     pub(crate) fn into_unavailable(self) -> Self {
         Self {
             unavailable: true,
@@ -50,6 +53,7 @@ impl FetchError {
     }
 
     /// Whether the other side could not answer (rather than answered unusably).
+    #[cfg_attr(not(feature = "introspection"), allow(dead_code))]
     pub(crate) fn is_unavailable(&self) -> bool {
         self.unavailable
     }
