@@ -37,8 +37,8 @@ use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{OptionsBuilder, Weighter};
 use tokio::time::Instant;
 
-use super::single_flight::{self, detach, SingleFlight};
 pub(crate) use super::single_flight::Waiter;
+use super::single_flight::{self, detach, SingleFlight};
 pub(crate) use super::token_key::TokenKey;
 
 /// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
