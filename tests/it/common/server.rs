@@ -9,7 +9,7 @@ use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
 use certbound::tls::ServerTls;
-use certbound::{AccessToken, BoundTokenLayer, JwtValidator, ConnectionInfo, ValidateToken};
+use certbound::{AccessToken, BoundTokenLayer, ConnectionInfo, JwtValidator, ValidateToken};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
