@@ -42,6 +42,24 @@ pub fn build_example(name: &str) -> PathBuf {
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
     }
+    // Not the variables cargo set for running this test: build scripts that watch one (ring's
+    // watches CARGO_MANIFEST_DIR) would see a change, and this build and the next `cargo test`
+    // would each rebuild ring, rustls and what depends on them.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            cargo.env_remove(&*key);
+        }
+    }
     let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
     assert!(
         output.status.success(),
