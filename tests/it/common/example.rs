@@ -116,8 +116,6 @@ pub struct ExampleProcess {
     /// `scheme://addr` from the start line.
     base: String,
     addr: SocketAddr,
-    /// Further stdout lines.
-    pub stdout: mpsc::Receiver<String>,
 }
 
 impl ExampleProcess {
@@ -137,16 +135,17 @@ impl ExampleProcess {
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let (tx, stdout) = mpsc::channel();
         let pipe = child.stdout.take().expect("stdout pipe");
+        // Reads stdout to its end, so that the example never blocks on a full pipe; only the
+        // first line is wanted.
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
-        let (first, stdout) = tokio::task::spawn_blocking(move || {
-            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
-        })
-        .await
-        .expect("wait for the start line");
+        let first =
+            tokio::task::spawn_blocking(move || stdout.recv_timeout(Duration::from_secs(20)))
+                .await
+                .expect("wait for the start line");
         let Ok(first) = first else {
             let _ = child.kill();
             panic!("{name} printed no start line: {:?}", child.wait());
@@ -159,12 +158,7 @@ impl ExampleProcess {
             .split_once("://")
             .and_then(|(_, addr)| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line {first:?}"));
-        ExampleProcess {
-            child,
-            base,
-            addr,
-            stdout,
-        }
+        ExampleProcess { child, base, addr }
     }
 
     /// The address it listens on.

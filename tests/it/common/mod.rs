@@ -35,8 +35,8 @@ pub use introspection_server::{
 };
 pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH};
 pub use keys::{jwks, TestKey};
-pub use pki::{ClientIdentity, PemPaths, Pki};
-pub use proxy::{free_port, haproxy_config, nginx_config, Proxy, ProxyKind, PROXY_SOURCE};
+pub use pki::{ClientIdentity, Pki};
+pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
 pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,
