@@ -118,6 +118,9 @@ pub use crate::token::introspection::IntrospectionValidator;
 pub use crate::token::jwt::JwtValidator;
 pub use crate::token::validate::ValidateToken;
 
+#[cfg(test)]
+pub(crate) mod test_helpers;
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

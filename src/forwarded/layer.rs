@@ -256,11 +256,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn der() -> Vec<u8> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        rcgen::CertificateParams::new(vec!["client".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap()
+        crate::test_helpers::self_signed_certificate("client")
             .der()
             .to_vec()
     }

@@ -232,11 +232,7 @@ mod tests {
 
     /// A fresh self-signed certificate: (DER, PEM).
     fn cert(name: &str) -> (Vec<u8>, String) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let cert = crate::test_helpers::self_signed_certificate(name);
         (cert.der().to_vec(), cert.pem())
     }
 

@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn es256_tokens_verify_with_the_selected_backend() {
         // Runs under each crypto feature in CI: aws-lc-rs, and rust-crypto alone.
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let key = crate::test_helpers::p256_key();
         let v = JwtValidator::builder("https://as.test", "https://api.test")
             .public_key_pem(Algorithm::ES256, key.public_key_pem())
             .build()
@@ -456,7 +456,7 @@ mod tests {
         let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
         let token = encode(&Header::new(Algorithm::ES256), &claims(), &signing).unwrap();
         assert_eq!(check(&v, &token).unwrap().subject(), Some("alice"));
-        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let other = crate::test_helpers::p256_key();
         let forged = encode(
             &Header::new(Algorithm::ES256),
             &claims(),

@@ -2,12 +2,10 @@
 //! headers and claims (validly signed, so they reach every parser) go through the whole layer.
 //! A seeded generator keeps every run identical.
 
-mod common;
-
 use std::convert::Infallible;
 
+use crate::common::{claims_bound_to, static_validator, Pki, TestKey};
 use certbound::{AuthError, BoundTokenLayer, ClientCertificate};
-use common::{claims_bound_to, static_validator, Pki, TestKey};
 use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::{service_fn, Layer, ServiceExt};

@@ -1,17 +1,14 @@
 //! Mutual-TLS client authentication at a token endpoint (RFC 8705 §2), over real TLS with
 //! rcgen-made certificates and a real HTTP client presenting them.
 
-mod authz_support;
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use authz_support::*;
+use crate::authz_support::*;
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use certbound::authorization_server::ClientAuthenticator;
-use common::*;
 use rcgen::{date_time_ymd, DnType, DnValue, SanType};
 use serde_json::{json, Value};
 

@@ -2,8 +2,8 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
-    KeyPair, PublicKeyData as _, RsaKeySize, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+    KeyPair, RsaKeySize, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    PKCS_ED25519, PKCS_RSA_SHA256,
 };
 use serde_json::{json, Value};
 
@@ -24,9 +24,7 @@ pub struct TestKey {
     encoding: EncodingKey,
     /// Raw public key: EC uncompressed point, RSA PKCS#1 `RSAPublicKey` DER, Ed25519 32 bytes.
     public_raw: Vec<u8>,
-    public_spki_der: Vec<u8>,
     public_pem: String,
-    private_pem: String,
 }
 
 impl std::fmt::Debug for TestKey {
@@ -56,9 +54,7 @@ impl TestKey {
             kind,
             encoding,
             public_raw: key.public_key_raw().to_vec(),
-            public_spki_der: key.subject_public_key_info(),
             public_pem: key.public_key_pem(),
-            private_pem: key.serialize_pem(),
         }
     }
 
@@ -162,16 +158,6 @@ impl TestKey {
     /// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
     pub fn public_pem(&self) -> String {
         self.public_pem.clone()
-    }
-
-    /// The public key as SPKI DER.
-    pub fn public_spki_der(&self) -> Vec<u8> {
-        self.public_spki_der.clone()
-    }
-
-    /// The private key as PKCS#8 PEM.
-    pub fn private_pem(&self) -> String {
-        self.private_pem.clone()
     }
 
     /// For the HS256-with-the-RSA-public-key confusion attack: the PKCS#1 `RSAPublicKey` DER

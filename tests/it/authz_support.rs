@@ -2,13 +2,6 @@
 //! subject rcgen cannot express (multi-valued RDNs, repeated attribute types), and a token
 //! endpoint behind `MtlsClientAuthLayer`, served over real TLS.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    missing_debug_implementations
-)]
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::post;

@@ -1,14 +1,12 @@
 //! Remote keys: a JWKS URL or discovery against a real HTTPS server (`JwksServer`), behind a
 //! protected application served by `certbound::serve`.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use certbound::token::JwtValidatorBuilder;
 use certbound::ValidateToken as _;
 use certbound::{AuthErrorKind, BoundTokenLayer, ConfigError, JwtValidator};
-use common::*;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -101,7 +99,7 @@ fn discovering(jwks: &JwksServer) -> JwtValidatorBuilder {
 #[tokio::test]
 async fn keys_are_fetched_on_first_use_and_then_cached() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = remote(&jwks).build().unwrap();
     let rs = Resource::start(validator, ISSUER).await;
     assert_eq!(jwks.hits(JWKS_PATH), 0, "build must not fetch");
@@ -118,14 +116,14 @@ async fn keys_are_fetched_on_first_use_and_then_cached() {
 async fn rotated_signing_key_is_accepted_after_one_refresh() {
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_ok(&k1).await;
     assert_eq!(jwks.hits(JWKS_PATH), 1);
 
     // The authorization server rotates: k2 appears next to k1.
-    jwks.set_jwks(common::jwks(&[&k1, &k2]));
+    jwks.set_jwks(crate::common::jwks(&[&k1, &k2]));
     rs.assert_ok(&k2).await;
     assert_eq!(
         jwks.hits(JWKS_PATH),
@@ -139,7 +137,7 @@ async fn rotated_signing_key_is_accepted_after_one_refresh() {
     // An RSA key and an Ed25519 key appear later; both are picked up the same way.
     let k3 = TestKey::rs256("k3");
     let k4 = TestKey::eddsa("k4");
-    jwks.set_jwks(common::jwks(&[&k2, &k3, &k4]));
+    jwks.set_jwks(crate::common::jwks(&[&k2, &k3, &k4]));
     rs.assert_ok(&k3).await;
     rs.assert_ok(&k4).await;
     assert_eq!(jwks.hits(JWKS_PATH), 3);
@@ -148,7 +146,7 @@ async fn rotated_signing_key_is_accepted_after_one_refresh() {
 #[tokio::test]
 async fn unknown_kids_trigger_at_most_one_fetch_per_refresh_interval() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     // The default minimum refresh interval (10 s).
     let validator = remote(&jwks).build().unwrap();
     let rs = Resource::start(validator, ISSUER).await;
@@ -171,7 +169,7 @@ async fn unknown_kids_trigger_at_most_one_fetch_per_refresh_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_with_an_unknown_kid_coalesce_into_one_fetch() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = remote(&jwks).build().unwrap();
     let rs = std::sync::Arc::new(Resource::start(validator, ISSUER).await);
     let forged = std::sync::Arc::new(TestKey::es256("forged"));
@@ -195,7 +193,7 @@ async fn concurrent_validations_join_the_fetch_in_flight() {
     // No minimum interval here: only single flight can keep this at one fetch. On the
     // current-thread runtime all 50 validations start before the fetch task first runs.
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(remote(&jwks));
     let x5t = Pki::self_signed_client("alice").x5t_s256();
     let good = k1.sign(&claims_bound_to(&x5t));
@@ -225,7 +223,7 @@ async fn concurrent_validations_join_the_fetch_in_flight() {
 #[tokio::test]
 async fn cached_keys_keep_working_while_the_endpoint_is_down() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_ok(&k1).await;
@@ -241,7 +239,7 @@ async fn cached_keys_keep_working_while_the_endpoint_is_down() {
 #[tokio::test]
 async fn unreachable_endpoint_with_nothing_cached_is_service_unavailable() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(remote(&jwks));
     jwks.stop().await;
     let rs = Resource::start(validator, ISSUER).await;
@@ -269,7 +267,7 @@ async fn unreachable_endpoint_with_nothing_cached_is_service_unavailable() {
 #[tokio::test]
 async fn failing_endpoint_is_service_unavailable_until_it_recovers() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(remote(&jwks));
     let rs = Resource::start(validator, ISSUER).await;
 
@@ -288,8 +286,8 @@ async fn failing_endpoint_is_service_unavailable_until_it_recovers() {
 #[tokio::test]
 async fn oversized_jwks_response_is_service_unavailable() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
-    assert!(common::jwks(&[&k1]).to_string().len() > 100);
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
+    assert!(crate::common::jwks(&[&k1]).to_string().len() > 100);
     let validator = remote(&jwks).max_response_bytes(100).build().unwrap();
     let rs = Resource::start(validator, ISSUER).await;
     rs.assert_unavailable(&k1).await;
@@ -300,7 +298,7 @@ async fn oversized_jwks_response_is_service_unavailable() {
 async fn discovery_prefers_rfc8414_metadata() {
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = refreshing_freely(discovering(&jwks));
     let rs = Resource::start(validator, &jwks.base_url()).await;
     assert_eq!(jwks.hits(AS_METADATA_PATH), 0, "build must not fetch");
@@ -311,7 +309,7 @@ async fn discovery_prefers_rfc8414_metadata() {
     assert_eq!(jwks.hits(JWKS_PATH), 1);
 
     // A rotation refreshes the JWKS only; the metadata is not fetched again.
-    jwks.set_jwks(common::jwks(&[&k1, &k2]));
+    jwks.set_jwks(crate::common::jwks(&[&k1, &k2]));
     rs.assert_ok(&k2).await;
     assert_eq!(jwks.hits(JWKS_PATH), 2);
     assert_eq!(jwks.hits(AS_METADATA_PATH), 1);
@@ -327,7 +325,7 @@ async fn discovery_prefers_rfc8414_metadata() {
 #[tokio::test]
 async fn discovery_falls_back_to_openid_configuration() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     jwks.set_status(AS_METADATA_PATH, StatusCode::NOT_FOUND);
     let validator = discovering(&jwks).build().unwrap();
     let rs = Resource::start(validator, &jwks.base_url()).await;
@@ -341,7 +339,7 @@ async fn discovery_falls_back_to_openid_configuration() {
 #[tokio::test]
 async fn discovery_with_a_mismatched_issuer_is_service_unavailable() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     jwks.set_issuer("https://evil.test".to_owned());
     let validator = refreshing_freely(discovering(&jwks));
     let rs = Resource::start(validator, &jwks.base_url()).await;
@@ -366,7 +364,7 @@ async fn discovery_with_a_mismatched_issuer_is_service_unavailable() {
 #[tokio::test]
 async fn discovered_jwks_uri_must_be_https() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     jwks.set_jwks_uri(format!("http://{}{}", jwks.addr(), JWKS_PATH));
     let validator = discovering(&jwks).build().unwrap();
     let rs = Resource::start(validator, &jwks.base_url()).await;
@@ -377,7 +375,7 @@ async fn discovered_jwks_uri_must_be_https() {
 #[tokio::test]
 async fn prefetch_fetches_the_keys_before_the_first_request() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
     let validator = remote(&jwks).build().unwrap();
     validator.prefetch().await.expect("prefetch");
     assert_eq!(jwks.hits(JWKS_PATH), 1);
@@ -403,7 +401,7 @@ async fn prefetch_fetches_the_keys_before_the_first_request() {
 #[tokio::test]
 async fn prefetch_fails_when_the_keys_cannot_be_fetched() {
     let k1 = TestKey::es256("k1");
-    let jwks = JwksServer::start(common::jwks(&[&k1])).await;
+    let jwks = JwksServer::start(crate::common::jwks(&[&k1])).await;
 
     jwks.set_status(JWKS_PATH, StatusCode::SERVICE_UNAVAILABLE);
     let validator = remote(&jwks).build().unwrap();
@@ -493,7 +491,7 @@ fn non_https_key_urls_are_configuration_errors() {
     let k1 = TestKey::es256("k1");
     let err = JwtValidator::builder(ISSUER, AUDIENCE)
         .jwks_url("https://issuer.test/jwks")
-        .jwks_json(common::jwks(&[&k1]).to_string())
+        .jwks_json(crate::common::jwks(&[&k1]).to_string())
         .build()
         .unwrap_err();
     assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");

@@ -1,16 +1,13 @@
 //! Rejections are traced at debug level under the `certbound` target, without token material.
-#![cfg(feature = "tracing")]
-
-mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use certbound::BoundTokenLayer;
-use common::{
+use crate::common::{
     assert_no_token_material, ca_verified_tls, claims_bound_to, claims_unbound, get_with_token,
     https_client, static_validator, whoami_app, Pki, TestKey, TestServer,
 };
+use certbound::BoundTokenLayer;
 
 /// A writer that appends everything the subscriber formats to a shared buffer.
 #[derive(Clone, Default)]

@@ -2,18 +2,14 @@
 //! `IntrospectionValidator`, asking a real HTTPS introspection endpoint on 127.0.0.1, reached
 //! by real mTLS clients.
 
-#![cfg(feature = "introspection")]
-
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use axum::extract::Request;
 use certbound::token::IntrospectionValidatorBuilder;
 use certbound::{BoundTokenLayer, IntrospectionValidator};
-use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::watch;

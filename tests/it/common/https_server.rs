@@ -1,7 +1,6 @@
 //! A minimal HTTPS server loop for the test doubles of the authorization server (JWKS,
 //! discovery, introspection): rustls + hyper-util, independent of certbound's own acceptor.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,7 +21,6 @@ pub struct PresentedCertificate(pub Option<CertificateDer<'static>>);
 
 /// A running HTTPS server on `127.0.0.1:0`.
 pub struct HttpsServer {
-    addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -40,7 +38,6 @@ impl HttpsServer {
         router: Router,
     ) -> HttpsServer {
         let acceptor = TlsAcceptor::from(tls);
-        let addr = listener.local_addr().expect("local addr");
         let (shutdown, mut shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -78,16 +75,7 @@ impl HttpsServer {
             drop(listener);
             connections.shutdown().await;
         });
-        HttpsServer {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+        HttpsServer { shutdown, task }
     }
 
     /// Closes the listener and every open connection; returns once they are closed.

@@ -2,13 +2,11 @@
 //! `certbound::serve`, with its status and exact `WWW-Authenticate` challenge, and the server
 //! still serving good requests afterwards.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use certbound::{BoundTokenLayer, JwtValidator, RequireScopeLayer};
-use common::*;
 use jsonwebtoken::{Algorithm, Header};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::Version;

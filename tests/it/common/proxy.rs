@@ -54,7 +54,7 @@ impl ProxyKind {
 }
 
 /// The nginx configuration the README shows, on `port`, forwarding to `upstream`.
-pub fn nginx_config(dir: &Path, port: u16, upstream: SocketAddr) -> String {
+fn nginx_config(dir: &Path, port: u16, upstream: SocketAddr) -> String {
     let d = dir.display();
     format!(
         r#"daemon off;
@@ -90,7 +90,7 @@ http {{
 }
 
 /// The HAProxy configuration the README shows, on `port`, forwarding to `upstream`.
-pub fn haproxy_config(dir: &Path, port: u16, upstream: SocketAddr) -> String {
+fn haproxy_config(dir: &Path, port: u16, upstream: SocketAddr) -> String {
     let d = dir.display();
     format!(
         r#"global

@@ -1,19 +1,12 @@
 //! Shared support for the integration tests.
 //!
 //! Everything (CA, certificates, signing keys, tokens) is generated at test time; nothing is
-//! committed. Each test binary uses only a subset of these helpers, hence the blanket allows.
+//! committed.
 //!
 //! The x5t#S256 thumbprint computed here ([`ClientIdentity::x5t_s256`]) deliberately does not call
 //! any `certbound` API: it is the independent oracle the library is checked against.
 
-#![allow(
-    dead_code,
-    unused_imports,
-    unreachable_pub,
-    missing_docs,
-    missing_debug_implementations
-)]
-
+mod alone;
 mod client;
 mod example;
 mod grpc;
@@ -32,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+pub use alone::runs_alone;
 pub use client::{https_client, https_client_http1};
 pub use example::{build_example, run_to_exit, ExampleProcess, ScratchDir};
 pub use grpc::{grpc_challenge, grpc_channel, with_token};
@@ -41,8 +35,8 @@ pub use introspection_server::{
 };
 pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH};
 pub use keys::{jwks, TestKey};
-pub use pki::{ClientIdentity, PemPaths, Pki};
-pub use proxy::{free_port, haproxy_config, nginx_config, Proxy, ProxyKind, PROXY_SOURCE};
+pub use pki::{ClientIdentity, Pki};
+pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
 pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,

@@ -1,8 +1,6 @@
-//! Checks that the shared test support in `tests/common` works.
+//! Checks that the shared test support in `common` works.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};

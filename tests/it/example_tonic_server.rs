@@ -1,18 +1,14 @@
 //! Runs `examples/tonic_server.rs` as an operator would: built by cargo, started as a separate
 //! process with PEM and JWKS files on disk, driven by a real tonic client over mTLS.
 
-mod common;
-#[path = "../examples/grpc/whoami.rs"]
-mod whoami;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
+use crate::whoami::{CountRequest, WhoamiClient, WhoamiRequest};
 use tokio_stream::StreamExt as _;
 use tonic::Code;
-use whoami::{CountRequest, WhoamiClient, WhoamiRequest};
 
 fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();

@@ -2,17 +2,14 @@
 //! with tonic's own TLS (the certificate from tonic's `TlsConnectInfo`), and through
 //! `certbound::serve` for RFC 8705 §6.2 self-signed client certificates.
 
-mod common;
-#[path = "../examples/grpc/whoami.rs"]
-mod whoami;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use crate::common::*;
+use crate::whoami::{CountRequest, WhoamiClient, WhoamiRequest, WhoamiServer};
 use certbound::tls::ServerTls;
 use certbound::{BoundTokenLayer, JwtValidator};
-use common::*;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,7 +18,6 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request};
 use tower_layer::Layer as _;
-use whoami::{CountRequest, WhoamiClient, WhoamiRequest, WhoamiServer};
 
 /// A generous upper bound for things that must happen; never a measured duration.
 const SAFETY: Duration = Duration::from_secs(20);

@@ -2,13 +2,11 @@
 //! service on plain HTTP (`certbound::serve_plain`) that trusts only them (`127.0.0.2/32`, the
 //! address they connect from) to forward the client certificate.
 
-mod common;
-
 use std::future::IntoFuture as _;
 
+use crate::common::*;
 use axum::Router;
 use certbound::{BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer};
-use common::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 

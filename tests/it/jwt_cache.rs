@@ -3,16 +3,16 @@
 //! binary before anything else), while real mTLS clients talk to a real server whose keys come
 //! from a real HTTPS JWKS endpoint.
 //!
-//! One test function: the counter is process-wide.
-
-mod common;
+//! One test function: the counter and the provider are process-wide, and the other modules of
+//! this test binary verify signatures too. So the test runs alone, in a child process of the
+//! binary where nothing else ran before it ([`runs_alone`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use crate::common::*;
 use certbound::{BoundTokenLayer, JwtValidator, ValidateToken};
-use common::*;
 use jsonwebtoken::crypto::{aws_lc, CryptoProvider, JwtVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
@@ -42,6 +42,11 @@ fn verifications() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
+    if !runs_alone("jwt_cache::signatures_are_verified_once_per_token_and_key_removal_ends_reuse")
+        .await
+    {
+        return;
+    }
     install_counting_provider();
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");

@@ -3,18 +3,15 @@
 //! by clients presenting real certificates. The tokens it issues are then used at a resource
 //! server built from the crate's own `BoundTokenLayer`.
 
-mod authz_support;
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use authz_support::*;
+use crate::authz_support::*;
+use crate::common::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use certbound::{BoundTokenLayer, JwtValidator};
-use common::*;
 use rcgen::{date_time_ymd, DnType};
 use serde_json::{json, Value};
 

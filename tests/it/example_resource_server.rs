@@ -2,13 +2,11 @@
 //! separate process with PEM and JWKS files on disk, driven over real HTTPS with real client
 //! certificates.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;

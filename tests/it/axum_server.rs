@@ -1,14 +1,11 @@
 //! The client certificate read from axum-server's `TlsInfo` (feature `axum-server`).
-#![cfg(feature = "axum-server")]
-
-mod common;
 
 use std::net::SocketAddr;
 
+use crate::common::{claims_bound_to, https_client, jwks, Pki, TestKey, AUDIENCE, ISSUER};
 use axum::{routing::get, Router};
 use certbound::tls::ServerTls;
 use certbound::{AccessToken, BoundTokenLayer, JwtValidator};
-use common::{claims_bound_to, https_client, jwks, Pki, TestKey, AUDIENCE, ISSUER};
 
 #[tokio::test]
 async fn bound_tokens_work_when_axum_server_does_the_tls() {

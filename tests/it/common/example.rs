@@ -42,6 +42,24 @@ pub fn build_example(name: &str) -> PathBuf {
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
     }
+    // Not the variables cargo set for running this test: build scripts that watch one (ring's
+    // watches CARGO_MANIFEST_DIR) would see a change, and this build and the next `cargo test`
+    // would each rebuild ring, rustls and what depends on them.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            cargo.env_remove(&*key);
+        }
+    }
     let output = cargo.stderr(Stdio::inherit()).output().expect("run cargo");
     assert!(
         output.status.success(),
@@ -98,8 +116,6 @@ pub struct ExampleProcess {
     /// `scheme://addr` from the start line.
     base: String,
     addr: SocketAddr,
-    /// Further stdout lines.
-    pub stdout: mpsc::Receiver<String>,
 }
 
 impl ExampleProcess {
@@ -119,16 +135,17 @@ impl ExampleProcess {
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let (tx, stdout) = mpsc::channel();
         let pipe = child.stdout.take().expect("stdout pipe");
+        // Reads stdout to its end, so that the example never blocks on a full pipe; only the
+        // first line is wanted.
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
-        let (first, stdout) = tokio::task::spawn_blocking(move || {
-            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
-        })
-        .await
-        .expect("wait for the start line");
+        let first =
+            tokio::task::spawn_blocking(move || stdout.recv_timeout(Duration::from_secs(20)))
+                .await
+                .expect("wait for the start line");
         let Ok(first) = first else {
             let _ = child.kill();
             panic!("{name} printed no start line: {:?}", child.wait());
@@ -141,12 +158,7 @@ impl ExampleProcess {
             .split_once("://")
             .and_then(|(_, addr)| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line {first:?}"));
-        ExampleProcess {
-            child,
-            base,
-            addr,
-            stdout,
-        }
+        ExampleProcess { child, base, addr }
     }
 
     /// The address it listens on.

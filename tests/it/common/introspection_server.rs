@@ -21,9 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{
-    b64url, https_client, init, provider, ClientIdentity, HttpsServer, Pki, PresentedCertificate,
-};
+use super::{b64url, init, provider, ClientIdentity, HttpsServer, Pki, PresentedCertificate};
 
 /// The introspection endpoint.
 pub const INTROSPECT_PATH: &str = "/introspect";
@@ -96,7 +94,8 @@ pub struct IntrospectionServer {
     state: Shared,
     /// Total calls to either introspection path, for waiting on them.
     calls: watch::Receiver<usize>,
-    server: HttpsServer,
+    /// Held for its drop: dropping it stops the server.
+    _server: HttpsServer,
 }
 
 #[derive(Clone)]
@@ -265,7 +264,7 @@ impl IntrospectionServer {
             pki,
             state: shared,
             calls,
-            server,
+            _server: server,
         }
     }
 
@@ -332,14 +331,5 @@ impl IntrospectionServer {
         let (tx, rx) = watch::channel(false);
         self.state().gate = Some(rx);
         tx
-    }
-
-    /// An HTTPS client trusting this server, presenting `identity` if given.
-    pub fn client(&self, identity: Option<&ClientIdentity>) -> reqwest::Client {
-        https_client(&self.ca_der(), identity)
-    }
-
-    pub async fn stop(self) {
-        self.server.stop().await;
     }
 }

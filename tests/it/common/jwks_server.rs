@@ -9,15 +9,8 @@ use axum::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
 
 use super::{https_client, init, provider, HttpsServer, Pki};
 
@@ -166,11 +159,6 @@ impl JwksServer {
         self.state().hits.get(path).copied().unwrap_or(0)
     }
 
-    /// Resets all hit counters.
-    pub fn reset_hits(&self) {
-        self.state().hits.clear();
-    }
-
     /// Replaces the JWKS served at `/jwks`.
     pub fn set_jwks(&self, jwks: Value) {
         self.state().jwks = jwks;
@@ -205,16 +193,6 @@ impl JwksServer {
     /// Undoes [`JwksServer::set_raw_body`] for `path`.
     pub fn clear_raw_body(&self, path: &str) {
         self.state().raw_body.remove(path);
-    }
-
-    /// Adds (or replaces) a response header for `path`, e.g. `cache-control: max-age=1`.
-    pub fn set_header(&self, path: &str, name: &'static str, value: &str) {
-        let value = HeaderValue::from_str(value).expect("header value");
-        let name = HeaderName::from_static(name);
-        let mut s = self.state();
-        let list = s.headers.entry(path.to_owned()).or_default();
-        list.retain(|(n, _)| *n != name);
-        list.push((name, value));
     }
 
     /// Closes the listener and every open connection; returns once they are closed, so later

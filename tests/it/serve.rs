@@ -1,16 +1,14 @@
 //! certbound's own acceptor (`certbound::serve`): HTTP/1.1 and HTTP/2 over rustls, the client
 //! certificate once per connection, handshake timeouts, graceful shutdown.
 
-mod common;
-
 use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use axum::routing::get;
 use axum::Router;
 use certbound::BoundTokenLayer;
-use common::*;
 use reqwest::header::HeaderMap;
 use reqwest::Version;
 use serde_json::Value;

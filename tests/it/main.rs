@@ -1,0 +1,63 @@
+//! The integration tests, linked into one test binary: one module per area, and the shared
+//! support in `common` and `authz_support`. (A file per area under `tests/` would be a binary of
+//! its own, each one linking axum, tonic, reqwest and rcgen again.)
+//!
+//! The binary has no `required-features`: a module that needs crate features is compiled only
+//! with them, so `cargo test` with any features builds and runs what it can. Every module needs
+//! `common`, which needs `aws-lc-rs` (jsonwebtoken's provider) and `axum` (certbound's
+//! extractors).
+
+// A test binary exports nothing: `pub` in the support modules means shared between modules.
+#![allow(unreachable_pub)]
+// Without every feature some modules are compiled out, and support only they use is unused.
+#![cfg_attr(
+    not(all(
+        feature = "axum-server",
+        feature = "introspection",
+        feature = "tonic",
+        feature = "tracing"
+    )),
+    allow(dead_code, unused_imports)
+)]
+
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod authz_support;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod common;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
+#[path = "../../examples/grpc/whoami.rs"]
+mod whoami;
+
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod authz_client_auth;
+// Runs examples/authorization_server.rs (features axum, aws-lc-rs, authorization-server).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod authz_example;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "axum-server"))]
+mod axum_server;
+// Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod example_resource_server;
+// Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
+mod example_tonic_server;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod garbage;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod introspection;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod jwks_remote;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod jwt_cache;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod proxies;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod rejections;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod serve;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod support_selftest;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
+mod tonic;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tracing"))]
+mod tracing;
