@@ -41,19 +41,19 @@ pub(crate) struct Peer<'a> {
 pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
     let connection = extensions.get::<ConnectionInfo>();
     let memo = connection.map(ConnectionInfo::memo);
-    let certificate = forwarded(extensions)
-        .or_else(|| {
-            extensions
-                .get::<ClientCertificate>()
-                .cloned()
-                .map(CertificateLookup::Present)
-        })
-        .or_else(|| {
-            connection.map(|info| CertificateLookup::of(info.client_certificate().cloned()))
-        })
-        .or_else(|| axum_server(extensions))
-        .or_else(|| tonic(extensions))
-        .unwrap_or(CertificateLookup::NoSource);
+    // Precedence: a trusted proxy's word, a hand-inserted certificate, the acceptor's
+    // connection, then the framework adapters.
+    let certificate = if let Some(found) = forwarded(extensions) {
+        found
+    } else if let Some(certificate) = extensions.get::<ClientCertificate>() {
+        CertificateLookup::Present(certificate.clone())
+    } else if let Some(connection) = connection {
+        CertificateLookup::of(connection.client_certificate().cloned())
+    } else {
+        axum_server(extensions)
+            .or_else(|| tonic(extensions))
+            .unwrap_or(CertificateLookup::NoSource)
+    };
     Peer { certificate, memo }
 }
 
