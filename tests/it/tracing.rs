@@ -1,11 +1,15 @@
 //! Rejections are traced at debug level under the `certbound` target, without token material.
+//!
+//! The test runs alone in a process of its own ([`runs_alone`]): tracing caches per call site
+//! whether anyone listens, process-wide, and the other tests of this binary hit the same call
+//! sites at the same time without a subscriber, so the scoped subscriber here could miss events.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::common::{
     assert_no_token_material, ca_verified_tls, claims_bound_to, claims_unbound, get_with_token,
-    https_client, static_validator, whoami_app, Pki, TestKey, TestServer,
+    https_client, runs_alone, static_validator, whoami_app, Pki, TestKey, TestServer,
 };
 use certbound::BoundTokenLayer;
 
@@ -33,6 +37,9 @@ impl Captured {
 // Current-thread runtime: the server task runs on this thread, under the default subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn rejections_are_traced_without_token_material() {
+    if !runs_alone("tracing::rejections_are_traced_without_token_material").await {
+        return;
+    }
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
