@@ -96,11 +96,9 @@ where
         // The token this connection presented last: its syntax was checked then and its cache
         // key is known, so it is neither scanned nor hashed again.
         let validation = match peer.memo.and_then(|memo| memo.recall(raw)) {
-            Some((token, key)) => self.validator.validate_presented(PresentedToken::recalled(
-                &token,
-                certificate.as_ref(),
-                key,
-            )),
+            Some((token, key)) => self.validator.validate_presented(
+                PresentedToken::new(&token, certificate.as_ref()).with_key(key),
+            ),
             None => match b64token(raw) {
                 Ok(token) => self.validator.validate_presented(
                     PresentedToken::new(token, certificate.as_ref()).remembered_by(peer.memo),

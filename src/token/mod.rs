@@ -1,5 +1,5 @@
-//! Validated access tokens ([`AccessToken`]) and the [`ValidateToken`] extension point, with certbound's two validators:
-//! [`JwtValidator`](crate::JwtValidator) validates JWT access tokens (RFC 9068) locally;
+//! Validated access tokens ([`AccessToken`]) and the [`ValidateToken`] extension point, with
+//! certbound's two validators: [`JwtValidator`](crate::JwtValidator) validates JWT access tokens (RFC 9068) locally;
 //! `IntrospectionValidator` (feature `introspection`) asks the authorization server about opaque
 //! tokens (RFC 7662).
 //!

@@ -111,20 +111,6 @@ impl<'a> PresentedToken<'a> {
         }
     }
 
-    /// The token as the connection's memo held it, with its key.
-    pub(crate) fn recalled(
-        token: &'a str,
-        certificate: Option<&'a ClientCertificate>,
-        key: TokenKey,
-    ) -> Self {
-        Self {
-            token,
-            certificate,
-            key: Some(key),
-            memo: None,
-        }
-    }
-
     /// The same token with its [`key`](Self::key) known already (a caller that memoizes keys
     /// itself), so that validators do not hash it again. `key` must be
     /// [`TokenKey::of`] this token.
