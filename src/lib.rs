@@ -90,6 +90,7 @@ pub mod token;
 pub mod challenge;
 
 pub mod bound_token;
+pub mod dpop;
 pub mod forwarded;
 pub mod require_scope;
 
@@ -106,12 +107,13 @@ pub mod authorization_server;
 pub use crate::axum::{TokenClaims, TokenRejection};
 pub use crate::bound_token::layer::BoundTokenLayer;
 pub use crate::certificate::{ClientCertificate, ConnectionInfo};
+pub use crate::dpop::DpopKey;
 pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
 pub use crate::forwarded::format::ForwardedCertFormat;
 pub use crate::forwarded::layer::ForwardedCertLayer;
 pub use crate::require_scope::layer::RequireScopeLayer;
 pub use crate::server::{serve, serve_plain, Serve};
-pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint};
+pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint, JwkThumbprint};
 pub use crate::token::access::AccessToken;
 #[cfg(feature = "introspection")]
 pub use crate::token::introspection::IntrospectionValidator;

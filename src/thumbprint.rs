@@ -1,4 +1,6 @@
-//! [`CertThumbprint`]: the RFC 8705 §3.1 `x5t#S256` certificate thumbprint.
+//! The two SHA-256 thumbprints a token's `cnf` claim binds it with: [`CertThumbprint`]
+//! (RFC 8705 §3.1 `x5t#S256`, a client certificate) and [`JwkThumbprint`] (RFC 9449 §6 `jkt`,
+//! the RFC 7638 thumbprint of a DPoP key). Both parse strictly and compare in constant time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,22 +55,7 @@ impl CertThumbprint {
     /// [`InvalidThumbprint`] when the value is not exactly the canonical base64url (no padding)
     /// encoding of 32 bytes.
     pub fn parse(value: &str) -> Result<Self, InvalidThumbprint> {
-        let bytes = value.as_bytes();
-        if bytes.len() != ENCODED_LEN {
-            return Err(InvalidThumbprint(()));
-        }
-        // The base64 engine checks the alphabet, the absence of padding and (by default)
-        // that the trailing bits of the last symbol are zero, i.e. that the input is canonical.
-        // The buffer is larger than 32 bytes because the engine's size estimate is conservative.
-        let mut buf = [0u8; 36];
-        match URL_SAFE_NO_PAD.decode_slice(bytes, &mut buf) {
-            Ok(32) => {
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&buf[..32]);
-                Ok(Self(digest))
-            }
-            _ => Err(InvalidThumbprint(())),
-        }
+        parse_digest(value).map(Self)
     }
 
     /// The raw 32-byte digest.
@@ -95,11 +82,7 @@ impl Eq for CertThumbprint {}
 
 impl fmt::Display for CertThumbprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; ENCODED_LEN];
-        let n = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+        write_digest(&self.0, f)
     }
 }
 
@@ -118,13 +101,114 @@ impl FromStr for CertThumbprint {
     }
 }
 
-/// A `x5t#S256` value that is not the canonical base64url encoding of a SHA-256 digest.
+/// Parses the canonical base64url (no padding) encoding of a SHA-256 digest.
+fn parse_digest(value: &str) -> Result<[u8; 32], InvalidThumbprint> {
+    let bytes = value.as_bytes();
+    if bytes.len() != ENCODED_LEN {
+        return Err(InvalidThumbprint(()));
+    }
+    // The base64 engine checks the alphabet, the absence of padding and (by default) that the
+    // trailing bits of the last symbol are zero, i.e. that the input is canonical. The buffer is
+    // larger than 32 bytes because the engine's size estimate is conservative.
+    let mut buf = [0u8; 36];
+    match URL_SAFE_NO_PAD.decode_slice(bytes, &mut buf) {
+        Ok(32) => {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&buf[..32]);
+            Ok(digest)
+        }
+        _ => Err(InvalidThumbprint(())),
+    }
+}
+
+fn write_digest(digest: &[u8; 32], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut buf = [0u8; ENCODED_LEN];
+    let n = URL_SAFE_NO_PAD
+        .encode_slice(digest, &mut buf)
+        .map_err(|_| fmt::Error)?;
+    f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+}
+
+/// The RFC 7638 SHA-256 thumbprint of a DPoP public key: the `jkt` of a DPoP-bound token's
+/// `cnf` claim (RFC 9449 §6.1).
+///
+/// Equality is constant-time. `Display` gives the canonical base64url form. Parsing is as strict
+/// as [`CertThumbprint`]'s: exactly the canonical base64url encoding of 32 bytes.
+///
+/// # Example
+/// ```
+/// use certbound::JwkThumbprint;
+///
+/// // RFC 7638 §3.1's example key.
+/// let jkt: JwkThumbprint = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".parse().unwrap();
+/// assert_eq!(jkt.to_string(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+/// assert!("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs=".parse::<JwkThumbprint>().is_err());
+/// ```
+#[derive(Clone, Copy)]
+pub struct JwkThumbprint([u8; 32]);
+
+impl JwkThumbprint {
+    /// Wraps a SHA-256 digest of a key's RFC 7638 canonical JSON.
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    /// Hashes a key's RFC 7638 canonical JSON (its required members, sorted, no whitespace).
+    pub(crate) fn of_canonical_json(json: &[u8]) -> Self {
+        Self(Sha256::digest(json).into())
+    }
+
+    /// Parses a `jkt` value strictly.
+    ///
+    /// # Errors
+    /// [`InvalidThumbprint`] when the value is not exactly the canonical base64url (no padding)
+    /// encoding of 32 bytes.
+    pub fn parse(value: &str) -> Result<Self, InvalidThumbprint> {
+        parse_digest(value).map(Self)
+    }
+
+    /// The raw 32-byte digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for JwkThumbprint {
+    fn eq(&self, other: &Self) -> bool {
+        crate::support::ct::eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for JwkThumbprint {}
+
+impl fmt::Display for JwkThumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_digest(&self.0, f)
+    }
+}
+
+impl fmt::Debug for JwkThumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Public: it is in the token's cnf and derived from the public key.
+        write!(f, "JwkThumbprint({self})")
+    }
+}
+
+impl FromStr for JwkThumbprint {
+    type Err = InvalidThumbprint;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// A `x5t#S256` or `jkt` value that is not the canonical base64url encoding of a SHA-256 digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidThumbprint(());
 
 impl fmt::Display for InvalidThumbprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("invalid x5t#S256 thumbprint")
+        f.write_str("invalid SHA-256 thumbprint (x5t#S256 or jkt)")
     }
 }
 
