@@ -177,6 +177,23 @@ pub enum AuthErrorKind {
     IntrospectionUnavailable,
     /// The server is misconfigured: no certificate source, or a layer missing.
     Misconfigured,
+    /// The DPoP proof fails a check of RFC 9449 §4.3: missing, two `DPoP` headers, malformed,
+    /// wrong `typ` or `alg`, a private or unusable `jwk`, a bad signature, `htm`, `htu`,
+    /// `iat` or `ath` not those of the request, or a replayed `jti`.
+    InvalidDpopProof,
+    /// The server requires a nonce it issued in DPoP proofs, and the proof has none, a stale
+    /// one, or a forged one (RFC 9449 §9). The rejection carries a fresh `DPoP-Nonce`.
+    UseDpopNonce,
+    /// The DPoP proof is valid but signed by another key than the one the token is bound to
+    /// (`cnf.jkt`).
+    DpopKeyMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) presented with the `Bearer` scheme (RFC 9449 §7.2: a
+    /// downgrade).
+    DpopTokenAsBearer,
+    /// The DPoP replay store (where proof identifiers are recorded) could not answer:
+    /// unreachable, timed out, or full. Nothing is known about the proof's freshness, so the
+    /// request is refused.
+    ReplayStoreUnavailable,
 }
 
 impl AuthErrorKind {
@@ -193,11 +210,16 @@ impl AuthErrorKind {
             Self::UnknownKey => "unknown signing key",
             Self::MissingCertificate => "client certificate required",
             Self::CertificateMismatch => "access token bound to another certificate",
-            Self::UnboundToken => "access token not certificate-bound",
+            Self::UnboundToken => "access token not sender-constrained",
             Self::InsufficientScope => "insufficient scope",
             Self::KeysUnavailable => "token validation temporarily unavailable",
             Self::IntrospectionUnavailable => "token introspection temporarily unavailable",
             Self::Misconfigured => "server misconfigured",
+            Self::InvalidDpopProof => "invalid DPoP proof",
+            Self::UseDpopNonce => "a DPoP nonce from the server is required",
+            Self::DpopKeyMismatch => "access token bound to another DPoP key",
+            Self::DpopTokenAsBearer => "DPoP-bound access token presented as a bearer token",
+            Self::ReplayStoreUnavailable => "DPoP replay state unavailable",
         }
     }
 }

@@ -1,70 +1,75 @@
-//! Bearer token extraction (RFC 6750 §2.1).
+//! Credentials extraction: `Authorization: Bearer` (RFC 6750 §2.1) and `Authorization: DPoP`
+//! (RFC 9449 §7.1).
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
 
+use crate::challenge::Scheme;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::encoding::is_b64token;
 
-/// Returns the token of the request's single `Authorization: Bearer` header, before its
-/// characters are checked ([`b64token`] does that).
+/// Returns the scheme and token of the request's single `Authorization` header, before the
+/// token's characters are checked ([`b64token`] does that). `DPoP` is a scheme only when
+/// `dpop` is on; otherwise it is "another scheme". On failure, the scheme as far as it was
+/// read comes with the error (the challenge answers in that scheme).
 ///
 /// - no `Authorization` header, or another scheme: [`AuthErrorKind::MissingToken`];
 /// - two headers, an empty token, or an `access_token` query parameter (RFC 6750 §2.3 is not
 ///   supported, and tokens in URLs end up in logs): [`AuthErrorKind::InvalidRequest`];
 /// - a token longer than `max_len`: [`AuthErrorKind::InvalidToken`].
-pub(crate) fn bearer_bytes<'a>(
+pub(crate) fn credentials<'a>(
     headers: &'a HeaderMap,
     uri: &Uri,
     max_len: usize,
-) -> Result<&'a [u8], AuthError> {
+    dpop: bool,
+) -> Result<(Scheme, &'a [u8]), (Scheme, AuthError)> {
     use AuthErrorKind as K;
+    let refuse = |scheme, kind, detail| Err((scheme, AuthError::with_detail(kind, detail)));
     if has_query_token(uri) {
-        return Err(AuthError::with_detail(
+        return refuse(
+            Scheme::Unknown,
             K::InvalidRequest,
             "access token in the query string",
-        ));
+        );
     }
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Err(AuthError::with_detail(
-            K::MissingToken,
-            "no Authorization header",
-        ));
+        return refuse(Scheme::Unknown, K::MissingToken, "no Authorization header");
     };
     if values.next().is_some() {
-        return Err(AuthError::with_detail(
+        return refuse(
+            Scheme::Unknown,
             K::InvalidRequest,
             "more than one Authorization header",
-        ));
+        );
     }
     let bytes = value.as_bytes();
-    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+    let (name, rest) = match bytes.iter().position(|&b| b == b' ') {
         Some(i) => (&bytes[..i], &bytes[i..]),
         None => (bytes, &b""[..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(AuthError::with_detail(
+    // Scheme names are case-insensitive (RFC 9110 §11.1).
+    let scheme = if name.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if dpop && name.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
+        return refuse(
+            Scheme::Unknown,
             K::MissingToken,
-            "Authorization scheme is not Bearer",
-        ));
-    }
-    // RFC 6750 §2.1: "Bearer" 1*SP b64token
+            "Authorization scheme is not one accepted",
+        );
+    };
+    // "Bearer" / "DPoP" 1*SP b64token
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     if token.is_empty() {
-        return Err(AuthError::with_detail(
-            K::InvalidRequest,
-            "empty bearer token",
-        ));
+        return refuse(scheme, K::InvalidRequest, "empty access token");
     }
     if token.len() > max_len {
-        return Err(AuthError::with_detail(
-            K::InvalidToken,
-            "bearer token too long",
-        ));
+        return refuse(scheme, K::InvalidToken, "access token too long");
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 /// `token` as a string if it is a b64token, else [`AuthErrorKind::InvalidRequest`]. The layer
@@ -103,8 +108,9 @@ mod tests {
         for v in values {
             headers.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
         }
-        bearer_bytes(&headers, &uri.parse().unwrap(), 64)
-            .and_then(b64token)
+        credentials(&headers, &uri.parse().unwrap(), 64, false)
+            .map_err(|(_, e)| e)
+            .and_then(|(_, token)| b64token(token))
             .map(str::to_owned)
             .map_err(|e| e.kind())
     }
@@ -166,6 +172,20 @@ mod tests {
             extract(&[b"Bearer abc"], "/x?my_access_token=1").unwrap(),
             "abc"
         );
+    }
+
+    #[test]
+    fn the_dpop_scheme_is_read_only_when_dpop_is_on() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("dPoP abc.def"));
+        let uri: Uri = "/".parse().unwrap();
+        let (scheme, token) = credentials(&headers, &uri, 64, true).unwrap();
+        assert_eq!((scheme, token), (Scheme::Dpop, &b"abc.def"[..]));
+        let (scheme, error) = credentials(&headers, &uri, 64, false).unwrap_err();
+        assert_eq!((scheme, error.kind()), (Scheme::Unknown, AuthErrorKind::MissingToken));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP "));
+        let (scheme, error) = credentials(&headers, &uri, 64, true).unwrap_err();
+        assert_eq!((scheme, error.kind()), (Scheme::Dpop, AuthErrorKind::InvalidRequest));
     }
 
     #[test]

@@ -8,11 +8,22 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::Settings;
+use http::HeaderValue;
+
+use super::{CertificateSource, RequestContext, Settings, DPOP_NONCE};
 use crate::certificate::ClientCertificate;
 use crate::challenge::RejectionResponse;
+use crate::dpop::{replay_outcome, ReplayFuture, VerifiedProof};
 use crate::error::AuthError;
 use crate::token::AccessToken;
+
+/// What the layer learnt about the request before the token was validated.
+pub(crate) struct Checked {
+    pub(crate) certificate: Option<ClientCertificate>,
+    pub(crate) source: CertificateSource,
+    /// The DPoP proof, when the request came with the DPoP scheme (and nonce refresh).
+    pub(crate) proof: Option<(VerifiedProof, bool)>,
+}
 
 pin_project! {
     /// Response future of [`BoundToken`](super::BoundToken).
@@ -20,7 +31,7 @@ pin_project! {
         #[pin]
         state: State<VF, S, ReqBody, F>,
         settings: Arc<Settings<R>>,
-        grpc: bool,
+        context: RequestContext,
     }
 }
 
@@ -32,11 +43,21 @@ pin_project! {
             validation: VF,
             request: Option<Request<ReqBody>>,
             inner: Option<S>,
-            certificate: Option<ClientCertificate>,
+            checked: Checked,
+        },
+        // Every check passed; the proof's jti is being recorded.
+        Recording {
+            replay: ReplayFuture,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            token: Option<AccessToken>,
+            nonce: bool,
         },
         Calling {
             #[pin]
             future: F,
+            // A fresh DPoP nonce for the response (the proof's was of the previous step).
+            nonce: Option<HeaderValue>,
         },
         Rejected {
             error: Option<AuthError>,
@@ -50,27 +71,31 @@ impl<VF, S, ReqBody, F, R> ResponseFuture<VF, S, ReqBody, F, R> {
         validation: VF,
         request: Request<ReqBody>,
         inner: S,
-        certificate: Option<ClientCertificate>,
+        checked: Checked,
         settings: Arc<Settings<R>>,
-        grpc: bool,
+        context: RequestContext,
     ) -> Self {
         Self {
             state: State::Validating {
                 validation,
                 request: Some(request),
                 inner: Some(inner),
-                certificate,
+                checked,
             },
             settings,
-            grpc,
+            context,
         }
     }
 
-    pub(crate) fn rejected(error: AuthError, settings: Arc<Settings<R>>, grpc: bool) -> Self {
+    pub(crate) fn rejected(
+        error: AuthError,
+        settings: Arc<Settings<R>>,
+        context: RequestContext,
+    ) -> Self {
         Self {
             state: State::Rejected { error: Some(error) },
             settings,
-            grpc,
+            context,
         }
     }
 }
@@ -79,6 +104,7 @@ impl<VF, S, ReqBody, F, R> fmt::Debug for ResponseFuture<VF, S, ReqBody, F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Validating { .. } => "validating",
+            State::Recording { .. } => "recording",
             State::Calling { .. } => "calling",
             State::Rejected { .. } => "rejected",
             State::Done => "done",
@@ -106,19 +132,33 @@ where
                     validation,
                     request,
                     inner,
-                    certificate,
+                    checked,
                 } => {
                     let result = ready!(validation.poll(cx)).and_then(|token| {
                         this.settings
                             .policy
-                            .authorize(&token, certificate.as_ref())
+                            .authorize(
+                                &token,
+                                checked.certificate.as_ref(),
+                                checked.source,
+                                checked.proof.as_ref().map(|(proof, _)| proof),
+                            )
                             .map(|()| token)
                     });
                     match (result, request.take(), inner.take()) {
-                        (Ok(token), Some(mut request), Some(mut inner)) => {
-                            request.extensions_mut().insert(token);
-                            let future = inner.call(request);
-                            this.state.set(State::Calling { future });
+                        (Ok(token), Some(request), Some(inner)) => {
+                            // The jti is recorded only now that everything else passed.
+                            let next = match (&checked.proof, &this.settings.policy.dpop) {
+                                (Some((proof, nonce)), Some(dpop)) => State::Recording {
+                                    replay: dpop.record_future(proof),
+                                    request: Some(request),
+                                    inner: Some(inner),
+                                    token: Some(token),
+                                    nonce: *nonce,
+                                },
+                                _ => call(inner, request, token, None),
+                            };
+                            this.state.set(next);
                             continue;
                         }
                         (Err(error), _, _) => error,
@@ -126,8 +166,32 @@ where
                         _ => AuthError::polled_after_completion(),
                     }
                 }
-                StateProj::Calling { future } => {
-                    let output = ready!(future.poll(cx));
+                StateProj::Recording {
+                    replay,
+                    request,
+                    inner,
+                    token,
+                    nonce,
+                } => {
+                    let outcome = replay_outcome(ready!(Pin::new(replay).poll(cx)));
+                    match (outcome, request.take(), inner.take(), token.take()) {
+                        (Ok(()), Some(request), Some(inner), Some(token)) => {
+                            let nonce = match (*nonce, &this.settings.policy.dpop) {
+                                (true, Some(dpop)) => dpop.nonce_header(),
+                                _ => None,
+                            };
+                            this.state.set(call(inner, request, token, nonce));
+                            continue;
+                        }
+                        (Err(error), _, _, _) => error,
+                        _ => AuthError::polled_after_completion(),
+                    }
+                }
+                StateProj::Calling { future, nonce } => {
+                    let mut output = ready!(future.poll(cx));
+                    if let (Ok(response), Some(nonce)) = (&mut output, nonce.take()) {
+                        response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+                    }
                     this.state.set(State::Done);
                     return Poll::Ready(output);
                 }
@@ -137,7 +201,24 @@ where
                 StateProj::Done => AuthError::polled_after_completion(),
             };
             this.state.set(State::Done);
-            return Poll::Ready(Ok(this.settings.reject(rejection, *this.grpc)));
+            return Poll::Ready(Ok(this.settings.reject(rejection, *this.context)));
         }
+    }
+}
+
+/// Hands the request, with its validated token, to the inner service.
+fn call<VF, S, ReqBody, F>(
+    mut inner: S,
+    mut request: Request<ReqBody>,
+    token: AccessToken,
+    nonce: Option<HeaderValue>,
+) -> State<VF, S, ReqBody, F>
+where
+    S: Service<Request<ReqBody>, Future = F>,
+{
+    request.extensions_mut().insert(token);
+    State::Calling {
+        future: inner.call(request),
+        nonce,
     }
 }

@@ -65,6 +65,18 @@ impl<V, R: Clone> BoundTokenLayer<V, R> {
         Ok(self)
     }
 
+    /// Also accepts DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with one
+    /// `DPoP` proof header, checked as `dpop` says. Certificate-bound `Bearer` tokens work as
+    /// before; a token bound both ways needs the certificate and the proof.
+    ///
+    /// With DPoP on, a server without any client certificate source (no TLS client
+    /// authentication, behind a CDN) still accepts DPoP-bound tokens; a certificate-bound
+    /// token there is a server misconfiguration (`500`).
+    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
+        self.policy_mut().dpop = Some(dpop);
+        self
+    }
+
     /// Longest access token accepted (default 16 KiB); longer ones are `401 invalid_token`
     /// without any decoding.
     pub fn max_token_len(mut self, bytes: usize) -> Self {

@@ -59,7 +59,8 @@ pub use future::ResponseFuture;
 pub use service::BoundToken;
 
 use crate::certificate::ClientCertificate;
-use crate::challenge::{reject, ChallengeParams, RejectionResponse};
+use crate::challenge::{reject, ChallengeParams, RejectionResponse, Scheme};
+use crate::dpop::{Dpop, VerifiedProof};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::token::AccessToken;
 
@@ -70,14 +71,47 @@ pub(crate) struct Settings<R> {
     pub(crate) rejection: R,
 }
 
+/// What a rejection depends on besides the error: the request's kind and scheme.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestContext {
+    pub(crate) grpc: bool,
+    pub(crate) scheme: Scheme,
+}
+
 impl<R> Settings<R> {
     /// The rejection response for `error`.
-    pub(crate) fn reject<B>(&self, error: AuthError, grpc: bool) -> http::Response<B>
+    pub(crate) fn reject<B>(&self, error: AuthError, context: RequestContext) -> http::Response<B>
     where
         R: RejectionResponse<B>,
     {
-        reject(error, self.policy.params(), grpc, &self.rejection)
+        let nonce = match (error.kind(), &self.policy.dpop) {
+            (AuthErrorKind::UseDpopNonce, Some(dpop)) => dpop.nonce_header(),
+            _ => None,
+        };
+        let mut response = reject(
+            error,
+            self.policy.params(context.scheme),
+            context.grpc,
+            &self.rejection,
+        );
+        if let Some(nonce) = nonce {
+            response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+        }
+        response
     }
+}
+
+/// The `DPoP-Nonce` response header (RFC 9449 §8.1).
+pub(crate) static DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
+/// Where the certificate lookup left the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertificateSource {
+    /// A source was configured (the certificate may still be absent).
+    Configured,
+    /// None: only DPoP-bound tokens can be accepted; a certificate-bound one means the server
+    /// is misconfigured.
+    Missing,
 }
 
 /// What the layer enforces beyond token validity.
@@ -89,6 +123,8 @@ pub(crate) struct Policy {
     pub(crate) scope_challenge: Option<String>,
     pub(crate) realm: Option<String>,
     pub(crate) max_token_len: usize,
+    /// DPoP, when accepted.
+    pub(crate) dpop: Option<Dpop>,
 }
 
 impl Default for Policy {
@@ -99,35 +135,63 @@ impl Default for Policy {
             scope_challenge: None,
             realm: None,
             max_token_len: 16 * 1024,
+            dpop: None,
         }
     }
 }
 
 impl Policy {
-    pub(crate) fn params(&self) -> ChallengeParams<'_> {
+    pub(crate) fn params(&self, scheme: Scheme) -> ChallengeParams<'_> {
         ChallengeParams {
             realm: self.realm.as_deref(),
             scope: self.scope_challenge.as_deref(),
+            scheme,
+            dpop_algs: self.dpop.as_ref().map(Dpop::algs),
         }
     }
 
-    /// RFC 8705 §3: the token must be bound to the certificate presented on this connection.
+    /// The sender constraints of `token` against the request: RFC 8705 §3 (`cnf.x5t#S256`
+    /// must name the connection's certificate) and RFC 9449 §7 (`cnf.jkt` must name the key of
+    /// the request's proof, which only the `DPoP` scheme carries). A token with both needs
+    /// both; one with neither is accepted only when unbound tokens are allowed. Then the
+    /// required scopes.
     pub(crate) fn authorize(
         &self,
         token: &AccessToken,
         certificate: Option<&ClientCertificate>,
+        source: CertificateSource,
+        proof: Option<&VerifiedProof>,
     ) -> Result<(), AuthError> {
         use AuthErrorKind as K;
-        match (token.thumbprint(), certificate) {
-            (Some(bound), Some(cert)) => {
+        let mut bound = false;
+        if let Some(jkt) = token.dpop_thumbprint() {
+            match proof {
+                // JwkThumbprint's equality is constant-time.
+                Some(proof) if proof.jkt() == jkt => {}
+                Some(_) => return Err(AuthError::new(K::DpopKeyMismatch)),
+                None => return Err(AuthError::new(K::DpopTokenAsBearer)),
+            }
+            bound = true;
+        }
+        if let Some(x5t) = token.thumbprint() {
+            match (certificate, source) {
                 // CertThumbprint's equality is constant-time.
-                if bound != cert.thumbprint() {
-                    return Err(AuthError::new(K::CertificateMismatch));
+                (Some(cert), _) if cert.thumbprint() == x5t => {}
+                (Some(_), _) => return Err(AuthError::new(K::CertificateMismatch)),
+                (None, CertificateSource::Configured) => {
+                    return Err(AuthError::new(K::MissingCertificate))
+                }
+                (None, CertificateSource::Missing) => {
+                    return Err(AuthError::with_detail(
+                        K::Misconfigured,
+                        "certificate-bound token, but no client certificate source: serve with certbound::serve, axum-server or tonic TLS, or insert ClientCertificate",
+                    ))
                 }
             }
-            (Some(_), None) => return Err(AuthError::new(K::MissingCertificate)),
-            (None, _) if self.allow_unbound => {}
-            (None, _) => return Err(AuthError::new(K::UnboundToken)),
+            bound = true;
+        }
+        if !bound && !self.allow_unbound {
+            return Err(AuthError::new(K::UnboundToken));
         }
         token.require_scopes(&self.required_scopes)
     }

@@ -156,6 +156,7 @@ struct Connection {
     remote_addr: SocketAddr,
     client_certificate: Option<ClientCertificate>,
     memo: KeyMemo,
+    tls: bool,
 }
 
 impl fmt::Debug for ConnectionInfo {
@@ -163,18 +164,36 @@ impl fmt::Debug for ConnectionInfo {
         f.debug_struct("ConnectionInfo")
             .field("remote_addr", &self.0.remote_addr)
             .field("client_certificate", &self.0.client_certificate)
+            .field("tls", &self.0.tls)
             .finish_non_exhaustive()
     }
 }
 
 impl ConnectionInfo {
-    /// Connection facts, as an acceptor would record them.
+    /// Connection facts of a TLS connection, as an acceptor would record them.
     pub fn new(remote_addr: SocketAddr, client_certificate: Option<ClientCertificate>) -> Self {
         Self(Arc::new(Connection {
             remote_addr,
             client_certificate,
             memo: KeyMemo::default(),
+            tls: true,
         }))
+    }
+
+    /// Connection facts of a plain-TCP connection (behind a TLS-terminating proxy, say).
+    pub fn plain(remote_addr: SocketAddr) -> Self {
+        Self(Arc::new(Connection {
+            remote_addr,
+            client_certificate: None,
+            memo: KeyMemo::default(),
+            tls: false,
+        }))
+    }
+
+    /// Whether the connection is TLS: the scheme of its requests' URLs (`https` or `http`),
+    /// which DPoP proofs sign.
+    pub fn is_tls(&self) -> bool {
+        self.0.tls
     }
 
     /// The TCP peer address.

@@ -4,15 +4,19 @@
 //!
 //! | condition | HTTP | `WWW-Authenticate` | gRPC |
 //! |---|---|---|---|
-//! | no token in the request | 401 | `Bearer` (`realm` if configured) | 16 UNAUTHENTICATED |
-//! | malformed `Authorization` | 400 | `Bearer error="invalid_request"` | 3 INVALID_ARGUMENT |
-//! | bad signature / alg / iss / aud / exp / nbf / inactive / unknown kid | 401 | `Bearer error="invalid_token"` | 16 |
-//! | no client certificate, thumbprint mismatch, unbound token | 401 | `Bearer error="invalid_token"` | 16 |
-//! | required scope missing | 403 | `Bearer error="insufficient_scope", scope="..."` | 7 PERMISSION_DENIED |
-//! | keys / introspection unreachable and nothing cached | 503 | — | 14 UNAVAILABLE |
+//! | no token in the request | 401 | `Bearer`, and `DPoP algs="…"` when DPoP is on (`realm` if configured; no error) | 16 UNAUTHENTICATED |
+//! | malformed `Authorization` | 400 | `… error="invalid_request"` | 3 INVALID_ARGUMENT |
+//! | bad signature / alg / iss / aud / exp / nbf / inactive / unknown kid | 401 | `… error="invalid_token"` | 16 |
+//! | no client certificate, thumbprint mismatch, unbound token, proof by another key than `cnf.jkt` | 401 | `… error="invalid_token"` | 16 |
+//! | DPoP-bound token presented as `Bearer` | 401 | `Bearer error="invalid_token"` and `DPoP algs="…"` | 16 |
+//! | bad DPoP proof (any RFC 9449 §4.3 check, a replayed `jti`) | 401 | `DPoP error="invalid_dpop_proof", algs="…"` | 16 |
+//! | DPoP nonce required, stale or forged | 401 | `DPoP error="use_dpop_nonce", algs="…"` and a `DPoP-Nonce` header | 16 |
+//! | required scope missing | 403 | `… error="insufficient_scope", scope="..."` | 7 PERMISSION_DENIED |
+//! | keys / introspection / DPoP replay store unreachable and nothing cached | 503 | — | 14 UNAVAILABLE |
 //! | no certificate source configured (server misconfigured) | 500 | — | 13 INTERNAL |
 //!
-//! `error_description` is fixed text per kind; it never echoes the token.
+//! `…` is the scheme the client used (`Bearer`, or `DPoP` with its `algs`). `error_description`
+//! is fixed text per kind; it never echoes the token or the proof.
 //!
 //! The body of a rejection comes from a [`RejectionResponse`] (by default none); its status,
 //! challenge, gRPC status and the typed [`AuthError`](crate::AuthError) in its extensions are
@@ -44,6 +48,7 @@ mod response;
 pub(crate) use response::reject;
 pub use response::{DefaultRejection, Rejection, RejectionResponse};
 
+
 /// One row of the rejection table. Fields may be added (it is `#[non_exhaustive]`); read them,
 /// or take a row with [`Challenge::of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +58,7 @@ pub struct Challenge {
     pub status: StatusCode,
     /// RFC 6750 §3.1 `error` code, when the challenge carries one.
     pub error: Option<&'static str>,
-    /// Whether a `WWW-Authenticate: Bearer` challenge is sent at all (not for 500 / 503).
+    /// Whether a `WWW-Authenticate` challenge is sent at all (not for 500 / 503).
     pub challenge: bool,
     /// gRPC status code (`grpc-status`) for gRPC requests.
     pub grpc_status: u8,
@@ -93,29 +98,85 @@ impl Challenge {
             K::KeysUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
             K::IntrospectionUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
             K::Misconfigured => row(StatusCode::INTERNAL_SERVER_ERROR, None, 13),
+            K::InvalidDpopProof => row(UNAUTH, Some("invalid_dpop_proof"), 16),
+            K::UseDpopNonce => row(UNAUTH, Some("use_dpop_nonce"), 16),
+            K::DpopKeyMismatch => row(UNAUTH, INVALID_TOKEN, 16),
+            K::DpopTokenAsBearer => row(UNAUTH, INVALID_TOKEN, 16),
+            K::ReplayStoreUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
         }
     }
 }
 
-/// What a rendered challenge may add to the row: the realm and the scope a route requires.
+/// The authentication scheme of the request's `Authorization` header, as far as it was read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// No credentials, or not read yet.
+    #[default]
+    Unknown,
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// What a rendered challenge may add to the row: the realm, the scope a route requires, the
+/// scheme the client used, and DPoP's `algs` when the layer accepts DPoP.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChallengeParams<'a> {
     pub(crate) realm: Option<&'a str>,
     pub(crate) scope: Option<&'a str>,
+    pub(crate) scheme: Scheme,
+    /// `Some` (the space-separated algorithms) when DPoP is accepted.
+    pub(crate) dpop_algs: Option<&'a str>,
 }
 
-/// Renders the `WWW-Authenticate` value for `kind`, or `None` where the table has none.
+/// Renders the `WWW-Authenticate` values for `kind`: none where the table has no challenge,
+/// else one or two (a `Bearer` and a `DPoP` challenge).
 ///
-/// `realm` and `scope` were validated as quoted-string safe when they were configured.
+/// `realm` and `scope` were validated as quoted-string safe when they were configured; `algs`
+/// are algorithm names.
 pub(crate) fn www_authenticate(
     kind: AuthErrorKind,
     params: ChallengeParams<'_>,
-) -> Option<HeaderValue> {
+) -> [Option<HeaderValue>; 2] {
+    use AuthErrorKind as K;
     let row = Challenge::of(kind);
     if !row.challenge {
-        return None;
+        return [None, None];
     }
-    let mut value = String::from("Bearer");
+    let dpop = params.dpop_algs.is_some();
+    let (bearer, dpop_error, bare_dpop) = match kind {
+        // RFC 9449 §7.1: a server that accepts both offers both; the missing one gets no error.
+        K::MissingToken => (true, false, dpop),
+        K::InvalidDpopProof | K::UseDpopNonce => (false, true, false),
+        K::DpopTokenAsBearer => (true, false, dpop),
+        _ if params.scheme == Scheme::Dpop => (false, true, false),
+        _ => (true, false, false),
+    };
+    let with_error = kind != K::MissingToken;
+    let bearer = bearer.then(|| render("Bearer", row, kind, params, with_error, None));
+    let dpop = if dpop_error {
+        Some(render("DPoP", row, kind, params, true, params.dpop_algs))
+    } else if bare_dpop {
+        Some(render("DPoP", row, kind, params, false, params.dpop_algs))
+    } else {
+        None
+    };
+    match bearer {
+        Some(bearer) => [bearer, dpop.flatten()],
+        None => [dpop.flatten(), None],
+    }
+}
+
+fn render(
+    scheme: &str,
+    row: Challenge,
+    kind: AuthErrorKind,
+    params: ChallengeParams<'_>,
+    with_error: bool,
+    algs: Option<&str>,
+) -> Option<HeaderValue> {
+    let mut value = String::from(scheme);
     let mut sep = " ";
     let mut attr = |name: &str, val: &str| {
         value.push_str(sep);
@@ -128,7 +189,7 @@ pub(crate) fn www_authenticate(
     if let Some(realm) = params.realm {
         attr("realm", realm);
     }
-    if let Some(error) = row.error {
+    if let (true, Some(error)) = (with_error, row.error) {
         attr("error", error);
         attr("error_description", row.description);
         if kind == AuthErrorKind::InsufficientScope {
@@ -136,6 +197,9 @@ pub(crate) fn www_authenticate(
                 attr("scope", scope);
             }
         }
+    }
+    if let Some(algs) = algs {
+        attr("algs", algs);
     }
     HeaderValue::from_str(&value).ok()
 }
@@ -222,6 +286,11 @@ mod tests {
             (K::KeysUnavailable, 503, None, 14),
             (K::IntrospectionUnavailable, 503, None, 14),
             (K::Misconfigured, 500, None, 13),
+            (K::InvalidDpopProof, 401, Some("invalid_dpop_proof"), 16),
+            (K::UseDpopNonce, 401, Some("use_dpop_nonce"), 16),
+            (K::DpopKeyMismatch, 401, Some("invalid_token"), 16),
+            (K::DpopTokenAsBearer, 401, Some("invalid_token"), 16),
+            (K::ReplayStoreUnavailable, 503, None, 14),
         ];
         for (kind, status, error, grpc) in rows {
             let row = Challenge::of(kind);
@@ -234,42 +303,90 @@ mod tests {
 
     #[test]
     fn missing_token_challenge_has_no_error_attribute() {
-        let v = www_authenticate(K::MissingToken, ChallengeParams::default()).unwrap();
-        assert_eq!(v, "Bearer");
-        let v = www_authenticate(
+        let [v, none] = www_authenticate(K::MissingToken, ChallengeParams::default());
+        assert_eq!(v.unwrap(), "Bearer");
+        assert!(none.is_none());
+        let [v, _] = www_authenticate(
             K::MissingToken,
             ChallengeParams {
                 realm: Some("api"),
-                scope: None,
+                ..ChallengeParams::default()
             },
-        )
-        .unwrap();
-        assert_eq!(v, "Bearer realm=\"api\"");
+        );
+        assert_eq!(v.unwrap(), "Bearer realm=\"api\"");
     }
 
     #[test]
     fn insufficient_scope_names_the_scope() {
-        let v = www_authenticate(
+        let [v, _] = www_authenticate(
             K::InsufficientScope,
             ChallengeParams {
-                realm: None,
                 scope: Some("read write"),
+                ..ChallengeParams::default()
             },
-        )
-        .unwrap();
+        );
         assert_eq!(
-            v,
+            v.unwrap(),
             "Bearer error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"read write\""
         );
     }
 
     #[test]
     fn server_side_failures_carry_no_challenge() {
-        assert!(www_authenticate(K::KeysUnavailable, ChallengeParams::default()).is_none());
-        assert!(
-            www_authenticate(K::IntrospectionUnavailable, ChallengeParams::default()).is_none()
+        for kind in [
+            K::KeysUnavailable,
+            K::IntrospectionUnavailable,
+            K::ReplayStoreUnavailable,
+            K::Misconfigured,
+        ] {
+            let dpop = ChallengeParams {
+                dpop_algs: Some("ES256"),
+                scheme: Scheme::Dpop,
+                ..ChallengeParams::default()
+            };
+            assert_eq!(www_authenticate(kind, dpop), [None, None], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn dpop_challenges_follow_the_scheme_the_client_used() {
+        let algs = Some("ES256 EdDSA");
+        let params = |scheme| ChallengeParams {
+            realm: Some("api"),
+            scope: None,
+            scheme,
+            dpop_algs: algs,
+        };
+        let show = |values: [Option<HeaderValue>; 2]| {
+            values
+                .into_iter()
+                .flatten()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            show(www_authenticate(K::MissingToken, params(Scheme::Unknown))),
+            ["Bearer realm=\"api\"", "DPoP realm=\"api\", algs=\"ES256 EdDSA\""]
         );
-        assert!(www_authenticate(K::Misconfigured, ChallengeParams::default()).is_none());
+        assert_eq!(
+            show(www_authenticate(K::InvalidDpopProof, params(Scheme::Dpop))),
+            ["DPoP realm=\"api\", error=\"invalid_dpop_proof\", error_description=\"invalid DPoP proof\", algs=\"ES256 EdDSA\""]
+        );
+        assert_eq!(
+            show(www_authenticate(K::DpopKeyMismatch, params(Scheme::Dpop))),
+            ["DPoP realm=\"api\", error=\"invalid_token\", error_description=\"access token bound to another DPoP key\", algs=\"ES256 EdDSA\""]
+        );
+        assert_eq!(
+            show(www_authenticate(K::DpopTokenAsBearer, params(Scheme::Bearer))),
+            [
+                "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"DPoP-bound access token presented as a bearer token\"",
+                "DPoP realm=\"api\", algs=\"ES256 EdDSA\""
+            ]
+        );
+        assert_eq!(
+            show(www_authenticate(K::InvalidToken, params(Scheme::Bearer))),
+            ["Bearer realm=\"api\", error=\"invalid_token\", error_description=\"invalid access token\""]
+        );
     }
 
     #[test]

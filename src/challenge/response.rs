@@ -146,10 +146,10 @@ where
         grpc,
     });
     let headers = res.headers_mut();
-    match www_authenticate(error.kind(), params) {
-        Some(value) => headers.insert(WWW_AUTHENTICATE, value),
-        None => headers.remove(WWW_AUTHENTICATE),
-    };
+    headers.remove(WWW_AUTHENTICATE);
+    for value in www_authenticate(error.kind(), params).into_iter().flatten() {
+        headers.append(WWW_AUTHENTICATE, value);
+    }
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("grpc-status", HeaderValue::from(u16::from(row.grpc_status)));

@@ -11,7 +11,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::challenge::{is_grpc, reject, ChallengeParams, DefaultRejection, RejectionResponse};
+use crate::challenge::{
+    is_grpc, reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme,
+};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::token::AccessToken;
 
@@ -26,13 +28,15 @@ pub(crate) struct Scopes<R> {
 }
 
 impl<R> Scopes<R> {
-    fn reject<B>(&self, error: AuthError, grpc: bool) -> Response<B>
+    fn reject<B>(&self, error: AuthError, grpc: bool, scheme: Scheme) -> Response<B>
     where
         R: RejectionResponse<B>,
     {
         let params = ChallengeParams {
             realm: self.realm.as_deref(),
             scope: Some(&self.challenge),
+            scheme,
+            dpop_algs: None,
         };
         reject(error, params, grpc, &self.rejection)
     }
@@ -76,12 +80,23 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let outcome = match request.extensions().get::<AccessToken>() {
-            Some(token) => token.require_scopes(&self.scopes.required),
-            None => Err(AuthError::with_detail(
-                AuthErrorKind::Misconfigured,
-                "RequireScopeLayer without a BoundTokenLayer in front of it",
-            )),
+        let (outcome, scheme) = match request.extensions().get::<AccessToken>() {
+            // The challenge names the scheme the token was presented with.
+            Some(token) => (
+                token.require_scopes(&self.scopes.required),
+                if token.dpop_thumbprint().is_some() {
+                    Scheme::Dpop
+                } else {
+                    Scheme::Bearer
+                },
+            ),
+            None => (
+                Err(AuthError::with_detail(
+                    AuthErrorKind::Misconfigured,
+                    "RequireScopeLayer without a BoundTokenLayer in front of it",
+                )),
+                Scheme::Unknown,
+            ),
         };
         let state = match outcome {
             Ok(()) => State::Inner {
@@ -90,6 +105,7 @@ where
             Err(error) => State::Rejected {
                 error: Some(error),
                 grpc: is_grpc(request.headers()),
+                scheme,
             },
         };
         ResponseFuture {
@@ -112,7 +128,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Inner { #[pin] future: F },
-        Rejected { error: Option<AuthError>, grpc: bool },
+        Rejected { error: Option<AuthError>, grpc: bool, scheme: Scheme },
         Done,
     }
 }
@@ -132,23 +148,28 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let (error, grpc) = match this.state.as_mut().project() {
+        let (error, grpc, scheme) = match this.state.as_mut().project() {
             StateProj::Inner { future } => {
                 let output = ready!(future.poll(cx));
                 this.state.set(State::Done);
                 return Poll::Ready(output);
             }
-            StateProj::Rejected { error, grpc } => (
+            StateProj::Rejected {
+                error,
+                grpc,
+                scheme,
+            } => (
                 error
                     .take()
                     .unwrap_or_else(AuthError::polled_after_completion),
                 *grpc,
+                *scheme,
             ),
             // Polled after completion: never a success response.
-            StateProj::Done => (AuthError::polled_after_completion(), false),
+            StateProj::Done => (AuthError::polled_after_completion(), false, Scheme::Unknown),
         };
         this.state.set(State::Done);
-        Poll::Ready(Ok(this.scopes.reject(error, grpc)))
+        Poll::Ready(Ok(this.scopes.reject(error, grpc, scheme)))
     }
 }
 

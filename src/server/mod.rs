@@ -264,7 +264,7 @@ impl<S> Connection<S> {
         B::Error: Into<BoxError>,
     {
         let Some(acceptor) = &self.acceptor else {
-            let info = ConnectionInfo::new(self.remote_addr, None);
+            let info = ConnectionInfo::plain(self.remote_addr);
             return self
                 .serve_http(Protocol::Sniff, TokioIo::new(tcp), info, watcher)
                 .await;

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
-use crate::thumbprint::CertThumbprint;
+use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 
 /// A validated access token: its claims and what the layer needs from them.
 ///
@@ -23,28 +23,41 @@ struct Inner {
     client_id: Option<String>,
     scopes: Vec<String>,
     confirmation: Option<CertThumbprint>,
+    dpop_key: Option<JwkThumbprint>,
 }
 
 impl AccessToken {
     /// Builds a token from validated claims, reading `sub`, `client_id` (or `azp`), `scope`
-    /// (space-separated string) or `scp` (array), and `cnf.x5t#S256`.
+    /// (space-separated string) or `scp` (array), and the confirmation `cnf.x5t#S256`
+    /// (RFC 8705) and `cnf.jkt` (RFC 9449).
     ///
     /// # Errors
     /// [`AuthErrorKind::InvalidToken`] when one of these claims has the wrong shape: `cnf` that
-    /// is not an object, an `x5t#S256` that is not a canonical thumbprint string, a `scope` that
-    /// is not a string. A malformed binding is never read as "no binding".
+    /// is not an object, an `x5t#S256` or `jkt` that is not a canonical thumbprint string, a
+    /// `scope` that is not a string. A malformed binding is never read as "no binding".
     pub fn from_claims(claims: Map<String, Value>) -> Result<Self, AuthError> {
         let invalid = |detail| AuthError::with_detail(AuthErrorKind::InvalidToken, detail);
-        let confirmation = match claims.get("cnf") {
-            None => None,
-            Some(Value::Object(cnf)) => match cnf.get("x5t#S256") {
-                None => None,
-                Some(Value::String(s)) => Some(
-                    CertThumbprint::parse(s)
-                        .map_err(|_| invalid("cnf x5t#S256 is not a canonical thumbprint"))?,
-                ),
-                Some(_) => return Err(invalid("cnf x5t#S256 is not a string")),
-            },
+        let (confirmation, dpop_key) = match claims.get("cnf") {
+            None => (None, None),
+            Some(Value::Object(cnf)) => {
+                let certificate = match cnf.get("x5t#S256") {
+                    None => None,
+                    Some(Value::String(s)) => Some(
+                        CertThumbprint::parse(s)
+                            .map_err(|_| invalid("cnf x5t#S256 is not a canonical thumbprint"))?,
+                    ),
+                    Some(_) => return Err(invalid("cnf x5t#S256 is not a string")),
+                };
+                let key = match cnf.get("jkt") {
+                    None => None,
+                    Some(Value::String(s)) => Some(
+                        JwkThumbprint::parse(s)
+                            .map_err(|_| invalid("cnf jkt is not a canonical thumbprint"))?,
+                    ),
+                    Some(_) => return Err(invalid("cnf jkt is not a string")),
+                };
+                (certificate, key)
+            }
             Some(_) => return Err(invalid("cnf claim is not an object")),
         };
         let string_claim = |name: &str| -> Result<Option<String>, AuthError> {
@@ -88,6 +101,7 @@ impl AccessToken {
             client_id,
             scopes,
             confirmation,
+            dpop_key,
         })))
     }
 
@@ -119,6 +133,23 @@ impl AccessToken {
         self.0.confirmation.as_ref()
     }
 
+    /// The DPoP key the token is bound to (`cnf.jkt`, RFC 9449 §6). Once the layer let the
+    /// request through, the request's DPoP proof was signed by this key.
+    pub fn dpop_thumbprint(&self) -> Option<&JwkThumbprint> {
+        self.0.dpop_key.as_ref()
+    }
+
+    /// Which sender constraints the token carries, all of which held for this request once the
+    /// layer let it through.
+    pub fn binding(&self) -> Binding {
+        match (self.thumbprint().is_some(), self.dpop_thumbprint().is_some()) {
+            (false, false) => Binding::Unbound,
+            (true, false) => Binding::Certificate,
+            (false, true) => Binding::Dpop,
+            (true, true) => Binding::CertificateAndDpop,
+        }
+    }
+
     /// All claims.
     pub fn claims(&self) -> &Map<String, Value> {
         &self.0.claims
@@ -145,6 +176,21 @@ impl AccessToken {
     pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(MapDeserializer(&self.0.claims))
     }
+}
+
+/// The sender constraints of an [`AccessToken`] (its `cnf` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Binding {
+    /// No constraint: a plain bearer token (accepted only with
+    /// [`allow_unbound`](crate::BoundTokenLayer::allow_unbound)).
+    Unbound,
+    /// A client certificate (`cnf.x5t#S256`, RFC 8705).
+    Certificate,
+    /// A DPoP key (`cnf.jkt`, RFC 9449).
+    Dpop,
+    /// Both: the request came with the certificate and a proof by the key.
+    CertificateAndDpop,
 }
 
 /// Deserializes a borrowed claims map without cloning it into a `Value`.
@@ -180,6 +226,7 @@ impl fmt::Debug for AccessToken {
             .field("client_id", &self.0.client_id)
             .field("scopes", &self.0.scopes)
             .field("thumbprint", &self.0.confirmation)
+            .field("dpop_thumbprint", &self.0.dpop_key)
             .finish_non_exhaustive()
     }
 }
@@ -217,16 +264,22 @@ mod tests {
             TP
         );
         assert!(token(json!({})).unwrap().thumbprint().is_none());
-        assert!(token(json!({"cnf": {"jkt": "x"}}))
-            .unwrap()
-            .thumbprint()
-            .is_none());
+        let dpop = token(json!({"cnf": {"jkt": TP}})).unwrap();
+        assert!(dpop.thumbprint().is_none());
+        assert_eq!(dpop.dpop_thumbprint().unwrap().to_string(), TP);
+        assert_eq!(dpop.binding(), Binding::Dpop);
+        let both = token(json!({"cnf": {"jkt": TP, "x5t#S256": TP}})).unwrap();
+        assert_eq!(both.binding(), Binding::CertificateAndDpop);
+        assert_eq!(token(json!({})).unwrap().binding(), Binding::Unbound);
         for bad in [
             json!({"cnf": "x"}),
             json!({"cnf": [TP]}),
             json!({"cnf": {"x5t#S256": 5}}),
             json!({"cnf": {"x5t#S256": format!("{TP}=")}}),
             json!({"cnf": {"x5t#S256": &TP[1..]}}),
+            json!({"cnf": {"jkt": "x"}}),
+            json!({"cnf": {"jkt": 5}}),
+            json!({"cnf": {"jkt": format!("{TP}=")}}),
         ] {
             let err = token(bad).unwrap_err();
             assert_eq!(err.kind(), AuthErrorKind::InvalidToken);

@@ -47,6 +47,7 @@ pub(crate) mod validate;
 
 pub use crate::support::token_key::TokenKey;
 pub(crate) use access::AccessToken;
+pub use access::Binding;
 pub use future::TokenFuture;
 #[cfg(feature = "introspection")]
 pub use introspection::{DiscoveryError, IntrospectionValidatorBuilder};

@@ -102,12 +102,22 @@ impl Rules {
 
     /// `token_type`, `token_use`, `iss` and `aud` of an active answer.
     fn check_meant_for_us(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
-        // RFC 7662 §2.2 / RFC 9449 §7.2: a DPoP-bound (or any non-bearer) token presented as a
-        // bearer token is refused.
+        // RFC 7662 §2.2 / RFC 9449 §6.2: a Bearer token, or a DPoP token, which must then be
+        // bound to a key (cnf.jkt; the layer checks the proof against it, and refuses it as a
+        // Bearer token). Any other type is refused.
         match claims.get("token_type") {
             None | Some(Value::Null) => {}
             Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-            Some(_) => return Err(invalid("introspection: token_type is not Bearer")),
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("dpop") => {
+                let bound = claims
+                    .get("cnf")
+                    .and_then(Value::as_object)
+                    .is_some_and(|cnf| cnf.contains_key("jkt"));
+                if !bound {
+                    return Err(invalid("introspection: token_type DPoP without cnf.jkt"));
+                }
+            }
+            Some(_) => return Err(invalid("introspection: token_type is neither Bearer nor DPoP")),
         }
         // Some servers (Ory Hydra) introspect refresh tokens too and say so here.
         match claims.get("token_use") {
@@ -281,6 +291,14 @@ mod tests {
                 AuthErrorKind::InvalidToken,
             ),
             (
+                json!({"active": true, "iss": "https://as.test", "aud": aud, "token_type": "DPoP", "cnf": {"x5t#S256": TP}}),
+                AuthErrorKind::InvalidToken,
+            ),
+            (
+                json!({"active": true, "iss": "https://as.test", "aud": aud, "token_type": "N_A"}),
+                AuthErrorKind::InvalidToken,
+            ),
+            (
                 json!({"active": true, "iss": "https://as.test", "aud": aud, "token_use": "refresh_token"}),
                 AuthErrorKind::InvalidToken,
             ),
@@ -302,6 +320,12 @@ mod tests {
             json!({"active": true, "iss": "https://as.test", "aud": ["x", aud], "token_type": "bearer"}),
         );
         assert!(ok.is_ok());
+        // RFC 9449 §6.2: a DPoP token bound to its key is active and carries the binding.
+        let (dpop, _) = interpret(
+            &v,
+            json!({"active": true, "iss": "https://as.test", "aud": aud, "token_type": "DPoP", "cnf": {"jkt": TP}}),
+        );
+        assert_eq!(dpop.unwrap().dpop_thumbprint().unwrap().to_string(), TP);
     }
 
     #[test]

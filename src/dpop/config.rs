@@ -1,0 +1,327 @@
+//! [`Dpop`]: what a resource server (or a token endpoint) accepts as DPoP proofs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue, Request};
+use jsonwebtoken::Algorithm;
+
+use super::htu::{self, PublicUrl};
+use super::memory::MemoryReplayStore;
+use super::nonce::{DpopNonces, NonceCheck};
+use super::proof::{self, Expected, ProofRules, VerifiedProof};
+use super::replay::{Replay, ReplayFuture, ReplayKey, ReplayStore};
+use crate::certificate::ConnectionInfo;
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
+
+/// DPoP (RFC 9449) settings: which proofs are accepted, where proof identifiers are recorded,
+/// whether server nonces are required, and the public URL proofs are made for.
+///
+/// Give it to [`BoundTokenLayer::dpop`](crate::BoundTokenLayer::dpop) to accept
+/// `Authorization: DPoP` next to certificate-bound `Bearer` tokens, or use
+/// [`check_token_request`](Self::check_token_request) at a token endpoint.
+///
+/// Defaults: algorithms ES256, ES384, PS256, PS384, PS512 and EdDSA; a proof's `iat` at most
+/// 60 s in the past and 15 s in the future; proofs up to 8 KiB; replay state in a
+/// [`MemoryReplayStore`]; no nonces; the `htu` origin from the request (see
+/// [`public_url`](Self::public_url)).
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use certbound::dpop::{Dpop, DpopNonces, MemoryReplayStore};
+///
+/// # fn main() -> Result<(), certbound::ConfigError> {
+/// let dpop = Dpop::new()
+///     .public_url("https://api.example/v1")?
+///     .iat_window(Duration::from_secs(30), Duration::from_secs(5))
+///     .replay_store(MemoryReplayStore::new().max_entries(100_000))
+///     .require_nonce(DpopNonces::new([7u8; 32])?);
+/// # let _ = dpop; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Dpop {
+    rules: ProofRules,
+    /// The `algs` challenge attribute: the allowed algorithms, space-separated.
+    algs: String,
+    store: Arc<dyn ReplayStore>,
+    nonces: Option<DpopNonces>,
+    public_url: Option<PublicUrl>,
+}
+
+impl Default for Dpop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Dpop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dpop")
+            .field("algorithms", &self.algs)
+            .field("max_age_s", &self.rules.max_age)
+            .field("max_ahead_s", &self.rules.max_ahead)
+            .field("replay_store", &self.store)
+            .field("nonces", &self.nonces)
+            .field("public_url", &self.public_url)
+            .finish()
+    }
+}
+
+/// Seconds beyond the acceptance window for which a proof identifier is kept: `iat` has
+/// one-second resolution, and a store's clock may lag a little behind ours.
+const REPLAY_LEEWAY_S: i64 = 5;
+
+impl Dpop {
+    /// The defaults (see [`Dpop`]).
+    pub fn new() -> Self {
+        let rules = ProofRules::default();
+        Self {
+            algs: algs(&rules.algorithms),
+            rules,
+            store: Arc::new(MemoryReplayStore::new()),
+            nonces: None,
+            public_url: None,
+        }
+    }
+
+    /// The signature algorithms accepted in proofs.
+    ///
+    /// # Errors
+    /// When `algorithms` is empty or holds a symmetric algorithm (HS256, HS384, HS512: a DPoP
+    /// key is a public key; RFC 9449 §4.3 forbids MACs, and `none` has no `Algorithm`).
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Result<Self, ConfigError> {
+        if algorithms.is_empty() {
+            return Err(ConfigError::invalid("algorithms", "no algorithm"));
+        }
+        if let Some(symmetric) = algorithms
+            .iter()
+            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(ConfigError::invalid(
+                "algorithms",
+                format!("{symmetric:?} is symmetric; DPoP proofs are signed with private keys"),
+            ));
+        }
+        self.rules.algorithms = algorithms.to_vec();
+        self.algs = algs(algorithms);
+        Ok(self)
+    }
+
+    /// How far a proof's `iat` may lie in the past (`max_age`, default 60 s) and in the future
+    /// (`max_skew`, default 15 s, for clients whose clock runs ahead). The window applies
+    /// with nonces too. Proof identifiers are kept for the whole window plus a few seconds.
+    pub fn iat_window(mut self, max_age: Duration, max_skew: Duration) -> Self {
+        self.rules.max_age = seconds(max_age);
+        self.rules.max_ahead = seconds(max_skew);
+        self
+    }
+
+    /// Where proof identifiers (`jti`) are recorded. The default, a [`MemoryReplayStore`],
+    /// protects one process; a fleet of instances shares a store (`RedisReplayStore` with the
+    /// `redis` feature), or a proof refused by one instance is accepted by the next.
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// Requires every proof to carry a nonce issued by `nonces` (RFC 9449 §9). A proof
+    /// without one, or with a stale or forged one, is refused with `use_dpop_nonce` and a
+    /// fresh `DPoP-Nonce`; accepted requests get a fresh nonce when the time step changed.
+    /// Without this, a `nonce` claim in a proof is ignored.
+    pub fn require_nonce(mut self, nonces: DpopNonces) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// The URL clients use to reach this server: an origin and optionally a path prefix
+    /// (`https://api.example/v1`). A proof's `htu` must then be this URL followed by the
+    /// request's path, whatever the request's `Host` header says (a trailing slash on the
+    /// public URL does not matter).
+    ///
+    /// Without it, the `htu` origin is the request's own: the scheme of the connection
+    /// (`https` over TLS, `http` on a plain connection, or the scheme a trusted proxy reports
+    /// through [`ForwardedCertLayer::forwarded_origin`](crate::ForwardedCertLayer)) and the
+    /// authority of the request (`Host` or `:authority`). That default needs no
+    /// configuration; its trade-off is that the host is the client's word: a proof made for
+    /// `https://other.example/whoami` passes here when the client also sends
+    /// `Host: other.example` and this server answers it (the token's audience is still
+    /// checked). Pinning the public URL refuses such proofs, and is required behind a proxy
+    /// that rewrites the path (a prefix) or the host.
+    ///
+    /// # Errors
+    /// When `url` is not an absolute `http(s)` URL without query or fragment.
+    pub fn public_url(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.public_url = Some(PublicUrl::parse(url)?);
+        Ok(self)
+    }
+
+    /// Longest `DPoP` header accepted (default 8 KiB); a longer one is an invalid proof.
+    pub fn max_proof_len(mut self, bytes: usize) -> Self {
+        self.rules.max_len = bytes;
+        self
+    }
+
+    /// A fresh nonce to send in a `DPoP-Nonce` header, when nonces are required.
+    pub fn fresh_nonce(&self) -> Option<String> {
+        self.nonces.as_ref().map(|n| n.issue(unix_now_u64()))
+    }
+
+    /// Checks the DPoP proof of a request that carries no access token: a token request at an
+    /// authorization server (RFC 9449 §5), whose URL is `url` (the token endpoint). Every
+    /// check of RFC 9449 §4.3 but `ath`, then the nonce when required, then (only when all
+    /// passed) the replay check.
+    ///
+    /// # Errors
+    /// [`AuthErrorKind::InvalidDpopProof`] for a bad or replayed proof,
+    /// [`AuthErrorKind::UseDpopNonce`] when a nonce is required and missing or stale (send
+    /// [`fresh_nonce`](Self::fresh_nonce) back), and
+    /// [`AuthErrorKind::ReplayStoreUnavailable`] when the store cannot answer.
+    pub async fn check_token_request(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        url: &str,
+    ) -> Result<VerifiedProof, AuthError> {
+        let htu = htu::normalize(url).ok_or_else(|| {
+            AuthError::with_detail(AuthErrorKind::Misconfigured, "token endpoint URL is not an absolute http(s) URL")
+        })?;
+        let (proof, _) = self.check(headers, method, &htu, None)?;
+        self.record(&proof).await?;
+        Ok(proof)
+    }
+
+    /// The `algs` challenge attribute.
+    pub(crate) fn algs(&self) -> &str {
+        &self.algs
+    }
+
+    /// A fresh nonce as a header value.
+    pub(crate) fn nonce_header(&self) -> Option<HeaderValue> {
+        self.fresh_nonce()
+            .and_then(|n| HeaderValue::from_str(&n).ok())
+    }
+
+    /// The `htu` a request's proof must carry, normalised; `None` when the request has no
+    /// usable authority.
+    pub(crate) fn request_htu<B>(&self, request: &Request<B>) -> Option<String> {
+        let path = request.uri().path();
+        if let Some(public) = &self.public_url {
+            return public.htu(path);
+        }
+        // MERGE-ORIGIN: the trusted proxy's ForwardedOrigin goes here.
+        let scheme = match request.uri().scheme_str() {
+            Some(scheme) => scheme,
+            None => match request.extensions().get::<ConnectionInfo>() {
+                Some(connection) if !connection.is_tls() => "http",
+                _ => "https",
+            },
+        };
+        let authority = match request.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())?,
+        };
+        htu::from_parts(scheme, authority, path)
+    }
+
+    /// Every check but replay. The `bool` says the proof's nonce is of the previous step (a
+    /// fresh one goes with the response).
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        htu: &str,
+        ath: Option<&[u8; 32]>,
+    ) -> Result<(VerifiedProof, bool), AuthError> {
+        let value = proof::single_proof(headers, self.rules.max_len)?;
+        let now = unix_now();
+        let expected = Expected {
+            method,
+            htu,
+            ath,
+            now,
+        };
+        let verified = proof::verify(value, &expected, &self.rules)?;
+        let refresh = match &self.nonces {
+            None => false,
+            Some(nonces) => {
+                let Some(nonce) = verified.nonce() else {
+                    return Err(AuthError::with_detail(
+                        AuthErrorKind::UseDpopNonce,
+                        "DPoP proof has no nonce",
+                    ));
+                };
+                match nonces.check(nonce, unix_now_u64()) {
+                    NonceCheck::Current => false,
+                    NonceCheck::Previous => true,
+                    NonceCheck::Invalid => {
+                        return Err(AuthError::with_detail(
+                            AuthErrorKind::UseDpopNonce,
+                            "DPoP proof nonce is stale or not ours",
+                        ))
+                    }
+                }
+            }
+        };
+        Ok((verified, refresh))
+    }
+
+    /// Records the proof's identifier; the future resolves to `Ok` for a fresh proof.
+    pub(crate) fn record_future(&self, proof: &VerifiedProof) -> ReplayFuture {
+        let key = ReplayKey::new(proof.jkt(), proof.jti());
+        self.store.record(&key, self.replay_ttl())
+    }
+
+    async fn record(&self, proof: &VerifiedProof) -> Result<(), AuthError> {
+        replay_outcome(self.record_future(proof).await)
+    }
+
+    fn replay_ttl(&self) -> Duration {
+        let seconds = self.rules.max_age + self.rules.max_ahead + REPLAY_LEEWAY_S;
+        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    }
+}
+
+/// What a replay store's answer means for the request.
+pub(crate) fn replay_outcome(
+    answer: Result<Replay, super::replay::StoreError>,
+) -> Result<(), AuthError> {
+    match answer {
+        Ok(Replay::Fresh) => Ok(()),
+        Ok(Replay::Replayed) => Err(AuthError::with_detail(
+            AuthErrorKind::InvalidDpopProof,
+            "DPoP proof replayed (jti seen before)",
+        )),
+        Err(error) => Err(AuthError::with_detail(
+            AuthErrorKind::ReplayStoreUnavailable,
+            "DPoP replay store did not answer",
+        )
+        .with_source(error)),
+    }
+}
+
+fn algs(algorithms: &[Algorithm]) -> String {
+    algorithms
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+fn unix_now_u64() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(unix_now_u64()).unwrap_or(i64::MAX)
+}

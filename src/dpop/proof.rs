@@ -1,0 +1,365 @@
+//! Proof validation, RFC 9449 §4.3: every check but the nonce (checked by the caller, who knows
+//! whether nonces are required) and replay (recorded only after everything else passed).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::HeaderName;
+use http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::{Deserialize, Deserializer};
+
+use super::htu;
+use super::jwk::{is_private_member, thumbprint_of, PublicKey};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::thumbprint::JwkThumbprint;
+
+/// The `DPoP` request header.
+pub(crate) static DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// The algorithms accepted by default: asymmetric, and each widely implemented (RFC 9449 §4.3
+/// names none; FAPI 2.0 allows PS256, ES256 and EdDSA).
+pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::EdDSA,
+];
+
+/// What a proof is checked against, besides the request.
+#[derive(Debug, Clone)]
+pub(crate) struct ProofRules {
+    pub(crate) algorithms: Vec<Algorithm>,
+    /// How far in the past `iat` may be, in seconds.
+    pub(crate) max_age: i64,
+    /// How far in the future `iat` may be, in seconds (clock skew).
+    pub(crate) max_ahead: i64,
+    /// Longest `DPoP` header accepted.
+    pub(crate) max_len: usize,
+}
+
+impl Default for ProofRules {
+    fn default() -> Self {
+        Self {
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            max_age: 60,
+            max_ahead: 15,
+            max_len: 8 * 1024,
+        }
+    }
+}
+
+/// The request a proof must be for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    pub(crate) method: &'a str,
+    /// Normalised ([`htu::normalize`]).
+    pub(crate) htu: &'a str,
+    /// SHA-256 of the access token, when the request carries one.
+    pub(crate) ath: Option<&'a [u8; 32]>,
+    /// Unix time, seconds.
+    pub(crate) now: i64,
+}
+
+/// A proof that passed every check of RFC 9449 §4.3 but the nonce and replay checks.
+#[derive(Clone)]
+pub struct VerifiedProof {
+    jkt: JwkThumbprint,
+    jti: Box<str>,
+    iat: i64,
+    nonce: Option<Box<str>>,
+}
+
+impl VerifiedProof {
+    /// The RFC 7638 thumbprint of the key that signed the proof.
+    pub fn jkt(&self) -> &JwkThumbprint {
+        &self.jkt
+    }
+
+    /// The proof's `jti`.
+    pub fn jti(&self) -> &str {
+        &self.jti
+    }
+
+    /// The proof's `iat` (Unix time, seconds).
+    pub fn issued_at(&self) -> i64 {
+        self.iat
+    }
+
+    /// The proof's `nonce`, if it has one.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+}
+
+impl fmt::Debug for VerifiedProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The jti and nonce are one-time values of the client's; not for logs.
+        f.debug_struct("VerifiedProof")
+            .field("jkt", &self.jkt)
+            .field("iat", &self.iat)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(detail: &'static str) -> AuthError {
+    AuthError::with_detail(AuthErrorKind::InvalidDpopProof, detail)
+}
+
+/// The single `DPoP` header of `headers` (check 1: exactly one).
+pub(crate) fn single_proof(headers: &HeaderMap, max_len: usize) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(&DPOP).iter();
+    let value = values.next().ok_or_else(|| invalid("no DPoP proof"))?;
+    if values.next().is_some() {
+        return Err(invalid("more than one DPoP header"));
+    }
+    if value.len() > max_len {
+        return Err(invalid("DPoP proof too long"));
+    }
+    value.to_str().map_err(|_| invalid("DPoP proof is not ASCII"))
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    jwk: Option<ProofJwk<'a>>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// The `jwk` header: the public members DPoP keys have, and whether any private member is there.
+#[derive(Deserialize)]
+struct ProofJwk<'a> {
+    #[serde(borrow, default)]
+    kty: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    crv: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    x: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    y: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    n: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    e: Option<Cow<'a, str>>,
+    #[serde(flatten, default)]
+    others: Others,
+}
+
+/// The other members of a `jwk`: only whether one of them is private is kept.
+#[derive(Default)]
+struct Others {
+    private: bool,
+}
+
+impl<'de> Deserialize<'de> for Others {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Others;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JWK members")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Others, A::Error> {
+                let mut private = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    private |= is_private_member(&key);
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(Others { private })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// `true` when the member is present, whatever its value (even `null`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
+#[derive(Deserialize)]
+struct Claims<'a> {
+    #[serde(borrow, default)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    htu: Option<Cow<'a, str>>,
+    #[serde(default)]
+    iat: Option<serde_json::Number>,
+    #[serde(borrow, default)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    nonce: Option<Cow<'a, str>>,
+}
+
+/// The longest `jti` accepted (RFC 9449 leaves it open; 256 characters is ample for the 96+
+/// random bits it asks for).
+const MAX_JTI: usize = 256;
+
+/// Checks `proof` (the `DPoP` header's value) against `expected` and `rules`.
+pub(crate) fn verify(
+    proof: &str,
+    expected: &Expected<'_>,
+    rules: &ProofRules,
+) -> Result<VerifiedProof, AuthError> {
+    // Check 2: a well-formed JWS in compact serialisation.
+    let mut parts = proof.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("DPoP proof is not a compact JWS"));
+    };
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| invalid("DPoP proof header is not base64url"))?;
+    let header: Header<'_> = serde_json::from_slice(&header_json)
+        .map_err(|_| invalid("DPoP proof header is not a JOSE header"))?;
+    // Check 4: typ.
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt"))
+    {
+        return Err(invalid("DPoP proof typ is not dpop+jwt"));
+    }
+    if header.crit {
+        return Err(invalid("DPoP proof header has crit"));
+    }
+    // Check 5: an asymmetric algorithm from the allow-list (the list never holds none or HS*).
+    let algorithm = Algorithm::from_str(&header.alg)
+        .ok()
+        .filter(|a| rules.algorithms.contains(a))
+        .ok_or_else(|| invalid("DPoP proof alg is not allowed"))?;
+    // Check 7: a public key, of the algorithm's type.
+    let jwk = header
+        .jwk
+        .ok_or_else(|| invalid("DPoP proof has no jwk header"))?;
+    if jwk.others.private {
+        return Err(invalid("DPoP proof jwk has a private member"));
+    }
+    let (public, key) = public_key(&jwk, algorithm)?;
+    // Check 6: the signature, with that key.
+    let message_len = header_b64.len() + 1 + claims_b64.len();
+    let message = &proof.as_bytes()[..message_len];
+    match jsonwebtoken::crypto::verify(signature_b64, message, &key, algorithm) {
+        Ok(true) => {}
+        _ => return Err(invalid("DPoP proof signature does not verify")),
+    }
+    // Check 3: the claims.
+    let claims_json = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .map_err(|_| invalid("DPoP proof claims are not base64url"))?;
+    let claims: Claims<'_> = serde_json::from_slice(&claims_json)
+        .map_err(|_| invalid("DPoP proof claims are not a JSON object of the right types"))?;
+    let jti = claims.jti.ok_or_else(|| invalid("DPoP proof has no jti"))?;
+    if jti.is_empty() || jti.chars().count() > MAX_JTI {
+        return Err(invalid("DPoP proof jti is empty or too long"));
+    }
+    // Check 8: htm.
+    if claims.htm.as_deref() != Some(expected.method) {
+        return Err(invalid("DPoP proof htm is not the request method"));
+    }
+    // Check 9: htu.
+    let htu = claims
+        .htu
+        .as_deref()
+        .ok_or_else(|| invalid("DPoP proof has no htu"))?;
+    if htu::normalize(htu).as_deref() != Some(expected.htu) {
+        return Err(invalid("DPoP proof htu is not the request URI"));
+    }
+    // Check 11: iat within the window.
+    let iat = claims
+        .iat
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or_else(|| invalid("DPoP proof has no numeric iat"))?;
+    if iat < expected.now.saturating_sub(rules.max_age) {
+        return Err(invalid("DPoP proof is too old"));
+    }
+    if iat > expected.now.saturating_add(rules.max_ahead) {
+        return Err(invalid("DPoP proof iat is in the future"));
+    }
+    // Check 12: ath, when the request carries an access token.
+    if let Some(hash) = expected.ath {
+        let ath = claims
+            .ath
+            .as_deref()
+            .ok_or_else(|| invalid("DPoP proof has no ath"))?;
+        // ath is the base64url SHA-256 of the token: parsed as strictly as a thumbprint, and
+        // compared in constant time.
+        let matches = JwkThumbprint::parse(ath)
+            .is_ok_and(|ath| ath == JwkThumbprint::from_digest(*hash));
+        if !matches {
+            return Err(invalid("DPoP proof ath is not the access token's hash"));
+        }
+    }
+    let jkt = thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
+    Ok(VerifiedProof {
+        jkt,
+        jti: jti.into(),
+        iat,
+        nonce: claims.nonce.map(Into::into),
+    })
+}
+
+/// A NumericDate (RFC 7519 §2) as whole seconds; fractions are cut, not rounded up.
+fn numeric_date(number: &serde_json::Number) -> Option<i64> {
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e15)
+            .map(|f| f.floor() as i64)
+    })
+}
+
+/// The key of `jwk` for `algorithm`, and its thumbprint members; the key type and curve must
+/// be the algorithm's.
+fn public_key<'a>(
+    jwk: &'a ProofJwk<'_>,
+    algorithm: Algorithm,
+) -> Result<(PublicKey<'a>, DecodingKey), AuthError> {
+    use Algorithm as A;
+    let mismatch = || invalid("DPoP proof jwk does not fit its alg");
+    let kty = jwk.kty.as_deref().ok_or_else(mismatch)?;
+    let curve = jwk.crv.as_deref();
+    let unusable = |_| invalid("DPoP proof jwk is not a usable public key");
+    match (algorithm, kty, curve) {
+        (A::ES256, "EC", Some("P-256")) | (A::ES384, "EC", Some("P-384")) => {
+            let (Some(crv), Some(x), Some(y)) = (curve, jwk.x.as_deref(), jwk.y.as_deref())
+            else {
+                return Err(mismatch());
+            };
+            let key = DecodingKey::from_ec_components(x, y).map_err(unusable)?;
+            Ok((PublicKey::Ec(crv, x, y), key))
+        }
+        (A::EdDSA, "OKP", Some("Ed25519")) => {
+            let (Some(crv), Some(x)) = (curve, jwk.x.as_deref()) else {
+                return Err(mismatch());
+            };
+            let key = DecodingKey::from_ed_components(x).map_err(unusable)?;
+            Ok((PublicKey::Okp(crv, x), key))
+        }
+        (A::PS256 | A::PS384 | A::PS512 | A::RS256 | A::RS384 | A::RS512, "RSA", _) => {
+            let (Some(n), Some(e)) = (jwk.n.as_deref(), jwk.e.as_deref()) else {
+                return Err(mismatch());
+            };
+            let key = DecodingKey::from_rsa_components(n, e).map_err(unusable)?;
+            Ok((PublicKey::Rsa(n, e), key))
+        }
+        _ => Err(mismatch()),
+    }
+}
