@@ -1,6 +1,8 @@
 //! A configurable RFC 8705 resource server: `GET /whoami` accepts only access tokens bound to
 //! the client certificate of the TLS connection they arrive on: JWTs (checked locally against
-//! the authorization server's keys) or opaque tokens (RFC 7662 introspection).
+//! the authorization server's keys) or opaque tokens (RFC 7662 introspection). With `--dpop` it
+//! also accepts tokens bound to a DPoP key (RFC 9449), from clients with or without a
+//! certificate.
 //!
 //! ```text
 //! cargo run --release --example resource_server -- \
@@ -18,6 +20,15 @@
 //!     --trust-forwarded-cert nginx --trusted-proxy 10.0.0.5/32 \
 //!     --issuer https://as.example --audience https://api.example \
 //!     --jwks-url https://as.example/jwks
+//!
+//! # DPoP too, two instances behind a load balancer: shared nonce secret and replay state
+//! head -c 32 /dev/urandom > nonce.key
+//! cargo run --release --features redis --example resource_server -- \
+//!     --tls-cert server.pem --tls-key server.key \
+//!     --issuer https://as.example --audience https://api.example \
+//!     --jwks-url https://as.example/jwks \
+//!     --dpop --dpop-nonce --dpop-nonce-key-file nonce.key \
+//!     --dpop-replay-redis redis://127.0.0.1:6379 --public-url https://api.example
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them):
@@ -48,13 +59,33 @@
 //!                                  x-ssl-client-cert, x-ssl-client-cert)
 //!   --trusted-proxy CIDR           repeatable: peers allowed to forward certificates. Without
 //!                                  it no peer is trusted and the headers are ignored.
+//!  --dpop                         also accept DPoP-bound tokens (Authorization: DPoP + DPoP
+//!                                 proof, RFC 9449). A client certificate stays optional at the
+//!                                 TLS layer (one that is presented must verify to --client-ca
+//!                                 when given); certificate-bound tokens work as before.
+//!  --dpop-nonce                   require a server-issued nonce in every proof
+//!  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+//!                                 (default: random per process)
+//!  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+//!                                 by instances (default: in memory; needs --features redis)
+//!  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+//!                                 must be it plus the request path (default: https:// + the
+//!                                 request's Host)
 //! ```
 //!
 //! Routes:
 //! - `GET /healthz`: unprotected, `200 ok` (a client certificate is optional at the TLS layer
 //!   so that probes need none);
 //! - `GET /whoami`: behind [`BoundTokenLayer`]; `200` with the token's `sub`, `client_id`,
-//!   `scope` and `x5t#S256` (its certificate binding) as JSON.
+//!   `scope`, `x5t#S256` (its certificate binding) and `jkt` (its DPoP key binding) as JSON;
+//! - any other path or method: behind the layer too, so `404` / `405` only once the token was
+//!   accepted (the API's shape is not shown to callers without one).
+//!
+//! With `--dpop`, a DPoP proof's `htu` must be the URL the client used: `https://` and the
+//! request's `Host` plus its path by default, `--public-url` plus the path when given (required
+//! behind a proxy that changes the host or adds a path prefix). Proof identifiers are kept in
+//! memory (one instance) or in Redis (`--dpop-replay-redis`, a fleet); nonces
+//! (`--dpop-nonce`) are stateless, so a fleet shares only `--dpop-nonce-key-file`.
 //!
 //! A secret given on the command line is visible to other local users (`ps`); on a shared host
 //! pass it from a file the service manager reads, e.g.
@@ -76,6 +107,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::{routing::get, Json, Router};
+use certbound::dpop::Dpop;
 use certbound::forwarded::IpRange;
 use certbound::tls::{load_certs, ServerTls};
 use certbound::{
@@ -113,14 +145,29 @@ Usage: resource_server [FLAGS]
                                  x-ssl-client-cert, x-ssl-client-cert)
   --trusted-proxy CIDR           repeatable: peers allowed to forward certificates. Without
                                  it no peer is trusted and the headers are ignored.
+  --dpop                         also accept DPoP-bound tokens (Authorization: DPoP + DPoP
+                                 proof, RFC 9449). A client certificate stays optional at the
+                                 TLS layer (one that is presented must verify to --client-ca
+                                 when given); certificate-bound tokens work as before.
+  --dpop-nonce                   require a server-issued nonce in every proof
+  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+                                 (default: random per process)
+  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+                                 by instances (default: in memory; needs --features redis)
+  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+                                 must be it plus the request path (default: https:// + the
+                                 request's Host)
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
-Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required).
+Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required;
+with --dpop, a DPoP-bound token is accepted too).
 ";
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/dpop.rs"]
+mod dpop;
 
 /// How access tokens are validated.
 #[derive(Debug)]
@@ -156,34 +203,34 @@ struct Config {
     keys: Keys,
     upstream_cas: Vec<PathBuf>,
     allow_unbound: bool,
+    /// `Some` with `--dpop`.
+    dpop: Option<dpop::DpopFlags>,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
 /// message for stderr.
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>, String> {
-    let Some(flags) = cli::parse(
-        args,
-        &[
-            "listen",
-            "tls-cert",
-            "tls-key",
-            "client-ca",
-            "issuer",
-            "audience",
-            "jwks-url",
-            "jwks-file",
-            "introspection-url",
-            "introspection-client-id",
-            "introspection-client-secret",
-            "introspection-cache-ttl",
-            "trust-forwarded-cert",
-            "forwarded-cert-header",
-            "trusted-proxy",
-            "upstream-ca",
-        ],
-        &["allow-unbound"],
-    )?
-    else {
+    let value_flags = [
+        "listen",
+        "tls-cert",
+        "tls-key",
+        "client-ca",
+        "issuer",
+        "audience",
+        "jwks-url",
+        "jwks-file",
+        "introspection-url",
+        "introspection-client-id",
+        "introspection-client-secret",
+        "introspection-cache-ttl",
+        "trust-forwarded-cert",
+        "forwarded-cert-header",
+        "trusted-proxy",
+        "upstream-ca",
+    ];
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
+    let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
     };
     let (listen_arg, listen) = flags.listen("127.0.0.1:8443")?;
@@ -211,6 +258,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .map(PathBuf::from)
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
+    let dpop = dpop::DpopFlags::from_flags(&flags)?;
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
@@ -320,6 +368,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         keys,
         upstream_cas,
         allow_unbound,
+        dpop,
     }))
 }
 
@@ -336,8 +385,8 @@ fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerCon
             .client_ca_pem_file(ca)
             .map_err(|e| format!("--client-ca: {e}"))?;
     }
-    // Optional at the TLS layer, so that /healthz needs no certificate; BoundTokenLayer rejects
-    // /whoami requests without one.
+    // Optional at the TLS layer (but requested, and verified when presented), so that /healthz
+    // and DPoP clients need none; BoundTokenLayer rejects certificate-bound tokens without one.
     tls.client_certificate_optional()
         .build()
         .map(Some)
@@ -398,16 +447,23 @@ fn introspection_validator(
         .map_err(|e| format!("--introspection-url: {e}"))
 }
 
-/// The routes: `/whoami` behind the layer, `/healthz` public; behind a proxy, the forwarded
-/// certificate layer in front of everything (it removes the headers from every request).
-fn app<V: ValidateToken>(validator: V, config: &Config) -> Router {
+/// The routes: `/whoami` and every unknown path or method behind the layer, `/healthz` public;
+/// behind a proxy, the forwarded certificate layer in front of everything (it removes the
+/// headers from every request).
+fn app<V: ValidateToken>(validator: V, config: &Config, dpop: Option<Dpop>) -> Router {
     let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
     }
+    if let Some(dpop) = dpop {
+        layer = layer.dpop(dpop);
+    }
+    // `layer` (not `route_layer`) also wraps the fallbacks: a caller without a valid token gets
+    // 401 for any path and method, and learns nothing about which routes exist. Routes added
+    // after the call are outside it.
     let router = Router::new()
         .route("/whoami", get(whoami))
-        .route_layer(layer)
+        .layer(layer)
         .route("/healthz", get(|| async { "ok" }));
     match &config.forwarded {
         Some(forwarded) => router.layer(forwarded.clone()),
@@ -421,15 +477,17 @@ enum Validation {
     Introspection(IntrospectionValidator),
 }
 
-/// `GET /whoami`: who the validated, certificate-bound token says the caller is.
+/// `GET /whoami`: who the validated, sender-constrained token says the caller is.
 async fn whoami(token: AccessToken) -> Json<Value> {
     Json(json!({
         "sub": token.subject(),
         "client_id": token.client_id(),
         "scope": token.scopes(),
-        // The token's binding, which the layer checked against the presented certificate
-        // (null only for unbound tokens under --allow-unbound).
+        // The token's bindings, which the layer checked: against the presented certificate,
+        // and against the key that signed the request's DPoP proof. Null when the token has no
+        // such binding (both null only for unbound tokens under --allow-unbound).
         "x5t#S256": token.thumbprint().map(ToString::to_string),
+        "jkt": token.dpop_thumbprint().map(ToString::to_string),
     }))
 }
 
@@ -465,6 +523,13 @@ async fn main() -> ExitCode {
         Ok(validation) => validation,
         Err(message) => return fail(2, message),
     };
+    let dpop = match &config.dpop {
+        Some(flags) => match flags.dpop().await {
+            Ok(dpop) => Some(dpop),
+            Err(message) => return fail(2, message),
+        },
+        None => None,
+    };
 
     let listener = match tokio::net::TcpListener::bind(&config.listen[..]).await {
         Ok(listener) => listener,
@@ -480,9 +545,9 @@ async fn main() -> ExitCode {
                     );
                 }
             }
-            app(validator, &config)
+            app(validator, &config, dpop)
         }
-        Validation::Introspection(validator) => app(validator, &config),
+        Validation::Introspection(validator) => app(validator, &config, dpop),
     };
 
     let addr = match listener.local_addr() {

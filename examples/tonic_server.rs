@@ -1,12 +1,20 @@
 //! A configurable RFC 8705 gRPC resource server: the `certbound.example.v1.Whoami` service
 //! (`examples/grpc/whoami.proto`: a unary and a server-streaming method) accepts only JWT access
-//! tokens bound to the client certificate of the TLS connection they arrive on.
+//! tokens bound to the client certificate of the TLS connection they arrive on. With `--dpop` it
+//! also accepts tokens bound to a DPoP key (RFC 9449), from clients with or without a
+//! certificate.
 //!
 //! ```text
 //! cargo run --release --features tonic --example tonic_server -- \
 //!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
 //!     --issuer https://as.example --audience https://api.example \
 //!     --jwks-url https://as.example/jwks
+//!
+//! # DPoP too, with server nonces:
+//! cargo run --release --features tonic --example tonic_server -- \
+//!     --tls-cert server.pem --tls-key server.key \
+//!     --issuer https://as.example --audience https://api.example \
+//!     --jwks-url https://as.example/jwks --dpop --dpop-nonce
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them), as for `resource_server`:
@@ -23,10 +31,25 @@
 //!   --jwks-url URL | --jwks-file PATH    JWT mode
 //!   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
+//!  --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
+//!                                 proof metadata, RFC 9449; htm POST). A client certificate
+//!                                 becomes optional at the TLS layer (one that is presented must
+//!                                 verify to --client-ca when given); certificate-bound tokens
+//!                                 work as before.
+//!  --dpop-nonce                   require a server-issued nonce in every proof
+//!  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+//!                                 (default: random per process)
+//!  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+//!                                 by instances (default: in memory; needs --features redis)
+//!  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+//!                                 must be it plus /package.Service/Method (default: https:// +
+//!                                 the request's :authority)
 //! ```
 //!
 //! Rejections are gRPC statuses: `UNAUTHENTICATED` (with a `www-authenticate` challenge in the
-//! metadata) for a missing, invalid or wrongly bound token, and so on (see `certbound::tonic`).
+//! metadata) for a missing, invalid or wrongly bound token, a bad or replayed DPoP proof, and so
+//! on (see `certbound::tonic`); with `--dpop-nonce`, the nonce to use comes in `dpop-nonce`
+//! metadata. `Whoami` reports the token's `x5t_s256` and `jkt` bindings.
 //!
 //! On start the server prints `listening on https://ADDR` (in `--jwks-url` mode after a first
 //! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
@@ -66,14 +89,30 @@ Usage: tonic_server [FLAGS]
   --jwks-url URL | --jwks-file PATH    JWT mode
   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
   --allow-unbound                accept tokens with no cnf (default: reject them)
+  --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
+                                 proof metadata, RFC 9449; htm POST). A client certificate
+                                 becomes optional at the TLS layer (one that is presented must
+                                 verify to --client-ca when given); certificate-bound tokens
+                                 work as before.
+  --dpop-nonce                   require a server-issued nonce in every proof
+  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+                                 (default: random per process)
+  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+                                 by instances (default: in memory; needs --features redis)
+  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+                                 must be it plus /package.Service/Method (default: https:// +
+                                 the request's :authority)
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
-Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required.
+Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required (with
+--dpop, a DPoP-bound token is accepted too).
 ";
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/dpop.rs"]
+mod dpop;
 
 /// Where the token-signing keys come from.
 #[derive(Debug)]
@@ -95,27 +134,27 @@ struct Config {
     keys: Keys,
     upstream_cas: Vec<PathBuf>,
     allow_unbound: bool,
+    /// `Some` with `--dpop`.
+    dpop: Option<dpop::DpopFlags>,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
 /// message for stderr.
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>, String> {
-    let Some(flags) = cli::parse(
-        args,
-        &[
-            "listen",
-            "tls-cert",
-            "tls-key",
-            "client-ca",
-            "issuer",
-            "audience",
-            "jwks-url",
-            "jwks-file",
-            "upstream-ca",
-        ],
-        &["allow-unbound"],
-    )?
-    else {
+    let value_flags = [
+        "listen",
+        "tls-cert",
+        "tls-key",
+        "client-ca",
+        "issuer",
+        "audience",
+        "jwks-url",
+        "jwks-file",
+        "upstream-ca",
+    ];
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
+    let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
     };
     let (listen_arg, listen) = flags.listen("127.0.0.1:50051")?;
@@ -136,6 +175,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .map(PathBuf::from)
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
+    let dpop = dpop::DpopFlags::from_flags(&flags)?;
 
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
@@ -164,6 +204,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         keys,
         upstream_cas,
         allow_unbound,
+        dpop,
     }))
 }
 
@@ -182,12 +223,17 @@ fn read(path: &PathBuf, flag: &str) -> Result<Vec<u8>, String> {
 /// The TLS setup from the flags. The PEM files are parsed here, so that a bad file is reported
 /// at start-up with its path.
 fn server_tls(config: &Config) -> Result<Tls, String> {
+    // With DPoP, clients without a certificate are let in (it is still requested, and checked
+    // when presented); the layer refuses certificate-bound tokens on their connections.
+    let certificate_optional = config.dpop.is_some();
     if config.client_cas.is_empty() {
-        let tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
+        let mut tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
             .map_err(|e| e.to_string())?
-            .any_client_certificate()
-            .build()
-            .map_err(|e| e.to_string())?;
+            .any_client_certificate();
+        if certificate_optional {
+            tls = tls.client_certificate_optional();
+        }
+        let tls = tls.build().map_err(|e| e.to_string())?;
         return Ok(Tls::Certbound(tls));
     }
     load_certs(&config.tls_cert).map_err(|e| format!("--tls-cert: {e}"))?;
@@ -206,7 +252,8 @@ fn server_tls(config: &Config) -> Result<Tls, String> {
     Ok(Tls::Tonic(
         ServerTlsConfig::new()
             .identity(identity)
-            .client_ca_root(Certificate::from_pem(roots)),
+            .client_ca_root(Certificate::from_pem(roots))
+            .client_auth_optional(certificate_optional),
     ))
 }
 
@@ -296,6 +343,13 @@ async fn main() -> ExitCode {
         Ok(validator) => validator,
         Err(message) => return fail(2, message),
     };
+    let dpop = match &config.dpop {
+        Some(flags) => match flags.dpop().await {
+            Ok(dpop) => Some(dpop),
+            Err(message) => return fail(2, message),
+        },
+        None => None,
+    };
 
     let listener = match TcpListener::bind(&config.listen[..]).await {
         Ok(listener) => listener,
@@ -311,6 +365,9 @@ async fn main() -> ExitCode {
     let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
+    }
+    if let Some(dpop) = dpop {
+        layer = layer.dpop(dpop);
     }
     let addr = match listener.local_addr() {
         Ok(addr) => addr,

@@ -16,8 +16,11 @@ use bytes::Bytes;
 use certbound::tonic::AccessTokenExt as _;
 use http::uri::PathAndQuery;
 use tonic::body::Body;
+use tonic::client::GrpcService;
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::service::interceptor::{InterceptedService, Interceptor};
+use tonic::transport::Channel;
+use tonic::{GrpcMethod, Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 use tower_service::Service;
 
@@ -41,6 +44,8 @@ pub struct WhoamiReply {
     pub scope: Vec<String>,
     #[prost(string, tag = "4")]
     pub x5t_s256: String,
+    #[prost(string, tag = "5")]
+    pub jkt: String,
 }
 
 #[derive(Clone, Copy, PartialEq, prost::Message)]
@@ -65,6 +70,7 @@ impl NamedService for WhoamiServer {
     const NAME: &'static str = SERVICE;
 }
 
+type StdError = Box<dyn std::error::Error + Send + Sync>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<B> Service<http::Request<B>> for WhoamiServer
@@ -97,7 +103,7 @@ where
     }
 }
 
-/// `Whoami`: what the validated, certificate-bound token says about the caller.
+/// `Whoami`: what the validated, sender-constrained token says about the caller.
 struct Whoami;
 
 impl UnaryService<WhoamiRequest> for Whoami {
@@ -112,6 +118,10 @@ impl UnaryService<WhoamiRequest> for Whoami {
                 scope: token.scopes().to_vec(),
                 x5t_s256: token
                     .thumbprint()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                jkt: token
+                    .dpop_thumbprint()
                     .map(ToString::to_string)
                     .unwrap_or_default(),
             })
@@ -153,31 +163,55 @@ fn count(request: &Request<CountRequest>) -> Result<Response<CountStream>, Statu
     Ok(Response::new(tokio_stream::iter(replies)))
 }
 
-/// A client of the service.
+/// A client of the service, over a tonic `Channel` (`T`), or over a channel wrapped in an
+/// interceptor ([`with_interceptor`](Self::with_interceptor)) that adds metadata to every call.
 #[derive(Debug, Clone)]
-pub struct WhoamiClient {
-    inner: tonic::client::Grpc<tonic::transport::Channel>,
+pub struct WhoamiClient<T = Channel> {
+    inner: tonic::client::Grpc<T>,
 }
 
 impl WhoamiClient {
-    pub fn new(channel: tonic::transport::Channel) -> Self {
+    pub fn new(channel: Channel) -> Self {
         Self {
             inner: tonic::client::Grpc::new(channel),
         }
     }
 
+    /// A client whose calls go through `interceptor` first. Each call's request carries its
+    /// [`GrpcMethod`] extension (as in `tonic-prost-build`'s clients), so that the interceptor
+    /// knows the method: a DPoP proof is made for the method's URL.
+    pub fn with_interceptor<F: Interceptor>(
+        channel: Channel,
+        interceptor: F,
+    ) -> WhoamiClient<InterceptedService<Channel, F>> {
+        WhoamiClient {
+            inner: tonic::client::Grpc::new(InterceptedService::new(channel, interceptor)),
+        }
+    }
+}
+
+impl<T> WhoamiClient<T>
+where
+    T: GrpcService<Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<StdError> + Send,
+{
     async fn ready(&mut self) -> Result<(), Status> {
         self.inner
             .ready()
             .await
-            .map_err(|e| Status::unavailable(format!("service not ready: {e}")))
+            .map_err(|e| Status::unavailable(format!("service not ready: {}", e.into())))
     }
 
     pub async fn whoami(
         &mut self,
-        request: Request<WhoamiRequest>,
+        mut request: Request<WhoamiRequest>,
     ) -> Result<Response<WhoamiReply>, Status> {
         self.ready().await?;
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new(SERVICE, "Whoami"));
         let codec = ProstCodec::<WhoamiRequest, WhoamiReply>::default();
         self.inner
             .unary(request, PathAndQuery::from_static(WHOAMI), codec)
@@ -186,9 +220,12 @@ impl WhoamiClient {
 
     pub async fn count(
         &mut self,
-        request: Request<CountRequest>,
+        mut request: Request<CountRequest>,
     ) -> Result<Response<Streaming<CountReply>>, Status> {
         self.ready().await?;
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new(SERVICE, "Count"));
         let codec = ProstCodec::<CountRequest, CountReply>::default();
         self.inner
             .server_streaming(request, PathAndQuery::from_static(COUNT), codec)

@@ -12,13 +12,13 @@ use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 /// The example, built once per test binary with the test's features.
-fn example_binary() -> &'static Path {
+pub(crate) fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build_example("resource_server"))
 }
 
 /// The example on 127.0.0.1 (port 0: the OS picks), ready once it printed its start line.
-async fn start(args: &[&str]) -> ExampleProcess {
+pub(crate) async fn start(args: &[&str]) -> ExampleProcess {
     let mut all = vec!["--listen", "127.0.0.1:0"];
     all.extend(args);
     ExampleProcess::spawn(example_binary(), &all).await
@@ -198,6 +198,11 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         "--trust-forwarded-cert FORMAT",
         "--forwarded-cert-header NAME",
         "--trusted-proxy CIDR",
+        "--dpop ",
+        "--dpop-nonce ",
+        "--dpop-nonce-key-file PATH",
+        "--dpop-replay-redis URL",
+        "--public-url URL",
     ] {
         assert!(help.contains(flag), "{flag}");
     }

@@ -10,7 +10,7 @@ use crate::whoami::{CountRequest, WhoamiClient, WhoamiRequest};
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-fn example_binary() -> &'static Path {
+pub(crate) fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build_example("tonic_server"))
 }
@@ -168,6 +168,11 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         "--audience",
         "--jwks-url",
         "--jwks-file",
+        "--dpop ",
+        "--dpop-nonce ",
+        "--dpop-nonce-key-file PATH",
+        "--dpop-replay-redis URL",
+        "--public-url URL",
     ] {
         assert!(usage.contains(flag), "{flag} missing from --help");
     }

@@ -41,6 +41,9 @@ mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
+// Runs examples/resource_server.rs and (with tonic) examples/tonic_server.rs with --dpop.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod dpop_examples;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod garbage;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
