@@ -78,7 +78,7 @@ pub(crate) fn b64token(token: &[u8]) -> Result<&str, AuthError> {
     let malformed = || {
         AuthError::with_detail(
             AuthErrorKind::InvalidRequest,
-            "bearer token is not a b64token",
+            "access token is not a b64token",
         )
     };
     if !is_b64token(token) {
