@@ -182,10 +182,16 @@ mod tests {
         let (scheme, token) = credentials(&headers, &uri, 64, true).unwrap();
         assert_eq!((scheme, token), (Scheme::Dpop, &b"abc.def"[..]));
         let (scheme, error) = credentials(&headers, &uri, 64, false).unwrap_err();
-        assert_eq!((scheme, error.kind()), (Scheme::Unknown, AuthErrorKind::MissingToken));
+        assert_eq!(
+            (scheme, error.kind()),
+            (Scheme::Unknown, AuthErrorKind::MissingToken)
+        );
         headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP "));
         let (scheme, error) = credentials(&headers, &uri, 64, true).unwrap_err();
-        assert_eq!((scheme, error.kind()), (Scheme::Dpop, AuthErrorKind::InvalidRequest));
+        assert_eq!(
+            (scheme, error.kind()),
+            (Scheme::Dpop, AuthErrorKind::InvalidRequest)
+        );
     }
 
     #[test]

@@ -185,7 +185,10 @@ impl Dpop {
         url: &str,
     ) -> Result<VerifiedProof, AuthError> {
         let htu = htu::normalize(url).ok_or_else(|| {
-            AuthError::with_detail(AuthErrorKind::Misconfigured, "token endpoint URL is not an absolute http(s) URL")
+            AuthError::with_detail(
+                AuthErrorKind::Misconfigured,
+                "token endpoint URL is not an absolute http(s) URL",
+            )
         })?;
         let (proof, _) = self.check(headers, method, &htu, None)?;
         self.record(&proof).await?;

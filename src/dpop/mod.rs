@@ -101,8 +101,8 @@ mod nonce;
 mod proof;
 mod replay;
 
-pub use config::Dpop;
 pub(crate) use config::replay_outcome;
+pub use config::Dpop;
 pub use key::{DpopKey, ProofBuilder};
 pub use memory::MemoryReplayStore;
 pub use nonce::DpopNonces;
