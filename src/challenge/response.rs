@@ -220,7 +220,7 @@ mod tests {
             assert_eq!(res.headers()["grpc-message"], row.description, "{kind:?}");
             assert_eq!(
                 res.headers().get(WWW_AUTHENTICATE),
-                www_authenticate(kind, ChallengeParams::default()).as_ref(),
+                www_authenticate(kind, ChallengeParams::default())[0].as_ref(),
                 "{kind:?}"
             );
             assert_eq!(

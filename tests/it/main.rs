@@ -39,6 +39,8 @@ mod axum_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod dpop;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
 // Runs examples/resource_server.rs and (with tonic) examples/tonic_server.rs with --dpop.
