@@ -1,17 +1,13 @@
 //! Runs `examples/resource_server.rs` and `examples/tonic_server.rs` with `--dpop` as an operator
 //! would: separate processes, PEM, JWKS and nonce-secret files on disk, real TLS, and clients
-//! (reqwest, tonic) that sign a fresh DPoP proof per request with certbound's `DpopKey`, as a
-//! DPoP client does. With the `redis` feature, two instances share a real `redis-server`.
+//! (reqwest, tonic) that sign a fresh DPoP proof per request, as a DPoP client does. With the
+//! `redis` feature, two instances share a real `redis-server`.
 //!
-//! The `jkt` the servers report is checked against an RFC 7638 thumbprint computed here from the
-//! client's public JWK, not by certbound.
+//! Proofs are signed, and the `jkt` the servers report is computed, by the tests' own
+//! [`ProofKey`], independently of certbound.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
-
-use certbound::dpop::DpopKey;
-use jsonwebtoken::Algorithm;
 
 use crate::common::*;
 use crate::example_resource_server::{example_binary, start};
@@ -71,9 +67,8 @@ impl Fixture {
 
     /// An access token bound to the DPoP key `key` (`cnf.jkt`), and to a certificate too when
     /// `x5t` is given.
-    fn token_for(&self, key: &DpopKey, x5t: Option<&str>) -> String {
-        let mut claims = claims_unbound();
-        claims["cnf"] = json!({ "jkt": jwk_thumbprint(key) });
+    fn token_for(&self, key: &ProofKey, x5t: Option<&str>) -> String {
+        let mut claims = claims_dpop_bound(&key.jkt());
         if let Some(x5t) = x5t {
             claims["cnf"]["x5t#S256"] = json!(x5t);
         }
@@ -86,31 +81,13 @@ impl Fixture {
     }
 }
 
-/// RFC 7638 §3: SHA-256 over the required members of the public JWK, in lexicographic order,
-/// without whitespace, base64url. The independent oracle for `cnf.jkt` and the reported `jkt`.
-fn jwk_thumbprint(key: &DpopKey) -> String {
-    let jwk = serde_json::to_value(key.public_jwk()).expect("JWK as JSON");
-    assert_eq!(jwk["kty"], "EC", "the tests use ES256 keys");
-    let canonical = format!(
-        r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-        jwk["crv"].as_str().expect("crv"),
-        jwk["x"].as_str().expect("x"),
-        jwk["y"].as_str().expect("y"),
-    );
-    b64url(Sha256::digest(canonical.as_bytes()))
-}
-
-fn es256() -> DpopKey {
-    DpopKey::generate(Algorithm::ES256).expect("generate a DPoP key")
-}
-
 /// A fresh proof by `key` for `method url`, bound to `token`, with `nonce` if given.
-fn proof(key: &DpopKey, method: &str, url: &str, token: &str, nonce: Option<&str>) -> String {
-    let mut builder = key.proof(method, url).access_token(token);
+fn proof(key: &ProofKey, method: &str, url: &str, token: &str, nonce: Option<&str>) -> String {
+    let mut claims = proof_claims(method, url, Some(token));
     if let Some(nonce) = nonce {
-        builder = builder.nonce(nonce);
+        claims["nonce"] = json!(nonce);
     }
-    builder.sign().expect("sign the proof")
+    key.sign(&key.header(), &claims)
 }
 
 /// What a response says.
@@ -176,7 +153,7 @@ async fn send(
 /// `GET url` as a DPoP client: `Authorization: DPoP <token>` and a fresh proof by `key`.
 async fn get_with_proof(
     client: &reqwest::Client,
-    key: &DpopKey,
+    key: &ProofKey,
     url: &str,
     token: &str,
     nonce: Option<&str>,
@@ -198,7 +175,7 @@ async fn a_dpop_bound_token_is_served_without_a_client_certificate_and_its_proof
     let server = start(&fx.args(&["--dpop"])).await;
     let whoami = server.url("/whoami");
     let client = fx.client();
-    let key = es256();
+    let key = ProofKey::es256();
     let token = fx.token_for(&key, None);
 
     let proof = proof(&key, "GET", &whoami, &token, None);
@@ -211,7 +188,7 @@ async fn a_dpop_bound_token_is_served_without_a_client_certificate_and_its_proof
     )
     .await;
     let body = served.json();
-    assert_eq!(body["jkt"], jwk_thumbprint(&key), "{body}");
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
     assert_eq!(body["sub"], "alice");
     assert_eq!(body["client_id"], "client-a");
     assert!(body["x5t#S256"].is_null(), "{body}");
@@ -239,7 +216,7 @@ async fn a_dpop_bound_token_is_served_without_a_client_certificate_and_its_proof
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     }
     // A proof by another key, and a proof for another URL.
-    get_with_proof(&client, &es256(), &whoami, &token, None)
+    get_with_proof(&client, &ProofKey::es256(), &whoami, &token, None)
         .await
         .assert_dpop_error("invalid_dpop_proof");
     let elsewhere = server.url("/elsewhere");
@@ -324,7 +301,7 @@ async fn a_dpop_bound_token_is_served_without_a_client_certificate_and_its_proof
     let body = get_with_proof(&with_a, &key, &whoami, &both, None)
         .await
         .json();
-    assert_eq!(body["jkt"], jwk_thumbprint(&key), "{body}");
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
     assert_eq!(body["x5t#S256"], a.x5t_s256(), "{body}");
     let without_certificate = get_with_proof(&client, &key, &whoami, &both, None).await;
     assert_eq!(
@@ -340,7 +317,7 @@ async fn with_dpop_nonce_the_first_proof_gets_a_nonce_and_the_retry_with_it_is_s
     let server = start(&fx.args(&["--dpop", "--dpop-nonce"])).await;
     let whoami = server.url("/whoami");
     let client = fx.client();
-    let key = es256();
+    let key = ProofKey::es256();
     let token = fx.token_for(&key, None);
 
     let first = get_with_proof(&client, &key, &whoami, &token, None).await;
@@ -349,7 +326,7 @@ async fn with_dpop_nonce_the_first_proof_gets_a_nonce_and_the_retry_with_it_is_s
     let body = get_with_proof(&client, &key, &whoami, &token, Some(&nonce))
         .await
         .json();
-    assert_eq!(body["jkt"], jwk_thumbprint(&key), "{body}");
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
     // A nonce the server never issued.
     get_with_proof(&client, &key, &whoami, &token, Some("made-up"))
         .await
@@ -365,7 +342,7 @@ async fn two_instances_with_one_nonce_key_file_accept_each_others_nonces() {
     // Without the file: a random secret of its own.
     let other = start(&fx.args(&["--dpop", "--dpop-nonce"])).await;
     let client = fx.client();
-    let key = es256();
+    let key = ProofKey::es256();
     let token = fx.token_for(&key, None);
 
     let nonce = get_with_proof(&client, &key, &one.url("/whoami"), &token, None)
@@ -375,7 +352,7 @@ async fn two_instances_with_one_nonce_key_file_accept_each_others_nonces() {
     let body = get_with_proof(&client, &key, &two.url("/whoami"), &token, Some(&nonce))
         .await
         .json();
-    assert_eq!(body["jkt"], jwk_thumbprint(&key), "{body}");
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
     get_with_proof(&client, &key, &one.url("/whoami"), &token, Some(&nonce))
         .await
         .json();
@@ -389,7 +366,7 @@ async fn a_public_url_with_a_path_prefix_is_what_htu_is_checked_against() {
     let fx = Fixture::new("public-url");
     let server = start(&fx.args(&["--dpop", "--public-url", "https://api.test/v1"])).await;
     let client = fx.client();
-    let key = es256();
+    let key = ProofKey::es256();
     let token = fx.token_for(&key, None);
     let whoami = server.url("/whoami");
 
@@ -408,7 +385,7 @@ async fn a_public_url_with_a_path_prefix_is_what_htu_is_checked_against() {
         }
     };
     let body = answer(by_url("https://api.test/v1/whoami")).await.json();
-    assert_eq!(body["jkt"], jwk_thumbprint(&key), "{body}");
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
     for htu in [
         "https://api.test/whoami",
         "https://api.test/v2/whoami",
@@ -460,7 +437,10 @@ fn bad_dpop_flags_exit_2_with_one_line() {
     let binaries = [
         ("resource_server", example_binary()),
         #[cfg(feature = "tonic")]
-        ("tonic_server", crate::example_tonic_server::example_binary()),
+        (
+            "tonic_server",
+            crate::example_tonic_server::example_binary(),
+        ),
     ];
     for (name, binary) in binaries {
         for (extra, names) in cases {
@@ -501,7 +481,7 @@ async fn two_instances_sharing_redis_serve_a_proof_sent_to_both_at_once_exactly_
     ]);
     let (one, two) = tokio::join!(start(&args), start(&args));
     let client = fx.client();
-    let key = es256();
+    let key = ProofKey::es256();
     let token = fx.token_for(&key, None);
 
     for _ in 0..5 {
@@ -543,7 +523,7 @@ mod tonic_server {
     use tonic::transport::{Certificate, Channel, ClientTlsConfig};
     use tonic::{Code, GrpcMethod, Status};
 
-    use super::{es256, jwk_thumbprint, proof, Fixture};
+    use super::{proof, Fixture};
     use crate::common::*;
     use crate::example_tonic_server::example_binary;
     use crate::whoami::{CountRequest, WhoamiClient, WhoamiRequest};
@@ -574,7 +554,7 @@ mod tonic_server {
     /// nonce the server sent once there is one.
     #[derive(Clone)]
     struct DpopInterceptor {
-        key: Arc<certbound::dpop::DpopKey>,
+        key: Arc<ProofKey>,
         token: String,
         base: String,
         /// `POST` for gRPC; anything else makes bad proofs.
@@ -622,7 +602,7 @@ mod tonic_server {
         let server = start(&fx.args(&["--dpop"])).await;
         let ca_pem = fx.pki.ca_pem();
         let channel = channel_without_certificate(server.addr(), &ca_pem).await;
-        let key = Arc::new(es256());
+        let key = Arc::new(ProofKey::es256());
         let token = fx.token_for(&key, None);
         let interceptor = DpopInterceptor {
             key: Arc::clone(&key),
@@ -639,7 +619,7 @@ mod tonic_server {
             .await
             .expect("served")
             .into_inner();
-        assert_eq!(reply.jkt, jwk_thumbprint(&key));
+        assert_eq!(reply.jkt, key.jkt());
         assert_eq!(reply.sub, "alice");
         assert_eq!(reply.x5t_s256, "");
         let mut stream = client
@@ -707,7 +687,7 @@ mod tonic_server {
         // Without --client-ca: certbound's TLS acceptor, any certificate, optional.
         let server = start(&fx.args_without_client_ca(&["--dpop", "--dpop-nonce"])).await;
         let channel = channel_without_certificate(server.addr(), &fx.pki.ca_pem()).await;
-        let key = Arc::new(es256());
+        let key = Arc::new(ProofKey::es256());
         let interceptor = DpopInterceptor {
             key: Arc::clone(&key),
             token: fx.token_for(&key, None),
@@ -737,6 +717,6 @@ mod tonic_server {
             .await
             .expect("served with the nonce")
             .into_inner();
-        assert_eq!(reply.jkt, jwk_thumbprint(&key));
+        assert_eq!(reply.jkt, key.jkt());
     }
 }
