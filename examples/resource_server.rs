@@ -40,16 +40,16 @@
 //!                                  CAs. Without it, any client certificate (self-signed too) is
 //!                                  accepted at the TLS layer; key possession is still proven.
 //!   --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
-//!                                 introspection answer when given)
+//!                                  introspection answer when given)
 //!   --jwks-url URL | --jwks-file PATH    JWT mode
 //!   --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
-//!                                 opaque-token mode (RFC 7662, client_secret_basic), instead
-//!                                 of --jwks-url / --jwks-file
+//!                                  opaque-token mode (RFC 7662, client_secret_basic), instead
+//!                                  of --jwks-url / --jwks-file
 //!   --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
-//!                                 token revoked at the AS works here that long; 0: ask on
-//!                                 every request)
+//!                                  token revoked at the AS works here that long; 0: ask on
+//!                                  every request)
 //!   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
-//!                                 JWKS or introspection endpoint
+//!                                  JWKS or introspection endpoint
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
 //!   --trust-forwarded-cert FORMAT  behind a TLS-terminating proxy: take the client certificate
 //!                                  from its header, FORMAT one of rfc9440, xfcc (Envoy), nginx
@@ -59,18 +59,18 @@
 //!                                  x-ssl-client-cert, x-ssl-client-cert)
 //!   --trusted-proxy CIDR           repeatable: peers allowed to forward certificates. Without
 //!                                  it no peer is trusted and the headers are ignored.
-//!  --dpop                         also accept DPoP-bound tokens (Authorization: DPoP + DPoP
-//!                                 proof, RFC 9449). A client certificate stays optional at the
-//!                                 TLS layer (one that is presented must verify to --client-ca
-//!                                 when given); certificate-bound tokens work as before.
-//!  --dpop-nonce                   require a server-issued nonce in every proof
-//!  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
-//!                                 (default: random per process)
-//!  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
-//!                                 by instances (default: in memory; needs --features redis)
-//!  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
-//!                                 must be it plus the request path (default: https:// + the
-//!                                 request's Host)
+//!   --dpop                         also accept DPoP-bound tokens (Authorization: DPoP + DPoP
+//!                                  proof, RFC 9449). A client certificate stays optional at the
+//!                                  TLS layer (one that is presented must verify to --client-ca
+//!                                  when given); certificate-bound tokens work as before.
+//!   --dpop-nonce                   require a server-issued nonce in every proof
+//!   --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+//!                                  (default: random per process)
+//!   --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+//!                                  by instances (default: in memory; needs --features redis)
+//!   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+//!                                  must be it plus the request path (default: https:// + the
+//!                                  request's Host; http:// when serving plain HTTP)
 //! ```
 //!
 //! Routes:
@@ -81,11 +81,12 @@
 //! - any other path or method: behind the layer too, so `404` / `405` only once the token was
 //!   accepted (the API's shape is not shown to callers without one).
 //!
-//! With `--dpop`, a DPoP proof's `htu` must be the URL the client used: `https://` and the
-//! request's `Host` plus its path by default, `--public-url` plus the path when given (required
-//! behind a proxy that changes the host or adds a path prefix). Proof identifiers are kept in
-//! memory (one instance) or in Redis (`--dpop-replay-redis`, a fleet); nonces
-//! (`--dpop-nonce`) are stateless, so a fleet shares only `--dpop-nonce-key-file`.
+//! With `--dpop`, a DPoP proof's `htu` must be the URL the client used: by default `https://`
+//! (`http://` in plain-HTTP mode) and the request's `Host` plus its path; with `--public-url`,
+//! that URL plus the path (required behind a proxy that terminates TLS, changes the host or adds
+//! a path prefix). Proof identifiers are kept in memory (one instance) or in Redis
+//! (`--dpop-replay-redis`, a fleet); nonces (`--dpop-nonce`) are stateless, so a fleet shares
+//! only `--dpop-nonce-key-file`.
 //!
 //! A secret given on the command line is visible to other local users (`ps`); on a shared host
 //! pass it from a file the service manager reads, e.g.
@@ -156,7 +157,7 @@ Usage: resource_server [FLAGS]
                                  by instances (default: in memory; needs --features redis)
   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
                                  must be it plus the request path (default: https:// + the
-                                 request's Host)
+                                 request's Host; http:// when serving plain HTTP)
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.

@@ -31,19 +31,19 @@
 //!   --jwks-url URL | --jwks-file PATH    JWT mode
 //!   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
-//!  --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
-//!                                 proof metadata, RFC 9449; htm POST). A client certificate
-//!                                 becomes optional at the TLS layer (one that is presented must
-//!                                 verify to --client-ca when given); certificate-bound tokens
-//!                                 work as before.
-//!  --dpop-nonce                   require a server-issued nonce in every proof
-//!  --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
-//!                                 (default: random per process)
-//!  --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
-//!                                 by instances (default: in memory; needs --features redis)
-//!  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
-//!                                 must be it plus /package.Service/Method (default: https:// +
-//!                                 the request's :authority)
+//!   --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
+//!                                  proof metadata, RFC 9449; htm POST). A client certificate
+//!                                  becomes optional at the TLS layer (one that is presented must
+//!                                  verify to --client-ca when given); certificate-bound tokens
+//!                                  work as before.
+//!   --dpop-nonce                   require a server-issued nonce in every proof
+//!   --dpop-nonce-key-file PATH     secret for stateless nonces (32+ bytes), shared by instances
+//!                                  (default: random per process)
+//!   --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
+//!                                  by instances (default: in memory; needs --features redis)
+//!   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
+//!                                  must be it plus /package.Service/Method (default: https:// +
+//!                                  the request's :authority)
 //! ```
 //!
 //! Rejections are gRPC statuses: `UNAUTHENTICATED` (with a `www-authenticate` challenge in the
