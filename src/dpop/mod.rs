@@ -6,8 +6,12 @@ mod jwk;
 mod key;
 mod memory;
 mod nonce;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisReplayStore;
 pub use key::{DpopKey, ProofBuilder};
 pub use memory::MemoryReplayStore;
 pub use nonce::DpopNonces;
