@@ -215,10 +215,11 @@ async fn a_dpop_bound_token_is_served_without_a_client_certificate_and_its_proof
         .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
     }
-    // A proof by another key, and a proof for another URL.
+    // A good proof by another key: the token is not theirs (invalid_token). A proof by the
+    // right key for another URL: a bad proof.
     get_with_proof(&client, &ProofKey::es256(), &whoami, &token, None)
         .await
-        .assert_dpop_error("invalid_dpop_proof");
+        .assert_dpop_error("invalid_token");
     let elsewhere = server.url("/elsewhere");
     let misdirected = self::proof(&key, "GET", &elsewhere, &token, None);
     send(
