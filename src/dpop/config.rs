@@ -335,3 +335,80 @@ fn unix_now_u64() -> u64 {
 fn unix_now() -> i64 {
     i64::try_from(unix_now_u64()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forwarded::ForwardedOrigin;
+
+    fn request(uri: &str, host: Option<&str>) -> Request<()> {
+        let mut request = Request::get(uri).body(()).unwrap();
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, HeaderValue::from_str(host).unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn the_htu_origin_is_the_connections_scheme_and_the_requests_host_by_default() {
+        let dpop = Dpop::new();
+        let tls = ConnectionInfo::new(([192, 0, 2, 1], 1).into(), None);
+        let plain = ConnectionInfo::plain(([192, 0, 2, 1], 1).into());
+        let mut r = request("/whoami?x=1", Some("API.example:443"));
+        assert_eq!(
+            dpop.request_htu(&r).as_deref(),
+            Some("https://api.example/whoami")
+        );
+        r.extensions_mut().insert(plain);
+        assert_eq!(
+            dpop.request_htu(&r).as_deref(),
+            Some("http://api.example:443/whoami")
+        );
+        // HTTP/2: the URI carries :scheme and :authority; the connection's scheme wins.
+        let mut r = request("http://api.example:8443/whoami", None);
+        assert_eq!(
+            dpop.request_htu(&r).as_deref(),
+            Some("http://api.example:8443/whoami")
+        );
+        r.extensions_mut().insert(tls);
+        assert_eq!(
+            dpop.request_htu(&r).as_deref(),
+            Some("https://api.example:8443/whoami")
+        );
+        assert_eq!(dpop.request_htu(&request("/whoami", None)), None);
+    }
+
+    #[test]
+    fn a_public_url_wins_over_a_trusted_proxys_origin_which_wins_over_the_host() {
+        let mut r = request("/whoami", Some("internal:8080"));
+        r.extensions_mut()
+            .insert(ForwardedOrigin::parse(b"https", b"Edge.example").unwrap());
+        assert_eq!(
+            Dpop::new().request_htu(&r).as_deref(),
+            Some("https://edge.example/whoami")
+        );
+        let pinned = Dpop::new().public_url("https://api.example/v1").unwrap();
+        assert_eq!(
+            pinned.request_htu(&r).as_deref(),
+            Some("https://api.example/v1/whoami")
+        );
+    }
+
+    #[test]
+    fn symmetric_or_empty_algorithm_lists_are_refused() {
+        use jsonwebtoken::Algorithm as A;
+        assert!(Dpop::new().algorithms(&[]).is_err());
+        assert!(Dpop::new().algorithms(&[A::ES256, A::HS256]).is_err());
+        let dpop = Dpop::new().algorithms(&[A::EdDSA, A::ES256]).unwrap();
+        assert_eq!(dpop.algs(), "EdDSA ES256");
+    }
+
+    #[test]
+    fn proof_identifiers_outlive_the_whole_acceptance_window() {
+        let dpop = Dpop::new().iat_window(Duration::from_secs(60), Duration::from_secs(15));
+        // A proof dated 15 s ahead is acceptable until 60 s after its iat: 75 s from now.
+        assert!(dpop.replay_ttl() >= Duration::from_secs(76));
+    }
+}
