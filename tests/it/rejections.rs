@@ -20,6 +20,7 @@ const UNKNOWN_KEY: &str = "unknown signing key";
 const NO_CERTIFICATE: &str = "client certificate required";
 const MISMATCH: &str = "access token bound to another certificate";
 const UNBOUND: &str = "access token not sender-constrained";
+const DPOP_AS_BEARER: &str = "DPoP-bound access token presented as a bearer token";
 const INVALID_REQUEST_CHALLENGE: &str =
     "Bearer error=\"invalid_request\", error_description=\"malformed authorization header\"";
 const INSUFFICIENT_SCOPE_CHALLENGE: &str =
@@ -449,10 +450,18 @@ fn cnf_cases(fx: &Fixture) -> Vec<Case> {
     let with_cnf = |cnf: Value| fx.alice_token_with(|c| c["cnf"] = cnf);
     vec![
         Case::invalid_token("no cnf", Who::Alice, fx.es.sign(&claims_unbound()), UNBOUND),
+        // Bound to a DPoP key only: presented as Bearer, it is a downgrade (RFC 9449 §7.2),
+        // refused whatever certificate comes with it.
         Case::invalid_token(
-            "cnf without x5t#S256",
+            "cnf with jkt only, as Bearer",
             Who::Alice,
             with_cnf(json!({ "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" })),
+            DPOP_AS_BEARER,
+        ),
+        Case::invalid_token(
+            "cnf without any binding",
+            Who::Alice,
+            with_cnf(json!({ "other": "x" })),
             UNBOUND,
         ),
         Case::invalid_token(
