@@ -4,11 +4,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::issue::Confirmation;
+use super::issue::{Confirmation, SenderConstraints};
 use super::keys::SelfSignedKeys;
 use super::metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use super::subject::SubjectMatcher;
 use crate::certificate::ClientCertificate;
+use crate::dpop::VerifiedProof;
 use crate::error::ConfigError;
 use crate::thumbprint::CertThumbprint;
 
@@ -131,6 +132,12 @@ impl RegisteredClient {
         &self.0.metadata
     }
 
+    /// Whether the client registered for certificate-bound access tokens
+    /// (`tls_client_certificate_bound_access_tokens: true`, RFC 8705 §3.4; absent means no).
+    pub fn wants_certificate_bound_tokens(&self) -> bool {
+        self.0.metadata.tls_client_certificate_bound_access_tokens == Some(true)
+    }
+
     pub(crate) fn method(&self) -> &Method {
         &self.0.method
     }
@@ -160,11 +167,13 @@ impl fmt::Debug for RegisteredClient {
 
 /// A client that proved its identity with its TLS certificate: inserted into the request's
 /// extensions by [`MtlsClientAuthLayer`](super::MtlsClientAuthLayer) (with the `axum` feature
-/// it is also an extractor). Cheap to clone.
+/// it is also an extractor), together with the token request's DPoP proof when the layer
+/// checks them. Cheap to clone.
 #[derive(Clone)]
 pub struct AuthenticatedClient {
     client: RegisteredClient,
     certificate: ClientCertificate,
+    dpop_proof: Option<VerifiedProof>,
 }
 
 impl AuthenticatedClient {
@@ -172,7 +181,13 @@ impl AuthenticatedClient {
         Self {
             client,
             certificate,
+            dpop_proof: None,
         }
+    }
+
+    pub(crate) fn with_dpop_proof(mut self, proof: Option<VerifiedProof>) -> Self {
+        self.dpop_proof = proof;
+        self
     }
 
     /// The authenticated `client_id`.
@@ -201,9 +216,40 @@ impl AuthenticatedClient {
     }
 
     /// The `cnf` claim that binds tokens issued to this client to its certificate
-    /// (RFC 8705 §3.1).
+    /// (RFC 8705 §3.1). For tokens requested with a DPoP proof, use
+    /// [`sender_constraints`](Self::sender_constraints).
     pub fn confirmation(&self) -> Confirmation {
         Confirmation::of(&self.certificate)
+    }
+
+    /// The token request's DPoP proof, checked (RFC 9449 §5): present when the layer checks
+    /// proofs ([`MtlsClientAuthLayer::dpop`](super::MtlsClientAuthLayer::dpop)) and the
+    /// request carried one.
+    pub fn dpop_proof(&self) -> Option<&VerifiedProof> {
+        self.dpop_proof.as_ref()
+    }
+
+    /// What a token issued for this request is bound to:
+    /// - without a DPoP proof, the certificate (RFC 8705 §3.1), as [`confirmation`](Self::confirmation);
+    /// - with a proof, the proof's key (`cnf.jkt`, RFC 9449 §6.1), and the certificate as well
+    ///   when the client registered for certificate-bound tokens
+    ///   ([`RegisteredClient::wants_certificate_bound_tokens`]). The resource server then
+    ///   requires both the certificate and a proof by the key. Refusing the combination would
+    ///   lock out clients that authenticate with mutual TLS and use DPoP-bound tokens (FAPI 2.0
+    ///   allows both); dropping the certificate binding would silently weaken a client that
+    ///   registered for it.
+    pub fn sender_constraints(&self) -> SenderConstraints {
+        match &self.dpop_proof {
+            None => self.confirmation().into(),
+            Some(proof) => {
+                let key = SenderConstraints::none().dpop_key(*proof.jkt());
+                if self.client.wants_certificate_bound_tokens() {
+                    key.certificate(*self.thumbprint())
+                } else {
+                    key
+                }
+            }
+        }
     }
 }
 
@@ -213,6 +259,10 @@ impl fmt::Debug for AuthenticatedClient {
             .field("client_id", &self.client_id())
             .field("auth_method", self.auth_method())
             .field("thumbprint", self.thumbprint())
+            .field(
+                "dpop_key",
+                &self.dpop_proof.as_ref().map(VerifiedProof::jkt),
+            )
             .finish()
     }
 }
