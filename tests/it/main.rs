@@ -41,6 +41,8 @@ mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod dpop;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod dpop_token_endpoint;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
