@@ -214,12 +214,12 @@ impl Dpop {
             return public.htu(path);
         }
         // MERGE-ORIGIN: the trusted proxy's ForwardedOrigin goes here.
-        let scheme = match request.uri().scheme_str() {
-            Some(scheme) => scheme,
-            None => match request.extensions().get::<ConnectionInfo>() {
-                Some(connection) if !connection.is_tls() => "http",
-                _ => "https",
-            },
+        // The connection's scheme when an acceptor recorded it; else the request's own
+        // (`:scheme` in HTTP/2); else https.
+        let scheme = match request.extensions().get::<ConnectionInfo>() {
+            Some(connection) if connection.is_tls() => "https",
+            Some(_) => "http",
+            None => request.uri().scheme_str().unwrap_or("https"),
         };
         let authority = match request.uri().authority() {
             Some(authority) => authority.as_str(),
