@@ -11,7 +11,7 @@ use super::subject::SubjectMatcher;
 use crate::certificate::ClientCertificate;
 use crate::dpop::VerifiedProof;
 use crate::error::ConfigError;
-use crate::thumbprint::CertThumbprint;
+use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 
 /// A client registration, checked: what [`ClientRegistry`](super::ClientRegistry)
 /// implementations return. Cheap to clone.
@@ -134,7 +134,7 @@ impl RegisteredClient {
 
     /// Whether the client registered for certificate-bound access tokens
     /// (`tls_client_certificate_bound_access_tokens: true`, RFC 8705 §3.4; absent means no).
-    pub fn wants_certificate_bound_tokens(&self) -> bool {
+    pub fn registered_for_certificate_bound_tokens(&self) -> bool {
         self.0.metadata.tls_client_certificate_bound_access_tokens == Some(true)
     }
 
@@ -233,23 +233,32 @@ impl AuthenticatedClient {
     /// - without a DPoP proof, the certificate (RFC 8705 §3.1), as [`confirmation`](Self::confirmation);
     /// - with a proof, the proof's key (`cnf.jkt`, RFC 9449 §6.1), and the certificate as well
     ///   when the client registered for certificate-bound tokens
-    ///   ([`RegisteredClient::wants_certificate_bound_tokens`]). The resource server then
+    ///   ([`RegisteredClient::registered_for_certificate_bound_tokens`]). The resource server then
     ///   requires both the certificate and a proof by the key. Refusing the combination would
     ///   lock out clients that authenticate with mutual TLS and use DPoP-bound tokens (FAPI 2.0
     ///   allows both); dropping the certificate binding would silently weaken a client that
     ///   registered for it.
     pub fn sender_constraints(&self) -> SenderConstraints {
-        match &self.dpop_proof {
-            None => self.confirmation().into(),
-            Some(proof) => {
-                let key = SenderConstraints::none().dpop_key(*proof.jkt());
-                if self.client.wants_certificate_bound_tokens() {
-                    key.certificate(*self.thumbprint())
-                } else {
-                    key
-                }
-            }
-        }
+        constraints_for(
+            *self.thumbprint(),
+            self.client.registered_for_certificate_bound_tokens(),
+            self.dpop_proof.as_ref().map(|proof| *proof.jkt()),
+        )
+    }
+}
+
+/// The binding table of the module docs: the certificate without a proof; with one, its key,
+/// and the certificate too for a client registered for certificate-bound tokens.
+fn constraints_for(
+    certificate: CertThumbprint,
+    registered_for_certificate: bool,
+    dpop_key: Option<JwkThumbprint>,
+) -> SenderConstraints {
+    let bound = SenderConstraints::none();
+    match dpop_key {
+        None => bound.certificate(certificate),
+        Some(jkt) if registered_for_certificate => bound.certificate(certificate).dpop_key(jkt),
+        Some(jkt) => bound.dpop_key(jkt),
     }
 }
 
@@ -329,6 +338,34 @@ mod tests {
             json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": jwks, "tls_client_auth_subject_dn": "CN=c"})
         ));
+    }
+
+    #[test]
+    fn a_proof_binds_its_key_and_the_certificate_only_for_clients_registered_for_it() {
+        use crate::token::Binding;
+        let x5t = CertThumbprint::from_digest([1; 32]);
+        let jkt = JwkThumbprint::from_digest([2; 32]);
+        for (registered, key, binding) in [
+            (false, None, Binding::Certificate),
+            (true, None, Binding::Certificate),
+            (false, Some(jkt), Binding::Dpop),
+            (true, Some(jkt), Binding::CertificateAndDpop),
+        ] {
+            let constraints = constraints_for(x5t, registered, key);
+            assert_eq!(constraints.binding(), binding, "{registered} {key:?}");
+            assert_eq!(constraints.dpop_thumbprint(), key.as_ref());
+        }
+        let registered = |value: Option<bool>| {
+            let mut metadata = ClientMetadata::new("c", TokenEndpointAuthMethod::TlsClientAuth);
+            metadata.tls_client_auth_san_dns = Some("c.example".into());
+            metadata.tls_client_certificate_bound_access_tokens = value;
+            RegisteredClient::from_metadata(metadata)
+                .unwrap()
+                .registered_for_certificate_bound_tokens()
+        };
+        assert!(registered(Some(true)));
+        assert!(!registered(Some(false)));
+        assert!(!registered(None));
     }
 
     #[test]
