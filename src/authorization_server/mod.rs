@@ -18,8 +18,10 @@
 //!    method with a [`ClientAuthenticator`]: `tls_client_auth` (chain validated against the
 //!    configured trust anchors, then the one registered subject DN or SAN value matched) or
 //!    `self_signed_tls_client_auth` (the certificate is in the client's JWKS);
-//! 6. inserts the [`AuthenticatedClient`] and the [`FormParameters`] into the request's
-//!    extensions and calls the inner service with the buffered body.
+//! 6. with [`dpop`](MtlsClientAuthLayer::dpop) set and a `DPoP` header on the request, checks
+//!    the proof (see [below](#dpop-at-the-token-endpoint-rfc-9449-5));
+//! 7. inserts the [`AuthenticatedClient`] (with the proof) and the [`FormParameters`] into the
+//!    request's extensions and calls the inner service with the buffered body.
 //!
 //! Every failure is an RFC 6749 §5.2 JSON error with `Cache-Control: no-store`: `401
 //! invalid_client` for any failed authentication (no client id, unknown client, another
