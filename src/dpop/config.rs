@@ -215,7 +215,10 @@ impl Dpop {
         }
         // A trusted proxy's word (ForwardedCertLayer::forwarded_origin removes the headers
         // and any such extension from everyone else).
-        if let Some(origin) = request.extensions().get::<crate::forwarded::ForwardedOrigin>() {
+        if let Some(origin) = request
+            .extensions()
+            .get::<crate::forwarded::ForwardedOrigin>()
+        {
             return htu::from_parts(origin.scheme(), origin.authority(), path);
         }
         // The connection's scheme when an acceptor recorded it; else the request's own

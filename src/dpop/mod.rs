@@ -99,8 +99,12 @@ mod key;
 mod memory;
 mod nonce;
 mod proof;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisReplayStore;
 pub(crate) use config::replay_outcome;
 pub use config::Dpop;
 pub use key::{DpopKey, ProofBuilder};
