@@ -1,6 +1,7 @@
 //! A small RFC 8705 authorization server: clients authenticate at the token endpoint with their
 //! TLS certificate (`tls_client_auth` or `self_signed_tls_client_auth`) and get ES256 JWT access
-//! tokens (RFC 9068) bound to that certificate.
+//! tokens (RFC 9068) bound to that certificate, or, when the token request carries a DPoP proof
+//! (RFC 9449), to the proof's key.
 //!
 //! ```text
 //! cargo run --release --example authorization_server -- --listen ADDR --tls-cert PATH --tls-key PATH
@@ -19,7 +20,8 @@
 //!   --clients PATH                 JSON array of client registrations (RFC 7591 / RFC 8705
 //!                                  metadata: client_id, token_endpoint_auth_method,
 //!                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
-//!                                  _san_email, or jwks | jwks_uri; optional scope)
+//!                                  _san_email, or jwks | jwks_uri; optional scope and
+//!                                  tls_client_certificate_bound_access_tokens)
 //! ```
 //!
 //! Routes:
@@ -27,10 +29,17 @@
 //!   empty password), optional `scope`. The client authenticates with its certificate
 //!   (RFC 8705 §2); failures are RFC 6749 §5.2 JSON errors (`401 invalid_client`, ...). Success:
 //!   `{"access_token", "token_type": "Bearer", "expires_in", "scope"}`, the token carrying
-//!   `cnf.x5t#S256` of the client's certificate;
+//!   `cnf.x5t#S256` of the client's certificate. With a `DPoP` header (a proof for `POST` and
+//!   this endpoint's URL, RFC 9449 §5): `"token_type": "DPoP"` and `cnf.jkt` of the proof's
+//!   key, plus `cnf.x5t#S256` for a client registered with
+//!   `"tls_client_certificate_bound_access_tokens": true` (the resource server then needs
+//!   both); a bad or replayed proof is `400 invalid_dpop_proof`. Proofs are checked with
+//!   certbound's defaults (algorithms ES256, ES384, PS256, PS384, PS512, EdDSA; `iat` within
+//!   60 s; replay state in memory, so one process; no nonces);
 //! - `GET /jwks`: the token-signing key (generated at start);
 //! - `GET /.well-known/oauth-authorization-server`: RFC 8414 metadata with
-//!   `tls_client_certificate_bound_access_tokens: true` and `mtls_endpoint_aliases`.
+//!   `tls_client_certificate_bound_access_tokens: true`, `mtls_endpoint_aliases` and
+//!   `dpop_signing_alg_values_supported`.
 //!
 //! One listener serves both kinds of client (RFC 8705 §6.1): TLS accepts any client
 //! certificate (the handshake proves key possession; a certificate is optional so that the
@@ -70,12 +79,14 @@ Usage: authorization_server --listen ADDR --tls-cert PATH --tls-key PATH
   --clients PATH                 JSON array of client registrations (RFC 7591 / RFC 8705
                                  metadata: client_id, token_endpoint_auth_method,
                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
-                                 _san_email, or jwks | jwks_uri; optional scope)
+                                 _san_email, or jwks | jwks_uri; optional scope and
+                                 tls_client_certificate_bound_access_tokens)
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
-Routes: POST /token (grant_type=client_credentials, client_id, optional scope),
-        GET /jwks, GET /.well-known/oauth-authorization-server.
+Routes: POST /token (grant_type=client_credentials, client_id, optional scope; a DPoP
+        proof header binds the token to the proof's key), GET /jwks,
+        GET /.well-known/oauth-authorization-server.
 ";
 
 #[path = "support/cli.rs"]

@@ -1,24 +1,28 @@
-//! Certificate-bound access tokens (RFC 8705), end to end, in one process.
+//! Sender-constrained access tokens, certificate-bound (RFC 8705) and DPoP-bound (RFC 9449),
+//! end to end, in one process.
 //!
 //! ```text
 //! cargo run --example demo
 //! ```
 //!
-//! No configuration and no files: at start the demo creates a CA, two client certificates
-//! (A and B) issued by it, a self-signed client certificate (C) and a server certificate. It
-//! then
+//! No configuration and no files: at start the demo creates a CA, three client certificates
+//! (A, B and D) issued by it, a self-signed client certificate (C), a server certificate, and
+//! D's DPoP key. It then
 //!
 //! 1. starts an authorization server on `127.0.0.1` (the routes of
-//!    `examples/authorization_server.rs`): clients A and B are registered for
+//!    `examples/authorization_server.rs`): clients A, B and D are registered for
 //!    `tls_client_auth` by their subject DN, C for `self_signed_tls_client_auth` with its
 //!    certificate in a JWKS. TLS accepts any client certificate; the token endpoint decides;
 //! 2. starts a protected axum service on `127.0.0.1` with [`certbound::serve`] and
-//!    [`BoundTokenLayer`], which finds the authorization server's keys through its RFC 8414
-//!    metadata;
+//!    [`BoundTokenLayer`] with DPoP on, which finds the authorization server's keys through its
+//!    RFC 8414 metadata;
 //! 3. makes real HTTPS requests with real client certificates and checks each outcome: A and C
 //!    authenticate with their certificates and get tokens bound to them (`cnf.x5t#S256`); B
 //!    cannot get a token as A; A's token works for A only, not for B (a stolen token) and not
-//!    without a certificate.
+//!    without a certificate. D authenticates with its certificate and sends a DPoP proof, so
+//!    its token is bound to its DPoP key (`cnf.jkt`, `token_type: DPoP`): it works without any
+//!    client certificate with a fresh proof by that key, but not with an attacker's key and
+//!    proof, not with a replayed proof, and not as a bearer token.
 //!
 //! It prints a table and a verdict, shuts both servers down gracefully, and exits non-zero if
 //! any outcome differs from the expected one.
@@ -36,8 +40,9 @@ use axum::{routing::get, Json, Router};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use certbound::authorization_server::{ClientAuthenticator, StaticClients};
+use certbound::dpop::Dpop;
 use certbound::tls::ServerTls;
-use certbound::{AccessToken, BoundTokenLayer, JwtValidator};
+use certbound::{AccessToken, Algorithm, BoundTokenLayer, DpopKey, JwtValidator};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -87,6 +92,10 @@ struct Demo {
     client_b: Identity,
     /// Self-signed: no CA vouches for it, its registration does.
     client_c: Identity,
+    /// Authenticates with its certificate, asks for DPoP-bound tokens.
+    client_d: Identity,
+    /// D's DPoP key: the token is bound to it, not to the certificate.
+    dpop_d: DpopKey,
 }
 
 impl Demo {
@@ -146,6 +155,8 @@ impl Demo {
             client_a: issue_client("client A")?,
             client_b: issue_client("client B")?,
             client_c,
+            client_d: issue_client("client D")?,
+            dpop_d: DpopKey::generate(Algorithm::ES256)?,
             ca,
         })
     }
@@ -160,6 +171,10 @@ impl Demo {
             {"client_id": "client-c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
              "jwks": {"keys": [{"kty": "EC", "x5c": [STANDARD.encode(self.client_c.cert.as_ref())]}]},
              "scope": "read"},
+            // Not registered for certificate-bound tokens: with a DPoP proof, its tokens are
+            // bound to the proof's key only, and work without the certificate.
+            {"client_id": "client-d", "token_endpoint_auth_method": "tls_client_auth",
+             "tls_client_auth_subject_dn": "CN=client D,O=certbound demo", "scope": "read"},
         ])
     }
 
@@ -206,6 +221,7 @@ async fn whoami(token: AccessToken) -> Json<Value> {
         "client_id": token.client_id(),
         "scope": token.scopes(),
         "x5t#S256": token.thumbprint().map(ToString::to_string),
+        "jkt": token.dpop_thumbprint().map(ToString::to_string),
     }))
 }
 
@@ -251,9 +267,11 @@ async fn run() -> Result<bool, BoxError> {
         .only_trust_roots()
         .require_at_jwt()
         .build()?;
+    // DPoP-bound tokens too (RFC 9449): with DPoP on, a request without a client certificate
+    // reaches the layer, which then needs a DPoP token and a proof.
     let rs_app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(BoundTokenLayer::new(validator));
+        .layer(BoundTokenLayer::new(validator).dpop(Dpop::new()));
     let rs_listener = TcpListener::bind(localhost).await?;
     let whoami_url = format!("https://{}/whoami", rs_listener.local_addr()?);
     let (rs_stop, rs_stopped) = oneshot::channel::<()>();
@@ -277,7 +295,7 @@ async fn run() -> Result<bool, BoxError> {
     let elapsed = started.elapsed().as_millis();
     if failures == 0 {
         println!(
-            "\nverdict: PASS, all {total} cases as expected; clients got tokens with their certificates, and only the holder of A's key can use A's token ({elapsed} ms)"
+            "\nverdict: PASS, all {total} cases as expected; clients got tokens with their certificates, only the holder of A's key can use A's token, and only the holder of D's DPoP key can use D's ({elapsed} ms)"
         );
         Ok(true)
     } else {
@@ -291,30 +309,36 @@ struct Outcome {
     status: u16,
     /// The OAuth `error`: from the JSON body (token endpoint) or from `WWW-Authenticate`.
     error: Option<String>,
+    /// The resource server's `WWW-Authenticate` challenges, if any.
+    challenge: Option<String>,
     body: String,
 }
 
-/// The `error="..."` attribute of a `WWW-Authenticate: Bearer ...` challenge.
+/// The first `error="..."` attribute of `WWW-Authenticate` challenges (`Bearer` or `DPoP`).
 fn error_code(challenge: &str) -> Option<String> {
     let start = challenge.find("error=\"")? + "error=\"".len();
     let len = challenge[start..].find('"')?;
     Some(challenge[start..start + len].to_owned())
 }
 
-/// `POST /token` with `grant_type=client_credentials` as `client_id`.
+/// `POST /token` with `grant_type=client_credentials` as `client_id`, with a DPoP proof if
+/// given.
 async fn request_token(
     client: &reqwest::Client,
     url: &str,
     client_id: &str,
+    dpop_proof: Option<&str>,
 ) -> Result<Outcome, BoxError> {
-    let response = client
+    let mut request = client
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "grant_type=client_credentials&client_id={client_id}"
-        ))
-        .send()
-        .await?;
+        ));
+    if let Some(proof) = dpop_proof {
+        request = request.header("dpop", proof);
+    }
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let body = response.text().await?;
     let json: Value = serde_json::from_str(&body).unwrap_or_default();
@@ -322,35 +346,59 @@ async fn request_token(
     Ok(Outcome {
         status,
         error,
+        challenge: None,
         body,
     })
 }
 
-/// `GET /whoami` with `token`, if any.
+/// How a request to the resource server presents its token.
+enum Credentials<'a> {
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Option<&'a str>),
+    /// `Authorization: DPoP <token>` and `DPoP: <proof>` (RFC 9449 §7.1).
+    Dpop(Option<&'a str>, &'a str),
+}
+
+/// `GET /whoami` with `credentials`.
 async fn call_api(
     client: &reqwest::Client,
     url: &str,
-    token: Option<&str>,
+    credentials: Credentials<'_>,
 ) -> Result<Outcome, BoxError> {
     let mut request = client.get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
+    match credentials {
+        Credentials::None | Credentials::Bearer(None) => {}
+        Credentials::Bearer(Some(token)) => request = request.bearer_auth(token),
+        Credentials::Dpop(token, proof) => {
+            request = request
+                .header(
+                    "authorization",
+                    format!("DPoP {}", token.unwrap_or_default()),
+                )
+                .header("dpop", proof);
+        }
     }
     let response = request.send().await?;
     let status = response.status().as_u16();
-    let error = response
+    // One challenge per scheme (Bearer, DPoP), each its own header: shown as one list.
+    let challenges: Vec<&str> = response
         .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(error_code);
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let challenge = (!challenges.is_empty()).then(|| challenges.join(", "));
     Ok(Outcome {
         status,
-        error,
+        error: challenge.as_deref().and_then(error_code),
+        challenge,
         body: response.text().await?,
     })
 }
 
-/// Prints one row of the table; returns whether the outcome was the expected one.
+/// Prints one row of the table, and under it the resource server's challenge if there is one;
+/// returns whether the outcome was the expected one.
 fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&str>) -> bool {
     let ok = outcome.status == status && outcome.error.as_deref() == error;
     let expected = match error {
@@ -358,7 +406,7 @@ fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&st
         None => status.to_string(),
     };
     println!(
-        "{:<40} {:<5} {:<19} {:<4} {:<15} {}",
+        "{:<40} {:<5} {:<23} {:<4} {:<19} {}",
         name,
         cert,
         expected,
@@ -366,6 +414,9 @@ fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&st
         outcome.error.as_deref().unwrap_or("-"),
         if ok { "OK" } else { "FAIL" },
     );
+    if let Some(challenge) = &outcome.challenge {
+        println!("    WWW-Authenticate: {challenge}");
+    }
     ok
 }
 
@@ -373,6 +424,21 @@ fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&st
 fn access_token(outcome: &Outcome) -> Option<String> {
     let json: Value = serde_json::from_str(&outcome.body).ok()?;
     json["access_token"].as_str().map(str::to_owned)
+}
+
+/// Whether a token response is a DPoP token bound to `key` only: `token_type: DPoP`, and the
+/// JWT's `cnf` is `{"jkt": <the key's RFC 7638 thumbprint>}`.
+fn bound_to_dpop_key(outcome: &Outcome, key: &DpopKey) -> bool {
+    let Ok(json) = serde_json::from_str::<Value>(&outcome.body) else {
+        return false;
+    };
+    let claims = json["access_token"]
+        .as_str()
+        .and_then(|jwt| jwt.split('.').nth(1))
+        .and_then(|claims| URL_SAFE_NO_PAD.decode(claims).ok())
+        .and_then(|claims| serde_json::from_slice::<Value>(&claims).ok())
+        .unwrap_or_default();
+    json["token_type"] == "DPoP" && claims["cnf"] == json!({"jkt": key.thumbprint().to_string()})
 }
 
 /// Makes the requests, prints the table. Returns the number of unexpected outcomes and the
@@ -386,19 +452,20 @@ async fn check_cases(
     let with_a = demo.client(Some(&demo.client_a))?;
     let with_b = demo.client(Some(&demo.client_b))?;
     let with_c = demo.client(Some(&demo.client_c))?;
+    let with_d = demo.client(Some(&demo.client_d))?;
     let without_cert = demo.client(None)?;
 
     println!(
-        "{:<40} {:<5} {:<19} {:<4} {:<15} result",
+        "{:<40} {:<5} {:<23} {:<4} {:<19} result",
         "case", "cert", "expected", "got", "error"
     );
-    println!("{}", "-".repeat(93));
+    println!("{}", "-".repeat(101));
     let mut results = Vec::new();
     let invalid_client = Some("invalid_client");
     let invalid_token = Some("invalid_token");
 
     // The token endpoint: clients authenticate with their certificates (RFC 8705 §2).
-    let a_gets = request_token(&with_a, token_url, "client-a").await?;
+    let a_gets = request_token(&with_a, token_url, "client-a", None).await?;
     results.push(row(
         "AS: A gets a token (tls_client_auth)",
         "A",
@@ -406,7 +473,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let c_gets = request_token(&with_c, token_url, "client-c").await?;
+    let c_gets = request_token(&with_c, token_url, "client-c", None).await?;
     results.push(row(
         "AS: C gets a token (self-signed)",
         "C",
@@ -414,7 +481,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let b_as_a = request_token(&with_b, token_url, "client-a").await?;
+    let b_as_a = request_token(&with_b, token_url, "client-a", None).await?;
     results.push(row(
         "AS: B asks as client-a",
         "B",
@@ -422,7 +489,7 @@ async fn check_cases(
         401,
         invalid_client,
     ));
-    let nobody = request_token(&without_cert, token_url, "client-a").await?;
+    let nobody = request_token(&without_cert, token_url, "client-a", None).await?;
     results.push(row(
         "AS: client-a without a certificate",
         "none",
@@ -430,11 +497,26 @@ async fn check_cases(
         401,
         invalid_client,
     ));
+    // RFC 9449 §5: a DPoP proof for this token request binds the token to D's key.
+    let proof = demo.dpop_d.proof("POST", token_url).sign()?;
+    let mut d_gets = request_token(&with_d, token_url, "client-d", Some(&proof)).await?;
+    // The token response and the token itself, checked against D's key.
+    let d_bound = bound_to_dpop_key(&d_gets, &demo.dpop_d);
+    if d_gets.status == 200 && !d_bound {
+        d_gets.error = Some("not bound to D's key".to_owned());
+    }
+    results.push(row(
+        "AS: D gets a DPoP token (with a proof)",
+        "D",
+        &d_gets,
+        200,
+        None,
+    ));
 
     // The resource server: the tokens are bound to the certificates (RFC 8705 §3).
     let token_a = access_token(&a_gets);
     let token_c = access_token(&c_gets);
-    let a_with_a = call_api(&with_a, whoami_url, token_a.as_deref()).await?;
+    let a_with_a = call_api(&with_a, whoami_url, Credentials::Bearer(token_a.as_deref())).await?;
     results.push(row(
         "RS: A's token, A's certificate",
         "A",
@@ -442,7 +524,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let a_with_b = call_api(&with_b, whoami_url, token_a.as_deref()).await?;
+    let a_with_b = call_api(&with_b, whoami_url, Credentials::Bearer(token_a.as_deref())).await?;
     results.push(row(
         "RS: A's token stolen, used with B",
         "B",
@@ -450,7 +532,12 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let a_without = call_api(&without_cert, whoami_url, token_a.as_deref()).await?;
+    let a_without = call_api(
+        &without_cert,
+        whoami_url,
+        Credentials::Bearer(token_a.as_deref()),
+    )
+    .await?;
     results.push(row(
         "RS: A's token, no certificate",
         "none",
@@ -458,7 +545,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let c_with_a = call_api(&with_a, whoami_url, token_c.as_deref()).await?;
+    let c_with_a = call_api(&with_a, whoami_url, Credentials::Bearer(token_c.as_deref())).await?;
     results.push(row(
         "RS: C's token stolen, used with A",
         "A",
@@ -466,7 +553,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let c_with_c = call_api(&with_c, whoami_url, token_c.as_deref()).await?;
+    let c_with_c = call_api(&with_c, whoami_url, Credentials::Bearer(token_c.as_deref())).await?;
     results.push(row(
         "RS: C's token, C's certificate",
         "C",
@@ -474,12 +561,89 @@ async fn check_cases(
         200,
         None,
     ));
-    let no_token = call_api(&with_a, whoami_url, None).await?;
+    let no_token = call_api(&with_a, whoami_url, Credentials::None).await?;
     results.push(row("RS: no token", "A", &no_token, 401, None));
+
+    // The resource server: D's token is bound to D's DPoP key (RFC 9449 §7), not to a
+    // certificate. Each request needs a fresh proof by that key, for the request's method and
+    // URL and the token (ath).
+    let token_d = access_token(&d_gets);
+    let token = token_d.as_deref().unwrap_or_default();
+    let proof = demo
+        .dpop_d
+        .proof("GET", whoami_url)
+        .access_token(token)
+        .sign()?;
+    let d_with_proof = call_api(
+        &without_cert,
+        whoami_url,
+        Credentials::Dpop(token_d.as_deref(), &proof),
+    )
+    .await?;
+    results.push(row(
+        "RS: D's token and proof, no certificate",
+        "none",
+        &d_with_proof,
+        200,
+        None,
+    ));
+    let replayed = call_api(
+        &without_cert,
+        whoami_url,
+        Credentials::Dpop(token_d.as_deref(), &proof),
+    )
+    .await?;
+    results.push(row(
+        "RS: D's proof replayed",
+        "none",
+        &replayed,
+        401,
+        Some("invalid_dpop_proof"),
+    ));
+    let attacker = DpopKey::generate(Algorithm::ES256)?;
+    let attacker_proof = attacker
+        .proof("GET", whoami_url)
+        .access_token(token)
+        .sign()?;
+    let stolen = call_api(
+        &without_cert,
+        whoami_url,
+        Credentials::Dpop(token_d.as_deref(), &attacker_proof),
+    )
+    .await?;
+    results.push(row(
+        "RS: D's token stolen, attacker's proof",
+        "none",
+        &stolen,
+        401,
+        invalid_token,
+    ));
+    let as_bearer = call_api(
+        &without_cert,
+        whoami_url,
+        Credentials::Bearer(token_d.as_deref()),
+    )
+    .await?;
+    results.push(row(
+        "RS: D's token as a bearer token",
+        "none",
+        &as_bearer,
+        401,
+        invalid_token,
+    ));
 
     if a_with_a.status == 200 {
         println!("\n/whoami answered A: {}", a_with_a.body);
         println!("A's certificate x5t#S256: {}", demo.client_a.x5t_s256());
+    }
+    if d_with_proof.status == 200 {
+        println!("/whoami answered D: {}", d_with_proof.body);
+    }
+    if d_bound {
+        println!(
+            "D's DPoP key jkt: {} (the token's only cnf member; token_type DPoP)",
+            demo.dpop_d.thumbprint()
+        );
     }
     let failures = results.iter().filter(|ok| !**ok).count();
     Ok((failures, results.len()))

@@ -2,10 +2,13 @@
 //! (behind its command-line flags) and `examples/demo.rs` (in-process):
 //!
 //! - `POST /token`: `grant_type=client_credentials`, behind [`MtlsClientAuthLayer`]; issues an
-//!   RFC 9068 JWT access token (ES256) bound to the client's certificate (`cnf.x5t#S256`);
+//!   RFC 9068 JWT access token (ES256) bound to the client's certificate (`cnf.x5t#S256`), or,
+//!   when the request carries a `DPoP` proof (RFC 9449 §5), to the proof's key (`cnf.jkt`,
+//!   `token_type: DPoP`; with `x5t#S256` as well for clients registered with
+//!   `tls_client_certificate_bound_access_tokens: true`);
 //! - `GET /jwks`: the token-signing key;
 //! - `GET /.well-known/oauth-authorization-server`: RFC 8414 metadata (also under the issuer's
-//!   path, RFC 8414 §3.1).
+//!   path, RFC 8414 §3.1), with `dpop_signing_alg_values_supported`.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +22,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use certbound::authorization_server::{
     AuthenticatedClient, AuthorizationServerMetadata, ClientAuthenticator, FormParameters,
-    MtlsClientAuthLayer, StaticClients,
+    MtlsClientAuthLayer, SenderConstraints, StaticClients, TokenEndpointDpop,
 };
+use certbound::dpop::Dpop;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 
@@ -68,8 +72,13 @@ impl TokenIssuer {
         json!({ "keys": [self.jwk] })
     }
 
-    /// Signs an RFC 9068 access token for `client`, bound to its certificate.
-    fn issue(&self, client: &AuthenticatedClient, scope: Option<&str>) -> Result<String, String> {
+    /// Signs an RFC 9068 access token for `client`, bound as `constraints` say.
+    fn issue(
+        &self,
+        client: &AuthenticatedClient,
+        scope: Option<&str>,
+        constraints: &SenderConstraints,
+    ) -> Result<String, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?
@@ -86,8 +95,9 @@ impl TokenIssuer {
         if let Some(scope) = scope {
             claims.insert("scope".into(), scope.into());
         }
-        // RFC 8705 §3.1: cnf.x5t#S256 of the certificate the client authenticated with.
-        client.confirmation().insert_into(&mut claims);
+        // RFC 8705 §3.1: cnf.x5t#S256 of the certificate the client authenticated with;
+        // RFC 9449 §6.1: cnf.jkt of the token request's DPoP proof key.
+        constraints.insert_into(&mut claims);
 
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("at+jwt".to_owned());
@@ -113,7 +123,8 @@ struct AppState {
 }
 
 /// The routes. `issuer` must be an https URL without query or fragment (RFC 8414 §2); the
-/// endpoints are announced under its origin.
+/// endpoints are announced under its origin. DPoP proofs at the token endpoint are checked
+/// with the defaults of [`Dpop::new`] (one process: an in-memory replay store, no nonces).
 pub(crate) fn router(
     tokens: TokenIssuer,
     clients: StaticClients,
@@ -125,12 +136,15 @@ pub(crate) fn router(
     }
     let origin = url.origin().ascii_serialization();
     let token_endpoint = format!("{origin}/token");
+    // Proofs are for the one URL clients use: the token endpoint is its own mTLS alias.
+    let dpop = TokenEndpointDpop::new(Dpop::new(), &token_endpoint).map_err(|e| e.to_string())?;
     let metadata = AuthorizationServerMetadata::new(tokens.issuer.clone())
         .token_endpoint(token_endpoint.clone())
         .jwks_uri(format!("{origin}/jwks"))
         .grant_types_supported(["client_credentials"])
         // Every endpoint of this server accepts client certificates.
-        .mtls_token_endpoint(token_endpoint);
+        .mtls_token_endpoint(token_endpoint)
+        .dpop_signing_alg_values_supported(dpop.signing_alg_values());
     let metadata = serde_json::to_value(metadata).map_err(|e| e.to_string())?;
     let state = Arc::new(AppState {
         tokens,
@@ -141,7 +155,7 @@ pub(crate) fn router(
     let well_known = "/.well-known/oauth-authorization-server";
     let mut app = Router::new()
         .route("/token", post(token))
-        .route_layer(MtlsClientAuthLayer::new(clients, authenticator))
+        .route_layer(MtlsClientAuthLayer::new(clients, authenticator).dpop(dpop))
         .route("/jwks", get(jwks))
         .route(well_known, get(metadata_document));
     let path = url.path().trim_end_matches('/');
@@ -183,7 +197,8 @@ fn is_scope_token(token: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-/// `POST /token`: the layer has authenticated the client by its certificate already.
+/// `POST /token`: the layer has authenticated the client by its certificate, and checked the
+/// DPoP proof if there is one, already.
 async fn token(
     State(state): State<Arc<AppState>>,
     client: AuthenticatedClient,
@@ -216,11 +231,13 @@ async fn token(
         }
         None => registered.map(|s| s.join(" ")),
     };
-    match state.tokens.issue(&client, scope.as_deref()) {
+    let constraints = client.sender_constraints();
+    match state.tokens.issue(&client, scope.as_deref(), &constraints) {
         Ok(access_token) => {
             let mut body = json!({
                 "access_token": access_token,
-                "token_type": "Bearer",
+                // RFC 9449 §5: DPoP for a token bound to the proof's key.
+                "token_type": constraints.token_type(),
                 "expires_in": TOKEN_LIFETIME_SECS,
             });
             if let Some(scope) = scope {

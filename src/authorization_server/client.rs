@@ -4,13 +4,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::issue::Confirmation;
+use super::issue::{Confirmation, SenderConstraints};
 use super::keys::SelfSignedKeys;
 use super::metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use super::subject::SubjectMatcher;
 use crate::certificate::ClientCertificate;
+use crate::dpop::VerifiedProof;
 use crate::error::ConfigError;
-use crate::thumbprint::CertThumbprint;
+use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 
 /// A client registration, checked: what [`ClientRegistry`](super::ClientRegistry)
 /// implementations return. Cheap to clone.
@@ -131,6 +132,12 @@ impl RegisteredClient {
         &self.0.metadata
     }
 
+    /// Whether the client registered for certificate-bound access tokens
+    /// (`tls_client_certificate_bound_access_tokens: true`, RFC 8705 §3.4; absent means no).
+    pub fn registered_for_certificate_bound_tokens(&self) -> bool {
+        self.0.metadata.tls_client_certificate_bound_access_tokens == Some(true)
+    }
+
     pub(crate) fn method(&self) -> &Method {
         &self.0.method
     }
@@ -160,11 +167,13 @@ impl fmt::Debug for RegisteredClient {
 
 /// A client that proved its identity with its TLS certificate: inserted into the request's
 /// extensions by [`MtlsClientAuthLayer`](super::MtlsClientAuthLayer) (with the `axum` feature
-/// it is also an extractor). Cheap to clone.
+/// it is also an extractor), together with the token request's DPoP proof when the layer
+/// checks them. Cheap to clone.
 #[derive(Clone)]
 pub struct AuthenticatedClient {
     client: RegisteredClient,
     certificate: ClientCertificate,
+    dpop_proof: Option<VerifiedProof>,
 }
 
 impl AuthenticatedClient {
@@ -172,7 +181,13 @@ impl AuthenticatedClient {
         Self {
             client,
             certificate,
+            dpop_proof: None,
         }
+    }
+
+    pub(crate) fn with_dpop_proof(mut self, proof: Option<VerifiedProof>) -> Self {
+        self.dpop_proof = proof;
+        self
     }
 
     /// The authenticated `client_id`.
@@ -201,9 +216,49 @@ impl AuthenticatedClient {
     }
 
     /// The `cnf` claim that binds tokens issued to this client to its certificate
-    /// (RFC 8705 §3.1).
+    /// (RFC 8705 §3.1). For tokens requested with a DPoP proof, use
+    /// [`sender_constraints`](Self::sender_constraints).
     pub fn confirmation(&self) -> Confirmation {
         Confirmation::of(&self.certificate)
+    }
+
+    /// The token request's DPoP proof, checked (RFC 9449 §5): present when the layer checks
+    /// proofs ([`MtlsClientAuthLayer::dpop`](super::MtlsClientAuthLayer::dpop)) and the
+    /// request carried one.
+    pub fn dpop_proof(&self) -> Option<&VerifiedProof> {
+        self.dpop_proof.as_ref()
+    }
+
+    /// What a token issued for this request is bound to:
+    /// - without a DPoP proof, the certificate (RFC 8705 §3.1), as [`confirmation`](Self::confirmation);
+    /// - with a proof, the proof's key (`cnf.jkt`, RFC 9449 §6.1), and the certificate as well
+    ///   when the client registered for certificate-bound tokens
+    ///   ([`RegisteredClient::registered_for_certificate_bound_tokens`]). The resource server then
+    ///   requires both the certificate and a proof by the key. Refusing the combination would
+    ///   lock out clients that authenticate with mutual TLS and use DPoP-bound tokens (FAPI 2.0
+    ///   allows both); dropping the certificate binding would silently weaken a client that
+    ///   registered for it.
+    pub fn sender_constraints(&self) -> SenderConstraints {
+        constraints_for(
+            *self.thumbprint(),
+            self.client.registered_for_certificate_bound_tokens(),
+            self.dpop_proof.as_ref().map(|proof| *proof.jkt()),
+        )
+    }
+}
+
+/// The binding table of the module docs: the certificate without a proof; with one, its key,
+/// and the certificate too for a client registered for certificate-bound tokens.
+fn constraints_for(
+    certificate: CertThumbprint,
+    registered_for_certificate: bool,
+    dpop_key: Option<JwkThumbprint>,
+) -> SenderConstraints {
+    let bound = SenderConstraints::none();
+    match dpop_key {
+        None => bound.certificate(certificate),
+        Some(jkt) if registered_for_certificate => bound.certificate(certificate).dpop_key(jkt),
+        Some(jkt) => bound.dpop_key(jkt),
     }
 }
 
@@ -213,6 +268,10 @@ impl fmt::Debug for AuthenticatedClient {
             .field("client_id", &self.client_id())
             .field("auth_method", self.auth_method())
             .field("thumbprint", self.thumbprint())
+            .field(
+                "dpop_key",
+                &self.dpop_proof.as_ref().map(VerifiedProof::jkt),
+            )
             .finish()
     }
 }
@@ -279,6 +338,34 @@ mod tests {
             json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": jwks, "tls_client_auth_subject_dn": "CN=c"})
         ));
+    }
+
+    #[test]
+    fn a_proof_binds_its_key_and_the_certificate_only_for_clients_registered_for_it() {
+        use crate::token::Binding;
+        let x5t = CertThumbprint::from_digest([1; 32]);
+        let jkt = JwkThumbprint::from_digest([2; 32]);
+        for (registered, key, binding) in [
+            (false, None, Binding::Certificate),
+            (true, None, Binding::Certificate),
+            (false, Some(jkt), Binding::Dpop),
+            (true, Some(jkt), Binding::CertificateAndDpop),
+        ] {
+            let constraints = constraints_for(x5t, registered, key);
+            assert_eq!(constraints.binding(), binding, "{registered} {key:?}");
+            assert_eq!(constraints.dpop_thumbprint(), key.as_ref());
+        }
+        let registered = |value: Option<bool>| {
+            let mut metadata = ClientMetadata::new("c", TokenEndpointAuthMethod::TlsClientAuth);
+            metadata.tls_client_auth_san_dns = Some("c.example".into());
+            metadata.tls_client_certificate_bound_access_tokens = value;
+            RegisteredClient::from_metadata(metadata)
+                .unwrap()
+                .registered_for_certificate_bound_tokens()
+        };
+        assert!(registered(Some(true)));
+        assert!(!registered(Some(false)));
+        assert!(!registered(None));
     }
 
     #[test]

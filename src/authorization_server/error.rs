@@ -25,8 +25,20 @@ pub enum ClientAuthErrorKind {
     InvalidClient,
     /// The client registry failed (`503 temporarily_unavailable`).
     RegistryUnavailable,
-    /// No certificate source is configured: the server is misconfigured (`500 server_error`).
+    /// No certificate source is configured, or the token endpoint's DPoP settings cannot
+    /// check a proof: the server is misconfigured (`500 server_error`).
     Misconfigured,
+    /// The request's DPoP proof fails a check of RFC 9449 §4.3 (`400 invalid_dpop_proof`,
+    /// RFC 9449 §5): two `DPoP` headers, malformed, a bad signature, `htm` or `htu` not those
+    /// of the token request, an `ath` (a token request presents no access token), too old, or
+    /// replayed.
+    InvalidDpopProof,
+    /// Nonces are required and the proof has none, or a stale or forged one (`400
+    /// use_dpop_nonce`, RFC 9449 §8); the response carries a fresh `DPoP-Nonce`.
+    UseDpopNonce,
+    /// The DPoP replay store could not answer (`503 temporarily_unavailable`): nothing is
+    /// known about the proof's freshness, so no token is issued.
+    ReplayStoreUnavailable,
 }
 
 impl ClientAuthErrorKind {
@@ -41,6 +53,11 @@ impl ClientAuthErrorKind {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
             Self::Misconfigured => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            Self::InvalidDpopProof => (StatusCode::BAD_REQUEST, "invalid_dpop_proof"),
+            Self::UseDpopNonce => (StatusCode::BAD_REQUEST, "use_dpop_nonce"),
+            Self::ReplayStoreUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
         }
     }
 
@@ -54,6 +71,9 @@ impl ClientAuthErrorKind {
             Self::InvalidClient => "client authentication failed",
             Self::RegistryUnavailable => "try again later",
             Self::Misconfigured => "server misconfigured",
+            Self::InvalidDpopProof => "invalid DPoP proof",
+            Self::UseDpopNonce => "a DPoP nonce from the server is required",
+            Self::ReplayStoreUnavailable => "try again later",
         }
     }
 }
@@ -139,7 +159,7 @@ mod tests {
     use ClientAuthErrorKind as K;
 
     #[test]
-    fn table_matches_rfc6749_section_5_2() {
+    fn table_matches_rfc6749_section_5_2_and_rfc9449_section_5() {
         let rows = [
             (K::InvalidRequest, 400, "invalid_request"),
             (K::PayloadTooLarge, 413, "invalid_request"),
@@ -147,6 +167,9 @@ mod tests {
             (K::InvalidClient, 401, "invalid_client"),
             (K::RegistryUnavailable, 503, "temporarily_unavailable"),
             (K::Misconfigured, 500, "server_error"),
+            (K::InvalidDpopProof, 400, "invalid_dpop_proof"),
+            (K::UseDpopNonce, 400, "use_dpop_nonce"),
+            (K::ReplayStoreUnavailable, 503, "temporarily_unavailable"),
         ];
         for (kind, status, code) in rows {
             let response: Response<Bytes> =

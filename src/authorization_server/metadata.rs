@@ -1,6 +1,6 @@
 //! Metadata documents under their registered names: client metadata (RFC 7591 §2 with the
 //! RFC 8705 §2.1.2 / §3.4 additions) and authorization server metadata (RFC 8414 §2 with the
-//! RFC 8705 §3.3 / §5 additions).
+//! RFC 8705 §3.3 / §5 and RFC 9449 §5.1 additions).
 
 use std::fmt;
 
@@ -230,6 +230,10 @@ pub struct AuthorizationServerMetadata {
     /// `mtls_endpoint_aliases` (RFC 8705 §5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1): the algorithms accepted in DPoP
+    /// proofs; absent when the server does not take DPoP proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
     /// Every other member.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -255,6 +259,7 @@ impl AuthorizationServerMetadata {
             ]),
             tls_client_certificate_bound_access_tokens: true,
             mtls_endpoint_aliases: None,
+            dpop_signing_alg_values_supported: None,
             other: Map::new(),
         }
     }
@@ -326,6 +331,18 @@ impl AuthorizationServerMetadata {
         self
     }
 
+    /// Sets `dpop_signing_alg_values_supported` (RFC 9449 §5.1), from
+    /// [`TokenEndpointDpop::signing_alg_values`](super::TokenEndpointDpop::signing_alg_values).
+    pub fn dpop_signing_alg_values_supported<I, S>(mut self, algorithms: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.dpop_signing_alg_values_supported =
+            Some(algorithms.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Sets any other member.
     pub fn member(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.other.insert(name.into(), value.into());
@@ -378,6 +395,19 @@ mod tests {
                 "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.as.example/token"},
                 "service_documentation": "https://docs.example",
             })
+        );
+        let back: AuthorizationServerMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn as_metadata_has_the_rfc9449_member() {
+        let m = AuthorizationServerMetadata::new("https://as.example")
+            .dpop_signing_alg_values_supported(["ES256", "EdDSA"]);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA"])
         );
         let back: AuthorizationServerMetadata = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);

@@ -1,6 +1,8 @@
 //! The authorization-server side of RFC 8705 (feature `authorization-server`): mutual-TLS
 //! client authentication at the token endpoint (§2), binding the tokens issued to the client's
-//! certificate (§3), and the metadata that announces both (§2.1.2, §3.3, §3.4, §5).
+//! certificate (§3), and the metadata that announces both (§2.1.2, §3.3, §3.4, §5); and of
+//! RFC 9449: DPoP proofs at the token endpoint (§5), tokens bound to the proof's key (§6),
+//! and `dpop_signing_alg_values_supported` (§5.1).
 //!
 //! [`MtlsClientAuthLayer`] goes in front of a token, introspection or revocation endpoint. For
 //! each request it
@@ -16,8 +18,10 @@
 //!    method with a [`ClientAuthenticator`]: `tls_client_auth` (chain validated against the
 //!    configured trust anchors, then the one registered subject DN or SAN value matched) or
 //!    `self_signed_tls_client_auth` (the certificate is in the client's JWKS);
-//! 6. inserts the [`AuthenticatedClient`] and the [`FormParameters`] into the request's
-//!    extensions and calls the inner service with the buffered body.
+//! 6. with [`dpop`](MtlsClientAuthLayer::dpop) set and a `DPoP` header on the request, checks
+//!    the proof (see [below](#dpop-at-the-token-endpoint-rfc-9449-5));
+//! 7. inserts the [`AuthenticatedClient`] (with the proof) and the [`FormParameters`] into the
+//!    request's extensions and calls the inner service with the buffered body.
 //!
 //! Every failure is an RFC 6749 §5.2 JSON error with `Cache-Control: no-store`: `401
 //! invalid_client` for any failed authentication (no client id, unknown client, another
@@ -37,6 +41,34 @@
 //! [`bind_claims`] (or [`Confirmation`]) adds `cnf: {"x5t#S256": ...}` to the claims of a token
 //! being issued; [`AuthorizationServerMetadata`] announces
 //! `tls_client_certificate_bound_access_tokens` and `mtls_endpoint_aliases`.
+//!
+//! # DPoP at the token endpoint (RFC 9449 §5)
+//! With [`MtlsClientAuthLayer::dpop`] and a [`TokenEndpointDpop`], a token request that
+//! carries a `DPoP` header is checked once the client authenticated: the proof must be for
+//! `POST` and the URL the request arrived on (the token endpoint's, or its mutual-TLS alias),
+//! carry no `ath`, be fresh and unused, and hold a server nonce when they are required. A bad
+//! proof is `400 invalid_dpop_proof`, a missing or stale nonce `400 use_dpop_nonce` with a
+//! `DPoP-Nonce` header, a replay store that cannot answer `503`; all with
+//! `Cache-Control: no-store`.
+//!
+//! [`AuthenticatedClient::sender_constraints`] then says what the token is bound to, and the
+//! handler answers with its [`token_type`](SenderConstraints::token_type):
+//!
+//! | token request | registered `tls_client_certificate_bound_access_tokens` | `cnf` | `token_type` |
+//! |---|---|---|---|
+//! | no proof | any | `x5t#S256` | `Bearer` |
+//! | a proof | absent or `false` | `jkt` | `DPoP` |
+//! | a proof | `true` | `x5t#S256` and `jkt` | `DPoP` |
+//!
+//! A client that authenticates with its certificate, registered for certificate-bound tokens,
+//! and sends a proof gets a token bound both ways: the resource server
+//! ([`BoundTokenLayer`](crate::BoundTokenLayer) with DPoP on) then requires the certificate
+//! *and* a proof by the key. Refusing the combination would lock out clients that use mutual
+//! TLS client authentication with DPoP-bound tokens (as FAPI 2.0 allows); dropping the
+//! certificate binding would silently weaken a client that registered for it.
+//!
+//! [`AuthorizationServerMetadata::dpop_signing_alg_values_supported`] announces the accepted
+//! algorithms ([`TokenEndpointDpop::signing_alg_values`]).
 //!
 //! # Example
 //! ```
@@ -74,6 +106,7 @@
 mod authenticator;
 mod client;
 mod dn;
+mod dpop;
 mod error;
 mod form;
 mod issue;
@@ -86,9 +119,10 @@ mod subject;
 
 pub use authenticator::{ClientAuthenticator, ClientAuthenticatorBuilder};
 pub use client::{AuthenticatedClient, RegisteredClient};
+pub use dpop::TokenEndpointDpop;
 pub use error::{ClientAuthError, ClientAuthErrorKind};
 pub use form::FormParameters;
-pub use issue::{bind_claims, Confirmation};
+pub use issue::{bind_claims, Confirmation, SenderConstraints};
 pub use metadata::{
     AuthorizationServerMetadata, ClientMetadata, MtlsEndpointAliases, TokenEndpointAuthMethod,
 };

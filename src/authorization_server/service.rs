@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
@@ -13,9 +14,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::authenticator::ClientAuthenticator;
+use super::dpop::TokenEndpointDpop;
 use super::error::{error_response, ClientAuthError, ClientAuthErrorKind as K};
 use super::form::{basic_credentials, is_form, parse_form, AuthorizationError, BasicCredentials};
 use super::registry::ClientRegistry;
+use crate::bound_token::DPOP_NONCE;
 use crate::certificate::{lookup, CertificateLookup};
 
 /// Parameters that mean the client is using another authentication method as well
@@ -34,6 +37,7 @@ const DEFAULT_MAX_BODY: usize = 64 * 1024;
 pub struct MtlsClientAuthLayer<R> {
     shared: Arc<Shared<R>>,
     max_body_bytes: usize,
+    dpop: Option<Arc<TokenEndpointDpop>>,
 }
 
 struct Shared<R> {
@@ -50,12 +54,24 @@ impl<R> MtlsClientAuthLayer<R> {
                 authenticator,
             }),
             max_body_bytes: DEFAULT_MAX_BODY,
+            dpop: None,
         }
     }
 
     /// Largest request body read (default 64 KiB); a larger one is answered `413`.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Also checks DPoP proofs (RFC 9449 §5): once the client authenticated, a request with a
+    /// `DPoP` header needs a valid proof for this endpoint (`400 invalid_dpop_proof`,
+    /// `400 use_dpop_nonce`, or `503` when the replay store cannot answer), and the
+    /// [`AuthenticatedClient`](super::AuthenticatedClient) carries the proof; bind the token
+    /// with its [`sender_constraints`](super::AuthenticatedClient::sender_constraints).
+    /// Requests without a `DPoP` header are unaffected.
+    pub fn dpop(mut self, dpop: TokenEndpointDpop) -> Self {
+        self.dpop = Some(Arc::new(dpop));
         self
     }
 }
@@ -65,6 +81,7 @@ impl<R> Clone for MtlsClientAuthLayer<R> {
         Self {
             shared: Arc::clone(&self.shared),
             max_body_bytes: self.max_body_bytes,
+            dpop: self.dpop.clone(),
         }
     }
 }
@@ -74,6 +91,7 @@ impl<R> fmt::Debug for MtlsClientAuthLayer<R> {
         f.debug_struct("MtlsClientAuthLayer")
             .field("authenticator", &self.shared.authenticator)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +104,7 @@ impl<S, R> Layer<S> for MtlsClientAuthLayer<R> {
             inner,
             shared: Arc::clone(&self.shared),
             max_body_bytes: self.max_body_bytes,
+            dpop: self.dpop.clone(),
         }
     }
 }
@@ -100,6 +119,7 @@ pub struct MtlsClientAuth<S, R> {
     inner: S,
     shared: Arc<Shared<R>>,
     max_body_bytes: usize,
+    dpop: Option<Arc<TokenEndpointDpop>>,
 }
 
 impl<S: Clone, R> Clone for MtlsClientAuth<S, R> {
@@ -108,6 +128,7 @@ impl<S: Clone, R> Clone for MtlsClientAuth<S, R> {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
             max_body_bytes: self.max_body_bytes,
+            dpop: self.dpop.clone(),
         }
     }
 }
@@ -128,19 +149,34 @@ impl<S, R> MtlsClientAuth<S, R> {
 }
 
 type Authentication =
-    Pin<Box<dyn Future<Output = Result<Request<Full<Bytes>>, Rejection>> + Send + 'static>>;
+    Pin<Box<dyn Future<Output = Result<Authenticated, Rejection>> + Send + 'static>>;
 
-/// A rejection and whether the client used HTTP Basic (for the challenge).
+/// The request for the inner service, and the `DPoP-Nonce` its response gets.
+struct Authenticated {
+    request: Request<Full<Bytes>>,
+    nonce: Option<HeaderValue>,
+}
+
+/// A rejection, whether the client used HTTP Basic (for the challenge), and the `DPoP-Nonce`
+/// it carries.
 struct Rejection {
     error: ClientAuthError,
     basic: bool,
+    nonce: Option<HeaderValue>,
 }
 
 fn reject(kind: K, detail: &'static str, basic: bool) -> Rejection {
     Rejection {
         error: ClientAuthError::new(kind, detail),
         basic,
+        nonce: None,
     }
+}
+
+/// A fresh nonce as a header value, when `dpop` requires nonces.
+fn nonce_header(dpop: &TokenEndpointDpop) -> Option<HeaderValue> {
+    dpop.fresh_nonce()
+        .and_then(|nonce| HeaderValue::from_str(&nonce).ok())
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for MtlsClientAuth<S, R>
@@ -166,21 +202,24 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
+        let dpop = self.dpop.clone();
         ResponseFuture {
             state: State::Authenticating {
-                authentication: Box::pin(authenticate(shared, self.max_body_bytes, request)),
+                authentication: Box::pin(authenticate(shared, self.max_body_bytes, dpop, request)),
                 inner: Some(inner),
             },
         }
     }
 }
 
-/// Everything before the inner service: request shape, client id, registry, certificate.
+/// Everything before the inner service: request shape, client id, registry, certificate,
+/// then the DPoP proof.
 async fn authenticate<R, B>(
     shared: Arc<Shared<R>>,
     limit: usize,
+    dpop: Option<Arc<TokenEndpointDpop>>,
     request: Request<B>,
-) -> Result<Request<Full<Bytes>>, Rejection>
+) -> Result<Authenticated, Rejection>
 where
     R: ClientRegistry,
     B: Body + Send + 'static,
@@ -306,10 +345,35 @@ where
         .map_err(|error| Rejection {
             error,
             basic: used_basic,
+            nonce: None,
         })?;
-    parts.extensions.insert(authenticated);
     parts.extensions.insert(params);
-    Ok(Request::from_parts(parts, Full::new(body)))
+    let mut request = Request::from_parts(parts, Full::new(body));
+    // RFC 9449 §5: after the client authenticated, so that nobody else's request reaches the
+    // replay store.
+    let (proof, nonce) = match &dpop {
+        None => (None, None),
+        Some(dpop) => match dpop.check(&request).await {
+            Ok(None) => (None, None),
+            // RFC 9449 §8.2: a fresh nonce may go with any response.
+            Ok(Some(proof)) => (Some(proof), nonce_header(dpop)),
+            Err(error) => {
+                let nonce = match error.kind() {
+                    K::UseDpopNonce => nonce_header(dpop),
+                    _ => None,
+                };
+                return Err(Rejection {
+                    error,
+                    basic: used_basic,
+                    nonce,
+                });
+            }
+        },
+    };
+    request
+        .extensions_mut()
+        .insert(authenticated.with_dpop_proof(proof));
+    Ok(Authenticated { request, nonce })
 }
 
 pin_project! {
@@ -333,6 +397,7 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
+            nonce: Option<HeaderValue>,
         },
     }
 }
@@ -366,14 +431,15 @@ where
                     inner,
                 } => {
                     let result = ready!(authentication.as_mut().poll(cx));
-                    let (request, mut inner) = match (result, inner.take()) {
-                        (Ok(request), Some(inner)) => (request, inner),
+                    let (authenticated, mut inner) = match (result, inner.take()) {
+                        (Ok(authenticated), Some(inner)) => (authenticated, inner),
                         (Err(rejection), _) => {
                             trace_rejection(&rejection.error);
-                            return Poll::Ready(Ok(error_response(
-                                rejection.error,
-                                rejection.basic,
-                            )));
+                            let mut response = error_response(rejection.error, rejection.basic);
+                            if let Some(nonce) = rejection.nonce {
+                                response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+                            }
+                            return Poll::Ready(Ok(response));
                         }
                         // Polled again after completion: never panic.
                         (Ok(_), None) => {
@@ -382,10 +448,19 @@ where
                             return Poll::Ready(Ok(error_response(error, false)));
                         }
                     };
-                    let future = inner.call(request);
-                    this.state.set(State::Calling { future });
+                    let future = inner.call(authenticated.request);
+                    this.state.set(State::Calling {
+                        future,
+                        nonce: authenticated.nonce,
+                    });
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, nonce } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(nonce) = nonce.take() {
+                        response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
             }
         }
     }

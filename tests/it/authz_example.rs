@@ -1,7 +1,7 @@
 //! Runs `examples/authorization_server.rs` as an operator would: built by cargo, started as a
 //! separate process with PEM and client-registration files on disk, driven over real HTTPS
-//! by clients presenting real certificates. The tokens it issues are then used at a resource
-//! server built from the crate's own `BoundTokenLayer`.
+//! by clients presenting real certificates (and DPoP proofs). The tokens it issues are then
+//! used at a resource server built from the crate's own `BoundTokenLayer`.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -11,6 +11,7 @@ use crate::authz_support::*;
 use crate::common::*;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use certbound::dpop::Dpop;
 use certbound::{BoundTokenLayer, JwtValidator};
 use rcgen::{date_time_ymd, DnType};
 use serde_json::{json, Value};
@@ -222,6 +223,10 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
         metadata["grant_types_supported"],
         json!(["client_credentials"])
     );
+    assert_eq!(
+        metadata["dpop_signing_alg_values_supported"],
+        json!(["ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA"])
+    );
     let jwks: Value = anonymous
         .get(server.url("/jwks"))
         .send()
@@ -328,6 +333,39 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
     let own_token = body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(decode_jwt(&own_token).1["cnf"]["x5t#S256"], own.x5t_s256());
 
+    // With a DPoP proof for the token endpoint (RFC 9449 §5): bound to the proof's key only
+    // (own did not register for certificate-bound tokens), token_type DPoP.
+    let own_key = ProofKey::es256();
+    let proof = own_key.sign(&own_key.header(), &proof_claims("POST", &token_url, None));
+    let response = with_own
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("dpop", &proof)
+        .body("grant_type=client_credentials&client_id=own")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let own_dpop_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        decode_jwt(&own_dpop_token).1["cnf"],
+        json!({"jkt": own_key.jkt()})
+    );
+    // The same proof again: a replay.
+    let response = with_own
+        .post(&token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("dpop", &proof)
+        .body("grant_type=client_credentials&client_id=own")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_dpop_proof");
+
     // The crate's own resource server accepts the tokens, each on its own certificate only.
     let validator = JwtValidator::builder(&issuer, AUDIENCE)
         .jwks_url(server.url("/jwks"))
@@ -338,7 +376,7 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
         .unwrap();
     let rs = TestServer::start(
         any_certificate_tls(&pki),
-        whoami_app(BoundTokenLayer::new(validator)),
+        whoami_app(BoundTokenLayer::new(validator).dpop(Dpop::new())),
     )
     .await;
     let whoami = rs.url("/whoami");
@@ -371,6 +409,14 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
         let challenge = www_authenticate(&response).unwrap();
         assert!(challenge.contains("invalid_token"), "{who}: {challenge}");
     }
+    // The DPoP token: with a fresh proof by own's key, no certificate needed; not as Bearer.
+    let proof = own_key.proof("GET", &whoami, &own_dpop_token);
+    let response = send(&anonymous, &whoami, dpop_headers(&own_dpop_token, &proof)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["sub"], "own");
+    let response = get_with_token(&with_own, &whoami, &own_dpop_token).await;
+    assert_eq!(response.status(), 401, "DPoP token as Bearer");
 
     drop((with_bank, with_own, anonymous));
     #[cfg(unix)]

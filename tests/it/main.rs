@@ -40,6 +40,8 @@ mod axum_server;
 mod dpop;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
 mod dpop_redis;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod dpop_token_endpoint;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
