@@ -92,12 +92,14 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod config;
 mod htu;
 mod jwk;
 mod key;
 mod memory;
 mod nonce;
+mod pkcs8;
 mod proof;
 #[cfg(feature = "redis")]
 mod redis;

@@ -104,7 +104,7 @@ impl DpopNonces {
     /// installed no rustls provider; [`ConfigError::Invalid`] when the random generator fails.
     pub fn random() -> Result<Self, ConfigError> {
         let mut secret = [0u8; MIN_SECRET_LEN];
-        super::key::fill_random(&mut secret)?;
+        super::backend::fill_random(&mut secret)?;
         let nonces = Self::new(secret);
         secret.fill(0);
         nonces
