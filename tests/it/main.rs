@@ -35,13 +35,13 @@ mod authz_client_auth;
 mod authz_example;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "axum-server"))]
 mod axum_server;
-// Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod dpop;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
 mod dpop_redis;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod dpop_token_endpoint;
+// Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
