@@ -11,7 +11,8 @@
 //! `huskarl-crypto-native` (RustCrypto's `p256`). It ships no aws-lc-rs platform, so
 //! [`AwsLcPlatform`] below is one (ES256 over `aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED`,
 //! the primitive jsonwebtoken's aws-lc-rs backend uses in certbound), and the validator uses
-//! it both for access tokens and for DPoP proofs' embedded keys.
+//! it both for access tokens and for DPoP proofs' embedded keys (`LOAD_HUSKARL_CRYPTO=native`
+//! in the environment selects huskarl's default instead).
 //!
 //! Replay: huskarl checks a proof's `jti` through a `JtiUniquenessChecker` and ships no
 //! implementation of it; [`SeenJtis`] is the per-process one given here (a mutex-guarded set,
@@ -52,7 +53,13 @@ pub(crate) async fn validator(
     issuer: &str,
     audience: &str,
 ) -> Result<Rfc9068Validator, BoxError> {
-    let platform: Arc<dyn JwsVerifierPlatform> = Arc::new(AwsLcPlatform);
+    // `LOAD_HUSKARL_CRYPTO=native`: huskarl's own default platform (RustCrypto), for comparison.
+    let platform: Arc<dyn JwsVerifierPlatform> =
+        if std::env::var_os("LOAD_HUSKARL_CRYPTO").is_some_and(|v| v == "native") {
+            huskarl_resource_server::DefaultJwsVerifierPlatform::default().into()
+        } else {
+            Arc::new(AwsLcPlatform)
+        };
     let jwks: PublicJwks = serde_json::from_str::<Jwks>(jwks)?.into();
     let verifier: Arc<dyn JwsVerifier> =
         Arc::new(MultiKeyVerifier::from_jwks(&jwks, platform.as_ref()).await?);
