@@ -1,65 +1,892 @@
-//! PLACEHOLDER (being written): the client-side proof signer.
-#![allow(missing_docs, dead_code, unused_variables)]
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::Algorithm;
+//! The client side of DPoP: a signing key ([`DpopKey`]) and the proofs it signs
+//! ([`ProofBuilder`], RFC 9449 §4).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::jwk::{CommonParameters, Jwk};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
 use crate::thumbprint::JwkThumbprint;
 
-pub struct DpopKey(());
-#[derive(Debug)]
-pub struct ProofBuilder<'a>(&'a DpopKey);
-
-impl std::fmt::Debug for DpopKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DpopKey")
-    }
+/// A client's DPoP signing key: it signs the proofs ([`proof`](Self::proof)) and its public
+/// [JWK](Self::public_jwk), whose [thumbprint](Self::thumbprint) the authorization server binds
+/// tokens to (`cnf.jkt`, RFC 9449 §6).
+///
+/// Supported: ECDSA P-256 (`ES256`), P-384 (`ES384`) and Ed25519 (`EdDSA`), generated or loaded
+/// from PKCS#8, and RSA keys loaded from PKCS#8 (signing with `PS256`).
+///
+/// The private key never appears in `Debug` output or in errors; `Debug` shows the algorithm
+/// and the thumbprint. It is held in jsonwebtoken's `EncodingKey`, which zeroes it on drop.
+///
+/// # Example
+/// ```
+/// use certbound::{Algorithm, DpopKey};
+///
+/// let key = DpopKey::generate(Algorithm::ES256).unwrap();
+/// let proof = key
+///     .proof("GET", "https://api.example/resource?page=2")
+///     .access_token("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")
+///     .sign()
+///     .unwrap();
+/// // A compact JWS: send it in the `DPoP` request header.
+/// assert_eq!(proof.split('.').count(), 3);
+///
+/// // Save the key to use it again (the token is bound to it).
+/// let pem = key.to_pkcs8_pem();
+/// let again = DpopKey::from_pkcs8_pem(pem.as_bytes()).unwrap();
+/// assert_eq!(again.thumbprint(), key.thumbprint());
+/// ```
+#[derive(Clone)]
+pub struct DpopKey {
+    alg: Algorithm,
+    /// What jsonwebtoken signs with: the PKCS#8 document for EC keys, the PKCS#8 v1 document
+    /// for Ed25519 keys, the PKCS#1 `RSAPrivateKey` for RSA keys (each backend's format).
+    signing: EncodingKey,
+    jwk: Jwk,
+    thumbprint: JwkThumbprint,
 }
 
 impl DpopKey {
+    /// Generates a new key for `alg`: `ES256`, `ES384` or `EdDSA` (Ed25519), with the crypto
+    /// backend the crate features select (`aws-lc-rs` when both are enabled).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for any other algorithm, and when neither the `aws-lc-rs` nor
+    /// the `rust-crypto` feature is enabled (load a key with [`from_pkcs8_pem`](Self::from_pkcs8_pem)
+    /// instead); [`ConfigError::NoCryptoProvider`] when jsonwebtoken has no provider.
     pub fn generate(alg: Algorithm) -> Result<Self, ConfigError> {
-        todo!()
+        if !matches!(alg, Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA) {
+            return Err(ConfigError::invalid(
+                "algorithm",
+                format!("DPoP keys can be generated for ES256, ES384 and EdDSA, not {alg:?}"),
+            ));
+        }
+        let pkcs8 = backend::generate_pkcs8(alg)?;
+        Self::from_pkcs8_der(&pkcs8)
     }
+
+    /// Loads a PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`): EC P-256 or P-384, Ed25519,
+    /// or RSA. The algorithm follows from the key: `ES256`, `ES384`, `EdDSA` or `PS256`.
+    ///
+    /// A SEC1 (`EC PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) file converts with
+    /// `openssl pkcs8 -topk8 -nocrypt -in key.pem -out pkcs8.pem`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Pem`] when `pem` holds no `PRIVATE KEY` block; otherwise as
+    /// [`from_pkcs8_der`](Self::from_pkcs8_der).
     pub fn from_pkcs8_pem(pem: &[u8]) -> Result<Self, ConfigError> {
-        todo!()
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|_| ConfigError::Pem {
+            path: PathBuf::new(),
+            reason: "no PKCS#8 private key (\"PRIVATE KEY\" block)",
+        })?;
+        Self::from_pkcs8_der(der.secret_pkcs8_der())
     }
+
+    /// Loads a DER-encoded PKCS#8 private key (see [`from_pkcs8_pem`](Self::from_pkcs8_pem)).
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when the document is not PKCS#8, holds a key type or curve DPoP
+    /// signing here does not support (P-521, RSA-PSS-only keys), or a key the crypto backend
+    /// refuses; [`ConfigError::NoCryptoProvider`] when jsonwebtoken (or, without a backend
+    /// feature, rustls, for random `jti`s) has no provider.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, ConfigError> {
-        todo!()
+        crate::support::crypto::ensure_jwt_provider()?;
+        // Fails now, not on the first proof, when there is no random source for `jti`s.
+        fill_random(&mut [0u8; 1])?;
+        let (alg, signing) = match pkcs8::parse(der)? {
+            pkcs8::Key::Ec(alg) => (alg, EncodingKey::from_ec_der(der)),
+            // jsonwebtoken reads Ed25519 keys in the 48-byte v1 form only (RFC 8410 §7); the
+            // backends generate v2, with the public key appended.
+            pkcs8::Key::Ed25519(seed) => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(&pkcs8::ed25519_v1(seed)),
+            ),
+            // Both jsonwebtoken backends sign with the PKCS#1 key inside the PKCS#8 wrapper.
+            pkcs8::Key::Rsa(pkcs1) => (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1)),
+        };
+        let mut jwk = Jwk::from_encoding_key(&signing, alg)
+            .map_err(|e| ConfigError::key("the crypto backend refused the key", Some(e.into())))?;
+        // Only the key itself: from_encoding_key fills in `alg`, and a DPoP `jwk` header needs
+        // no common member (RFC 9449 §4.2 shows none).
+        jwk.common = CommonParameters::default();
+        let thumbprint = super::jwk::thumbprint(&jwk)
+            .ok_or_else(|| ConfigError::key("the key has no RFC 7638 thumbprint", None))?;
+        // One signature now, so that a key the backend cannot sign with (an RSA key below its
+        // minimum size, say) fails here rather than on every request.
+        jsonwebtoken::crypto::sign(b"certbound DPoP key check", &signing, alg)
+            .map_err(|e| ConfigError::key("the key cannot sign", Some(e.into())))?;
+        Ok(Self {
+            alg,
+            signing,
+            jwk,
+            thumbprint,
+        })
     }
+
+    /// The key as a PKCS#8 PEM document (`-----BEGIN PRIVATE KEY-----`), to save a generated
+    /// key. Ed25519 keys are written in the PKCS#8 v1 form (as `openssl genpkey` writes them).
+    ///
+    /// The result is the private key: store it as a secret.
     pub fn to_pkcs8_pem(&self) -> String {
-        todo!()
+        let rewrapped;
+        let der = match self.alg {
+            Algorithm::PS256 => {
+                rewrapped = pkcs8::wrap_rsa(self.signing.as_bytes());
+                &rewrapped[..]
+            }
+            _ => self.signing.as_bytes(),
+        };
+        let body = STANDARD.encode(der);
+        let mut pem = String::with_capacity(body.len() + body.len() / 64 + 64);
+        pem.push_str("-----BEGIN PRIVATE KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            // Base64 output is ASCII, so every chunk is valid UTF-8.
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        pem
     }
+
+    /// The algorithm the proofs are signed with.
     pub fn algorithm(&self) -> Algorithm {
-        todo!()
+        self.alg
     }
+
+    /// The public key, as the proofs' `jwk` header carries it: the key type's public members
+    /// only (`kty`, `crv`, `x`, `y`; `kty`, `n`, `e`), no `alg`, `kid` or `use`.
     pub fn public_jwk(&self) -> &Jwk {
-        todo!()
+        &self.jwk
     }
+
+    /// The RFC 7638 SHA-256 thumbprint of the public key: the `jkt` that binds tokens to this
+    /// key (RFC 9449 §6.1), and the `dpop_jkt` of an authorization request (§10).
     pub fn thumbprint(&self) -> JwkThumbprint {
-        todo!()
+        self.thumbprint
     }
+
+    /// Starts a proof for a request with HTTP method `method` (as sent, e.g. `"GET"`) to `url`.
+    /// The proof's `htu` is `url` without its query and fragment (RFC 9449 §4.2).
     pub fn proof<'a>(&'a self, method: &str, url: &str) -> ProofBuilder<'a> {
-        todo!()
+        ProofBuilder {
+            key: self,
+            htm: method.to_owned(),
+            htu: htu(url).to_owned(),
+            ath: None,
+            nonce: None,
+            iat: None,
+            jti: None,
+            extra: Map::new(),
+        }
     }
 }
 
+impl fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Public facts only, never the key.
+        f.debug_struct("DpopKey")
+            .field("algorithm", &self.alg)
+            .field("thumbprint", &self.thumbprint)
+            .finish()
+    }
+}
+
+/// RFC 9449 §4.2: "The HTTP target URI ..., without query and fragment parts".
+fn htu(url: &str) -> &str {
+    url.find(['?', '#']).map_or(url, |end| &url[..end])
+}
+
+/// One DPoP proof being put together; made by [`DpopKey::proof`], finished by
+/// [`sign`](Self::sign).
+///
+/// The proof carries `jti`, `htm`, `htu` and `iat` (RFC 9449 §4.2), and `ath` and `nonce`
+/// when set.
+pub struct ProofBuilder<'a> {
+    key: &'a DpopKey,
+    htm: String,
+    htu: String,
+    ath: Option<String>,
+    nonce: Option<String>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    extra: Map<String, Value>,
+}
+
 impl ProofBuilder<'_> {
-    pub fn access_token(self, token: &str) -> Self {
-        todo!()
+    /// Binds the proof to the access token it is sent with: `ath` is the base64url SHA-256 of
+    /// `token` (RFC 9449 §4.2). Required when the request carries a DPoP-bound token.
+    #[must_use]
+    pub fn access_token(mut self, token: &str) -> Self {
+        self.ath = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())));
+        self
     }
-    pub fn nonce(self, nonce: &str) -> Self {
-        todo!()
+
+    /// The server-provided nonce (the last `DPoP-Nonce` response header, RFC 9449 §8, §9).
+    #[must_use]
+    pub fn nonce(mut self, nonce: &str) -> Self {
+        self.nonce = Some(nonce.to_owned());
+        self
     }
-    pub fn issued_at(self, unix_seconds: i64) -> Self {
-        todo!()
+
+    /// The proof's `iat`, in seconds since the Unix epoch. By default the current time, read
+    /// when the proof is [signed](Self::sign).
+    #[must_use]
+    pub fn issued_at(mut self, unix_seconds: i64) -> Self {
+        self.iat = Some(unix_seconds);
+        self
     }
-    pub fn jti(self, jti: &str) -> Self {
-        todo!()
+
+    /// The proof's `jti`. By default 16 random bytes from the crypto backend, base64url: every
+    /// proof must have a fresh one (RFC 9449 §11.1), so set it only to test a server's replay
+    /// check.
+    #[must_use]
+    pub fn jti(mut self, jti: &str) -> Self {
+        self.jti = Some(jti.to_owned());
+        self
     }
-    pub fn claim(self, name: &str, value: serde_json::Value) -> Self {
-        todo!()
+
+    /// An extra claim, for extensions and for testing a server. A claim with the name of one
+    /// the builder sets (`htm`, `iat`...) replaces it.
+    #[must_use]
+    pub fn claim(mut self, name: &str, value: Value) -> Self {
+        self.extra.insert(name.to_owned(), value);
+        self
     }
+
+    /// Signs the proof: the compact JWS to send in the `DPoP` request header. Its header has
+    /// `typ` `dpop+jwt`, the key's `alg` and its public `jwk` (RFC 9449 §4.2).
+    ///
+    /// # Errors
+    /// When the crypto backend fails to sign or to produce a random `jti`.
     pub fn sign(self) -> Result<String, jsonwebtoken::errors::Error> {
-        todo!()
+        let jti = match self.jti {
+            Some(jti) => jti,
+            None => random_jti()?,
+        };
+        let iat = self.iat.unwrap_or_else(now_unix);
+        let mut claims = Map::new();
+        claims.insert("jti".to_owned(), Value::String(jti));
+        claims.insert("htm".to_owned(), Value::String(self.htm));
+        claims.insert("htu".to_owned(), Value::String(self.htu));
+        claims.insert("iat".to_owned(), Value::from(iat));
+        if let Some(ath) = self.ath {
+            claims.insert("ath".to_owned(), Value::String(ath));
+        }
+        if let Some(nonce) = self.nonce {
+            claims.insert("nonce".to_owned(), Value::String(nonce));
+        }
+        claims.extend(self.extra);
+
+        let mut header = Header::new(self.key.alg);
+        header.typ = Some("dpop+jwt".to_owned());
+        header.jwk = Some(self.key.jwk.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key.signing)
+    }
+}
+
+impl fmt::Debug for ProofBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field ends up in the proof, which travels in the clear; `ath` is a hash, never
+        // the token.
+        f.debug_struct("ProofBuilder")
+            .field("key", self.key)
+            .field("htm", &self.htm)
+            .field("htu", &self.htu)
+            .field("ath", &self.ath)
+            .field("nonce", &self.nonce)
+            .field("iat", &self.iat)
+            .field("jti", &self.jti)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn random_jti() -> Result<String, jsonwebtoken::errors::Error> {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes).map_err(|e| {
+        jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::Provider(e.to_string()))
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Fills `buf` from the crypto backend's secure random generator; without a backend feature,
+/// from the application's process-wide rustls provider.
+///
+/// # Errors
+/// [`ConfigError::NoCryptoProvider`] without a backend feature when the application installed
+/// no rustls provider; [`ConfigError::Invalid`] when the generator fails.
+pub(super) fn fill_random(buf: &mut [u8]) -> Result<(), ConfigError> {
+    backend::fill_random(buf).map_err(|e| match e {
+        Some(e) => e,
+        None => ConfigError::invalid("random", "the secure random generator failed"),
+    })
+}
+
+/// Key generation and random bytes from the backend the crate features select, with the same
+/// precedence as `support::crypto` (aws-lc-rs when both are enabled).
+#[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+mod backend {
+    #[cfg(feature = "aws-lc-rs")]
+    use aws_lc_rs as lib;
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    use ring as lib;
+
+    use jsonwebtoken::Algorithm;
+    use lib::rand::{SecureRandom as _, SystemRandom};
+    use lib::signature::{
+        EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+        ECDSA_P384_SHA384_FIXED_SIGNING,
+    };
+
+    use crate::error::ConfigError;
+
+    /// A new PKCS#8 private key for `alg` (one of the three the caller checked).
+    pub(super) fn generate_pkcs8(alg: Algorithm) -> Result<Vec<u8>, ConfigError> {
+        let rng = SystemRandom::new();
+        let document = match alg {
+            Algorithm::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+            Algorithm::ES384 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+            }
+            _ => Ed25519KeyPair::generate_pkcs8(&rng),
+        }
+        .map_err(|_| ConfigError::key("the crypto backend failed to generate a key", None))?;
+        Ok(document.as_ref().to_vec())
+    }
+
+    /// `Err(None)`: the generator failed.
+    pub(super) fn fill_random(buf: &mut [u8]) -> Result<(), Option<ConfigError>> {
+        SystemRandom::new().fill(buf).map_err(|_| None)
+    }
+}
+
+/// Without a backend feature: no key generation; random bytes from the application's rustls
+/// provider.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+mod backend {
+    use jsonwebtoken::Algorithm;
+
+    use crate::error::ConfigError;
+
+    pub(super) fn generate_pkcs8(alg: Algorithm) -> Result<Vec<u8>, ConfigError> {
+        Err(ConfigError::invalid(
+            "algorithm",
+            format!(
+                "generating a {alg:?} key needs certbound's `aws-lc-rs` or `rust-crypto` \
+                 feature; load an existing key with DpopKey::from_pkcs8_pem instead"
+            ),
+        ))
+    }
+
+    pub(super) fn fill_random(buf: &mut [u8]) -> Result<(), Option<ConfigError>> {
+        let provider = crate::support::crypto::rustls_provider().map_err(Some)?;
+        provider.secure_random.fill(buf).map_err(|_| None)
+    }
+}
+
+/// Just enough DER to read what a PKCS#8 `PrivateKeyInfo` (RFC 5208 §5, RFC 5958 §2) holds.
+mod pkcs8 {
+    use jsonwebtoken::Algorithm;
+
+    use crate::error::ConfigError;
+
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const OCTET_STRING: u8 = 0x04;
+    const OID: u8 = 0x06;
+    const NULL: u8 = 0x05;
+
+    /// 1.2.840.10045.2.1, id-ecPublicKey (RFC 5480 §2.1.1).
+    const EC_PUBLIC_KEY: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+    /// 1.2.840.10045.3.1.7, secp256r1.
+    const P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    /// 1.3.132.0.34, secp384r1.
+    const P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
+    /// 1.3.101.112, id-Ed25519 (RFC 8410 §3).
+    const ED25519: &[u8] = &[0x2B, 0x65, 0x70];
+    /// 1.2.840.113549.1.1.1, rsaEncryption (RFC 8017 Appendix C).
+    const RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
+
+    /// The PKCS#8 v1 form of an Ed25519 key, up to its 32-byte seed (RFC 8410 §7).
+    const ED25519_V1_PREFIX: [u8; 16] = [
+        0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+
+    /// What a PKCS#8 document holds.
+    #[derive(Debug)]
+    pub(super) enum Key<'a> {
+        /// An EC key on the curve of this algorithm.
+        Ec(Algorithm),
+        /// The 32-byte seed of an Ed25519 key.
+        Ed25519(&'a [u8; 32]),
+        /// The PKCS#1 `RSAPrivateKey` of an RSA key.
+        Rsa(&'a [u8]),
+    }
+
+    fn malformed() -> ConfigError {
+        ConfigError::key("not a PKCS#8 private key", None)
+    }
+
+    fn unsupported(what: &str) -> ConfigError {
+        ConfigError::key(
+            format!("{what}: DPoP keys are EC P-256 or P-384, Ed25519 or RSA"),
+            None,
+        )
+    }
+
+    /// One element: its tag, its contents and what follows it. Definite lengths only, up to
+    /// four length bytes.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = match first {
+            0..=0x7F => (usize::from(first), rest),
+            0x81..=0x84 => {
+                let n = usize::from(first & 0x7F);
+                if rest.len() < n {
+                    return None;
+                }
+                let (len_bytes, rest) = rest.split_at(n);
+                let len = len_bytes.iter().try_fold(0usize, |len, &b| {
+                    len.checked_mul(256)?.checked_add(b.into())
+                })?;
+                (len, rest)
+            }
+            _ => return None,
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (contents, rest) = rest.split_at(len);
+        Some((tag, contents, rest))
+    }
+
+    /// An element that must have tag `tag`.
+    fn expect(tag: u8, input: &[u8]) -> Result<(&[u8], &[u8]), ConfigError> {
+        match element(input) {
+            Some((t, contents, rest)) if t == tag => Ok((contents, rest)),
+            _ => Err(malformed()),
+        }
+    }
+
+    /// Reads the key type, curve and private key of a PKCS#8 document.
+    pub(super) fn parse(der: &[u8]) -> Result<Key<'_>, ConfigError> {
+        let (info, trailing) = expect(SEQUENCE, der)?;
+        if !trailing.is_empty() {
+            return Err(malformed());
+        }
+        // version: 0 (RFC 5208) or 1 (RFC 5958, with the public key appended).
+        let (version, info) = expect(INTEGER, info)?;
+        if version != [0] && version != [1] {
+            return Err(malformed());
+        }
+        let (algorithm, info) = expect(SEQUENCE, info)?;
+        // Attributes and the public key may follow; the private key is all that is needed.
+        let (private_key, _) = expect(OCTET_STRING, info)?;
+        let (oid, parameters) = expect(OID, algorithm)?;
+        match oid {
+            EC_PUBLIC_KEY => {
+                let (curve, rest) = expect(OID, parameters)?;
+                if !rest.is_empty() {
+                    return Err(malformed());
+                }
+                match curve {
+                    P256 => Ok(Key::Ec(Algorithm::ES256)),
+                    P384 => Ok(Key::Ec(Algorithm::ES384)),
+                    _ => Err(unsupported("an EC key on an unsupported curve")),
+                }
+            }
+            ED25519 => {
+                // RFC 8410 §3: the parameters are absent; the key is a CurvePrivateKey, itself
+                // an OCTET STRING.
+                if !parameters.is_empty() {
+                    return Err(malformed());
+                }
+                match expect(OCTET_STRING, private_key)? {
+                    (seed, []) => seed.try_into().map(Key::Ed25519).map_err(|_| malformed()),
+                    _ => Err(malformed()),
+                }
+            }
+            RSA => {
+                if !parameters.is_empty() && parameters != [NULL, 0] {
+                    return Err(malformed());
+                }
+                Ok(Key::Rsa(private_key))
+            }
+            _ => Err(unsupported("an unsupported key type")),
+        }
+    }
+
+    /// The PKCS#8 v1 document of the Ed25519 key with this seed.
+    pub(super) fn ed25519_v1(seed: &[u8; 32]) -> Vec<u8> {
+        let mut der = Vec::with_capacity(48);
+        der.extend_from_slice(&ED25519_V1_PREFIX);
+        der.extend_from_slice(seed);
+        der
+    }
+
+    /// The PKCS#8 v1 document of the RSA key `pkcs1` (an `RSAPrivateKey`).
+    pub(super) fn wrap_rsa(pkcs1: &[u8]) -> Vec<u8> {
+        let mut algorithm = vec![OID, RSA.len() as u8];
+        algorithm.extend_from_slice(RSA);
+        algorithm.extend_from_slice(&[NULL, 0]);
+        let mut info = vec![INTEGER, 1, 0];
+        push_element(&mut info, SEQUENCE, &algorithm);
+        push_element(&mut info, OCTET_STRING, pkcs1);
+        let mut der = Vec::with_capacity(info.len() + 6);
+        push_element(&mut der, SEQUENCE, &info);
+        der
+    }
+
+    fn push_element(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+        out.push(tag);
+        let len = contents.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(contents);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn truncated_and_overlong_elements_are_refused_without_panicking() {
+            assert_eq!(element(&[]), None);
+            assert_eq!(element(&[0x30]), None);
+            assert_eq!(element(&[0x30, 0x02, 0x01]), None);
+            assert_eq!(element(&[0x30, 0x80]), None);
+            assert_eq!(element(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+            assert_eq!(element(&[0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+            assert_eq!(element(&[0x30, 0x82, 0x00]), None);
+            assert_eq!(
+                element(&[0x04, 0x01, 0xAA, 0xBB]),
+                Some((0x04, &[0xAA][..], &[0xBB][..]))
+            );
+            for der in [
+                &[][..],
+                &[0x30, 0x00],
+                &[0x30, 0x03, 0x02, 0x01, 0x00],
+                &[0xFF; 64],
+            ] {
+                assert!(parse(der).is_err(), "{der:?}");
+            }
+        }
+
+        #[test]
+        fn long_lengths_are_written_in_the_fewest_bytes() {
+            let mut out = Vec::new();
+            push_element(&mut out, OCTET_STRING, &[7; 300]);
+            assert_eq!(&out[..4], &[0x04, 0x82, 0x01, 0x2C]);
+            assert_eq!(
+                element(&out),
+                Some((OCTET_STRING, &[7u8; 300][..], &[][..]))
+            );
+        }
+    }
+}
+
+#[cfg(all(test, any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, TokenData, Validation};
+
+    fn verify(key: &DpopKey, proof: &str) -> TokenData<Value> {
+        let decoding = DecodingKey::from_jwk(key.public_jwk()).expect("public JWK");
+        let mut validation = Validation::new(key.algorithm());
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(proof, &decoding, &validation).expect("proof verifies")
+    }
+
+    fn signs_and_verifies(alg: Algorithm) {
+        let key = DpopKey::generate(alg).unwrap();
+        assert_eq!(key.algorithm(), alg);
+        let proof = key
+            .proof("POST", "https://api.example/token")
+            .issued_at(1_700_000_000)
+            .sign()
+            .unwrap();
+        let data = verify(&key, &proof);
+        assert_eq!(data.header.typ.as_deref(), Some("dpop+jwt"));
+        assert_eq!(data.header.alg, alg);
+        let jwk = data.header.jwk.expect("jwk header");
+        assert_eq!(super::super::jwk::thumbprint(&jwk), Some(key.thumbprint()));
+        assert_eq!(data.claims["htm"], "POST");
+        assert_eq!(data.claims["htu"], "https://api.example/token");
+        assert_eq!(data.claims["iat"], 1_700_000_000);
+        assert!(data.claims["jti"]
+            .as_str()
+            .is_some_and(|jti| jti.len() == 22));
+        assert!(data.claims.get("ath").is_none());
+        assert!(data.claims.get("nonce").is_none());
+    }
+
+    #[test]
+    fn a_proof_signed_by_a_generated_es256_key_verifies_with_its_public_jwk() {
+        signs_and_verifies(Algorithm::ES256);
+    }
+
+    #[test]
+    fn a_proof_signed_by_a_generated_es384_key_verifies_with_its_public_jwk() {
+        signs_and_verifies(Algorithm::ES384);
+    }
+
+    #[test]
+    fn a_proof_signed_by_a_generated_ed25519_key_verifies_with_its_public_jwk() {
+        signs_and_verifies(Algorithm::EdDSA);
+    }
+
+    #[test]
+    fn other_algorithms_cannot_be_generated() {
+        for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::PS256] {
+            let err = DpopKey::generate(alg).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        option: "algorithm",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_public_jwk_has_public_members_only() {
+        for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+            let key = DpopKey::generate(alg).unwrap();
+            let Value::Object(jwk) = serde_json::to_value(key.public_jwk()).unwrap() else {
+                panic!("a JWK is an object");
+            };
+            assert!(!super::super::jwk::has_private_member(&jwk), "{jwk:?}");
+            let mut members: Vec<_> = jwk.keys().map(String::as_str).collect();
+            members.sort_unstable();
+            let expected: &[&str] = match alg {
+                Algorithm::EdDSA => &["crv", "kty", "x"],
+                _ => &["crv", "kty", "x", "y"],
+            };
+            assert_eq!(members, expected);
+        }
+    }
+
+    #[test]
+    fn a_generated_key_survives_a_pem_round_trip() {
+        for alg in [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+            let key = DpopKey::generate(alg).unwrap();
+            let pem = key.to_pkcs8_pem();
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert!(pem.ends_with("\n-----END PRIVATE KEY-----\n"));
+            assert!(pem.lines().all(|line| line.len() <= 64));
+            let again = DpopKey::from_pkcs8_pem(pem.as_bytes()).unwrap();
+            assert_eq!(again.algorithm(), alg);
+            assert_eq!(again.thumbprint(), key.thumbprint());
+            assert_eq!(again.to_pkcs8_pem(), pem);
+            // Proofs by the reloaded key verify with the original public key.
+            let proof = again.proof("GET", "https://api.example/").sign().unwrap();
+            verify(&key, &proof);
+        }
+    }
+
+    #[test]
+    fn an_openssl_ed25519_key_loads_with_the_rfc8037_thumbprint() {
+        // RFC 8037 Appendix A.1's private key, in the PKCS#8 v1 form `openssl genpkey` writes.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n\
+                   -----END PRIVATE KEY-----\n";
+        let key = DpopKey::from_pkcs8_pem(pem.as_bytes()).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::EdDSA);
+        assert_eq!(
+            key.thumbprint().to_string(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        assert_eq!(key.to_pkcs8_pem(), pem);
+    }
+
+    #[test]
+    fn an_rsa_pkcs8_key_signs_ps256_proofs() {
+        let rsa =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let key = DpopKey::from_pkcs8_der(&rsa.serialize_der()).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::PS256);
+        let proof = key.proof("GET", "https://api.example/").sign().unwrap();
+        verify(&key, &proof);
+        let again = DpopKey::from_pkcs8_pem(key.to_pkcs8_pem().as_bytes()).unwrap();
+        assert_eq!(again.thumbprint(), key.thumbprint());
+    }
+
+    #[test]
+    fn htu_is_the_url_without_query_and_fragment() {
+        for (url, expected) in [
+            ("https://api.example/r", "https://api.example/r"),
+            ("https://api.example/r?a=1&b=2", "https://api.example/r"),
+            ("https://api.example/r#frag", "https://api.example/r"),
+            ("https://api.example/r?a=1#frag", "https://api.example/r"),
+            (
+                "https://api.example/r#frag?not-a-query",
+                "https://api.example/r",
+            ),
+            ("https://api.example/r?", "https://api.example/r"),
+        ] {
+            assert_eq!(htu(url), expected, "{url}");
+        }
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let proof = key
+            .proof("GET", "https://api.example/r?a=1#f")
+            .sign()
+            .unwrap();
+        assert_eq!(verify(&key, &proof).claims["htu"], "https://api.example/r");
+    }
+
+    #[test]
+    fn ath_is_the_rfc9449_example_hash_of_the_access_token() {
+        // RFC 9449 §7.1.
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let proof = key
+            .proof("GET", "https://resource.example.org/protectedresource")
+            .access_token("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")
+            .nonce("eyJ7S_zG.eyJH0-Z.HX4w-7v")
+            .sign()
+            .unwrap();
+        let claims = verify(&key, &proof).claims;
+        assert_eq!(claims["ath"], "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+        assert_eq!(claims["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
+    }
+
+    #[test]
+    fn jti_is_fresh_by_default_and_settable() {
+        let key = DpopKey::generate(Algorithm::EdDSA).unwrap();
+        let jti = |proof: String| verify(&key, &proof).claims["jti"].clone();
+        let a = jti(key.proof("GET", "https://a.example/").sign().unwrap());
+        let b = jti(key.proof("GET", "https://a.example/").sign().unwrap());
+        assert_ne!(a, b);
+        let set = jti(key
+            .proof("GET", "https://a.example/")
+            .jti("x1")
+            .sign()
+            .unwrap());
+        assert_eq!(set, "x1");
+    }
+
+    #[test]
+    fn extra_claims_are_added_and_may_replace_the_standard_ones() {
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let proof = key
+            .proof("GET", "https://a.example/")
+            .claim("ext", serde_json::json!({"n": 1}))
+            .claim("htm", Value::from("PUT"))
+            .sign()
+            .unwrap();
+        let claims = verify(&key, &proof).claims;
+        assert_eq!(claims["ext"], serde_json::json!({"n": 1}));
+        assert_eq!(claims["htm"], "PUT");
+    }
+
+    #[test]
+    fn iat_defaults_to_now() {
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let before = now_unix();
+        let proof = key.proof("GET", "https://a.example/").sign().unwrap();
+        let iat = verify(&key, &proof).claims["iat"].as_i64().unwrap();
+        assert!(iat >= before && iat <= now_unix(), "{iat}");
+    }
+
+    #[test]
+    fn garbage_and_unsupported_keys_are_config_errors() {
+        let err = DpopKey::from_pkcs8_pem(b"not a pem at all").unwrap_err();
+        assert!(matches!(err, ConfigError::Pem { .. }), "{err}");
+        let garbage_pem = "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n";
+        let err = DpopKey::from_pkcs8_pem(garbage_pem.as_bytes()).unwrap_err();
+        assert!(matches!(err, ConfigError::Key { .. }), "{err}");
+        let err = DpopKey::from_pkcs8_der(&[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Key { .. }), "{err}");
+
+        // A P-521 key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521) is
+        // refused by name.
+        let p521 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512);
+        if let Ok(p521) = p521 {
+            let err = DpopKey::from_pkcs8_der(&p521.serialize_der()).unwrap_err();
+            assert!(err.to_string().contains("curve"), "{err}");
+        }
+
+        // A valid wrapper around a broken EC key is refused by the backend.
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let pem = key.to_pkcs8_pem();
+        let mut der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .secret_pkcs8_der()
+            .to_vec();
+        let last = der.len() - 1;
+        der[last] ^= 0xFF;
+        assert!(DpopKey::from_pkcs8_der(&der).is_err());
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let key = DpopKey::generate(Algorithm::ES256).unwrap();
+        let debug = format!("{key:?}");
+        assert_eq!(
+            debug,
+            format!(
+                "DpopKey {{ algorithm: ES256, thumbprint: JwkThumbprint({}) }}",
+                key.thumbprint()
+            )
+        );
+        let pem = key.to_pkcs8_pem();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        for chunk in body.as_bytes().chunks(8) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!format!("{:?}", key.proof("GET", "https://a/")).contains(chunk));
+        }
+        let builder = format!(
+            "{:?}",
+            key.proof("GET", "https://a/").access_token("secret-token")
+        );
+        assert!(!builder.contains("secret-token"), "{builder}");
+    }
+}
+
+#[cfg(all(test, not(any(feature = "aws-lc-rs", feature = "rust-crypto"))))]
+mod no_backend_tests {
+    use super::*;
+
+    #[test]
+    fn without_a_backend_keys_fail_with_config_errors_not_panics() {
+        let err = DpopKey::generate(Algorithm::ES256).unwrap_err();
+        assert!(err.to_string().contains("rust-crypto"), "{err}");
+        // RFC 8037 Appendix A.1's key: loading it needs an installed jsonwebtoken provider.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n\
+                   -----END PRIVATE KEY-----\n";
+        let err = DpopKey::from_pkcs8_pem(pem.as_bytes()).unwrap_err();
+        assert!(matches!(err, ConfigError::NoCryptoProvider { .. }), "{err}");
     }
 }
