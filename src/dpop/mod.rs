@@ -9,10 +9,14 @@ mod key;
 mod memory;
 mod nonce;
 mod proof;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 
 pub use config::Dpop;
 pub(crate) use config::replay_outcome;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisReplayStore;
 pub use key::{DpopKey, ProofBuilder};
 pub use memory::MemoryReplayStore;
 pub use nonce::DpopNonces;

@@ -39,6 +39,8 @@ mod axum_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
+mod dpop_redis;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]

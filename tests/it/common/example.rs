@@ -23,6 +23,7 @@ fn test_features() -> String {
             cfg!(feature = "authorization-server"),
         ),
         ("tracing", cfg!(feature = "tracing")),
+        ("redis", cfg!(feature = "redis")),
     ];
     let on: Vec<&str> = features.iter().filter(|f| f.1).map(|f| f.0).collect();
     on.join(",")

@@ -16,6 +16,8 @@ mod jwks_server;
 mod keys;
 mod pki;
 mod proxy;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod server;
 mod tokens;
 
@@ -37,6 +39,8 @@ pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH}
 pub use keys::{jwks, TestKey};
 pub use pki::{ClientIdentity, Pki};
 pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
+#[cfg(feature = "redis")]
+pub use redis_server::RedisServer;
 pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,
