@@ -145,10 +145,11 @@ impl<M> AccessTokenExt for tonic::Request<M> {
 fn status(error: &AuthError) -> Status {
     let row = Challenge::of(error.kind());
     let mut metadata = MetadataMap::new();
-    let challenge = www_authenticate(error.kind(), ChallengeParams::default())
-        .and_then(|value| MetadataValue::<Ascii>::try_from(value.as_bytes()).ok());
-    if let Some(challenge) = challenge {
-        metadata.insert(WWW_AUTHENTICATE.as_str(), challenge);
+    let challenges = www_authenticate(error.kind(), ChallengeParams::default());
+    for value in challenges.into_iter().flatten() {
+        if let Ok(challenge) = MetadataValue::<Ascii>::try_from(value.as_bytes()) {
+            metadata.append(WWW_AUTHENTICATE.as_str(), challenge);
+        }
     }
     Status::with_metadata(
         Code::from(i32::from(row.grpc_status)),

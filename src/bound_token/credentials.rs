@@ -78,7 +78,7 @@ pub(crate) fn b64token(token: &[u8]) -> Result<&str, AuthError> {
     let malformed = || {
         AuthError::with_detail(
             AuthErrorKind::InvalidRequest,
-            "bearer token is not a b64token",
+            "access token is not a b64token",
         )
     };
     if !is_b64token(token) {
@@ -182,10 +182,16 @@ mod tests {
         let (scheme, token) = credentials(&headers, &uri, 64, true).unwrap();
         assert_eq!((scheme, token), (Scheme::Dpop, &b"abc.def"[..]));
         let (scheme, error) = credentials(&headers, &uri, 64, false).unwrap_err();
-        assert_eq!((scheme, error.kind()), (Scheme::Unknown, AuthErrorKind::MissingToken));
+        assert_eq!(
+            (scheme, error.kind()),
+            (Scheme::Unknown, AuthErrorKind::MissingToken)
+        );
         headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP "));
         let (scheme, error) = credentials(&headers, &uri, 64, true).unwrap_err();
-        assert_eq!((scheme, error.kind()), (Scheme::Dpop, AuthErrorKind::InvalidRequest));
+        assert_eq!(
+            (scheme, error.kind()),
+            (Scheme::Dpop, AuthErrorKind::InvalidRequest)
+        );
     }
 
     #[test]

@@ -48,7 +48,6 @@ mod response;
 pub(crate) use response::reject;
 pub use response::{DefaultRejection, Rejection, RejectionResponse};
 
-
 /// One row of the rejection table. Fields may be added (it is `#[non_exhaustive]`); read them,
 /// or take a row with [`Challenge::of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,7 +365,10 @@ mod tests {
         };
         assert_eq!(
             show(www_authenticate(K::MissingToken, params(Scheme::Unknown))),
-            ["Bearer realm=\"api\"", "DPoP realm=\"api\", algs=\"ES256 EdDSA\""]
+            [
+                "Bearer realm=\"api\"",
+                "DPoP realm=\"api\", algs=\"ES256 EdDSA\""
+            ]
         );
         assert_eq!(
             show(www_authenticate(K::InvalidDpopProof, params(Scheme::Dpop))),

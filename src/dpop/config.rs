@@ -142,7 +142,7 @@ impl Dpop {
     ///
     /// Without it, the `htu` origin is the request's own: the scheme of the connection
     /// (`https` over TLS, `http` on a plain connection, or the scheme a trusted proxy reports
-    /// through [`ForwardedCertLayer::forwarded_origin`](crate::ForwardedCertLayer)) and the
+    /// through [`ForwardedCertLayer::forwarded_origin`](crate::ForwardedCertLayer::forwarded_origin)) and the
     /// authority of the request (`Host` or `:authority`). That default needs no
     /// configuration; its trade-off is that the host is the client's word: a proof made for
     /// `https://other.example/whoami` passes here when the client also sends
@@ -185,7 +185,10 @@ impl Dpop {
         url: &str,
     ) -> Result<VerifiedProof, AuthError> {
         let htu = htu::normalize(url).ok_or_else(|| {
-            AuthError::with_detail(AuthErrorKind::Misconfigured, "token endpoint URL is not an absolute http(s) URL")
+            AuthError::with_detail(
+                AuthErrorKind::Misconfigured,
+                "token endpoint URL is not an absolute http(s) URL",
+            )
         })?;
         let (proof, _) = self.check(headers, method, &htu, None)?;
         self.record(&proof).await?;
@@ -210,13 +213,20 @@ impl Dpop {
         if let Some(public) = &self.public_url {
             return public.htu(path);
         }
-        // MERGE-ORIGIN: the trusted proxy's ForwardedOrigin goes here.
-        let scheme = match request.uri().scheme_str() {
-            Some(scheme) => scheme,
-            None => match request.extensions().get::<ConnectionInfo>() {
-                Some(connection) if !connection.is_tls() => "http",
-                _ => "https",
-            },
+        // A trusted proxy's word (ForwardedCertLayer::forwarded_origin removes the headers
+        // and any such extension from everyone else).
+        if let Some(origin) = request
+            .extensions()
+            .get::<crate::forwarded::ForwardedOrigin>()
+        {
+            return htu::from_parts(origin.scheme(), origin.authority(), path);
+        }
+        // The connection's scheme when an acceptor recorded it; else the request's own
+        // (`:scheme` in HTTP/2); else https.
+        let scheme = match request.extensions().get::<ConnectionInfo>() {
+            Some(connection) if connection.is_tls() => "https",
+            Some(_) => "http",
+            None => request.uri().scheme_str().unwrap_or("https"),
         };
         let authority = match request.uri().authority() {
             Some(authority) => authority.as_str(),

@@ -58,8 +58,24 @@ fn push_authority(out: &mut String, scheme: &str, authority: &str) -> Option<()>
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
-                    b'-' | b'.' | b'_' | b'~' | b'[' | b']' | b':' | b'%' | b'!' | b'$' | b'&'
-                        | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'['
+                        | b']'
+                        | b':'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
                 )
         });
     if !host_ok {
@@ -215,7 +231,10 @@ mod tests {
             normalize("https://[::1]:443/a").as_deref(),
             Some("https://[::1]/a")
         );
-        assert_eq!(normalize("https://h/a%2fb").as_deref(), Some("https://h/a%2Fb"));
+        assert_eq!(
+            normalize("https://h/a%2fb").as_deref(),
+            Some("https://h/a%2Fb")
+        );
     }
 
     #[test]

@@ -136,10 +136,6 @@ impl DpopNonces {
     }
 
     /// A nonce for the current step, made with the issuing key.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "called by the DPoP layer, being written")
-    )]
     pub(crate) fn issue(&self, now_unix: u64) -> String {
         let step = self.current_step(now_unix);
         let mut raw = [0u8; RAW_LEN];
@@ -152,10 +148,6 @@ impl DpopNonces {
     }
 
     /// What `nonce` is worth at `now_unix`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "called by the DPoP layer, being written")
-    )]
     pub(crate) fn check(&self, nonce: &str, now_unix: u64) -> NonceCheck {
         let Some(raw) = decode(nonce) else {
             return NonceCheck::Invalid;

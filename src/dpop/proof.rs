@@ -121,7 +121,9 @@ pub(crate) fn single_proof(headers: &HeaderMap, max_len: usize) -> Result<&str, 
     if value.len() > max_len {
         return Err(invalid("DPoP proof too long"));
     }
-    value.to_str().map_err(|_| invalid("DPoP proof is not ASCII"))
+    value
+        .to_str()
+        .map_err(|_| invalid("DPoP proof is not ASCII"))
 }
 
 #[derive(Deserialize)]
@@ -301,8 +303,8 @@ pub(crate) fn verify(
             .ok_or_else(|| invalid("DPoP proof has no ath"))?;
         // ath is the base64url SHA-256 of the token: parsed as strictly as a thumbprint, and
         // compared in constant time.
-        let matches = JwkThumbprint::parse(ath)
-            .is_ok_and(|ath| ath == JwkThumbprint::from_digest(*hash));
+        let matches =
+            JwkThumbprint::parse(ath).is_ok_and(|ath| ath == JwkThumbprint::from_digest(*hash));
         if !matches {
             return Err(invalid("DPoP proof ath is not the access token's hash"));
         }
@@ -339,8 +341,7 @@ fn public_key<'a>(
     let unusable = |_| invalid("DPoP proof jwk is not a usable public key");
     match (algorithm, kty, curve) {
         (A::ES256, "EC", Some("P-256")) | (A::ES384, "EC", Some("P-384")) => {
-            let (Some(crv), Some(x), Some(y)) = (curve, jwk.x.as_deref(), jwk.y.as_deref())
-            else {
+            let (Some(crv), Some(x), Some(y)) = (curve, jwk.x.as_deref(), jwk.y.as_deref()) else {
                 return Err(mismatch());
             };
             let key = DecodingKey::from_ec_components(x, y).map_err(unusable)?;
@@ -481,8 +482,16 @@ mod tests {
             // Extra claims are ignored.
             with(claims(), "extra", Some(json!({"a": [1, 2]}))),
             // htu with query and fragment, host case, default port, scheme case.
-            with(claims(), "htu", Some(json!("https://api.example/whoami?x=1#f"))),
-            with(claims(), "htu", Some(json!("HTTPS://API.EXAMPLE:443/whoami"))),
+            with(
+                claims(),
+                "htu",
+                Some(json!("https://api.example/whoami?x=1#f")),
+            ),
+            with(
+                claims(),
+                "htu",
+                Some(json!("HTTPS://API.EXAMPLE:443/whoami")),
+            ),
             // iat 10 s ahead (a client clock running fast), and 59 s old.
             with(claims(), "iat", Some(json!(NOW + 10))),
             with(claims(), "iat", Some(json!(NOW - 59))),
@@ -523,12 +532,24 @@ mod tests {
             with(claims(), "iat", Some(json!(NOW + 16))),
             with(claims(), "iat", Some(json!("1800000000"))),
             with(claims(), "ath", None),
-            with(claims(), "ath", Some(json!(B64.encode(Sha256::digest("other"))))),
-            with(claims(), "ath", Some(json!(format!("{}=", B64.encode(token_hash()))))),
+            with(
+                claims(),
+                "ath",
+                Some(json!(B64.encode(Sha256::digest("other")))),
+            ),
+            with(
+                claims(),
+                "ath",
+                Some(json!(format!("{}=", B64.encode(token_hash())))),
+            ),
         ];
         for claims in refused {
             let proof = signer.sign_parts(&signer.header(), &claims);
-            assert_eq!(check(&proof).err(), Some(AuthErrorKind::InvalidDpopProof), "{claims}");
+            assert_eq!(
+                check(&proof).err(),
+                Some(AuthErrorKind::InvalidDpopProof),
+                "{claims}"
+            );
         }
         let proof = signer.sign_parts(&signer.header(), &json!([1]));
         assert!(check(&proof).is_err());
@@ -556,13 +577,21 @@ mod tests {
             with(signer.header(), "jwk", Some(private)),
             with(signer.header(), "jwk", Some(null_private)),
             with(signer.header(), "jwk", Some(other.jwk.clone())),
-            with(signer.header(), "jwk", Some(json!({"kty": "oct", "k": "c2VjcmV0"}))),
+            with(
+                signer.header(),
+                "jwk",
+                Some(json!({"kty": "oct", "k": "c2VjcmV0"})),
+            ),
             with(signer.header(), "jwk", Some(json!("key"))),
             with(signer.header(), "crit", Some(json!(["exp"]))),
         ];
         for header in refused {
             let proof = signer.sign_parts(&header, &claims());
-            assert_eq!(check(&proof).err(), Some(AuthErrorKind::InvalidDpopProof), "{header}");
+            assert_eq!(
+                check(&proof).err(),
+                Some(AuthErrorKind::InvalidDpopProof),
+                "{header}"
+            );
         }
     }
 
@@ -601,7 +630,11 @@ mod tests {
             format!("{good}.x"),
             "..".to_owned(),
         ] {
-            assert_eq!(check(&bad).err(), Some(AuthErrorKind::InvalidDpopProof), "{bad}");
+            assert_eq!(
+                check(&bad).err(),
+                Some(AuthErrorKind::InvalidDpopProof),
+                "{bad}"
+            );
         }
     }
 

@@ -169,11 +169,9 @@ impl Future for ReplayFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Both variants are Unpin (the boxed future is pinned on the heap).
         match &mut self.get_mut().0 {
-            Inner::Ready(answer) => Poll::Ready(
-                answer
-                    .take()
-                    .unwrap_or(Err(StoreError::new("replay future polled after completion"))),
-            ),
+            Inner::Ready(answer) => Poll::Ready(answer.take().unwrap_or(Err(StoreError::new(
+                "replay future polled after completion",
+            )))),
             Inner::Waiting(future) => future.as_mut().poll(cx),
         }
     }

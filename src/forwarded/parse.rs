@@ -4,6 +4,8 @@
 //! Strict by design: a value that holds two certificates, trailing bytes after the DER, a PEM
 //! block that is not a certificate, or anything that is not a well-formed X.509 certificate is
 //! refused, never "repaired".
+//!
+//! The quote-aware splitting and unquoting serve the origin headers too ([`super::origin`]).
 
 use base64::alphabet;
 use base64::engine::general_purpose::GeneralPurpose;
@@ -164,8 +166,9 @@ fn hex_digest(hex: &[u8]) -> Result<[u8; 32], &'static str> {
     encoding::hex_array(hex).ok_or("XFCC Hash is not hex")
 }
 
-/// Splits at `sep` outside double quotes (XFCC quotes values holding `,` `;` `=`).
-fn split_unquoted(value: &[u8], sep: u8) -> Result<Vec<&[u8]>, &'static str> {
+/// Splits at `sep` outside double quotes (XFCC and RFC 7239 `Forwarded` quote values holding
+/// `,` `;` `=`).
+pub(super) fn split_unquoted(value: &[u8], sep: u8) -> Result<Vec<&[u8]>, &'static str> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut quoted = false;
@@ -190,7 +193,7 @@ fn split_unquoted(value: &[u8], sep: u8) -> Result<Vec<&[u8]>, &'static str> {
 }
 
 /// A value, unquoted (`"…"` with `\"` and `\\` escapes) if it is quoted.
-fn unquote(value: &[u8]) -> Result<Vec<u8>, &'static str> {
+pub(super) fn unquote(value: &[u8]) -> Result<Vec<u8>, &'static str> {
     let Some(inner) = value.strip_prefix(b"\"") else {
         return Ok(value.to_vec());
     };
@@ -208,7 +211,7 @@ fn unquote(value: &[u8]) -> Result<Vec<u8>, &'static str> {
 }
 
 /// HTTP optional whitespace (SP, HTAB) trimmed from both ends.
-fn trim(value: &[u8]) -> &[u8] {
+pub(super) fn trim(value: &[u8]) -> &[u8] {
     trim_by(value, |b| b == b' ' || b == b'\t')
 }
 

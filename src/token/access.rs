@@ -142,7 +142,10 @@ impl AccessToken {
     /// Which sender constraints the token carries, all of which held for this request once the
     /// layer let it through.
     pub fn binding(&self) -> Binding {
-        match (self.thumbprint().is_some(), self.dpop_thumbprint().is_some()) {
+        match (
+            self.thumbprint().is_some(),
+            self.dpop_thumbprint().is_some(),
+        ) {
             (false, false) => Binding::Unbound,
             (true, false) => Binding::Certificate,
             (false, true) => Binding::Dpop,

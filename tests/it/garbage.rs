@@ -188,3 +188,118 @@ async fn random_and_mutated_inputs_never_panic_and_forgeries_never_pass() {
         "{accepted_signed_variants}"
     );
 }
+
+/// Sends `Authorization: DPoP <token>` with `proof` (when it is a header value at all).
+async fn dpop_status_of(
+    svc: &(impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible>
+          + Clone),
+    token: &str,
+    proof: &[u8],
+) -> Option<StatusCode> {
+    let value = HeaderValue::from_bytes(proof).ok()?;
+    let mut request = Request::get("https://api.test/whoami")
+        .body(String::new())
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("DPoP {token}")).expect("header"),
+    );
+    request.headers_mut().insert("dpop", value);
+    let response = svc.clone().oneshot(request).await.unwrap();
+    if response.status() != StatusCode::OK {
+        assert!(response.extensions().get::<AuthError>().is_some());
+    }
+    assert!(
+        !response.status().is_server_error(),
+        "client input gave {}",
+        response.status()
+    );
+    Some(response.status())
+}
+
+#[tokio::test]
+async fn random_and_mutated_dpop_proofs_never_panic_and_forgeries_never_pass() {
+    use crate::common::{claims_dpop_bound, proof_claims, ProofKey};
+    let issuer = TestKey::es256("k1");
+    let client = ProofKey::es256();
+    let svc = BoundTokenLayer::new(static_validator(&[&issuer]))
+        .dpop(certbound::dpop::Dpop::new())
+        .layer(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    let token = issuer.sign(&claims_dpop_bound(&client.jkt()));
+    let url = "https://api.test/whoami";
+    let good = client.proof("GET", url, &token);
+    assert_eq!(
+        dpop_status_of(&svc, &token, good.as_bytes()).await,
+        Some(StatusCode::OK)
+    );
+    let mut rng = Rng(0xd0b0_5eed_1234_5678);
+    let mut accepted = 0;
+    for round in 0..2000 {
+        let proof: Vec<u8> = match round % 4 {
+            // A fresh good proof with bytes flipped, cut or inserted.
+            0 => {
+                let mut p = client.proof("GET", url, &token).into_bytes();
+                let original = p.clone();
+                for _ in 0..=rng.below(3) {
+                    match rng.below(3) {
+                        0 if !p.is_empty() => {
+                            let i = rng.below(p.len());
+                            p[i] = B64[rng.below(B64.len())];
+                        }
+                        1 => p.truncate(rng.below(p.len() + 1)),
+                        _ => {
+                            let extra = rng.bytes(20, B64);
+                            let at = rng.below(p.len() + 1);
+                            p.splice(at..at, extra);
+                        }
+                    }
+                }
+                if p == original {
+                    continue;
+                }
+                p
+            }
+            // Validly signed by the client's key, with a random JOSE header around its jwk.
+            1 => {
+                let mut header = random_json(&mut rng, 2);
+                if let Value::Object(map) = &mut header {
+                    if rng.below(2) == 0 {
+                        map.insert("jwk".into(), client.jwk());
+                    }
+                    map.entry("alg").or_insert(json!("ES256"));
+                    if rng.below(2) == 0 {
+                        map.insert("typ".into(), json!("dpop+jwt"));
+                    }
+                }
+                client
+                    .sign(&header, &proof_claims("GET", url, Some(&token)))
+                    .into_bytes()
+            }
+            // Validly signed, good header, random values for the claims.
+            2 => {
+                let mut claims = proof_claims("GET", url, Some(&token));
+                for name in ["jti", "htm", "htu", "iat", "ath", "nonce"] {
+                    if rng.below(3) == 0 {
+                        claims[name] = random_json(&mut rng, 2);
+                    }
+                }
+                client.sign(&client.header(), &claims).into_bytes()
+            }
+            // Random bytes.
+            _ => rng.bytes(200, B64),
+        };
+        let passed = dpop_status_of(&svc, &token, &proof).await == Some(StatusCode::OK);
+        match round % 4 {
+            // Signed by the right key: passes only when the randomness left it genuine.
+            1 | 2 => accepted += usize::from(passed),
+            _ => assert!(
+                !passed,
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&proof)
+            ),
+        }
+    }
+    assert!((1..1000).contains(&accepted), "{accepted}");
+}

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 const INACTIVE: &str = "access token not active";
 const MISMATCH: &str = "access token bound to another certificate";
-const UNBOUND: &str = "access token not certificate-bound";
+const UNBOUND: &str = "access token not sender-constrained";
 const INVALID_TOKEN: &str = "invalid access token";
 const EXPIRED: &str = "access token expired";
 

@@ -36,11 +36,13 @@ mod authz_example;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "axum-server"))]
 mod axum_server;
 // Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod dpop;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
+mod dpop_redis;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
-#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
-mod dpop_redis;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]

@@ -1,14 +1,22 @@
 //! Behind real TLS-terminating proxies: nginx and HAProxy (Debian packages) in front of a
 //! service on plain HTTP (`certbound::serve_plain`) that trusts only them (`127.0.0.2/32`, the
-//! address they connect from) to forward the client certificate.
+//! address they connect from) to forward the client certificate, and the origin the client
+//! used (`X-Forwarded-*` from nginx, RFC 7239 `Forwarded` from HAProxy).
 
 use std::future::IntoFuture as _;
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
 use crate::common::*;
-use axum::Router;
+use axum::extract::Request;
+use axum::routing::get;
+use axum::{Json, Router};
+use certbound::forwarded::{ForwardedOrigin, IpRange, OriginHeaders};
 use certbound::{BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer};
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const NO_CERTIFICATE: &str = "client certificate required";
 const MISMATCH: &str = "access token bound to another certificate";
@@ -20,9 +28,18 @@ struct Upstream {
 }
 
 async fn upstream(format: ForwardedCertFormat, key: &TestKey) -> Upstream {
-    let forwarded = ForwardedCertLayer::new(format)
-        .trust_proxy(format!("{PROXY_SOURCE}/32").parse().expect("range"));
-    let app: Router = whoami_app(BoundTokenLayer::new(static_validator(&[key]))).layer(forwarded);
+    let forwarded = ForwardedCertLayer::new(format).trust_proxy(proxy_range());
+    serve_upstream(whoami_app(BoundTokenLayer::new(static_validator(&[key]))).layer(forwarded))
+        .await
+}
+
+/// The proxies' source address, as a trusted range.
+fn proxy_range() -> IpRange {
+    format!("{PROXY_SOURCE}/32").parse().expect("range")
+}
+
+/// `app` on plain HTTP on 127.0.0.1.
+async fn serve_upstream(app: Router) -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -220,4 +237,256 @@ async fn rfc9440_and_xfcc_from_a_trusted_peer() {
         let response = send(&elsewhere, &url, headers).await;
         assert_eq!(response.status(), 401, "{format:?} from 127.0.0.1");
     }
+}
+
+/// The origin tests' service: `GET /origin` answers the [`ForwardedOrigin`] it was given and
+/// the origin headers that reached it.
+async fn origin_upstream(layer: ForwardedCertLayer) -> Upstream {
+    async fn echo(request: Request) -> Json<Value> {
+        let origin = request.extensions().get::<ForwardedOrigin>();
+        let header = |name| {
+            let values = request.headers().get_all(name).iter();
+            values
+                .map(|v| v.to_str().expect("ASCII").to_owned())
+                .collect::<Vec<_>>()
+        };
+        Json(json!({
+            "origin": origin.map(ToString::to_string),
+            "x-forwarded-host": header("x-forwarded-host"),
+            "forwarded": header("forwarded"),
+        }))
+    }
+    serve_upstream(Router::new().route("/origin", get(echo)).layer(layer)).await
+}
+
+/// What a proxy tells the upstream about the client's origin, in its configuration.
+fn origin_config(kind: ProxyKind, dir: &std::path::Path, port: u16, upstream: &Upstream) -> String {
+    let (d, upstream) = (dir.display(), upstream.addr);
+    match kind {
+        // As the module docs advise: nginx replaces whatever the client sent in both headers.
+        ProxyKind::Nginx => format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {d}/server-cert.pem;
+        ssl_certificate_key {d}/server-key.pem;
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_bind {PROXY_SOURCE};
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }}
+    }}
+}}
+"#
+        ),
+        // HAProxy 2.6 has no `option forwarded`: it appends its own element by hand, after
+        // whatever the client sent, and refuses a Host that could break out of the quotes.
+        ProxyKind::Haproxy => format!(
+            r#"global
+    maxconn 64
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend tls
+    bind 127.0.0.1:{port} ssl crt {d}/haproxy.pem
+    http-request deny unless {{ req.hdr_cnt(host) eq 1 }} {{ req.hdr(host) -m reg '^[][A-Za-z0-9.:-]+$' }}
+    http-request add-header Forwarded 'proto=https;host="%[req.hdr(host)]"'
+    default_backend app
+backend app
+    server app {upstream} source {PROXY_SOURCE}
+"#
+        ),
+    }
+}
+
+/// A proxy started with [`origin_config`] (`common::Proxy` runs the certificate tests'
+/// configurations); killed on drop.
+struct OriginProxy {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OriginProxy {
+    async fn start(kind: ProxyKind, pki: &Pki, upstream: &Upstream) -> OriginProxy {
+        let dir = std::env::temp_dir().join(format!(
+            "certbound-origin-proxy-{kind:?}-{}-{}",
+            std::process::id(),
+            upstream.addr.port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("proxy dir");
+        let pem = pki.write_pem_files(&dir).expect("PEM files");
+        let port = free_port();
+        let config = origin_config(kind, &dir, port, upstream);
+        let (binary, args) = match kind {
+            ProxyKind::Nginx => {
+                let path = dir.join("nginx.conf");
+                std::fs::write(&path, config).expect("nginx.conf");
+                let (prefix, path) = (dir.display().to_string(), path.display().to_string());
+                (
+                    "/usr/sbin/nginx",
+                    vec!["-p".into(), prefix, "-c".into(), path],
+                )
+            }
+            ProxyKind::Haproxy => {
+                let bundle = [pem.server_cert, pem.server_key]
+                    .map(|path| std::fs::read_to_string(path).expect("PEM"))
+                    .concat();
+                std::fs::write(dir.join("haproxy.pem"), bundle).expect("haproxy.pem");
+                let path = dir.join("haproxy.cfg");
+                std::fs::write(&path, config).expect("haproxy.cfg");
+                (
+                    "/usr/sbin/haproxy",
+                    vec!["-db".into(), "-f".into(), path.display().to_string()],
+                )
+            }
+        };
+        let child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+        let mut proxy = OriginProxy { child, port, dir };
+        // Poll until it accepts TCP connections (every 20 ms, at most 10 s).
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..500 {
+            tick.tick().await;
+            if let Some(status) = proxy.child.try_wait().expect("try_wait") {
+                let log = std::fs::read_to_string(proxy.dir.join("error.log")).unwrap_or_default();
+                panic!("{kind:?} exited at start ({status}): {log}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return proxy;
+            }
+        }
+        panic!("{kind:?} did not listen on 127.0.0.1:{port} within 10 s");
+    }
+}
+
+impl Drop for OriginProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// [`origin_request`], answered `200` with JSON.
+async fn origin_seen(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Value {
+    let response = origin_request(client, url, headers)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+    assert_eq!(response.status(), 200, "{url} {headers:?}");
+    response.json().await.expect("JSON")
+}
+
+/// `GET url` with `headers`, a `Host` among them sent as given.
+fn origin_request(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    headers
+        .iter()
+        .fold(client.get(url), |request, (name, value)| {
+            request.header(*name, HeaderValue::from_str(value).expect("header value"))
+        })
+}
+
+/// The origin the client used, through `kind` configured with [`origin_config`], in front of
+/// a service behind `layer`.
+async fn origin_behind(kind: ProxyKind, layer: ForwardedCertLayer) {
+    if !kind.available() {
+        return;
+    }
+    let pki = Pki::new(&format!("{kind:?}-origin-ca"));
+    let upstream = origin_upstream(layer.trust_proxy(proxy_range())).await;
+    let proxy = OriginProxy::start(kind, &pki, &upstream).await;
+    let url = format!("https://127.0.0.1:{}/origin", proxy.port);
+    let client = https_client(&pki.ca_der(), None);
+    // Whatever the client says about its origin is replaced (nginx) or comes before the
+    // proxy's own element and is ignored (HAProxy).
+    let forged = [
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "proto=http;host=evil.example"),
+    ];
+
+    let host = format!("API.Example:{}", proxy.port);
+    let mut headers = vec![("host", host.as_str())];
+    headers.extend(forged);
+    let seen = origin_seen(&client, &url, &headers).await;
+    let expected = format!("https://api.example:{}", proxy.port);
+    assert_eq!(seen["origin"], expected.as_str(), "{kind:?}: {seen}");
+    // A trusted proxy's headers reach the service as it wrote them.
+    match kind {
+        ProxyKind::Nginx => assert_eq!(seen["x-forwarded-host"], json!([host]), "{seen}"),
+        ProxyKind::Haproxy => assert_eq!(
+            seen["forwarded"],
+            json!([forged[2].1, format!("proto=https;host=\"{host}\"")]),
+            "{seen}"
+        ),
+    }
+
+    // The default port is no part of the origin.
+    let seen = origin_seen(&client, &url, &[("host", "Api.Example:443")]).await;
+    assert_eq!(seen["origin"], "https://api.example", "{kind:?}: {seen}");
+
+    // A Host that would end HAProxy's quoted value and add an element of its own: refused by
+    // the proxy (see the module docs' deployment caveat); nginx refuses it by itself.
+    let injection = origin_request(
+        &client,
+        &url,
+        &[("host", "a.example\", proto=http;host=\"evil.example")],
+    );
+    let status = injection.send().await.expect("response").status();
+    assert!(status.is_client_error(), "{kind:?}: {status}");
+
+    // The same headers on a direct connection (an untrusted peer): no origin, and none of them
+    // reaches the service.
+    let direct = format!("http://{}/origin", upstream.addr);
+    let seen = origin_seen(&client, &direct, &forged).await;
+    assert_eq!(
+        seen,
+        json!({"origin": null, "x-forwarded-host": [], "forwarded": []}),
+        "{kind:?}"
+    );
+}
+
+#[tokio::test]
+async fn origin_behind_nginx() {
+    let layer = ForwardedCertLayer::new(ForwardedCertFormat::Nginx)
+        .forwarded_origin(OriginHeaders::XForwarded);
+    origin_behind(ProxyKind::Nginx, layer).await;
+}
+
+#[tokio::test]
+async fn origin_behind_haproxy() {
+    origin_behind(
+        ProxyKind::Haproxy,
+        ForwardedCertLayer::origin_only(OriginHeaders::Forwarded),
+    )
+    .await;
 }

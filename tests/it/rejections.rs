@@ -19,7 +19,7 @@ const NOT_YET_VALID: &str = "access token not yet valid";
 const UNKNOWN_KEY: &str = "unknown signing key";
 const NO_CERTIFICATE: &str = "client certificate required";
 const MISMATCH: &str = "access token bound to another certificate";
-const UNBOUND: &str = "access token not certificate-bound";
+const UNBOUND: &str = "access token not sender-constrained";
 const INVALID_REQUEST_CHALLENGE: &str =
     "Bearer error=\"invalid_request\", error_description=\"malformed authorization header\"";
 const INSUFFICIENT_SCOPE_CHALLENGE: &str =

@@ -269,7 +269,7 @@ async fn rejections_follow_the_one_table() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         grpc_challenge(&status),
-        invalid_token_challenge("access token not certificate-bound")
+        invalid_token_challenge("access token not sender-constrained")
     );
     server.shutdown().await;
 }

@@ -117,7 +117,11 @@ impl Rules {
                     return Err(invalid("introspection: token_type DPoP without cnf.jkt"));
                 }
             }
-            Some(_) => return Err(invalid("introspection: token_type is neither Bearer nor DPoP")),
+            Some(_) => {
+                return Err(invalid(
+                    "introspection: token_type is neither Bearer nor DPoP",
+                ))
+            }
         }
         // Some servers (Ory Hydra) introspect refresh tokens too and say so here.
         match claims.get("token_use") {

@@ -8,6 +8,7 @@
 
 mod alone;
 mod client;
+mod dpop;
 mod example;
 mod grpc;
 mod https_server;
@@ -29,6 +30,7 @@ use base64::Engine as _;
 
 pub use alone::runs_alone;
 pub use client::{https_client, https_client_http1};
+pub use dpop::{ath, claims_dpop_bound, dpop_headers, proof_claims, ProofKey};
 pub use example::{build_example, run_to_exit, ExampleProcess, ScratchDir};
 pub use grpc::{grpc_challenge, grpc_channel, with_token};
 pub use https_server::{HttpsServer, PresentedCertificate};

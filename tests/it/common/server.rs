@@ -61,6 +61,7 @@ pub async fn whoami(token: AccessToken, request: Request) -> Json<Value> {
         "client_id": token.client_id(),
         "scopes": token.scopes(),
         "thumbprint": token.thumbprint().map(ToString::to_string),
+        "jkt": token.dpop_thumbprint().map(ToString::to_string),
         "connection": {
             "remote_addr": info.map(|i| i.remote_addr().to_string()),
             "thumbprint": cert.map(|c| c.thumbprint().to_string()),
