@@ -56,19 +56,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
 use certbound::tls::ServerTls;
-use certbound::dpop::{Dpop, MemoryReplayStore};
-use redis_shim::RedisReplayStore;
-// TEMPORARY until dpop-redis lands.
-mod redis_shim {
-    pub(crate) struct RedisReplayStore;
-    impl RedisReplayStore {
-        pub(crate) async fn connect(
-            _url: &str,
-        ) -> Result<certbound::dpop::MemoryReplayStore, crate::BoxError> {
-            Err("dpop-redis not merged yet".into())
-        }
-    }
-}
+use certbound::dpop::{Dpop, MemoryReplayStore, RedisReplayStore};
 use certbound::{BoundTokenLayer, JwtValidator};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty, Full};
