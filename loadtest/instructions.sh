@@ -9,6 +9,11 @@
 #   loadtest/instructions.sh                   # HTTP/1.1, 16 connections
 #   PROTOCOL=h2 loadtest/instructions.sh       # HTTP/2
 #   VARIANTS="baseline repeated" loadtest/instructions.sh
+#   VARIANTS="dpop dpop-redis huskarl-dpop" loadtest/instructions.sh   # DPoP (issue 13)
+#
+# DPoP variants: the load client signs each run's proofs before the server starts (see
+# BENCHMARKS.md); dpop-redis starts its own redis-server (not under callgrind: the figure is the
+# resource server's own instructions, the store's round trip excluded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 1; }
@@ -31,7 +36,7 @@ measure() { # variant duration
 }
 
 printf '| variant | instructions per request | requests counted |\n|---|---|---|\n'
-for variant in ${VARIANTS:-baseline repeated distinct peer-repeated peer-distinct}; do
+for variant in ${VARIANTS:-baseline repeated distinct dpop peer-repeated peer-distinct huskarl-repeated huskarl-distinct huskarl-dpop}; do
   read -r ir1 n1 < <(measure "$variant" "${SHORT:-2}")
   read -r ir2 n2 < <(measure "$variant" "${LONG:-6}")
   if [ "$n2" -le "$n1" ]; then

@@ -15,7 +15,15 @@
 //! - `distinct`: the same server, every request a different token, pre-minted and bound to the
 //!   connection's certificate (every request a cache miss);
 //! - `peer-repeated`, `peer-distinct`: `tower-oauth2-resource-server` (JWT only, no binding) with
-//!   a static JWKS, the same issuer, audience and `exp`/`nbf` checks, on the same two workloads.
+//!   a static JWKS, the same issuer, audience and `exp`/`nbf` checks, on the same two workloads;
+//! - `dpop`: `BoundTokenLayer<JwtValidator>` with `.dpop(Dpop::new())` (in-memory replay store):
+//!   the same DPoP-bound token (`cnf.jkt`) on every request of a connection, with a fresh proof
+//!   per request, signed by the client before the run;
+//! - `dpop-redis`: the same with a `RedisReplayStore` on a `redis-server` this tool starts;
+//! - `huskarl-repeated`, `huskarl-distinct`, `huskarl-dpop`: `huskarl-resource-server`'s
+//!   `Rfc9068Validator` (static JWKS, aws-lc-rs verifier platform, an in-process `jti` set for
+//!   DPoP proofs), given each request's headers, method, absolute URI and client certificate, on
+//!   the certificate-bound and DPoP workloads.
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so
@@ -48,6 +56,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use bytes::Bytes;
 use certbound::tls::ServerTls;
+use certbound::dpop::{Dpop, MemoryReplayStore, RedisReplayStore};
 use certbound::{BoundTokenLayer, JwtValidator};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty, Full};
@@ -64,6 +73,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tower::Layer as _;
+
+mod huskarl_peer;
 
 const ISS: &str = "https://as.load.test";
 const AUD: &str = "https://api.load.test";
@@ -82,13 +93,16 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --rounds N               rounds of all variants (default 5; --quick 1)
   --connections LIST       concurrent connections, e.g. 16,64 (default 16,64)
   --protocols LIST         h1,h2 (default both)
-  --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct (default all)
+  --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct,dpop,dpop-redis,
+                           huskarl-repeated,huskarl-distinct,huskarl-dpop (default all)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)
   --memory                 peak server RSS after --memory-tokens distinct tokens instead
   --memory-tokens N        (default 200000; --quick 20000)
   --memory-connections N   (default 4)
+  --replay-max-entries N   bound of the in-memory DPoP replay store (default: none; --memory with
+                           the dpop variant: the flood's proofs beyond it are answered 503)
   --no-pin                 do not pin the load generator and the server to separate cores
   --quick                  short smoke run
   --server-only            internal: run one server (the child process)";
@@ -122,15 +136,25 @@ enum Variant {
     Distinct,
     PeerRepeated,
     PeerDistinct,
+    Dpop,
+    DpopRedis,
+    HuskarlRepeated,
+    HuskarlDistinct,
+    HuskarlDpop,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 10] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
         Variant::PeerRepeated,
         Variant::PeerDistinct,
+        Variant::Dpop,
+        Variant::DpopRedis,
+        Variant::HuskarlRepeated,
+        Variant::HuskarlDistinct,
+        Variant::HuskarlDpop,
     ];
 
     fn name(self) -> &'static str {
@@ -140,6 +164,11 @@ impl Variant {
             Variant::Distinct => "distinct",
             Variant::PeerRepeated => "peer-repeated",
             Variant::PeerDistinct => "peer-distinct",
+            Variant::Dpop => "dpop",
+            Variant::DpopRedis => "dpop-redis",
+            Variant::HuskarlRepeated => "huskarl-repeated",
+            Variant::HuskarlDistinct => "huskarl-distinct",
+            Variant::HuskarlDpop => "huskarl-dpop",
         }
     }
 
@@ -155,6 +184,11 @@ impl Variant {
             Variant::Baseline => ServerKind::Plain,
             Variant::Repeated | Variant::Distinct => ServerKind::Certbound,
             Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
+            Variant::Dpop => ServerKind::CertboundDpop,
+            Variant::DpopRedis => ServerKind::CertboundDpopRedis,
+            Variant::HuskarlRepeated | Variant::HuskarlDistinct | Variant::HuskarlDpop => {
+                ServerKind::Huskarl
+            }
         }
     }
 
@@ -162,8 +196,14 @@ impl Variant {
         match self {
             // The baseline gets the same request bytes (a token it ignores), so that the ratio
             // measures the layer, not the parsing of a longer header (HPACK on HTTP/2).
-            Variant::Baseline | Variant::Repeated | Variant::PeerRepeated => Workload::Repeated,
-            Variant::Distinct | Variant::PeerDistinct => Workload::Distinct,
+            Variant::Baseline
+            | Variant::Repeated
+            | Variant::PeerRepeated
+            | Variant::HuskarlRepeated => Workload::Repeated,
+            Variant::Distinct | Variant::PeerDistinct | Variant::HuskarlDistinct => {
+                Workload::Distinct
+            }
+            Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop => Workload::Dpop,
         }
     }
 }
@@ -173,29 +213,53 @@ enum ServerKind {
     Plain,
     Certbound,
     Peer,
+    CertboundDpop,
+    CertboundDpopRedis,
+    Huskarl,
 }
 
 impl ServerKind {
+    const ALL: [ServerKind; 6] = [
+        ServerKind::Plain,
+        ServerKind::Certbound,
+        ServerKind::Peer,
+        ServerKind::CertboundDpop,
+        ServerKind::CertboundDpopRedis,
+        ServerKind::Huskarl,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             ServerKind::Plain => "plain",
             ServerKind::Certbound => "certbound",
             ServerKind::Peer => "peer",
+            ServerKind::CertboundDpop => "certbound-dpop",
+            ServerKind::CertboundDpopRedis => "certbound-dpop-redis",
+            ServerKind::Huskarl => "huskarl",
         }
     }
 
     fn parse(s: &str) -> Result<Self, String> {
-        [ServerKind::Plain, ServerKind::Certbound, ServerKind::Peer]
+        Self::ALL
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| format!("unknown server kind {s:?}"))
+    }
+
+    /// Whether the server checks `cnf.x5t#S256` against the connection's certificate.
+    fn binds_certificates(self) -> bool {
+        !matches!(self, ServerKind::Plain | ServerKind::Peer)
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
+    /// The same certificate-bound Bearer token on every request of a connection.
     Repeated,
+    /// A different certificate-bound Bearer token on every request.
     Distinct,
+    /// The same DPoP-bound token on every request of a connection, a fresh proof each time.
+    Dpop,
 }
 
 #[derive(Debug)]
@@ -212,6 +276,8 @@ struct Args {
     memory: bool,
     memory_tokens: u64,
     memory_connections: usize,
+    /// `max_entries` of the in-memory DPoP replay store.
+    replay_max_entries: Option<usize>,
     quick: bool,
     /// Client threads on the first cores, the server child on the others (`taskset`).
     pin: bool,
@@ -265,6 +331,7 @@ impl Args {
         let mut memory = false;
         let mut memory_tokens = None;
         let mut memory_connections = 4;
+        let mut replay_max_entries = None;
         let mut quick = false;
         let mut pin = true;
         let mut bench_flag = false;
@@ -292,6 +359,7 @@ impl Args {
                 "--memory" => memory = true,
                 "--memory-tokens" => memory_tokens = Some(parse_count(&value()?)?),
                 "--memory-connections" => memory_connections = parse_count(&value()?)?,
+                "--replay-max-entries" => replay_max_entries = Some(parse_count(&value()?)?),
                 "--quick" => quick = true,
                 "--no-pin" => pin = false,
                 "--server-only" => server_only = Some(ServerKind::parse(&value()?)?),
@@ -327,6 +395,7 @@ impl Args {
             memory,
             memory_tokens: memory_tokens.unwrap_or(if quick { 20_000 } else { 200_000 }),
             memory_connections,
+            replay_max_entries,
             quick,
             // Pinning needs a core for each side and `taskset` (util-linux).
             pin: pin && cores >= server_threads + 1,
@@ -382,6 +451,10 @@ struct ServerMaterial {
     cert_der: Vec<u8>,
     key_pkcs8: Vec<u8>,
     jwks: String,
+    /// The DPoP variants: `max_entries` of the in-memory replay store.
+    replay_max_entries: Option<usize>,
+    /// `dpop-redis`: the redis-server this tool started.
+    redis_url: Option<String>,
 }
 
 impl ServerMaterial {
@@ -391,6 +464,8 @@ impl ServerMaterial {
             "cert": STANDARD.encode(&self.cert_der),
             "key": STANDARD.encode(&self.key_pkcs8),
             "jwks": self.jwks,
+            "replay_max_entries": self.replay_max_entries,
+            "redis_url": self.redis_url,
         })
         .to_string();
         line.push('\n');
@@ -410,6 +485,10 @@ impl ServerMaterial {
             cert_der: STANDARD.decode(field("cert")?)?,
             key_pkcs8: STANDARD.decode(field("key")?)?,
             jwks: field("jwks")?,
+            replay_max_entries: v["replay_max_entries"]
+                .as_u64()
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            redis_url: v["redis_url"].as_str().map(str::to_owned),
         })
     }
 }
@@ -420,6 +499,89 @@ struct ClientIdentity {
     key_pkcs8: Vec<u8>,
     /// RFC 8705 §3.1, computed here independently of certbound.
     x5t_s256: String,
+    /// This client's DPoP key (P-256), which signs its proofs.
+    dpop: DpopSigner,
+}
+
+/// A client's DPoP key: signs proofs (RFC 9449 §4.2) with jsonwebtoken's aws-lc-rs backend,
+/// independently of certbound's own signer.
+struct DpopSigner {
+    key: EncodingKey,
+    /// The proof header, base64url-encoded once: `typ`, `alg` and the public `jwk`.
+    header_b64: String,
+    /// RFC 7638 thumbprint of the public key (the token's `cnf.jkt`).
+    jkt: String,
+    /// Makes every proof's `jti` unique.
+    serial: AtomicU64,
+}
+
+/// The `htu` of every proof: what both servers see as the request's URL (`https`, the `Host`
+/// or `:authority` the client sends, path `/`).
+const HTU: &str = "https://localhost/";
+
+impl DpopSigner {
+    fn new(client: usize) -> Self {
+        let key = p256();
+        let point = key.public_key_raw();
+        let (x, y) = (
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..]),
+        );
+        let header = json!({
+            "typ": "dpop+jwt", "alg": "ES256",
+            "jwk": { "kty": "EC", "crv": "P-256", "x": x, "y": y },
+        });
+        // RFC 7638 §3.2: the required members in lexicographic order, no whitespace.
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        DpopSigner {
+            key: EncodingKey::from_ec_der(&key.serialize_der()),
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            jkt: URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)),
+            // Distinct per client, so that two clients never share a jti either.
+            serial: AtomicU64::new((client as u64) << 40),
+        }
+    }
+
+    /// A fresh proof for `GET https://localhost/` with access token hash `ath`.
+    fn proof(&self, ath: &str) -> HeaderValue {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let jti = self.serial.fetch_add(1, Ordering::Relaxed);
+        let claims = format!(
+            r#"{{"jti":"p-{jti:x}","htm":"GET","htu":"{HTU}","iat":{now},"ath":"{ath}"}}"#
+        );
+        let input = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims));
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &self.key, Algorithm::ES256)
+            .expect("proof signs");
+        HeaderValue::try_from(format!("{input}.{signature}")).expect("header value")
+    }
+
+    /// `count` fresh proofs, signed on all cores.
+    fn proofs(&self, ath: &str, count: usize) -> Vec<HeaderValue> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per_thread = count.div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let n = per_thread.min(count.saturating_sub(t * per_thread));
+                    s.spawn(move || (0..n).map(|_| self.proof(ath)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("signing thread"))
+                .collect()
+        })
+    }
+}
+
+/// A client's DPoP-bound access token (`Authorization: DPoP ...`) and its `ath`.
+#[derive(Clone)]
+struct DpopToken {
+    authorization: HeaderValue,
+    ath: Arc<str>,
 }
 
 struct Material {
@@ -470,6 +632,7 @@ impl Material {
                     cert,
                     key_pkcs8: key.serialize_der(),
                     x5t_s256,
+                    dpop: DpopSigner::new(i),
                 }
             })
             .collect();
@@ -488,6 +651,8 @@ impl Material {
                 cert_der: server_cert.der().to_vec(),
                 key_pkcs8: server_key.serialize_der(),
                 jwks: json!({ "keys": [jwk] }).to_string(),
+                replay_max_entries: None,
+                redis_url: None,
             },
             clients,
             signer: TokenSigner {
@@ -507,6 +672,26 @@ struct TokenSigner {
 
 impl TokenSigner {
     fn mint(&self, x5t_s256: &str) -> HeaderValue {
+        let token = self.mint_with_cnf(json!({ "x5t#S256": x5t_s256 }));
+        let mut value = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
+        value.set_sensitive(true);
+        value
+    }
+
+    /// A token bound (`cnf.jkt`) to a client's DPoP key.
+    fn mint_dpop(&self, jkt: &str) -> DpopToken {
+        let token = self.mint_with_cnf(json!({ "jkt": jkt }));
+        let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+        let mut authorization =
+            HeaderValue::try_from(format!("DPoP {token}")).expect("header value");
+        authorization.set_sensitive(true);
+        DpopToken {
+            authorization,
+            ath: ath.into(),
+        }
+    }
+
+    fn mint_with_cnf(&self, cnf: Value) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
@@ -515,15 +700,12 @@ impl TokenSigner {
             "iss": ISS, "aud": AUD, "sub": "load-user", "client_id": "load-client",
             "scope": "read write", "iat": now, "nbf": now, "exp": now + 3600,
             "jti": format!("load-{}", self.serial.fetch_add(1, Ordering::Relaxed)),
-            "cnf": { "x5t#S256": x5t_s256 },
+            "cnf": cnf,
         });
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(KID.to_owned());
         header.typ = Some("at+jwt".to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key).expect("token signs");
-        let mut value = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
-        value.set_sensitive(true);
-        value
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("token signs")
     }
 
     /// `count` distinct tokens bound to `x5t_s256`, minted on all cores.
@@ -621,6 +803,28 @@ fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
                 let service = peer.into_layer::<OkBody>().layer(handler);
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
+            ServerKind::CertboundDpop | ServerKind::CertboundDpopRedis => {
+                let validator = JwtValidator::builder(ISS, AUD)
+                    .jwks_json(material.jwks)
+                    .build()?;
+                let dpop = if kind == ServerKind::CertboundDpopRedis {
+                    let url = material.redis_url.ok_or("dpop-redis: no redis URL")?;
+                    Dpop::new().replay_store(RedisReplayStore::connect(&url).await?)
+                } else {
+                    let mut store = MemoryReplayStore::new();
+                    if let Some(entries) = material.replay_max_entries {
+                        store = store.max_entries(entries);
+                    }
+                    Dpop::new().replay_store(store)
+                };
+                let service = BoundTokenLayer::new(validator).dpop(dpop).layer(handler);
+                tokio::spawn(certbound::serve(listener, tls, service).into_future());
+            }
+            ServerKind::Huskarl => {
+                let validator = huskarl_peer::validator(&material.jwks, ISS, AUD).await?;
+                let service = huskarl_peer::HuskarlAuth::new(validator, handler);
+                tokio::spawn(certbound::serve(listener, tls, service).into_future());
+            }
         }
         Ok::<_, BoxError>(addr)
     })?;
@@ -643,7 +847,6 @@ fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
 
 /// A server child process.
 struct ServerProcess {
-    kind: ServerKind,
     child: Child,
     stdin: Option<ChildStdin>,
     addr: SocketAddr,
@@ -686,7 +889,6 @@ impl ServerProcess {
             }
         };
         Ok(ServerProcess {
-            kind,
             child,
             stdin: Some(stdin),
             addr,
@@ -713,6 +915,87 @@ impl Drop for ServerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The redis-server of `dpop-redis`
+// ---------------------------------------------------------------------------------------------
+
+/// A redis-server of this tool's own on a free local port, without persistence (as the test
+/// fixtures start it), pinned with the server child; stopped on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start(args: &Args) -> Result<Self, BoxError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut command = if args.pin {
+            // The store is server-side work: it shares the server's cores, never the client's.
+            let mut command = Command::new("taskset");
+            command.args(["-c", &args.server_cpus(), "redis-server"]);
+            command
+        } else {
+            Command::new("redis-server")
+        };
+        let child = command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server (Debian: apt-get install redis-server): {e}"))?;
+        let server = RedisServer { child, port };
+        for _ in 0..100 {
+            if server.cli(&["PING"]).is_ok_and(|out| out.trim() == "PONG") {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("redis-server did not answer PING within 5 s".into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, command: &[&str]) -> Result<String, BoxError> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(command)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("redis-cli {command:?}: {}", out.status).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Zeroes `INFO commandstats`.
+    fn reset_stats(&self) -> Result<(), BoxError> {
+        self.cli(&["CONFIG", "RESETSTAT"]).map(drop)
+    }
+
+    /// Calls per command since the last reset (`cmdstat_set:calls=N,...`), this tool's own
+    /// `CONFIG` and `INFO` left out.
+    fn commandstats(&self) -> Result<BTreeMap<String, u64>, BoxError> {
+        let info = self.cli(&["INFO", "commandstats"])?;
+        Ok(info
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .filter(|(name, _)| !name.starts_with("config") && name != "info")
+            .collect())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -840,7 +1123,7 @@ impl Histogram {
 // The load generator
 // ---------------------------------------------------------------------------------------------
 
-/// How a connection obtains the `Authorization` header of each request.
+/// How a connection obtains the `Authorization` (and `DPoP`) headers of each request.
 #[derive(Clone)]
 enum Tokens {
     None,
@@ -849,6 +1132,11 @@ enum Tokens {
     Pool(Arc<Vec<HeaderValue>>),
     /// Minted on the fly on the client (memory mode, where client time does not matter).
     Mint(Arc<Material>, usize),
+    /// One DPoP-bound token and pre-signed proofs, each used once; past the end, reused
+    /// (counted and reported: the server refuses a replayed proof).
+    Dpop(DpopToken, Arc<Vec<HeaderValue>>),
+    /// One DPoP-bound token, proofs signed on the fly by client `.1` (memory mode).
+    DpopMint(DpopToken, Arc<Material>, usize),
 }
 
 struct TokenCursor {
@@ -856,22 +1144,33 @@ struct TokenCursor {
     next: usize,
 }
 
+/// The credentials of one request: `Authorization` and `DPoP`.
+type Credentials = (Option<HeaderValue>, Option<HeaderValue>);
+
 impl TokenCursor {
-    fn next(&mut self, stats: &mut ConnStats) -> Option<HeaderValue> {
-        match &self.tokens {
-            Tokens::None => None,
-            Tokens::Same(value) => Some(value.clone()),
-            Tokens::Pool(pool) => {
-                if self.next >= pool.len() {
-                    stats.reused_tokens += 1;
-                }
-                let value = pool[self.next % pool.len()].clone();
-                self.next += 1;
-                Some(value)
+    fn next(&mut self, stats: &mut ConnStats) -> Credentials {
+        let TokenCursor { tokens, next } = self;
+        let mut take = |pool: &[HeaderValue]| {
+            if *next >= pool.len() {
+                stats.reused_tokens += 1;
             }
-            Tokens::Mint(material, client) => {
-                Some(material.signer.mint(&material.clients[*client].x5t_s256))
-            }
+            let value = pool[*next % pool.len()].clone();
+            *next += 1;
+            value
+        };
+        match tokens {
+            Tokens::None => (None, None),
+            Tokens::Same(value) => (Some(value.clone()), None),
+            Tokens::Pool(pool) => (Some(take(pool)), None),
+            Tokens::Mint(material, client) => (
+                Some(material.signer.mint(&material.clients[*client].x5t_s256)),
+                None,
+            ),
+            Tokens::Dpop(token, proofs) => (Some(token.authorization.clone()), Some(take(proofs))),
+            Tokens::DpopMint(token, material, client) => (
+                Some(token.authorization.clone()),
+                Some(material.clients[*client].dpop.proof(&token.ath)),
+            ),
         }
     }
 }
@@ -978,6 +1277,9 @@ struct ConnStats {
     /// Transport errors (whole run).
     transport_errors: u64,
     reused_tokens: u64,
+    /// Requests sent with a DPoP proof (each one reaches the replay store unless refused
+    /// before).
+    proofs_sent: u64,
     /// Connections that failed and could not be re-established.
     lost: u64,
 }
@@ -991,6 +1293,7 @@ impl ConnStats {
             bad_status: BTreeMap::new(),
             transport_errors: 0,
             reused_tokens: 0,
+            proofs_sent: 0,
             lost: 0,
         }
     }
@@ -1004,6 +1307,7 @@ impl ConnStats {
         }
         self.transport_errors += other.transport_errors;
         self.reused_tokens += other.reused_tokens;
+        self.proofs_sent += other.proofs_sent;
         self.lost += other.lost;
     }
 
@@ -1036,8 +1340,13 @@ async fn drive(
         if connector.protocol == Protocol::H1 {
             request = request.header(header::HOST, "localhost");
         }
-        if let Some(token) = tokens.next(&mut stats) {
+        let (authorization, proof) = tokens.next(&mut stats);
+        if let Some(token) = authorization {
             request = request.header(header::AUTHORIZATION, token);
+        }
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+            stats.proofs_sent += 1;
         }
         let request = request.body(Empty::new()).expect("request");
         sent += 1;
@@ -1077,6 +1386,8 @@ struct RunResult {
     elapsed: Duration,
     server_cpu_ns: u64,
     client_cpu_ns: u64,
+    /// `dpop-redis`: the redis-server's commands during the run, by command.
+    store_commands: Option<BTreeMap<String, u64>>,
 }
 
 impl RunResult {
@@ -1093,15 +1404,18 @@ impl RunResult {
 }
 
 /// Before any measurement: the server under test really authenticates. Without a token it must
-/// answer 401 (auth variants) or 200 (baseline); certbound must also refuse a valid token bound
-/// to another certificate (the peer, which does not bind, accepts it).
+/// answer 401 (auth variants) or 200 (baseline); servers that bind tokens to certificates must
+/// refuse a valid token bound to another certificate (the peer, which does not bind, accepts
+/// it); DPoP servers must accept a fresh proof and refuse it replayed. Returns the number of
+/// proofs sent.
 async fn preflight(
     sender: &mut Sender,
     protocol: Protocol,
-    kind: ServerKind,
+    variant: Variant,
     material: &Material,
-) -> Result<(), BoxError> {
-    let request = |authorization: Option<HeaderValue>| {
+) -> Result<u64, BoxError> {
+    let kind = variant.server();
+    let request = |authorization: Option<HeaderValue>, proof: Option<HeaderValue>| {
         let mut request = Request::get(match protocol {
             Protocol::H1 => "/",
             Protocol::H2 => "https://localhost/",
@@ -1112,6 +1426,9 @@ async fn preflight(
         if let Some(value) = authorization {
             request = request.header(header::AUTHORIZATION, value);
         }
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
         request.body(Empty::new()).expect("request")
     };
     let expect = |what: &str, got: StatusCode, want: StatusCode| {
@@ -1119,38 +1436,54 @@ async fn preflight(
             Ok(())
         } else {
             Err(format!(
-                "preflight ({kind:?}, {what}): {got}, expected {want}"
+                "preflight ({}, {what}): {got}, expected {want}",
+                variant.name()
             ))
         }
     };
-    let no_token = sender.send(request(None)).await?;
-    match kind {
-        ServerKind::Plain => expect("no token", no_token, StatusCode::OK)?,
-        ServerKind::Certbound | ServerKind::Peer => {
-            expect("no token", no_token, StatusCode::UNAUTHORIZED)?;
-            let elsewhere = material.signer.mint(&URL_SAFE_NO_PAD.encode([0u8; 32]));
-            let status = sender.send(request(Some(elsewhere))).await?;
-            let want = if kind == ServerKind::Certbound {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::OK
-            };
-            expect("token bound to another certificate", status, want)?;
-        }
+    let no_token = sender.send(request(None, None)).await?;
+    if kind == ServerKind::Plain {
+        expect("no token", no_token, StatusCode::OK)?;
+        return Ok(0);
     }
-    Ok(())
+    expect("no token", no_token, StatusCode::UNAUTHORIZED)?;
+    if variant.workload() == Workload::Dpop {
+        let signer = &material.clients[0].dpop;
+        let token = material.signer.mint_dpop(&signer.jkt);
+        let proof = signer.proof(&token.ath);
+        let status = sender
+            .send(request(Some(token.authorization.clone()), Some(proof.clone())))
+            .await?;
+        expect("fresh proof", status, StatusCode::OK)?;
+        let status = sender
+            .send(request(Some(token.authorization), Some(proof)))
+            .await?;
+        expect("replayed proof", status, StatusCode::UNAUTHORIZED)?;
+        return Ok(2);
+    }
+    let elsewhere = material.signer.mint(&URL_SAFE_NO_PAD.encode([0u8; 32]));
+    let status = sender.send(request(Some(elsewhere), None)).await?;
+    let want = if kind.binds_certificates() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    expect("token bound to another certificate", status, want)?;
+    Ok(0)
 }
 
 /// Connects `tokens.len()` clients to `server`, checks it (see [`preflight`]), then drives them.
 async fn run_load(
     server: &ServerProcess,
     material: &Material,
+    variant: Variant,
     protocol: Protocol,
     tokens: Vec<Tokens>,
     warmup: Duration,
     stop: StopSpec,
 ) -> Result<RunResult, BoxError> {
     let mut connections = Vec::with_capacity(tokens.len());
+    let mut preflight_proofs = 0;
     for (i, tokens) in tokens.into_iter().enumerate() {
         let connector = Connector::new(
             server.addr,
@@ -1160,7 +1493,7 @@ async fn run_load(
         );
         let mut sender = connector.connect().await?;
         if i == 0 {
-            preflight(&mut sender, protocol, server.kind, material).await?;
+            preflight_proofs = preflight(&mut sender, protocol, variant, material).await?;
         }
         connections.push((connector, sender, tokens));
     }
@@ -1212,11 +1545,13 @@ async fn run_load(
         Stop::At(end) => end - measure_from,
         Stop::After(_) => t1 - t0,
     };
+    stats.proofs_sent += preflight_proofs;
     Ok(RunResult {
         stats,
         elapsed,
         server_cpu_ns: server_cpu1.saturating_sub(server_cpu0),
         client_cpu_ns: client_cpu1.saturating_sub(client_cpu0),
+        store_commands: None,
     })
 }
 
@@ -1286,10 +1621,38 @@ fn token_pools(args: &Args, material: &Material) -> Vec<Arc<Vec<HeaderValue>>> {
     pools
 }
 
+/// Per connection, its DPoP token and fresh proofs for one run: enough that no connection runs
+/// out at `--pool-rate` requests/s over warm-up plus duration. Signed just before each run,
+/// because a proof is accepted for about a minute after its `iat`.
+fn proof_pools(
+    args: &Args,
+    material: &Material,
+    tokens: &[DpopToken],
+    connections: usize,
+) -> Vec<Tokens> {
+    let window = (args.warmup + args.duration).as_secs_f64();
+    let rate = (args.pool_rate * args.server_threads as u64) as f64;
+    let need = (rate * window / connections as f64 * 1.1).ceil() as usize + 16;
+    let started = Instant::now();
+    let pools: Vec<Tokens> = (0..connections)
+        .map(|i| {
+            let proofs = material.clients[i].dpop.proofs(&tokens[i].ath, need);
+            Tokens::Dpop(tokens[i].clone(), Arc::new(proofs))
+        })
+        .collect();
+    eprintln!(
+        "load: signed {} DPoP proofs in {:.1} s",
+        need * connections,
+        started.elapsed().as_secs_f64()
+    );
+    pools
+}
+
 fn throughput(
     args: &Args,
     material: &Arc<Material>,
     runtime: &tokio::runtime::Runtime,
+    redis: Option<&RedisServer>,
 ) -> Result<Vec<Measured>, BoxError> {
     let pools = token_pools(args, material);
     let mut repeated: Vec<HeaderValue> = Vec::new();
@@ -1303,6 +1666,14 @@ fn throughput(
             .map(|i| material.signer.mint(&material.clients[i].x5t_s256))
             .collect();
     }
+    let dpop_tokens: Vec<DpopToken> = if args.variants.iter().any(|v| v.workload() == Workload::Dpop)
+    {
+        (0..max_conns)
+            .map(|i| material.signer.mint_dpop(&material.clients[i].dpop.jkt))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut measured = Vec::new();
     println!(
         "| round | protocol | conns | variant | req/s | p50 µs | p99 µs | errors | server CPU µs/req | server CPU % | client CPU % |"
@@ -1312,28 +1683,48 @@ fn throughput(
         for &protocol in &args.protocols {
             for &connections in &args.connections {
                 for &variant in &args.variants {
-                    let tokens = (0..connections)
-                        .map(|i| match variant.workload() {
-                            Workload::Repeated => Tokens::Same(repeated[i].clone()),
-                            Workload::Distinct => Tokens::Pool(Arc::clone(&pools[i])),
-                        })
-                        .collect();
+                    let tokens = match variant.workload() {
+                        Workload::Repeated => (0..connections)
+                            .map(|i| Tokens::Same(repeated[i].clone()))
+                            .collect(),
+                        Workload::Distinct => (0..connections)
+                            .map(|i| Tokens::Pool(Arc::clone(&pools[i])))
+                            .collect(),
+                        Workload::Dpop => proof_pools(args, material, &dpop_tokens, connections),
+                    };
                     let server = ServerProcess::spawn(
                         variant.server(),
                         args.server_threads,
                         &material.server,
                     )?;
                     args.pin_server(&server)?;
+                    if variant == Variant::DpopRedis {
+                        redis.as_ref().ok_or("no redis-server")?.reset_stats()?;
+                    }
                     let result = runtime.block_on(run_load(
                         &server,
                         material,
+                        variant,
                         protocol,
                         tokens,
                         args.warmup,
                         StopSpec::Duration(args.duration),
                     ));
                     server.stop()?;
-                    let result = result?;
+                    let mut result = result?;
+                    if variant == Variant::DpopRedis {
+                        let stats = redis.as_ref().ok_or("no redis-server")?.commandstats()?;
+                        eprintln!(
+                            "load: redis-server: {} for {} requests with a proof",
+                            stats
+                                .iter()
+                                .map(|(command, calls)| format!("{calls} {command}"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            result.stats.proofs_sent
+                        );
+                        result.store_commands = Some(stats);
+                    }
                     let secs = result.elapsed.as_secs_f64();
                     println!(
                         "| {round} | {} | {connections} | {} | {:.0} | {:.0} | {:.0} | {} | {:.1} | {:.0} | {:.0} |",
@@ -1494,35 +1885,101 @@ fn summary(measured: &[Measured]) -> String {
         keys.iter().map(|k| (k.protocol, k.connections)).collect();
     pairs.dedup();
     let present = |v: Variant| keys.iter().any(|k| k.variant == v);
-    if (present(Variant::Repeated) && present(Variant::PeerRepeated))
-        || (present(Variant::Distinct) && present(Variant::PeerDistinct))
-    {
+    // certbound over each peer on the workloads they share.
+    let comparisons: Vec<(&str, Variant, Variant)> = [
+        ("repeated / peer-repeated", Variant::Repeated, Variant::PeerRepeated),
+        ("distinct / peer-distinct", Variant::Distinct, Variant::PeerDistinct),
+        ("repeated / huskarl-repeated", Variant::Repeated, Variant::HuskarlRepeated),
+        ("distinct / huskarl-distinct", Variant::Distinct, Variant::HuskarlDistinct),
+        ("dpop / huskarl-dpop", Variant::Dpop, Variant::HuskarlDpop),
+        ("dpop-redis / huskarl-dpop", Variant::DpopRedis, Variant::HuskarlDpop),
+        ("dpop-redis / dpop", Variant::DpopRedis, Variant::Dpop),
+    ]
+    .into_iter()
+    .filter(|(_, a, b)| present(*a) && present(*b))
+    .collect();
+    if !comparisons.is_empty() {
+        let _ = writeln!(out);
+        let _ = write!(out, "| protocol | conns |");
+        for (name, _, _) in &comparisons {
+            let _ = write!(out, " {name} |");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "|---|---|{}", "---|".repeat(comparisons.len()));
+        for &(protocol, connections) in &pairs {
+            let _ = write!(out, "| {} | {} |", protocol.name(), connections);
+            for (_, numerator, denominator) in &comparisons {
+                let _ = write!(
+                    out,
+                    " {} |",
+                    ratio_summary(&paired_ratios(
+                        measured,
+                        protocol,
+                        connections,
+                        *numerator,
+                        *denominator
+                    ))
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+    // What Redis adds: its commands per proof, and the latency difference to the in-memory store.
+    if present(Variant::DpopRedis) {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| protocol | conns | certbound repeated / peer repeated | certbound distinct / peer distinct |"
+            "| protocol | conns | redis commands (all runs) | requests with a proof | commands per proof | p50 dpop-redis − dpop µs | p99 dpop-redis − dpop µs |"
         );
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (protocol, connections) in pairs {
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for &(protocol, connections) in &pairs {
+            let runs = |variant: Variant| {
+                measured.iter().filter(move |m| {
+                    m.key
+                        == Key {
+                            protocol,
+                            connections,
+                            variant,
+                        }
+                })
+            };
+            let mut commands: BTreeMap<String, u64> = BTreeMap::new();
+            let mut proofs = 0;
+            let mut redis_histogram = Histogram::new();
+            for m in runs(Variant::DpopRedis) {
+                for (command, calls) in m.result.store_commands.iter().flatten() {
+                    *commands.entry(command.clone()).or_default() += calls;
+                }
+                proofs += m.result.stats.proofs_sent;
+                redis_histogram.merge(&m.result.stats.histogram);
+            }
+            let mut memory_histogram = Histogram::new();
+            for m in runs(Variant::Dpop) {
+                memory_histogram.merge(&m.result.stats.histogram);
+            }
+            let total: u64 = commands.values().sum();
+            let difference = |q: f64| {
+                if memory_histogram.total == 0 {
+                    return "–".to_owned();
+                }
+                format!(
+                    "{:+.0}",
+                    micros(redis_histogram.quantile(q)) - micros(memory_histogram.quantile(q))
+                )
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {proofs} | {:.4} | {} | {} |",
                 protocol.name(),
                 connections,
-                ratio_summary(&paired_ratios(
-                    measured,
-                    protocol,
-                    connections,
-                    Variant::Repeated,
-                    Variant::PeerRepeated
-                )),
-                ratio_summary(&paired_ratios(
-                    measured,
-                    protocol,
-                    connections,
-                    Variant::Distinct,
-                    Variant::PeerDistinct
-                )),
+                commands
+                    .iter()
+                    .map(|(command, calls)| format!("{calls} {command}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                total as f64 / proofs.max(1) as f64,
+                difference(0.50),
+                difference(0.99),
             );
         }
     }
@@ -1538,23 +1995,30 @@ fn memory(
     material: &Arc<Material>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<u64, BoxError> {
+    // Workloads whose every request brings the server something new to keep (a token, a proof).
     let variants: Vec<Variant> = args
         .variants
         .iter()
         .copied()
-        .filter(|v| !matches!(v, Variant::Repeated | Variant::PeerRepeated))
+        .filter(|v| {
+            v.workload() != Workload::Repeated || *v == Variant::Baseline
+        })
+        .filter(|v| *v != Variant::DpopRedis)
         .collect();
     let conns = args.memory_connections;
     let per_conn = args.memory_tokens.div_ceil(conns as u64);
     println!(
         "Peak RSS of the server process after {} requests over {conns} connections (HTTP/1.1), \
-         each with a distinct token minted on the fly (none for the baseline):\n",
-        per_conn * conns as u64
+         each with a distinct token, or the same DPoP token with a distinct proof, signed on the fly \
+         (none for the baseline); in-memory replay store bound: {}:\n",
+        per_conn * conns as u64,
+        args.replay_max_entries
+            .map_or("none".to_owned(), |n| format!("{n} entries")),
     );
     println!(
-        "| server | RSS at start | peak RSS (VmHWM) | RSS at end | peak − start | req/s | errors |"
+        "| server | RSS at start | peak RSS (VmHWM) | RSS at end | peak − start | req/s | 200 | 503 (store full) | errors |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut errors = 0;
     let mib = |b: Option<u64>| {
         b.map_or("?".to_owned(), |b| {
@@ -1566,14 +2030,20 @@ fn memory(
         args.pin_server(&server)?;
         let start_rss = status_kb(server.pid(), "VmRSS");
         let tokens = (0..conns)
-            .map(|i| match variant {
-                Variant::Baseline => Tokens::None,
+            .map(|i| match variant.workload() {
+                _ if variant == Variant::Baseline => Tokens::None,
+                Workload::Dpop => Tokens::DpopMint(
+                    material.signer.mint_dpop(&material.clients[i].dpop.jkt),
+                    Arc::clone(material),
+                    i,
+                ),
                 _ => Tokens::Mint(Arc::clone(material), i),
             })
             .collect();
         let result = runtime.block_on(run_load(
             &server,
             material,
+            variant,
             Protocol::H1,
             tokens,
             Duration::ZERO,
@@ -1584,20 +2054,31 @@ fn memory(
             status_kb(server.pid(), "VmRSS"),
         );
         server.stop()?;
-        let result = result?;
+        let mut result = result?;
+        // A bounded replay store that is full refuses with 503 (fail closed): expected here.
+        let full = if variant == Variant::Dpop && args.replay_max_entries.is_some() {
+            result.stats.bad_status.remove(&503).unwrap_or(0)
+        } else {
+            0
+        };
         errors += result.stats.errors();
-        let name = match variant.server() {
-            ServerKind::Plain => "baseline (no auth)",
-            ServerKind::Certbound => "certbound (distinct tokens)",
-            ServerKind::Peer => "peer (distinct tokens)",
+        let name = match variant {
+            Variant::Baseline => "baseline (no auth)",
+            Variant::Distinct => "certbound (distinct tokens)",
+            Variant::PeerDistinct => "peer (distinct tokens)",
+            Variant::HuskarlDistinct => "huskarl (distinct tokens)",
+            Variant::Dpop => "certbound, DPoP (distinct proofs, in-memory replay store)",
+            Variant::HuskarlDpop => "huskarl, DPoP (distinct proofs, the glue's jti set)",
+            _ => variant.name(),
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {name} | {} | {} | {} | {} | {:.0} | {} | {full} | {} |",
             mib(start_rss),
             mib(hwm),
             mib(end_rss),
             mib(hwm.zip(start_rss).map(|(h, s)| h.saturating_sub(s))),
             result.rps(),
+            result.stats.ok_total,
             describe_errors(&result.stats),
         );
     }
@@ -1645,7 +2126,23 @@ fn main() {
     } else {
         args.connections.iter().copied().max().unwrap_or(1)
     };
-    let material = Arc::new(Material::new(clients));
+    let mut material = Material::new(clients);
+    material.server.replay_max_entries = args.replay_max_entries;
+    let redis = if !args.memory && args.variants.contains(&Variant::DpopRedis) {
+        match RedisServer::start(&args) {
+            Ok(redis) => {
+                material.server.redis_url = Some(redis.url());
+                Some(redis)
+            }
+            Err(e) => {
+                eprintln!("load: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
+    let material = Arc::new(material);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)
         .thread_name("load-client")
@@ -1684,7 +2181,7 @@ fn main() {
             args.duration.as_secs_f64(),
             args.rounds
         );
-        throughput(&args, &material, &runtime).map(|measured| {
+        throughput(&args, &material, &runtime, redis.as_ref()).map(|measured| {
             println!(
                 "\nSummary (ratios: each round's rate over the same round's baseline, or peer):\n"
             );
@@ -1692,6 +2189,8 @@ fn main() {
             measured.iter().map(|m| m.result.stats.errors()).sum()
         })
     };
+    // Before any exit: process::exit runs no destructor.
+    drop(redis);
     match outcome {
         Ok(0) => {}
         Ok(errors) => {
