@@ -1,12 +1,14 @@
 //! # certbound
 //!
 //! OAuth 2.0 access tokens that are useless to anyone who steals them: RFC 8705
-//! certificate-bound access tokens as tower middleware, for axum, tonic and plain hyper services
-//! over rustls.
+//! certificate-bound and RFC 9449 DPoP-bound access tokens as tower middleware, for axum, tonic
+//! and plain hyper services over rustls.
 //!
 //! A token bound to a client certificate carries the certificate's SHA-256 thumbprint in its
 //! `cnf` claim (`x5t#S256`). The resource server accepts it only on a TLS connection where the
 //! client presented that certificate, so proving possession of the certificate's private key.
+//! A DPoP-bound token carries the thumbprint of a key instead (`jkt`), and every request comes
+//! with a fresh proof signed by that key (see [`dpop`]).
 //!
 //! # Quick start (axum)
 //! ```no_run
@@ -38,7 +40,8 @@
 //! | `axum-server` | no | reads the client certificate from axum-server's `TlsInfo` |
 //! | `tonic` | no | reads the client certificate from tonic's `TlsConnectInfo`; [`tonic::AccessTokenExt`] |
 //! | `tracing` | yes | debug-level traces of rejections (target `certbound`, no token material) |
-//! | `authorization-server` | no | [`authorization_server`]: mutual-TLS client authentication at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
+//! | `redis` | no | `dpop::RedisReplayStore`: DPoP replay state shared by a fleet of instances |
+//! | `authorization-server` | no | [`authorization_server`]: mutual-TLS client authentication and DPoP proofs at the token endpoint, binding issued tokens, RFC 8414 / RFC 7591 metadata |
 //!
 //! With neither crypto backend feature, certbound uses the process-wide rustls and jsonwebtoken
 //! providers the application installed, and the builders return a [`ConfigError`] when there
@@ -46,8 +49,9 @@
 //!
 //! # Rejections
 //! See [`challenge`] for the table; in short: no token `401`, malformed header `400`,
-//! any invalid or wrongly bound token `401 invalid_token`, missing scope `403`, keys unreachable
-//! `503`, misconfigured server `500`. The body of a rejection is yours to choose
+//! any invalid or wrongly bound token `401 invalid_token`, a bad DPoP proof `401
+//! invalid_dpop_proof`, missing scope `403`, keys or replay store unreachable `503`,
+//! misconfigured server `500`. The body of a rejection is yours to choose
 //! ([`challenge::RejectionResponse`]); its status, challenge and typed [`AuthError`] are not.
 //!
 //! # Architecture
@@ -55,20 +59,23 @@
 //! (no cycles). A change belongs in the lowest layer that can hold it.
 //!
 //! ```text
-//!  authorization_server   client authentication at the token endpoint, binding issued tokens
+//!  authorization_server   client authentication and DPoP at the token endpoint, binding tokens
 //!  server  axum  tonic    the acceptor (serve, serve_plain); framework adapters
-//!  bound_token  require_scope  forwarded     the tower layers
+//!  bound_token  require_scope   the tower layers that check tokens
+//!  dpop                   DPoP proofs, replay stores, nonces; the client's proof signer
+//!  forwarded              the trusted-proxy layer: forwarded certificates and origins
 //!  challenge              the rejection table, its renderers, the rejection response trait
 //!  token                  ValidateToken, AccessToken; JWT and introspection validators
 //!  upstream  certificate  outgoing HTTPS to the authorization server; ClientCertificate and its sources
-//!  tls  thumbprint        rustls configurations; CertThumbprint
+//!  tls  thumbprint        rustls configurations; CertThumbprint, JwkThumbprint
 //!  support                (private) constant-time compare, encodings, token keys, cache,
 //!                         single flight, crypto backend
 //!  error                  AuthError, AuthErrorKind (each kind owns its fixed text), ConfigError
 //! ```
 //!
 //! Each item has one public path. The everyday ones are at the crate root; a module is public
-//! where its path is part of the API: [`bound_token`], [`require_scope`] and [`forwarded`]
+//! where its path is part of the API: [`dpop`] holds DPoP's settings, stores and signer;
+//! [`bound_token`], [`require_scope`] and [`forwarded`]
 //! hold each layer's service and future types, [`token`] the validator builders and the
 //! extension point's types, [`challenge`] the rejection table and response trait, [`tls`] the
 //! rustls configurations, and [`forwarded`] also what a trusted proxy forwarded.
