@@ -438,3 +438,38 @@ async fn five_hundred_concurrent_requests_with_one_new_token_make_one_call() {
         "one call for 500 concurrent requests"
     );
 }
+
+#[tokio::test]
+async fn an_introspected_dpop_token_needs_a_proof_by_its_key_and_is_refused_as_bearer() {
+    let as_server = IntrospectionServer::start(basic_expected()).await;
+    let validator = basic(&as_server).build().expect("validator");
+    let pki = Pki::new("introspection-dpop-clients");
+    let app = whoami_app(BoundTokenLayer::new(validator).dpop(certbound::dpop::Dpop::new()));
+    let rs = TestServer::start(ca_verified_tls(&pki), app).await;
+    let anonymous = https_client(&pki.ca_der(), None);
+    let key = ProofKey::es256();
+    // RFC 9449 §6.2: the answer says DPoP and names the key.
+    let mut answer = active_answer(None);
+    answer["token_type"] = json!("DPoP");
+    answer["cnf"] = json!({ "jkt": key.jkt() });
+    as_server.set_answer("opaque-dpop-token", answer);
+    let url = rs.url("/whoami");
+    let proof = key.proof("GET", &url, "opaque-dpop-token");
+    let response = send(&anonymous, &url, dpop_headers("opaque-dpop-token", &proof)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body(response).await["jkt"], json!(key.jkt()));
+    // As Bearer (a cached answer by now): refused.
+    let response = get_with_token(&anonymous, &url, "opaque-dpop-token").await;
+    assert_eq!(response.status(), 401);
+    // With another key's proof: refused.
+    let other = ProofKey::es256().proof("GET", &url, "opaque-dpop-token");
+    let response = send(&anonymous, &url, dpop_headers("opaque-dpop-token", &other)).await;
+    assert_eq!(response.status(), 401);
+    // token_type DPoP without a jkt: refused.
+    let mut unbound = active_answer(None);
+    unbound["token_type"] = json!("DPoP");
+    as_server.set_answer("dpop-without-jkt", unbound);
+    let proof = key.proof("GET", &url, "dpop-without-jkt");
+    let response = send(&anonymous, &url, dpop_headers("dpop-without-jkt", &proof)).await;
+    assert_eq!(response.status(), 401);
+}
