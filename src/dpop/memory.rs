@@ -431,7 +431,11 @@ mod tests {
             })
         });
         assert!(accepted_at.duration_since(start) >= ttl);
-        assert_eq!(store.len(), 1);
+        // The new key may have taken the room of the first old key to expire, before the
+        // others did (they were recorded a little later): the bound held all along, and once
+        // every old key has expired only the new one is left.
+        assert!(store.len() <= 8);
+        eventually(|| (store.len() == 1).then_some(()));
     }
 
     #[test]

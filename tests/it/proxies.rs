@@ -5,10 +5,6 @@
 
 use std::future::IntoFuture as _;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use crate::common::*;
 use axum::extract::Request;
 use axum::routing::get;
@@ -314,84 +310,6 @@ backend app
     }
 }
 
-/// A proxy started with [`origin_config`] (`common::Proxy` runs the certificate tests'
-/// configurations); killed on drop.
-struct OriginProxy {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl OriginProxy {
-    async fn start(kind: ProxyKind, pki: &Pki, upstream: &Upstream) -> OriginProxy {
-        let dir = std::env::temp_dir().join(format!(
-            "certbound-origin-proxy-{kind:?}-{}-{}",
-            std::process::id(),
-            upstream.addr.port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("proxy dir");
-        let pem = pki.write_pem_files(&dir).expect("PEM files");
-        let port = free_port();
-        let config = origin_config(kind, &dir, port, upstream);
-        let (binary, args) = match kind {
-            ProxyKind::Nginx => {
-                let path = dir.join("nginx.conf");
-                std::fs::write(&path, config).expect("nginx.conf");
-                let (prefix, path) = (dir.display().to_string(), path.display().to_string());
-                (
-                    "/usr/sbin/nginx",
-                    vec!["-p".into(), prefix, "-c".into(), path],
-                )
-            }
-            ProxyKind::Haproxy => {
-                let bundle = [pem.server_cert, pem.server_key]
-                    .map(|path| std::fs::read_to_string(path).expect("PEM"))
-                    .concat();
-                std::fs::write(dir.join("haproxy.pem"), bundle).expect("haproxy.pem");
-                let path = dir.join("haproxy.cfg");
-                std::fs::write(&path, config).expect("haproxy.cfg");
-                (
-                    "/usr/sbin/haproxy",
-                    vec!["-db".into(), "-f".into(), path.display().to_string()],
-                )
-            }
-        };
-        let child = Command::new(binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-        let mut proxy = OriginProxy { child, port, dir };
-        // Poll until it accepts TCP connections (every 20 ms, at most 10 s).
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for _ in 0..500 {
-            tick.tick().await;
-            if let Some(status) = proxy.child.try_wait().expect("try_wait") {
-                let log = std::fs::read_to_string(proxy.dir.join("error.log")).unwrap_or_default();
-                panic!("{kind:?} exited at start ({status}): {log}");
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return proxy;
-            }
-        }
-        panic!("{kind:?} did not listen on 127.0.0.1:{port} within 10 s");
-    }
-}
-
-impl Drop for OriginProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// [`origin_request`], answered `200` with JSON.
 async fn origin_seen(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Value {
     let response = origin_request(client, url, headers)
@@ -423,8 +341,11 @@ async fn origin_behind(kind: ProxyKind, layer: ForwardedCertLayer) {
     }
     let pki = Pki::new(&format!("{kind:?}-origin-ca"));
     let upstream = origin_upstream(layer.trust_proxy(proxy_range())).await;
-    let proxy = OriginProxy::start(kind, &pki, &upstream).await;
-    let url = format!("https://127.0.0.1:{}/origin", proxy.port);
+    let proxy = Proxy::start_with_config(kind, &pki, upstream.addr, |dir, port| {
+        origin_config(kind, dir, port, &upstream)
+    })
+    .await;
+    let url = proxy.url("/origin");
     let client = https_client(&pki.ca_der(), None);
     // Whatever the client says about its origin is replaced (nginx) or comes before the
     // proxy's own element and is ignored (HAProxy).
@@ -434,11 +355,11 @@ async fn origin_behind(kind: ProxyKind, layer: ForwardedCertLayer) {
         ("forwarded", "proto=http;host=evil.example"),
     ];
 
-    let host = format!("API.Example:{}", proxy.port);
+    let host = format!("API.Example:{}", proxy.port());
     let mut headers = vec![("host", host.as_str())];
     headers.extend(forged);
     let seen = origin_seen(&client, &url, &headers).await;
-    let expected = format!("https://api.example:{}", proxy.port);
+    let expected = format!("https://api.example:{}", proxy.port());
     assert_eq!(seen["origin"], expected.as_str(), "{kind:?}: {seen}");
     // A trusted proxy's headers reach the service as it wrote them.
     match kind {

@@ -123,6 +123,22 @@ impl Proxy {
     /// Starts `kind` on a free port in front of `upstream`, with `pki`'s server identity and
     /// (HAProxy) its CA for client certificates, and returns once it accepts connections.
     pub async fn start(kind: ProxyKind, pki: &Pki, upstream: SocketAddr) -> Proxy {
+        Self::start_with_config(kind, pki, upstream, |dir, port| match kind {
+            ProxyKind::Nginx => nginx_config(dir, port, upstream),
+            ProxyKind::Haproxy => haproxy_config(dir, port, upstream),
+        })
+        .await
+    }
+
+    /// Like [`start`](Self::start), with the configuration `config(dir, port)` writes (the
+    /// PEM files are in `dir`: `server-cert.pem`, `server-key.pem`, `ca.pem`, and for HAProxy
+    /// the bundle `haproxy.pem`).
+    pub async fn start_with_config(
+        kind: ProxyKind,
+        pki: &Pki,
+        upstream: SocketAddr,
+        config: impl FnOnce(&Path, u16) -> String,
+    ) -> Proxy {
         let dir = std::env::temp_dir().join(format!(
             "certbound-proxy-{kind:?}-{}-{}",
             std::process::id(),
@@ -143,7 +159,7 @@ impl Proxy {
                     "-c".into(),
                     path.display().to_string(),
                 ];
-                (nginx_config(&dir, port, upstream), args)
+                (config(&dir, port), args)
             }
             ProxyKind::Haproxy => {
                 let bundle = [
@@ -154,7 +170,7 @@ impl Proxy {
                 std::fs::write(dir.join("haproxy.pem"), bundle).expect("haproxy.pem");
                 let path = dir.join("haproxy.cfg");
                 (
-                    haproxy_config(&dir, port, upstream),
+                    config(&dir, port),
                     vec!["-db".into(), "-f".into(), path.display().to_string()],
                 )
             }
@@ -194,6 +210,11 @@ impl Proxy {
     /// `https://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
