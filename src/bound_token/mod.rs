@@ -1,21 +1,25 @@
 //! [`BoundTokenLayer`](crate::BoundTokenLayer): sender-constrained access tokens as a tower
-//! middleware. Today the constraint is the client certificate (RFC 8705 §3, `cnf.x5t#S256`);
-//! the layer is named for what it requires, a *bound* token, so that further constraints
-//! (DPoP, RFC 9449) join it behind the same name and configuration.
+//! middleware. The constraints are the client certificate (RFC 8705 §3, `cnf.x5t#S256`) and,
+//! when [`dpop`](crate::BoundTokenLayer::dpop) is on, a DPoP key (RFC 9449, `cnf.jkt`; see
+//! [`crate::dpop`] for the proof checks). A token bound both ways needs both.
 //!
 //! For each request the service:
 //! 1. finds the connection's client certificate (from certbound's acceptor, a
 //!    [`ClientCertificate`] extension, axum-server, tonic, or a trusted
 //!    proxy via [`ForwardedCertLayer`](crate::ForwardedCertLayer)); none configured at all is
-//!    a server misconfiguration (`500`);
-//! 2. takes the bearer token from the single `Authorization` header (RFC 6750 §2.1);
+//!    a server misconfiguration (`500`), with DPoP on only once a certificate-bound token
+//!    arrives;
+//! 2. takes the token from the single `Authorization` header (`Bearer`, RFC 6750 §2.1, or,
+//!    with DPoP on, `DPoP`, RFC 9449 §7.1), and for `DPoP` checks the request's proof;
 //! 3. validates it with the [`ValidateToken`](crate::ValidateToken) implementation
 //!    (e.g. [`JwtValidator`](crate::JwtValidator));
-//! 4. compares the token's `cnf.x5t#S256` with the certificate's thumbprint in constant time;
-//!    a missing certificate, a mismatch, or (unless
-//!    [`allow_unbound`](crate::BoundTokenLayer::allow_unbound))
-//!    an unbound token is `401 invalid_token`;
-//! 5. checks the required scopes (`403 insufficient_scope`);
+//! 4. compares the token's `cnf.x5t#S256` with the certificate's thumbprint and its `cnf.jkt`
+//!    with the proof's key, in constant time; a missing certificate or proof, a mismatch, a
+//!    `jkt` token presented as `Bearer`, or (unless
+//!    [`allow_unbound`](crate::BoundTokenLayer::allow_unbound)) an unbound token is
+//!    `401 invalid_token`;
+//! 5. checks the required scopes (`403 insufficient_scope`), then, with a proof, records its
+//!    `jti` (a replay is `401 invalid_dpop_proof`, a store that cannot answer `503`);
 //! 6. inserts the [`AccessToken`] into the request's extensions and calls
 //!    the inner service.
 //!
