@@ -596,26 +596,9 @@ mod tests {
             "api.example:8443",
             "192.0.2.1:443",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..4000 {
-            let mut bytes = valid[round % valid.len()].as_bytes().to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() as usize) % bytes.len();
-                match next() % 3 {
-                    0 => bytes[at] = next() as u8,
-                    1 => bytes.truncate(at),
-                    _ => bytes.insert(at, b"\\\":;,=[]@/% "[(next() % 12) as usize]),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+        let valid = valid.map(str::as_bytes);
+        let inserts = b"\\\":;,=[]@/% ";
+        for bytes in crate::test_helpers::mutations(0x2545_f491_4f6c_dd1d, &valid, inserts, 4000) {
             let mut headers = HeaderMap::new();
             if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
                 headers.append(FORWARDED, value.clone());

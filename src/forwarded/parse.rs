@@ -413,26 +413,10 @@ mod tests {
                 escape(&pem)
             ),
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..4000 {
-            let mut bytes = valid[round % valid.len()].clone().into_bytes();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() as usize) % bytes.len();
-                match next() % 3 {
-                    0 => bytes[at] = next() as u8,
-                    1 => bytes.truncate(at),
-                    _ => bytes.insert(at, b"%:\",;=-"[(next() % 7) as usize]),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+        let valid = valid.each_ref().map(String::as_bytes);
+        for bytes in
+            crate::test_helpers::mutations(0x9e37_79b9_7f4a_7c15, &valid, b"%:\",;=-", 4000)
+        {
             let _ = rfc9440(&bytes, Some(&bytes));
             let _ = xfcc(&bytes);
             let _ = escaped_pem(&bytes);
