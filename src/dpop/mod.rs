@@ -113,4 +113,5 @@ pub use key::{DpopKey, ProofBuilder};
 pub use memory::MemoryReplayStore;
 pub use nonce::DpopNonces;
 pub use proof::VerifiedProof;
+pub(crate) use proof::DPOP;
 pub use replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};

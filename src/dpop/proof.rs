@@ -60,7 +60,8 @@ pub(crate) struct Expected<'a> {
     pub(crate) method: &'a str,
     /// Normalised ([`htu::normalize`]).
     pub(crate) htu: &'a str,
-    /// SHA-256 of the access token, when the request carries one.
+    /// SHA-256 of the access token, when the request carries one. `None` (a token request)
+    /// means the proof must have no `ath` at all.
     pub(crate) ath: Option<&'a [u8; 32]>,
     /// Unix time, seconds.
     pub(crate) now: i64,
@@ -202,10 +203,71 @@ struct Claims<'a> {
     htu: Option<Cow<'a, str>>,
     #[serde(default)]
     iat: Option<serde_json::Number>,
-    #[serde(borrow, default)]
-    ath: Option<Cow<'a, str>>,
+    // Present even when null: `Option`'s own deserializer would read null as absent.
+    #[serde(borrow, default, deserialize_with = "present_member")]
+    ath: Option<Member<'a>>,
     #[serde(borrow, default)]
     nonce: Option<Cow<'a, str>>,
+}
+
+/// A claim that is present, as a string when it is one (`null` and other types are present
+/// too, and never a valid value).
+enum Member<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Member<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Member<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Member<'a>, E> {
+                Ok(Member::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Member<'a>, E> {
+                Ok(Member::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Member<'a>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Member<'a>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Member<'a>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Member<'a>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Member<'a>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Member<'a>, A::Error> {
+                serde::de::IgnoredAny.visit_seq(seq).map(|_| Member::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Member<'a>, A::Error> {
+                serde::de::IgnoredAny.visit_map(map).map(|_| Member::Other)
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// `Some` for any value, `null` included.
+fn present_member<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Member<'a>>, D::Error> {
+    Member::deserialize(deserializer).map(Some)
 }
 
 /// The longest `jti` accepted (RFC 9449 leaves it open; 256 characters is ample for the 96+
@@ -295,12 +357,13 @@ pub(crate) fn verify(
     if iat > expected.now.saturating_add(rules.max_ahead) {
         return Err(invalid("DPoP proof iat is in the future"));
     }
-    // Check 12: ath, when the request carries an access token.
+    // Check 12: ath, when the request carries an access token; none at all when it does not
+    // (a token request: such a proof was made for another request).
     if let Some(hash) = expected.ath {
-        let ath = claims
-            .ath
-            .as_deref()
-            .ok_or_else(|| invalid("DPoP proof has no ath"))?;
+        let ath = match &claims.ath {
+            Some(Member::Str(ath)) => ath,
+            _ => return Err(invalid("DPoP proof has no ath string")),
+        };
         // ath is the base64url SHA-256 of the token: parsed as strictly as a thumbprint, and
         // compared in constant time.
         let matches =
@@ -308,6 +371,8 @@ pub(crate) fn verify(
         if !matches {
             return Err(invalid("DPoP proof ath is not the access token's hash"));
         }
+    } else if claims.ath.is_some() {
+        return Err(invalid("DPoP proof without an access token has ath"));
     }
     let jkt = thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
     Ok(VerifiedProof {
@@ -651,6 +716,17 @@ mod tests {
             now: NOW,
         };
         assert!(verify(&proof, &expected, &ProofRules::default()).is_ok());
+        // A proof made for a request with an access token is not one for a token request,
+        // whatever its ath holds.
+        for ath in [json!(B64.encode(token_hash())), Value::Null, json!(7)] {
+            let claims = with(claims.clone(), "ath", Some(ath));
+            let proof = signer.sign_parts(&signer.header(), &claims);
+            let result = verify(&proof, &expected, &ProofRules::default());
+            assert_eq!(
+                result.err().map(|e| e.kind()),
+                Some(AuthErrorKind::InvalidDpopProof)
+            );
+        }
     }
 
     #[test]
