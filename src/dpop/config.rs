@@ -248,7 +248,9 @@ impl Dpop {
         ath: Option<&[u8; 32]>,
     ) -> Result<(VerifiedProof, bool), AuthError> {
         let value = proof::single_proof(headers, self.rules.max_len)?;
-        let now = unix_now();
+        // One clock reading for the iat window and the nonce step.
+        let now_u64 = unix_now_u64();
+        let now = i64::try_from(now_u64).unwrap_or(i64::MAX);
         let expected = Expected {
             method,
             htu,
@@ -265,7 +267,7 @@ impl Dpop {
                         "DPoP proof has no nonce",
                     ));
                 };
-                match nonces.check(nonce, unix_now_u64()) {
+                match nonces.check(nonce, now_u64) {
                     NonceCheck::Current => false,
                     NonceCheck::Previous => true,
                     NonceCheck::Invalid => {
@@ -330,10 +332,6 @@ fn unix_now_u64() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn unix_now() -> i64 {
-    i64::try_from(unix_now_u64()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
