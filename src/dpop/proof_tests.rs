@@ -1,0 +1,313 @@
+//! Tests of the proof checks: every RFC 9449 §4.3 check, with proofs signed through
+//! jsonwebtoken directly (independently of certbound's own signer).
+
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::EncodingKey;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// A key made at test time, signing proofs through jsonwebtoken directly (independently of
+/// certbound's own signer).
+struct Signer {
+    key: EncodingKey,
+    alg: Algorithm,
+    jwk: Value,
+}
+
+impl Signer {
+    fn new(alg: Algorithm) -> Self {
+        crate::support::crypto::ensure_jwt_provider().unwrap();
+        let (rcgen_alg, make): (_, fn(&[u8]) -> EncodingKey) = match alg {
+            Algorithm::ES256 => (&rcgen::PKCS_ECDSA_P256_SHA256, EncodingKey::from_ec_der),
+            Algorithm::EdDSA => (&rcgen::PKCS_ED25519, EncodingKey::from_ed_der),
+            _ => unreachable!("test signers are ES256 or EdDSA"),
+        };
+        let pair = rcgen::KeyPair::generate_for(rcgen_alg).unwrap();
+        let key = make(&pair.serialize_der());
+        let public = pair.public_key_raw();
+        let jwk = match alg {
+            // An uncompressed point: 0x04 || x || y.
+            Algorithm::ES256 => json!({
+                "kty": "EC", "crv": "P-256",
+                "x": B64.encode(&public[1..33]), "y": B64.encode(&public[33..65]),
+            }),
+            _ => json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(public)}),
+        };
+        Self { key, alg, jwk }
+    }
+
+    fn jkt(&self) -> JwkThumbprint {
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(self.jwk.clone()).unwrap();
+        crate::dpop::jwk::thumbprint(&jwk).unwrap()
+    }
+
+    fn sign_parts(&self, header: &Value, claims: &Value) -> String {
+        let message = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key, self.alg).unwrap();
+        format!("{message}.{signature}")
+    }
+
+    fn header(&self) -> Value {
+        json!({"typ": "dpop+jwt", "alg": format!("{:?}", self.alg), "jwk": self.jwk})
+    }
+}
+
+const HTU: &str = "https://api.example/whoami";
+const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+const NOW: i64 = 1_800_000_000;
+
+fn token_hash() -> [u8; 32] {
+    Sha256::digest(TOKEN).into()
+}
+
+fn claims() -> Value {
+    json!({
+        "jti": "e1j3V_bKic8-LAEB",
+        "htm": "GET",
+        "htu": HTU,
+        "iat": NOW,
+        "ath": B64.encode(token_hash()),
+    })
+}
+
+fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
+    let hash = token_hash();
+    let expected = Expected {
+        method: "GET",
+        htu: HTU,
+        ath: Some(&hash),
+        now: NOW,
+    };
+    verify(proof, &expected, &ProofRules::default()).map_err(|e| e.kind())
+}
+
+fn with(mut base: Value, name: &str, value: Option<Value>) -> Value {
+    let object = base.as_object_mut().unwrap();
+    match value {
+        Some(value) => object.insert(name.to_owned(), value),
+        None => object.remove(name),
+    };
+    base
+}
+
+#[test]
+fn a_valid_proof_verifies_and_names_its_key_for_es256_and_eddsa() {
+    for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+        let signer = Signer::new(alg);
+        let proof = check(&signer.sign_parts(&signer.header(), &claims())).unwrap();
+        assert!(proof.jkt() == &signer.jkt(), "{alg:?}");
+        assert_eq!(proof.jti(), "e1j3V_bKic8-LAEB");
+        assert_eq!(proof.issued_at(), NOW);
+        assert_eq!(proof.nonce(), None);
+        assert!(!format!("{proof:?}").contains("e1j3V"));
+    }
+}
+
+#[test]
+fn the_rfc_positive_variations_are_accepted() {
+    let signer = Signer::new(Algorithm::ES256);
+    let accepted = [
+        // Extra claims are ignored.
+        with(claims(), "extra", Some(json!({"a": [1, 2]}))),
+        // htu with query and fragment, host case, default port, scheme case.
+        with(
+            claims(),
+            "htu",
+            Some(json!("https://api.example/whoami?x=1#f")),
+        ),
+        with(
+            claims(),
+            "htu",
+            Some(json!("HTTPS://API.EXAMPLE:443/whoami")),
+        ),
+        // iat 10 s ahead (a client clock running fast), and 59 s old.
+        with(claims(), "iat", Some(json!(NOW + 10))),
+        with(claims(), "iat", Some(json!(NOW - 59))),
+        // A fractional NumericDate.
+        with(claims(), "iat", Some(json!(NOW as f64 + 0.5))),
+        with(claims(), "nonce", Some(json!("n-1"))),
+    ];
+    for claims in accepted {
+        let proof = signer.sign_parts(&signer.header(), &claims);
+        assert!(check(&proof).is_ok(), "{claims}");
+    }
+    let header = with(signer.header(), "typ", Some(json!("DPoP+JWT")));
+    assert!(check(&signer.sign_parts(&header, &claims())).is_ok());
+    let header = with(signer.header(), "kid", Some(json!("ignored")));
+    assert!(check(&signer.sign_parts(&header, &claims())).is_ok());
+}
+
+#[test]
+fn each_claim_check_refuses_a_proof_that_fails_it() {
+    let signer = Signer::new(Algorithm::ES256);
+    let refused = [
+        with(claims(), "jti", None),
+        with(claims(), "jti", Some(json!(""))),
+        with(claims(), "jti", Some(json!("j".repeat(257)))),
+        with(claims(), "jti", Some(json!(7))),
+        with(claims(), "htm", None),
+        with(claims(), "htm", Some(json!("POST"))),
+        with(claims(), "htm", Some(json!("get"))),
+        with(claims(), "htu", None),
+        with(claims(), "htu", Some(json!("https://other.example/whoami"))),
+        with(claims(), "htu", Some(json!("https://api.example/whoami/x"))),
+        with(claims(), "htu", Some(json!("http://api.example/whoami"))),
+        with(claims(), "htu", Some(json!("/whoami"))),
+        with(claims(), "iat", None),
+        with(claims(), "iat", Some(json!(NOW - 3600))),
+        with(claims(), "iat", Some(json!(NOW + 3600))),
+        with(claims(), "iat", Some(json!(NOW - 300))),
+        with(claims(), "iat", Some(json!(NOW + 16))),
+        with(claims(), "iat", Some(json!("1800000000"))),
+        with(claims(), "ath", None),
+        with(
+            claims(),
+            "ath",
+            Some(json!(B64.encode(Sha256::digest("other")))),
+        ),
+        with(
+            claims(),
+            "ath",
+            Some(json!(format!("{}=", B64.encode(token_hash())))),
+        ),
+    ];
+    for claims in refused {
+        let proof = signer.sign_parts(&signer.header(), &claims);
+        assert_eq!(
+            check(&proof).err(),
+            Some(AuthErrorKind::InvalidDpopProof),
+            "{claims}"
+        );
+    }
+    let proof = signer.sign_parts(&signer.header(), &json!([1]));
+    assert!(check(&proof).is_err());
+    let long_jti = with(claims(), "jti", Some(json!("j".repeat(256))));
+    assert!(check(&signer.sign_parts(&signer.header(), &long_jti)).is_ok());
+}
+
+#[test]
+fn each_header_check_refuses_a_proof_that_fails_it() {
+    let signer = Signer::new(Algorithm::ES256);
+    let other = Signer::new(Algorithm::EdDSA);
+    let mut private = signer.jwk.clone();
+    private["d"] = json!("AAAA");
+    let mut null_private = signer.jwk.clone();
+    null_private["d"] = Value::Null;
+    let refused = [
+        with(signer.header(), "typ", None),
+        with(signer.header(), "typ", Some(json!("JWT"))),
+        with(signer.header(), "typ", Some(json!("at+jwt"))),
+        with(signer.header(), "alg", Some(json!("none"))),
+        with(signer.header(), "alg", Some(json!("HS256"))),
+        with(signer.header(), "alg", Some(json!("RS256"))),
+        with(signer.header(), "alg", Some(json!("EdDSA"))),
+        with(signer.header(), "jwk", None),
+        with(signer.header(), "jwk", Some(private)),
+        with(signer.header(), "jwk", Some(null_private)),
+        with(signer.header(), "jwk", Some(other.jwk.clone())),
+        with(
+            signer.header(),
+            "jwk",
+            Some(json!({"kty": "oct", "k": "c2VjcmV0"})),
+        ),
+        with(signer.header(), "jwk", Some(json!("key"))),
+        with(signer.header(), "crit", Some(json!(["exp"]))),
+    ];
+    for header in refused {
+        let proof = signer.sign_parts(&header, &claims());
+        assert_eq!(
+            check(&proof).err(),
+            Some(AuthErrorKind::InvalidDpopProof),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn malformed_and_forged_proofs_are_refused() {
+    let signer = Signer::new(Algorithm::ES256);
+    let good = signer.sign_parts(&signer.header(), &claims());
+    let (message, signature) = good.rsplit_once('.').unwrap();
+    // Claims changed after signing.
+    let forged_claims = with(claims(), "htm", Some(json!("GET")));
+    let forged_claims = with(forged_claims, "jti", Some(json!("other")));
+    let header_b64 = message.split('.').next().unwrap();
+    let forged = format!(
+        "{header_b64}.{}.{signature}",
+        B64.encode(forged_claims.to_string())
+    );
+    // Signed by another key than the one in its header.
+    let impostor = Signer::new(Algorithm::ES256);
+    let swapped = impostor.sign_parts(&signer.header(), &claims());
+    // alg none with an empty signature.
+    let none = format!(
+        "{}.{}.",
+        B64.encode(with(signer.header(), "alg", Some(json!("none"))).to_string()),
+        B64.encode(claims().to_string())
+    );
+    for bad in [
+        forged,
+        swapped,
+        none,
+        String::new(),
+        "a.b".to_owned(),
+        "a.b.c.d".to_owned(),
+        format!("{message}."),
+        format!("{message}.!!!"),
+        format!("*{good}"),
+        format!("{good}.x"),
+        "..".to_owned(),
+    ] {
+        assert_eq!(
+            check(&bad).err(),
+            Some(AuthErrorKind::InvalidDpopProof),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_token_request_proof_needs_no_ath() {
+    let signer = Signer::new(Algorithm::EdDSA);
+    let claims = with(claims(), "ath", None);
+    let claims = with(claims, "htm", Some(json!("POST")));
+    let proof = signer.sign_parts(&signer.header(), &claims);
+    let expected = Expected {
+        method: "POST",
+        htu: HTU,
+        ath: None,
+        now: NOW,
+    };
+    assert!(verify(&proof, &expected, &ProofRules::default()).is_ok());
+    // A proof made for a request with an access token is not one for a token request,
+    // whatever its ath holds.
+    for ath in [json!(B64.encode(token_hash())), Value::Null, json!(7)] {
+        let claims = with(claims.clone(), "ath", Some(ath));
+        let proof = signer.sign_parts(&signer.header(), &claims);
+        let result = verify(&proof, &expected, &ProofRules::default());
+        assert_eq!(
+            result.err().map(|e| e.kind()),
+            Some(AuthErrorKind::InvalidDpopProof)
+        );
+    }
+}
+
+#[test]
+fn exactly_one_dpop_header_within_the_size_limit_is_taken() {
+    let mut headers = HeaderMap::new();
+    assert!(single_proof(&headers, 100).is_err());
+    headers.append(&DPOP, http::HeaderValue::from_static("a.b.c"));
+    assert_eq!(single_proof(&headers, 100).unwrap(), "a.b.c");
+    assert!(single_proof(&headers, 4).is_err());
+    headers.append(&DPOP, http::HeaderValue::from_static("a.b.c"));
+    assert!(single_proof(&headers, 100).is_err());
+    let mut headers = HeaderMap::new();
+    headers.insert(&DPOP, http::HeaderValue::from_bytes(b"a.\xffb.c").unwrap());
+    assert!(single_proof(&headers, 100).is_err());
+}
