@@ -13,9 +13,11 @@ use crate::support::encoding::is_b64token;
 /// `dpop` is on; otherwise it is "another scheme". On failure, the scheme as far as it was
 /// read comes with the error (the challenge answers in that scheme).
 ///
-/// - no `Authorization` header, or another scheme: [`AuthErrorKind::MissingToken`];
-/// - two headers, an empty token, or an `access_token` query parameter (RFC 6750 §2.3 is not
-///   supported, and tokens in URLs end up in logs): [`AuthErrorKind::InvalidRequest`];
+/// - no `Authorization` header, another scheme, or an `access_token` query parameter alone
+///   (RFC 6750 §2.3 is not supported, since tokens in URLs end up in logs, so such a request
+///   carries no credentials this server accepts; RFC 6750 §3.1): [`AuthErrorKind::MissingToken`];
+/// - two headers, an empty token, or an `access_token` query parameter beside an
+///   `Authorization` header (two methods): [`AuthErrorKind::InvalidRequest`];
 /// - a token longer than `max_len`: [`AuthErrorKind::InvalidToken`].
 pub(crate) fn credentials<'a>(
     headers: &'a HeaderMap,
@@ -25,15 +27,26 @@ pub(crate) fn credentials<'a>(
 ) -> Result<(Scheme, &'a [u8]), (Scheme, AuthError)> {
     use AuthErrorKind as K;
     let refuse = |scheme, kind, detail| Err((scheme, AuthError::with_detail(kind, detail)));
-    if has_query_token(uri) {
-        return refuse(
-            Scheme::Unknown,
-            K::InvalidRequest,
-            "access token in the query string",
-        );
-    }
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let first = values.next();
+    if has_query_token(uri) {
+        // RFC 6750 §3.1: a token in the query string alone is an authentication method this
+        // server does not support, so the request lacks authentication (401, no error code);
+        // with an Authorization header as well, the client used two methods (400).
+        return match first {
+            None => refuse(
+                Scheme::Unknown,
+                K::MissingToken,
+                "access token in the query string is not accepted",
+            ),
+            Some(_) => refuse(
+                Scheme::Unknown,
+                K::InvalidRequest,
+                "access token in both the query string and the Authorization header",
+            ),
+        };
+    }
+    let Some(value) = first else {
         return refuse(Scheme::Unknown, K::MissingToken, "no Authorization header");
     };
     if values.next().is_some() {
@@ -162,7 +175,7 @@ mod tests {
     fn query_string_tokens_are_refused() {
         assert_eq!(
             extract(&[], "/x?access_token=abc"),
-            Err(AuthErrorKind::InvalidRequest)
+            Err(AuthErrorKind::MissingToken)
         );
         assert_eq!(
             extract(&[b"Bearer abc"], "/x?a=1&access_token=abc"),

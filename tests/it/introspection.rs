@@ -287,6 +287,60 @@ async fn endpoint_failures_fail_closed_and_are_never_cached() {
     }
 }
 
+/// RFC 6749 §5.2 answers about the token (what a popular AS says of a JWT it cannot
+/// introspect): the token will never work, so 401 `invalid_token`, kept like an inactive answer.
+#[tokio::test]
+async fn a_token_the_endpoint_refuses_to_introspect_is_an_invalid_token_kept_like_an_inactive_one(
+) {
+    let w = World::start(basic_expected(), |s| {
+        basic(s).negative_cache_ttl(Duration::from_secs(3600))
+    })
+    .await;
+    let codes = [
+        r#"{"error":"unsupported_token_type","error_description":"JWT"}"#,
+        r#"{"error":"invalid_request"}"#,
+        r#"{"error":"invalid_token"}"#,
+    ];
+    for (i, body) in codes.into_iter().enumerate() {
+        let token = format!("opaque-unsupported-{i}");
+        w.issue_bound(&token, &w.alice);
+        let before = w.as_server.total_calls();
+        w.as_server
+            .set_behaviour(Behaviour::Error(StatusCode::BAD_REQUEST, body));
+        let response = w.get(&w.alice, &token).await;
+        assert_eq!(response.status(), 401, "{body}");
+        assert_invalid_token(&response, &token, INVALID_TOKEN);
+        // The refusal is kept for the negative TTL: the endpoint is not asked again.
+        w.as_server.set_behaviour(Behaviour::Answer);
+        assert_eq!(w.get(&w.alice, &token).await.status(), 401, "{body}");
+        assert_eq!(w.as_server.total_calls(), before + 1, "{body}");
+    }
+}
+
+/// Error answers that are about us, or unreadable, are outages: 503, never cached.
+#[tokio::test]
+async fn error_answers_not_about_the_token_are_503_and_not_cached() {
+    let w = World::start(basic_expected(), basic).await;
+    let cases = [
+        (StatusCode::BAD_REQUEST, r#"{"error":"invalid_client"}"#),
+        (StatusCode::BAD_REQUEST, "not json"),
+        (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#),
+        (StatusCode::FORBIDDEN, r#"{"error":"invalid_token"}"#),
+        (StatusCode::NOT_FOUND, r#"{"error":"invalid_token"}"#),
+        (StatusCode::TOO_MANY_REQUESTS, "{}"),
+    ];
+    for (i, (status, body)) in cases.into_iter().enumerate() {
+        let token = format!("opaque-config-{i}");
+        w.issue_bound(&token, &w.alice);
+        w.as_server.set_behaviour(Behaviour::Error(status, body));
+        let response = w.get(&w.alice, &token).await;
+        assert_eq!(response.status(), 503, "{status} {body}");
+        assert!(www_authenticate(&response).is_none());
+        w.as_server.set_behaviour(Behaviour::Answer);
+        assert_eq!(w.get(&w.alice, &token).await.status(), 200, "{status} {body}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_endpoint_gives_503() {
     // A port that was just free: nothing listens there.

@@ -330,8 +330,15 @@ fn header_cases(fx: &Fixture) -> Vec<Case> {
             Who::Alice,
             headers_with("Bearer abc def"),
         ),
-        Case::invalid_request("token in the query", Who::Alice, HeaderMap::new())
-            .at(format!("/whoami?access_token={good}")),
+        // RFC 6750 §3.1: an unsupported method alone is a request without authentication.
+        Case::new(
+            "token only in the query",
+            Who::Alice,
+            HeaderMap::new(),
+            401,
+            "Bearer",
+        )
+        .at(format!("/whoami?access_token={good}")),
         Case::invalid_request(
             "token in the query and the header",
             Who::Alice,
@@ -636,9 +643,16 @@ async fn duplicate_authorization_headers_are_an_invalid_request() {
 }
 
 #[tokio::test]
-async fn access_token_in_the_query_string_is_an_invalid_request() {
+async fn a_token_only_in_the_query_string_is_a_request_without_authentication() {
     let fx = Fixture::start().await;
-    fx.check_named(header_cases(&fx), "token in the query", 2)
+    fx.check_named(header_cases(&fx), "token only in the query", 1)
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_and_the_header_is_an_invalid_request() {
+    let fx = Fixture::start().await;
+    fx.check_named(header_cases(&fx), "token in the query and the header", 1)
         .await;
 }
 

@@ -1,4 +1,5 @@
-//! Rejections are traced at debug level under the `certbound` target, without token material.
+//! Rejections are traced at debug level under the `certbound` target, without token material;
+//! a configuration problem the client cannot fix is a warning.
 //!
 //! The test runs alone in a process of its own ([`runs_alone`]): tracing caches per call site
 //! whether anyone listens, process-wide, and the other tests of this binary hit the same call
@@ -9,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::{
     assert_no_token_material, ca_verified_tls, claims_bound_to, claims_unbound, get_with_token,
-    https_client, runs_alone, static_validator, whoami_app, Pki, TestKey, TestServer,
+    https_client, runs_alone, static_validator, whoami_app, Introspection, IntrospectionServer,
+    Pki, TestKey, TestServer,
 };
-use certbound::BoundTokenLayer;
+use certbound::{BoundTokenLayer, IntrospectionValidator};
 
 /// A writer that appends everything the subscriber formats to a shared buffer.
 #[derive(Clone, Default)]
@@ -32,6 +34,16 @@ impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// A debug-level subscriber writing here, for the current thread.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
 }
 
 // Current-thread runtime: the server task runs on this thread, under the default subscriber.
@@ -41,13 +53,7 @@ async fn rejections_are_traced_without_token_material() {
         return;
     }
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
 
     let pki = Pki::new("tracing CA");
     let key = TestKey::es256("k1");
@@ -80,4 +86,40 @@ async fn rejections_are_traced_without_token_material() {
     for token in [&stolen, &unbound] {
         assert_no_token_material(&logs, token);
     }
+}
+
+/// The endpoint refusing the resource server's own credentials is a 503 for the client and a
+/// warning for the operator (it will not heal by itself).
+#[tokio::test(flavor = "current_thread")]
+async fn refused_introspection_credentials_are_a_warning() {
+    if !runs_alone("tracing::refused_introspection_credentials_are_a_warning").await {
+        return;
+    }
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+
+    let as_server = IntrospectionServer::start(Introspection::basic("rs", "rs-secret")).await;
+    let validator = IntrospectionValidator::endpoint(as_server.url())
+        .client_secret_basic("rs", "wrong-secret")
+        .trust_root(as_server.ca_der())
+        .build()
+        .expect("validator");
+    let pki = Pki::new("tracing CA");
+    let alice = pki.client_identity("alice");
+    let server = TestServer::start(ca_verified_tls(&pki), whoami_app(BoundTokenLayer::new(validator))).await;
+    let token = "opaque-token-for-the-warning";
+    let response = get_with_token(
+        &https_client(&pki.ca_der(), Some(&alice)),
+        &server.url("/whoami"),
+        token,
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+
+    let logs = captured.text();
+    assert!(logs.contains(" WARN "), "{logs}");
+    assert!(logs.contains("refused the resource server's credentials"), "{logs}");
+    assert!(logs.contains("status=401"), "{logs}");
+    assert!(logs.contains("client_secret_basic"), "{logs}");
+    assert_no_token_material(&logs, token);
 }

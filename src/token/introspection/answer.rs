@@ -47,13 +47,7 @@ impl Rules {
                 },
             )
         };
-        let keep_refusal = |e| {
-            let keep = Keep {
-                ttl: self.inactive_ttl,
-                bytes: REFUSAL_BYTES,
-            };
-            (Err(e), keep)
-        };
+        let keep_refusal = |e| (Err(e), self.refusal_keep());
         let malformed = invalid("malformed introspection response");
         let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(body) else {
             return dont_keep(malformed);
@@ -98,6 +92,21 @@ impl Rules {
             bytes: entry_bytes(body.len()),
         };
         (Ok(active), keep)
+    }
+
+    /// A token the endpoint refused to introspect (a `400` about the token): invalid, and
+    /// kept no longer than an inactive answer.
+    pub(super) fn refused_by_the_endpoint(&self) -> (Outcome, Keep) {
+        let refusal = invalid("introspection endpoint refused the token");
+        (Err(refusal), self.refusal_keep())
+    }
+
+    /// How a refusal the server meant is kept: for the negative TTL.
+    fn refusal_keep(&self) -> Keep {
+        Keep {
+            ttl: self.inactive_ttl,
+            bytes: REFUSAL_BYTES,
+        }
     }
 
     /// `token_type`, `token_use`, `iss` and `aud` of an active answer.

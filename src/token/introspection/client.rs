@@ -48,10 +48,27 @@ impl ClientAuth {
     }
 }
 
+/// What the endpoint said, when it said something about the token.
+#[derive(Debug)]
+pub(super) enum Answer {
+    /// The body of a `200` answer (RFC 7662 §2.2), to interpret.
+    Introspected(Vec<u8>),
+    /// A `400` whose RFC 6749 §5.2 `error` is about the token (`unsupported_token_type`,
+    /// `invalid_request`, `invalid_token`): the server will never introspect it, so it is
+    /// refused like an inactive token instead of being called an outage.
+    TokenRefused,
+}
+
+/// The `error` codes of a `400` answer that are about the token, not about us.
+const ABOUT_THE_TOKEN: [&str; 3] = ["unsupported_token_type", "invalid_request", "invalid_token"];
+
+/// The largest error body read to find its `error` code.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
 impl Exchange {
     /// Posts `token` to the endpoint (discovering it first if need be), within the fetch
-    /// timeout, and returns the body of a `200` answer.
-    pub(super) async fn ask(&self, token: &str) -> Result<Vec<u8>, FetchError> {
+    /// timeout, and returns what it said about the token.
+    pub(super) async fn ask(&self, token: &str) -> Result<Answer, FetchError> {
         tokio::time::timeout(self.fetch_timeout, self.call(token))
             .await
             .unwrap_or_else(|elapsed| {
@@ -59,7 +76,7 @@ impl Exchange {
             })
     }
 
-    async fn call(&self, token: &str) -> Result<Vec<u8>, FetchError> {
+    async fn call(&self, token: &str) -> Result<Answer, FetchError> {
         let url = self.endpoint_url().await?;
         let mut request = self
             .http
@@ -74,12 +91,34 @@ impl Exchange {
             .send()
             .await
             .map_err(|e| FetchError::unavailable(url).because(e))?;
-        if response.status() != http::StatusCode::OK {
-            // 401/403 here mean the resource server's own credentials were refused: a
-            // configuration problem, not something the client can fix, so 503 as for 5xx.
-            return Err(FetchError::unavailable(url).because(HttpStatus(response.status())));
+        let status = response.status();
+        if status == http::StatusCode::OK {
+            return fetch::read_limited(response, url, self.max_response_bytes)
+                .await
+                .map(Answer::Introspected);
         }
-        fetch::read_limited(response, url, self.max_response_bytes).await
+        let refused = || FetchError::unavailable(url).because(HttpStatus(status));
+        if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
+            // Our own credentials were refused: a configuration problem the client cannot
+            // fix, so 503 as for 5xx, and loud enough for an operator to see.
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "certbound",
+                endpoint = %url,
+                status = status.as_u16(),
+                client_auth = self.auth.method(),
+                "the introspection endpoint refused the resource server's credentials; check the configuration"
+            );
+            return Err(refused());
+        }
+        if status == http::StatusCode::BAD_REQUEST {
+            // The body is only looked at for its error code; an unreadable one is an outage.
+            let body = fetch::read_limited(response, url, MAX_ERROR_BODY).await;
+            if body.is_ok_and(|body| is_about_the_token(&body)) {
+                return Ok(Answer::TokenRefused);
+            }
+        }
+        Err(refused())
     }
 
     /// The request body (RFC 7662 §2.1), with the client's credentials where they go there.
@@ -133,6 +172,17 @@ impl Exchange {
     }
 }
 
+/// Whether an error answer's RFC 6749 §5.2 `error` is one about the presented token.
+fn is_about_the_token(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody<'a> {
+        #[serde(borrow)]
+        error: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<ErrorBody<'_>>(body)
+        .is_ok_and(|answer| ABOUT_THE_TOKEN.contains(&answer.error.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use base64::engine::general_purpose::STANDARD;
@@ -158,6 +208,25 @@ mod tests {
             v.0.exchange.form("a b+c"),
             "token=a+b%2Bc&token_type_hint=access_token"
         );
+    }
+
+    #[test]
+    fn only_error_codes_about_the_token_make_a_refusal() {
+        for code in ABOUT_THE_TOKEN {
+            let body = format!(r#"{{"error":"{code}","error_description":"x"}}"#);
+            assert!(is_about_the_token(body.as_bytes()), "{code}");
+        }
+        for body in [
+            &br#"{"error":"invalid_client"}"#[..],
+            br#"{"error":"unauthorized_client"}"#,
+            br#"{"error":"server_error"}"#,
+            br#"{"error":["invalid_token"]}"#,
+            br#"{"error_description":"invalid_token"}"#,
+            b"invalid_token",
+            b"",
+        ] {
+            assert!(!is_about_the_token(body), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

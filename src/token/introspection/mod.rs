@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use answer::{check_times, invalid, Outcome, Rules};
 pub use builder::IntrospectionValidatorBuilder;
-use client::{Endpoint, Exchange};
+use client::{Answer, Endpoint, Exchange};
 
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
@@ -140,7 +140,8 @@ impl Inner {
             bytes: 0,
         };
         match self.exchange.ask(token).await {
-            Ok(body) => self.rules.interpret(&body),
+            Ok(Answer::Introspected(body)) => self.rules.interpret(&body),
+            Ok(Answer::TokenRefused) => self.rules.refused_by_the_endpoint(),
             // The cause (HTTP client error, timeout, status) goes along as the source.
             Err(cause) if cause.is_unavailable() => {
                 #[cfg(feature = "tracing")]

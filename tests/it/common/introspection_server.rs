@@ -72,6 +72,8 @@ pub enum Behaviour {
     Status(StatusCode),
     /// `200` with exactly this body.
     Raw(String),
+    /// This status with this JSON body (an RFC 6749 §5.2 error answer, say).
+    Error(StatusCode, &'static str),
     /// Never answers (the request hangs until the client gives up).
     Hang,
 }
@@ -199,6 +201,7 @@ async fn introspect(
         }
         Behaviour::Status(code) => (code, json, r#"{"error":"simulated"}"#).into_response(),
         Behaviour::Raw(body) => (json, body).into_response(),
+        Behaviour::Error(code, body) => (code, json, body).into_response(),
         Behaviour::Hang => std::future::pending().await,
     }
 }
