@@ -17,6 +17,7 @@ use super::jwks_uri::{JwksUriCache, JwksUriSettings};
 use crate::certificate::ClientCertificate;
 use crate::error::ConfigError;
 use crate::support::crypto::rustls_provider;
+use crate::upstream::{self, destination};
 
 /// Authenticates a client by the certificate it presented (RFC 8705 §2), by its registered
 /// method:
@@ -230,6 +231,24 @@ impl ClientAuthenticatorBuilder {
         self
     }
 
+    /// Lets clients' `jwks_uri` point at loopback, private (RFC 1918, RFC 4193, RFC 6598) and
+    /// link-local addresses, cloud metadata endpoints included. Off by default: a `jwks_uri`
+    /// is a URL the server fetches on a client's behalf, so without this guard a registration
+    /// could make it call services only it can reach (SSRF).
+    ///
+    /// With the guard on, the default client resolves names itself and connects only to
+    /// public unicast addresses (a name with none fails, on every connection, so DNS
+    /// rebinding is caught too); IP-literal URLs and redirect targets are checked as well. A
+    /// custom [`jwks_http_client`](Self::jwks_http_client) keeps its own resolver: only
+    /// IP-literal URLs are checked then. Fetches that the guard refuses fail like an
+    /// unreachable `jwks_uri` (`invalid_client`).
+    ///
+    /// For tests and private deployments whose clients publish their keys inside the network.
+    pub fn allow_private_jwks_uri(mut self) -> Self {
+        self.settings.public_only = false;
+        self
+    }
+
     /// Largest `jwks_uri` document accepted (default 256 KiB).
     pub fn jwks_max_response_bytes(mut self, bytes: usize) -> Self {
         self.settings.max_response_bytes = bytes;
@@ -257,13 +276,23 @@ impl ClientAuthenticatorBuilder {
         };
         let client = match self.http_client {
             Some(client) => client,
-            None => crate::upstream::default_client(
-                &self.extra_roots,
-                self.public_roots,
-                None,
-                self.settings.fetch_timeout,
-                false,
-            )?,
+            None => {
+                let builder = upstream::default_client_builder(
+                    &self.extra_roots,
+                    self.public_roots,
+                    None,
+                    self.settings.fetch_timeout,
+                    false,
+                )?;
+                let builder = if self.settings.public_only {
+                    builder
+                        .dns_resolver(Arc::new(destination::PublicOnly))
+                        .redirect(destination::redirect_policy(upstream::MAX_REDIRECTS))
+                } else {
+                    builder
+                };
+                upstream::build_client(builder)?
+            }
         };
         Ok(ClientAuthenticator(Arc::new(Inner {
             chain_verifier,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::support::single_flight::{detach, Begin, SingleFlight};
-use crate::upstream as fetch;
+use crate::upstream::{self as fetch, destination};
 
 use super::keys::SelfSignedKeys;
 
@@ -23,6 +23,9 @@ pub(crate) struct JwksUriSettings {
     pub(crate) max_response_bytes: usize,
     /// Most URIs kept; beyond it, the least recently fetched entry is dropped.
     pub(crate) max_entries: usize,
+    /// Refuse loopback, private and link-local destinations (SSRF); see
+    /// [`crate::upstream::destination`].
+    pub(crate) public_only: bool,
 }
 
 impl Default for JwksUriSettings {
@@ -33,6 +36,7 @@ impl Default for JwksUriSettings {
             fetch_timeout: Duration::from_secs(5),
             max_response_bytes: 256 * 1024,
             max_entries: 10_000,
+            public_only: true,
         }
     }
 }
@@ -158,6 +162,11 @@ impl JwksUriCache {
     }
 
     async fn fetch(&self, uri: &str) -> Result<SelfSignedKeys, String> {
+        if self.settings.public_only {
+            // Names are checked by the default client's resolver, at connection time.
+            let url = reqwest::Url::parse(uri).map_err(|e| format!("{uri}: {e}"))?;
+            destination::check_literal(&url).map_err(|reason| format!("{uri}: {reason}"))?;
+        }
         let body = fetch::get(&self.client, uri, self.settings.max_response_bytes)
             .await
             .map_err(fetch::FetchError::into_message)?;

@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
 
+#[cfg(feature = "authorization-server")]
+pub(crate) mod destination;
 mod error;
 mod options;
 pub(crate) use error::{FetchError, HttpStatus};
@@ -27,21 +29,37 @@ pub(crate) fn default_client(
     timeout: Duration,
     allow_http: bool,
 ) -> Result<reqwest::Client, ConfigError> {
+    let builder = default_client_builder(extra_roots, public_roots, identity, timeout, allow_http)?;
+    build_client(builder)
+}
+
+/// The builder of [`default_client`], for a caller that adds to it.
+pub(crate) fn default_client_builder(
+    extra_roots: &[CertificateDer<'static>],
+    public_roots: bool,
+    identity: Option<Identity>,
+    timeout: Duration,
+    allow_http: bool,
+) -> Result<reqwest::ClientBuilder, ConfigError> {
     let tls = crate::tls::client_config(extra_roots, public_roots, identity)?;
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .https_only(!allow_http)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| {
-            ConfigError::invalid_because(
-                "http_client",
-                "the default HTTP client cannot be built",
-                e,
-            )
-        })
+        .timeout(timeout))
+}
+
+/// Redirects the default client follows.
+pub(crate) const MAX_REDIRECTS: usize = 3;
+
+/// Builds a client from [`default_client_builder`].
+pub(crate) fn build_client(
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ConfigError> {
+    builder.build().map_err(|e| {
+        ConfigError::invalid_because("http_client", "the default HTTP client cannot be built", e)
+    })
 }
 
 /// Reads a response body of at most `limit` bytes.

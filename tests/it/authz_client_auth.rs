@@ -404,6 +404,53 @@ async fn self_signed_clients_match_the_registered_certificate_or_key() {
     );
 }
 
+/// SSRF: a `jwks_uri` is fetched on a client's behalf, so by default one on loopback is never
+/// fetched, whether written as an IP literal or as a name that resolves there; relaxed
+/// explicitly, the same registration works.
+#[tokio::test]
+async fn a_jwks_uri_on_a_loopback_address_is_never_fetched_unless_allowed() {
+    let pki = Pki::new("authz-ssrf-server-ca");
+    let client = Pki::self_signed_client("ssrf");
+    let x5c = json!({"kty": "EC", "x5c": [STANDARD.encode(client.leaf_der())]});
+    let jwks_server = JwksServer::start(json!({"keys": [x5c]})).await;
+    let port = jwks_server.addr().port();
+    let registrations = json!([
+        {"client_id": "literal", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+         "jwks_uri": jwks_server.url(JWKS_PATH)},
+        {"client_id": "named", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+         "jwks_uri": format!("https://localhost:{port}{JWKS_PATH}")},
+        {"client_id": "mapped", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+         "jwks_uri": format!("https://[::ffff:127.0.0.1]:{port}{JWKS_PATH}")},
+    ]);
+    let guarded = ClientAuthenticator::builder()
+        .jwks_trust_root(jwks_server.ca_der())
+        .jwks_min_refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let server = start_token_endpoint(&pki, registrations.clone(), guarded).await;
+    for id in ["literal", "named", "mapped"] {
+        assert_invalid_client(token_as(&server, &pki, Some(&client), id).await, id);
+    }
+    assert_eq!(
+        jwks_server.hits(JWKS_PATH),
+        0,
+        "nothing reached the loopback server"
+    );
+
+    let relaxed = ClientAuthenticator::builder()
+        .jwks_trust_root(jwks_server.ca_der())
+        .allow_private_jwks_uri()
+        .build()
+        .unwrap();
+    let server = start_token_endpoint(&pki, registrations, relaxed).await;
+    assert_authenticated(
+        token_as(&server, &pki, Some(&client), "literal").await,
+        "literal",
+        "allowed explicitly",
+    );
+    assert_eq!(jwks_server.hits(JWKS_PATH), 1);
+}
+
 #[tokio::test]
 async fn self_signed_keys_rotate_through_jwks_uri() {
     let pki = Pki::new("authz-rotate-server-ca");
@@ -414,6 +461,8 @@ async fn self_signed_keys_rotate_through_jwks_uri() {
     let authenticator = ClientAuthenticator::builder()
         .jwks_trust_root(jwks_server.ca_der())
         .jwks_only_trust_roots()
+        // The test's jwks_uri is on 127.0.0.1.
+        .allow_private_jwks_uri()
         // Every miss may refetch, so that the test needs no waiting.
         .jwks_min_refresh_interval(Duration::ZERO)
         .build()
@@ -489,6 +538,7 @@ async fn rate_limited_refetch_keeps_unknown_certificates_out_without_hammering()
     let authenticator = ClientAuthenticator::builder()
         .jwks_trust_root(jwks_server.ca_der())
         .jwks_only_trust_roots()
+        .allow_private_jwks_uri()
         .jwks_min_refresh_interval(Duration::from_secs(3600))
         .build()
         .unwrap();

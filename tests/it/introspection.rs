@@ -290,8 +290,8 @@ async fn endpoint_failures_fail_closed_and_are_never_cached() {
 /// RFC 6749 §5.2 answers about the token (what a popular AS says of a JWT it cannot
 /// introspect): the token will never work, so 401 `invalid_token`, kept like an inactive answer.
 #[tokio::test]
-async fn a_token_the_endpoint_refuses_to_introspect_is_an_invalid_token_kept_like_an_inactive_one(
-) {
+async fn a_token_the_endpoint_refuses_to_introspect_is_an_invalid_token_kept_like_an_inactive_one()
+{
     let w = World::start(basic_expected(), |s| {
         basic(s).negative_cache_ttl(Duration::from_secs(3600))
     })
@@ -337,7 +337,11 @@ async fn error_answers_not_about_the_token_are_503_and_not_cached() {
         assert_eq!(response.status(), 503, "{status} {body}");
         assert!(www_authenticate(&response).is_none());
         w.as_server.set_behaviour(Behaviour::Answer);
-        assert_eq!(w.get(&w.alice, &token).await.status(), 200, "{status} {body}");
+        assert_eq!(
+            w.get(&w.alice, &token).await.status(),
+            200,
+            "{status} {body}"
+        );
     }
 }
 

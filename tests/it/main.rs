@@ -50,6 +50,8 @@ mod example_tonic_server;
 // Runs examples/resource_server.rs and (with tonic) examples/tonic_server.rs with --dpop.
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod dpop_examples;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod floods;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod garbage;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]

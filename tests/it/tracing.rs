@@ -106,7 +106,11 @@ async fn refused_introspection_credentials_are_a_warning() {
         .expect("validator");
     let pki = Pki::new("tracing CA");
     let alice = pki.client_identity("alice");
-    let server = TestServer::start(ca_verified_tls(&pki), whoami_app(BoundTokenLayer::new(validator))).await;
+    let server = TestServer::start(
+        ca_verified_tls(&pki),
+        whoami_app(BoundTokenLayer::new(validator)),
+    )
+    .await;
     let token = "opaque-token-for-the-warning";
     let response = get_with_token(
         &https_client(&pki.ca_der(), Some(&alice)),
@@ -118,7 +122,10 @@ async fn refused_introspection_credentials_are_a_warning() {
 
     let logs = captured.text();
     assert!(logs.contains(" WARN "), "{logs}");
-    assert!(logs.contains("refused the resource server's credentials"), "{logs}");
+    assert!(
+        logs.contains("refused the resource server's credentials"),
+        "{logs}"
+    );
     assert!(logs.contains("status=401"), "{logs}");
     assert!(logs.contains("client_secret_basic"), "{logs}");
     assert_no_token_material(&logs, token);

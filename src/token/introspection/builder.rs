@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::HeaderValue;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::answer::Rules;
 use super::client::{ClientAuth, Endpoint, Exchange};
@@ -63,6 +63,7 @@ pub struct IntrospectionValidatorBuilder {
     audiences: Vec<String>,
     active_ttl: Duration,
     inactive_ttl: Duration,
+    max_concurrent_calls: usize,
     upstream: UpstreamOptions,
 }
 
@@ -84,6 +85,7 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("audiences", &self.audiences)
             .field("cache_ttl", &self.active_ttl)
             .field("negative_cache_ttl", &self.inactive_ttl)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +99,7 @@ impl IntrospectionValidatorBuilder {
             audiences: Vec::new(),
             active_ttl: Duration::from_secs(3),
             inactive_ttl: Duration::from_secs(5),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             upstream: UpstreamOptions::new(64 * 1024),
         }
     }
@@ -187,6 +190,17 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
+    /// Most calls to the introspection endpoint in flight at once (default 64; at least 1).
+    ///
+    /// A request whose token needs one more call is answered `503` at once, not queued: a
+    /// flood of distinct made-up tokens opens no more than this many exchanges with the
+    /// authorization server and queues no work, while requests with cached answers are served
+    /// as usual. Requests joining a call already in flight for the same token do not count.
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls = calls;
+        self
+    }
+
     /// Checks the configuration and builds the validator. No network access (discovery happens
     /// on first use or in [`IntrospectionValidator::prefetch`]).
     ///
@@ -199,6 +213,12 @@ impl IntrospectionValidatorBuilder {
             EndpointConfig::Discover(url) => ("issuer", url),
         };
         self.upstream.check_url(option, url)?;
+        if self.max_concurrent_calls == 0 {
+            return Err(ConfigError::invalid(
+                "max_concurrent_calls",
+                "must be at least 1, or no token could ever be introspected",
+            ));
+        }
         let mut auth = self.auth.into_iter();
         let (Some(auth), None) = (auth.next(), auth.next()) else {
             return Err(ConfigError::invalid(
@@ -261,6 +281,7 @@ impl IntrospectionValidatorBuilder {
                 fetch_timeout: self.upstream.fetch_timeout,
                 max_response_bytes: self.upstream.max_response_bytes,
                 allow_http: self.upstream.allow_http,
+                calls: Semaphore::new(self.max_concurrent_calls),
             },
             rules: Rules {
                 issuer: self.issuer,
@@ -276,6 +297,9 @@ impl IntrospectionValidatorBuilder {
         })))
     }
 }
+
+/// See [`IntrospectionValidatorBuilder::max_concurrent_calls`].
+const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
 
 fn non_empty(client_id: &str) -> Result<(), ConfigError> {
     if client_id.is_empty() {

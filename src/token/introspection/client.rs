@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderValue;
 use serde_json::Value;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::upstream::{self as fetch, check_url, FetchError, HttpStatus};
 
@@ -18,6 +18,8 @@ pub(super) struct Exchange {
     pub(super) fetch_timeout: Duration,
     pub(super) max_response_bytes: usize,
     pub(super) allow_http: bool,
+    /// Bounds the calls in flight (`max_concurrent_calls`).
+    pub(super) calls: Semaphore,
 }
 
 pub(super) enum Endpoint {
@@ -69,6 +71,12 @@ impl Exchange {
     /// Posts `token` to the endpoint (discovering it first if need be), within the fetch
     /// timeout, and returns what it said about the token.
     pub(super) async fn ask(&self, token: &str) -> Result<Answer, FetchError> {
+        // Beyond the bound, 503 at once: queueing would let a flood hold every request.
+        let Ok(_permit) = self.calls.try_acquire() else {
+            return Err(FetchError::unavailable(
+                "too many introspection calls in flight (max_concurrent_calls)",
+            ));
+        };
         tokio::time::timeout(self.fetch_timeout, self.call(token))
             .await
             .unwrap_or_else(|elapsed| {
@@ -225,7 +233,11 @@ mod tests {
             b"invalid_token",
             b"",
         ] {
-            assert!(!is_about_the_token(body), "{}", String::from_utf8_lossy(body));
+            assert!(
+                !is_about_the_token(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -96,6 +97,7 @@ pub struct IntrospectionServer {
     state: Shared,
     /// Total calls to either introspection path, for waiting on them.
     calls: watch::Receiver<usize>,
+    in_flight: Arc<InFlight>,
     /// Held for its drop: dropping it stops the server.
     _server: HttpsServer,
 }
@@ -104,6 +106,31 @@ pub struct IntrospectionServer {
 struct AppState {
     shared: Shared,
     calls: Arc<watch::Sender<usize>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Calls being answered now, and the most seen at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// Counts one call in flight until dropped (the handler's end, or its cancellation).
+struct Counted<'a>(&'a InFlight);
+
+impl<'a> Counted<'a> {
+    fn new(in_flight: &'a InFlight) -> Self {
+        let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+        in_flight.most.fetch_max(now, Ordering::SeqCst);
+        Counted(in_flight)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn form(body: &[u8]) -> HashMap<String, Vec<String>> {
@@ -163,6 +190,7 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _counted = Counted::new(&app.in_flight);
     let (behaviour, expected, gate) = {
         let mut s = app.shared.lock().expect("state lock");
         *s.calls.entry(uri.path().to_owned()).or_insert(0) += 1;
@@ -252,9 +280,11 @@ impl IntrospectionServer {
             gate: None,
         }));
         let (calls_tx, calls) = watch::channel(0);
+        let in_flight = Arc::new(InFlight::default());
         let app = AppState {
             shared: Arc::clone(&shared),
             calls: Arc::new(calls_tx),
+            in_flight: Arc::clone(&in_flight),
         };
         let router = Router::new()
             .route(INTROSPECT_PATH, post(introspect))
@@ -267,6 +297,7 @@ impl IntrospectionServer {
             pki,
             state: shared,
             calls,
+            in_flight,
             _server: server,
         }
     }
@@ -327,6 +358,11 @@ impl IntrospectionServer {
     pub async fn wait_for_calls(&self, n: usize) {
         let mut calls = self.calls.clone();
         calls.wait_for(|c| *c >= n).await.expect("server alive");
+    }
+
+    /// The most calls that were being answered at the same time.
+    pub fn most_in_flight(&self) -> usize {
+        self.in_flight.most.load(Ordering::SeqCst)
     }
 
     /// Holds every answer back until the returned sender sends `true`.
