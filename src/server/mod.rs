@@ -8,25 +8,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use crate::certificate::{ClientCertificate, ConnectionInfo};
+use connection::Connection;
+use limits::{Limits, Protocols, MAX_CONNECTIONS_LIMIT};
+
+mod connection;
+mod limits;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// Default time a client gets to complete the TLS handshake.
-const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `service` over TLS on `listener`: every connection is a rustls handshake (in its own
 /// task, with a timeout) followed by HTTP/1.1 or HTTP/2 as negotiated by ALPN.
@@ -56,7 +53,7 @@ pub fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: 
         listener,
         tls: Some(tls),
         service,
-        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        limits: Limits::default(),
         signal: std::future::pending(),
     }
 }
@@ -73,7 +70,7 @@ pub fn serve_plain<S>(listener: TcpListener, service: S) -> Serve<S> {
         listener,
         tls: None,
         service,
-        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        limits: Limits::default(),
         signal: std::future::pending(),
     }
 }
@@ -85,7 +82,7 @@ pub struct Serve<S, F = std::future::Pending<()>> {
     /// `None`: plain TCP.
     tls: Option<Arc<rustls::ServerConfig>>,
     service: S,
-    handshake_timeout: Duration,
+    limits: Limits,
     signal: F,
 }
 
@@ -100,15 +97,55 @@ impl<S, F> Serve<S, F> {
             listener: self.listener,
             tls: self.tls,
             service: self.service,
-            handshake_timeout: self.handshake_timeout,
+            limits: self.limits,
             signal,
         }
     }
 
     /// How long a client may take to complete the TLS handshake (default 10 s). A slow or silent
-    /// client only ever holds its own task.
+    /// client only ever holds its own task (and one of the
+    /// [`max_connections`](Self::max_connections)) until then.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long an HTTP/1 client may take to send a whole request head (default 10 s), and may
+    /// wait before the next request of a keep-alive connection. Slow headers (slowloris) hold a
+    /// connection no longer than this.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may go without any request in flight or started before it is
+    /// closed gracefully (default 60 s; HTTP/2 gets GOAWAY). An idle connection is closed
+    /// between one and two timeouts after its last request.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Most connections open at once, handshakes included (default 10 000; at least 1). At the
+    /// limit the server stops accepting until one ends: new clients wait in the operating
+    /// system's listen queue, while the open connections keep being served. Idle and slow
+    /// clients give their place back after the timeouts above.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.clamp(1, MAX_CONNECTIONS_LIMIT);
+        self
+    }
+
+    /// Most HTTP/2 streams (requests) open at once on one connection (default 200).
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.limits.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Largest request head (default 32 KiB): the HTTP/2 decoded header list (CONTINUATION
+    /// frames included) and the HTTP/1 request line and headers (at least 8 KiB there, and at
+    /// most 100 header fields). Beyond it the request is refused (`431` or a stream reset).
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_header_bytes = bytes;
         self
     }
 
@@ -125,57 +162,8 @@ impl<S, F> fmt::Debug for Serve<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
-    }
-}
-
-/// The three HTTP flavours a connection can get, built once per server.
-struct Protocols {
-    h1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
-    /// No ALPN: sniff the HTTP/2 preface.
-    any: auto::Builder<TokioExecutor>,
-}
-
-impl Protocols {
-    fn new() -> Self {
-        let mut any = auto::Builder::new(TokioExecutor::new());
-        // Bounds how long an HTTP/1 client may dribble its request head (slowloris).
-        any.http1().timer(TokioTimer::new());
-        any.http2().timer(TokioTimer::new());
-        Self {
-            h1: any.clone().http1_only(),
-            h2: any.clone().http2_only(),
-            any,
-        }
-    }
-
-    fn get(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
-        match protocol {
-            Protocol::Http2 => &self.h2,
-            Protocol::Http1 => &self.h1,
-            Protocol::Sniff => &self.any,
-        }
-    }
-}
-
-/// Which HTTP a connection speaks.
-#[derive(Clone, Copy)]
-enum Protocol {
-    Http1,
-    Http2,
-    /// No ALPN (or plain TCP): sniff the HTTP/2 preface.
-    Sniff,
-}
-
-impl Protocol {
-    fn from_alpn(alpn: Option<&[u8]>) -> Self {
-        match alpn {
-            Some(b"h2") => Self::Http2,
-            Some(b"http/1.1") => Self::Http1,
-            _ => Self::Sniff,
-        }
     }
 }
 
@@ -198,14 +186,23 @@ where
                 listener,
                 tls,
                 service,
-                handshake_timeout,
+                limits,
                 signal,
             } = self;
             let acceptor = tls.map(TlsAcceptor::from);
-            let protocols = Arc::new(Protocols::new());
-            let graceful = GracefulShutdown::new();
+            let protocols = Arc::new(Protocols::new(&limits));
+            let slots = Arc::new(Semaphore::new(limits.max_connections));
+            let (stop, stopped) = watch::channel(false);
             let mut signal = std::pin::pin!(signal);
             loop {
+                // A free slot first: at max_connections, clients wait in the listen queue.
+                let slot = tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut signal => break,
+                };
                 let (tcp, remote_addr) = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok(conn) => conn,
@@ -223,14 +220,20 @@ where
                     acceptor: acceptor.clone(),
                     protocols: Arc::clone(&protocols),
                     service: service.clone(),
-                    handshake_timeout,
+                    handshake_timeout: limits.handshake_timeout,
+                    idle_timeout: limits.idle_timeout,
                     remote_addr,
+                    stop: stopped.clone(),
+                    _slot: slot,
                 };
-                let watcher = graceful.watcher();
-                tokio::spawn(connection.run(tcp, watcher));
+                tokio::spawn(connection.run(tcp));
             }
             drop(listener);
-            graceful.shutdown().await;
+            // Every connection closes gracefully, then gives its slot back.
+            let _ = stop.send(true);
+            drop(stopped);
+            let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+            let _ = slots.acquire_many(all).await;
             Ok(())
         })
     }
@@ -243,107 +246,4 @@ fn is_per_connection_error(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
-}
-
-struct Connection<S> {
-    acceptor: Option<TlsAcceptor>,
-    protocols: Arc<Protocols>,
-    service: S,
-    handshake_timeout: Duration,
-    remote_addr: SocketAddr,
-}
-
-impl<S> Connection<S> {
-    async fn run<B>(self, tcp: TcpStream, watcher: hyper_util::server::graceful::Watcher)
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        let Some(acceptor) = &self.acceptor else {
-            let info = ConnectionInfo::plain(self.remote_addr);
-            return self
-                .serve_http(Protocol::Sniff, TokioIo::new(tcp), info, watcher)
-                .await;
-        };
-        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(_e)) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %_e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", remote = %self.remote_addr, "TLS handshake timed out");
-                return;
-            }
-        };
-        let (_, session) = tls.get_ref();
-        // RFC 8705 §3: the thumbprint is computed here, once for the whole connection.
-        let client_certificate = session.peer_certificates().and_then(|chain| {
-            ClientCertificate::from_chain(chain.iter().map(|c| c.clone().into_owned()).collect())
-        });
-        let info = ConnectionInfo::new(self.remote_addr, client_certificate);
-        let protocol = Protocol::from_alpn(session.alpn_protocol());
-        self.serve_http(protocol, TokioIo::new(tls), info, watcher)
-            .await;
-    }
-
-    async fn serve_http<I, B>(
-        self,
-        protocol: Protocol,
-        io: I,
-        info: ConnectionInfo,
-        watcher: hyper_util::server::graceful::Watcher,
-    ) where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        let service = AddConnectInfo {
-            inner: self.service,
-            info,
-        };
-        let conn = self
-            .protocols
-            .get(protocol)
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-        if let Err(_e) = watcher.watch(conn.into_owned()).await {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %_e, "connection ended with an error");
-        }
-    }
-}
-
-/// Inserts the connection's [`ConnectionInfo`] into each request.
-#[derive(Clone)]
-struct AddConnectInfo<S> {
-    inner: S,
-    info: ConnectionInfo,
-}
-
-impl<S, B> Service<Request<B>> for AddConnectInfo<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.info.clone());
-        self.inner.call(req)
-    }
 }

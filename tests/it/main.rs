@@ -54,6 +54,8 @@ mod dpop_examples;
 mod floods;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod garbage;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod hostile_clients;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod introspection;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
