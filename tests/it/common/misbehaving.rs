@@ -53,6 +53,8 @@ pub enum Fault {
     RedirectToHttp,
     /// `302` to the same target at this other `https://` origin (scheme, host and port).
     RedirectTo(String),
+    /// `307` (method and body kept) to the same target at this other `https://` origin.
+    TemporaryRedirectTo(String),
     /// `200`, chunked, a body that never ends.
     EndlessBody,
     /// `200` with a `content-length` of 1 MiB (and that body, as long as the client reads).
@@ -78,6 +80,8 @@ struct State {
     /// Requests per target while flapping (reset when a fault is injected).
     flaps: HashMap<String, usize>,
     requests: usize,
+    /// The bodies of the requests read, in order.
+    bodies: Vec<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -175,6 +179,7 @@ impl MisbehavingServer {
             },
             flaps: HashMap::new(),
             requests: 0,
+            bodies: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -256,6 +261,11 @@ impl MisbehavingServer {
     pub fn requests(&self) -> usize {
         self.state().requests
     }
+
+    /// The bodies of the requests read so far, in order (form bodies carry tokens).
+    pub fn bodies(&self) -> Vec<String> {
+        self.state().bodies.clone()
+    }
 }
 
 impl Drop for MisbehavingServer {
@@ -291,6 +301,7 @@ async fn connection(
     let healthy = {
         let mut state = lock(&state);
         state.requests += 1;
+        state.bodies.push(request.body.clone());
         healthy_answer(&state.documents, &request)
     };
     let fault = match fault {
@@ -343,6 +354,14 @@ async fn connection(
             let location = format!("{origin}{}", request.target);
             let _ = write_answer(&mut tls, &Answer::redirect(&location)).await;
         }
+        Some(Fault::TemporaryRedirectTo(origin)) => {
+            let location = format!("{origin}{}", request.target);
+            let answer = Answer {
+                status: "307 Temporary Redirect".to_owned(),
+                ..Answer::redirect(&location)
+            };
+            let _ = write_answer(&mut tls, &answer).await;
+        }
         Some(Fault::EndlessBody) => {
             let head = head("200 OK", &[("transfer-encoding", "chunked")]);
             let _ = chunked(&mut tls, head.as_bytes(), None).await;
@@ -369,6 +388,7 @@ struct Request {
     method: String,
     /// Path and query.
     target: String,
+    body: String,
 }
 
 /// Reads one request (head and `content-length` body); `None` on anything unexpected.
@@ -401,7 +421,12 @@ async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Option<Request> 
         let n = stream.read(&mut piece).await.ok().filter(|n| *n > 0)?;
         buffer.extend_from_slice(&piece[..n]);
     }
-    Some(Request { method, target })
+    let body = String::from_utf8_lossy(&buffer[head_end..head_end + length]).into_owned();
+    Some(Request {
+        method,
+        target,
+        body,
+    })
 }
 
 struct Answer {
