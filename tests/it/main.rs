@@ -50,6 +50,9 @@ mod example_tonic_server;
 // Runs examples/resource_server.rs and (with tonic) examples/tonic_server.rs with --dpop.
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod dpop_examples;
+// Fault drills against every upstream, the introspection endpoint included.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod drills;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod floods;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]

@@ -15,6 +15,7 @@ mod https_server;
 mod introspection_server;
 mod jwks_server;
 mod keys;
+mod misbehaving;
 mod pki;
 mod proxy;
 #[cfg(feature = "redis")]
@@ -39,6 +40,9 @@ pub use introspection_server::{
 };
 pub use jwks_server::{JwksServer, AS_METADATA_PATH, JWKS_PATH, OIDC_CONFIG_PATH};
 pub use keys::{jwks, TestKey};
+pub use misbehaving::{
+    Fault, MisbehavingServer, MISBEHAVING_INTROSPECT_PATH, MISBEHAVING_JWKS_PATH,
+};
 pub use pki::{ClientIdentity, Pki};
 pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
 #[cfg(feature = "redis")]
