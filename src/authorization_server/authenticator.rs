@@ -13,7 +13,7 @@ use x509_parser::prelude::FromDer as _;
 
 use super::client::{AuthenticatedClient, Method, RegisteredClient};
 use super::error::{ClientAuthError, ClientAuthErrorKind};
-use super::jwks_uri::{JwksUriCache, JwksUriSettings};
+use super::jwks_uri::{JwksUriCache, JwksUriError, JwksUriSettings};
 use crate::certificate::ClientCertificate;
 use crate::error::ConfigError;
 use crate::support::crypto::rustls_provider;
@@ -64,8 +64,11 @@ impl ClientAuthenticator {
     /// # Errors
     /// [`ClientAuthErrorKind::InvalidClient`] when the client is not registered for a
     /// mutual-TLS method, or the certificate does not authenticate it (untrusted, expired or
-    /// not yet valid chain; another subject; not in the JWKS; JWKS unreachable with nothing
-    /// cached).
+    /// not yet valid chain; another subject; not in the JWKS; a `jwks_uri` the SSRF guard
+    /// refuses, see
+    /// [`allow_private_jwks_uri`](ClientAuthenticatorBuilder::allow_private_jwks_uri));
+    /// [`ClientAuthErrorKind::JwksUriUnavailable`] when the client's `jwks_uri` cannot be
+    /// fetched and none of its keys are cached.
     pub async fn authenticate(
         &self,
         client: &RegisteredClient,
@@ -125,7 +128,17 @@ impl ClientAuthenticator {
                 match matched {
                     Ok(true) => {}
                     Ok(false) => return fail("certificate not in the client's jwks_uri"),
-                    Err(_) => return fail("client's jwks_uri unavailable"),
+                    Err(JwksUriError::Refused) => {
+                        return fail(
+                            "client's jwks_uri is a loopback, private or link-local address",
+                        )
+                    }
+                    Err(JwksUriError::Unavailable) => {
+                        return Err(ClientAuthError::new(
+                            ClientAuthErrorKind::JwksUriUnavailable,
+                            "client's jwks_uri unavailable and no keys cached",
+                        ))
+                    }
                 }
             }
         }
@@ -190,7 +203,8 @@ impl ClientAuthenticatorBuilder {
 
     /// The HTTP client for clients' `jwks_uri` (for instance with a proxy). By default
     /// certbound builds one with rustls, the `webpki-roots` CAs and any
-    /// [`jwks_trust_root`](Self::jwks_trust_root)s; https only, no more than 3 redirects.
+    /// [`jwks_trust_root`](Self::jwks_trust_root)s; https only, no more than 3 redirects, all
+    /// within the `jwks_uri`'s origin.
     pub fn jwks_http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -219,7 +233,8 @@ impl ClientAuthenticatorBuilder {
     }
 
     /// Age after which a cached `jwks_uri` document is fetched again before use (default
-    /// 5 min), so that a certificate the client removed stops working.
+    /// 5 min), so that a certificate the client removed stops working. While the client's
+    /// endpoint is failing, the stale keys decide and the refresh runs in the background.
     pub fn jwks_max_age(mut self, age: Duration) -> Self {
         self.settings.max_age = age;
         self
@@ -238,10 +253,12 @@ impl ClientAuthenticatorBuilder {
     ///
     /// With the guard on, the default client resolves names itself and connects only to
     /// public unicast addresses (a name with none fails, on every connection, so DNS
-    /// rebinding is caught too); IP-literal URLs and redirect targets are checked as well. A
+    /// rebinding is caught too), and IP-literal URLs are checked (redirects stay within the
+    /// URL's origin). A
     /// custom [`jwks_http_client`](Self::jwks_http_client) keeps its own resolver: only
-    /// IP-literal URLs are checked then. Fetches that the guard refuses fail like an
-    /// unreachable `jwks_uri` (`invalid_client`).
+    /// IP-literal URLs are checked then. A refused IP literal is `invalid_client` (the
+    /// registration is wrong); a name that resolves to no public address fails like an
+    /// unreachable `jwks_uri` (`503`).
     ///
     /// For tests and private deployments whose clients publish their keys inside the network.
     pub fn allow_private_jwks_uri(mut self) -> Self {
@@ -285,9 +302,7 @@ impl ClientAuthenticatorBuilder {
                     false,
                 )?;
                 let builder = if self.settings.public_only {
-                    builder
-                        .dns_resolver(Arc::new(destination::PublicOnly))
-                        .redirect(destination::redirect_policy(upstream::MAX_REDIRECTS))
+                    builder.dns_resolver(Arc::new(destination::PublicOnly))
                 } else {
                     builder
                 };

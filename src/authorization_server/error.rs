@@ -25,6 +25,10 @@ pub enum ClientAuthErrorKind {
     InvalidClient,
     /// The client registry failed (`503 temporarily_unavailable`).
     RegistryUnavailable,
+    /// A `self_signed_tls_client_auth` client's `jwks_uri` could not be fetched and no keys
+    /// of it are cached (`503 temporarily_unavailable`): nothing is known about the
+    /// certificate yet, so the client may try again.
+    JwksUriUnavailable,
     /// No certificate source is configured, or the token endpoint's DPoP settings cannot
     /// check a proof: the server is misconfigured (`500 server_error`).
     Misconfigured,
@@ -49,7 +53,7 @@ impl ClientAuthErrorKind {
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
             Self::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
-            Self::RegistryUnavailable => {
+            Self::RegistryUnavailable | Self::JwksUriUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
             Self::Misconfigured => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
@@ -69,7 +73,7 @@ impl ClientAuthErrorKind {
             Self::PayloadTooLarge => "request body too large",
             Self::MethodNotAllowed => "use POST",
             Self::InvalidClient => "client authentication failed",
-            Self::RegistryUnavailable => "try again later",
+            Self::RegistryUnavailable | Self::JwksUriUnavailable => "try again later",
             Self::Misconfigured => "server misconfigured",
             Self::InvalidDpopProof => "invalid DPoP proof",
             Self::UseDpopNonce => "a DPoP nonce from the server is required",
@@ -166,6 +170,7 @@ mod tests {
             (K::MethodNotAllowed, 405, "invalid_request"),
             (K::InvalidClient, 401, "invalid_client"),
             (K::RegistryUnavailable, 503, "temporarily_unavailable"),
+            (K::JwksUriUnavailable, 503, "temporarily_unavailable"),
             (K::Misconfigured, 500, "server_error"),
             (K::InvalidDpopProof, 400, "invalid_dpop_proof"),
             (K::UseDpopNonce, 400, "use_dpop_nonce"),

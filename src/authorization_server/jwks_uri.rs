@@ -41,6 +41,15 @@ impl Default for JwksUriSettings {
     }
 }
 
+/// Why a `jwks_uri` gave no answer about a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JwksUriError {
+    /// A loopback, private or link-local IP literal (or no URL at all): never fetched.
+    Refused,
+    /// Nothing could be fetched and nothing is cached.
+    Unavailable,
+}
+
 pub(crate) struct JwksUriCache {
     client: reqwest::Client,
     settings: JwksUriSettings,
@@ -58,6 +67,8 @@ struct Entry {
 #[derive(Default)]
 struct RefreshState {
     last_attempt: Option<Instant>,
+    /// Whether the last fetch failed (the endpoint is having an outage).
+    last_failed: bool,
 }
 
 impl JwksUriCache {
@@ -90,33 +101,47 @@ impl JwksUriCache {
     }
 
     /// Whether the keys at `uri` accept the certificate. They are fetched when none are
-    /// cached, when the cached ones are older than `max_age`, or when the cached ones do not
-    /// match (the client may have rotated its certificate); a failed or rate-limited fetch
-    /// leaves the cached keys to decide.
+    /// cached, when the cached ones are older than `max_age` (in the background when the last
+    /// fetch failed), or when the cached ones do not match (the client may have rotated its
+    /// certificate); a failed or rate-limited fetch leaves the cached keys to decide.
     ///
     /// # Errors
-    /// No keys could be fetched and none are cached.
+    /// The URI is a destination the SSRF guard refuses, or no keys could be fetched and none
+    /// are cached.
     pub(crate) async fn matches(
         self: &Arc<Self>,
         uri: &str,
         check: impl Fn(&SelfSignedKeys) -> bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, JwksUriError> {
+        if self.settings.public_only {
+            // Names are checked by the default client's resolver, at connection time.
+            let url = reqwest::Url::parse(uri).map_err(|_| JwksUriError::Refused)?;
+            destination::check_literal(&url).map_err(|_| JwksUriError::Refused)?;
+        }
         let entry = self.entry(uri);
         if let Some((keys, at)) = entry.current() {
             if at.elapsed() < self.settings.max_age && check(&keys) {
                 return Ok(true);
             }
+            // Stale keys that match: the refresh decides (a certificate the client removed
+            // stops working after max_age), unless the last refresh failed. During an outage
+            // of the client's endpoint, stale keys then decide while the refresh runs in the
+            // background, so token requests are not held up by every new attempt.
+            if entry.last_refresh_failed() && check(&keys) {
+                self.refresh(uri, &entry, false).await;
+                return Ok(true);
+            }
         }
-        self.refresh(uri, &entry).await;
+        self.refresh(uri, &entry, true).await;
         match entry.current() {
             Some((keys, _)) => Ok(check(&keys)),
-            None => Err(format!("no keys from {uri}")),
+            None => Err(JwksUriError::Unavailable),
         }
     }
 
     /// Fetches (or joins the fetch in flight) unless one started within
-    /// `min_refresh_interval`, and waits for it to end.
-    async fn refresh(self: &Arc<Self>, uri: &str, entry: &Arc<Entry>) {
+    /// `min_refresh_interval`, and waits for it to end if `wait`.
+    async fn refresh(self: &Arc<Self>, uri: &str, entry: &Arc<Entry>, wait: bool) {
         let (waiter, task) = {
             let mut state = entry.refresh.lock().unwrap_or_else(|e| e.into_inner());
             match self.flights.begin(uri.to_owned(), || None) {
@@ -138,6 +163,11 @@ impl JwksUriCache {
                             tokio::time::timeout(this.settings.fetch_timeout, this.fetch(&uri))
                                 .await
                                 .unwrap_or_else(|_| Err("timed out".to_owned()));
+                        entry
+                            .refresh
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .last_failed = result.is_err();
                         match result {
                             Ok(keys) => {
                                 *entry.keys.write().unwrap_or_else(|e| e.into_inner()) =
@@ -157,16 +187,13 @@ impl JwksUriCache {
         if let Some(task) = task {
             detach(task).await;
         }
-        // `None` means the fetch ended without reporting: the cached keys decide.
-        let _ = waiter.wait().await;
+        if wait {
+            // `None` means the fetch ended without reporting: the cached keys decide.
+            let _ = waiter.wait().await;
+        }
     }
 
     async fn fetch(&self, uri: &str) -> Result<SelfSignedKeys, String> {
-        if self.settings.public_only {
-            // Names are checked by the default client's resolver, at connection time.
-            let url = reqwest::Url::parse(uri).map_err(|e| format!("{uri}: {e}"))?;
-            destination::check_literal(&url).map_err(|reason| format!("{uri}: {reason}"))?;
-        }
         let body = fetch::get(&self.client, uri, self.settings.max_response_bytes)
             .await
             .map_err(fetch::FetchError::into_message)?;
@@ -177,6 +204,13 @@ impl JwksUriCache {
 }
 
 impl Entry {
+    fn last_refresh_failed(&self) -> bool {
+        self.refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_failed
+    }
+
     fn current(&self) -> Option<(Arc<SelfSignedKeys>, Instant)> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

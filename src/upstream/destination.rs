@@ -3,14 +3,14 @@
 //! call its own loopback, its private network or a cloud metadata endpoint (SSRF).
 //!
 //! The check is made on the addresses actually connected to, after DNS: a resolver that
-//! drops non-public addresses (a name left with none fails), a check of IP-literal hosts, and
-//! a redirect policy that checks each hop. A name that resolved to a public address once and to
-//! a private one later (DNS rebinding) is caught on every connection.
+//! drops non-public addresses (a name left with none fails) and a check of IP-literal hosts.
+//! Redirects stay within the URL's origin (the default client's policy), so they reach no
+//! other host. A name that resolved to a public address once and to a private one later (DNS
+//! rebinding) is caught on every connection.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::redirect::{Attempt, Policy};
 use reqwest::Url;
 
 /// Whether `ip` is a public unicast address: not loopback, private (RFC 1918, RFC 4193),
@@ -94,19 +94,6 @@ impl Resolve for PublicOnly {
             Ok(Box::new(found.into_iter()) as Addrs)
         })
     }
-}
-
-/// At most `max` redirects, each to a URL whose IP-literal host (if any) is public.
-pub(crate) fn redirect_policy(max: usize) -> Policy {
-    Policy::custom(move |attempt: Attempt<'_>| {
-        if attempt.previous().len() > max {
-            return attempt.error("too many redirects");
-        }
-        match check_literal(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(reason) => attempt.error(format!("redirect to {reason}")),
-        }
-    })
 }
 
 #[cfg(test)]

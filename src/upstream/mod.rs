@@ -20,7 +20,7 @@ pub(crate) type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>
 
 /// The client certbound builds when the user hands in none: the Mozilla roots (unless
 /// `public_roots` is off) plus `extra_roots`, certbound's crypto provider, https only unless
-/// `allow_http`, at most 3 redirects, `timeout` for connecting and for the whole exchange, and
+/// `allow_http`, at most 3 redirects within the URL's origin, `timeout` for connecting and for the whole exchange, and
 /// `identity` for mutual TLS to the authorization server.
 pub(crate) fn default_client(
     extra_roots: &[CertificateDer<'static>],
@@ -45,13 +45,34 @@ pub(crate) fn default_client_builder(
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .https_only(!allow_http)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(same_origin_redirects(MAX_REDIRECTS))
         .connect_timeout(timeout)
         .timeout(timeout))
 }
 
+/// At most `max` redirects, all within the origin of the first URL: the authorization server's
+/// answers are trusted (keys, metadata, introspection verdicts) and what is sent to it can
+/// include the token and the client's credentials, so another origin is never asked, however
+/// trusted its certificate. (reqwest drops `Authorization` across origins, but not a form body.)
+fn same_origin_redirects(max: usize) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let same_origin = attempt.previous().first().is_none_or(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if !same_origin {
+            attempt.error("redirect to another origin")
+        } else if attempt.previous().len() > max {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Redirects the default client follows.
-pub(crate) const MAX_REDIRECTS: usize = 3;
+const MAX_REDIRECTS: usize = 3;
 
 /// Builds a client from [`default_client_builder`].
 pub(crate) fn build_client(

@@ -103,7 +103,9 @@ macro_rules! upstream_setters {
         #[doc = concat!("Uses `client` for ", $fetched, " instead of the default one (for instance \
             with a proxy). The default client uses rustls, the public `webpki-roots` CAs (unless \
             [`only_trust_roots`](Self::only_trust_roots)) plus any \
-            [`trust_root`](Self::trust_root)s, https only, at most 3 redirects and the \
+            [`trust_root`](Self::trust_root)s, https only, at most 3 redirects and only within \
+            the URL's origin (a redirect elsewhere is refused: another host would be trusted \
+            with what is sent and believed for what it answers), and the \
             [`fetch_timeout`](Self::fetch_timeout).")]
         pub fn http_client(mut self, client: ::reqwest::Client) -> Self {
             self.$field.http_client = Some(client);
@@ -132,7 +134,8 @@ macro_rules! upstream_setters {
             self
         }
 
-        #[doc = concat!("Largest ", $max_response, "; a larger answer counts as malformed.")]
+        #[doc = concat!("Largest ", $max_response, "; a larger or endless answer is refused \
+            like an unreachable server (503 when nothing usable is cached).")]
         pub fn max_response_bytes(mut self, bytes: usize) -> Self {
             self.$field.max_response_bytes = bytes;
             self

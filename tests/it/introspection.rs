@@ -254,7 +254,7 @@ async fn endpoint_failures_fail_closed_and_are_never_cached() {
         ("502", Behaviour::Status(StatusCode::BAD_GATEWAY), 503),
         ("hangs past the timeout", Behaviour::Hang, 503),
         ("not JSON", Behaviour::Raw("<html>oops</html>".into()), 401),
-        ("huge body", Behaviour::Raw(huge), 401),
+        ("huge body", Behaviour::Raw(huge), 503),
         (
             "active missing",
             Behaviour::Raw(r#"{"sub":"x"}"#.into()),

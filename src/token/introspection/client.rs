@@ -101,9 +101,12 @@ impl Exchange {
             .map_err(|e| FetchError::unavailable(url).because(e))?;
         let status = response.status();
         if status == http::StatusCode::OK {
+            // An answer too large or never ending is a broken endpoint, not a verdict on the
+            // token: 503, as for the key fetches.
             return fetch::read_limited(response, url, self.max_response_bytes)
                 .await
-                .map(Answer::Introspected);
+                .map(Answer::Introspected)
+                .map_err(FetchError::into_unavailable);
         }
         let refused = || FetchError::unavailable(url).because(HttpStatus(status));
         if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {

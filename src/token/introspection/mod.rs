@@ -43,10 +43,13 @@ use crate::support::cache::{Keep, ResultCache};
 ///   one call to the authorization server.
 /// - Failures fail closed and are never cached: an unreachable or slow endpoint, an HTTP
 ///   error status (`401`/`403`, the resource server's own credentials refused, is also logged
-///   at `warn`), or more calls in flight than
+///   at `warn`), a redirect (RFC 7662 has none; at most 3 within the endpoint's origin are
+///   followed, never one to another origin, which would receive the token), an answer larger
+///   than [`max_response_bytes`](IntrospectionValidatorBuilder::max_response_bytes), or more
+///   calls in flight than
 ///   [`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls) gives 503
 ///   ([`AuthErrorKind::IntrospectionUnavailable`](crate::AuthErrorKind::IntrospectionUnavailable));
-///   an answer that is not a JSON object, too large, or without a boolean `active` gives 401 `invalid_token`.
+///   an answer that is not a JSON object or has no boolean `active` gives 401 `invalid_token`.
 /// - A `400` whose RFC 6749 `error` is about the token (`unsupported_token_type`, as some
 ///   servers answer for a JWT they cannot introspect, `invalid_request`, `invalid_token`) gives
 ///   401 `invalid_token`, kept like an inactive answer: the token will never work here.
