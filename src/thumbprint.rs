@@ -238,6 +238,20 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_public_thumbprint_and_the_error_says_what_is_wrong() {
+        let tp = CertThumbprint::from_der(&appendix_a_der());
+        assert_eq!(
+            format!("{tp:?}"),
+            format!("CertThumbprint({APPENDIX_A_X5T})")
+        );
+        let error = CertThumbprint::parse("not a thumbprint").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid SHA-256 thumbprint (x5t#S256 or jkt)"
+        );
+    }
+
+    #[test]
     fn non_canonical_trailing_bits_are_refused() {
         // RFC 8705 Figure 2's value: its last symbol carries non-zero trailing bits.
         assert!(CertThumbprint::parse("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2").is_err());

@@ -213,8 +213,11 @@ mod tests {
     use tower_layer::Layer as _;
     use tower_service::Service as _;
 
+    use crate::dpop::VerifiedProof;
     use crate::token::PresentedToken;
-    use crate::{AccessToken, AuthError, AuthErrorKind, BoundTokenLayer, ClientCertificate};
+    use crate::{
+        AccessToken, AuthError, AuthErrorKind, BoundTokenLayer, ClientCertificate, JwkThumbprint,
+    };
 
     fn certificate() -> ClientCertificate {
         ClientCertificate::from_der(b"client".to_vec())
@@ -273,6 +276,133 @@ mod tests {
         let (first, second) = poll_twice(service.call(request));
         assert_eq!(first.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(second.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// Claims bound by `cnf` members `x5t` and `jkt` (either may be absent).
+    fn bound(x5t: Option<&ClientCertificate>, jkt: Option<&JwkThumbprint>) -> AccessToken {
+        let mut cnf = serde_json::Map::new();
+        if let Some(cert) = x5t {
+            cnf.insert("x5t#S256".into(), json!(cert.thumbprint().to_string()));
+        }
+        if let Some(jkt) = jkt {
+            cnf.insert("jkt".into(), json!(jkt.to_string()));
+        }
+        let mut claims = json!({"sub": "alice", "scope": "read"});
+        if !cnf.is_empty() {
+            claims["cnf"] = serde_json::Value::Object(cnf);
+        }
+        AccessToken::from_claims(claims.as_object().cloned().unwrap_or_default()).unwrap()
+    }
+
+    #[test]
+    fn the_binding_check_demands_every_constraint_the_token_carries() {
+        use super::{CertificateSource as Source, Policy};
+        use AuthErrorKind as K;
+        let key = JwkThumbprint::from_digest([1; 32]);
+        let other_key = JwkThumbprint::from_digest([2; 32]);
+        let (cert, other_cert) = (
+            certificate(),
+            ClientCertificate::from_der(b"other".to_vec()),
+        );
+        let (proof, other_proof) = (
+            VerifiedProof::by_key(key.clone()),
+            VerifiedProof::by_key(other_key.clone()),
+        );
+        let policy = Policy::default();
+        let check = |token: &AccessToken, c, source, p| {
+            policy.authorize(token, c, source, p).map_err(|e| e.kind())
+        };
+        let dpop = bound(None, Some(&key));
+        assert_eq!(check(&dpop, None, Source::Missing, Some(&proof)), Ok(()));
+        assert_eq!(
+            check(&dpop, Some(&cert), Source::Configured, Some(&other_proof)),
+            Err(K::DpopKeyMismatch)
+        );
+        assert_eq!(
+            check(&dpop, Some(&cert), Source::Configured, None),
+            Err(K::DpopTokenAsBearer)
+        );
+        let mtls = bound(Some(&cert), None);
+        assert_eq!(check(&mtls, Some(&cert), Source::Configured, None), Ok(()));
+        assert_eq!(
+            check(&mtls, Some(&cert), Source::Configured, Some(&other_proof)),
+            Ok(()),
+            "a certificate-bound token needs no particular proof"
+        );
+        assert_eq!(
+            check(&mtls, Some(&other_cert), Source::Configured, None),
+            Err(K::CertificateMismatch)
+        );
+        assert_eq!(
+            check(&mtls, None, Source::Configured, None),
+            Err(K::MissingCertificate)
+        );
+        assert_eq!(
+            check(&mtls, None, Source::Missing, Some(&proof)),
+            Err(K::Misconfigured)
+        );
+        let both = bound(Some(&cert), Some(&key));
+        assert_eq!(
+            check(&both, Some(&cert), Source::Configured, Some(&proof)),
+            Ok(())
+        );
+        assert_eq!(
+            check(&both, Some(&other_cert), Source::Configured, Some(&proof)),
+            Err(K::CertificateMismatch)
+        );
+        assert_eq!(
+            check(&both, Some(&cert), Source::Configured, Some(&other_proof)),
+            Err(K::DpopKeyMismatch)
+        );
+        let unbound = bound(None, None);
+        assert_eq!(
+            check(&unbound, Some(&cert), Source::Configured, Some(&proof)),
+            Err(K::UnboundToken)
+        );
+        let lenient = Policy {
+            allow_unbound: true,
+            required_scopes: vec!["write".into()],
+            ..Policy::default()
+        };
+        assert_eq!(
+            lenient
+                .authorize(&unbound, None, Source::Configured, None)
+                .map_err(|e| e.kind()),
+            Err(K::InsufficientScope),
+            "unbound tokens allowed, scopes still required"
+        );
+    }
+
+    #[test]
+    fn a_nonce_rejection_carries_a_fresh_nonce_and_the_configured_challenge() {
+        use super::{RequestContext, Settings};
+        use crate::challenge::Scheme;
+        use crate::dpop::{Dpop, DpopNonces};
+        let settings = Settings {
+            policy: super::Policy {
+                realm: Some("api".into()),
+                dpop: Some(Dpop::new().require_nonce(DpopNonces::random().unwrap())),
+                ..super::Policy::default()
+            },
+            rejection: crate::challenge::DefaultRejection,
+        };
+        let context = RequestContext {
+            grpc: false,
+            scheme: Scheme::Dpop,
+        };
+        let response: Response<String> =
+            settings.reject(AuthError::new(AuthErrorKind::UseDpopNonce), context);
+        assert!(response.headers().contains_key("dpop-nonce"));
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("DPoP "), "{challenge}");
+        assert!(challenge.contains("realm=\"api\""), "{challenge}");
+        assert!(
+            challenge.contains("error=\"use_dpop_nonce\""),
+            "{challenge}"
+        );
+        let other: Response<String> =
+            settings.reject(AuthError::new(AuthErrorKind::InvalidDpopProof), context);
+        assert!(!other.headers().contains_key("dpop-nonce"));
     }
 
     #[test]

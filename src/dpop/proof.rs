@@ -98,6 +98,19 @@ impl VerifiedProof {
     }
 }
 
+#[cfg(test)]
+impl VerifiedProof {
+    /// A proof signed by the key `jkt`, for tests of what comes after the proof check.
+    pub(crate) fn by_key(jkt: JwkThumbprint) -> Self {
+        Self {
+            jkt,
+            jti: "test".into(),
+            iat: 0,
+            nonce: None,
+        }
+    }
+}
+
 impl fmt::Debug for VerifiedProof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The jti and nonce are one-time values of the client's; not for logs.

@@ -134,9 +134,13 @@ struct Activity {
 
 impl Activity {
     /// Completes once no request was in flight and none started for a whole `timeout`
-    /// (checked every `timeout`, so an idle connection ends after one to two timeouts). Two
-    /// atomic counters per request, no clock reading.
+    /// (checked every `timeout`, so an idle connection ends after one to two timeouts); never
+    /// when `timeout` is zero. Two atomic counters per request, no clock reading.
     async fn idle(&self, timeout: Duration) {
+        if timeout.is_zero() {
+            // Turned off.
+            return std::future::pending().await;
+        }
         let mut seen = self.started.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(timeout).await;

@@ -71,7 +71,7 @@ impl Protocols {
             .timer(TokioTimer::new())
             // Slowloris: the whole request head within this time, and the same bound on the
             // wait for the next request of a keep-alive connection.
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(Some(limits.header_read_timeout).filter(|t| !t.is_zero()))
             // The head must fit the read buffer (431 otherwise), at most 100 header fields.
             .max_buf_size(limits.max_header_bytes.max(MIN_HTTP1_BUFFER))
             .max_headers(100);

@@ -112,7 +112,7 @@ impl<S, F> Serve<S, F> {
 
     /// How long an HTTP/1 client may take to send a whole request head (default 10 s), and may
     /// wait before the next request of a keep-alive connection. Slow headers (slowloris) hold a
-    /// connection no longer than this.
+    /// connection no longer than this. `Duration::ZERO` turns it off.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.limits.header_read_timeout = timeout;
         self
@@ -120,7 +120,7 @@ impl<S, F> Serve<S, F> {
 
     /// How long a connection may go without any request in flight or started before it is
     /// closed gracefully (default 60 s; HTTP/2 gets GOAWAY). An idle connection is closed
-    /// between one and two timeouts after its last request.
+    /// between one and two timeouts after its last request. `Duration::ZERO` turns it off.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.limits.idle_timeout = timeout;
         self

@@ -24,6 +24,9 @@ mod tests {
         assert!(eq(&[7; 32], &[7; 32]));
         assert!(!eq(b"a", b""));
         assert!(!eq(b"abc", b"abd"));
+        // Differences that would cancel out if they were combined with XOR instead of OR.
+        assert!(!eq(&[1, 1], &[0, 0]));
+        assert!(!eq(&[0x0f, 0xf0, 0xff], &[0, 0, 0]));
         for i in 0..32 {
             let mut other = [7u8; 32];
             other[i] ^= 0x80;
