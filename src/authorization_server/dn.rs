@@ -429,6 +429,10 @@ fn hex_pair(pair: &[u8]) -> Option<u8> {
     }
 }
 
+#[cfg(fuzzing)]
+#[path = "dn_fuzzing.rs"]
+mod fuzzing;
+
 #[cfg(test)]
 mod tests {
     use super::*;
