@@ -17,12 +17,15 @@ impl DistinguishedName {
                 let mut atv = tlv(0x06, ava.oid.as_bytes());
                 match &ava.value {
                     AvaValue::Text(text) => atv.extend(tlv(0x0c, text.as_bytes())),
-                    AvaValue::Ber { tag, data } => {
+                    AvaValue::Ber {
+                        id: (class, constructed, tag),
+                        data,
+                    } => {
                         let number = u8::try_from(tag.0).ok().filter(|n| *n < 31)?;
-                        // SEQUENCE and SET are always constructed.
-                        let constructed = if matches!(number, 16 | 17) { 0x20 } else { 0 };
-                        let class = if other_class { 0x40 } else { 0 };
-                        atv.extend(tlv(number | constructed | class, data));
+                        let form = if *constructed { 0x20 } else { 0 };
+                        let class = (*class as u8) << 6;
+                        let class = if other_class { class ^ 0x40 } else { class };
+                        atv.extend(tlv(number | form | class, data));
                     }
                 }
                 set.extend(tlv(0x30, &atv));
