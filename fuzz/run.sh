@@ -50,8 +50,8 @@ for target in $targets; do
         -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$target-" \
         "${dict_flag[@]}" >"$log" 2>&1; then
-        echo "FAILED: $target (crash input under fuzz/artifacts/$target-*); its log ends:"
-        tail -n 40 "$log"
+        echo "FAILED: $target (input under fuzz/artifacts/$target-*):"
+        grep -E -A4 'panicked at|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY' "$log" | head -n 20
         failed=1
         continue
     fi
