@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderValue, Uri};
 
-use crate::authorization_server as as_;
+use crate::authorization_server as auth_server;
 use crate::dpop::VerifiedProof;
 use crate::error::AuthErrorKind;
 use crate::token::jwt::keys::KeySet;
@@ -65,7 +65,7 @@ pub fn distinguished_name(
     subject: &[u8],
 ) -> Option<(Option<bool>, Option<(Vec<u8>, Vec<u8>)>)> {
     use x509_parser::prelude::{FromDer as _, X509Name};
-    let dn = as_::DistinguishedName::parse(dn).ok()?;
+    let dn = auth_server::DistinguishedName::parse(dn).ok()?;
     let matches = X509Name::from_der(subject)
         .ok()
         .map(|(_, name)| dn.matches(&name));
@@ -74,8 +74,8 @@ pub fn distinguished_name(
 }
 
 /// `token_form`: the parameters of a token request body.
-pub fn token_form(body: &[u8]) -> Result<as_::FormParameters, &'static str> {
-    as_::parse_form(body).map_err(|e| e.0)
+pub fn token_form(body: &[u8]) -> Result<auth_server::FormParameters, &'static str> {
+    auth_server::parse_form(body).map_err(|e| e.0)
 }
 
 /// `token_form` again: the client id of an `Authorization: Basic` value (`None`: no header).
@@ -87,9 +87,9 @@ pub fn basic_client_id(value: Option<&[u8]>) -> Result<Option<String>, ()> {
             HeaderValue::from_bytes(value).map_err(|_| ())?,
         );
     }
-    match as_::basic_credentials(&headers) {
-        Ok(as_::BasicCredentials::None) => Ok(None),
-        Ok(as_::BasicCredentials::ClientId(id)) => Ok(Some(id)),
+    match auth_server::basic_credentials(&headers) {
+        Ok(auth_server::BasicCredentials::None) => Ok(None),
+        Ok(auth_server::BasicCredentials::ClientId(id)) => Ok(Some(id)),
         Err(_) => Err(()),
     }
 }

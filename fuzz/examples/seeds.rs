@@ -103,7 +103,8 @@ fn b64(value: &Value) -> String {
 }
 
 fn sign_jwt(header: &Value, claims: &Value) -> String {
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pem_der(JWT_KEY)).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pem_der(JWT_KEY)).unwrap();
     let message = format!("{}.{}", b64(header), b64(claims));
     let signature = key.sign(&SystemRandom::new(), message.as_bytes()).unwrap();
     format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
@@ -155,25 +156,63 @@ fn authorization_headers() {
     for (name, flags, value) in seeds {
         c.add(name, [&[*flags][..], value].concat());
     }
-    let jwt = sign_jwt(&json!({"alg": "ES256", "typ": "at+jwt"}), &json!({"sub": "a"}));
-    c.add("jwt", [&[0xFD][..], format!("DPoP {jwt}").as_bytes()].concat());
+    let jwt = sign_jwt(
+        &json!({"alg": "ES256", "typ": "at+jwt"}),
+        &json!({"sub": "a"}),
+    );
+    c.add(
+        "jwt",
+        [&[0xFD][..], format!("DPoP {jwt}").as_bytes()].concat(),
+    );
 }
 
 fn jwts() {
     let c = Corpus::clear("jose_header");
     let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": JWT_KEY_ID});
     c.add("valid", sign_jwt(&header, &claims()));
-    c.add("valid_no_kid", sign_jwt(&json!({"alg": "ES256"}), &claims()));
-    c.add("valid_application_typ", sign_jwt(
-        &json!({"alg": "ES256", "typ": "application/at+jwt", "kid": JWT_KEY_ID}), &claims()));
-    c.add("unknown_kid", sign_jwt(&json!({"alg": "ES256", "kid": "other"}), &claims()));
-    c.add("expired", sign_jwt(&header, &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": 1})));
-    c.add("wrong_audience", sign_jwt(&header, &json!({"iss": ISSUER, "aud": "x", "exp": FAR_EXP})));
-    c.add("no_exp", sign_jwt(&header, &json!({"iss": ISSUER, "aud": AUDIENCE})));
-    c.add("bad_cnf", sign_jwt(&header, &json!({"iss": ISSUER, "aud": AUDIENCE,
-        "exp": FAR_EXP, "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})));
+    c.add(
+        "valid_no_kid",
+        sign_jwt(&json!({"alg": "ES256"}), &claims()),
+    );
+    c.add(
+        "valid_application_typ",
+        sign_jwt(
+            &json!({"alg": "ES256", "typ": "application/at+jwt", "kid": JWT_KEY_ID}),
+            &claims(),
+        ),
+    );
+    c.add(
+        "unknown_kid",
+        sign_jwt(&json!({"alg": "ES256", "kid": "other"}), &claims()),
+    );
+    c.add(
+        "expired",
+        sign_jwt(&header, &json!({"iss": ISSUER, "aud": AUDIENCE, "exp": 1})),
+    );
+    c.add(
+        "wrong_audience",
+        sign_jwt(&header, &json!({"iss": ISSUER, "aud": "x", "exp": FAR_EXP})),
+    );
+    c.add(
+        "no_exp",
+        sign_jwt(&header, &json!({"iss": ISSUER, "aud": AUDIENCE})),
+    );
+    c.add(
+        "bad_cnf",
+        sign_jwt(
+            &header,
+            &json!({"iss": ISSUER, "aud": AUDIENCE,
+        "exp": FAR_EXP, "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+        ),
+    );
     // The escaped and the oversized header of the JOSE header tests.
-    c.add("escaped_header", sign_jwt(&json!({"alg": "ES\u{32}56", "kid": "fuzz\u{2d}es256"}), &claims()));
+    c.add(
+        "escaped_header",
+        sign_jwt(
+            &json!({"alg": "ES\u{32}56", "kid": "fuzz\u{2d}es256"}),
+            &claims(),
+        ),
+    );
     let raw = r#"{"alg":"ES\u0032\u0035\u0036","kid":"fuzz-es256"}"#;
     let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(raw), b64(&claims()));
     c.add("escaped_raw_header", format!("{message}.AAAA"));
@@ -183,24 +222,48 @@ fn jwts() {
     c.add("alg_none", format!("{unsigned}."));
     let hs = format!("{}.{}", b64(&json!({"alg": "HS256"})), b64(&claims()));
     c.add("hs256", format!("{hs}.c2lnbmF0dXJl"));
-    c.add("four_segments", format!("{}.x", sign_jwt(&header, &claims())));
+    c.add(
+        "four_segments",
+        format!("{}.x", sign_jwt(&header, &claims())),
+    );
     c.add("garbage", "not.a.jwt");
-    c.add("header_not_json", format!("{}.e30.AA", URL_SAFE_NO_PAD.encode("[1,2")));
+    c.add(
+        "header_not_json",
+        format!("{}.e30.AA", URL_SAFE_NO_PAD.encode("[1,2")),
+    );
 }
 
 fn claims_seeds() {
     let c = Corpus::clear("jwt_claims");
     let seeds = [
         ("full", claims()),
-        ("jkt", json!({"sub": "a", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
-        ("both", json!({"cnf": {"x5t#S256": THUMBPRINT, "jkt": THUMBPRINT}})),
-        ("non_canonical", json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})),
-        ("padded", json!({"cnf": {"x5t#S256": format!("{THUMBPRINT}=")}})),
-        ("standard_alphabet", json!({"cnf": {"x5t#S256": "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v+"}})),
+        (
+            "jkt",
+            json!({"sub": "a", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+        ),
+        (
+            "both",
+            json!({"cnf": {"x5t#S256": THUMBPRINT, "jkt": THUMBPRINT}}),
+        ),
+        (
+            "non_canonical",
+            json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+        ),
+        (
+            "padded",
+            json!({"cnf": {"x5t#S256": format!("{THUMBPRINT}=")}}),
+        ),
+        (
+            "standard_alphabet",
+            json!({"cnf": {"x5t#S256": "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v+"}}),
+        ),
         ("cnf_string", json!({"cnf": THUMBPRINT})),
         ("x5t_number", json!({"cnf": {"x5t#S256": 1}})),
         ("scp_array", json!({"scp": ["read", "write"], "azp": "web"})),
-        ("scp_string", json!({"scp": "read  write", "scope": null, "sub": null})),
+        (
+            "scp_string",
+            json!({"scp": "read  write", "scope": null, "sub": null}),
+        ),
         ("scope_number", json!({"scope": 3})),
         ("client_id_number", json!({"client_id": 3})),
         ("empty", json!({})),
@@ -212,22 +275,61 @@ fn claims_seeds() {
 
 fn dpop() {
     let c = Corpus::clear("dpop_proof");
-    for (name, pem) in [("es256", DPOP_ES256), ("ed25519", DPOP_ED25519), ("ps256", DPOP_RSA)] {
+    for (name, pem) in [
+        ("es256", DPOP_ES256),
+        ("ed25519", DPOP_ED25519),
+        ("ps256", DPOP_RSA),
+    ] {
         let key = DpopKey::from_pkcs8_pem(pem.as_bytes()).unwrap();
-        let proof = |url: &str| key.proof(DPOP_METHOD, url).issued_at(DPOP_NOW).jti("seed-jti");
+        let proof = |url: &str| {
+            key.proof(DPOP_METHOD, url)
+                .issued_at(DPOP_NOW)
+                .jti("seed-jti")
+        };
         c.add(&format!("{name}_valid"), proof(DPOP_HTU).sign().unwrap());
         if name == "ps256" {
             continue;
         }
-        c.add(&format!("{name}_nonce"), proof(DPOP_HTU).nonce("n-1").sign().unwrap());
-        c.add(&format!("{name}_query"), proof("https://SERVER.example:443/token?x=1").sign().unwrap());
-        c.add(&format!("{name}_ath"), proof(DPOP_HTU).access_token("tok").sign().unwrap());
-        c.add(&format!("{name}_get"), key.proof("GET", DPOP_HTU).issued_at(DPOP_NOW).sign().unwrap());
-        c.add(&format!("{name}_old"), proof(DPOP_HTU).issued_at(DPOP_NOW - 61).sign().unwrap());
-        c.add(&format!("{name}_ahead"), proof(DPOP_HTU).issued_at(DPOP_NOW + 15).sign().unwrap());
-        c.add(&format!("{name}_other_htu"), proof("https://server.example/other").sign().unwrap());
-        c.add(&format!("{name}_float_iat"), proof(DPOP_HTU)
-            .claim("iat", json!(DPOP_NOW as f64 + 0.5)).sign().unwrap());
+        c.add(
+            &format!("{name}_nonce"),
+            proof(DPOP_HTU).nonce("n-1").sign().unwrap(),
+        );
+        c.add(
+            &format!("{name}_query"),
+            proof("https://SERVER.example:443/token?x=1")
+                .sign()
+                .unwrap(),
+        );
+        c.add(
+            &format!("{name}_ath"),
+            proof(DPOP_HTU).access_token("tok").sign().unwrap(),
+        );
+        c.add(
+            &format!("{name}_get"),
+            key.proof("GET", DPOP_HTU)
+                .issued_at(DPOP_NOW)
+                .sign()
+                .unwrap(),
+        );
+        c.add(
+            &format!("{name}_old"),
+            proof(DPOP_HTU).issued_at(DPOP_NOW - 61).sign().unwrap(),
+        );
+        c.add(
+            &format!("{name}_ahead"),
+            proof(DPOP_HTU).issued_at(DPOP_NOW + 15).sign().unwrap(),
+        );
+        c.add(
+            &format!("{name}_other_htu"),
+            proof("https://server.example/other").sign().unwrap(),
+        );
+        c.add(
+            &format!("{name}_float_iat"),
+            proof(DPOP_HTU)
+                .claim("iat", json!(DPOP_NOW as f64 + 0.5))
+                .sign()
+                .unwrap(),
+        );
         let valid = proof(DPOP_HTU).sign().unwrap();
         // Header variants, signed parts kept: the signature no longer matches.
         let (_, rest) = valid.split_once('.').unwrap();
@@ -235,18 +337,30 @@ fn dpop() {
         let mut private = jwk.clone();
         private["d"] = json!("AAAA");
         for (variant, header) in [
-            ("private_jwk", json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private})),
-            ("crit", json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk, "crit": ["x"]})),
+            (
+                "private_jwk",
+                json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}),
+            ),
+            (
+                "crit",
+                json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk, "crit": ["x"]}),
+            ),
             ("jwt_typ", json!({"typ": "JWT", "alg": "ES256", "jwk": jwk})),
-            ("hs256", json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": jwk})),
+            (
+                "hs256",
+                json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": jwk}),
+            ),
         ] {
-            c.add(&format!("{name}_{variant}"), format!("{}.{rest}", b64(&header)));
+            c.add(
+                &format!("{name}_{variant}"),
+                format!("{}.{rest}", b64(&header)),
+            );
         }
     }
 }
 
 fn certificate() -> (Vec<u8>, Vec<u8>) {
-    use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, BasicConstraints, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::from_pem(DPOP_ED25519).unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -257,9 +371,15 @@ fn certificate() -> (Vec<u8>, Vec<u8>) {
     let mut params = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CountryName, "DE");
-    params.distinguished_name.push(DnType::OrganizationName, "Example Bank AG");
-    params.distinguished_name.push(DnType::OrganizationalUnitName, "Payments");
-    params.distinguished_name.push(DnType::CommonName, "client-42");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Example Bank AG");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, "Payments");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "client-42");
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let leaf = params.signed_by(&key, &issuer).unwrap();
     (leaf.der().to_vec(), ca_cert.der().to_vec())
@@ -280,21 +400,34 @@ fn escape(pem: &str) -> String {
 
 fn pem_of(der: &[u8]) -> String {
     let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 fn forwarded() {
     let (leaf, ca) = certificate();
     let (leaf_b64, ca_b64) = (STANDARD.encode(&leaf), STANDARD.encode(&ca));
     let (pem, ca_pem) = (pem_of(&leaf), pem_of(&ca));
-    let hash: String = Sha256::digest(&leaf).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = Sha256::digest(&leaf)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let truncated = STANDARD.encode(&leaf[..leaf.len() - 1]);
     let trailing = STANDARD.encode([&leaf[..], &[0]].concat());
 
     let c = Corpus::clear("forwarded_rfc9440");
     c.add("leaf", format!(":{leaf_b64}:"));
-    c.add("leaf_unpadded", format!(":{}:", leaf_b64.trim_end_matches('=')));
+    c.add(
+        "leaf_unpadded",
+        format!(":{}:", leaf_b64.trim_end_matches('=')),
+    );
     c.add("chain", format!(":{leaf_b64}:\n:{ca_b64}:, :{ca_b64}:"));
     c.add("chain_empty_item", format!(":{leaf_b64}:\n:{ca_b64}:,"));
     c.add("parameter", format!(":{leaf_b64}:;a=1"));
@@ -307,11 +440,24 @@ fn forwarded() {
     c.add("cert_and_hash", format!("By=spiffe://proxy;Hash={hash};Cert=\"{cert}\";Subject=\"CN=client-42,O=Example\";URI=spiffe://client"));
     c.add("hash_only", format!("Hash={hash}"));
     c.add("cert_only", format!("Cert={cert}"));
-    c.add("two_elements", format!("Hash={};Cert=\"{}\",Hash={hash}", "0".repeat(64), escape(&ca_pem)));
-    c.add("hash_mismatch", format!("Hash={};Cert=\"{cert}\"", "a".repeat(64)));
+    c.add(
+        "two_elements",
+        format!(
+            "Hash={};Cert=\"{}\",Hash={hash}",
+            "0".repeat(64),
+            escape(&ca_pem)
+        ),
+    );
+    c.add(
+        "hash_mismatch",
+        format!("Hash={};Cert=\"{cert}\"", "a".repeat(64)),
+    );
     c.add("twice", format!("Hash={hash};Hash={hash}"));
     c.add("no_cert", "By=spiffe://proxy;URI=spiffe://client");
-    c.add("quoted_escape", format!("Hash=\"{}\\{}\"", &hash[..10], &hash[10..]));
+    c.add(
+        "quoted_escape",
+        format!("Hash=\"{}\\{}\"", &hash[..10], &hash[10..]),
+    );
     c.add("empty_element", format!("Hash={hash}, "));
 
     let c = Corpus::clear("forwarded_nginx");
@@ -333,7 +479,10 @@ fn forwarded() {
     c.add("leaf", pem.replace('\n', " "));
     c.add("leaf_newlines", &pem);
     c.add("null", "(null)");
-    c.add("key_block", "-----BEGIN PRIVATE KEY----- AAAA -----END PRIVATE KEY-----");
+    c.add(
+        "key_block",
+        "-----BEGIN PRIVATE KEY----- AAAA -----END PRIVATE KEY-----",
+    );
     c.add("two_blocks", format!("{pem}{ca_pem}").replace('\n', " "));
 }
 
@@ -417,11 +566,17 @@ fn introspection() {
         ("wrong_aud", with("aud", json!("x"))),
         ("no_iss", with("iss", Value::Null)),
         ("dpop_unbound", with("token_type", json!("DPoP"))),
-        ("dpop_bound", with("cnf", json!({"jkt": THUMBPRINT})).as_object().map(|o| {
-            let mut o = o.clone();
-            o.insert("token_type".into(), json!("DPoP"));
-            Value::Object(o)
-        }).unwrap()),
+        (
+            "dpop_bound",
+            with("cnf", json!({"jkt": THUMBPRINT}))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("token_type".into(), json!("DPoP"));
+                    Value::Object(o)
+                })
+                .unwrap(),
+        ),
         ("refresh", with("token_use", json!("refresh_token"))),
         ("expired", with("exp", json!(1))),
         ("float_exp", with("exp", json!(4.1e9))),
@@ -444,19 +599,36 @@ fn jwks() {
     let es = DpopKey::from_pkcs8_pem(DPOP_ES256.as_bytes()).unwrap();
     let key = |k: &DpopKey, extra: Value| {
         let mut v = serde_json::to_value(k.public_jwk()).unwrap();
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         v
     };
     let seeds = [
-        ("mixed", json!({"keys": [key(&rsa, json!({"kid": "r", "alg": "RS256"})),
-            key(&ed, json!({"kid": "e"})), key(&es, json!({"use": "sig"}))]})),
-        ("with_unusable", json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"},
-            key(&es, json!({"use": "enc"})), key(&es, json!({"kid": "ok"})), {"kty": "XYZ"}, 3]})),
-        ("only_oct", json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}]})),
+        (
+            "mixed",
+            json!({"keys": [key(&rsa, json!({"kid": "r", "alg": "RS256"})),
+            key(&ed, json!({"kid": "e"})), key(&es, json!({"use": "sig"}))]}),
+        ),
+        (
+            "with_unusable",
+            json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"},
+            key(&es, json!({"use": "enc"})), key(&es, json!({"kid": "ok"})), {"kty": "XYZ"}, 3]}),
+        ),
+        (
+            "only_oct",
+            json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}]}),
+        ),
         ("empty", json!({"keys": []})),
         ("no_keys", json!({"key": []})),
-        ("bad_point", json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}]})),
-        ("ps256", json!({"keys": [key(&rsa, json!({"alg": "PS256"}))]})),
+        (
+            "bad_point",
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}]}),
+        ),
+        (
+            "ps256",
+            json!({"keys": [key(&rsa, json!({"alg": "PS256"}))]}),
+        ),
     ];
     for (name, value) in seeds {
         c.add(name, value.to_string());
@@ -467,26 +639,56 @@ fn registrations() {
     let c = Corpus::clear("client_registration");
     let jwks = json!({"keys": [{"kty": "EC", "x5c": ["AQID"]}]});
     let seeds = [
-        ("tls_client_auth", json!([{"client_id": "payments", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_subject_dn": "CN=client-42,OU=Payments,O=Example Bank AG,C=DE"}])),
-        ("san_kinds", json!([
+        (
+            "tls_client_auth",
+            json!([{"client_id": "payments", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=client-42,OU=Payments,O=Example Bank AG,C=DE"}]),
+        ),
+        (
+            "san_kinds",
+            json!([
             {"client_id": "a", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a.example"},
             {"client_id": "b", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_uri": "https://b.example"},
             {"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_ip": "192.0.2.1"},
-            {"client_id": "d", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_email": "d@example.com"}])),
-        ("self_signed", json!([{"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": jwks},
-            {"client_id": "u", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://c.example/jwks"}])),
-        ("duplicate", json!([{"client_id": "a", "token_endpoint_auth_method": "none"},
-            {"client_id": "a", "token_endpoint_auth_method": "none"}])),
-        ("none", json!([{"client_id": "a", "token_endpoint_auth_method": "none", "dpop_bound_access_tokens": true}])),
-        ("two_subjects", json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_san_dns": "c.example", "tls_client_auth_san_uri": "https://c.example"}])),
-        ("bad_dn", json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_subject_dn": "CN=c;O=x"}])),
-        ("http_jwks_uri", json!([{"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
-            "jwks_uri": "http://c.example/jwks"}])),
-        ("secret_basic", json!([{"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"}])),
-        ("empty_id", json!([{"client_id": "", "token_endpoint_auth_method": "none"}])),
+            {"client_id": "d", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_email": "d@example.com"}]),
+        ),
+        (
+            "self_signed",
+            json!([{"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": jwks},
+            {"client_id": "u", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://c.example/jwks"}]),
+        ),
+        (
+            "duplicate",
+            json!([{"client_id": "a", "token_endpoint_auth_method": "none"},
+            {"client_id": "a", "token_endpoint_auth_method": "none"}]),
+        ),
+        (
+            "none",
+            json!([{"client_id": "a", "token_endpoint_auth_method": "none", "dpop_bound_access_tokens": true}]),
+        ),
+        (
+            "two_subjects",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "c.example", "tls_client_auth_san_uri": "https://c.example"}]),
+        ),
+        (
+            "bad_dn",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c;O=x"}]),
+        ),
+        (
+            "http_jwks_uri",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "http://c.example/jwks"}]),
+        ),
+        (
+            "secret_basic",
+            json!([{"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"}]),
+        ),
+        (
+            "empty_id",
+            json!([{"client_id": "", "token_endpoint_auth_method": "none"}]),
+        ),
         ("empty", json!([])),
         ("object", json!({})),
     ];

@@ -32,9 +32,13 @@ fuzz_target!(|data: &[u8]| {
             values.push(line);
         }
     }
-    let uri: Uri = if query { "/r?a=1&access_token=x" } else { "/r?a=1" }
-        .parse()
-        .unwrap();
+    let uri: Uri = if query {
+        "/r?a=1&access_token=x"
+    } else {
+        "/r?a=1"
+    }
+    .parse()
+    .unwrap();
     let outcome = certbound::fuzzing::authorization_token(&headers, &uri, max_len, dpop);
 
     // The oracle: one header, "<scheme> 1*SP b64token", scheme Bearer (or DPoP when on).

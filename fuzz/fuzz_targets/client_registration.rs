@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let list: Vec<Value> = serde_json::from_str(json).expect("an accepted registry is an array");
     assert_eq!(clients.len(), list.len());
     for entry in &list {
-        let id = entry["client_id"].as_str().expect("every client has a client_id");
+        let id = entry["client_id"]
+            .as_str()
+            .expect("every client has a client_id");
         assert!(clients.get(id).is_some(), "{id:?} registered but not found");
     }
 });

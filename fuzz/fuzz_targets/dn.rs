@@ -12,7 +12,13 @@ fn subject() -> Vec<u8> {
         [&[tag, content.len() as u8][..], content].concat()
     }
     let atv = |arc: u8, tag: u8, value: &[u8]| {
-        tlv(0x31, &tlv(0x30, &[tlv(0x06, &[0x55, 0x04, arc]), tlv(tag, value)].concat()))
+        tlv(
+            0x31,
+            &tlv(
+                0x30,
+                &[tlv(0x06, &[0x55, 0x04, arc]), tlv(tag, value)].concat(),
+            ),
+        )
     };
     tlv(
         0x30,
@@ -36,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(matches_fixed.is_some(), "the fixed subject is well-formed");
     // A certificate issued with the DN's own attributes is matched by it...
-    let Some((own, other_class)) = own else { return };
+    let Some((own, other_class)) = own else {
+        return;
+    };
     let name = match X509Name::from_der(&own) {
         Ok((rest, name)) if rest.is_empty() => name,
         // Every all-text DN gives a valid Name; a `#hex` value may be one x509-parser refuses
@@ -45,10 +53,18 @@ fuzz_target!(|data: &[u8]| {
         _ => panic!("{dn:?} gives no valid Name"),
     };
     let (matches_own, _) = certbound::fuzzing::distinguished_name(dn, &own).expect("parses");
-    assert_eq!(matches_own, Some(true), "{dn:?} does not match its own subject {name}");
+    assert_eq!(
+        matches_own,
+        Some(true),
+        "{dn:?} does not match its own subject {name}"
+    );
     // ...and not when a `#hex` value has the same tag number and contents in another class.
     if other_class != own {
         let (matches, _) = certbound::fuzzing::distinguished_name(dn, &other_class).unwrap();
-        assert_ne!(matches, Some(true), "{dn:?} matches a value of another ASN.1 class");
+        assert_ne!(
+            matches,
+            Some(true),
+            "{dn:?} matches a value of another ASN.1 class"
+        );
     }
 });

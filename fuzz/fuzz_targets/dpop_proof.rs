@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     let alg = header["alg"].as_str().expect("alg");
     let message_len = parts[0].len() + 1 + parts[1].len();
     assert!(
-        signature_verifies(alg, &header["jwk"], &proof.as_bytes()[..message_len], parts[2]),
+        signature_verifies(
+            alg,
+            &header["jwk"],
+            &proof.as_bytes()[..message_len],
+            parts[2]
+        ),
         "verified a proof whose signature aws-lc-rs refuses"
     );
     assert_eq!(claims["htm"].as_str(), Some(DPOP_METHOD));
@@ -43,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(verified.issued_at() <= DPOP_NOW + 15 && verified.issued_at() >= DPOP_NOW - 60);
     // A real proof, mutated in one character of what was signed or of the signature, never
     // verifies: one position in each part, chosen from the input.
-    let seed = data.iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(*b)));
+    let seed = data.iter().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(*b))
+    });
     for (start, len) in [(0, message_len), (message_len + 1, parts[2].len())] {
         if len == 0 {
             continue;
@@ -51,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
         let at = start + seed % len;
         let mut mutated = proof.as_bytes().to_vec();
         let old = mutated[at];
-        mutated[at] = B64URL[(B64URL.iter().position(|b| *b == old).unwrap_or(0) + 1 + seed % 63) % 64];
+        mutated[at] =
+            B64URL[(B64URL.iter().position(|b| *b == old).unwrap_or(0) + 1 + seed % 63) % 64];
         if mutated[at] == old {
             continue;
         }

@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let aud = &answer["aud"];
     assert!(
         aud.as_str() == Some(AUDIENCE)
-            || aud.as_array().is_some_and(|a| a.iter().any(|v| v.as_str() == Some(AUDIENCE))),
+            || aud
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(AUDIENCE))),
         "accepted for another audience"
     );
     assert_eq!(token.claim("active"), Some(&Value::Bool(true)));

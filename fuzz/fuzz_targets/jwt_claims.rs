@@ -32,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(token.subject(), claims.get("sub").and_then(Value::as_str));
     if let Some(Value::String(scope)) = claims.get("scope") {
-        assert!(scope.split(' ').filter(|s| !s.is_empty()).all(|s| token.has_scope(s)));
+        assert!(scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .all(|s| token.has_scope(s)));
     }
 });

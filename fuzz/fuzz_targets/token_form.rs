@@ -29,12 +29,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(pairs.len(), segments);
     for (i, (name, _)) in pairs.iter().enumerate() {
         assert!(!name.is_empty());
-        assert!(pairs[..i].iter().all(|(n, _)| n != name), "{name:?} given twice");
+        assert!(
+            pairs[..i].iter().all(|(n, _)| n != name),
+            "{name:?} given twice"
+        );
     }
     // form_urlencoded, which is lenient, reads the same pairs from an accepted body.
     let lenient: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    let ours: Vec<(String, String)> =
-        pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+    let ours: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
     assert_eq!(lenient, ours);
     // And the values round-trip through form encoding.
     let written = form_urlencoded::Serializer::new(String::new())

@@ -109,7 +109,10 @@ pub fn rfc7638(jwk: &Value) -> Option<String> {
     };
     let mut canonical = serde_json::Map::new();
     for name in members {
-        canonical.insert((*name).to_owned(), Value::String(jwk.get(*name)?.as_str()?.into()));
+        canonical.insert(
+            (*name).to_owned(),
+            Value::String(jwk.get(*name)?.as_str()?.into()),
+        );
     }
     // serde_json's Map is sorted (no `preserve_order`), so this is the canonical form.
     let json = Value::Object(canonical).to_string();
@@ -172,7 +175,9 @@ pub fn check_forwarded(format: certbound::ForwardedCertFormat, data: &[u8]) {
         assert_eq!(format, F::Xfcc, "only XFCC forwards a bare thumbprint");
         let hex = cert.thumbprint().to_hex();
         // Unquoting drops backslashes; hex digits are never escaped into anything else.
-        let lower = String::from_utf8_lossy(data).to_ascii_lowercase().replace('\\', "");
+        let lower = String::from_utf8_lossy(data)
+            .to_ascii_lowercase()
+            .replace('\\', "");
         assert!(lower.contains(&hex), "a Hash= that is not in the header");
         return;
     };

@@ -241,11 +241,11 @@ fn a_signed_proof_whose_header_or_claims_are_not_utf8_json_objects_is_refused() 
         format!("{message}.{signature}")
     };
     let header = signer.header().to_string();
-    let claims = claims().to_string();
-    assert!(check(&sign_raw(header.as_bytes(), claims.as_bytes())).is_ok());
-    let array_header = json!(["dpop+jwt", "ES256", signer.jwk]).to_string();
     let c = claims();
     let array_claims = json!([c["jti"], c["htm"], c["htu"], c["iat"], c["ath"]]).to_string();
+    let claims = c.to_string();
+    assert!(check(&sign_raw(header.as_bytes(), claims.as_bytes())).is_ok());
+    let array_header = json!(["dpop+jwt", "ES256", signer.jwk]).to_string();
     // An extra member whose string is not UTF-8, first in the object.
     let not_utf8 = |json: &str| [&b"{\"x\":\"\xb0\","[..], &json.as_bytes()[1..]].concat();
     let (bad_header, bad_claims) = (not_utf8(&header), not_utf8(&claims));

@@ -318,7 +318,11 @@ pub(crate) fn read_jose_header(token: &str) -> Option<(String, Option<String>, O
     let mut buf = [0u8; HEADER_BUF];
     let header = JoseHeader::read(token, &mut buf).ok()?;
     let kid = header.kid.map(Cow::into_owned);
-    Some((header.alg.into_owned(), kid, header.typ.map(Cow::into_owned)))
+    Some((
+        header.alg.into_owned(),
+        kid,
+        header.typ.map(Cow::into_owned),
+    ))
 }
 
 /// Why remote keys could not be fetched (see [`JwtValidator::prefetch`]).
