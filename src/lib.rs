@@ -130,6 +130,12 @@ pub use crate::token::validate::ValidateToken;
 #[cfg(test)]
 pub(crate) mod test_helpers;
 
+// The fuzz targets' entry points (`fuzz/`); cargo-fuzz builds with `--cfg fuzzing`.
+#[cfg(all(fuzzing, feature = "authorization-server", feature = "introspection"))]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod fuzzing;
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use x509_parser::asn1_rs::{Any, FromBer, Oid, Tag};
+use x509_parser::asn1_rs::{Any, Class, FromBer, Oid, Tag};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use crate::support::encoding;
@@ -105,8 +105,9 @@ struct Ava {
 enum AvaValue {
     /// A string value, prepared for its rule.
     Text(String),
-    /// `#hex` with a non-string BER value: tag and contents must be identical.
-    Ber { tag: Tag, data: Vec<u8> },
+    /// `#hex` with a non-string BER value: identifier (class, form, tag) and contents must be
+    /// identical.
+    Ber { id: Identifier, data: Vec<u8> },
 }
 
 impl fmt::Debug for DistinguishedName {
@@ -198,13 +199,25 @@ impl Ava {
                 Some(theirs) => prepare(&theirs, self.rule) == *ours,
                 None => false,
             },
-            AvaValue::Ber { tag, data } => value.tag() == *tag && value.data == data.as_slice(),
+            AvaValue::Ber { id, data } => identifier(value) == *id && value.data == data.as_slice(),
         }
     }
 }
 
+/// A BER value's identifier: class, constructed or not, tag number.
+type Identifier = (Class, bool, Tag);
+
+fn identifier(value: &Any<'_>) -> Identifier {
+    (value.class(), value.header.is_constructed(), value.tag())
+}
+
 /// The text of a string-typed attribute value (the ASN.1 string types X.520 uses), or `None`.
 fn decode_string(value: &Any<'_>) -> Option<String> {
+    // Tag numbers name string types in the universal class only (`[APPLICATION 12]` is no
+    // UTF8String).
+    if value.class() != Class::Universal || value.header.is_constructed() {
+        return None;
+    }
     let data = value.data;
     match value.tag() {
         Tag::Utf8String
@@ -369,7 +382,7 @@ impl Parser<'_> {
         Ok(match decode_string(&any) {
             Some(text) => AvaValue::Text(prepare(&text, rule)),
             None => AvaValue::Ber {
-                tag: any.tag(),
+                id: identifier(&any),
                 data: any.data.to_vec(),
             },
         })
@@ -428,6 +441,10 @@ fn hex_pair(pair: &[u8]) -> Option<u8> {
         _ => None,
     }
 }
+
+#[cfg(fuzzing)]
+#[path = "dn_fuzzing.rs"]
+mod fuzzing;
 
 #[cfg(test)]
 mod tests {
@@ -632,6 +649,18 @@ mod tests {
         assert!(!matches("1.3.6.1.4.1.99999.2=#04020103", &der));
         assert!(DistinguishedName::parse("CN=#0403").is_err());
         assert!(DistinguishedName::parse("CN=#zz").is_err());
+    }
+
+    #[test]
+    fn hex_values_match_only_values_of_their_own_class() {
+        // Found by the dn fuzz target (fuzz/regressions/dn): only the tag number was compared.
+        let octets: &[u64] = &[1, 3, 6, 1, 4, 1, 99999, 2];
+        let application = name(&[&[(octets, 0x44, b"\x01\x02")]]);
+        assert!(!matches("1.3.6.1.4.1.99999.2=#04020102", &application));
+        assert!(matches("1.3.6.1.4.1.99999.2=#44020102", &application));
+        let context_utf8 = name(&[&[(CN, 0x8c, b"abc")]]);
+        assert!(!matches("CN=abc", &context_utf8));
+        assert!(matches("CN=#8c03616263", &context_utf8));
     }
 
     #[test]

@@ -117,6 +117,12 @@ mod registry;
 mod service;
 mod subject;
 
+#[cfg(fuzzing)]
+pub(crate) use {
+    dn::DistinguishedName,
+    form::{basic_credentials, parse_form, BasicCredentials},
+};
+
 pub use authenticator::{ClientAuthenticator, ClientAuthenticatorBuilder};
 pub use client::{AuthenticatedClient, RegisteredClient};
 pub use dpop::TokenEndpointDpop;

@@ -55,6 +55,8 @@
 //! ```
 
 mod credentials;
+#[cfg(fuzzing)]
+pub(crate) use credentials::{b64token, credentials};
 mod future;
 pub(crate) mod layer;
 mod service;

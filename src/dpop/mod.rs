@@ -115,3 +115,8 @@ pub use nonce::DpopNonces;
 pub use proof::VerifiedProof;
 pub(crate) use proof::DPOP;
 pub use replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
+#[cfg(fuzzing)]
+pub(crate) use {
+    htu::normalize as normalize_htu,
+    proof::{verify as verify_proof, Expected, ProofRules},
+};

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::htu;
 use super::jwk::{is_private_member, thumbprint_of, PublicKey};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::support::encoding::json_object_text;
 use crate::thumbprint::JwkThumbprint;
 
 /// The `DPoP` request header.
@@ -303,8 +304,9 @@ pub(crate) fn verify(
     let header_json = URL_SAFE_NO_PAD
         .decode(header_b64)
         .map_err(|_| invalid("DPoP proof header is not base64url"))?;
-    let header: Header<'_> = serde_json::from_slice(&header_json)
-        .map_err(|_| invalid("DPoP proof header is not a JOSE header"))?;
+    let header: Header<'_> = json_object_text(&header_json)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| invalid("DPoP proof header is not a JOSE header"))?;
     // Check 4: typ.
     if !header
         .typ
@@ -340,8 +342,9 @@ pub(crate) fn verify(
     let claims_json = URL_SAFE_NO_PAD
         .decode(claims_b64)
         .map_err(|_| invalid("DPoP proof claims are not base64url"))?;
-    let claims: Claims<'_> = serde_json::from_slice(&claims_json)
-        .map_err(|_| invalid("DPoP proof claims are not a JSON object of the right types"))?;
+    let claims: Claims<'_> = json_object_text(&claims_json)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| invalid("DPoP proof claims are not a JSON object of the right types"))?;
     let jti = claims.jti.ok_or_else(|| invalid("DPoP proof has no jti"))?;
     if jti.is_empty() || jti.chars().count() > MAX_JTI {
         return Err(invalid("DPoP proof jti is empty or too long"));

@@ -230,6 +230,37 @@ fn each_header_check_refuses_a_proof_that_fails_it() {
 }
 
 #[test]
+fn a_signed_proof_whose_header_or_claims_are_not_utf8_json_objects_is_refused() {
+    // What the jose_header fuzz target found in the JWT header reader, here for proofs: serde
+    // reads a JSON array into a struct, and skips invalid UTF-8 inside members it ignores.
+    let signer = Signer::new(Algorithm::ES256);
+    let sign_raw = |header: &[u8], claims: &[u8]| {
+        let message = format!("{}.{}", B64.encode(header), B64.encode(claims));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &signer.key, signer.alg).unwrap();
+        format!("{message}.{signature}")
+    };
+    let header = signer.header().to_string();
+    let c = claims();
+    let array_claims = json!([c["jti"], c["htm"], c["htu"], c["iat"], c["ath"]]).to_string();
+    let claims = c.to_string();
+    assert!(check(&sign_raw(header.as_bytes(), claims.as_bytes())).is_ok());
+    let array_header = json!(["dpop+jwt", "ES256", signer.jwk]).to_string();
+    // An extra member whose string is not UTF-8, first in the object.
+    let not_utf8 = |json: &str| [&b"{\"x\":\"\xb0\","[..], &json.as_bytes()[1..]].concat();
+    let (bad_header, bad_claims) = (not_utf8(&header), not_utf8(&claims));
+    for (header, claims) in [
+        (array_header.as_bytes(), claims.as_bytes()),
+        (header.as_bytes(), array_claims.as_bytes()),
+        (&bad_header[..], claims.as_bytes()),
+        (header.as_bytes(), &bad_claims[..]),
+    ] {
+        let proof = sign_raw(header, claims);
+        assert_eq!(check(&proof).err(), Some(AuthErrorKind::InvalidDpopProof));
+    }
+}
+
+#[test]
 fn malformed_and_forged_proofs_are_refused() {
     let signer = Signer::new(Algorithm::ES256);
     let good = signer.sign_parts(&signer.header(), &claims());

@@ -29,7 +29,81 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 fn certificate(der: Vec<u8>) -> Result<CertificateDer<'static>, &'static str> {
     let der = CertificateDer::from(der);
     webpki::EndEntityCert::try_from(&der).map_err(|_| "not a well-formed X.509 certificate")?;
+    validity(&der).ok_or("not a well-formed X.509 validity period")?;
     Ok(der)
+}
+
+/// RFC 5280 §4.1.2.5: webpki reads the validity period only when it verifies a chain, which a
+/// forwarded certificate never goes through here, so its two times are checked now (the fuzz
+/// target `forwarded_*` found certificates with a month 13 or a `<` for a digit accepted).
+fn validity(der: &[u8]) -> Option<()> {
+    let (certificate, _) = der_item(der, 0x30)?;
+    let (mut tbs, _) = der_item(certificate, 0x30)?;
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_item(tbs, 0xa0)?.1;
+    }
+    // serialNumber, signature, issuer, then validity.
+    for tag in [0x02, 0x30, 0x30] {
+        tbs = der_item(tbs, tag)?.1;
+    }
+    let (validity, _) = der_item(tbs, 0x30)?;
+    let rest = time(validity)?;
+    time(rest)?.is_empty().then_some(())
+}
+
+/// One DER item of type `tag`: its contents and what follows it.
+fn der_item(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    let (&len, mut rest) = rest.split_first().filter(|_| first == tag)?;
+    let len = match len {
+        0..=0x7f => usize::from(len),
+        0x81..=0x84 => {
+            let (bytes, after) = rest.split_at_checked(usize::from(len & 0x7f))?;
+            rest = after;
+            bytes.iter().fold(0, |n, &b| n << 8 | usize::from(b))
+        }
+        _ => return None,
+    };
+    rest.split_at_checked(len)
+}
+
+/// A UTCTime `YYMMDDHHMMSSZ` or GeneralizedTime `YYYYMMDDHHMMSSZ` that names a real second.
+fn time(input: &[u8]) -> Option<&[u8]> {
+    let (text, rest, year) = match input.first()? {
+        0x17 => der_item(input, 0x17)
+            .filter(|(text, _)| text.len() == 13)
+            .map(|(text, rest)| (text, rest, None))?,
+        _ => der_item(input, 0x18)
+            .filter(|(text, _)| text.len() == 15)
+            .map(|(text, rest)| (&text[2..], rest, Some(&text[..2])))?,
+    };
+    let digits = |pair: &[u8]| match pair {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(u32::from(a - b'0') * 10 + u32::from(b - b'0')),
+        _ => None,
+    };
+    let yy = digits(&text[0..2])?;
+    let year = match year {
+        Some(century) => digits(century)? * 100 + yy,
+        None if yy >= 50 => 1900 + yy,
+        None => 2000 + yy,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month = digits(&text[2..4])?;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    let day = digits(&text[4..6])?;
+    let (hour, minute, second) = (
+        digits(&text[6..8])?,
+        digits(&text[8..10])?,
+        digits(&text[10..12])?,
+    );
+    let valid = (1..=days).contains(&day) && hour < 24 && minute < 60 && second < 60;
+    (valid && text[12] == b'Z').then_some(rest)
 }
 
 /// RFC 9440 `Client-Cert`: an RFC 8941 Byte Sequence (`:base64:`) holding the DER leaf; and
@@ -423,5 +497,31 @@ mod tests {
             let _ = base64_der(&bytes);
             let _ = apache_pem(&bytes);
         }
+    }
+
+    #[test]
+    fn certificates_with_malformed_validity_times_are_refused() {
+        // Found by the forwarded_* fuzz targets (fuzz/regressions/forwarded_haproxy): webpki
+        // reads the validity period only when it verifies a chain.
+        let (der, _) = cert("client.example");
+        assert!(base64_der(STANDARD.encode(&der).as_bytes()).is_ok());
+        // rcgen's notAfter, a GeneralizedTime: 4096-01-01 00:00:00.
+        let at = der
+            .windows(15)
+            .position(|w| w == b"40960101000000Z")
+            .expect("rcgen's default notAfter");
+        for (offset, byte) in [(4, b'1'), (5, b'<'), (6, b'4'), (8, b'3'), (14, b'+')] {
+            let mut bad = der.clone();
+            bad[at + offset] = byte;
+            if offset == 4 {
+                bad[at + 5] = b'3'; // month 13
+            }
+            let parsed = base64_der(STANDARD.encode(&bad).as_bytes());
+            assert!(parsed.is_err(), "offset {offset}");
+        }
+        assert_eq!(time(b"\x17\x0d240229235959Z"), Some(&b""[..]));
+        assert_eq!(time(b"\x17\x0d230229000000Z"), None);
+        assert_eq!(time(b"\x18\x0f20000229000000Z"), Some(&b""[..]));
+        assert_eq!(time(b"\x18\x0f19000229000000Z"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! Small encodings shared across the crate: the RFC 6750 b64token syntax, strict
-//! percent-decoding and hex digits.
+//! percent-decoding, hex digits, and the JSON text of JOSE objects.
 //!
 //! Written here rather than taken from `percent-encoding` or `hex` because every caller needs
 //! the strict form those crates do not offer: a `%` that does not start two hex digits is an
@@ -96,9 +96,27 @@ pub(crate) fn percent_decode(input: &[u8], plus: Plus) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A decoded JOSE header or JWT claims set as JSON text, or `None` unless it is UTF-8 (RFC 7515
+/// §4, RFC 7519 §7.2) holding an object. Checked before serde reads it: serde_json does not
+/// validate the strings it skips (members no struct field names), and serde's derived structs
+/// also read a JSON array of their fields in order.
+pub(crate) fn json_object_text(json: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(json).ok()?;
+    let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    start.starts_with('{').then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jose_json_must_be_a_utf8_object() {
+        assert_eq!(json_object_text(b" {\"alg\":1}"), Some(" {\"alg\":1}"));
+        assert_eq!(json_object_text(b"[\"ES256\"]"), None);
+        assert_eq!(json_object_text(b"{\"x\":\"\xb0\"}"), None);
+        assert_eq!(json_object_text(b""), None);
+    }
 
     #[test]
     fn the_b64token_class_is_exactly_rfc_6750s() {

@@ -20,6 +20,23 @@ use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::cache::{Keep, ResultCache};
 
+/// The fuzz target's view of [`Rules::interpret`]: an answer for `issuer` and `audience`.
+#[cfg(fuzzing)]
+pub(crate) fn interpret_answer(
+    body: &[u8],
+    issuer: &str,
+    audience: &str,
+) -> Result<crate::AccessToken, AuthError> {
+    let rules = Rules {
+        issuer: Some(issuer.to_owned()),
+        audiences: vec![audience.to_owned()],
+        leeway: 60,
+        active_ttl: Duration::from_secs(3),
+        inactive_ttl: Duration::from_secs(3),
+    };
+    check_times(rules.interpret(body).0, rules.leeway)
+}
+
 /// Validates opaque (reference) access tokens by asking the authorization server (RFC 7662
 /// token introspection), with the certificate binding the answer carries (RFC 8705 §3.2: a
 /// top-level `cnf` with `x5t#S256`). Cheap to clone; clones share the cache.

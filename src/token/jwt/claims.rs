@@ -10,6 +10,7 @@ use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 
 use crate::error::{AuthError, AuthErrorKind};
+use crate::support::encoding::json_object_text;
 
 /// Room for a decoded JOSE header on the stack (longer headers are decoded on the heap).
 pub(super) const HEADER_BUF: usize = 1024;
@@ -34,7 +35,8 @@ impl<'a> JoseHeader<'a> {
         if segment.len() > HEADER_BUF {
             // Oversized headers are rare and suspicious; only they are decoded on the heap.
             let decoded = URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed())?;
-            return serde_json::from_slice::<JoseHeader<'_>>(&decoded)
+            let text = json_object_text(&decoded).ok_or_else(malformed)?;
+            return serde_json::from_str::<JoseHeader<'_>>(text)
                 .map(JoseHeader::into_owned)
                 .map_err(|_| malformed());
         }
@@ -42,7 +44,8 @@ impl<'a> JoseHeader<'a> {
         let n = URL_SAFE_NO_PAD
             .decode_slice(segment, buf)
             .map_err(|_| malformed())?;
-        serde_json::from_slice(&buf[..n]).map_err(|_| malformed())
+        let text = json_object_text(&buf[..n]).ok_or_else(malformed)?;
+        serde_json::from_str(text).map_err(|_| malformed())
     }
 
     fn into_owned(self) -> JoseHeader<'static> {
@@ -149,5 +152,23 @@ mod tests {
         }
         let mut buf = [0u8; HEADER_BUF];
         assert!(JoseHeader::read("!!!.x.y", &mut buf).is_err());
+    }
+
+    #[test]
+    fn jose_headers_that_are_arrays_or_not_utf8_are_refused() {
+        // Found by the jose_header fuzz target (fuzz/regressions/jose_header): serde_json skips
+        // the members no field names without checking their UTF-8, and serde reads a JSON
+        // array into a struct.
+        let padding = "p".repeat(HEADER_BUF);
+        let oversized = format!("{{\"alg\":\"ES256\",\"x\":\"{padding}");
+        for json in [
+            br#"["ES256"]"#.to_vec(),
+            b"{\"alg\":\"ES256\",\"x\":\"\xb0\"}".to_vec(),
+            [oversized.as_bytes(), b"\xb0\"}"].concat(),
+        ] {
+            let token = format!("{}.x.y", URL_SAFE_NO_PAD.encode(&json));
+            let mut buf = [0u8; HEADER_BUF];
+            assert!(JoseHeader::read(&token, &mut buf).is_err(), "{json:?}");
+        }
     }
 }

@@ -311,6 +311,20 @@ impl JwtValidator {
     }
 }
 
+/// The fuzz target's view of [`JoseHeader::read`]: `alg`, `kid` and `typ`.
+#[cfg(fuzzing)]
+pub(crate) fn read_jose_header(token: &str) -> Option<(String, Option<String>, Option<String>)> {
+    use std::borrow::Cow;
+    let mut buf = [0u8; HEADER_BUF];
+    let header = JoseHeader::read(token, &mut buf).ok()?;
+    let kid = header.kid.map(Cow::into_owned);
+    Some((
+        header.alg.into_owned(),
+        kid,
+        header.typ.map(Cow::into_owned),
+    ))
+}
+
 /// Why remote keys could not be fetched (see [`JwtValidator::prefetch`]).
 #[derive(Debug, Clone)]
 pub struct KeyFetchError(String);

@@ -1,0 +1,110 @@
+//! Entry points of the fuzz targets in `fuzz/`: thin wrappers around the crate-private parsers
+//! of untrusted input, compiled only with `--cfg fuzzing` (cargo-fuzz sets it). Not an API.
+
+use http::{HeaderMap, HeaderValue, Uri};
+
+use crate::authorization_server as auth_server;
+use crate::dpop::VerifiedProof;
+use crate::error::AuthErrorKind;
+use crate::token::jwt::keys::KeySet;
+use crate::{AccessToken, ClientCertificate, ForwardedCertFormat};
+
+/// `authorization_header`: the token of a request's `Authorization` headers, as the layer
+/// reads it (`credentials`, then `b64token`), and whether the scheme was `DPoP`.
+pub fn authorization_token<'a>(
+    headers: &'a HeaderMap,
+    uri: &Uri,
+    max_len: usize,
+    dpop: bool,
+) -> Result<(bool, &'a str), AuthErrorKind> {
+    use crate::bound_token::{b64token, credentials};
+    let (scheme, token) = credentials(headers, uri, max_len, dpop).map_err(|(_, e)| e.kind())?;
+    let token = b64token(token).map_err(|e| e.kind())?;
+    Ok((scheme == crate::challenge::Scheme::Dpop, token))
+}
+
+/// `jose_header`: the JOSE header fields the JWT validator reads first: `alg`, `kid`, `typ`.
+pub fn jose_header(token: &str) -> Option<(String, Option<String>, Option<String>)> {
+    crate::token::jwt::read_jose_header(token)
+}
+
+/// `dpop_proof`: checks `proof` against a request `method` `htu` (not yet normalised) at
+/// `now`, with the default rules and no access token.
+pub fn dpop_proof(
+    proof: &str,
+    method: &str,
+    htu: &str,
+    now: i64,
+) -> Result<VerifiedProof, AuthErrorKind> {
+    let htu = crate::dpop::normalize_htu(htu).ok_or(AuthErrorKind::InvalidRequest)?;
+    let expected = crate::dpop::Expected {
+        method,
+        htu: &htu,
+        ath: None,
+        now,
+    };
+    crate::dpop::verify_proof(proof, &expected, &crate::dpop::ProofRules::default())
+        .map_err(|e| e.kind())
+}
+
+/// The five forwarded-certificate targets: a header value (and RFC 9440's chain) in `format`.
+pub fn forwarded_certificate(
+    format: ForwardedCertFormat,
+    value: &[u8],
+    chain: Option<&[u8]>,
+) -> Result<Option<ClientCertificate>, &'static str> {
+    format.parse(value, chain)
+}
+
+/// `dn`: whether `dn` parses; whether it matches the DER `Name` `subject` (when it parses);
+/// and the DER `Name`s built from its own attributes, as is and with the `#hex` values in
+/// another class (see `to_name_der`).
+#[allow(clippy::type_complexity)]
+pub fn distinguished_name(
+    dn: &str,
+    subject: &[u8],
+) -> Option<(Option<bool>, Option<(Vec<u8>, Vec<u8>)>)> {
+    use x509_parser::prelude::{FromDer as _, X509Name};
+    let dn = auth_server::DistinguishedName::parse(dn).ok()?;
+    let matches = X509Name::from_der(subject)
+        .ok()
+        .map(|(_, name)| dn.matches(&name));
+    let own = dn.to_name_der(false).zip(dn.to_name_der(true));
+    Some((matches, own))
+}
+
+/// `token_form`: the parameters of a token request body.
+pub fn token_form(body: &[u8]) -> Result<auth_server::FormParameters, &'static str> {
+    auth_server::parse_form(body).map_err(|e| e.0)
+}
+
+/// `token_form` again: the client id of an `Authorization: Basic` value (`None`: no header).
+pub fn basic_client_id(value: Option<&[u8]>) -> Result<Option<String>, ()> {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = value {
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_bytes(value).map_err(|_| ())?,
+        );
+    }
+    match auth_server::basic_credentials(&headers) {
+        Ok(auth_server::BasicCredentials::None) => Ok(None),
+        Ok(auth_server::BasicCredentials::ClientId(id)) => Ok(Some(id)),
+        Err(_) => Err(()),
+    }
+}
+
+/// `introspection_answer`: a `200` answer of the introspection endpoint, for `issuer` and
+/// `audience`.
+pub fn introspection_answer(
+    body: &[u8],
+    issuer: &str,
+    audience: &str,
+) -> Result<AccessToken, AuthErrorKind> {
+    crate::token::introspection::interpret_answer(body, issuer, audience).map_err(|e| e.kind())
+}
+
+/// `jwks`: the number of usable keys of a JWKS document.
+pub fn jwks_key_count(json: &[u8]) -> Option<usize> {
+    KeySet::from_jwks_json(json).ok().map(|keys| keys.len())
+}
