@@ -307,8 +307,8 @@ mod tests {
             ClientCertificate::from_der(b"other".to_vec()),
         );
         let (proof, other_proof) = (
-            VerifiedProof::by_key(key.clone()),
-            VerifiedProof::by_key(other_key.clone()),
+            VerifiedProof::by_key(key),
+            VerifiedProof::by_key(other_key),
         );
         let policy = Policy::default();
         let check = |token: &AccessToken, c, source, p| {
