@@ -172,6 +172,20 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_exactly_the_maximum_length_is_taken() {
+        let token = "t".repeat(64);
+        assert_eq!(
+            extract(&[format!("Bearer {token}").as_bytes()], "/").unwrap(),
+            token
+        );
+        let longer = format!("Bearer {token}t");
+        assert_eq!(
+            extract(&[longer.as_bytes()], "/"),
+            Err(AuthErrorKind::InvalidToken)
+        );
+    }
+
+    #[test]
     fn query_string_tokens_are_refused() {
         assert_eq!(
             extract(&[], "/x?access_token=abc"),

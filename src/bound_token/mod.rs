@@ -306,10 +306,7 @@ mod tests {
             certificate(),
             ClientCertificate::from_der(b"other".to_vec()),
         );
-        let (proof, other_proof) = (
-            VerifiedProof::by_key(key),
-            VerifiedProof::by_key(other_key),
-        );
+        let (proof, other_proof) = (VerifiedProof::by_key(key), VerifiedProof::by_key(other_key));
         let policy = Policy::default();
         let check = |token: &AccessToken, c, source, p| {
             policy.authorize(token, c, source, p).map_err(|e| e.kind())

@@ -87,6 +87,27 @@ mod tests {
     }
 
     #[test]
+    fn every_curve_named_in_rfc7518_and_rfc8037_has_a_thumbprint() {
+        for (kty, crv) in [
+            ("EC", "P-256"),
+            ("EC", "P-384"),
+            ("EC", "P-521"),
+            ("OKP", "Ed25519"),
+        ] {
+            let mut members = serde_json::json!({"kty": kty, "crv": crv, "x": "AQAB"});
+            // RFC 7638's canonical form, written out: members sorted, no whitespace.
+            let canonical = if kty == "EC" {
+                members["y"] = serde_json::json!("AQAC");
+                format!(r#"{{"crv":"{crv}","kty":"EC","x":"AQAB","y":"AQAC"}}"#)
+            } else {
+                format!(r#"{{"crv":"{crv}","kty":"OKP","x":"AQAB"}}"#)
+            };
+            let expected = JwkThumbprint::of_canonical_json(canonical.as_bytes());
+            assert_eq!(thumbprint(&jwk(members)), Some(expected), "{crv}");
+        }
+    }
+
+    #[test]
     fn the_rfc7638_example_key_has_the_rfc7638_thumbprint() {
         // RFC 7638 §3.1.
         let key = jwk(serde_json::json!({

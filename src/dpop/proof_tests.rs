@@ -189,6 +189,36 @@ fn each_claim_check_refuses_a_proof_that_fails_it() {
     assert!(check(&proof).is_err());
     let long_jti = with(claims(), "jti", Some(json!("j".repeat(256))));
     assert!(check(&signer.sign_parts(&signer.header(), &long_jti)).is_ok());
+    // The iat window's edges are inside it (60 s back, 15 s ahead by default).
+    for iat in [NOW - 60, NOW + 15] {
+        let edge = with(claims(), "iat", Some(json!(iat)));
+        assert!(
+            check(&signer.sign_parts(&signer.header(), &edge)).is_ok(),
+            "{iat}"
+        );
+    }
+    for iat in [NOW - 61, NOW + 16] {
+        let outside = with(claims(), "iat", Some(json!(iat)));
+        assert!(
+            check(&signer.sign_parts(&signer.header(), &outside)).is_err(),
+            "{iat}"
+        );
+    }
+}
+
+#[test]
+fn a_verified_proof_reports_its_nonce_and_keeps_one_time_values_out_of_debug() {
+    let signer = Signer::new(Algorithm::ES256);
+    let claims = with(claims(), "nonce", Some(json!("n-0123456789")));
+    let proof = check(&signer.sign_parts(&signer.header(), &claims)).unwrap();
+    assert_eq!(proof.nonce(), Some("n-0123456789"));
+    let debug = format!("{proof:?}");
+    assert!(debug.starts_with("VerifiedProof {"), "{debug}");
+    assert!(debug.contains(&signer.jkt().to_string()), "{debug}");
+    assert!(
+        !debug.contains("n-0123456789") && !debug.contains("e1j3V"),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -335,6 +365,11 @@ fn exactly_one_dpop_header_within_the_size_limit_is_taken() {
     assert!(single_proof(&headers, 100).is_err());
     headers.append(&DPOP, http::HeaderValue::from_static("a.b.c"));
     assert_eq!(single_proof(&headers, 100).unwrap(), "a.b.c");
+    assert_eq!(
+        single_proof(&headers, 5).unwrap(),
+        "a.b.c",
+        "exactly the limit"
+    );
     assert!(single_proof(&headers, 4).is_err());
     headers.append(&DPOP, http::HeaderValue::from_static("a.b.c"));
     assert!(single_proof(&headers, 100).is_err());
