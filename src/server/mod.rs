@@ -28,8 +28,9 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// Serves `service` over TLS on `listener`: every connection is a rustls handshake (in its own
 /// task, with a timeout) followed by HTTP/1.1 or HTTP/2 as negotiated by ALPN.
 ///
-/// Each request carries a [`ConnectionInfo`] extension with the connection's
-/// [`ClientCertificate`], whose thumbprint was computed once, right after the handshake.
+/// Each request carries a [`ConnectionInfo`](crate::ConnectionInfo) extension with the
+/// connection's [`ClientCertificate`](crate::ClientCertificate), whose thumbprint was computed
+/// once, right after the handshake.
 ///
 /// Await the returned [`Serve`] to run the server; it stops when
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown)'s signal fires and every open
@@ -62,9 +63,9 @@ pub fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: 
 /// for a service behind a TLS-terminating proxy that forwards the client certificate in a
 /// header (see [`ForwardedCertLayer`](crate::ForwardedCertLayer)).
 ///
-/// Each request carries a [`ConnectionInfo`] with the peer's address (which the forwarded
-/// certificate layer checks against its trusted proxies) and no client certificate. Otherwise
-/// as [`serve`]: graceful shutdown, and an HTTP/1 header-read timeout.
+/// Each request carries a [`ConnectionInfo`](crate::ConnectionInfo) with the peer's address
+/// (which the forwarded certificate layer checks against its trusted proxies) and no client
+/// certificate. Otherwise as [`serve`]: graceful shutdown and the same limits.
 pub fn serve_plain<S>(listener: TcpListener, service: S) -> Serve<S> {
     Serve {
         listener,
