@@ -248,6 +248,7 @@ fn each_header_check_refuses_a_proof_that_fails_it() {
         ),
         with(signer.header(), "jwk", Some(json!("key"))),
         with(signer.header(), "crit", Some(json!(["exp"]))),
+        with(signer.header(), "crit", Some(Value::Null)),
     ];
     for header in refused {
         let proof = signer.sign_parts(&header, &claims());
@@ -257,6 +258,56 @@ fn each_header_check_refuses_a_proof_that_fails_it() {
             "{header}"
         );
     }
+}
+
+#[test]
+fn a_crit_header_is_refused_as_crit_not_as_unreadable() {
+    // What operators read in the trace: the proof was readable, and refused for its crit.
+    let signer = Signer::new(Algorithm::ES256);
+    for value in [json!(["exp"]), Value::Null, json!("dpop")] {
+        let header = with(signer.header(), "crit", Some(value));
+        let proof = signer.sign_parts(&header, &claims());
+        let hash = token_hash();
+        let expected = Expected {
+            method: "GET",
+            htu: HTU,
+            ath: Some(&hash),
+            now: NOW,
+        };
+        let error = verify(&proof, &expected, &ProofRules::default()).unwrap_err();
+        assert_eq!(error.detail(), "DPoP proof header has crit", "{header}");
+    }
+}
+
+#[test]
+fn an_rsa_proof_verifies_with_its_n_and_e() {
+    let rsa = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let key = crate::dpop::DpopKey::from_pkcs8_der(&rsa.serialize_der()).unwrap();
+    assert_eq!(key.algorithm(), Algorithm::PS256);
+    let proof = key
+        .proof("GET", HTU)
+        .access_token(TOKEN)
+        .issued_at(NOW)
+        .sign()
+        .unwrap();
+    assert_eq!(check(&proof).unwrap().jkt(), &key.thumbprint());
+}
+
+#[test]
+fn numeric_dates_are_whole_seconds_within_a_sane_range() {
+    let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+    assert_eq!(numeric_date(&number("1800000000")), Some(1_800_000_000));
+    assert_eq!(numeric_date(&number("1800000000.9")), Some(1_800_000_000));
+    assert_eq!(numeric_date(&number("-1.5")), Some(-2));
+    assert_eq!(
+        numeric_date(&number("999999999999999.5")),
+        Some(999_999_999_999_999)
+    );
+    // Beyond 1e15 seconds (31 million years) a float is refused, not saturated into i64.
+    assert_eq!(numeric_date(&number("1e15")), None);
+    assert_eq!(numeric_date(&number("-1e15")), None);
+    assert_eq!(numeric_date(&number("1e300")), None);
 }
 
 #[test]

@@ -441,3 +441,66 @@ async fn an_origin_only_layer_forwards_no_certificate() {
     // No certificate header to rename.
     assert!(layer.header("x-client-cert").is_err());
 }
+
+#[test]
+fn the_layer_and_its_service_name_their_format_and_header_in_debug() {
+    let layer = ForwardedCertLayer::new(Format::Nginx).trust_proxy("10.1.0.0/16".parse().unwrap());
+    let debug = format!("{layer:?}");
+    assert!(debug.starts_with("ForwardedCertLayer {"), "{debug}");
+    assert!(
+        debug.contains("Nginx") && debug.contains("x-ssl-client-cert"),
+        "{debug}"
+    );
+    assert!(debug.contains("10.1.0.0/16"), "{debug}");
+    let service = layer.layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(())
+    }));
+    let debug = format!("{service:?}");
+    assert!(debug.starts_with("ForwardedCert {"), "{debug}");
+    assert!(
+        debug.contains("Nginx") && debug.contains("x-ssl-client-cert"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn the_inner_services_readiness_and_its_errors_pass_through() {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut pending = haproxy_layer().layer(NeverReady);
+    assert!(Service::<Request<()>>::poll_ready(&mut pending, &mut cx).is_pending());
+    let mut failing = haproxy_layer().layer(Failing);
+    assert_eq!(
+        Service::<Request<()>>::poll_ready(&mut failing, &mut cx),
+        Poll::Ready(Err("overloaded"))
+    );
+}
+
+/// A service that is never ready.
+struct NeverReady;
+
+impl Service<Request<()>> for NeverReady {
+    type Response = ();
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<(), Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Pending
+    }
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A service whose readiness is an error.
+struct Failing;
+
+impl Service<Request<()>> for Failing {
+    type Response = ();
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<(), &'static str>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+        Poll::Ready(Err("overloaded"))
+    }
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        std::future::ready(Err("overloaded"))
+    }
+}
