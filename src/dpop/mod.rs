@@ -113,6 +113,7 @@ pub use key::{DpopKey, ProofBuilder};
 pub use memory::MemoryReplayStore;
 pub use nonce::DpopNonces;
 pub use proof::VerifiedProof;
+#[cfg(feature = "authorization-server")]
 pub(crate) use proof::DPOP;
 pub use replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
 #[cfg(fuzzing)]

@@ -423,7 +423,7 @@ mod tests {
             ];
             match next() % if depth > 2 { 6 } else { 8 } {
                 0 => Value::Null,
-                1 => Value::Bool(next() % 2 == 0),
+                1 => Value::Bool(next().is_multiple_of(2)),
                 2 => json!(next() as i64 >> (next() % 64)),
                 3 => json!((next() as f64) / 7.0 - 1e18),
                 4 => json!(TP),
