@@ -109,6 +109,8 @@ pub mod tonic;
 
 #[cfg(feature = "authorization-server")]
 pub mod authorization_server;
+#[cfg(feature = "client")]
+pub mod client;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::{TokenClaims, TokenRejection};

@@ -35,16 +35,27 @@ pub(crate) const TOKEN_LIFETIME_SECS: u64 = 300;
 pub(crate) struct TokenIssuer {
     issuer: String,
     audience: String,
+    lifetime_secs: u64,
     kid: String,
     key: EncodingKey,
     jwk: Value,
 }
 
 impl TokenIssuer {
-    /// A fresh ES256 key for `issuer`, tokens for `audience`.
+    /// A fresh ES256 key for `issuer`, tokens for `audience` valid for
+    /// [`TOKEN_LIFETIME_SECS`].
     pub(crate) fn generate(
         issuer: &str,
         audience: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::generate_with_lifetime(issuer, audience, TOKEN_LIFETIME_SECS)
+    }
+
+    /// [`TokenIssuer::generate`] with tokens valid for `lifetime_secs`.
+    pub(crate) fn generate_with_lifetime(
+        issuer: &str,
+        audience: &str,
+        lifetime_secs: u64,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         // jsonwebtoken signs with the process-wide provider; this one is aws-lc-rs.
         let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
@@ -61,6 +72,7 @@ impl TokenIssuer {
         Ok(Self {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            lifetime_secs,
             kid,
             key: EncodingKey::from_ec_der(&key.serialize_der()),
             jwk,
@@ -90,7 +102,7 @@ impl TokenIssuer {
         claims.insert("sub".into(), client.client_id().into());
         claims.insert("client_id".into(), client.client_id().into());
         claims.insert("iat".into(), now.into());
-        claims.insert("exp".into(), (now + TOKEN_LIFETIME_SECS).into());
+        claims.insert("exp".into(), (now + self.lifetime_secs).into());
         claims.insert("jti".into(), URL_SAFE_NO_PAD.encode(random_bytes()).into());
         if let Some(scope) = scope {
             claims.insert("scope".into(), scope.into());
@@ -130,6 +142,16 @@ pub(crate) fn router(
     clients: StaticClients,
     authenticator: ClientAuthenticator,
 ) -> Result<Router, String> {
+    router_with_dpop(tokens, clients, authenticator, Dpop::new())
+}
+
+/// [`router`] with DPoP proofs at the token endpoint checked as `dpop` says (nonces, say).
+pub(crate) fn router_with_dpop(
+    tokens: TokenIssuer,
+    clients: StaticClients,
+    authenticator: ClientAuthenticator,
+    dpop: Dpop,
+) -> Result<Router, String> {
     let url = reqwest::Url::parse(&tokens.issuer).map_err(|e| format!("--issuer: {e}"))?;
     if url.scheme() != "https" || url.query().is_some() || url.fragment().is_some() {
         return Err("--issuer must be an https URL without query or fragment".to_owned());
@@ -137,7 +159,7 @@ pub(crate) fn router(
     let origin = url.origin().ascii_serialization();
     let token_endpoint = format!("{origin}/token");
     // Proofs are for the one URL clients use: the token endpoint is its own mTLS alias.
-    let dpop = TokenEndpointDpop::new(Dpop::new(), &token_endpoint).map_err(|e| e.to_string())?;
+    let dpop = TokenEndpointDpop::new(dpop, &token_endpoint).map_err(|e| e.to_string())?;
     let metadata = AuthorizationServerMetadata::new(tokens.issuer.clone())
         .token_endpoint(token_endpoint.clone())
         .jwks_uri(format!("{origin}/jwks"))
@@ -238,7 +260,7 @@ async fn token(
                 "access_token": access_token,
                 // RFC 9449 §5: DPoP for a token bound to the proof's key.
                 "token_type": constraints.token_type(),
-                "expires_in": TOKEN_LIFETIME_SECS,
+                "expires_in": state.tokens.lifetime_secs,
             });
             if let Some(scope) = scope {
                 body["scope"] = scope.into();

@@ -53,7 +53,10 @@ impl FetchError {
     }
 
     /// Whether the other side could not answer (rather than answered unusably).
-    #[cfg_attr(not(feature = "introspection"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "introspection", feature = "client")),
+        allow(dead_code)
+    )]
     pub(crate) fn is_unavailable(&self) -> bool {
         self.unavailable
     }

@@ -30,6 +30,12 @@ mod whoami;
 
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod authz_client_auth;
+// The calling side, against the example authorization server's routes in-process.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod client_tokens;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+#[path = "../../examples/support/oauth_server.rs"]
+mod oauth_server;
 // Runs examples/authorization_server.rs (features axum, aws-lc-rs, authorization-server).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod authz_example;

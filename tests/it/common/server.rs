@@ -95,6 +95,15 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::start_on(listener, tls, app)
+    }
+
+    /// [`TestServer::start`] on a listener bound already (for an app that needs its own URL).
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        app: Router,
+    ) -> TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (shutdown, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(

@@ -1,0 +1,436 @@
+//! [`TokenSource`]: access tokens from the `client_credentials` grant, with the client
+//! authenticated by its certificate, cached and refreshed before they expire.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::CertificateDer;
+
+use super::exchange::{Endpoint, Exchange};
+use super::identity::ClientIdentity;
+use super::token::{Schedule, Token};
+use super::TokenError;
+use crate::dpop::DpopKey;
+use crate::error::ConfigError;
+use crate::upstream::{check_config_url, default_client};
+
+/// Access tokens for one client from one authorization server: the `client_credentials` grant
+/// (RFC 6749 §4.4) with the client authenticated by its TLS certificate (`tls_client_auth` or
+/// `self_signed_tls_client_auth`, RFC 8705 §2), optionally DPoP-bound (RFC 9449 §5).
+///
+/// - **One request for any number of callers.** [`token`](Self::token) answers from the cache
+///   (a read lock and a clock reading) while the token is fresh. When it is not, one caller asks
+///   the authorization server and the others wait for that answer, success or failure.
+/// - **Refreshed before expiry.** A token is handed out until `expiry_margin` (default 30 s,
+///   at most half its lifetime) before it expires. In the `early_refresh` window before that
+///   (default 30 s, at most half of what remains), callers still get the cached token while
+///   one background task asks for its successor.
+/// - **Bounded retries.** An unreachable server, a timeout, `429` or `5xx` is retried up to
+///   `max_attempts` times in all (default 3), with a doubling pause from `retry_backoff`
+///   (default 200 ms). A refusal (RFC 6749 §5.2 `error`) is returned at once, as
+///   [`TokenErrorKind::Refused`](super::TokenErrorKind::Refused).
+/// - **DPoP.** With [`dpop`](TokenSourceBuilder::dpop), every token request carries a fresh
+///   proof for `POST` and the token endpoint. The server's `DPoP-Nonce` is kept and sent, and a
+///   `use_dpop_nonce` refusal is retried once with the new nonce.
+/// - Tokens, proofs and keys are never logged and never in `Debug`.
+///
+/// Cheap to clone: clones share the cache.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use certbound::client::{ClientIdentity, TokenSource};
+///
+/// let identity = ClientIdentity::from_pem_files("client.pem", "client.key")?;
+/// let tokens = TokenSource::builder("my-client", identity)
+///     .issuer("https://as.example")
+///     .scope("payments")
+///     .build()?;
+/// let token = tokens.token().await?;
+/// assert!(token.authorization().as_bytes().starts_with(b"Bearer "));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    exchange: Exchange,
+    identity: ClientIdentity,
+    schedule: Schedule,
+    current: RwLock<Option<Token>>,
+    /// Held while a token is being asked for: one request at a time.
+    refresh: tokio::sync::Mutex<()>,
+    /// Counts failed requests, so that callers that waited for one get its answer.
+    failures: AtomicU64,
+    last_failure: Mutex<Option<TokenError>>,
+    /// A background refresh is running.
+    background: AtomicBool,
+    /// No background refresh before this (after one failed).
+    background_pause_until: Mutex<Option<Instant>>,
+}
+
+/// How long background refreshes pause after one failed (callers still get the cached token,
+/// and ask themselves once it is stale).
+const BACKGROUND_PAUSE: Duration = Duration::from_secs(1);
+
+impl TokenSource {
+    /// A builder for `client_id`, authenticating with `identity`. Set where tokens come from
+    /// with [`issuer`](TokenSourceBuilder::issuer) or
+    /// [`token_endpoint`](TokenSourceBuilder::token_endpoint).
+    pub fn builder(client_id: impl Into<String>, identity: ClientIdentity) -> TokenSourceBuilder {
+        TokenSourceBuilder {
+            client_id: client_id.into(),
+            identity,
+            endpoint: None,
+            extra_roots: Vec::new(),
+            public_roots: true,
+            scope: None,
+            resources: Vec::new(),
+            dpop: None,
+            schedule: Schedule {
+                margin: Duration::from_secs(30),
+                early: Duration::from_secs(30),
+            },
+            default_lifetime: Duration::from_secs(60),
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(200),
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024,
+            allow_http: false,
+        }
+    }
+
+    /// A fresh access token: the cached one, or a new one from the authorization server.
+    ///
+    /// # Errors
+    /// The server refused the request (its RFC 6749 error), could not be reached on any
+    /// attempt, or answered unusably.
+    pub async fn token(&self) -> Result<Token, TokenError> {
+        if let Some(token) = self.inner.fresh(Instant::now()) {
+            return Ok(token);
+        }
+        self.inner.refresh(None).await
+    }
+
+    /// A new token in place of `rejected`, which a resource server refused (`401
+    /// invalid_token`): unless another caller already replaced it, the cache is dropped and
+    /// the authorization server asked.
+    ///
+    /// # Errors
+    /// As [`token`](Self::token).
+    pub async fn replace(&self, rejected: &Token) -> Result<Token, TokenError> {
+        self.inner.refresh(Some(rejected)).await
+    }
+
+    /// The client's identity.
+    pub fn identity(&self) -> &ClientIdentity {
+        &self.inner.identity
+    }
+
+    /// The DPoP key, when tokens are DPoP-bound.
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.exchange.dpop.as_ref()
+    }
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("client_id", &self.inner.exchange.client_id)
+            .field("endpoint", &self.inner.exchange.endpoint)
+            .field("identity", &self.inner.identity)
+            .field("dpop", &self.inner.exchange.dpop.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The cached token while it is fresh; starts a background refresh inside its early
+    /// window.
+    fn fresh(self: &Arc<Self>, now: Instant) -> Option<Token> {
+        let token = {
+            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            let token = current.as_ref()?;
+            if now >= token.stale_at() {
+                return None;
+            }
+            token.clone()
+        };
+        if now >= token.early_at() {
+            self.refresh_in_background(now);
+        }
+        Some(token)
+    }
+
+    fn current(&self) -> Option<Token> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn store(&self, token: &Token) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+    }
+
+    /// One request for all the callers that find the cache stale (or `rejected` in it).
+    async fn refresh(self: &Arc<Self>, rejected: Option<&Token>) -> Result<Token, TokenError> {
+        let failures = self.failures.load(Ordering::Acquire);
+        let _one_at_a_time = self.refresh.lock().await;
+        if let Some(current) = self.current() {
+            let refused = rejected.is_some_and(|r| r.same(&current));
+            if !refused && Instant::now() < current.stale_at() {
+                return Ok(current);
+            }
+        }
+        if self.failures.load(Ordering::Acquire) != failures {
+            // The request this caller waited for failed: its answer is this caller's too.
+            let last = self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(error) = last {
+                return Err(error);
+            }
+        }
+        match self.exchange.fetch(self.schedule).await {
+            Ok(token) => {
+                self.store(&token);
+                Ok(token)
+            }
+            Err(error) => {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
+                self.failures.fetch_add(1, Ordering::AcqRel);
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks for the next token in a background task, unless one is running, a foreground
+    /// request is on its way, or the last background attempt failed less than
+    /// [`BACKGROUND_PAUSE`] ago. Needs a tokio runtime (else nothing happens, and the token is
+    /// replaced once stale).
+    fn refresh_in_background(self: &Arc<Self>, now: Instant) {
+        let paused = self
+            .background_pause_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| now < until);
+        if paused || self.background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.background.store(false, Ordering::Release);
+            return;
+        };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Ok(_one_at_a_time) = inner.refresh.try_lock() {
+                let due = inner
+                    .current()
+                    .is_none_or(|token| Instant::now() >= token.early_at());
+                if due {
+                    match inner.exchange.fetch(inner.schedule).await {
+                        Ok(token) => inner.store(&token),
+                        Err(_error) => {
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(target: "certbound", error = %_error, "background token refresh failed; the cached token is used until it is stale");
+                            *inner
+                                .background_pause_until
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner) =
+                                Some(Instant::now() + BACKGROUND_PAUSE);
+                        }
+                    }
+                }
+            }
+            inner.background.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Builds a [`TokenSource`]; made by [`TokenSource::builder`].
+#[must_use]
+#[derive(Debug)]
+pub struct TokenSourceBuilder {
+    client_id: String,
+    identity: ClientIdentity,
+    endpoint: Option<Endpoint>,
+    extra_roots: Vec<CertificateDer<'static>>,
+    public_roots: bool,
+    scope: Option<String>,
+    resources: Vec<String>,
+    dpop: Option<DpopKey>,
+    schedule: Schedule,
+    default_lifetime: Duration,
+    max_attempts: u32,
+    retry_backoff: Duration,
+    timeout: Duration,
+    max_response_bytes: usize,
+    allow_http: bool,
+}
+
+impl TokenSourceBuilder {
+    /// The authorization server's issuer identifier: its token endpoint comes from its RFC
+    /// 8414 metadata (then OpenID Connect Discovery), fetched on first use. The
+    /// `mtls_endpoint_aliases.token_endpoint` (RFC 8705 §5) is preferred over
+    /// `token_endpoint`. The document's `issuer` must be this one.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.endpoint = Some(Endpoint::discover(issuer.into()));
+        self
+    }
+
+    /// The token endpoint's URL, without discovery.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(Endpoint::fixed(url.into()));
+        self
+    }
+
+    /// Also trusts `ca` for the authorization server's certificate.
+    pub fn trust_root(mut self, ca: CertificateDer<'static>) -> Self {
+        self.extra_roots.push(ca);
+        self
+    }
+
+    /// Trusts only the roots given by [`trust_root`](Self::trust_root), not the Mozilla roots.
+    pub fn only_trust_roots(mut self) -> Self {
+        self.public_roots = false;
+        self
+    }
+
+    /// The `scope` to ask for (space-separated).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// An RFC 8707 `resource` to ask a token for (repeatable).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// DPoP-bound tokens: every token request carries a proof by `key` (RFC 9449 §5).
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// How long before expiry a token stops being handed out (default 30 s; at most half of
+    /// a token's lifetime is kept back).
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.schedule.margin = margin;
+        self
+    }
+
+    /// How long before that a new token is asked for in the background while the cached one
+    /// is still handed out (default 30 s; at most half of the usable lifetime). Zero turns
+    /// background refreshes off.
+    pub fn early_refresh(mut self, early: Duration) -> Self {
+        self.schedule.early = early;
+        self
+    }
+
+    /// The lifetime assumed when the server's answer has no `expires_in` (default 60 s).
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// Attempts per token when the server is unavailable (default 3; at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The pause before the second attempt, doubled before each further one (default 200 ms).
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
+    /// The limit for connecting and for each whole exchange with the server (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest answer read from the server (default 64 KiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Allows `http://` URLs for the issuer and the token endpoint. **Insecure**: the client's
+    /// requests and the tokens travel in the clear, and there is no mutual TLS, so no
+    /// certificate-bound token. For tests against a local server only.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.allow_http = true;
+        self
+    }
+
+    /// Checks the configuration and builds the source. No network access: the first
+    /// [`token`](TokenSource::token) call discovers the endpoint and asks for a token.
+    ///
+    /// # Errors
+    /// No issuer or token endpoint, a URL that is not https, an empty `client_id`,
+    /// `max_attempts` of 0, or an HTTP client that cannot be built.
+    pub fn build(self) -> Result<TokenSource, ConfigError> {
+        let Some(endpoint) = self.endpoint else {
+            return Err(ConfigError::invalid(
+                "issuer",
+                "set where tokens come from: issuer (discovery) or token_endpoint",
+            ));
+        };
+        check_config_url(endpoint.option(), endpoint.url(), self.allow_http)?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::invalid("client_id", "must not be empty"));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "max_attempts",
+                "must be at least 1, or no token could ever be asked for",
+            ));
+        }
+        let http = default_client(
+            &self.extra_roots,
+            self.public_roots,
+            Some(self.identity.parts()),
+            self.timeout,
+            self.allow_http,
+        )?;
+        Ok(TokenSource {
+            inner: Arc::new(Inner {
+                exchange: Exchange {
+                    http,
+                    endpoint,
+                    client_id: self.client_id,
+                    scope: self.scope,
+                    resources: self.resources,
+                    dpop: self.dpop,
+                    nonce: Mutex::new(None),
+                    default_lifetime: self.default_lifetime,
+                    max_attempts: self.max_attempts,
+                    retry_backoff: self.retry_backoff,
+                    max_response_bytes: self.max_response_bytes,
+                    allow_http: self.allow_http,
+                },
+                identity: self.identity,
+                schedule: self.schedule,
+                current: RwLock::new(None),
+                refresh: tokio::sync::Mutex::new(()),
+                failures: AtomicU64::new(0),
+                last_failure: Mutex::new(None),
+                background: AtomicBool::new(false),
+                background_pause_until: Mutex::new(None),
+            }),
+        })
+    }
+}
