@@ -190,6 +190,16 @@ impl WhoamiClient {
     }
 }
 
+impl<T> WhoamiClient<T> {
+    /// A client over any gRPC service: a channel behind tower layers (certbound's outgoing
+    /// `client::TokenLayer`, say).
+    pub fn over(service: T) -> Self {
+        Self {
+            inner: tonic::client::Grpc::new(service),
+        }
+    }
+}
+
 impl<T> WhoamiClient<T>
 where
     T: GrpcService<Body>,

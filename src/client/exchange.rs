@@ -333,7 +333,7 @@ fn refusal(body: &[u8]) -> Option<(String, Option<String>)> {
 }
 
 /// RFC 9449 §8.1: `nonce = 1*NQCHAR`, NQCHAR = `%x21 / %x23-5B / %x5D-7E`.
-fn is_nonce(nonce: &str) -> bool {
+pub(crate) fn is_nonce(nonce: &str) -> bool {
     !nonce.is_empty()
         && nonce.len() <= MAX_NONCE
         && nonce

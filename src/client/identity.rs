@@ -124,6 +124,9 @@ impl ClientIdentity {
     }
 
     /// A reqwest client builder over [`ClientIdentity::tls_config`]; add timeouts and build.
+    /// The TLS configuration offers `h2` and `http/1.1` by ALPN, which reqwest follows even
+    /// with `http1_only`: for HTTP/1.1 only, take [`tls_config`](Self::tls_config), set its
+    /// `alpn_protocols` to `http/1.1`, and hand it to reqwest's `tls_backend_preconfigured`.
     ///
     /// # Errors
     /// As [`ClientIdentity::tls_config`].

@@ -1,15 +1,19 @@
-//! The calling side: a client's TLS identity, and sender-constrained access tokens obtained
-//! with it (feature `client`).
+//! The calling side: a client's TLS identity, sender-constrained access tokens obtained with
+//! it, and the outgoing layer that uses them (feature `client`).
 //!
 //! - [`ClientIdentity`]: the client's certificate chain and key (PEM or DER), giving the
 //!   rustls and reqwest configurations that present it.
 //! - [`TokenSource`]: tokens from the `client_credentials` grant, the client authenticated by
 //!   its certificate (RFC 8705 §2), certificate-bound or DPoP-bound (RFC 9449), cached and
 //!   refreshed before they expire, one request for any number of concurrent callers.
+//! - [`TokenLayer`]: a tower layer for any HTTP client (hyper-util, tonic's `Channel`) that
+//!   puts the token, and for DPoP a fresh proof, on every request, and retries once on a
+//!   resource server's `use_dpop_nonce` or `invalid_token`. [`ReqwestClient`] does the same
+//!   for reqwest.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use certbound::client::{ClientIdentity, TokenSource};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use certbound::client::{ClientIdentity, ReqwestClient, TokenSource};
 //! use certbound::dpop::DpopKey;
 //! use jsonwebtoken::Algorithm;
 //!
@@ -18,31 +22,27 @@
 //!     .issuer("https://as.example")
 //!     .dpop(DpopKey::generate(Algorithm::ES256)?)
 //!     .build()?;
-//! let token = tokens.token().await?;
-//! let proof = tokens
-//!     .dpop_key()
-//!     .expect("DPoP is on")
-//!     .proof("GET", "https://api.example/accounts")
-//!     .access_token(token.secret())
-//!     .sign()?;
-//! let api = identity.reqwest_builder(&[], true)?.build()?;
+//! let api = ReqwestClient::new(identity.reqwest_builder(&[], true)?.build()?, tokens);
 //! let response = api
-//!     .get("https://api.example/accounts")
-//!     .header("authorization", token.authorization())
-//!     .header("dpop", proof)
-//!     .send()
+//!     .execute(api.http().get("https://api.example/accounts").build()?)
 //!     .await?;
 //! # Ok(())
 //! # }
 //! ```
 
+mod attach;
 mod error;
 mod exchange;
 mod identity;
+mod layer;
+mod reqwest_client;
 mod source;
 mod token;
 
+pub use attach::CallError;
 pub use error::{TokenError, TokenErrorKind};
 pub use identity::ClientIdentity;
+pub use layer::{ReplayBody, TokenLayer, TokenService};
+pub use reqwest_client::ReqwestClient;
 pub use source::{TokenSource, TokenSourceBuilder};
 pub use token::{Token, TokenScheme};

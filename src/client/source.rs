@@ -125,6 +125,19 @@ impl TokenSource {
         self.inner.refresh(Some(rejected)).await
     }
 
+    /// Drops `rejected` from the cache (unless another token replaced it already), so that
+    /// the next [`token`](Self::token) call asks for a new one.
+    pub(crate) fn forget(&self, rejected: &Token) {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|token| token.same(rejected)) {
+            *current = None;
+        }
+    }
+
     /// The client's identity.
     pub fn identity(&self) -> &ClientIdentity {
         &self.inner.identity

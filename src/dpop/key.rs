@@ -230,6 +230,15 @@ impl ProofBuilder<'_> {
         self
     }
 
+    /// [`access_token`](Self::access_token) with the hash computed already: `ath` is the
+    /// base64url SHA-256 of the token (for example `client::Token::ath`, computed once per
+    /// token rather than once per request).
+    #[must_use]
+    pub fn access_token_hash(mut self, ath: &str) -> Self {
+        self.ath = Some(ath.to_owned());
+        self
+    }
+
     /// The server-provided nonce (the last `DPoP-Nonce` response header, RFC 9449 §8, §9).
     #[must_use]
     pub fn nonce(mut self, nonce: &str) -> Self {

@@ -21,18 +21,18 @@ use crate::common::*;
 use crate::oauth_server::{router, router_with_dpop, TokenIssuer};
 
 /// The example authorization server's routes on 127.0.0.1, counting token requests.
-struct Authority {
+pub struct Authority {
     /// Serving while the test runs.
     _server: TestServer,
-    issuer: String,
-    pki: Pki,
+    pub issuer: String,
+    pub pki: Pki,
     jwks: Value,
     token_requests: Arc<AtomicUsize>,
 }
 
 impl Authority {
     /// With `dpop` for the token endpoint's proof checks, or the example's defaults.
-    async fn start(clients: Value, lifetime_secs: u64, dpop: Option<Dpop>) -> Authority {
+    pub async fn start(clients: Value, lifetime_secs: u64, dpop: Option<Dpop>) -> Authority {
         let pki = Pki::new("client-tokens-as");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -74,12 +74,12 @@ impl Authority {
         }
     }
 
-    fn requests(&self) -> usize {
+    pub fn requests(&self) -> usize {
         self.token_requests.load(Ordering::SeqCst)
     }
 
     /// A token source for `client_id` presenting `identity`, trusting only this server's CA.
-    fn source(
+    pub fn source(
         &self,
         client_id: &str,
         identity: &Identity,
@@ -90,19 +90,23 @@ impl Authority {
             .only_trust_roots()
     }
 
-    /// A resource server accepting this server's tokens, with DPoP on.
-    async fn resource_server(&self) -> TestServer {
-        let validator = JwtValidator::builder(&self.issuer, AUDIENCE)
+    /// A validator of this server's tokens.
+    pub fn validator(&self) -> JwtValidator {
+        JwtValidator::builder(&self.issuer, AUDIENCE)
             .jwks_json(self.jwks.to_string())
             .build()
-            .expect("validator");
-        let layer = BoundTokenLayer::new(validator).dpop(Dpop::new());
+            .expect("validator")
+    }
+
+    /// A resource server accepting this server's tokens, with DPoP on.
+    async fn resource_server(&self) -> TestServer {
+        let layer = BoundTokenLayer::new(self.validator()).dpop(Dpop::new());
         TestServer::start(any_certificate_tls(&self.pki), whoami_app(layer)).await
     }
 }
 
 /// A self-signed client registered for `self_signed_tls_client_auth` as `client_id`.
-fn self_signed(client_id: &str) -> (crate::common::ClientIdentity, Identity, Value) {
+pub fn self_signed(client_id: &str) -> (crate::common::ClientIdentity, Identity, Value) {
     let test = Pki::self_signed_client(client_id);
     let identity =
         Identity::from_pem(test.cert_pem.as_bytes(), test.key_pem.as_bytes()).expect("identity");

@@ -31,6 +31,8 @@ mod whoami;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod authz_client_auth;
 // The calling side, against the example authorization server's routes in-process.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
+mod client_layer;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod client_tokens;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]

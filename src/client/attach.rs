@@ -1,0 +1,242 @@
+//! What the outgoing layer and the reqwest adapter share: the `Authorization` and `DPoP`
+//! headers for a request, and what a resource server's `401` asks for.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::token::{Token, TokenScheme};
+use super::{TokenError, TokenSource};
+
+/// Why the client side could not send a request (besides the transport's own errors, which
+/// are passed through).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No access token could be obtained.
+    Token(TokenError),
+    /// The DPoP proof could not be made: no absolute URL for `htu` (a request in origin form,
+    /// such as tonic's, needs [`TokenLayer::origin`](super::TokenLayer::origin)), or signing
+    /// failed.
+    Proof(&'static str),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token(e) => write!(f, "no access token: {e}"),
+            Self::Proof(reason) => write!(f, "no DPoP proof: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Token(e) => Some(e),
+            Self::Proof(_) => None,
+        }
+    }
+}
+
+impl From<TokenError> for CallError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// What a response asks of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing: pass the response on.
+    Done,
+    /// `401` `use_dpop_nonce` with a new `DPoP-Nonce`: the same token, a proof with the nonce.
+    NewNonce,
+    /// `401` `invalid_token`: another token.
+    InvalidToken,
+}
+
+/// The most origins whose `DPoP-Nonce` is kept (a client usually calls a few).
+const MAX_ORIGINS: usize = 64;
+
+/// The token source, the configured origin for origin-form requests, and the resource
+/// servers' latest nonces.
+pub(crate) struct Attacher {
+    pub(crate) source: TokenSource,
+    pub(crate) origin: Option<String>,
+    nonces: Mutex<HashMap<String, String>>,
+}
+
+impl Attacher {
+    pub(crate) fn new(source: TokenSource, origin: Option<String>) -> Self {
+        Self {
+            source,
+            origin,
+            nonces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets `Authorization` (and, for a DPoP token, a fresh `DPoP` proof) on `headers`.
+    pub(crate) fn attach(
+        &self,
+        token: &Token,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+    ) -> Result<(), CallError> {
+        headers.insert(http::header::AUTHORIZATION, token.authorization().clone());
+        if token.scheme() != TokenScheme::Dpop {
+            headers.remove("dpop");
+            return Ok(());
+        }
+        let key = self
+            .source
+            .dpop_key()
+            .ok_or(CallError::Proof("a DPoP token without a DPoP key"))?;
+        let (origin, path) = self.origin_and_path(uri)?;
+        let htu = format!("{origin}{path}");
+        let mut proof = key
+            .proof(method.as_str(), &htu)
+            .access_token_hash(token.ath().unwrap_or_default());
+        let nonce = self
+            .nonces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&origin)
+            .cloned();
+        if let Some(nonce) = &nonce {
+            proof = proof.nonce(nonce);
+        }
+        let proof = proof
+            .sign()
+            .map_err(|_| CallError::Proof("signing failed"))?;
+        let mut value = HeaderValue::try_from(proof)
+            .map_err(|_| CallError::Proof("the proof is not a header value"))?;
+        value.set_sensitive(true);
+        headers.insert("dpop", value);
+        Ok(())
+    }
+
+    /// `scheme://authority` and the path of `uri` (absolute, or origin form with the
+    /// configured origin).
+    fn origin_and_path(&self, uri: &Uri) -> Result<(String, String), CallError> {
+        let path = uri.path().to_owned();
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => Ok((
+                format!("{}://{}", scheme.to_ascii_lowercase(), authority.as_str()),
+                path,
+            )),
+            _ => match &self.origin {
+                Some(origin) => Ok((origin.clone(), path)),
+                None => Err(CallError::Proof(
+                    "the request URI is not absolute and no origin is configured",
+                )),
+            },
+        }
+    }
+
+    /// Reads a response to a request made with `token`: keeps its `DPoP-Nonce`, and says
+    /// whether a `401` asks for a nonce or another token.
+    pub(crate) fn verdict(
+        &self,
+        token: &Token,
+        uri: &Uri,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Verdict {
+        let new_nonce = token.scheme() == TokenScheme::Dpop && self.keep_nonce(uri, headers);
+        if status != StatusCode::UNAUTHORIZED {
+            return Verdict::Done;
+        }
+        let errors = headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(error_codes);
+        let mut verdict = Verdict::Done;
+        for error in errors {
+            match error {
+                "use_dpop_nonce" if new_nonce => return Verdict::NewNonce,
+                "invalid_token" => verdict = Verdict::InvalidToken,
+                _ => {}
+            }
+        }
+        verdict
+    }
+
+    /// Keeps the `DPoP-Nonce` of a response from `uri`'s origin; `true` when it is new.
+    fn keep_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        let Some(nonce) = headers
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| super::exchange::is_nonce(n))
+        else {
+            return false;
+        };
+        let Ok((origin, _)) = self.origin_and_path(uri) else {
+            return false;
+        };
+        let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
+        if nonces.get(&origin).is_some_and(|kept| kept == nonce) {
+            return false;
+        }
+        if nonces.len() >= MAX_ORIGINS && !nonces.contains_key(&origin) {
+            nonces.clear();
+        }
+        nonces.insert(origin, nonce.to_owned());
+        true
+    }
+}
+
+/// The `error` parameters of the challenges in one `WWW-Authenticate` value (RFC 9110
+/// §11.6.1), quoted or not.
+fn error_codes(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = value;
+    std::iter::from_fn(move || loop {
+        let at = rest.find("error=")?;
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c == ' ' || c == ',' || c == '\t');
+        let after = &rest[at + "error=".len()..];
+        rest = after;
+        if !boundary {
+            continue;
+        }
+        let code = match after.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+            None => after.split([',', ' ', '\t']).next().unwrap_or_default(),
+        };
+        return Some(code);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_from_every_challenge_quoted_or_not() {
+        let codes = |v: &'static str| error_codes(v).collect::<Vec<_>>();
+        assert_eq!(
+            codes(
+                r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
+            ),
+            ["use_dpop_nonce"]
+        );
+        assert_eq!(
+            codes(r#"Bearer realm="api", error=invalid_token, Basic"#),
+            ["invalid_token"]
+        );
+        assert_eq!(codes(r#"Bearer my_error="x""#), Vec::<&str>::new());
+        assert_eq!(
+            codes(r#"Bearer error="invalid_token", DPoP algs="ES256", error="invalid_token""#),
+            ["invalid_token", "invalid_token"]
+        );
+        assert_eq!(codes(r#"Bearer error=""#), [""]);
+        assert_eq!(codes("Bearer"), Vec::<&str>::new());
+    }
+}
