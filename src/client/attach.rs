@@ -16,7 +16,8 @@ use super::{TokenError, TokenSource};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CallError {
-    /// No access token could be obtained.
+    /// No access token could be obtained (the [`TokenError`] is the
+    /// [`source`](std::error::Error::source), not repeated in `Display`).
     Token(TokenError),
     /// The DPoP proof could not be made: no absolute URL for `htu` (a request in origin form,
     /// such as tonic's, needs [`TokenLayer::origin`](super::TokenLayer::origin)), or signing
@@ -27,7 +28,7 @@ pub enum CallError {
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Token(e) => write!(f, "no access token: {e}"),
+            Self::Token(_) => f.write_str("no access token"),
             Self::Proof(reason) => write!(f, "no DPoP proof: {reason}"),
         }
     }

@@ -99,7 +99,7 @@ impl Authority {
     }
 
     /// A resource server accepting this server's tokens, with DPoP on.
-    async fn resource_server(&self) -> TestServer {
+    pub async fn resource_server(&self) -> TestServer {
         let layer = BoundTokenLayer::new(self.validator()).dpop(Dpop::new());
         TestServer::start(any_certificate_tls(&self.pki), whoami_app(layer)).await
     }

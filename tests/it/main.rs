@@ -35,6 +35,9 @@ mod authz_client_auth;
 mod client_layer;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod client_tokens;
+// Runs examples/client.rs (features aws-lc-rs, client).
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod example_client;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 #[path = "../../examples/support/oauth_server.rs"]
 mod oauth_server;

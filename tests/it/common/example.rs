@@ -24,6 +24,7 @@ fn test_features() -> String {
         ),
         ("tracing", cfg!(feature = "tracing")),
         ("redis", cfg!(feature = "redis")),
+        ("client", cfg!(feature = "client")),
     ];
     let on: Vec<&str> = features.iter().filter(|f| f.1).map(|f| f.0).collect();
     on.join(",")

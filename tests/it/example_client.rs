@@ -1,0 +1,266 @@
+//! Runs `examples/client.rs` as an operator would: built by cargo, its own process, PEM files
+//! on disk, against the example authorization server's routes and a `BoundTokenLayer`
+//! resource server served by this test over real mutual TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use certbound::dpop::{Dpop, DpopKey, DpopNonces};
+use certbound::BoundTokenLayer;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+use crate::client_tokens::{self_signed, Authority};
+use crate::common::*;
+
+/// The example, built once per test binary with the test's features.
+fn example_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("client"))
+}
+
+/// Runs the client with `args` without holding up the servers this test runs.
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        run_to_exit(
+            example_binary(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .expect("client process")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Files for client `client_id` (registered with `authority`), and the flags naming them.
+struct Files {
+    dir: ScratchDir,
+    base: Vec<String>,
+}
+
+fn files(authority: &Authority, test: &ClientIdentity, client_id: &str, name: &str) -> Files {
+    let dir = ScratchDir::new(name);
+    let cert = dir.write("client.pem", &test.cert_pem);
+    let key = dir.write("client.key", &test.key_pem);
+    let ca = dir.write("ca.pem", authority.pki.ca_pem());
+    let base = [
+        "--issuer",
+        &authority.issuer,
+        "--client-id",
+        client_id,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--ca",
+        &ca,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Files { dir, base }
+}
+
+fn with(base: &[String], more: &[&str]) -> Vec<String> {
+    base.iter()
+        .cloned()
+        .chain(more.iter().map(|s| (*s).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
+    let (test, _, registration) = self_signed("flags");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let files = files(&authority, &test, "flags", "client-flags");
+    let url = "https://127.0.0.1:1/whoami";
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (files.base.clone(), "missing --url"),
+        (
+            with(&files.base, &["--url", url, "--token-endpoint", url]),
+            "exactly one of",
+        ),
+        (
+            with(&files.base[2..], &["--url", url]),
+            "exactly one of --issuer and --token-endpoint",
+        ),
+        (
+            with(&files.base, &["--url", url, "--count", "0"]),
+            "--count",
+        ),
+        (
+            with(&files.base, &["--url", url, "--interval", "soon"]),
+            "--interval",
+        ),
+        (
+            with(&files.base, &["--url", url, "--method", "GE T"]),
+            "--method",
+        ),
+        (with(&files.base, &["--url", "ftp://x/"]), "--url"),
+        (
+            with(&files.base, &["--url", url, "--dpop-key", "k.pem"]),
+            "--dpop-key needs --dpop",
+        ),
+        (
+            with(&files.base, &["--url", url, "--bogus", "1"]),
+            "unknown flag --bogus",
+        ),
+        (
+            with(
+                &files.base,
+                &["--url", url, "--dpop", "--dpop-key", "/nonexistent/k.pem"],
+            ),
+            "/nonexistent/k.pem",
+        ),
+        (
+            with(
+                &files.base[..8],
+                &["--url", url, "--ca", "/nonexistent/ca.pem"],
+            ),
+            "/nonexistent/ca.pem",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run(args.clone()).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A key that is not the certificate's.
+    let other = Pki::self_signed_client("other");
+    let wrong_key = files.dir.write("other.key", &other.key_pem);
+    let mut args = with(&files.base, &["--url", url]);
+    args[7] = wrong_key;
+    let out = run(args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not the client certificate's"));
+    let help = run(vec!["--help".to_owned()]).await;
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("--token-endpoint"));
+}
+
+#[tokio::test]
+async fn certificate_bound_calls_print_one_line_each_and_exit_0() {
+    let (test, _, registration) = self_signed("operator");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let api = authority.resource_server().await;
+    let files = files(&authority, &test, "operator", "client-bound");
+    let out = run(with(
+        &files.base,
+        &[
+            "--url",
+            &api.url("/whoami"),
+            "--count",
+            "3",
+            "--scope",
+            "read",
+        ],
+    ))
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (n, line) in lines.iter().enumerate() {
+        assert!(line.starts_with(&format!("{} 200 {{", n + 1)), "{line}");
+        assert!(line.contains(&test.x5t_s256()), "{line}");
+    }
+    assert!(
+        !stdout.contains("eyJ"),
+        "no token or proof in the output: {stdout}"
+    );
+    assert_eq!(authority.requests(), 1);
+
+    // A resource that answers 404: every call is still made and printed, and the exit is 1.
+    let out = run(with(
+        &files.base,
+        &["--url", &api.url("/missing"), "--count", "2"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" 404 "))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn dpop_calls_follow_the_nonce_and_outlive_an_expiring_token() {
+    let (test, _, registration) = self_signed("dpop-operator");
+    let authority = Authority::start(json!([registration]), 2, None).await;
+    let nonces = DpopNonces::new([5u8; 32]).expect("secret");
+    let layer = BoundTokenLayer::new(authority.validator()).dpop(Dpop::new().require_nonce(nonces));
+    let api = TestServer::start(any_certificate_tls(&authority.pki), whoami_app(layer)).await;
+    let files = files(&authority, &test, "dpop-operator", "client-dpop");
+    let key = DpopKey::generate(Algorithm::EdDSA).expect("key");
+    let key_path = files.dir.write("dpop.pem", key.to_pkcs8_pem());
+    let out = run(with(
+        &files.base,
+        &[
+            "--url",
+            &api.url("/whoami"),
+            "--dpop",
+            "--dpop-key",
+            &key_path,
+            "--count",
+            "3",
+            "--interval",
+            "1.2",
+        ],
+    ))
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines {
+        assert!(
+            line.contains(" 200 ") && line.contains(&key.thumbprint().to_string()),
+            "{line}"
+        );
+    }
+    // Tokens live 2 s (handed out for 1 s): calls 1.2 s apart need a new one each.
+    assert_eq!(authority.requests(), 3);
+}
+
+#[tokio::test]
+async fn refusals_and_unreachable_servers_exit_1_within_bounded_time() {
+    let (test, _, registration) = self_signed("refused");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let api = authority.resource_server().await;
+    let files = files(&authority, &test, "someone-else", "client-refused");
+    let out = run(with(&files.base, &["--url", &api.url("/whoami")])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("no token: ") && stdout.contains("invalid_client"),
+        "{stdout}"
+    );
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let mut args = with(&files.base[2..], &["--url", &api.url("/whoami")]);
+    args.extend([
+        "--token-endpoint".to_owned(),
+        format!("https://{closed}/token"),
+    ]);
+    let started = Instant::now();
+    let out = run(args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("unavailable"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
