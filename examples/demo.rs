@@ -22,7 +22,9 @@
 //!    without a certificate. D authenticates with its certificate and sends a DPoP proof, so
 //!    its token is bound to its DPoP key (`cnf.jkt`, `token_type: DPoP`): it works without any
 //!    client certificate with a fresh proof by that key, but not with an attacker's key and
-//!    proof, not with a replayed proof, and not as a bearer token.
+//!    proof, not with a replayed proof, and not as a bearer token. The clients use certbound's
+//!    client side (`client::TokenSource` for their tokens, `client::ReqwestClient` and
+//!    `client::TokenLayer` for their calls); the attackers build their requests by hand.
 //!
 //! It prints a table and a verdict, shuts both servers down gracefully, and exits non-zero if
 //! any outcome differs from the expected one.
@@ -33,13 +35,16 @@ mod oauth_server;
 use std::error::Error;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::{routing::get, Json, Router};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use certbound::authorization_server::{ClientAuthenticator, StaticClients};
+use certbound::client::{
+    ClientIdentity, ReqwestClient, Token, TokenErrorKind, TokenLayer, TokenScheme, TokenSource,
+};
 use certbound::dpop::Dpop;
 use certbound::tls::ServerTls;
 use certbound::{AccessToken, Algorithm, BoundTokenLayer, DpopKey, JwtValidator};
@@ -53,6 +58,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::{Layer as _, ServiceExt as _};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -81,6 +87,14 @@ impl Identity {
     /// RFC 8705 §3.1: base64url (no padding) of SHA-256 over the certificate's DER.
     fn x5t_s256(&self) -> String {
         URL_SAFE_NO_PAD.encode(Sha256::digest(self.cert.as_ref()))
+    }
+
+    /// The identity as certbound's client side takes it.
+    fn client_identity(&self) -> Result<ClientIdentity, BoxError> {
+        Ok(ClientIdentity::new(
+            vec![self.cert.clone()],
+            PrivateKeyDer::Pkcs8(self.key.clone_key()),
+        )?)
     }
 }
 
@@ -283,7 +297,7 @@ async fn run() -> Result<bool, BoxError> {
     println!("authorization server: POST {token_url}");
     println!("resource server:      GET  {whoami_url}\n");
 
-    let (failures, total) = check_cases(&demo, &token_url, &whoami_url).await?;
+    let (failures, total) = check_cases(&demo, &issuer, &token_url, &whoami_url).await?;
 
     // Graceful shutdown. The clients (and their pooled connections) are gone with
     // `check_cases`, so the servers have no open connection to wait for.
@@ -321,24 +335,49 @@ fn error_code(challenge: &str) -> Option<String> {
     Some(challenge[start..start + len].to_owned())
 }
 
-/// `POST /token` with `grant_type=client_credentials` as `client_id`, with a DPoP proof if
-/// given.
+/// A token from `source`, as a row of the table: 200, or the authorization server's status
+/// and RFC 6749 error.
+async fn get_token(source: &TokenSource) -> (Option<Token>, Outcome) {
+    match source.token().await {
+        Ok(token) => {
+            let outcome = Outcome {
+                status: 200,
+                error: None,
+                challenge: None,
+                body: String::new(),
+            };
+            (Some(token), outcome)
+        }
+        Err(e) => {
+            let (status, error) = match e.kind() {
+                TokenErrorKind::Refused { status, error, .. } => (*status, error.clone()),
+                _ => (0, e.to_string()),
+            };
+            let outcome = Outcome {
+                status,
+                error: Some(error),
+                challenge: None,
+                body: String::new(),
+            };
+            (None, outcome)
+        }
+    }
+}
+
+/// An attacker's token request: `client_id` without any certificate.
 async fn request_token(
     client: &reqwest::Client,
     url: &str,
     client_id: &str,
-    dpop_proof: Option<&str>,
 ) -> Result<Outcome, BoxError> {
-    let mut request = client
+    let response = client
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "grant_type=client_credentials&client_id={client_id}"
-        ));
-    if let Some(proof) = dpop_proof {
-        request = request.header("dpop", proof);
-    }
-    let response = request.send().await?;
+        ))
+        .send()
+        .await?;
     let status = response.status().as_u16();
     let body = response.text().await?;
     let json: Value = serde_json::from_str(&body).unwrap_or_default();
@@ -351,35 +390,26 @@ async fn request_token(
     })
 }
 
-/// How a request to the resource server presents its token.
-enum Credentials<'a> {
-    None,
-    /// `Authorization: Bearer <token>`.
-    Bearer(Option<&'a str>),
-    /// `Authorization: DPoP <token>` and `DPoP: <proof>` (RFC 9449 §7.1).
-    Dpop(Option<&'a str>, &'a str),
-}
-
-/// `GET /whoami` with `credentials`.
-async fn call_api(
+/// An attacker's request to the resource server, with the `Authorization` (and `DPoP`)
+/// values given.
+async fn forge(
     client: &reqwest::Client,
     url: &str,
-    credentials: Credentials<'_>,
+    authorization: Option<&str>,
+    dpop: Option<&str>,
 ) -> Result<Outcome, BoxError> {
     let mut request = client.get(url);
-    match credentials {
-        Credentials::None | Credentials::Bearer(None) => {}
-        Credentials::Bearer(Some(token)) => request = request.bearer_auth(token),
-        Credentials::Dpop(token, proof) => {
-            request = request
-                .header(
-                    "authorization",
-                    format!("DPoP {}", token.unwrap_or_default()),
-                )
-                .header("dpop", proof);
-        }
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
     }
-    let response = request.send().await?;
+    if let Some(proof) = dpop {
+        request = request.header("dpop", proof);
+    }
+    outcome(request.send().await?).await
+}
+
+/// Status, challenge and body of a resource server's answer.
+async fn outcome(response: reqwest::Response) -> Result<Outcome, BoxError> {
     let status = response.status().as_u16();
     // One challenge per scheme (Bearer, DPoP), each its own header: shown as one list.
     let challenges: Vec<&str> = response
@@ -395,6 +425,12 @@ async fn call_api(
         challenge,
         body: response.text().await?,
     })
+}
+
+/// `GET url` through `client` (certbound's `ReqwestClient`: the token, and a proof for DPoP).
+async fn call_api(client: &ReqwestClient, url: &str) -> Result<Outcome, BoxError> {
+    let request = client.http().get(url).build()?;
+    outcome(client.execute(request).await?).await
 }
 
 /// Prints one row of the table, and under it the resource server's challenge if there is one;
@@ -420,40 +456,56 @@ fn row(name: &str, cert: &str, outcome: &Outcome, status: u16, error: Option<&st
     ok
 }
 
-/// The access token of a successful token response.
-fn access_token(outcome: &Outcome) -> Option<String> {
-    let json: Value = serde_json::from_str(&outcome.body).ok()?;
-    json["access_token"].as_str().map(str::to_owned)
-}
-
-/// Whether a token response is a DPoP token bound to `key` only: `token_type: DPoP`, and the
-/// JWT's `cnf` is `{"jkt": <the key's RFC 7638 thumbprint>}`.
-fn bound_to_dpop_key(outcome: &Outcome, key: &DpopKey) -> bool {
-    let Ok(json) = serde_json::from_str::<Value>(&outcome.body) else {
-        return false;
-    };
-    let claims = json["access_token"]
-        .as_str()
-        .and_then(|jwt| jwt.split('.').nth(1))
+/// Whether a token is a DPoP token bound to `key` only: `token_type: DPoP`, and the JWT's
+/// `cnf` is `{"jkt": <the key's RFC 7638 thumbprint>}`.
+fn bound_to_dpop_key(token: &Token, key: &DpopKey) -> bool {
+    let claims = token
+        .secret()
+        .split('.')
+        .nth(1)
         .and_then(|claims| URL_SAFE_NO_PAD.decode(claims).ok())
         .and_then(|claims| serde_json::from_slice::<Value>(&claims).ok())
         .unwrap_or_default();
-    json["token_type"] == "DPoP" && claims["cnf"] == json!({"jkt": key.thumbprint().to_string()})
+    token.scheme() == TokenScheme::Dpop
+        && claims["cnf"] == json!({"jkt": key.thumbprint().to_string()})
 }
 
 /// Makes the requests, prints the table. Returns the number of unexpected outcomes and the
 /// number of cases.
+///
+/// The clients A, B, C and D use certbound's client side: a [`TokenSource`] gets their tokens
+/// with their certificates, and a [`ReqwestClient`] (A, C) or a [`TokenLayer`] (D) puts the
+/// token, and for D a fresh DPoP proof, on their requests. The attackers build their requests
+/// by hand.
 async fn check_cases(
     demo: &Demo,
+    issuer: &str,
     token_url: &str,
     whoami_url: &str,
 ) -> Result<(usize, usize), BoxError> {
-    // Clients with real certificates (and one without).
+    // HTTPS clients with real certificates (and one without).
     let with_a = demo.client(Some(&demo.client_a))?;
     let with_b = demo.client(Some(&demo.client_b))?;
     let with_c = demo.client(Some(&demo.client_c))?;
-    let with_d = demo.client(Some(&demo.client_d))?;
     let without_cert = demo.client(None)?;
+    let tokens = |client_id: &str, identity: &Identity| -> Result<TokenSource, BoxError> {
+        Ok(TokenSource::builder(client_id, identity.client_identity()?)
+            .issuer(issuer)
+            .trust_root(demo.ca.clone())
+            .only_trust_roots()
+            .build()?)
+    };
+    let tokens_a = tokens("client-a", &demo.client_a)?;
+    let tokens_c = tokens("client-c", &demo.client_c)?;
+    let b_as_a = tokens("client-a", &demo.client_b)?;
+    // RFC 9449 §5: D's token requests carry a proof by its DPoP key, which the token is then
+    // bound to.
+    let tokens_d = TokenSource::builder("client-d", demo.client_d.client_identity()?)
+        .issuer(issuer)
+        .trust_root(demo.ca.clone())
+        .only_trust_roots()
+        .dpop(demo.dpop_d.clone())
+        .build()?;
 
     println!(
         "{:<40} {:<5} {:<23} {:<4} {:<19} result",
@@ -465,7 +517,7 @@ async fn check_cases(
     let invalid_token = Some("invalid_token");
 
     // The token endpoint: clients authenticate with their certificates (RFC 8705 §2).
-    let a_gets = request_token(&with_a, token_url, "client-a", None).await?;
+    let (token_a, a_gets) = get_token(&tokens_a).await;
     results.push(row(
         "AS: A gets a token (tls_client_auth)",
         "A",
@@ -473,7 +525,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let c_gets = request_token(&with_c, token_url, "client-c", None).await?;
+    let (token_c, c_gets) = get_token(&tokens_c).await;
     results.push(row(
         "AS: C gets a token (self-signed)",
         "C",
@@ -481,7 +533,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let b_as_a = request_token(&with_b, token_url, "client-a", None).await?;
+    let (_, b_as_a) = get_token(&b_as_a).await;
     results.push(row(
         "AS: B asks as client-a",
         "B",
@@ -489,7 +541,7 @@ async fn check_cases(
         401,
         invalid_client,
     ));
-    let nobody = request_token(&without_cert, token_url, "client-a", None).await?;
+    let nobody = request_token(&without_cert, token_url, "client-a").await?;
     results.push(row(
         "AS: client-a without a certificate",
         "none",
@@ -497,11 +549,11 @@ async fn check_cases(
         401,
         invalid_client,
     ));
-    // RFC 9449 §5: a DPoP proof for this token request binds the token to D's key.
-    let proof = demo.dpop_d.proof("POST", token_url).sign()?;
-    let mut d_gets = request_token(&with_d, token_url, "client-d", Some(&proof)).await?;
-    // The token response and the token itself, checked against D's key.
-    let d_bound = bound_to_dpop_key(&d_gets, &demo.dpop_d);
+    let (token_d, mut d_gets) = get_token(&tokens_d).await;
+    // The token itself, checked against D's key.
+    let d_bound = token_d
+        .as_ref()
+        .is_some_and(|token| bound_to_dpop_key(token, &demo.dpop_d));
     if d_gets.status == 200 && !d_bound {
         d_gets.error = Some("not bound to D's key".to_owned());
     }
@@ -514,9 +566,13 @@ async fn check_cases(
     ));
 
     // The resource server: the tokens are bound to the certificates (RFC 8705 §3).
-    let token_a = access_token(&a_gets);
-    let token_c = access_token(&c_gets);
-    let a_with_a = call_api(&with_a, whoami_url, Credentials::Bearer(token_a.as_deref())).await?;
+    let bearer = |token: &Option<Token>| {
+        token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.secret()))
+            .unwrap_or_default()
+    };
+    let a_with_a = call_api(&ReqwestClient::new(with_a.clone(), tokens_a), whoami_url).await?;
     results.push(row(
         "RS: A's token, A's certificate",
         "A",
@@ -524,7 +580,7 @@ async fn check_cases(
         200,
         None,
     ));
-    let a_with_b = call_api(&with_b, whoami_url, Credentials::Bearer(token_a.as_deref())).await?;
+    let a_with_b = forge(&with_b, whoami_url, Some(&bearer(&token_a)), None).await?;
     results.push(row(
         "RS: A's token stolen, used with B",
         "B",
@@ -532,12 +588,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let a_without = call_api(
-        &without_cert,
-        whoami_url,
-        Credentials::Bearer(token_a.as_deref()),
-    )
-    .await?;
+    let a_without = forge(&without_cert, whoami_url, Some(&bearer(&token_a)), None).await?;
     results.push(row(
         "RS: A's token, no certificate",
         "none",
@@ -545,7 +596,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let c_with_a = call_api(&with_a, whoami_url, Credentials::Bearer(token_c.as_deref())).await?;
+    let c_with_a = forge(&with_a, whoami_url, Some(&bearer(&token_c)), None).await?;
     results.push(row(
         "RS: C's token stolen, used with A",
         "A",
@@ -553,7 +604,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let c_with_c = call_api(&with_c, whoami_url, Credentials::Bearer(token_c.as_deref())).await?;
+    let c_with_c = call_api(&ReqwestClient::new(with_c, tokens_c), whoami_url).await?;
     results.push(row(
         "RS: C's token, C's certificate",
         "C",
@@ -561,25 +612,17 @@ async fn check_cases(
         200,
         None,
     ));
-    let no_token = call_api(&with_a, whoami_url, Credentials::None).await?;
+    let no_token = forge(&with_a, whoami_url, None, None).await?;
     results.push(row("RS: no token", "A", &no_token, 401, None));
 
     // The resource server: D's token is bound to D's DPoP key (RFC 9449 §7), not to a
-    // certificate. Each request needs a fresh proof by that key, for the request's method and
-    // URL and the token (ath).
-    let token_d = access_token(&d_gets);
-    let token = token_d.as_deref().unwrap_or_default();
-    let proof = demo
-        .dpop_d
-        .proof("GET", whoami_url)
-        .access_token(token)
-        .sign()?;
-    let d_with_proof = call_api(
-        &without_cert,
-        whoami_url,
-        Credentials::Dpop(token_d.as_deref(), &proof),
-    )
-    .await?;
+    // certificate. D calls without a certificate, through the outgoing layer, which signs a
+    // fresh proof for each request (method, URL, token hash). An eavesdropper records what D
+    // sent.
+    let recorded = Arc::new(Mutex::new(reqwest::header::HeaderMap::new()));
+    let d_client = TokenLayer::new(tokens_d).layer(recording(without_cert.clone(), &recorded));
+    let request = http::Request::get(whoami_url).body(reqwest::Body::from(Vec::new()))?;
+    let d_with_proof = outcome(d_client.oneshot(request).await?.into()).await?;
     results.push(row(
         "RS: D's token and proof, no certificate",
         "none",
@@ -587,10 +630,18 @@ async fn check_cases(
         200,
         None,
     ));
-    let replayed = call_api(
+    let seen = recorded.lock().map(|h| h.clone()).unwrap_or_default();
+    let header = |name: &str| {
+        seen.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (authorization, proof) = (header("authorization"), header("dpop"));
+    let replayed = forge(
         &without_cert,
         whoami_url,
-        Credentials::Dpop(token_d.as_deref(), &proof),
+        authorization.as_deref(),
+        proof.as_deref(),
     )
     .await?;
     results.push(row(
@@ -600,15 +651,17 @@ async fn check_cases(
         401,
         Some("invalid_dpop_proof"),
     ));
+    let token = token_d.as_ref().map(Token::secret).unwrap_or_default();
     let attacker = DpopKey::generate(Algorithm::ES256)?;
     let attacker_proof = attacker
         .proof("GET", whoami_url)
         .access_token(token)
         .sign()?;
-    let stolen = call_api(
+    let stolen = forge(
         &without_cert,
         whoami_url,
-        Credentials::Dpop(token_d.as_deref(), &attacker_proof),
+        authorization.as_deref(),
+        Some(&attacker_proof),
     )
     .await?;
     results.push(row(
@@ -618,12 +671,7 @@ async fn check_cases(
         401,
         invalid_token,
     ));
-    let as_bearer = call_api(
-        &without_cert,
-        whoami_url,
-        Credentials::Bearer(token_d.as_deref()),
-    )
-    .await?;
+    let as_bearer = forge(&without_cert, whoami_url, Some(&bearer(&token_d)), None).await?;
     results.push(row(
         "RS: D's token as a bearer token",
         "none",
@@ -647,4 +695,28 @@ async fn check_cases(
     }
     let failures = results.iter().filter(|ok| !**ok).count();
     Ok((failures, results.len()))
+}
+
+/// reqwest as a tower service (any HTTP client will do under [`TokenLayer`]), keeping the
+/// headers of the last request in `recorded`: what an eavesdropper on D's traffic would see.
+fn recording(
+    http: reqwest::Client,
+    recorded: &Arc<Mutex<reqwest::header::HeaderMap>>,
+) -> impl tower::Service<
+    http::Request<reqwest::Body>,
+    Response = http::Response<reqwest::Body>,
+    Error = reqwest::Error,
+    Future = impl Send,
+> + Clone {
+    let recorded = Arc::clone(recorded);
+    tower::service_fn(move |request: http::Request<reqwest::Body>| {
+        if let Ok(mut seen) = recorded.lock() {
+            seen.clone_from(request.headers());
+        }
+        let http = http.clone();
+        async move {
+            let request = reqwest::Request::try_from(request)?;
+            Ok(http::Response::from(http.execute(request).await?))
+        }
+    })
 }
