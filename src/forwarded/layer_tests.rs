@@ -504,3 +504,55 @@ impl Service<Request<()>> for Failing {
         std::future::ready(Err("overloaded"))
     }
 }
+
+#[tokio::test]
+async fn an_rfc_9440_certificate_comes_with_its_chain_from_a_trusted_proxy() {
+    let (leaf, intermediate) = (der(), der());
+    let layer =
+        ForwardedCertLayer::new(Format::Rfc9440).trust_proxy("10.1.0.0/16".parse().unwrap());
+    let cert = format!(":{}:", STANDARD.encode(&leaf));
+    let chain = format!(":{}:", STANDARD.encode(&intermediate));
+    let (found, headers) = seen(
+        layer,
+        request(
+            "10.1.2.3:5000",
+            None,
+            &[("client-cert", &cert), ("client-cert-chain", &chain)],
+        ),
+    )
+    .await;
+    match found {
+        CertificateLookup::Present(found) => {
+            assert_eq!(
+                found.thumbprint(),
+                ClientCertificate::from_der(leaf).thumbprint()
+            );
+            assert_eq!(found.chain().len(), 2);
+            assert_eq!(found.chain()[1].as_ref(), intermediate.as_slice());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(headers.get("client-cert-chain").is_none());
+}
+
+#[tokio::test]
+async fn a_proxy_certificate_listed_twice_is_still_trusted() {
+    let proxy_cert = ClientCertificate::from_der(der());
+    let layer = ForwardedCertLayer::new(Format::Haproxy)
+        .trust_proxy_certificate(*proxy_cert.thumbprint())
+        .trust_proxy_certificate(*proxy_cert.thumbprint());
+    let client = der();
+    let value = STANDARD.encode(&client);
+    let (found, _) = seen(
+        layer,
+        request(
+            "192.0.2.1:1",
+            Some(proxy_cert),
+            &[("x-ssl-client-cert", &value)],
+        ),
+    )
+    .await;
+    assert!(
+        matches!(found, CertificateLookup::Present(c) if c.thumbprint() == ClientCertificate::from_der(client).thumbprint())
+    );
+}
