@@ -60,6 +60,9 @@ pub(crate) enum Verdict {
     InvalidToken,
 }
 
+static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+static DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
 /// The most origins whose `DPoP-Nonce` is kept (a client usually calls a few).
 const MAX_ORIGINS: usize = 64;
 
@@ -90,7 +93,7 @@ impl Attacher {
     ) -> Result<(), CallError> {
         headers.insert(http::header::AUTHORIZATION, token.authorization().clone());
         if token.scheme() != TokenScheme::Dpop {
-            headers.remove("dpop");
+            headers.remove(&DPOP);
             return Ok(());
         }
         let key = self
@@ -117,7 +120,7 @@ impl Attacher {
         let mut value = HeaderValue::try_from(proof)
             .map_err(|_| CallError::Proof("the proof is not a header value"))?;
         value.set_sensitive(true);
-        headers.insert("dpop", value);
+        headers.insert(&DPOP, value);
         Ok(())
     }
 
@@ -171,7 +174,7 @@ impl Attacher {
     /// Keeps the `DPoP-Nonce` of a response from `uri`'s origin; `true` when it is new.
     fn keep_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         let Some(nonce) = headers
-            .get("dpop-nonce")
+            .get(&DPOP_NONCE)
             .and_then(|v| v.to_str().ok())
             .filter(|n| super::exchange::is_nonce(n))
         else {

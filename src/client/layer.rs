@@ -243,26 +243,29 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = request.into_parts();
-    let replayable = body
-        .size_hint()
-        .exact()
-        .is_some_and(|len| len <= max_replay_bytes as u64);
-    let (body, replay) = if replayable {
-        let bytes = Limited::new(body, max_replay_bytes)
-            .collect()
-            .await?
-            .to_bytes();
-        let replay = Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
-            body: bytes.clone(),
-        };
-        (B::from_bytes(bytes), Some(replay))
-    } else {
-        (body, None)
+    let (body, replay) = match body.size_hint().exact() {
+        Some(len) if len <= max_replay_bytes as u64 => {
+            // An empty body (most GETs) is sent as it is; another is read first.
+            let (body, bytes) = if len == 0 && body.is_end_stream() {
+                (body, Bytes::new())
+            } else {
+                let bytes = Limited::new(body, max_replay_bytes)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                (B::from_bytes(bytes.clone()), bytes)
+            };
+            let replay = Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                headers: parts.headers.clone(),
+                extensions: parts.extensions.clone(),
+                body: bytes,
+            };
+            (body, Some(replay))
+        }
+        _ => (body, None),
     };
     let mut token = attacher.source.token().await.map_err(CallError::from)?;
     attacher.attach(&token, &parts.method, &parts.uri, &mut parts.headers)?;

@@ -130,3 +130,79 @@ async fn refused_introspection_credentials_are_a_warning() {
     assert!(logs.contains("client_secret_basic"), "{logs}");
     assert_no_token_material(&logs, token);
 }
+
+/// The calling side at debug level, every target included (reqwest, hyper, rustls, h2): the
+/// tokens it gets and the proofs it signs appear nowhere.
+#[tokio::test(flavor = "current_thread")]
+async fn the_calling_side_traces_no_token_or_proof() {
+    use crate::client_tokens::{self_signed, Authority};
+    use certbound::client::TokenLayer;
+    use certbound::dpop::{Dpop, DpopKey, DpopNonces};
+    use tower::{Layer as _, ServiceExt as _};
+
+    if !runs_alone("tracing::the_calling_side_traces_no_token_or_proof").await {
+        return;
+    }
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+
+    let (_test, identity, registration) = self_signed("traced");
+    let authority = Authority::start(serde_json::json!([registration]), 300, None).await;
+    let nonces = DpopNonces::new([1u8; 32]).expect("secret");
+    let layer = BoundTokenLayer::new(authority.validator()).dpop(Dpop::new().require_nonce(nonces));
+    let api = TestServer::start(
+        crate::common::any_certificate_tls(&authority.pki),
+        whoami_app(layer),
+    )
+    .await;
+    let tokens = authority
+        .source("traced", &identity)
+        .dpop(DpopKey::generate(certbound::Algorithm::ES256).expect("key"))
+        .build()
+        .expect("source");
+    let http = identity
+        .reqwest_builder(&[authority.pki.ca_der()], false)
+        .expect("client")
+        .build()
+        .expect("client");
+    let proofs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorder = Arc::clone(&proofs);
+    let client = TokenLayer::new(tokens.clone()).layer(tower::service_fn(
+        move |request: http::Request<reqwest::Body>| {
+            if let Some(proof) = request.headers().get("dpop") {
+                recorder
+                    .lock()
+                    .unwrap()
+                    .push(proof.to_str().unwrap().to_owned());
+            }
+            let http = http.clone();
+            async move {
+                let request = reqwest::Request::try_from(request)?;
+                Ok::<_, reqwest::Error>(http::Response::from(http.execute(request).await?))
+            }
+        },
+    ));
+    let mut seen_tokens = Vec::new();
+    for _ in 0..2 {
+        let request = http::Request::post(api.url("/whoami"))
+            .body(reqwest::Body::from("{}"))
+            .expect("request");
+        let response = client.clone().oneshot(request).await.expect("call");
+        assert_eq!(response.status(), 200);
+        let token = tokens.token().await.expect("token");
+        seen_tokens.push(token.secret().to_owned());
+        // As if the resource server had refused it: another token for the next round.
+        tokens.replace(&token).await.expect("token");
+    }
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("use_dpop_nonce") || logs.contains("UseDpopNonce"),
+        "{logs}"
+    );
+    let proofs = proofs.lock().unwrap().clone();
+    assert_eq!(proofs.len(), 3, "one nonce retry, then the nonce is known");
+    for secret in seen_tokens.iter().chain(&proofs) {
+        assert_no_token_material(&logs, secret);
+    }
+}
