@@ -139,6 +139,23 @@ impl ClientIdentity {
         Ok(reqwest::Client::builder().tls_backend_preconfigured(tls))
     }
 
+    /// The identity for tonic's `ClientTlsConfig::identity` (tonic takes PEM): for a
+    /// `Channel` that presents the client's certificate to the resource server.
+    #[cfg(feature = "tonic")]
+    pub fn tonic_identity(&self) -> tonic::transport::Identity {
+        let chain: String = self
+            .chain
+            .iter()
+            .map(|cert| pem("CERTIFICATE", cert.as_ref()))
+            .collect();
+        let label = match &*self.key {
+            PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+            PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        tonic::transport::Identity::from_pem(chain, pem(label, self.key.secret_der()))
+    }
+
     /// The chain and a copy of the key, for certbound's own HTTP clients.
     pub(crate) fn parts(&self) -> crate::upstream::Identity {
         (self.chain.to_vec(), self.key.clone_key())
@@ -152,6 +169,20 @@ impl fmt::Debug for ClientIdentity {
             .field("chain_len", &self.chain.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `der` as a PEM block labelled `label` (RFC 7468: base64 in lines of 64).
+#[cfg(feature = "tonic")]
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut text = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        text.push_str(std::str::from_utf8(line).unwrap_or_default());
+        text.push('\n');
+    }
+    text.push_str(&format!("-----END {label}-----\n"));
+    text
 }
 
 fn pem_error(reason: &'static str) -> ConfigError {

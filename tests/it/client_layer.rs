@@ -187,45 +187,57 @@ async fn dpop_calls_get_a_fresh_proof_each_and_follow_the_servers_nonce_once() {
         .dpop(key.clone())
         .build()
         .expect("source");
-    let mut client =
-        TokenLayer::new(tokens).layer(reqwest_service(http_client(&authority, &identity, false)));
-    for round in 0..3 {
-        let body = format!("round {round}");
-        let request = http::Request::post(format!("{}?q={round}#frag", api.url("/echo")))
-            .body(reqwest::Body::from(body.clone()))
-            .expect("request");
-        let response = client
-            .ready()
-            .await
-            .expect("ready")
-            .call(request)
-            .await
-            .expect("call");
-        assert_eq!(response.status(), 200);
-        let echoed = reqwest::Response::from(response)
-            .text()
-            .await
-            .expect("body");
-        assert_eq!(echoed, body, "the body sent again is the body");
+    // A layer of its own per protocol: each learns the nonce from its first 401.
+    for http1 in [false, true] {
+        seen.statuses.lock().unwrap().clear();
+        seen.proofs.lock().unwrap().clear();
+        let mut client = TokenLayer::new(tokens.clone())
+            .layer(reqwest_service(http_client(&authority, &identity, http1)));
+        for round in 0..3 {
+            let body = format!("round {round}");
+            let request = http::Request::post(format!("{}?q={round}#frag", api.url("/echo")))
+                .body(reqwest::Body::from(body.clone()))
+                .expect("request");
+            let response = client
+                .ready()
+                .await
+                .expect("ready")
+                .call(request)
+                .await
+                .expect("call");
+            assert_eq!(response.status(), 200);
+            let expected = if http1 {
+                http::Version::HTTP_11
+            } else {
+                http::Version::HTTP_2
+            };
+            assert_eq!(response.version(), expected);
+            let echoed = reqwest::Response::from(response)
+                .text()
+                .await
+                .expect("body");
+            assert_eq!(echoed, body, "the body sent again is the body");
+        }
+        // The first call learnt the nonce from a 401 and was sent again; the others carried it.
+        assert_eq!(seen.statuses(), [401, 200, 200, 200]);
+        let proofs = seen.proofs.lock().unwrap().clone();
+        assert_eq!(proofs.len(), 4);
+        assert_eq!(
+            proofs.iter().collect::<HashSet<_>>().len(),
+            4,
+            "a fresh proof each time"
+        );
+        let claims = |proof: &str| {
+            let payload = proof.split('.').nth(1).unwrap();
+            serde_json::from_slice::<Value>(&b64url_decode(payload)).unwrap()
+        };
+        let last = claims(&proofs[3]);
+        assert_eq!(last["htm"], "POST");
+        assert_eq!(last["htu"], api.url("/echo"), "no query, no fragment");
+        assert!(last["nonce"].is_string());
+        assert!(claims(&proofs[0]).get("nonce").is_none());
     }
-    // The first call learnt the nonce from a 401 and was sent again; the others carried it.
-    assert_eq!(seen.statuses(), [401, 200, 200, 200]);
-    let proofs = seen.proofs.lock().unwrap().clone();
-    assert_eq!(proofs.len(), 4);
-    assert_eq!(
-        proofs.iter().collect::<HashSet<_>>().len(),
-        4,
-        "a fresh proof each time"
-    );
-    let claims = |proof: &str| {
-        let payload = proof.split('.').nth(1).unwrap();
-        serde_json::from_slice::<Value>(&b64url_decode(payload)).unwrap()
-    };
-    let last = claims(&proofs[3]);
-    assert_eq!(last["htm"], "POST");
-    assert_eq!(last["htu"], api.url("/echo"), "no query, no fragment");
-    assert!(last["nonce"].is_string());
-    assert!(claims(&proofs[0]).get("nonce").is_none());
+    assert_eq!(authority.requests(), 1);
 }
 
 fn b64url_decode(text: &str) -> Vec<u8> {
@@ -356,7 +368,20 @@ async fn a_tonic_channel_through_the_layer_calls_a_protected_grpc_service() {
         any_certificate_tls(&authority.pki),
         protected,
     )));
-    let channel = grpc_channel(addr, &authority.pki.ca_pem(), &test).await;
+    // tonic's own TLS, presenting the identity certbound's client side loaded.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            authority.pki.ca_pem(),
+        ))
+        .identity(identity.tonic_identity())
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("TLS config")
+        .connect()
+        .await
+        .expect("connect");
     let key = DpopKey::generate(Algorithm::ES256).expect("key");
     for dpop in [false, true] {
         let mut builder = authority.source("grpc-client", &identity);
