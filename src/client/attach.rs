@@ -63,6 +63,43 @@ pub(crate) enum Verdict {
 static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 static DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
+/// The retries of one request: at most one for a new nonce and one with another token.
+#[derive(Default)]
+pub(crate) struct Retries {
+    nonce: bool,
+    token: bool,
+}
+
+impl Retries {
+    /// After a response with `verdict` to a request made with `token`: the token to send the
+    /// request again with, or `None` to hand the response to the caller. A request that
+    /// cannot be sent again (`replayable` false) is not. A refused token that is not replaced
+    /// here is dropped from the cache, so that the caller's next request gets another one.
+    pub(crate) async fn again(
+        &mut self,
+        source: &TokenSource,
+        token: &Token,
+        verdict: Verdict,
+        replayable: bool,
+    ) -> Result<Option<Token>, CallError> {
+        match verdict {
+            Verdict::NewNonce if replayable && !self.nonce => {
+                self.nonce = true;
+                Ok(Some(token.clone()))
+            }
+            Verdict::InvalidToken if replayable && !self.token => {
+                self.token = true;
+                Ok(Some(source.replace(token).await?))
+            }
+            Verdict::InvalidToken => {
+                source.forget(token);
+                Ok(None)
+            }
+            Verdict::NewNonce | Verdict::Done => Ok(None),
+        }
+    }
+}
+
 /// The most origins whose `DPoP-Nonce` is kept (a client usually calls a few).
 const MAX_ORIGINS: usize = 64;
 

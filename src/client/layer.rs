@@ -13,7 +13,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attach::{Attacher, CallError, Verdict};
+use super::attach::{Attacher, CallError, Retries};
 use super::TokenSource;
 use crate::error::{BoxError, ConfigError};
 
@@ -274,28 +274,16 @@ where
         .call(Request::from_parts(parts, body))
         .await
         .map_err(Into::into)?;
-    let (mut nonce_retried, mut token_retried) = (false, false);
+    let mut retries = Retries::default();
     loop {
         let verdict = attacher.verdict(&token, &uri, response.status(), response.headers());
-        let Some(replay) = &replay else {
-            if verdict == Verdict::InvalidToken {
-                // Not sent again; the caller's next request gets another token.
-                attacher.source.forget(&token);
-            }
+        let again = retries
+            .again(&attacher.source, &token, verdict, replay.is_some())
+            .await?;
+        let (Some(next), Some(replay)) = (again, &replay) else {
             return Ok(response);
         };
-        match verdict {
-            Verdict::NewNonce if !nonce_retried => nonce_retried = true,
-            Verdict::InvalidToken if !token_retried => {
-                token_retried = true;
-                token = attacher
-                    .source
-                    .replace(&token)
-                    .await
-                    .map_err(CallError::from)?;
-            }
-            _ => return Ok(response),
-        }
+        token = next;
         drop(response);
         let mut again = replay.request::<B>();
         attacher.attach(&token, &replay.method, &replay.uri, again.headers_mut())?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::Uri;
 
-use super::attach::{Attacher, CallError, Verdict};
+use super::attach::{Attacher, CallError, Retries};
 use super::TokenSource;
 use crate::error::BoxError;
 
@@ -70,34 +70,22 @@ impl ReqwestClient {
         self.attacher
             .attach(&token, &method, &uri, request.headers_mut())?;
         let mut response = self.http.execute(request).await?;
-        let (mut nonce_retried, mut token_retried) = (false, false);
+        let mut retries = Retries::default();
         loop {
             let verdict =
                 self.attacher
                     .verdict(&token, &uri, response.status(), response.headers());
-            let Some(replay) = &replay else {
-                if verdict == Verdict::InvalidToken {
-                    // Not sent again; the caller's next request gets another token.
-                    self.attacher.source.forget(&token);
-                }
+            let again = retries
+                .again(&self.attacher.source, &token, verdict, replay.is_some())
+                .await?;
+            let (Some(next), Some(replay)) = (again, &replay) else {
                 return Ok(response);
             };
-            match verdict {
-                Verdict::NewNonce if !nonce_retried => nonce_retried = true,
-                Verdict::InvalidToken if !token_retried => {
-                    token_retried = true;
-                    token = self
-                        .attacher
-                        .source
-                        .replace(&token)
-                        .await
-                        .map_err(CallError::from)?;
-                }
-                _ => return Ok(response),
-            }
+            // A clone of a cloneable request clones.
             let Some(mut again) = replay.try_clone() else {
                 return Ok(response);
             };
+            token = next;
             drop(response);
             self.attacher
                 .attach(&token, &method, &uri, again.headers_mut())?;

@@ -90,6 +90,15 @@ impl Authority {
             .only_trust_roots()
     }
 
+    /// An HTTPS client presenting `identity`, trusting only this server's CA.
+    pub fn api_client(&self, identity: &Identity) -> reqwest::Client {
+        identity
+            .reqwest_builder(&[self.pki.ca_der()], false)
+            .expect("client")
+            .build()
+            .expect("client")
+    }
+
     /// A validator of this server's tokens.
     pub fn validator(&self) -> JwtValidator {
         JwtValidator::builder(&self.issuer, AUDIENCE)
@@ -153,11 +162,7 @@ async fn a_certificate_bound_token_comes_by_discovery_and_opens_the_resource_ser
     assert_no_token_material(&debug, token.secret());
 
     let api = authority.resource_server().await;
-    let client = identity
-        .reqwest_builder(&[authority.pki.ca_der()], false)
-        .expect("client")
-        .build()
-        .expect("client");
+    let client = authority.api_client(&identity);
     let response = client
         .get(api.url("/whoami"))
         .header("authorization", token.authorization())
@@ -169,11 +174,8 @@ async fn a_certificate_bound_token_comes_by_discovery_and_opens_the_resource_ser
     assert_eq!(body["client_id"], "payments");
     // Another certificate is refused with the same token.
     let (_, stranger, _) = self_signed("stranger");
-    let response = stranger
-        .reqwest_builder(&[authority.pki.ca_der()], false)
-        .expect("client")
-        .build()
-        .expect("client")
+    let response = authority
+        .api_client(&stranger)
         .get(api.url("/whoami"))
         .header("authorization", token.authorization())
         .send()
@@ -208,11 +210,7 @@ async fn a_dpop_bound_token_names_the_key_and_is_used_with_a_fresh_proof() {
         .access_token(token.secret())
         .sign()
         .expect("proof");
-    let client = identity
-        .reqwest_builder(&[authority.pki.ca_der()], false)
-        .expect("client")
-        .build()
-        .expect("client");
+    let client = authority.api_client(&identity);
     let response = client
         .get(&url)
         .header("authorization", token.authorization())
