@@ -35,9 +35,11 @@ use crate::error::{BoxError, ConfigError};
 ///
 /// A request is sent again only when its body can be: bodies of known length up to
 /// [`max_replay_bytes`](Self::max_replay_bytes) (default 64 KiB) are read into memory before
-/// the first attempt; streams of unknown length (gRPC streaming, chunked uploads) are sent as
-/// they are and never retried, and the caller gets the `401`. The nonce is kept either way,
-/// so the caller's own next attempt carries it.
+/// the first attempt; streams of unknown length (tonic's request bodies, chunked uploads) are
+/// sent as they are and never retried, and the caller gets the `401`. Either way the nonce is
+/// kept and a refused token dropped, so the caller's own next attempt carries the one and
+/// gets another token. A gRPC rejection is an HTTP `200` with `grpc-status` 16: never retried,
+/// but its `DPoP-Nonce` is kept too.
 ///
 /// The service's error is a `Box<dyn Error + Send + Sync>`: the inner client's error, or a
 /// [`CallError`] when no token or proof could be made (downcast to tell them apart).
