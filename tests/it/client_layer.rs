@@ -409,3 +409,48 @@ async fn a_tonic_channel_through_the_layer_calls_a_protected_grpc_service() {
     }
     server.abort();
 }
+
+#[tokio::test]
+async fn hyper_utils_client_through_the_layer_gets_a_dpop_protected_answer() {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let (_test, identity, registration) = self_signed("hyper-client");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    // DPoP needs no TLS to the resource server: plain HTTP keeps this test to hyper-util's
+    // own connector.
+    let nonces = DpopNonces::new([4u8; 32]).expect("secret");
+    let layer = BoundTokenLayer::new(authority.validator()).dpop(Dpop::new().require_nonce(nonces));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(std::future::IntoFuture::into_future(
+        certbound::serve_plain(listener, whoami_app(layer)),
+    ));
+    let key = DpopKey::generate(Algorithm::ES256).expect("key");
+    let tokens = authority
+        .source("hyper-client", &identity)
+        .dpop(key.clone())
+        .build()
+        .expect("source");
+    let hyper_client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = TokenLayer::new(tokens).layer(hyper_client);
+    for _ in 0..2 {
+        let request = http::Request::post(format!("http://{addr}/whoami"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        let response = client.clone().oneshot(request).await.expect("call");
+        assert_eq!(response.status(), 200);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["jkt"], key.thumbprint().to_string());
+    }
+    server.abort();
+}
