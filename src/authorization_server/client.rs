@@ -310,6 +310,12 @@ mod tests {
             err.to_string().contains("tls_client_auth_subject_dn"),
             "{err}"
         );
+        // And why: the parser's own reason.
+        assert!(
+            err.to_string()
+                .contains("unexpected character after a value"),
+            "{err}"
+        );
     }
 
     #[test]

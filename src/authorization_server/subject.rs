@@ -123,6 +123,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_registered_dn_shows_only_its_shape_in_debug() {
+        let matcher = SubjectMatcher::subject_dn("CN=bank-client+UID=42,O=Example Bank").unwrap();
+        let debug = format!("{matcher:?}");
+        // Certificate order: O first, then the two-valued RDN.
+        assert!(
+            debug.contains("DistinguishedName { rdn_sizes: [1, 2] }"),
+            "{debug}"
+        );
+        assert!(!debug.contains("bank-client"), "{debug}");
+    }
+
+    #[test]
     fn registered_values_are_validated() {
         assert!(SubjectMatcher::san_dns("").is_err());
         assert!(SubjectMatcher::san_dns("bücher.example").is_err());

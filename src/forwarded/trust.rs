@@ -95,6 +95,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    #[test]
+    fn a_range_prints_as_it_is_written() {
+        for text in ["10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32", "::1/128"] {
+            assert_eq!(range(text).to_string(), text);
+            assert_eq!(format!("{:?}", range(text)), text);
+        }
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
