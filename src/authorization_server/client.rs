@@ -313,7 +313,7 @@ mod tests {
         // And why: the parser's own reason.
         assert!(
             err.to_string()
-                .contains("unexpected character after a value"),
+                .contains("unescaped special character in a value"),
             "{err}"
         );
     }
