@@ -141,11 +141,47 @@ mod tests {
         assert!(SubjectMatcher::san_dns("a b").is_err());
         assert!(SubjectMatcher::san_uri("no-scheme").is_err());
         assert!(SubjectMatcher::san_uri("spiffe://example.org/x").is_ok());
+        assert!(SubjectMatcher::san_uri("urn:example:client-7").is_ok());
+        // A scheme starts with a letter, holds only letters, digits, '+', '-', '.', and is
+        // followed by something.
+        for bad in ["1http://x", "https:", ":x", "ht tp://x", "ht_tp://x"] {
+            assert!(SubjectMatcher::san_uri(bad).is_err(), "{bad}");
+        }
         assert!(SubjectMatcher::san_ip("fe80::1%eth0").is_err());
         assert!(SubjectMatcher::san_ip("1.2.3").is_err());
         assert!(SubjectMatcher::san_email("nobody").is_err());
         assert!(SubjectMatcher::san_email("@example.com").is_err());
         assert!(SubjectMatcher::subject_dn("").is_err());
+    }
+
+    #[test]
+    fn a_certificate_matches_its_own_subject_and_sans_only() {
+        use x509_parser::prelude::FromDer as _;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "client");
+        let cert = params.self_signed(&key).unwrap();
+        let (_, parsed) = X509Certificate::from_der(cert.der()).unwrap();
+        let matches = |m: Result<SubjectMatcher, ConfigError>| m.unwrap().matches(&parsed);
+        assert!(matches(SubjectMatcher::subject_dn("CN=client,O=Example")));
+        assert!(!matches(SubjectMatcher::subject_dn("CN=client,O=Other")));
+        assert!(matches(SubjectMatcher::san_dns("client.example")));
+        assert!(!matches(SubjectMatcher::san_dns("other.example")));
+        assert!(!matches(SubjectMatcher::san_uri("https://client.example")));
+        // A certificate without any SAN matches no SAN value.
+        let bare = rcgen::CertificateParams::default()
+            .self_signed(&key)
+            .unwrap();
+        let (_, bare) = X509Certificate::from_der(bare.der()).unwrap();
+        assert!(!SubjectMatcher::san_dns("client.example")
+            .unwrap()
+            .matches(&bare));
     }
 
     #[test]
