@@ -159,6 +159,9 @@ mod tests {
         use x509_parser::prelude::FromDer as _;
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://example.org/client".try_into().unwrap(),
+        ));
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -174,6 +177,12 @@ mod tests {
         assert!(matches(SubjectMatcher::san_dns("client.example")));
         assert!(!matches(SubjectMatcher::san_dns("other.example")));
         assert!(!matches(SubjectMatcher::san_uri("https://client.example")));
+        assert!(matches(SubjectMatcher::san_uri(
+            "spiffe://example.org/client"
+        )));
+        assert!(!matches(SubjectMatcher::san_uri(
+            "spiffe://example.org/other"
+        )));
         // A certificate without any SAN matches no SAN value.
         let bare = rcgen::CertificateParams::default()
             .self_signed(&key)
