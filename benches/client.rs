@@ -16,12 +16,12 @@
 //!
 //!   cargo bench --bench client
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -36,20 +36,10 @@ use http_body_util::Full;
 use jsonwebtoken::Algorithm;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
+use support::block_on_ready;
 use tower::{Layer as _, ServiceExt as _};
 
 const URL: &str = "https://api.example/accounts";
-
-fn block_on_ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..64 {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-    panic!("future not ready: the benchmark left the fast path");
-}
 
 /// A certificate and key made now, for the server and the client alike.
 fn self_signed(name: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {

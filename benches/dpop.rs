@@ -13,11 +13,11 @@
 //!
 //!   cargo bench --bench dpop
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certbound::dpop::{Dpop, DpopKey, MemoryReplayStore, ReplayKey, ReplayStore};
@@ -26,22 +26,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
+use support::block_on_ready;
 use tower::{Layer as _, ServiceExt as _};
 
 const ISS: &str = "https://as.example";
 const AUD: &str = "https://api.example";
 const URL: &str = "https://api.example/whoami";
-
-fn block_on_ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..64 {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-    panic!("future not ready: the benchmark left the fast path");
-}
 
 fn now() -> u64 {
     SystemTime::now()

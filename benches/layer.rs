@@ -11,11 +11,11 @@
 //!
 //! Run: `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,6 +29,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
+use support::block_on_ready;
 use tower::{Layer as _, ServiceExt as _};
 
 const ISS: &str = "https://as.example";
@@ -36,20 +37,6 @@ const AUD: &str = "https://api.example";
 const KID: &str = "bench-key";
 
 type Claims = Map<String, Value>;
-
-/// Polls a future that is expected to be ready at once (no executor, no allocation).
-fn block_on_ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    // The fast path never returns Pending; bound the loop so a regression fails loudly instead
-    // of spinning forever.
-    for _ in 0..64 {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-    panic!("future not ready: the benchmark left the fast path");
-}
 
 /// A validator that hands out a token validated beforehand: the layer without any JWT work,
 /// i.e. only the binding and the bookkeeping.
