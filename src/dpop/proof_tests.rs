@@ -76,7 +76,8 @@ fn claims() -> Value {
     })
 }
 
-fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
+/// `proof` checked for `GET` [`HTU`] with [`TOKEN`] at [`NOW`], default rules.
+fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
     let expected = Expected {
         method: "GET",
@@ -84,7 +85,11 @@ fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
         ath: Some(&hash),
         now: NOW,
     };
-    verify(proof, &expected, &ProofRules::default()).map_err(|e| e.kind())
+    verify(proof, &expected, &ProofRules::default())
+}
+
+fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
+    verify_default(proof).map_err(|e| e.kind())
 }
 
 fn with(mut base: Value, name: &str, value: Option<Value>) -> Value {
@@ -267,14 +272,7 @@ fn a_crit_header_is_refused_as_crit_not_as_unreadable() {
     for value in [json!(["exp"]), Value::Null, json!("dpop")] {
         let header = with(signer.header(), "crit", Some(value));
         let proof = signer.sign_parts(&header, &claims());
-        let hash = token_hash();
-        let expected = Expected {
-            method: "GET",
-            htu: HTU,
-            ath: Some(&hash),
-            now: NOW,
-        };
-        let error = verify(&proof, &expected, &ProofRules::default()).unwrap_err();
+        let error = verify_default(&proof).unwrap_err();
         assert_eq!(error.detail(), "DPoP proof header has crit", "{header}");
     }
 }
