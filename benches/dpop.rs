@@ -13,6 +13,10 @@
 //!
 //!   cargo bench --bench dpop
 
+// The raw baselines are jsonwebtoken's own functions, with its process-wide provider installed
+// by `support::install_jose_default` (certbound itself passes its provider explicitly).
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/mod.rs"]
 mod support;
 
@@ -79,6 +83,7 @@ fn raw_decode(proof: &str, validation: &Validation) -> Map<String, Value> {
 }
 
 fn dpop(c: &mut Criterion, alg: Algorithm, group: &str) {
+    support::install_jose_default();
     let client = DpopKey::generate(alg).expect("client key");
     let (token, jwks) = token_for(&client);
     let validator = JwtValidator::builder(ISS, AUD)

@@ -11,6 +11,10 @@
 //!
 //! Run: `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
 
+// The raw baselines are jsonwebtoken's own functions, with its process-wide provider installed
+// by `support::install_jose_default` (certbound itself passes its provider explicitly).
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/mod.rs"]
 mod support;
 
@@ -355,9 +359,7 @@ fn decode_vs_layer(c: &mut Criterion, group: &str, fixture: &Fixture, client: &C
 }
 
 fn benches(c: &mut Criterion) {
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
-        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
-    );
+    support::install_jose_default();
     let client = client();
     let es256 = es256(&client.thumbprint);
     decode_vs_layer(c, "es256", &es256, &client);

@@ -1,5 +1,14 @@
 //! Helpers shared by the unit tests of several modules.
 
+/// Installs certbound's jsonwebtoken provider as the process-wide one, for tests that sign or
+/// verify with jsonwebtoken's own functions, as an application or an authorization server does
+/// (certbound itself never uses the process-wide provider).
+pub(crate) fn install_jose_default() {
+    let provider = crate::support::crypto::jose_provider().expect("a crypto backend");
+    // Installed already by another test of this process: the same provider.
+    let _ = provider.install_default();
+}
+
 /// A fresh P-256 key pair.
 pub(crate) fn p256_key() -> rcgen::KeyPair {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()

@@ -17,3 +17,12 @@ pub(crate) fn block_on_ready<F: Future>(future: F) -> F::Output {
     }
     panic!("future not ready: the benchmark left the fast path");
 }
+
+/// Installs aws-lc-rs as jsonwebtoken's process-wide provider, for the raw jsonwebtoken
+/// baselines (certbound passes its provider explicitly and needs none).
+#[allow(dead_code)] // Not every bench has a raw jsonwebtoken baseline.
+pub(crate) fn install_jose_default() {
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
+}

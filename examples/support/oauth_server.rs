@@ -114,6 +114,8 @@ impl TokenIssuer {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(self.kid.clone());
+        // jsonwebtoken's process-wide provider, installed in `generate_with_lifetime`.
+        #[allow(clippy::disallowed_methods)]
         jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| e.to_string())
     }
 }

@@ -83,8 +83,10 @@ impl TokenEndpointDpop {
     ///
     /// # Errors
     /// [`ConfigError::Url`] when `token_endpoint` is not an absolute `https` URL with a host
-    /// and without a fragment (RFC 6749 §3.2).
+    /// and without a fragment (RFC 6749 §3.2); [`ConfigError::NoCryptoProvider`] without a
+    /// backend feature when the application installed no jsonwebtoken provider.
     pub fn new(dpop: Dpop, token_endpoint: &str) -> Result<Self, ConfigError> {
+        crate::support::crypto::jose_provider()?;
         Ok(Self {
             dpop,
             urls: vec![EndpointUrl::parse(token_endpoint)?],
@@ -107,7 +109,8 @@ impl TokenEndpointDpop {
     }
 
     /// The accepted proof algorithms by their JWA names: the metadata's
-    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1).
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1). `EdDSA` is followed by its
+    /// fully-specified name `Ed25519` (RFC 9864), which is accepted too.
     pub fn signing_alg_values(&self) -> impl Iterator<Item = &str> + '_ {
         self.dpop.algs().split(' ').filter(|alg| !alg.is_empty())
     }

@@ -133,14 +133,12 @@ impl Attacher {
             headers.remove(&DPOP);
             return Ok(());
         }
-        let key = self
-            .source
-            .dpop_key()
-            .ok_or(CallError::Proof("a DPoP token without a DPoP key"))?;
         let (origin, path) = self.origin_and_path(uri)?;
         let htu = format!("{origin}{path}");
-        let mut proof = key
+        let mut proof = self
+            .source
             .proof(method.as_str(), &htu)
+            .ok_or(CallError::Proof("a DPoP token without a DPoP key"))?
             .access_token_hash(token.ath().unwrap_or_default());
         let nonce = self
             .nonces

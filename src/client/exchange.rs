@@ -2,7 +2,7 @@
 //! nonce, retries, and reading the answer (RFC 6749 §5).
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::error::oauth_text;
 use super::token::{Schedule, Token, TokenScheme};
 use super::TokenError;
-use crate::dpop::DpopKey;
+use crate::dpop::{DpopKey, ProofBuilder};
+use crate::support::jose;
 use crate::upstream::{check_url, discover, read_limited};
 
 /// Where the token endpoint is.
@@ -73,6 +74,10 @@ pub(crate) struct Exchange {
     pub(crate) scope: Option<String>,
     pub(crate) resources: Vec<String>,
     pub(crate) dpop: Option<DpopKey>,
+    /// Whether proofs name an Ed25519 key's algorithm `Ed25519` (RFC 9864): set by discovery
+    /// when the server's `dpop_signing_alg_values_supported` lists only one of `EdDSA` and
+    /// `Ed25519`; unset, the key's own choice (`EdDSA` by default).
+    pub(crate) fully_specified_alg: OnceLock<bool>,
     /// The authorization server's latest `DPoP-Nonce`.
     pub(crate) nonce: Mutex<Option<String>>,
     pub(crate) default_lifetime: Duration,
@@ -80,6 +85,20 @@ pub(crate) struct Exchange {
     pub(crate) retry_backoff: Duration,
     pub(crate) max_response_bytes: usize,
     pub(crate) allow_http: bool,
+}
+
+/// `Some(true)` when the metadata's `dpop_signing_alg_values_supported` lists `Ed25519` but
+/// not `EdDSA`, `Some(false)` for the other way round, `None` when it lists both or neither.
+fn lists_one_ed25519_name(metadata: &serde_json::Map<String, Value>) -> Option<bool> {
+    let algs = metadata
+        .get("dpop_signing_alg_values_supported")?
+        .as_array()?;
+    let lists = |name: &str| algs.iter().any(|alg| alg.as_str() == Some(name));
+    match (lists(jose::ED25519), lists("EdDSA")) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    }
 }
 
 /// Why one attempt did not give a token.
@@ -157,7 +176,19 @@ impl Exchange {
                 "the metadata of {issuer} names an unusable token endpoint: {reason}"
             ))
         })?;
+        if let Some(fully_specified) = lists_one_ed25519_name(&metadata) {
+            let _ = self.fully_specified_alg.set(fully_specified);
+        }
         Ok(url.to_owned())
+    }
+
+    /// A proof by `key` for a request to `url`, naming the algorithm as the server expects.
+    pub(crate) fn proof<'a>(&self, key: &'a DpopKey, method: &str, url: &str) -> ProofBuilder<'a> {
+        let proof = key.proof(method, url);
+        match self.fully_specified_alg.get() {
+            Some(&fully_specified) => proof.fully_specified_alg(fully_specified),
+            None => proof,
+        }
     }
 
     async fn attempt(&self, schedule: Schedule) -> Result<Token, Failure> {
@@ -174,7 +205,7 @@ impl Exchange {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let mut proof = key.proof("POST", endpoint);
+            let mut proof = self.proof(key, "POST", endpoint);
             if let Some(nonce) = &nonce {
                 proof = proof.nonce(nonce);
             }

@@ -207,7 +207,6 @@ mod tests {
 
     #[test]
     fn pem_identities_of_every_key_type_load_and_name_their_thumbprint() {
-        crate::support::crypto::ensure_jwt_provider().unwrap();
         let rsa =
             rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
                 .unwrap();
@@ -243,7 +242,6 @@ mod tests {
 
     #[test]
     fn a_key_of_another_certificate_or_missing_pem_blocks_are_refused() {
-        crate::support::crypto::ensure_jwt_provider().unwrap();
         let (cert, _) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
         let (_, other_key) = pair(&rcgen::PKCS_ECDSA_P256_SHA256);
         let err = ClientIdentity::from_pem(cert.as_bytes(), other_key.as_bytes()).unwrap_err();

@@ -11,7 +11,7 @@ use super::exchange::{Endpoint, Exchange};
 use super::identity::ClientIdentity;
 use super::token::{Schedule, Token};
 use super::TokenError;
-use crate::dpop::DpopKey;
+use crate::dpop::{DpopKey, ProofBuilder};
 use crate::error::ConfigError;
 use crate::upstream::{check_config_url, default_client};
 
@@ -146,6 +146,13 @@ impl TokenSource {
     /// The DPoP key, when tokens are DPoP-bound.
     pub fn dpop_key(&self) -> Option<&DpopKey> {
         self.inner.exchange.dpop.as_ref()
+    }
+
+    /// A proof by the DPoP key for a request to `url`, its algorithm named as the
+    /// authorization server's metadata asks (see [`DpopKey::fully_specified_alg`]).
+    pub(crate) fn proof(&self, method: &str, url: &str) -> Option<ProofBuilder<'_>> {
+        let key = self.inner.exchange.dpop.as_ref()?;
+        Some(self.inner.exchange.proof(key, method, url))
     }
 }
 
@@ -428,6 +435,7 @@ impl TokenSourceBuilder {
                     scope: self.scope,
                     resources: self.resources,
                     dpop: self.dpop,
+                    fully_specified_alg: std::sync::OnceLock::new(),
                     nonce: Mutex::new(None),
                     default_lifetime: self.default_lifetime,
                     max_attempts: self.max_attempts,

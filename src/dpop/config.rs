@@ -316,12 +316,9 @@ pub(crate) fn replay_outcome(
     }
 }
 
+/// The `algs` challenge parameter: every accepted name, `Ed25519` (RFC 9864) beside `EdDSA`.
 fn algs(algorithms: &[Algorithm]) -> String {
-    algorithms
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::support::jose::accepted_names(algorithms).join(" ")
 }
 
 fn seconds(duration: Duration) -> i64 {
@@ -400,7 +397,7 @@ mod tests {
         assert!(Dpop::new().algorithms(&[]).is_err());
         assert!(Dpop::new().algorithms(&[A::ES256, A::HS256]).is_err());
         let dpop = Dpop::new().algorithms(&[A::EdDSA, A::ES256]).unwrap();
-        assert_eq!(dpop.algs(), "EdDSA ES256");
+        assert_eq!(dpop.algs(), "EdDSA Ed25519 ES256");
     }
 
     #[test]

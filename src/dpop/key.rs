@@ -7,14 +7,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use jsonwebtoken::jwk::{CommonParameters, Jwk};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
+use crate::support::crypto::{self, jose_provider, JoseProvider};
+use crate::support::jose;
 use crate::thumbprint::JwkThumbprint;
 
 /// A client's DPoP signing key: it signs the proofs ([`proof`](Self::proof)) and its public
@@ -48,6 +51,10 @@ use crate::thumbprint::JwkThumbprint;
 #[derive(Clone)]
 pub struct DpopKey {
     alg: Algorithm,
+    /// The `alg` header's value: the algorithm's JWA name, or `Ed25519` (RFC 9864) for an
+    /// Ed25519 key told to use it.
+    alg_name: &'static str,
+    provider: JoseProvider,
     /// What jsonwebtoken signs with: the PKCS#8 document for EC keys, the PKCS#8 v1 document
     /// for Ed25519 keys, the PKCS#1 `RSAPrivateKey` for RSA keys (each backend's format).
     signing: EncodingKey,
@@ -99,37 +106,82 @@ impl DpopKey {
     /// refuses; [`ConfigError::NoCryptoProvider`] when jsonwebtoken (or, without a backend
     /// feature, rustls, for random `jti`s) has no provider.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, ConfigError> {
-        crate::support::crypto::ensure_jwt_provider()?;
+        let provider = jose_provider()?;
         // Fails now, not on the first proof, when there is no random source for `jti`s.
         super::backend::fill_random(&mut [0u8; 1])?;
-        let (alg, signing) = match super::pkcs8::parse(der)? {
-            super::pkcs8::Key::Ec(alg) => (alg, EncodingKey::from_ec_der(der)),
+        let refused = |e: jsonwebtoken::errors::Error| {
+            ConfigError::key("the crypto backend refused the key", Some(e.into()))
+        };
+        let utils = &provider.key_utils;
+        // The public JWK from the provider passed explicitly (jsonwebtoken's
+        // `Jwk::from_encoding_key` would use its process-wide default), with only the key's own
+        // members: a DPoP `jwk` header needs no `alg`, `kid` or `use` (RFC 9449 §4.2 shows none).
+        let (alg, signing, jwk) = match super::pkcs8::parse(der)? {
+            super::pkcs8::Key::Ec(alg) => {
+                let (curve, x, y) =
+                    (utils.ec_pub_components_from_private_key)(der, alg).map_err(refused)?;
+                let jwk = serde_json::json!({
+                    "kty": "EC", "crv": curve, "x": URL_SAFE_NO_PAD.encode(x),
+                    "y": URL_SAFE_NO_PAD.encode(y),
+                });
+                (alg, EncodingKey::from_ec_der(der), jwk)
+            }
             // jsonwebtoken reads Ed25519 keys in the 48-byte v1 form only (RFC 8410 §7); the
             // backends generate v2, with the public key appended.
-            super::pkcs8::Key::Ed25519(seed) => (
-                Algorithm::EdDSA,
-                EncodingKey::from_ed_der(&super::pkcs8::ed25519_v1(seed)),
-            ),
+            super::pkcs8::Key::Ed25519(seed) => {
+                let v1 = super::pkcs8::ed25519_v1(seed);
+                let x = (utils.ed_pub_components_from_private_key)(&v1, &EllipticCurve::Ed25519)
+                    .map_err(refused)?;
+                let jwk = serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(x),
+                });
+                (Algorithm::EdDSA, EncodingKey::from_ed_der(&v1), jwk)
+            }
             // Both jsonwebtoken backends sign with the PKCS#1 key inside the PKCS#8 wrapper.
-            super::pkcs8::Key::Rsa(pkcs1) => (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1)),
+            super::pkcs8::Key::Rsa(pkcs1) => {
+                let (n, e) = (utils.rsa_pub_components_from_private_key)(pkcs1).map_err(refused)?;
+                let jwk = serde_json::json!({
+                    "kty": "RSA", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
+                });
+                (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1), jwk)
+            }
         };
-        let mut jwk = Jwk::from_encoding_key(&signing, alg)
-            .map_err(|e| ConfigError::key("the crypto backend refused the key", Some(e.into())))?;
-        // Only the key itself: from_encoding_key fills in `alg`, and a DPoP `jwk` header needs
-        // no common member (RFC 9449 §4.2 shows none).
-        jwk.common = CommonParameters::default();
+        let jwk: Jwk = serde_json::from_value(jwk)
+            .map_err(|_| ConfigError::key("the key's public JWK cannot be read", None))?;
         let thumbprint = super::jwk::thumbprint(&jwk)
             .ok_or_else(|| ConfigError::key("the key has no RFC 7638 thumbprint", None))?;
         // One signature now, so that a key the backend cannot sign with (an RSA key below its
         // minimum size, say) fails here rather than on every request.
-        jsonwebtoken::crypto::sign(b"certbound DPoP key check", &signing, alg)
+        crypto::sign(provider, alg, &signing, b"certbound DPoP key check")
             .map_err(|e| ConfigError::key("the key cannot sign", Some(e.into())))?;
         Ok(Self {
             alg,
+            alg_name: jose::name(alg),
+            provider,
             signing,
             jwk,
             thumbprint,
         })
+    }
+
+    /// Names the algorithm of an Ed25519 key `Ed25519`, its fully-specified name (RFC 9864),
+    /// instead of `EdDSA` in the proofs' `alg` header; `false` goes back to `EdDSA`. No effect
+    /// on other keys.
+    ///
+    /// `EdDSA` is the default: every DPoP server knows it, while `Ed25519` is new (RFC 9864
+    /// deprecates `EdDSA` for JOSE). A [`TokenSource`](crate::client::TokenSource) chooses for
+    /// itself from the authorization server's `dpop_signing_alg_values_supported` when it
+    /// discovers it: `Ed25519` when the server lists only that name.
+    #[must_use]
+    pub fn fully_specified_alg(mut self, fully_specified: bool) -> Self {
+        self.alg_name = alg_name(self.alg, fully_specified);
+        self
+    }
+
+    /// The proofs' `alg` header value: the [`algorithm`](Self::algorithm)'s JWA name, or
+    /// `Ed25519` (see [`fully_specified_alg`](Self::fully_specified_alg)).
+    pub fn alg_name(&self) -> &'static str {
+        self.alg_name
     }
 
     /// The key as a PKCS#8 PEM document (`-----BEGIN PRIVATE KEY-----`), to save a generated
@@ -185,6 +237,7 @@ impl DpopKey {
             nonce: None,
             iat: None,
             jti: None,
+            alg_name: None,
             extra: Map::new(),
         }
     }
@@ -194,9 +247,19 @@ impl fmt::Debug for DpopKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Public facts only, never the key.
         f.debug_struct("DpopKey")
-            .field("algorithm", &self.alg)
+            .field("algorithm", &format_args!("{}", self.alg_name))
             .field("thumbprint", &self.thumbprint)
             .finish()
+    }
+}
+
+/// The `alg` header value for a key of `alg`: `Ed25519` (RFC 9864) for an Ed25519 key when
+/// `fully_specified`, else the JWA name.
+fn alg_name(alg: Algorithm, fully_specified: bool) -> &'static str {
+    if fully_specified && alg == Algorithm::EdDSA {
+        jose::ED25519
+    } else {
+        jose::name(alg)
     }
 }
 
@@ -218,10 +281,20 @@ pub struct ProofBuilder<'a> {
     nonce: Option<String>,
     iat: Option<i64>,
     jti: Option<String>,
+    /// The `alg` header value, when not the key's own choice.
+    alg_name: Option<&'static str>,
     extra: Map<String, Value>,
 }
 
 impl ProofBuilder<'_> {
+    /// Names an Ed25519 key's algorithm `Ed25519` (or `EdDSA`) in this proof, whatever the
+    /// key's own [`fully_specified_alg`](DpopKey::fully_specified_alg) says: for a client that
+    /// learnt which name its server lists.
+    pub(crate) fn fully_specified_alg(mut self, fully_specified: bool) -> Self {
+        self.alg_name = Some(alg_name(self.key.alg, fully_specified));
+        self
+    }
+
     /// Binds the proof to the access token it is sent with: `ath` is the base64url SHA-256 of
     /// `token` (RFC 9449 §4.2). Required when the request carries a DPoP-bound token.
     #[must_use]
@@ -295,10 +368,26 @@ impl ProofBuilder<'_> {
         }
         claims.extend(self.extra);
 
-        let mut header = Header::new(self.key.alg);
-        header.typ = Some("dpop+jwt".to_owned());
-        header.jwk = Some(self.key.jwk.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key.signing)
+        let alg_name = self.alg_name.unwrap_or(self.key.alg_name);
+        let header = serde_json::json!({
+            "typ": "dpop+jwt",
+            "alg": alg_name,
+            "jwk": self.key.jwk,
+        });
+        let json =
+            |e: serde_json::Error| jsonwebtoken::errors::Error::from(ErrorKind::Json(e.into()));
+        let mut jws = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(json)?);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(&claims).map_err(json)?, &mut jws);
+        let signature = crypto::sign(
+            self.key.provider,
+            self.key.alg,
+            &self.key.signing,
+            jws.as_bytes(),
+        )?;
+        jws.push('.');
+        jws.push_str(&signature);
+        Ok(jws)
     }
 }
 
@@ -334,11 +423,15 @@ fn random_jti() -> Result<String, jsonwebtoken::errors::Error> {
 }
 
 #[cfg(all(test, any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+// Proofs checked by jsonwebtoken's own `decode` (independently of certbound's proof check), with
+// the process-wide provider installed by `verify`.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use jsonwebtoken::{DecodingKey, TokenData, Validation};
 
     fn verify(key: &DpopKey, proof: &str) -> TokenData<Value> {
+        crate::test_helpers::install_jose_default();
         let decoding = DecodingKey::from_jwk(key.public_jwk()).expect("public JWK");
         let mut validation = Validation::new(key.algorithm());
         validation.validate_exp = false;
@@ -368,6 +461,41 @@ mod tests {
             .is_some_and(|jti| jti.len() == 22));
         assert!(data.claims.get("ath").is_none());
         assert!(data.claims.get("nonce").is_none());
+    }
+
+    #[test]
+    fn an_ed25519_key_told_to_names_its_algorithm_ed25519_and_its_proofs_verify() {
+        let key = DpopKey::generate(Algorithm::EdDSA).unwrap();
+        assert_eq!(key.alg_name(), "EdDSA");
+        let key = key.fully_specified_alg(true);
+        assert_eq!(key.alg_name(), "Ed25519");
+        let proof = key.proof("GET", "https://api.example/r").sign().unwrap();
+        let header_alg = |proof: &str| {
+            let header = URL_SAFE_NO_PAD
+                .decode(proof.split('.').next().unwrap())
+                .unwrap();
+            serde_json::from_slice::<Value>(&header).unwrap()["alg"].clone()
+        };
+        assert_eq!(header_alg(&proof), "Ed25519");
+        let expected = super::super::proof::Expected {
+            method: "GET",
+            htu: "https://api.example/r",
+            ath: None,
+            now: now_unix(),
+        };
+        let rules = super::super::proof::ProofRules::default();
+        let verified = super::super::proof::verify(&proof, &expected, &rules).unwrap();
+        assert_eq!(verified.jkt(), &key.thumbprint());
+        // One proof may say otherwise (a client that learnt the server's names), and keys of
+        // other types keep their one name.
+        let proof = key
+            .proof("GET", "https://api.example/r")
+            .fully_specified_alg(false);
+        assert_eq!(header_alg(&proof.sign().unwrap()), "EdDSA");
+        let es = DpopKey::generate(Algorithm::ES256)
+            .unwrap()
+            .fully_specified_alg(true);
+        assert_eq!(es.alg_name(), "ES256");
     }
 
     #[test]

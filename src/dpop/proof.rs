@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -318,9 +317,9 @@ pub(crate) fn verify(
     if header.crit {
         return Err(invalid("DPoP proof header has crit"));
     }
-    // Check 5: an asymmetric algorithm from the allow-list (the list never holds none or HS*).
-    let algorithm = Algorithm::from_str(&header.alg)
-        .ok()
+    // Check 5: an asymmetric algorithm from the allow-list (the list never holds none or HS*);
+    // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed, the key checked below either way.
+    let algorithm = crate::support::jose::algorithm(&header.alg)
         .filter(|a| rules.algorithms.contains(a))
         .ok_or_else(|| invalid("DPoP proof alg is not allowed"))?;
     // Check 7: a public key, of the algorithm's type.
@@ -334,9 +333,17 @@ pub(crate) fn verify(
     // Check 6: the signature, with that key.
     let message_len = header_b64.len() + 1 + claims_b64.len();
     let message = &proof.as_bytes()[..message_len];
-    match jsonwebtoken::crypto::verify(signature_b64, message, &key, algorithm) {
-        Ok(true) => {}
-        _ => return Err(invalid("DPoP proof signature does not verify")),
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .map_err(|_| invalid("DPoP proof signature is not base64url"))?;
+    let provider = crate::support::crypto::jose_provider().map_err(|_| {
+        AuthError::with_detail(
+            AuthErrorKind::Misconfigured,
+            "no jsonwebtoken crypto provider to verify DPoP proofs with",
+        )
+    })?;
+    if !crate::support::crypto::verify(provider, algorithm, &key, message, signature) {
+        return Err(invalid("DPoP proof signature does not verify"));
     }
     // Check 3: the claims.
     let claims_json = URL_SAFE_NO_PAD

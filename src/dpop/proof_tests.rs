@@ -1,5 +1,7 @@
 //! Tests of the proof checks: every RFC 9449 §4.3 check, with proofs signed through
 //! jsonwebtoken directly (independently of certbound's own signer).
+// jsonwebtoken's own signing, with the process-wide provider installed by `Signer::new`.
+#![allow(clippy::disallowed_methods)]
 
 use super::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -17,7 +19,7 @@ struct Signer {
 
 impl Signer {
     fn new(alg: Algorithm) -> Self {
-        crate::support::crypto::ensure_jwt_provider().unwrap();
+        crate::test_helpers::install_jose_default();
         let (rcgen_alg, make): (_, fn(&[u8]) -> EncodingKey) = match alg {
             Algorithm::ES256 => (&rcgen::PKCS_ECDSA_P256_SHA256, EncodingKey::from_ec_der),
             Algorithm::EdDSA => (&rcgen::PKCS_ED25519, EncodingKey::from_ed_der),

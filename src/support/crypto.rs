@@ -8,6 +8,10 @@
 //!   `jsonwebtoken::crypto::CryptoProvider::install_default`). When one is missing, the builders
 //!   that need it return a [`ConfigError`]: never a panic, neither at start-up nor later on a
 //!   request.
+//! - jsonwebtoken's provider is always passed explicitly ([`jose_provider`], [`sign`],
+//!   [`verify`]): no code path of certbound reaches jsonwebtoken's own provider selection, which
+//!   panics when it sees both backends or neither. `clippy.toml` forbids the jsonwebtoken
+//!   functions that would (`encode`, `decode`, `crypto::sign`, ...).
 
 use std::sync::Arc;
 
@@ -34,30 +38,73 @@ pub(crate) fn rustls_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, C
     }
 }
 
-/// Makes sure jsonwebtoken has a process-wide provider before certbound verifies anything.
+/// The jsonwebtoken provider certbound signs and verifies JOSE objects with, passed explicitly
+/// to every signature and verification ([`sign`], [`verify`]).
 ///
-/// With a backend feature, certbound's provider is installed unless the application installed
-/// one already (its choice is respected).
+/// certbound never goes through jsonwebtoken's process-wide default: when nothing installed one,
+/// jsonwebtoken picks it from its own crate features on first use, and with both backends
+/// compiled in (as Cargo's feature unification does whenever another dependency enables the
+/// other one) that pick is a provider that panics on every call. With a backend feature the
+/// provider is that backend's, like the rustls provider above; the process-wide default is
+/// neither read nor set.
 ///
 /// # Errors
 /// Without a backend feature, when the application installed no jsonwebtoken provider.
-pub(crate) fn ensure_jwt_provider() -> Result<(), ConfigError> {
-    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
+pub(crate) fn jose_provider() -> Result<JoseProvider, ConfigError> {
+    #[cfg(feature = "aws-lc-rs")]
     {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            #[cfg(feature = "aws-lc-rs")]
-            let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-            #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-            let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-            let _ = provider.install_default();
-        });
-        Ok(())
+        Ok(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    {
+        Ok(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER)
     }
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
     {
         no_backend::installed_jwt_provider()
     }
+}
+
+/// A jsonwebtoken crypto provider chosen by [`jose_provider`].
+pub(crate) type JoseProvider = &'static jsonwebtoken::crypto::CryptoProvider;
+
+/// Whether `signature` (raw bytes) is `key`'s signature of `message` under `algorithm`. A key
+/// the provider cannot use for `algorithm` verifies nothing.
+pub(crate) fn verify(
+    provider: JoseProvider,
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::DecodingKey,
+    message: &[u8],
+    signature: Vec<u8>,
+) -> bool {
+    match (provider.verifier_factory)(&algorithm, key) {
+        Ok(verifier) => verifier.verify(message, &signature).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `key`'s signature of `message` under `algorithm`, base64url without padding (the third part
+/// of a compact JWS).
+///
+/// # Errors
+/// When the key does not fit the algorithm or the backend fails to sign.
+pub(crate) fn sign(
+    provider: JoseProvider,
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    message: &[u8],
+) -> Result<String, jsonwebtoken::errors::Error> {
+    use base64::Engine as _;
+    use jsonwebtoken::errors::ErrorKind;
+    if key.family() != algorithm.family() {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    let signer = (provider.signer_factory)(&algorithm, key)?;
+    if signer.algorithm() != algorithm {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    let signature = signer.try_sign(message)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature))
 }
 
 /// Without a backend feature: finding out whether the application installed a jsonwebtoken
@@ -92,9 +139,9 @@ mod no_backend {
     /// The probe is [`FAIL_CLOSED`]: if nothing was installed, it stays in place, so that no
     /// later verification anywhere in the process can panic, and construction fails with a
     /// [`ConfigError`] that says what to do.
-    pub(super) fn installed_jwt_provider() -> Result<(), ConfigError> {
+    pub(super) fn installed_jwt_provider() -> Result<super::JoseProvider, ConfigError> {
         match FAIL_CLOSED.install_default() {
-            Err(installed) if !std::ptr::eq(installed, &FAIL_CLOSED) => Ok(()),
+            Err(installed) if !std::ptr::eq(installed, &FAIL_CLOSED) => Ok(installed),
             _ => Err(ConfigError::NoCryptoProvider {
                 library: "jsonwebtoken",
             }),

@@ -1,10 +1,11 @@
 //! Crate-private machinery shared by the feature modules, so that none of them imports another
-//! to borrow a helper: constant-time comparison, encodings, the crypto backend, the bounded
+//! to borrow a helper: constant-time comparison, encodings, the crypto backend and JOSE algorithm names, the bounded
 //! result cache and the one single-flight.
 
 pub(crate) mod cache;
 pub(crate) mod crypto;
 pub(crate) mod ct;
 pub(crate) mod encoding;
+pub(crate) mod jose;
 pub(crate) mod single_flight;
 pub(crate) mod token_key;

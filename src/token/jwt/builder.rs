@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
-use super::claims::validation;
+use super::claims::ClaimRules;
 use super::keys::{
     fingerprint, KeyLocation, KeySet, RemoteKeys, RemoteSettings, VerificationKey, RSA_ALGS,
 };
@@ -198,7 +198,7 @@ impl JwtValidatorBuilder {
     /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
     /// 32 bytes), a non-https URL, or an invalid issuer / audience.
     pub fn build(self) -> Result<JwtValidator, ConfigError> {
-        crate::support::crypto::ensure_jwt_provider()?;
+        let provider = crate::support::crypto::jose_provider()?;
         if self.issuer.is_empty() {
             return Err(ConfigError::invalid("issuer", "must not be empty"));
         }
@@ -312,14 +312,15 @@ impl JwtValidatorBuilder {
             None => Keys::Static(Arc::new(keys)),
         };
 
-        let leeway = self.upstream.leeway.as_secs();
-        let validations = algorithms
-            .into_iter()
-            .map(|alg| (alg, validation(alg, &self.issuer, &self.audiences, leeway)))
-            .collect();
         Ok(JwtValidator(Arc::new(Inner {
             keys,
-            validations,
+            algorithms,
+            claims: ClaimRules {
+                issuer: self.issuer,
+                audiences: self.audiences,
+                leeway: self.upstream.leeway.as_secs(),
+            },
+            provider,
             require_at_jwt: self.require_at_jwt,
             cache: self.cache.then(|| {
                 Arc::new(ResultCache::new(

@@ -1,13 +1,11 @@
 //! What a JWT access token must look like: the JOSE header fields read before choosing the key,
-//! the `typ` rule of RFC 9068, the claims checks handed to jsonwebtoken, and how jsonwebtoken's
-//! verdicts map to [`AuthError`]s.
+//! the `typ` rule of RFC 9068, and the claims checks.
 
 use std::borrow::Cow;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::encoding::json_object_text;
@@ -15,9 +13,8 @@ use crate::support::encoding::json_object_text;
 /// Room for a decoded JOSE header on the stack (longer headers are decoded on the heap).
 pub(super) const HEADER_BUF: usize = 1024;
 
-/// The JOSE header fields certbound acts on, read before choosing the key. jsonwebtoken's own
-/// `decode` reads the header again and checks the algorithm against the one chosen here, so a
-/// disagreement between the two parsers can only reject.
+/// The JOSE header fields certbound acts on, read before choosing the key (the only reading of
+/// the header: the signature covers its bytes as sent).
 #[derive(serde::Deserialize)]
 pub(super) struct JoseHeader<'a> {
     #[serde(borrow)]
@@ -26,6 +23,16 @@ pub(super) struct JoseHeader<'a> {
     pub(super) kid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(super) typ: Option<Cow<'a, str>>,
+    /// RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand, and
+    /// certbound understands none, so its presence (whatever its value) refuses the token.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) crit: bool,
+}
+
+/// `true` when the member is present, whatever its value (even `null`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    use serde::Deserialize as _;
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 impl<'a> JoseHeader<'a> {
@@ -54,6 +61,7 @@ impl<'a> JoseHeader<'a> {
             alg: own(self.alg),
             kid: self.kid.map(own),
             typ: self.typ.map(own),
+            crit: self.crit,
         }
     }
 }
@@ -67,48 +75,90 @@ pub(super) fn is_at_jwt(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
 }
 
-/// jsonwebtoken's checks for tokens of `alg`: `iss` exactly `issuer`, `aud` one of `audiences`,
-/// `exp` required, `exp` and `nbf` with `leeway` seconds of tolerance.
-pub(super) fn validation(
-    alg: Algorithm,
-    issuer: &str,
-    audiences: &[String],
-    leeway: u64,
-) -> Validation {
-    let mut v = Validation::new(alg);
-    v.set_issuer(&[issuer]);
-    v.set_audience(audiences);
-    v.set_required_spec_claims(&["exp", "iss", "aud"]);
-    v.validate_nbf = true;
-    v.leeway = leeway;
-    v
+/// The claims every token must pass (RFC 9068 §4, RFC 7519 §4.1): `iss` exactly the issuer,
+/// `aud` (a string or an array of strings) naming one of the audiences, `exp` required, `exp`
+/// and `nbf` with `leeway` seconds of tolerance.
+///
+/// Checked here rather than by jsonwebtoken's `decode`, which would reach its process-wide
+/// crypto provider (see `support::crypto`) and cannot read RFC 9864's `Ed25519` header; the
+/// semantics are jsonwebtoken's: the same checks in the same order, NumericDates as
+/// non-negative integers or finite non-negative numbers rounded to whole seconds.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimRules {
+    pub(super) issuer: String,
+    pub(super) audiences: Vec<String>,
+    pub(super) leeway: u64,
 }
 
-/// jsonwebtoken's verdict as an [`AuthError`], with jsonwebtoken's error as its source unless
-/// that error's text may quote the token (base64, JSON and UTF-8 errors echo input).
-pub(super) fn map_jwt_error(error: jsonwebtoken::errors::Error) -> AuthError {
-    use AuthErrorKind as K;
-    let kind = error.kind();
-    let refusal = match kind {
-        JwtErrorKind::ExpiredSignature => AuthError::with_detail(K::TokenExpired, "token expired"),
-        JwtErrorKind::ImmatureSignature => {
-            AuthError::with_detail(K::TokenNotYetValid, "token not yet valid (nbf)")
+impl ClaimRules {
+    /// Checks `claims` at `now` (Unix seconds).
+    pub(super) fn check(&self, claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
+        let exp = claims.get("exp").map(numeric_date);
+        let iss = claims.get("iss").map(Value::as_str);
+        let aud = claims.get("aud").map(audiences);
+        // Required (a claim of the wrong type counts as missing, as with jsonwebtoken).
+        if !matches!(exp, Some(Some(_)))
+            || !matches!(iss, Some(Some(_)))
+            || !matches!(aud, Some(Some(_)))
+        {
+            return Err(invalid("a required claim is missing"));
         }
-        JwtErrorKind::InvalidSignature => invalid("bad signature"),
-        JwtErrorKind::InvalidIssuer => invalid("wrong issuer"),
-        JwtErrorKind::InvalidAudience => invalid("wrong audience"),
-        JwtErrorKind::MissingRequiredClaim(_) => invalid("a required claim is missing"),
-        JwtErrorKind::InvalidAlgorithm => invalid("algorithm does not fit the key"),
-        _ => invalid("malformed JWT"),
-    };
-    if matches!(
-        kind,
-        JwtErrorKind::Base64(_) | JwtErrorKind::Json(_) | JwtErrorKind::Utf8(_)
-    ) {
-        refusal
-    } else {
-        refusal.with_source(error)
+        let nbf = match claims.get("nbf").map(numeric_date) {
+            None => None,
+            Some(Some(nbf)) => Some(nbf),
+            Some(None) => return Err(invalid("malformed nbf")),
+        };
+        if exp
+            .flatten()
+            .is_some_and(|exp| exp < now.saturating_sub(self.leeway))
+        {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::TokenExpired,
+                "token expired",
+            ));
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::TokenNotYetValid,
+                "token not yet valid (nbf)",
+            ));
+        }
+        if iss.flatten() != Some(self.issuer.as_str()) {
+            return Err(invalid("wrong issuer"));
+        }
+        let named = aud
+            .flatten()
+            .is_some_and(|mut named| named.any(|a| self.audiences.iter().any(|ours| ours == a)));
+        if !named {
+            return Err(invalid("wrong audience"));
+        }
+        Ok(())
     }
+}
+
+/// A NumericDate as whole seconds: a non-negative integer, or a finite non-negative number
+/// rounded; `None` for anything else.
+fn numeric_date(value: &Value) -> Option<u64> {
+    let number = value.as_number()?;
+    number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f.round() as u64)
+    })
+}
+
+/// The audiences an `aud` claim names: a string, or an array of strings (`None` for anything
+/// else, an array with a non-string member included).
+fn audiences(aud: &Value) -> Option<impl Iterator<Item = &str>> {
+    let (single, many) = match aud {
+        Value::String(one) => (Some(one.as_str()), None),
+        Value::Array(all) if all.iter().all(Value::is_string) => {
+            (None, Some(all.iter().filter_map(Value::as_str)))
+        }
+        _ => return None,
+    };
+    Some(single.into_iter().chain(many.into_iter().flatten()))
 }
 
 #[cfg(test)]

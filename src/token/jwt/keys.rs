@@ -94,7 +94,7 @@ impl KeySet {
         let mut set = KeySet::default();
         for key in keys {
             // One odd key must not make the whole set unusable.
-            let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) else {
+            let Some(jwk) = read_jwk(key) else {
                 continue;
             };
             if let Some(key) = verification_key(&jwk) {
@@ -162,6 +162,19 @@ impl JwksError {
         };
         ConfigError::key(reason, self.source.map(Into::into))
     }
+}
+
+/// A JWK as jsonwebtoken reads it. jsonwebtoken knows `alg` values of RFC 7518 only: an
+/// `alg` of `Ed25519` (RFC 9864) is read as `EdDSA`, which in jsonwebtoken is Ed25519 only, and
+/// [`verification_key`] then requires an Ed25519 key, as for `EdDSA`.
+fn read_jwk(key: &Value) -> Option<Jwk> {
+    let mut key = key.clone();
+    if let Some(alg) = key.get_mut("alg") {
+        if alg == crate::support::jose::ED25519 {
+            *alg = Value::from("EdDSA");
+        }
+    }
+    serde_json::from_value::<Jwk>(key).ok()
 }
 
 fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {

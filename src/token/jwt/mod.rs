@@ -1,4 +1,5 @@
-//! [`JwtValidator`]: local validation of JWT access tokens (RFC 9068) with jsonwebtoken.
+//! [`JwtValidator`]: local validation of JWT access tokens (RFC 9068): jsonwebtoken's keys and
+//! crypto providers, certbound's own reading of the JWS and its claims.
 //!
 //! The validator (this file) picks the key and runs the check; [`builder`] holds the
 //! configuration, [`claims`] the JOSE header and claims rules, [`keys`] the key sets and their
@@ -9,21 +10,24 @@ mod claims;
 pub(crate) mod keys;
 
 use std::fmt;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 pub use builder::JwtValidatorBuilder;
-use claims::{invalid, is_at_jwt, map_jwt_error, JoseHeader, HEADER_BUF};
+use claims::{invalid, is_at_jwt, ClaimRules, JoseHeader, HEADER_BUF};
 use keys::{KeySet, RemoteKeys};
 
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use crate::support::crypto::{self, JoseProvider};
+use crate::support::encoding::json_object_text;
+use crate::support::jose;
 use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally, with jsonwebtoken. Cheap to clone; clones
@@ -56,8 +60,11 @@ pub struct JwtValidator(Arc<Inner>);
 
 struct Inner {
     keys: Keys,
-    /// One prepared `Validation` per allowed algorithm (no allocation per request).
-    validations: Vec<(Algorithm, Validation)>,
+    /// The allowed algorithms.
+    algorithms: Vec<Algorithm>,
+    claims: ClaimRules,
+    /// Passed to every verification (never jsonwebtoken's process-wide default).
+    provider: JoseProvider,
     require_at_jwt: bool,
     /// Validated tokens by SHA-256 of the token; `None` when disabled.
     cache: Option<Arc<ResultCache<Verified>>>,
@@ -79,9 +86,8 @@ enum Keys {
 
 impl fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let algorithms: Vec<_> = self.0.validations.iter().map(|(a, _)| *a).collect();
         f.debug_struct("JwtValidator")
-            .field("algorithms", &algorithms)
+            .field("algorithms", &self.0.algorithms)
             .field("remote_keys", &matches!(self.0.keys, Keys::Remote(_)))
             .field("require_at_jwt", &self.0.require_at_jwt)
             .field("cache", &self.0.cache.is_some())
@@ -113,14 +119,19 @@ impl JwtValidator {
     fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
-        let alg = Algorithm::from_str(&header.alg)
-            .map_err(|_| Pending::Done(invalid("unknown or none algorithm")))?;
-        let Some((alg, validation)) = self.0.validations.iter().find(|(a, _)| *a == alg) else {
+        // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed; the key must be Ed25519 either way.
+        let alg = jose::algorithm(&header.alg)
+            .ok_or_else(|| Pending::Done(invalid("unknown or none algorithm")))?;
+        if !self.0.algorithms.contains(&alg) {
             return Err(Pending::Done(invalid("algorithm not allowed")));
-        };
+        }
+        if header.crit {
+            return Err(Pending::Done(invalid("the JOSE header has crit")));
+        }
         if self.0.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
             return Err(Pending::Done(invalid("typ is not at+jwt")));
         }
+        let jws = Jws::split(token).map_err(Pending::Done)?;
         let kid = header.kid.as_deref();
         let keys = match &self.0.keys {
             Keys::Static(keys) => Arc::clone(keys),
@@ -129,15 +140,57 @@ impl JwtValidator {
                 None => return Err(Pending::Fetch),
             },
         };
-        match verify_with(&keys, token, kid, *alg, validation) {
+        let fingerprint = match self.verify_with(&keys, &jws, kid, alg) {
             Err(e)
                 if e.kind() == AuthErrorKind::UnknownKey
                     && matches!(self.0.keys, Keys::Remote(_)) =>
             {
-                Err(Pending::Fetch)
+                return Err(Pending::Fetch)
             }
-            other => other.map_err(Pending::Done),
+            other => other.map_err(Pending::Done)?,
+        };
+        let claims = jws.claims().map_err(Pending::Done)?;
+        self.0
+            .claims
+            .check(&claims, unix_now())
+            .map_err(Pending::Done)?;
+        Ok(Verified {
+            token: AccessToken::from_claims(claims).map_err(Pending::Done)?,
+            generation: keys.generation(),
+            fingerprint,
+        })
+    }
+
+    /// The fingerprint of the key that verifies the signature: the candidates for `kid` and
+    /// `alg` in turn.
+    fn verify_with(
+        &self,
+        keys: &KeySet,
+        jws: &Jws<'_>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<[u8; 32], AuthError> {
+        let mut candidates = keys.candidates(kid, alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(AuthError::with_detail(
+                AuthErrorKind::UnknownKey,
+                "no key for this kid and algorithm",
+            ));
         }
+        let signature = jws.signature()?;
+        for candidate in candidates {
+            let verified = crypto::verify(
+                self.0.provider,
+                alg,
+                &candidate.key,
+                jws.signing_input.as_bytes(),
+                signature.clone(),
+            );
+            if verified {
+                return Ok(candidate.fingerprint);
+            }
+        }
+        Err(invalid("bad signature"))
     }
 }
 
@@ -146,38 +199,50 @@ enum Pending {
     Fetch,
 }
 
-fn verify_with(
-    keys: &KeySet,
-    token: &str,
-    kid: Option<&str>,
-    alg: Algorithm,
-    validation: &Validation,
-) -> Result<Verified, AuthError> {
-    let mut last = AuthError::with_detail(
-        AuthErrorKind::UnknownKey,
-        "no key for this kid and algorithm",
-    );
-    for candidate in keys.candidates(kid, alg) {
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, validation) {
-            Ok(data) => {
-                return Ok(Verified {
-                    token: AccessToken::from_claims(data.claims)?,
-                    generation: keys.generation(),
-                    fingerprint: candidate.fingerprint,
-                })
-            }
-            Err(e) => {
-                // Only a bad signature is worth trying the next key for; anything else is
-                // about the token itself.
-                let next_key = matches!(e.kind(), JwtErrorKind::InvalidSignature);
-                last = map_jwt_error(e);
-                if !next_key {
-                    return Err(last);
-                }
-            }
+/// A compact JWS in its three parts.
+struct Jws<'a> {
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> Jws<'a> {
+    fn split(token: &'a str) -> Result<Self, AuthError> {
+        let malformed = || invalid("malformed JWT");
+        let (signing_input, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (header, payload) = signing_input.split_once('.').ok_or_else(malformed)?;
+        if header.is_empty() || payload.contains('.') {
+            return Err(malformed());
         }
+        Ok(Self {
+            signing_input,
+            payload,
+            signature,
+        })
     }
-    Err(last)
+
+    fn signature(&self) -> Result<Vec<u8>, AuthError> {
+        URL_SAFE_NO_PAD
+            .decode(self.signature)
+            .map_err(|_| invalid("malformed JWT signature"))
+    }
+
+    /// The claims: a JSON object.
+    fn claims(&self) -> Result<Map<String, Value>, AuthError> {
+        let malformed = || invalid("malformed JWT claims");
+        let json = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| malformed())?;
+        let text = json_object_text(&json).ok_or_else(malformed)?;
+        serde_json::from_str(text).map_err(|_| malformed())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl ValidateToken for JwtValidator {
@@ -258,7 +323,7 @@ impl JwtValidator {
 
     /// How long a validated token is kept: until its `exp`, at most the configured time.
     fn keep(&self, token: &str, verified: &Verified) -> Keep {
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = unix_now();
         let ttl = match verified.token.claim("exp").and_then(Value::as_u64) {
             Some(exp) if exp > now => self.0.cache_ttl.min(Duration::from_secs(exp - now)),
             // No usable exp (or already within the leeway after it): not cached.
@@ -338,10 +403,11 @@ impl fmt::Display for KeyFetchError {
 impl std::error::Error for KeyFetchError {}
 
 #[cfg(test)]
+// Tokens signed by jsonwebtoken's own `encode`, as an authorization server signs them, with the
+// process-wide provider installed by `sign`.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -349,7 +415,7 @@ mod tests {
     const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";
 
     fn now() -> u64 {
-        jsonwebtoken::get_current_timestamp()
+        unix_now()
     }
 
     fn hmac_validator() -> JwtValidator {
@@ -362,7 +428,7 @@ mod tests {
     }
 
     fn sign(claims: Value) -> String {
-        crate::support::crypto::ensure_jwt_provider().expect("a crypto backend");
+        crate::test_helpers::install_jose_default();
         encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -461,6 +527,7 @@ mod tests {
 
     #[test]
     fn es256_tokens_verify_with_the_selected_backend() {
+        crate::test_helpers::install_jose_default();
         // Runs under each crypto feature in CI: aws-lc-rs, and rust-crypto alone.
         let key = crate::test_helpers::p256_key();
         let v = JwtValidator::builder("https://as.test", "https://api.test")
@@ -499,16 +566,67 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_token_carries_the_jsonwebtoken_error_as_source() {
-        use std::error::Error as _;
+    fn a_refused_token_says_which_claim_failed() {
+        let v = hmac_validator();
+        let detail = |c: Value| match v.validate_now(&sign(c)) {
+            Err(Pending::Done(err)) => err.detail(),
+            _ => panic!("refused at once expected"),
+        };
         let mut c = claims();
         c["iss"] = json!("https://evil.test");
-        let Err(Pending::Done(err)) = hmac_validator().validate_now(&sign(c)) else {
+        assert_eq!(detail(c), "wrong issuer");
+        let mut c = claims();
+        c["aud"] = json!("https://other.test");
+        assert_eq!(detail(c), "wrong audience");
+        let mut c = claims();
+        c["iss"] = json!(["https://as.test"]);
+        assert_eq!(detail(c), "a required claim is missing");
+        let mut c = claims();
+        c["nbf"] = json!("tomorrow");
+        assert_eq!(detail(c), "malformed nbf");
+    }
+
+    #[test]
+    fn claims_of_every_shape_are_judged_as_jsonwebtoken_judged_them() {
+        let v = hmac_validator();
+        let judged = |edit: &dyn Fn(&mut Value)| {
+            let mut c = claims();
+            edit(&mut c);
+            check(&v, &sign(c)).map(|_| ())
+        };
+        // NumericDates: integers, or non-negative numbers rounded to whole seconds.
+        assert!(judged(&|c| c["exp"] = json!(now() as f64 + 60.5)).is_ok());
+        assert!(judged(&|c| c["nbf"] = json!(now() as f64 - 1.5)).is_ok());
+        for exp in [json!(-1), json!("soon"), json!(null), json!(1e300)] {
+            assert_eq!(
+                judged(&|c| c["exp"] = exp.clone()),
+                Err(AuthErrorKind::InvalidToken),
+                "{exp}"
+            );
+        }
+        // The leeway (5 s here) on both sides.
+        assert!(judged(&|c| c["exp"] = json!(now() - 2)).is_ok());
+        assert!(judged(&|c| c["nbf"] = json!(now() + 2)).is_ok());
+        // An audience array naming us among others; arrays of other shapes are refused.
+        assert!(judged(&|c| c["aud"] = json!(["https://x.test", "https://api.test"])).is_ok());
+        for aud in [json!([]), json!(["https://api.test", 5]), json!({"a": 1})] {
+            assert_eq!(
+                judged(&|c| c["aud"] = aud.clone()),
+                Err(AuthErrorKind::InvalidToken),
+                "{aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_with_crit_in_its_header_is_refused() {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        let Err(Pending::Done(err)) = hmac_validator().validate_now(&token) else {
             panic!("refused at once expected")
         };
-        assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
-        let source = err.source().expect("jsonwebtoken's error");
-        assert!(source.is::<jsonwebtoken::errors::Error>(), "{source:?}");
+        assert_eq!(err.detail(), "the JOSE header has crit");
     }
 
     #[tokio::test]
