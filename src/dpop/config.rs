@@ -109,6 +109,19 @@ impl Dpop {
         Ok(self)
     }
 
+    /// Verifies proof signatures with `provider` instead of the crypto backend the crate
+    /// features select (a FIPS-validated or hardware-backed implementation, say). Without a
+    /// backend feature and without this, the provider the application installed as
+    /// jsonwebtoken's process-wide default is used; when there is none, proofs are answered
+    /// `500` ([`Misconfigured`](crate::AuthErrorKind::Misconfigured)), never with a panic.
+    pub fn crypto_provider(
+        mut self,
+        provider: &'static jsonwebtoken::crypto::CryptoProvider,
+    ) -> Self {
+        self.rules.provider = Some(provider);
+        self
+    }
+
     /// How far a proof's `iat` may lie in the past (`max_age`, default 60 s) and in the future
     /// (`max_skew`, default 15 s, for clients whose clock runs ahead). The window applies
     /// with nonces too. Proof identifiers are kept for the whole window plus a few seconds.

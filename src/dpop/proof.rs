@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use super::htu;
 use super::jwk::{is_private_member, thumbprint_of, PublicKey};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::support::crypto::JoseProvider;
 use crate::support::encoding::json_object_text;
 use crate::thumbprint::JwkThumbprint;
 
@@ -41,6 +42,8 @@ pub(crate) struct ProofRules {
     pub(crate) max_ahead: i64,
     /// Longest `DPoP` header accepted.
     pub(crate) max_len: usize,
+    /// Verifies signatures instead of the crate features' backend.
+    pub(crate) provider: Option<JoseProvider>,
 }
 
 impl Default for ProofRules {
@@ -50,6 +53,7 @@ impl Default for ProofRules {
             max_age: 60,
             max_ahead: 15,
             max_len: 8 * 1024,
+            provider: None,
         }
     }
 }
@@ -336,12 +340,16 @@ pub(crate) fn verify(
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| invalid("DPoP proof signature is not base64url"))?;
-    let provider = crate::support::crypto::jose_provider().map_err(|_| {
-        AuthError::with_detail(
-            AuthErrorKind::Misconfigured,
-            "no jsonwebtoken crypto provider to verify DPoP proofs with",
-        )
-    })?;
+    let provider = match rules.provider {
+        Some(provider) => provider,
+        // Only without a backend feature can this fail: the application installed no provider.
+        None => crate::support::crypto::jose_provider().map_err(|_| {
+            AuthError::with_detail(
+                AuthErrorKind::Misconfigured,
+                "no jsonwebtoken crypto provider to verify DPoP proofs with",
+            )
+        })?,
+    };
     if !crate::support::crypto::verify(provider, algorithm, &key, message, signature) {
         return Err(invalid("DPoP proof signature does not verify"));
     }

@@ -225,7 +225,7 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
     );
     assert_eq!(
         metadata["dpop_signing_alg_values_supported"],
-        json!(["ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA"])
+        json!(["ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA", "Ed25519"])
     );
     let jwks: Value = anonymous
         .get(server.url("/jwks"))

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const ALGS: &str = "algs=\"ES256 ES384 PS256 PS384 PS512 EdDSA\"";
+const ALGS: &str = "algs=\"ES256 ES384 PS256 PS384 PS512 EdDSA Ed25519\"";
 
 fn invalid_proof_challenge() -> String {
     format!("DPoP error=\"invalid_dpop_proof\", error_description=\"invalid DPoP proof\", {ALGS}")

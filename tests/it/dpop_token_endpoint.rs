@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 use crate::common::*;
 
 /// The algorithms a default `Dpop` accepts, as the metadata names them.
-const DEFAULT_ALGS: [&str; 6] = ["ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA"];
+const DEFAULT_ALGS: [&str; 7] = [
+    "ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA", "Ed25519",
+];
 
 /// A replay store that cannot answer.
 #[derive(Debug)]
@@ -447,7 +449,7 @@ async fn metadata_lists_dpop_signing_alg_values_supported() {
     let narrowed = TokenEndpointDpop::new(narrowed, "https://as.example/token").expect("URL");
     assert_eq!(
         narrowed.signing_alg_values().collect::<Vec<_>>(),
-        ["EdDSA", "ES256"]
+        ["EdDSA", "Ed25519", "ES256"]
     );
 }
 

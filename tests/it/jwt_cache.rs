@@ -1,11 +1,11 @@
 //! The validated-token cache of `JwtValidator`, observed from outside: signature verifications
-//! are counted by a jsonwebtoken crypto provider that wraps aws-lc-rs (installed for this test
-//! binary before anything else), while real mTLS clients talk to a real server whose keys come
-//! from a real HTTPS JWKS endpoint.
+//! are counted by a jsonwebtoken crypto provider that wraps aws-lc-rs (given to the validator
+//! with `crypto_provider`), while real mTLS clients talk to a real server whose keys come from a
+//! real HTTPS JWKS endpoint.
 //!
-//! One test function: the counter and the provider are process-wide, and the other modules of
-//! this test binary verify signatures too. So the test runs alone, in a child process of the
-//! binary where nothing else ran before it ([`runs_alone`]).
+//! One test function, run alone in a child process of the binary ([`runs_alone`]): the counter
+//! is process-wide, and the test measures the validator's work under load, undisturbed by the
+//! other tests.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -26,14 +26,11 @@ fn counting_verifier(
     (aws_lc::DEFAULT_PROVIDER.verifier_factory)(alg, key)
 }
 
-fn install_counting_provider() {
-    let provider: &'static CryptoProvider = Box::leak(Box::new(CryptoProvider {
+fn counting_provider() -> &'static CryptoProvider {
+    Box::leak(Box::new(CryptoProvider {
         verifier_factory: counting_verifier,
         ..aws_lc::DEFAULT_PROVIDER.clone()
-    }));
-    provider
-        .install_default()
-        .expect("the counting provider is the first one in this process");
+    }))
 }
 
 fn verifications() -> usize {
@@ -47,7 +44,6 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
     {
         return;
     }
-    install_counting_provider();
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");
     let jwks_server = JwksServer::start(jwks(&[&k1])).await;
@@ -56,6 +52,7 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
         .trust_root(jwks_server.ca_der())
         .only_trust_roots()
         .min_refresh_interval(Duration::ZERO)
+        .crypto_provider(counting_provider())
         .build()
         .expect("validator");
     validator.prefetch().await.expect("keys");

@@ -51,6 +51,8 @@ mod authz_example;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "axum-server"))]
 mod axum_server;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod crypto_providers;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod dpop;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "redis"))]
 mod dpop_redis;

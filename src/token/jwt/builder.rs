@@ -15,6 +15,7 @@ use super::keys::{
 use super::{Inner, JwtValidator, Keys};
 use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
+use crate::support::crypto::JoseProvider;
 use crate::upstream::{upstream_setters, UpstreamOptions};
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -48,6 +49,7 @@ impl JwtValidator {
             max_key_age: Duration::from_secs(300),
             cache: true,
             cache_ttl: Duration::from_secs(300),
+            provider: None,
         }
     }
 }
@@ -69,6 +71,7 @@ pub struct JwtValidatorBuilder {
     max_key_age: Duration,
     cache: bool,
     cache_ttl: Duration,
+    provider: Option<JoseProvider>,
 }
 
 impl fmt::Debug for JwtValidatorBuilder {
@@ -184,6 +187,19 @@ impl JwtValidatorBuilder {
         self
     }
 
+    /// Verifies signatures with `provider` instead of the crypto backend the crate features
+    /// select: a FIPS-validated or hardware-backed implementation, or one that counts
+    /// verifications. certbound never uses jsonwebtoken's process-wide provider otherwise (see
+    /// the crate's feature docs): without a backend feature, it is the provider the
+    /// application installed there.
+    pub fn crypto_provider(
+        mut self,
+        provider: &'static jsonwebtoken::crypto::CryptoProvider,
+    ) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
     /// Turns the validated-token cache off: every request verifies the signature.
     pub fn no_cache(mut self) -> Self {
         self.cache = false;
@@ -198,7 +214,10 @@ impl JwtValidatorBuilder {
     /// No key source, unusable keys, HMAC algorithms without a secret (or a secret shorter than
     /// 32 bytes), a non-https URL, or an invalid issuer / audience.
     pub fn build(self) -> Result<JwtValidator, ConfigError> {
-        let provider = crate::support::crypto::jose_provider()?;
+        let provider = match self.provider {
+            Some(provider) => provider,
+            None => crate::support::crypto::jose_provider()?,
+        };
         if self.issuer.is_empty() {
             return Err(ConfigError::invalid("issuer", "must not be empty"));
         }
