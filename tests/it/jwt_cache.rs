@@ -163,6 +163,7 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
     let uncached = JwtValidator::builder(ISSUER, AUDIENCE)
         .jwks_json(jwks(&[&k2]).to_string())
         .no_cache()
+        .crypto_provider(counting_provider())
         .build()
         .expect("validator");
     let before_uncached = verifications();
