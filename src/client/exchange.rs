@@ -417,4 +417,20 @@ mod tests {
         assert!(!is_nonce("quote\""));
         assert!(!is_nonce(&"n".repeat(MAX_NONCE + 1)));
     }
+
+    #[test]
+    fn the_ed25519_name_follows_a_server_that_lists_only_one_of_the_two() {
+        let metadata = |algs: Value| match json!({ "dpop_signing_alg_values_supported": algs }) {
+            Value::Object(map) => map,
+            _ => unreachable!("an object"),
+        };
+        let pick = |algs: Value| lists_one_ed25519_name(&metadata(algs));
+        assert_eq!(pick(json!(["ES256", "Ed25519"])), Some(true));
+        assert_eq!(pick(json!(["ES256", "EdDSA"])), Some(false));
+        // Both, neither, or an unreadable list: the key's own choice (EdDSA by default).
+        assert_eq!(pick(json!(["EdDSA", "Ed25519"])), None);
+        assert_eq!(pick(json!(["ES256"])), None);
+        assert_eq!(pick(json!("Ed25519")), None);
+        assert_eq!(lists_one_ed25519_name(&serde_json::Map::new()), None);
+    }
 }

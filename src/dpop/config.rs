@@ -118,7 +118,7 @@ impl Dpop {
         mut self,
         provider: &'static jsonwebtoken::crypto::CryptoProvider,
     ) -> Self {
-        self.rules.provider = Some(provider);
+        self.rules.provider = Some(crate::support::crypto::JoseProvider::Explicit(provider));
         self
     }
 

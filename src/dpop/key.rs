@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{EllipticCurve, Jwk};
+use jsonwebtoken::jwk::{CommonParameters, Jwk};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivatePkcs8KeyDer;
@@ -109,45 +109,22 @@ impl DpopKey {
         let provider = jose_provider()?;
         // Fails now, not on the first proof, when there is no random source for `jti`s.
         super::backend::fill_random(&mut [0u8; 1])?;
-        let refused = |e: jsonwebtoken::errors::Error| {
-            ConfigError::key("the crypto backend refused the key", Some(e.into()))
-        };
-        let utils = &provider.key_utils;
-        // The public JWK from the provider passed explicitly (jsonwebtoken's
-        // `Jwk::from_encoding_key` would use its process-wide default), with only the key's own
-        // members: a DPoP `jwk` header needs no `alg`, `kid` or `use` (RFC 9449 §4.2 shows none).
-        let (alg, signing, jwk) = match super::pkcs8::parse(der)? {
-            super::pkcs8::Key::Ec(alg) => {
-                let (curve, x, y) =
-                    (utils.ec_pub_components_from_private_key)(der, alg).map_err(refused)?;
-                let jwk = serde_json::json!({
-                    "kty": "EC", "crv": curve, "x": URL_SAFE_NO_PAD.encode(x),
-                    "y": URL_SAFE_NO_PAD.encode(y),
-                });
-                (alg, EncodingKey::from_ec_der(der), jwk)
-            }
+        let (alg, signing) = match super::pkcs8::parse(der)? {
+            super::pkcs8::Key::Ec(alg) => (alg, EncodingKey::from_ec_der(der)),
             // jsonwebtoken reads Ed25519 keys in the 48-byte v1 form only (RFC 8410 §7); the
             // backends generate v2, with the public key appended.
-            super::pkcs8::Key::Ed25519(seed) => {
-                let v1 = super::pkcs8::ed25519_v1(seed);
-                let x = (utils.ed_pub_components_from_private_key)(&v1, &EllipticCurve::Ed25519)
-                    .map_err(refused)?;
-                let jwk = serde_json::json!({
-                    "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(x),
-                });
-                (Algorithm::EdDSA, EncodingKey::from_ed_der(&v1), jwk)
-            }
+            super::pkcs8::Key::Ed25519(seed) => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(&super::pkcs8::ed25519_v1(seed)),
+            ),
             // Both jsonwebtoken backends sign with the PKCS#1 key inside the PKCS#8 wrapper.
-            super::pkcs8::Key::Rsa(pkcs1) => {
-                let (n, e) = (utils.rsa_pub_components_from_private_key)(pkcs1).map_err(refused)?;
-                let jwk = serde_json::json!({
-                    "kty": "RSA", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
-                });
-                (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1), jwk)
-            }
+            super::pkcs8::Key::Rsa(pkcs1) => (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1)),
         };
-        let jwk: Jwk = serde_json::from_value(jwk)
-            .map_err(|_| ConfigError::key("the key's public JWK cannot be read", None))?;
+        let mut jwk = crypto::public_jwk(provider, alg, &signing)
+            .map_err(|e| ConfigError::key("the crypto backend refused the key", Some(e.into())))?;
+        // Only the key itself: a DPoP `jwk` header needs no `alg`, `kid` or `use` (RFC 9449
+        // §4.2 shows none).
+        jwk.common = CommonParameters::default();
         let thumbprint = super::jwk::thumbprint(&jwk)
             .ok_or_else(|| ConfigError::key("the key has no RFC 7638 thumbprint", None))?;
         // One signature now, so that a key the backend cannot sign with (an RSA key below its

@@ -41,23 +41,27 @@ pub(crate) fn rustls_provider() -> Result<Arc<rustls::crypto::CryptoProvider>, C
 /// The jsonwebtoken provider certbound signs and verifies JOSE objects with, passed explicitly
 /// to every signature and verification ([`sign`], [`verify`]).
 ///
-/// certbound never goes through jsonwebtoken's process-wide default: when nothing installed one,
-/// jsonwebtoken picks it from its own crate features on first use, and with both backends
-/// compiled in (as Cargo's feature unification does whenever another dependency enables the
-/// other one) that pick is a provider that panics on every call. With a backend feature the
-/// provider is that backend's, like the rustls provider above; the process-wide default is
-/// neither read nor set.
+/// certbound never goes through jsonwebtoken's automatic provider selection: when nothing
+/// installed a process-wide provider, jsonwebtoken picks one from its own crate features on
+/// first use, and with both backends compiled in (as Cargo's feature unification does whenever
+/// another dependency enables the other one) that pick is a provider that panics on every call.
+/// With a backend feature the provider is that backend's, like the rustls provider above; the
+/// process-wide default is neither read nor set.
 ///
 /// # Errors
 /// Without a backend feature, when the application installed no jsonwebtoken provider.
 pub(crate) fn jose_provider() -> Result<JoseProvider, ConfigError> {
     #[cfg(feature = "aws-lc-rs")]
     {
-        Ok(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER)
+        Ok(JoseProvider::Explicit(
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        ))
     }
     #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
     {
-        Ok(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER)
+        Ok(JoseProvider::Explicit(
+            &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER,
+        ))
     }
     #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
     {
@@ -65,8 +69,17 @@ pub(crate) fn jose_provider() -> Result<JoseProvider, ConfigError> {
     }
 }
 
-/// A jsonwebtoken crypto provider chosen by [`jose_provider`].
-pub(crate) type JoseProvider = &'static jsonwebtoken::crypto::CryptoProvider;
+/// A jsonwebtoken crypto provider chosen by [`jose_provider`] (or given by the application).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JoseProvider {
+    /// Called directly.
+    Explicit(&'static jsonwebtoken::crypto::CryptoProvider),
+    /// Without a backend feature: the provider the application installed as jsonwebtoken's
+    /// process-wide default, found to be there. jsonwebtoken lends no reference to it, so it is
+    /// reached through jsonwebtoken's own functions, which use it.
+    #[cfg_attr(any(feature = "aws-lc-rs", feature = "rust-crypto"), allow(dead_code))]
+    Installed,
+}
 
 /// Whether `signature` (raw bytes) is `key`'s signature of `message` under `algorithm`. A key
 /// the provider cannot use for `algorithm` verifies nothing.
@@ -77,9 +90,17 @@ pub(crate) fn verify(
     message: &[u8],
     signature: Vec<u8>,
 ) -> bool {
-    match (provider.verifier_factory)(&algorithm, key) {
-        Ok(verifier) => verifier.verify(message, &signature).is_ok(),
-        Err(_) => false,
+    match provider {
+        JoseProvider::Explicit(provider) => match (provider.verifier_factory)(&algorithm, key) {
+            Ok(verifier) => verifier.verify(message, &signature).is_ok(),
+            Err(_) => false,
+        },
+        JoseProvider::Installed => {
+            // Found installed by the application: this cannot reach the automatic selection.
+            #[allow(clippy::disallowed_methods)]
+            let verified = jsonwebtoken::crypto::verify(&b64(&signature), message, key, algorithm);
+            verified.unwrap_or(false)
+        }
     }
 }
 
@@ -94,23 +115,77 @@ pub(crate) fn sign(
     key: &jsonwebtoken::EncodingKey,
     message: &[u8],
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    use base64::Engine as _;
     use jsonwebtoken::errors::ErrorKind;
     if key.family() != algorithm.family() {
         return Err(ErrorKind::InvalidAlgorithm.into());
     }
-    let signer = (provider.signer_factory)(&algorithm, key)?;
-    if signer.algorithm() != algorithm {
-        return Err(ErrorKind::InvalidAlgorithm.into());
+    match provider {
+        JoseProvider::Explicit(provider) => {
+            let signer = (provider.signer_factory)(&algorithm, key)?;
+            if signer.algorithm() != algorithm {
+                return Err(ErrorKind::InvalidAlgorithm.into());
+            }
+            Ok(b64(&signer.try_sign(message)?))
+        }
+        // Found installed by the application: this cannot reach the automatic selection.
+        #[allow(clippy::disallowed_methods)]
+        JoseProvider::Installed => jsonwebtoken::crypto::sign(message, key, algorithm),
     }
-    let signature = signer.try_sign(message)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// The public JWK of a private `key` for `algorithm`: the key type's members and `alg`.
+///
+/// # Errors
+/// When the provider cannot read the key.
+pub(crate) fn public_jwk(
+    provider: JoseProvider,
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+) -> Result<jsonwebtoken::jwk::Jwk, jsonwebtoken::errors::Error> {
+    use jsonwebtoken::errors::ErrorKind;
+    use jsonwebtoken::jwk::EllipticCurve;
+    use jsonwebtoken::AlgorithmFamily;
+    let utils = match provider {
+        JoseProvider::Explicit(provider) => &provider.key_utils,
+        // Found installed by the application: this cannot reach the automatic selection.
+        #[allow(clippy::disallowed_methods)]
+        JoseProvider::Installed => {
+            return jsonwebtoken::jwk::Jwk::from_encoding_key(key, algorithm)
+        }
+    };
+    let der = key.as_bytes();
+    let jwk = match algorithm.family() {
+        AlgorithmFamily::Ec => {
+            let (curve, x, y) = (utils.ec_pub_components_from_private_key)(der, algorithm)?;
+            serde_json::json!({"kty": "EC", "crv": curve, "x": b64(&x), "y": b64(&y)})
+        }
+        // jsonwebtoken's EdDSA keys are Ed25519 keys (in the PKCS#8 v1 form).
+        AlgorithmFamily::Ed => {
+            let x = (utils.ed_pub_components_from_private_key)(der, &EllipticCurve::Ed25519)?;
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&x)})
+        }
+        AlgorithmFamily::Rsa => {
+            let (n, e) = (utils.rsa_pub_components_from_private_key)(der)?;
+            serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)})
+        }
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+    };
+    let mut jwk = jwk;
+    jwk["alg"] = serde_json::Value::from(super::jose::name(algorithm));
+    serde_json::from_value(jwk).map_err(|e| ErrorKind::Json(e.into()).into())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Without a backend feature: finding out whether the application installed a jsonwebtoken
 /// provider.
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
 mod no_backend {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use jsonwebtoken::crypto::{CryptoProvider, KeyUtils};
     use jsonwebtoken::errors::{Error, ErrorKind};
 
@@ -135,16 +210,27 @@ mod no_backend {
         },
     };
 
-    /// jsonwebtoken can only be asked whether a provider is installed by trying to install one.
-    /// The probe is [`FAIL_CLOSED`]: if nothing was installed, it stays in place, so that no
-    /// later verification anywhere in the process can panic, and construction fails with a
+    /// Set once the probe below installed [`FAIL_CLOSED`]: nothing else was installed.
+    static PROBE_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+    /// jsonwebtoken can only be asked whether a provider is installed by trying to install one
+    /// (and its refusal gives back the provider offered, not the one installed). The probe is
+    /// [`FAIL_CLOSED`]: if nothing was installed, it stays in place, so that no later
+    /// verification anywhere in the process can panic, and construction fails with a
     /// [`ConfigError`] that says what to do.
     pub(super) fn installed_jwt_provider() -> Result<super::JoseProvider, ConfigError> {
+        let missing = ConfigError::NoCryptoProvider {
+            library: "jsonwebtoken",
+        };
         match FAIL_CLOSED.install_default() {
-            Err(installed) if !std::ptr::eq(installed, &FAIL_CLOSED) => Ok(installed),
-            _ => Err(ConfigError::NoCryptoProvider {
-                library: "jsonwebtoken",
-            }),
+            Ok(()) => {
+                PROBE_INSTALLED.store(true, Ordering::SeqCst);
+                Err(missing)
+            }
+            Err(_) if PROBE_INSTALLED.load(Ordering::SeqCst) => Err(missing),
+            // Another probe's install may not have set the flag yet: then verification goes to
+            // FAIL_CLOSED and fails, never passes.
+            Err(_) => Ok(super::JoseProvider::Installed),
         }
     }
 

@@ -532,3 +532,81 @@ async fn discovery_prefers_the_mtls_alias_and_checks_the_issuer() {
         "{error}"
     );
 }
+
+/// The `alg` a DPoP proof's header gives.
+fn proof_alg(proof: &str) -> String {
+    let header = proof.split('.').next().unwrap_or_default();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON");
+    header["alg"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_ed25519_client_names_its_algorithm_as_the_servers_metadata_does() {
+    use std::sync::Mutex;
+    use tower::{Layer as _, ServiceExt as _};
+    let pki = Pki::new("client-tokens-ed25519-names");
+    let (_test, identity, _) = self_signed("ed-client");
+    // (what the metadata lists, what the proofs must say)
+    for (listed, expected) in [
+        (json!(["ES256", "Ed25519"]), "Ed25519"),
+        (json!(["ES256", "EdDSA"]), "EdDSA"),
+        (json!(["EdDSA", "Ed25519"]), "EdDSA"),
+        (json!(null), "EdDSA"),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("https://{}", listener.local_addr().expect("addr"));
+        let mut metadata = json!({"issuer": base, "token_endpoint": format!("{base}/token")});
+        if !listed.is_null() {
+            metadata["dpop_signing_alg_values_supported"] = listed.clone();
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let at_token_endpoint = Arc::clone(&seen);
+        let app = Router::new()
+            .route(
+                "/.well-known/oauth-authorization-server",
+                axum::routing::get(move || async move { axum::Json(metadata) }),
+            )
+            .route(
+                "/token",
+                post(move |headers: axum::http::HeaderMap| async move {
+                    let proof = headers["dpop"].to_str().expect("ASCII");
+                    at_token_endpoint.lock().unwrap().push(proof_alg(proof));
+                    axum::Json(json!({"access_token": "opaque-dpop", "token_type": "DPoP",
+                                      "expires_in": 120}))
+                }),
+            );
+        let _server = TestServer::start_on(listener, any_certificate_tls(&pki), app);
+        let source = TokenSource::builder("ed-client", identity.clone())
+            .issuer(&base)
+            .trust_root(pki.ca_der())
+            .only_trust_roots()
+            .dpop(DpopKey::generate(Algorithm::EdDSA).expect("key"))
+            .build()
+            .expect("source");
+        let token = source.token().await.expect("token");
+        assert_eq!(token.scheme(), TokenScheme::Dpop);
+        assert_eq!(*seen.lock().unwrap(), [expected], "listed {listed}");
+
+        // The resource server's proofs name it the same way.
+        let at_resource = Arc::new(Mutex::new(String::new()));
+        let recorded = Arc::clone(&at_resource);
+        let client = certbound::client::TokenLayer::new(source).layer(tower::service_fn(
+            move |request: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                let proof = request.headers()["dpop"]
+                    .to_str()
+                    .expect("ASCII")
+                    .to_owned();
+                *recorded.lock().unwrap() = proof_alg(&proof);
+                async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+            },
+        ));
+        let request = http::Request::get("https://api.test/r")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        client.oneshot(request).await.expect("response");
+        assert_eq!(*at_resource.lock().unwrap(), expected, "listed {listed}");
+    }
+}

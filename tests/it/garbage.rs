@@ -214,30 +214,34 @@ async fn dpop_status_of(
     Some(checked_status(&response))
 }
 
-#[tokio::test]
-async fn random_and_mutated_dpop_proofs_never_panic_and_forgeries_never_pass() {
-    use crate::common::{claims_dpop_bound, proof_claims, ProofKey};
-    let issuer = TestKey::es256("k1");
-    let client = ProofKey::es256();
-    let svc = BoundTokenLayer::new(static_validator(&[&issuer]))
-        .dpop(certbound::dpop::Dpop::new())
-        .layer(service_fn(|_req: Request<String>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }));
-    let token = issuer.sign(&claims_dpop_bound(&client.jkt()));
+/// Random and mutated proofs for `token` (bound to `client`) through `svc`: none may panic or
+/// give a 5xx, only proofs signed by the client's key may pass. `alg` is the name the proofs'
+/// headers give the client's algorithm.
+async fn dpop_garbage(
+    svc: &(impl tower::Service<Request<String>, Response = Response<String>, Error = Infallible>
+          + Clone),
+    token: &str,
+    client: &crate::common::ProofKey,
+    alg: &str,
+    seed: u64,
+) {
+    use crate::common::proof_claims;
     let url = "https://api.test/whoami";
-    let good = client.proof("GET", url, &token);
+    let mut good_header = client.header();
+    good_header["alg"] = json!(alg);
+    let fresh = || client.sign(&good_header, &proof_claims("GET", url, Some(token)));
     assert_eq!(
-        dpop_status_of(&svc, &token, good.as_bytes()).await,
-        Some(StatusCode::OK)
+        dpop_status_of(svc, token, fresh().as_bytes()).await,
+        Some(StatusCode::OK),
+        "a good proof, alg {alg}"
     );
-    let mut rng = Rng(0xd0b0_5eed_1234_5678);
+    let mut rng = Rng(seed);
     let mut accepted = 0;
     for round in 0..2000 {
         let proof: Vec<u8> = match round % 4 {
             // A fresh good proof with bytes flipped, cut or inserted.
             0 => {
-                let mut p = client.proof("GET", url, &token).into_bytes();
+                let mut p = fresh().into_bytes();
                 let original = p.clone();
                 for _ in 0..=rng.below(3) {
                     match rng.below(3) {
@@ -265,38 +269,101 @@ async fn random_and_mutated_dpop_proofs_never_panic_and_forgeries_never_pass() {
                     if rng.below(2) == 0 {
                         map.insert("jwk".into(), client.jwk());
                     }
-                    map.entry("alg").or_insert(json!("ES256"));
+                    map.entry("alg").or_insert(json!(alg));
                     if rng.below(2) == 0 {
                         map.insert("typ".into(), json!("dpop+jwt"));
                     }
                 }
                 client
-                    .sign(&header, &proof_claims("GET", url, Some(&token)))
+                    .sign(&header, &proof_claims("GET", url, Some(token)))
                     .into_bytes()
             }
             // Validly signed, good header, random values for the claims.
             2 => {
-                let mut claims = proof_claims("GET", url, Some(&token));
+                let mut claims = proof_claims("GET", url, Some(token));
                 for name in ["jti", "htm", "htu", "iat", "ath", "nonce"] {
                     if rng.below(3) == 0 {
                         claims[name] = random_json(&mut rng, 2);
                     }
                 }
-                client.sign(&client.header(), &claims).into_bytes()
+                client.sign(&good_header, &claims).into_bytes()
             }
             // Random bytes.
             _ => rng.bytes(200, B64),
         };
-        let passed = dpop_status_of(&svc, &token, &proof).await == Some(StatusCode::OK);
+        let passed = dpop_status_of(svc, token, &proof).await == Some(StatusCode::OK);
         match round % 4 {
             // Signed by the right key: passes only when the randomness left it genuine.
             1 | 2 => accepted += usize::from(passed),
             _ => assert!(
                 !passed,
-                "round {round}: {:?}",
+                "round {round}, alg {alg}: {:?}",
                 String::from_utf8_lossy(&proof)
             ),
         }
     }
-    assert!((1..1000).contains(&accepted), "{accepted}");
+    assert!((1..1000).contains(&accepted), "alg {alg}: {accepted}");
+}
+
+/// The proof-verification path behind every kind of validator: certbound's `JwtValidator`, its
+/// `IntrospectionValidator` (against a real introspection endpoint), and the application's own
+/// `ValidateToken` (which builds nothing of jsonwebtoken's), each with ES256 proofs and Ed25519
+/// proofs under both names.
+#[tokio::test]
+async fn random_and_mutated_dpop_proofs_never_panic_and_forgeries_never_pass() {
+    use crate::common::{claims_dpop_bound, Introspection, IntrospectionServer, ProofKey};
+    use certbound::dpop::Dpop;
+    use certbound::token::PresentedToken;
+    use certbound::{AccessToken, IntrospectionValidator};
+
+    let ok = || {
+        service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        })
+    };
+    let clients = [
+        (ProofKey::es256(), "ES256"),
+        (ProofKey::eddsa(), "EdDSA"),
+        (ProofKey::eddsa(), "Ed25519"),
+    ];
+    let issuer = TestKey::es256("k1");
+    let as_server = IntrospectionServer::start(Introspection::basic("rs", "rs-secret")).await;
+    let introspection = IntrospectionValidator::endpoint(as_server.url())
+        .client_secret_basic("rs", "rs-secret")
+        .trust_root(as_server.ca_der())
+        .build()
+        .expect("validator");
+    for (seed, (client, alg)) in (0xd0b0_5eed_1234_5678_u64..).zip(&clients) {
+        // A JWT, verified locally.
+        let svc = BoundTokenLayer::new(static_validator(&[&issuer]))
+            .dpop(Dpop::new())
+            .layer(ok());
+        let token = issuer.sign(&claims_dpop_bound(&client.jkt()));
+        dpop_garbage(&svc, &token, client, alg, seed).await;
+
+        // An opaque token, introspected.
+        let svc = BoundTokenLayer::new(introspection.clone())
+            .dpop(Dpop::new())
+            .layer(ok());
+        let opaque = format!("opaque-{alg}");
+        let mut answer = claims_dpop_bound(&client.jkt());
+        answer["active"] = json!(true);
+        as_server.set_answer(&opaque, answer);
+        dpop_garbage(&svc, &opaque, client, alg, seed ^ 1).await;
+
+        // The application's own validator.
+        let jkt = client.jkt();
+        let own = move |presented: PresentedToken<'_>| {
+            let claims = (presented.token() == "own-token")
+                .then(|| json!({"sub": "alice", "cnf": {"jkt": jkt}}));
+            async move {
+                match claims {
+                    Some(Value::Object(claims)) => AccessToken::from_claims(claims),
+                    _ => Err(certbound::AuthErrorKind::TokenInactive.into()),
+                }
+            }
+        };
+        let svc = BoundTokenLayer::new(own).dpop(Dpop::new()).layer(ok());
+        dpop_garbage(&svc, "own-token", client, alg, seed ^ 2).await;
+    }
 }

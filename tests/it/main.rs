@@ -72,7 +72,7 @@ mod dpop_examples;
 mod drills;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod floods;
-#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod garbage;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod hostile_clients;

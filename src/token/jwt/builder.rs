@@ -196,7 +196,7 @@ impl JwtValidatorBuilder {
         mut self,
         provider: &'static jsonwebtoken::crypto::CryptoProvider,
     ) -> Self {
-        self.provider = Some(provider);
+        self.provider = Some(JoseProvider::Explicit(provider));
         self
     }
 
