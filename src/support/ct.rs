@@ -1,17 +1,15 @@
-//! Constant-time equality of byte strings (thumbprints, registered certificates, tokens).
+//! Constant-time equality of byte strings (thumbprints, registered certificates, tokens,
+//! nonce MACs), by `subtle`: the crate RustCrypto's `hmac` (in the graph in every feature
+//! configuration, through `digest`) already compares MACs with, so certbound keeps no
+//! hand-written constant-time code of its own.
+
+use subtle::ConstantTimeEq as _;
 
 /// Whether `a == b`, in a time that depends only on the lengths (which are public: a
-/// thumbprint is always 32 bytes, and a token's length is on the wire anyway).
-///
-/// Every byte pair is XORed and the results ORed together, with no branch on the data; the
-/// result goes through `black_box`, so the optimizer cannot turn the reduction into a comparison
-/// that stops at the first difference. For 32 bytes this is a few vector instructions.
+/// thumbprint is always 32 bytes, and a token's length is on the wire anyway). Inputs of
+/// different lengths are unequal.
 pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
@@ -23,7 +21,10 @@ mod tests {
         assert!(eq(b"", b""));
         assert!(eq(&[7; 32], &[7; 32]));
         assert!(!eq(b"a", b""));
+        assert!(!eq(b"", b"a"));
         assert!(!eq(b"abc", b"abd"));
+        // A prefix is not equal: the lengths count.
+        assert!(!eq(&[7; 32], &[7; 31]));
         // Differences that would cancel out if they were combined with XOR instead of OR.
         assert!(!eq(&[1, 1], &[0, 0]));
         assert!(!eq(&[0x0f, 0xf0, 0xff], &[0, 0, 0]));
