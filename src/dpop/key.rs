@@ -115,10 +115,14 @@ impl DpopKey {
             // backends generate v2, with the public key appended.
             super::pkcs8::Key::Ed25519(seed) => (
                 Algorithm::EdDSA,
-                EncodingKey::from_ed_der(&super::pkcs8::ed25519_v1(seed)),
+                EncodingKey::from_ed_der(&super::pkcs8::ed25519_v1(seed)?),
             ),
             // Both jsonwebtoken backends sign with the PKCS#1 key inside the PKCS#8 wrapper.
-            super::pkcs8::Key::Rsa(pkcs1) => (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1)),
+            // Wrapped once here so that `to_pkcs8_pem`, which wraps it again, cannot fail.
+            super::pkcs8::Key::Rsa(pkcs1) => {
+                super::pkcs8::wrap_rsa(pkcs1)?;
+                (Algorithm::PS256, EncodingKey::from_rsa_der(pkcs1))
+            }
         };
         let mut jwk = crypto::public_jwk(provider, alg, &signing)
             .map_err(|e| ConfigError::key("the crypto backend refused the key", Some(e.into())))?;
@@ -169,7 +173,9 @@ impl DpopKey {
         let rewrapped;
         let der = match self.alg {
             Algorithm::PS256 => {
-                rewrapped = super::pkcs8::wrap_rsa(self.signing.as_bytes());
+                // The same bytes `from_pkcs8_der` wrapped without error, so this does not fail
+                // (and an empty document, were it to, is refused by every reader).
+                rewrapped = super::pkcs8::wrap_rsa(self.signing.as_bytes()).unwrap_or_default();
                 &rewrapped[..]
             }
             _ => self.signing.as_bytes(),
