@@ -22,6 +22,7 @@ use limits::{Limits, Protocols, MAX_CONNECTIONS_LIMIT};
 
 mod connection;
 mod limits;
+mod linger;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -150,6 +151,32 @@ impl<S, F> Serve<S, F> {
         self
     }
 
+    /// How long a connection may linger after an answer that ends it while the client may
+    /// still be sending (default 5 s; `Duration::ZERO` turns lingering off).
+    ///
+    /// Closing a connection with unread input makes the operating system reset it, and the
+    /// reset can destroy the answer before the client reads it: a client that writes its whole
+    /// request before reading (a `431` to an oversized head, or an answer to a request whose
+    /// body was not read) would see the connection fail instead. Like nginx's
+    /// `lingering_close`, `serve` then shuts down its sending side (after TLS `close_notify`)
+    /// and reads and discards the client's input until the client closes, this timeout passes,
+    /// [`lingering_bytes`](Self::lingering_bytes) have been read, or the server shuts down. A
+    /// lingering connection holds its place among [`max_connections`](Self::max_connections).
+    /// Connections closed as idle (keep-alive, idle timeout, graceful shutdown) or by the
+    /// client never linger.
+    pub fn lingering_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.lingering_timeout = timeout;
+        self
+    }
+
+    /// Most bytes a lingering connection reads and discards (default 1 MiB, counted as they
+    /// arrive, TLS records included; `0` turns lingering off). See
+    /// [`lingering_timeout`](Self::lingering_timeout).
+    pub fn lingering_bytes(mut self, bytes: u64) -> Self {
+        self.limits.lingering_bytes = bytes;
+        self
+    }
+
     /// The address the server listens on.
     ///
     /// # Errors
@@ -223,6 +250,7 @@ where
                     service: service.clone(),
                     handshake_timeout: limits.handshake_timeout,
                     idle_timeout: limits.idle_timeout,
+                    lingering: limits.lingering(),
                     remote_addr,
                     stop: stopped.clone(),
                     _slot: slot,

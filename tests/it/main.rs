@@ -77,6 +77,8 @@ mod jwks_remote;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod jwt_cache;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod lingering_close;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod proxies;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod rejections;
