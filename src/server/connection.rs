@@ -22,6 +22,7 @@ use tower_service::Service;
 
 use super::limits::{Protocol, Protocols};
 use super::linger::{linger, Bounds, Transport, Watched};
+use super::panics::CatchPanic;
 use super::BoxError;
 use crate::certificate::{ClientCertificate, ConnectionInfo};
 
@@ -93,10 +94,10 @@ impl<S> Connection<S> {
             activity: Arc::clone(&activity),
         };
         let (io, mut returned) = Watched::new(io);
-        let conn = self
-            .protocols
-            .get(protocol)
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = self.protocols.get(protocol).serve_connection_with_upgrades(
+            TokioIo::new(io),
+            CatchPanic::new(TowerToHyperService::new(service)),
+        );
         let mut stop = self.stop;
         let ended = {
             // The connection, and the IO in it, is dropped at the end of this block.

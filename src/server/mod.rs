@@ -23,6 +23,7 @@ use limits::{Limits, Protocols, MAX_CONNECTIONS_LIMIT};
 mod connection;
 mod limits;
 mod linger;
+mod panics;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -32,6 +33,18 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// Each request carries a [`ConnectionInfo`](crate::ConnectionInfo) extension with the
 /// connection's [`ClientCertificate`](crate::ClientCertificate), whose thumbprint was computed
 /// once, right after the handshake.
+///
+/// A request whose service panics (in `poll_ready`, `call` or the response future) is answered
+/// `500 Internal Server Error` with an empty body rather than by a dropped connection; on
+/// HTTP/1.1 the answer carries `connection: close` (the service's state is suspect), on HTTP/2
+/// the connection's other streams go on. With the `tracing` feature the panic is logged at
+/// error level with the request's method and path, never its message (which could quote the
+/// request, a token included); the process's panic hook still runs. A panic while the response
+/// body streams ends the connection (the head is already sent).
+///
+/// A connection the server ends after an answer while the client may still be sending lingers
+/// (at most 5 s and 1 MiB by default) so that the answer is not lost to a TCP reset; see
+/// [`lingering_timeout`](Serve::lingering_timeout).
 ///
 /// Await the returned [`Serve`] to run the server; it stops when
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown)'s signal fires and every open

@@ -85,6 +85,8 @@ mod rejections;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod serve;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod serve_panics;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod support_selftest;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod tonic;
