@@ -21,6 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use super::limits::{Protocol, Protocols};
+use super::linger::{linger, Bounds, Transport, Watched};
+use super::panics::CatchPanic;
 use super::BoxError;
 use crate::certificate::{ClientCertificate, ConnectionInfo};
 
@@ -30,6 +32,7 @@ pub(super) struct Connection<S> {
     pub(super) service: S,
     pub(super) handshake_timeout: Duration,
     pub(super) idle_timeout: Duration,
+    pub(super) lingering: Bounds,
     pub(super) remote_addr: SocketAddr,
     /// Turns `true` when the server shuts down.
     pub(super) stop: watch::Receiver<bool>,
@@ -49,9 +52,7 @@ impl<S> Connection<S> {
     {
         let Some(acceptor) = &self.acceptor else {
             let info = ConnectionInfo::plain(self.remote_addr);
-            return self
-                .serve_http(Protocol::Sniff, TokioIo::new(tcp), info)
-                .await;
+            return self.serve_http(Protocol::Sniff, tcp, info).await;
         };
         let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
@@ -73,12 +74,12 @@ impl<S> Connection<S> {
         });
         let info = ConnectionInfo::new(self.remote_addr, client_certificate);
         let protocol = Protocol::from_alpn(session.alpn_protocol());
-        self.serve_http(protocol, TokioIo::new(tls), info).await;
+        self.serve_http(protocol, tls, info).await;
     }
 
-    async fn serve_http<I, B>(self, protocol: Protocol, io: I, info: ConnectionInfo)
+    async fn serve_http<T, B>(self, protocol: Protocol, io: T, info: ConnectionInfo)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        T: Transport,
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -92,35 +93,75 @@ impl<S> Connection<S> {
             info,
             activity: Arc::clone(&activity),
         };
-        let conn = self
-            .protocols
-            .get(protocol)
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-        let mut conn = std::pin::pin!(conn);
+        let (io, mut returned) = Watched::new(io);
+        let conn = self.protocols.get(protocol).serve_connection_with_upgrades(
+            TokioIo::new(io),
+            CatchPanic::new(TowerToHyperService::new(service)),
+        );
         let mut stop = self.stop;
-        let mut closing = false;
-        // A graceful shutdown lets the requests in flight finish: HTTP/1 closes after the
-        // current response, HTTP/2 sends GOAWAY.
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(_e) = result {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %_e, "connection ended with an error");
+        let ended = {
+            // The connection, and the IO in it, is dropped at the end of this block.
+            let mut conn = std::pin::pin!(conn);
+            let mut closing = false;
+            // A graceful shutdown lets the requests in flight finish: HTTP/1 closes after the
+            // current response, HTTP/2 sends GOAWAY.
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => break ended(result, closing, self.remote_addr),
+                    // A dropped sender (the server future dropped) stops too.
+                    _ = stop.wait_for(|stop| *stop), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
                     }
-                    return;
-                }
-                // A dropped sender (the server future dropped) stops too.
-                _ = stop.wait_for(|stop| *stop), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                () = activity.idle(self.idle_timeout), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    () = activity.idle(self.idle_timeout), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
                 }
             }
+        };
+        let Ok((io, seen)) = returned.try_recv() else {
+            // Upgraded: the IO lives on elsewhere.
+            return;
+        };
+        // Only a connection the server ended on its own, after answering, while the client may
+        // still be sending: never one closed as idle (keep-alive, shutdown) or by the client.
+        if seen.may_have_unread_input() && ended == Ended::Done && !self.lingering.is_off() {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(target: "certbound", remote = %self.remote_addr, "lingering close");
+            // The task still holds its slot among `max_connections` meanwhile.
+            linger(io, seen, self.lingering, &mut stop).await;
         }
+    }
+}
+
+/// How the HTTP connection ended.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// The server closed it as idle or shutting down (graceful shutdown).
+    Closed,
+    /// hyper closed an HTTP/1 connection that waited too long for a request head.
+    TimedOut,
+    /// By itself: the client closed it, an error, or an answer that ends it.
+    Done,
+}
+
+/// How a connection that ended with `result` ended.
+fn ended(result: Result<(), BoxError>, closing: bool, _remote: SocketAddr) -> Ended {
+    if closing {
+        return Ended::Closed;
+    }
+    let Err(e) = result else {
+        return Ended::Done;
+    };
+    #[cfg(feature = "tracing")]
+    tracing::debug!(target: "certbound", remote = %_remote, error = %e, "connection ended with an error");
+    if e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout)
+    {
+        Ended::TimedOut
+    } else {
+        Ended::Done
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
+use super::linger::Bounds;
+
 /// The limits of one server; see the setters on [`Serve`](super::Serve).
 #[derive(Debug, Clone)]
 pub(super) struct Limits {
@@ -16,6 +18,8 @@ pub(super) struct Limits {
     pub(super) max_connections: usize,
     pub(super) max_concurrent_streams: u32,
     pub(super) max_header_bytes: usize,
+    pub(super) lingering_timeout: Duration,
+    pub(super) lingering_bytes: u64,
 }
 
 /// hyper refuses an HTTP/1 read buffer smaller than this.
@@ -33,6 +37,19 @@ impl Default for Limits {
             max_connections: 10_000,
             max_concurrent_streams: 200,
             max_header_bytes: 32 * 1024,
+            // nginx's `lingering_timeout` (a client that has stopped sending is not waited for
+            // longer), and enough for a client that sent a whole 1 MiB head to finish writing.
+            lingering_timeout: Duration::from_secs(5),
+            lingering_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub(super) fn lingering(&self) -> Bounds {
+        Bounds {
+            timeout: self.lingering_timeout,
+            bytes: self.lingering_bytes,
         }
     }
 }

@@ -22,6 +22,8 @@ use limits::{Limits, Protocols, MAX_CONNECTIONS_LIMIT};
 
 mod connection;
 mod limits;
+mod linger;
+mod panics;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -31,6 +33,18 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// Each request carries a [`ConnectionInfo`](crate::ConnectionInfo) extension with the
 /// connection's [`ClientCertificate`](crate::ClientCertificate), whose thumbprint was computed
 /// once, right after the handshake.
+///
+/// A request whose service panics (in `poll_ready`, `call` or the response future) is answered
+/// `500 Internal Server Error` with an empty body rather than by a dropped connection; on
+/// HTTP/1.1 the answer carries `connection: close` (the service's state is suspect), on HTTP/2
+/// the connection's other streams go on. With the `tracing` feature the panic is logged at
+/// error level with the request's method and path, never its message (which could quote the
+/// request, a token included); the process's panic hook still runs. A panic while the response
+/// body streams ends the connection (the head is already sent).
+///
+/// A connection the server ends after an answer while the client may still be sending lingers
+/// (at most 5 s and 1 MiB by default) so that the answer is not lost to a TCP reset; see
+/// [`lingering_timeout`](Serve::lingering_timeout).
 ///
 /// Await the returned [`Serve`] to run the server; it stops when
 /// [`with_graceful_shutdown`](Serve::with_graceful_shutdown)'s signal fires and every open
@@ -150,6 +164,32 @@ impl<S, F> Serve<S, F> {
         self
     }
 
+    /// How long a connection may linger after an answer that ends it while the client may
+    /// still be sending (default 5 s; `Duration::ZERO` turns lingering off).
+    ///
+    /// Closing a connection with unread input makes the operating system reset it, and the
+    /// reset can destroy the answer before the client reads it: a client that writes its whole
+    /// request before reading (a `431` to an oversized head, or an answer to a request whose
+    /// body was not read) would see the connection fail instead. Like nginx's
+    /// `lingering_close`, `serve` then shuts down its sending side (after TLS `close_notify`)
+    /// and reads and discards the client's input until the client closes, this timeout passes,
+    /// [`lingering_bytes`](Self::lingering_bytes) have been read, or the server shuts down. A
+    /// lingering connection holds its place among [`max_connections`](Self::max_connections).
+    /// Connections closed as idle (keep-alive, idle timeout, graceful shutdown) or by the
+    /// client never linger.
+    pub fn lingering_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.lingering_timeout = timeout;
+        self
+    }
+
+    /// Most bytes a lingering connection reads and discards (default 1 MiB, counted as they
+    /// arrive, TLS records included; `0` turns lingering off). See
+    /// [`lingering_timeout`](Self::lingering_timeout).
+    pub fn lingering_bytes(mut self, bytes: u64) -> Self {
+        self.limits.lingering_bytes = bytes;
+        self
+    }
+
     /// The address the server listens on.
     ///
     /// # Errors
@@ -223,6 +263,7 @@ where
                     service: service.clone(),
                     handshake_timeout: limits.handshake_timeout,
                     idle_timeout: limits.idle_timeout,
+                    lingering: limits.lingering(),
                     remote_addr,
                     stop: stopped.clone(),
                     _slot: slot,

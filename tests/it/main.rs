@@ -83,11 +83,15 @@ mod jwks_remote;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod jwt_cache;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod lingering_close;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod proxies;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod rejections;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod serve;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod serve_panics;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod support_selftest;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
