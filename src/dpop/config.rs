@@ -22,7 +22,8 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 /// `Authorization: DPoP` next to certificate-bound `Bearer` tokens, or use
 /// [`check_token_request`](Self::check_token_request) at a token endpoint.
 ///
-/// Defaults: algorithms ES256, ES384, PS256, PS384, PS512 and EdDSA; a proof's `iat` at most
+/// Defaults: algorithms ES256, ES384, PS256, PS384, PS512 and EdDSA (by that name or by RFC
+/// 9864's `Ed25519`, wherever EdDSA is allowed); a proof's `iat` at most
 /// 60 s in the past and 15 s in the future; proofs up to 8 KiB; replay state in a
 /// [`MemoryReplayStore`]; no nonces; the `htu` origin from the request (see
 /// [`public_url`](Self::public_url)).

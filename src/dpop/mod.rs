@@ -65,6 +65,10 @@
 //! # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 //! # let claims = serde_json::json!({"iss": "https://as.example", "aud": "https://api.example",
 //! #     "exp": now + 300, "cnf": {"jkt": client.thumbprint().to_string()}});
+//! # // The authorization server signs with jsonwebtoken's process-wide provider, which it
+//! # // installs (with both backends compiled in, jsonwebtoken cannot pick one itself).
+//! # #[cfg(feature = "aws-lc-rs")]
+//! # let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 //! # let signing = jsonwebtoken::EncodingKey::from_ec_pem(as_key.to_pkcs8_pem().as_bytes())?;
 //! # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::ES256), &claims, &signing)?;
 //! let proof = client

@@ -12,7 +12,7 @@ use std::str::FromStr as _;
 
 use jsonwebtoken::Algorithm;
 
-/// The fully-specified name of EdDSA with Ed25519 (RFC 9864 §2.2).
+/// The fully-specified name of EdDSA with Ed25519 (RFC 9864).
 pub(crate) const ED25519: &str = "Ed25519";
 
 /// The algorithm a JOSE header's `alg` names; `None` for `none` and for names jsonwebtoken does

@@ -30,10 +30,11 @@ use crate::support::encoding::json_object_text;
 use crate::support::jose;
 use crate::upstream::FetchError;
 
-/// Validates JWT access tokens (RFC 9068) locally, with jsonwebtoken. Cheap to clone; clones
-/// share the key cache.
+/// Validates JWT access tokens (RFC 9068) locally: jsonwebtoken's keys and crypto providers,
+/// the JWS and its claims read by certbound. Cheap to clone; clones share the key cache.
 ///
-/// - Algorithms: an allow-list, asymmetric only by default. `none` is never accepted; HMAC
+/// - Algorithms: an allow-list, asymmetric only by default; where `EdDSA` is allowed, RFC
+///   9864's `Ed25519` is too (an Ed25519 key either way). `none` is never accepted; HMAC
 ///   (`HS*`) only with a secret configured through [`hmac_secret`](JwtValidatorBuilder::hmac_secret),
 ///   and then only with that secret, never with a public key.
 /// - Claims: `iss` and `aud` must match, `exp` is required, `exp` and `nbf` are checked with a
