@@ -100,6 +100,7 @@ pub mod bound_token;
 pub mod dpop;
 pub mod forwarded;
 pub mod require_scope;
+pub mod step_up;
 
 #[cfg(feature = "axum")]
 mod axum;
@@ -122,6 +123,7 @@ pub use crate::forwarded::format::ForwardedCertFormat;
 pub use crate::forwarded::layer::ForwardedCertLayer;
 pub use crate::require_scope::layer::RequireScopeLayer;
 pub use crate::server::{serve, serve_plain, Serve};
+pub use crate::step_up::layer::RequireStepUpLayer;
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint, JwkThumbprint};
 pub use crate::token::access::AccessToken;
 #[cfg(feature = "introspection")]

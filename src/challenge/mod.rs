@@ -269,6 +269,26 @@ pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, ConfigError> 
     Ok(scopes.join(" "))
 }
 
+/// Checks the `acr` values given to a builder (at least one; each printable, without spaces,
+/// quotes or backslashes) and joins them for the challenge (RFC 9470 §3: space-separated).
+pub(crate) fn acr_values_challenge(values: &[String]) -> Result<String, ConfigError> {
+    if values.is_empty() {
+        return Err(ConfigError::invalid(
+            "acr_values",
+            "at least one acceptable acr value is needed",
+        ));
+    }
+    for value in values {
+        if !is_quotable(value) || value.contains(' ') {
+            return Err(ConfigError::invalid(
+                "acr_values",
+                format!("{value:?} cannot be sent in acr_values (RFC 9470 §3)"),
+            ));
+        }
+    }
+    Ok(values.join(" "))
+}
+
 /// Checks that a realm can be sent as a quoted-string without escaping.
 pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
     if is_quotable(&realm) {
