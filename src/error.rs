@@ -170,6 +170,10 @@ pub enum AuthErrorKind {
     UnboundToken,
     /// The token lacks a scope the route requires.
     InsufficientScope,
+    /// The user authentication behind the token is not enough for the route (RFC 9470): its
+    /// `acr` is missing or not one the route accepts, or its `auth_time` is missing, older than
+    /// the route's `max_age`, or in the future.
+    InsufficientUserAuthentication,
     /// The token-signing keys could not be fetched and none are cached.
     KeysUnavailable,
     /// The introspection endpoint could not be asked: unreachable, timed out, or answered with
@@ -212,6 +216,7 @@ impl AuthErrorKind {
             Self::CertificateMismatch => "access token bound to another certificate",
             Self::UnboundToken => "access token not sender-constrained",
             Self::InsufficientScope => "insufficient scope",
+            Self::InsufficientUserAuthentication => "insufficient user authentication",
             Self::KeysUnavailable => "token validation temporarily unavailable",
             Self::IntrospectionUnavailable => "token introspection temporarily unavailable",
             Self::Misconfigured => "server misconfigured",

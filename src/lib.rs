@@ -50,7 +50,9 @@
 //! # Rejections
 //! See [`challenge`] for the table; in short: no token `401`, malformed header `400`,
 //! any invalid or wrongly bound token `401 invalid_token`, a bad DPoP proof `401
-//! invalid_dpop_proof`, missing scope `403`, keys or replay store unreachable `503`,
+//! invalid_dpop_proof`, missing scope `403`, a user authentication too weak or too old for
+//! the route (step-up, RFC 9470) `401 insufficient_user_authentication`, keys or replay store
+//! unreachable `503`,
 //! misconfigured server `500`. The body of a rejection is yours to choose
 //! ([`challenge::RejectionResponse`]); its status, challenge and typed [`AuthError`] are not.
 //!
@@ -61,7 +63,7 @@
 //! ```text
 //!  authorization_server   client authentication and DPoP at the token endpoint, binding tokens
 //!  server  axum  tonic    the acceptor (serve, serve_plain); framework adapters
-//!  bound_token  require_scope   the tower layers that check tokens
+//!  bound_token  require_scope  step_up   the tower layers that check tokens
 //!  dpop                   DPoP proofs, replay stores, nonces; the client's proof signer
 //!  forwarded              the trusted-proxy layer: forwarded certificates and origins
 //!  challenge              the rejection table, its renderers, the rejection response trait
@@ -75,7 +77,7 @@
 //!
 //! Each item has one public path. The everyday ones are at the crate root; a module is public
 //! where its path is part of the API: [`dpop`] holds DPoP's settings, stores and signer;
-//! [`bound_token`], [`require_scope`] and [`forwarded`]
+//! [`bound_token`], [`require_scope`], [`step_up`] and [`forwarded`]
 //! hold each layer's service and future types, [`token`] the validator builders and the
 //! extension point's types, [`challenge`] the rejection table and response trait, [`tls`] the
 //! rustls configurations, and [`forwarded`] also what a trusted proxy forwarded.
@@ -100,6 +102,7 @@ pub mod bound_token;
 pub mod dpop;
 pub mod forwarded;
 pub mod require_scope;
+pub mod step_up;
 
 #[cfg(feature = "axum")]
 mod axum;
@@ -122,6 +125,7 @@ pub use crate::forwarded::format::ForwardedCertFormat;
 pub use crate::forwarded::layer::ForwardedCertLayer;
 pub use crate::require_scope::layer::RequireScopeLayer;
 pub use crate::server::{serve, serve_plain, Serve};
+pub use crate::step_up::layer::RequireStepUpLayer;
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint, JwkThumbprint};
 pub use crate::token::access::AccessToken;
 #[cfg(feature = "introspection")]

@@ -153,6 +153,7 @@ impl Policy {
             scope: self.scope_challenge.as_deref(),
             scheme,
             dpop_algs: self.dpop.as_ref().map(Dpop::algs),
+            ..ChallengeParams::default()
         }
     }
 

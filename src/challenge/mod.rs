@@ -12,6 +12,7 @@
 //! | bad DPoP proof (any RFC 9449 §4.3 check, a replayed `jti`) | 401 | `DPoP error="invalid_dpop_proof", algs="…"` | 16 |
 //! | DPoP nonce required, stale or forged | 401 | `DPoP error="use_dpop_nonce", algs="…"` and a `DPoP-Nonce` header | 16 |
 //! | required scope missing | 403 | `… error="insufficient_scope", scope="..."` | 7 PERMISSION_DENIED |
+//! | step-up required: `acr` or `auth_time` missing, `acr` not accepted, authentication older than `max_age` | 401 | `… error="insufficient_user_authentication", acr_values="...", max_age=N` | 16 |
 //! | keys / introspection / DPoP replay store unreachable and nothing cached | 503 | — | 14 UNAVAILABLE |
 //! | no certificate source configured (server misconfigured) | 500 | — | 13 INTERNAL |
 //!
@@ -94,6 +95,9 @@ impl Challenge {
             K::CertificateMismatch => row(UNAUTH, INVALID_TOKEN, 16),
             K::UnboundToken => row(UNAUTH, INVALID_TOKEN, 16),
             K::InsufficientScope => row(StatusCode::FORBIDDEN, Some("insufficient_scope"), 7),
+            K::InsufficientUserAuthentication => {
+                row(UNAUTH, Some("insufficient_user_authentication"), 16)
+            }
             K::KeysUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
             K::IntrospectionUnavailable => row(StatusCode::SERVICE_UNAVAILABLE, None, 14),
             K::Misconfigured => row(StatusCode::INTERNAL_SERVER_ERROR, None, 13),
@@ -119,11 +123,17 @@ pub(crate) enum Scheme {
 }
 
 /// What a rendered challenge may add to the row: the realm, the scope a route requires, the
-/// scheme the client used, and DPoP's `algs` when the layer accepts DPoP.
+/// step-up a route requires (RFC 9470 §3: `acr_values`, `max_age`), the scheme the client
+/// used, and DPoP's `algs` when the layer accepts DPoP.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChallengeParams<'a> {
     pub(crate) realm: Option<&'a str>,
     pub(crate) scope: Option<&'a str>,
+    /// The acceptable `acr` values, space-separated (sent with `insufficient_user_authentication`).
+    pub(crate) acr_values: Option<&'a str>,
+    /// The greatest acceptable age of the authentication in seconds (sent with
+    /// `insufficient_user_authentication`, as a token).
+    pub(crate) max_age: Option<u64>,
     pub(crate) scheme: Scheme,
     /// `Some` (the space-separated algorithms) when DPoP is accepted.
     pub(crate) dpop_algs: Option<&'a str>,
@@ -132,8 +142,8 @@ pub(crate) struct ChallengeParams<'a> {
 /// Renders the `WWW-Authenticate` values for `kind`: none where the table has no challenge,
 /// else one or two (a `Bearer` and a `DPoP` challenge).
 ///
-/// `realm` and `scope` were validated as quoted-string safe when they were configured; `algs`
-/// are algorithm names.
+/// `realm`, `scope` and `acr_values` were validated as quoted-string safe when they were
+/// configured; `algs` are algorithm names.
 pub(crate) fn www_authenticate(
     kind: AuthErrorKind,
     params: ChallengeParams<'_>,
@@ -177,28 +187,45 @@ fn render(
 ) -> Option<HeaderValue> {
     let mut value = String::from(scheme);
     let mut sep = " ";
-    let mut attr = |name: &str, val: &str| {
+    // `quoted`: a quoted-string (RFC 9110 §5.6.4); else a token (a number here).
+    let mut attr = |name: &str, val: &str, quoted: bool| {
         value.push_str(sep);
         value.push_str(name);
-        value.push_str("=\"");
+        value.push('=');
+        if quoted {
+            value.push('"');
+        }
         value.push_str(val);
-        value.push('"');
+        if quoted {
+            value.push('"');
+        }
         sep = ", ";
     };
     if let Some(realm) = params.realm {
-        attr("realm", realm);
+        attr("realm", realm, true);
     }
     if let (true, Some(error)) = (with_error, row.error) {
-        attr("error", error);
-        attr("error_description", row.description);
-        if kind == AuthErrorKind::InsufficientScope {
-            if let Some(scope) = params.scope {
-                attr("scope", scope);
+        attr("error", error, true);
+        attr("error_description", row.description, true);
+        match kind {
+            AuthErrorKind::InsufficientScope => {
+                if let Some(scope) = params.scope {
+                    attr("scope", scope, true);
+                }
             }
+            AuthErrorKind::InsufficientUserAuthentication => {
+                if let Some(acr_values) = params.acr_values {
+                    attr("acr_values", acr_values, true);
+                }
+                if let Some(max_age) = params.max_age {
+                    attr("max_age", &max_age.to_string(), false);
+                }
+            }
+            _ => {}
         }
     }
     if let Some(algs) = algs {
-        attr("algs", algs);
+        attr("algs", algs, true);
     }
     HeaderValue::from_str(&value).ok()
 }
@@ -242,6 +269,26 @@ pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, ConfigError> 
     Ok(scopes.join(" "))
 }
 
+/// Checks the `acr` values given to a builder (at least one; each printable, without spaces,
+/// quotes or backslashes) and joins them for the challenge (RFC 9470 §3: space-separated).
+pub(crate) fn acr_values_challenge(values: &[String]) -> Result<String, ConfigError> {
+    if values.is_empty() {
+        return Err(ConfigError::invalid(
+            "acr_values",
+            "at least one acceptable acr value is needed",
+        ));
+    }
+    for value in values {
+        if !is_quotable(value) || value.contains(' ') {
+            return Err(ConfigError::invalid(
+                "acr_values",
+                format!("{value:?} cannot be sent in acr_values (RFC 9470 §3)"),
+            ));
+        }
+    }
+    Ok(values.join(" "))
+}
+
 /// Checks that a realm can be sent as a quoted-string without escaping.
 pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
     if is_quotable(&realm) {
@@ -282,6 +329,12 @@ mod tests {
             (K::CertificateMismatch, 401, Some("invalid_token"), 16),
             (K::UnboundToken, 401, Some("invalid_token"), 16),
             (K::InsufficientScope, 403, Some("insufficient_scope"), 7),
+            (
+                K::InsufficientUserAuthentication,
+                401,
+                Some("insufficient_user_authentication"),
+                16,
+            ),
             (K::KeysUnavailable, 503, None, 14),
             (K::IntrospectionUnavailable, 503, None, 14),
             (K::Misconfigured, 500, None, 13),
@@ -331,6 +384,45 @@ mod tests {
     }
 
     #[test]
+    fn insufficient_user_authentication_names_the_acr_values_and_max_age() {
+        let params = |scheme, acr_values, max_age| ChallengeParams {
+            realm: Some("api"),
+            scope: Some("admin"),
+            acr_values,
+            max_age,
+            scheme,
+            ..ChallengeParams::default()
+        };
+        let [v, none] = www_authenticate(
+            K::InsufficientUserAuthentication,
+            params(Scheme::Bearer, Some("urn:a urn:b"), Some(300)),
+        );
+        assert_eq!(
+            v.unwrap(),
+            "Bearer realm=\"api\", error=\"insufficient_user_authentication\", error_description=\"insufficient user authentication\", acr_values=\"urn:a urn:b\", max_age=300"
+        );
+        assert!(none.is_none());
+        let [v, none] = www_authenticate(
+            K::InsufficientUserAuthentication,
+            params(Scheme::Dpop, None, Some(0)),
+        );
+        assert_eq!(
+            v.unwrap(),
+            "DPoP realm=\"api\", error=\"insufficient_user_authentication\", error_description=\"insufficient user authentication\", max_age=0"
+        );
+        assert!(none.is_none());
+        // The step-up parameters belong to this error only.
+        let [v, _] = www_authenticate(
+            K::InsufficientScope,
+            params(Scheme::Bearer, Some("urn:a"), Some(5)),
+        );
+        assert_eq!(
+            v.unwrap(),
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"admin\""
+        );
+    }
+
+    #[test]
     fn server_side_failures_carry_no_challenge() {
         for kind in [
             K::KeysUnavailable,
@@ -352,9 +444,9 @@ mod tests {
         let algs = Some("ES256 EdDSA");
         let params = |scheme| ChallengeParams {
             realm: Some("api"),
-            scope: None,
             scheme,
             dpop_algs: algs,
+            ..ChallengeParams::default()
         };
         let show = |values: [Option<HeaderValue>; 2]| {
             values

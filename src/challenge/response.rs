@@ -200,6 +200,7 @@ mod tests {
             K::InvalidToken,
             K::CertificateMismatch,
             K::InsufficientScope,
+            K::InsufficientUserAuthentication,
             K::KeysUnavailable,
             K::Misconfigured,
         ];

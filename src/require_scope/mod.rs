@@ -36,7 +36,7 @@ impl<R> Scopes<R> {
             realm: self.realm.as_deref(),
             scope: Some(&self.challenge),
             scheme,
-            dpop_algs: None,
+            ..ChallengeParams::default()
         };
         reject(error, params, grpc, &self.rejection)
     }

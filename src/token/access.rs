@@ -125,6 +125,25 @@ impl AccessToken {
         self.0.scopes.iter().any(|s| s == scope)
     }
 
+    /// The `acr` claim (authentication context class reference, OpenID Connect Core §2, RFC
+    /// 9470): how the user authenticated. `None` when it is absent or not a string.
+    pub fn acr(&self) -> Option<&str> {
+        self.0.claims.get("acr").and_then(Value::as_str)
+    }
+
+    /// The `auth_time` claim (RFC 9470 §2): when the user authenticated, in seconds since the
+    /// Unix epoch. A NumericDate: an integer, or a non-negative finite number with its fraction
+    /// cut off; `None` when it is absent or anything else.
+    pub fn auth_time(&self) -> Option<i64> {
+        let number = self.0.claims.get("auth_time")?.as_number()?;
+        number.as_i64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+                .map(|f| f.floor() as i64)
+        })
+    }
+
     /// The certificate the token is bound to (`cnf.x5t#S256`). Once the layer let the request
     /// through, this equals the thumbprint of the certificate on the connection (unless the
     /// layer was told to [`allow_unbound`](crate::BoundTokenLayer::allow_unbound) and the token
@@ -310,6 +329,25 @@ mod tests {
         let t = token(json!({"sub": "alice", "tenant": 7, "extra": [1, 2]})).unwrap();
         let c: Custom = t.deserialize_claims().unwrap();
         assert_eq!((c.sub.as_str(), c.tenant), ("alice", 7));
+    }
+
+    #[test]
+    fn acr_and_auth_time_are_read_only_when_well_formed() {
+        let t = token(json!({"acr": "urn:mfa", "auth_time": 1_700_000_000})).unwrap();
+        assert_eq!(t.acr(), Some("urn:mfa"));
+        assert_eq!(t.auth_time(), Some(1_700_000_000));
+        let t = token(json!({"auth_time": 1_700_000_000.9})).unwrap();
+        assert_eq!((t.acr(), t.auth_time()), (None, Some(1_700_000_000)));
+        for bad in [
+            json!({"acr": 2, "auth_time": "1700000000"}),
+            json!({"acr": null, "auth_time": null}),
+            json!({"acr": ["urn:mfa"], "auth_time": -1.5}),
+            json!({"auth_time": 1e300}),
+            json!({"auth_time": [1]}),
+        ] {
+            let t = token(bad.clone()).unwrap();
+            assert_eq!((t.acr(), t.auth_time()), (None, None), "{bad}");
+        }
     }
 
     #[test]

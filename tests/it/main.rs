@@ -93,6 +93,8 @@ mod serve;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod serve_panics;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod step_up;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod support_selftest;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod tonic;
