@@ -273,6 +273,7 @@ impl ProofBuilder<'_> {
     /// Names an Ed25519 key's algorithm `Ed25519` (or `EdDSA`) in this proof, whatever the
     /// key's own [`fully_specified_alg`](DpopKey::fully_specified_alg) says: for a client that
     /// learnt which name its server lists.
+    #[cfg(feature = "client")]
     pub(crate) fn fully_specified_alg(mut self, fully_specified: bool) -> Self {
         self.alg_name = Some(alg_name(self.key.alg, fully_specified));
         self
