@@ -17,7 +17,11 @@
 //! | no certificate source configured (server misconfigured) | 500 | — | 13 INTERNAL |
 //!
 //! `…` is the scheme the client used (`Bearer`, or `DPoP` with its `algs`). `error_description`
-//! is fixed text per kind; it never echoes the token or the proof.
+//! is fixed text per kind; it never echoes the token or the proof. When the layer has a
+//! protected resource metadata URL (`resource_metadata`, see
+//! [`ResourceMetadata`](crate::ResourceMetadata)), every challenge of the table, with or
+//! without an error code and on every scheme, ends with `resource_metadata="<url>"`
+//! (RFC 9728 §5.1); gRPC rejections carry the same `www-authenticate` value.
 //!
 //! The body of a rejection comes from a [`RejectionResponse`] (by default none); its status,
 //! challenge, gRPC status and the typed [`AuthError`](crate::AuthError) in its extensions are
