@@ -55,6 +55,7 @@
 //! unreachable `503`,
 //! misconfigured server `500`. The body of a rejection is yours to choose
 //! ([`challenge::RejectionResponse`]); its status, challenge and typed [`AuthError`] are not.
+//! With [`ResourceMetadata`] configured, every challenge names the metadata URL (RFC 9728).
 //!
 //! # Architecture
 //! The modules form layers; a module uses only those below it, never one beside or above
@@ -63,6 +64,7 @@
 //! ```text
 //!  authorization_server   client authentication and DPoP at the token endpoint, binding tokens
 //!  server  axum  tonic    the acceptor (serve, serve_plain); framework adapters
+//!  resource_metadata      RFC 9728 protected resource metadata, from the layers' settings
 //!  bound_token  require_scope  step_up   the tower layers that check tokens
 //!  dpop                   DPoP proofs, replay stores, nonces; the client's proof signer
 //!  forwarded              the trusted-proxy layer: forwarded certificates and origins
@@ -78,7 +80,7 @@
 //! Each item has one public path. The everyday ones are at the crate root; a module is public
 //! where its path is part of the API: [`dpop`] holds DPoP's settings, stores and signer;
 //! [`bound_token`], [`require_scope`], [`step_up`] and [`forwarded`]
-//! hold each layer's service and future types, [`token`] the validator builders and the
+//! hold each layer's service and future types, [`resource_metadata`] the metadata service, [`token`] the validator builders and the
 //! extension point's types, [`challenge`] the rejection table and response trait, [`tls`] the
 //! rustls configurations, and [`forwarded`] also what a trusted proxy forwarded.
 
@@ -104,6 +106,8 @@ pub mod forwarded;
 pub mod require_scope;
 pub mod step_up;
 
+pub mod resource_metadata;
+
 #[cfg(feature = "axum")]
 mod axum;
 mod server;
@@ -124,6 +128,7 @@ pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
 pub use crate::forwarded::format::ForwardedCertFormat;
 pub use crate::forwarded::layer::ForwardedCertLayer;
 pub use crate::require_scope::layer::RequireScopeLayer;
+pub use crate::resource_metadata::builder::ResourceMetadata;
 pub use crate::server::{serve, serve_plain, Serve};
 pub use crate::step_up::layer::RequireStepUpLayer;
 pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint, JwkThumbprint};

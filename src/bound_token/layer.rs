@@ -3,8 +3,11 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{BoundToken, Policy, Settings};
-use crate::challenge::{checked_realm, scope_challenge, DefaultRejection};
+use super::Policy as LayerPolicy;
+use super::{BoundToken, Settings};
+use crate::challenge::{
+    checked_realm, checked_resource_metadata_url, scope_challenge, DefaultRejection,
+};
 use crate::error::ConfigError;
 
 /// Applies [`BoundToken`] to a service: sender-constrained access tokens validated by `V`.
@@ -24,7 +27,7 @@ impl<V> BoundTokenLayer<V> {
         Self {
             validator: Arc::new(validator),
             settings: Arc::new(Settings {
-                policy: Policy::default(),
+                policy: LayerPolicy::default(),
                 rejection: DefaultRejection,
             }),
         }
@@ -32,7 +35,7 @@ impl<V> BoundTokenLayer<V> {
 }
 
 impl<V, R: Clone> BoundTokenLayer<V, R> {
-    fn policy_mut(&mut self) -> &mut Policy {
+    fn policy_mut(&mut self) -> &mut LayerPolicy {
         &mut Arc::make_mut(&mut self.settings).policy
     }
 
@@ -62,6 +65,20 @@ impl<V, R: Clone> BoundTokenLayer<V, R> {
     /// When the realm holds characters that would need escaping (`"`, `\`, controls).
     pub fn realm(mut self, realm: impl Into<String>) -> Result<Self, ConfigError> {
         self.policy_mut().realm = Some(checked_realm(realm.into())?);
+        Ok(self)
+    }
+
+    /// Adds `resource_metadata="<url>"` to every challenge (RFC 9728 §5.1): where clients find
+    /// the protected resource metadata, and in it the authorization servers to ask for a token.
+    /// Give it [`ResourceMetadata::metadata_url`](crate::ResourceMetadata::metadata_url), and
+    /// the same URL to the [`RequireScopeLayer`](crate::RequireScopeLayer)s and
+    /// [`RequireStepUpLayer`](crate::RequireStepUpLayer)s behind this layer.
+    ///
+    /// # Errors
+    /// When `url` is not an absolute `https` URL without fragment, or holds characters a
+    /// quoted-string cannot carry unescaped.
+    pub fn resource_metadata(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.policy_mut().resource_metadata = Some(checked_resource_metadata_url(url)?);
         Ok(self)
     }
 
@@ -96,6 +113,13 @@ impl<V, R: Clone> BoundTokenLayer<V, R> {
                 rejection,
             }),
         }
+    }
+}
+
+impl<V, R> BoundTokenLayer<V, R> {
+    /// What the layer enforces, for the protected resource metadata it is described by.
+    pub(crate) fn policy(&self) -> &LayerPolicy {
+        &self.settings.policy
     }
 }
 

@@ -131,6 +131,8 @@ pub(crate) struct Policy {
     pub(crate) max_token_len: usize,
     /// DPoP, when accepted.
     pub(crate) dpop: Option<Dpop>,
+    /// Where the protected resource metadata is (RFC 9728 §5.1), for the challenges.
+    pub(crate) resource_metadata: Option<String>,
 }
 
 impl Default for Policy {
@@ -142,6 +144,7 @@ impl Default for Policy {
             realm: None,
             max_token_len: 16 * 1024,
             dpop: None,
+            resource_metadata: None,
         }
     }
 }
@@ -153,6 +156,7 @@ impl Policy {
             scope: self.scope_challenge.as_deref(),
             scheme,
             dpop_algs: self.dpop.as_ref().map(Dpop::algs),
+            resource_metadata: self.resource_metadata.as_deref(),
             ..ChallengeParams::default()
         }
     }

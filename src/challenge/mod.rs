@@ -17,7 +17,11 @@
 //! | no certificate source configured (server misconfigured) | 500 | — | 13 INTERNAL |
 //!
 //! `…` is the scheme the client used (`Bearer`, or `DPoP` with its `algs`). `error_description`
-//! is fixed text per kind; it never echoes the token or the proof.
+//! is fixed text per kind; it never echoes the token or the proof. When the layer has a
+//! protected resource metadata URL (`resource_metadata`, see
+//! [`ResourceMetadata`](crate::ResourceMetadata)), every challenge of the table, with or
+//! without an error code and on every scheme, ends with `resource_metadata="<url>"`
+//! (RFC 9728 §5.1); gRPC rejections carry the same `www-authenticate` value.
 //!
 //! The body of a rejection comes from a [`RejectionResponse`] (by default none); its status,
 //! challenge, gRPC status and the typed [`AuthError`](crate::AuthError) in its extensions are
@@ -124,7 +128,8 @@ pub(crate) enum Scheme {
 
 /// What a rendered challenge may add to the row: the realm, the scope a route requires, the
 /// step-up a route requires (RFC 9470 §3: `acr_values`, `max_age`), the scheme the client
-/// used, and DPoP's `algs` when the layer accepts DPoP.
+/// used, DPoP's `algs` when the layer accepts DPoP, and where the resource's metadata is
+/// (RFC 9728 §5.1).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChallengeParams<'a> {
     pub(crate) realm: Option<&'a str>,
@@ -137,13 +142,16 @@ pub(crate) struct ChallengeParams<'a> {
     pub(crate) scheme: Scheme,
     /// `Some` (the space-separated algorithms) when DPoP is accepted.
     pub(crate) dpop_algs: Option<&'a str>,
+    /// The URL of the protected resource metadata (RFC 9728 §5.1), sent on every challenge,
+    /// with or without an error code.
+    pub(crate) resource_metadata: Option<&'a str>,
 }
 
 /// Renders the `WWW-Authenticate` values for `kind`: none where the table has no challenge,
 /// else one or two (a `Bearer` and a `DPoP` challenge).
 ///
-/// `realm`, `scope` and `acr_values` were validated as quoted-string safe when they were
-/// configured; `algs` are algorithm names.
+/// `realm`, `scope`, `acr_values` and `resource_metadata` were validated as quoted-string safe
+/// when they were configured; `algs` are algorithm names.
 pub(crate) fn www_authenticate(
     kind: AuthErrorKind,
     params: ChallengeParams<'_>,
@@ -227,6 +235,11 @@ fn render(
     if let Some(algs) = algs {
         attr("algs", algs, true);
     }
+    // RFC 9728 §5.1: on every challenge, so that a client without a token (or with the wrong
+    // one) can find the authorization servers and what they must issue.
+    if let Some(url) = params.resource_metadata {
+        attr("resource_metadata", url, true);
+    }
     HeaderValue::from_str(&value).ok()
 }
 
@@ -299,6 +312,33 @@ pub(crate) fn checked_realm(realm: String) -> Result<String, ConfigError> {
             format!("{realm:?} needs escaping"),
         ))
     }
+}
+
+/// Checks a protected resource metadata URL for the challenges' `resource_metadata`
+/// (RFC 9728 §5.1): an absolute `https` URL (RFC 9728 §3) without fragment, that can be sent
+/// as a quoted-string without escaping.
+pub(crate) fn checked_resource_metadata_url(url: &str) -> Result<String, ConfigError> {
+    let bad = |reason| ConfigError::Url {
+        option: "resource_metadata",
+        url: url.to_owned(),
+        reason,
+    };
+    let host = match (url.get(..8), url.get(8..)) {
+        (Some(scheme), Some(rest)) if scheme.eq_ignore_ascii_case("https://") => rest,
+        _ => return Err(bad("the metadata URL must be an https URL (RFC 9728 §3)")),
+    };
+    if host.is_empty() || host.starts_with('/') {
+        return Err(bad("the metadata URL has no host"));
+    }
+    if url.contains('#') {
+        return Err(bad("the metadata URL has no fragment"));
+    }
+    if !is_quotable(url) || url.contains(' ') {
+        return Err(bad(
+            "the metadata URL holds characters a challenge cannot carry",
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 /// Whether `value` can be put inside a quoted-string without escaping: RFC 6749 §3.3
@@ -496,6 +536,105 @@ mod tests {
             "caf%C3%A9 %F0%9F%94%92"
         );
         assert_eq!(grpc_percent_encode("~ !$&"), "~ !$&");
+    }
+
+    #[test]
+    fn every_challenge_points_at_the_resource_metadata() {
+        const URL: &str = "https://api.example/.well-known/oauth-protected-resource/v1";
+        let params = |scheme, dpop_algs| ChallengeParams {
+            realm: Some("api"),
+            scope: Some("admin"),
+            scheme,
+            dpop_algs,
+            resource_metadata: Some(URL),
+            ..ChallengeParams::default()
+        };
+        let show = |values: [Option<HeaderValue>; 2]| {
+            values
+                .into_iter()
+                .flatten()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let param = format!("resource_metadata=\"{URL}\"");
+        assert_eq!(
+            show(www_authenticate(
+                K::MissingToken,
+                params(Scheme::Unknown, None)
+            )),
+            [format!("Bearer realm=\"api\", {param}")]
+        );
+        assert_eq!(
+            show(www_authenticate(
+                K::MissingToken,
+                params(Scheme::Unknown, Some("ES256"))
+            )),
+            [
+                format!("Bearer realm=\"api\", {param}"),
+                format!("DPoP realm=\"api\", algs=\"ES256\", {param}")
+            ]
+        );
+        assert_eq!(
+            show(www_authenticate(
+                K::InsufficientScope,
+                params(Scheme::Bearer, None)
+            )),
+            [format!("Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"admin\", {param}")]
+        );
+        // Every row with a challenge carries it, on every scheme it is rendered for.
+        let kinds = [
+            K::MissingToken,
+            K::InvalidRequest,
+            K::InvalidToken,
+            K::TokenExpired,
+            K::TokenNotYetValid,
+            K::TokenInactive,
+            K::UnknownKey,
+            K::MissingCertificate,
+            K::CertificateMismatch,
+            K::UnboundToken,
+            K::InsufficientScope,
+            K::InsufficientUserAuthentication,
+            K::InvalidDpopProof,
+            K::UseDpopNonce,
+            K::DpopKeyMismatch,
+            K::DpopTokenAsBearer,
+        ];
+        for kind in kinds {
+            for scheme in [Scheme::Unknown, Scheme::Bearer, Scheme::Dpop] {
+                let values = show(www_authenticate(kind, params(scheme, Some("ES256"))));
+                assert!(!values.is_empty(), "{kind:?}");
+                for value in values {
+                    assert!(value.ends_with(&param), "{kind:?} {scheme:?}: {value}");
+                }
+            }
+        }
+        let none = ChallengeParams {
+            resource_metadata: Some(URL),
+            ..ChallengeParams::default()
+        };
+        assert_eq!(www_authenticate(K::KeysUnavailable, none), [None, None]);
+    }
+
+    #[test]
+    fn a_resource_metadata_url_must_be_https_and_quotable() {
+        assert!(checked_resource_metadata_url(
+            "https://api.example/.well-known/oauth-protected-resource"
+        )
+        .is_ok());
+        for bad in [
+            "http://api.example/.well-known/oauth-protected-resource",
+            "https://",
+            "https:///path",
+            "/.well-known/oauth-protected-resource",
+            "https://api.example/x#frag",
+            "https://api.example/a b",
+            "https://api.example/\"",
+            "https://api.example/\\",
+            "",
+        ] {
+            assert!(checked_resource_metadata_url(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

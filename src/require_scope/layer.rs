@@ -4,7 +4,9 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::{RequireScope, Scopes};
-use crate::challenge::{checked_realm, scope_challenge, DefaultRejection};
+use crate::challenge::{
+    checked_realm, checked_resource_metadata_url, scope_challenge, DefaultRejection,
+};
 use crate::error::ConfigError;
 
 /// Requires scopes of the [`AccessToken`](crate::AccessToken) a [`BoundTokenLayer`](crate::BoundTokenLayer) further
@@ -35,6 +37,7 @@ impl RequireScopeLayer {
                 required,
                 challenge,
                 realm: None,
+                resource_metadata: None,
                 rejection: DefaultRejection,
             }),
         })
@@ -53,6 +56,18 @@ impl<R: Clone> RequireScopeLayer<R> {
         Ok(self)
     }
 
+    /// Adds `resource_metadata="<url>"` to this layer's challenges (RFC 9728 §5.1; give it the
+    /// URL the [`BoundTokenLayer`](crate::BoundTokenLayer) in front has).
+    ///
+    /// # Errors
+    /// When `url` is not an absolute `https` URL without fragment, or holds characters a
+    /// quoted-string cannot carry unescaped.
+    pub fn resource_metadata(mut self, url: &str) -> Result<Self, ConfigError> {
+        let url = checked_resource_metadata_url(url)?;
+        Arc::make_mut(&mut self.scopes).resource_metadata = Some(url);
+        Ok(self)
+    }
+
     /// Makes rejection responses with `rejection` (see
     /// [`RejectionResponse`](crate::challenge::RejectionResponse)); the layer still sets the status, challenge and gRPC headers.
     pub fn with_rejection_response<R2>(self, rejection: R2) -> RequireScopeLayer<R2> {
@@ -62,9 +77,22 @@ impl<R: Clone> RequireScopeLayer<R> {
                 required: scopes.required.clone(),
                 challenge: scopes.challenge.clone(),
                 realm: scopes.realm.clone(),
+                resource_metadata: scopes.resource_metadata.clone(),
                 rejection,
             }),
         }
+    }
+}
+
+impl<R> RequireScopeLayer<R> {
+    /// The scopes this layer requires (for `scopes_supported` in the resource's metadata).
+    pub(crate) fn required_scopes(&self) -> &[String] {
+        &self.scopes.required
+    }
+
+    /// The `resource_metadata` URL of its challenges.
+    pub(crate) fn resource_metadata_url(&self) -> Option<&str> {
+        self.scopes.resource_metadata.as_deref()
     }
 }
 

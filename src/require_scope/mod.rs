@@ -24,6 +24,8 @@ pub(crate) struct Scopes<R> {
     pub(crate) required: Vec<String>,
     pub(crate) challenge: String,
     pub(crate) realm: Option<String>,
+    /// Where the protected resource metadata is (RFC 9728 §5.1), for the challenge.
+    pub(crate) resource_metadata: Option<String>,
     pub(crate) rejection: R,
 }
 
@@ -36,6 +38,7 @@ impl<R> Scopes<R> {
             realm: self.realm.as_deref(),
             scope: Some(&self.challenge),
             scheme,
+            resource_metadata: self.resource_metadata.as_deref(),
             ..ChallengeParams::default()
         };
         reject(error, params, grpc, &self.rejection)

@@ -5,7 +5,9 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::{RequireStepUp, StepUp};
-use crate::challenge::{acr_values_challenge, checked_realm, DefaultRejection};
+use crate::challenge::{
+    acr_values_challenge, checked_realm, checked_resource_metadata_url, DefaultRejection,
+};
 use crate::error::ConfigError;
 
 /// Requires a strong or recent enough user authentication (RFC 9470 step-up) of the
@@ -50,6 +52,7 @@ impl RequireStepUpLayer {
             acr_challenge: Some(acr_challenge),
             max_age: None,
             realm: None,
+            resource_metadata: None,
             rejection: DefaultRejection,
         }))
     }
@@ -62,6 +65,7 @@ impl RequireStepUpLayer {
             acr_challenge: None,
             max_age: Some(max_age.as_secs()),
             realm: None,
+            resource_metadata: None,
             rejection: DefaultRejection,
         })
     }
@@ -92,6 +96,18 @@ impl<R: Clone> RequireStepUpLayer<R> {
         Ok(self)
     }
 
+    /// Adds `resource_metadata="<url>"` to this layer's challenges (RFC 9728 §5.1; give it the
+    /// URL the [`BoundTokenLayer`](crate::BoundTokenLayer) in front has).
+    ///
+    /// # Errors
+    /// When `url` is not an absolute `https` URL without fragment, or holds characters a
+    /// quoted-string cannot carry unescaped.
+    pub fn resource_metadata(mut self, url: &str) -> Result<Self, ConfigError> {
+        let url = checked_resource_metadata_url(url)?;
+        Arc::make_mut(&mut self.step_up).resource_metadata = Some(url);
+        Ok(self)
+    }
+
     /// Makes rejection responses with `rejection` (see
     /// [`RejectionResponse`](crate::challenge::RejectionResponse)); the layer still sets the status, challenge and gRPC headers.
     pub fn with_rejection_response<R2>(self, rejection: R2) -> RequireStepUpLayer<R2> {
@@ -102,6 +118,7 @@ impl<R: Clone> RequireStepUpLayer<R> {
                 acr_challenge: step_up.acr_challenge.clone(),
                 max_age: step_up.max_age,
                 realm: step_up.realm.clone(),
+                resource_metadata: step_up.resource_metadata.clone(),
                 rejection,
             }),
         }

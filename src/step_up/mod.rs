@@ -87,6 +87,8 @@ pub(crate) struct StepUp<R> {
     /// The greatest acceptable age of the authentication, in seconds.
     pub(crate) max_age: Option<u64>,
     pub(crate) realm: Option<String>,
+    /// Where the protected resource metadata is (RFC 9728 §5.1), for the challenge.
+    pub(crate) resource_metadata: Option<String>,
     pub(crate) rejection: R,
 }
 
@@ -130,6 +132,7 @@ impl<R> StepUp<R> {
             acr_values: self.acr_challenge.as_deref(),
             max_age: self.max_age,
             scheme,
+            resource_metadata: self.resource_metadata.as_deref(),
             ..ChallengeParams::default()
         };
         reject(error, params, grpc, &self.rejection)

@@ -89,6 +89,8 @@ mod proxies;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod rejections;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod resource_metadata;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod serve;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod serve_panics;
