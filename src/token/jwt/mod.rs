@@ -60,6 +60,9 @@ use crate::upstream::FetchError;
 pub struct JwtValidator(Arc<Inner>);
 
 struct Inner {
+    /// Tells this validator's cached validations from those of another in a shared cache
+    /// (an issuer replaced in [`Issuers`](crate::Issuers) must not vouch for the old one's).
+    id: u64,
     keys: Keys,
     /// The allowed algorithms.
     algorithms: Vec<Algorithm>,
@@ -72,10 +75,11 @@ struct Inner {
     cache_ttl: Duration,
 }
 
-/// A token that passed validation, and the key (set) that verified its signature.
+/// A token that passed validation, and the validator and key (set) that verified its signature.
 #[derive(Clone)]
-struct Verified {
+pub(in crate::token) struct Verified {
     token: AccessToken,
+    validator: u64,
     generation: u64,
     fingerprint: [u8; 32],
 }
@@ -97,6 +101,11 @@ impl fmt::Debug for JwtValidator {
 }
 
 impl JwtValidator {
+    /// The issuer this validator accepts (its exact `iss`).
+    pub fn issuer(&self) -> &str {
+        &self.0.claims.issuer
+    }
+
     /// Fetches the remote keys now (discovery included) instead of on the first request.
     /// Does nothing for static keys.
     ///
@@ -157,6 +166,7 @@ impl JwtValidator {
             .map_err(Pending::Done)?;
         Ok(Verified {
             token: AccessToken::from_claims(claims).map_err(Pending::Done)?,
+            validator: self.0.id,
             generation: keys.generation(),
             fingerprint,
         })
@@ -373,6 +383,38 @@ impl JwtValidator {
                     }
                 })
             }
+        }
+    }
+}
+
+/// A cache of validations shared by several validators ([`Issuers`](crate::Issuers)): one
+/// lookup finds a token whatever its issuer.
+pub(in crate::token) type SharedCache = ResultCache<Verified>;
+
+impl Verified {
+    /// The issuer whose validator verified the token.
+    pub(in crate::token) fn issuer(&self) -> Option<&str> {
+        self.token.issuer()
+    }
+}
+
+impl JwtValidator {
+    /// The token of a validation found in a shared cache, if it still stands here: verified by
+    /// this very validator (not by one it replaced), with a key it still holds.
+    pub(in crate::token) fn vouch(&self, hit: Verified) -> Option<AccessToken> {
+        (hit.validator == self.0.id && self.still_trusted(&hit)).then_some(hit.token)
+    }
+
+    /// A miss in a shared cache: validated here, and kept there for this validator's
+    /// `cache_ttl` unless its cache is off.
+    pub(in crate::token) fn validate_into(
+        &self,
+        cache: &Arc<SharedCache>,
+        presented: PresentedToken<'_>,
+    ) -> TokenFuture {
+        match &self.0.cache {
+            Some(_) => self.validate_miss(cache, presented.token(), presented.key()),
+            None => self.validate_uncached(presented.token()),
         }
     }
 }
