@@ -176,6 +176,8 @@ impl ValidateToken for Issuers {
     fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
         // A token seen before: one lookup, whatever its issuer, and no reading of the token.
         let key = presented.key();
+        // Whichever validator takes it next does not hash it again.
+        let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
             let vouched = self.read(|set| {
                 let validator = hit.issuer().and_then(|issuer| set.get(issuer))?;
