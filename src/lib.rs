@@ -135,6 +135,7 @@ pub use crate::thumbprint::{CertThumbprint, InvalidThumbprint, JwkThumbprint};
 pub use crate::token::access::AccessToken;
 #[cfg(feature = "introspection")]
 pub use crate::token::introspection::IntrospectionValidator;
+pub use crate::token::issuers::Issuers;
 pub use crate::token::jwt::JwtValidator;
 pub use crate::token::validate::ValidateToken;
 

@@ -13,12 +13,13 @@ use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 ///
 /// Inserted into the request's extensions by the layer; read it in a handler through the axum
 /// extractor (`AccessToken` implements `FromRequestParts`) or from the extensions. Cheap to
-/// clone. Its `Debug` output shows no claim values besides subject, client and scopes.
+/// clone. Its `Debug` output shows no claim values besides issuer, subject, client and scopes.
 #[derive(Clone)]
 pub struct AccessToken(Arc<Inner>);
 
 struct Inner {
     claims: Map<String, Value>,
+    issuer: Option<String>,
     subject: Option<String>,
     client_id: Option<String>,
     scopes: Vec<String>,
@@ -67,6 +68,9 @@ impl AccessToken {
                 Some(_) => Err(invalid("a string claim has another type")),
             }
         };
+        // Not refused when malformed: validators that require `iss` check it themselves, and an
+        // introspection answer need not carry one.
+        let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
         let subject = string_claim("sub")?;
         let client_id = match string_claim("client_id")? {
             Some(id) => Some(id),
@@ -97,12 +101,20 @@ impl AccessToken {
         }
         Ok(Self(Arc::new(Inner {
             claims,
+            issuer,
             subject,
             client_id,
             scopes,
             confirmation,
             dpop_key,
         })))
+    }
+
+    /// The `iss` claim: which authorization server issued the token (for an introspection
+    /// answer, its `iss` if it has one). `None` when it is absent or not a string. Behind
+    /// [`Issuers`](crate::Issuers), the trusted issuer whose keys verified the token.
+    pub fn issuer(&self) -> Option<&str> {
+        self.0.issuer.as_deref()
     }
 
     /// The `sub` claim.
@@ -244,6 +256,7 @@ impl<'de> serde::Deserializer<'de> for MapDeserializer<'de> {
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
+            .field("issuer", &self.0.issuer)
             .field("subject", &self.0.subject)
             .field("client_id", &self.0.client_id)
             .field("scopes", &self.0.scopes)
@@ -306,6 +319,14 @@ mod tests {
             let err = token(bad).unwrap_err();
             assert_eq!(err.kind(), AuthErrorKind::InvalidToken);
         }
+    }
+
+    #[test]
+    fn the_issuer_is_read_when_it_is_a_string() {
+        let t = token(json!({"iss": "https://as.test"})).unwrap();
+        assert_eq!(t.issuer(), Some("https://as.test"));
+        assert_eq!(token(json!({"iss": 5})).unwrap().issuer(), None);
+        assert_eq!(token(json!({})).unwrap().issuer(), None);
     }
 
     #[test]

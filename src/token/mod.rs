@@ -1,7 +1,8 @@
 //! Validated access tokens ([`AccessToken`]) and the [`ValidateToken`] extension point, with
 //! certbound's two validators: [`JwtValidator`](crate::JwtValidator) validates JWT access tokens (RFC 9068) locally;
 //! `IntrospectionValidator` (feature `introspection`) asks the authorization server about opaque
-//! tokens (RFC 7662).
+//! tokens (RFC 7662); [`Issuers`](crate::Issuers) routes each token to the validator of its
+//! issuer among several.
 //!
 //! A validator turns the token into an `AccessToken` or an [`AuthError`](crate::AuthError); the
 //! layer then checks the token's binding to the client certificate.
@@ -42,6 +43,7 @@ pub(crate) mod access;
 mod future;
 #[cfg(feature = "introspection")]
 pub(crate) mod introspection;
+pub(crate) mod issuers;
 pub(crate) mod jwt;
 pub(crate) mod validate;
 
@@ -51,6 +53,7 @@ pub use access::Binding;
 pub use future::TokenFuture;
 #[cfg(feature = "introspection")]
 pub use introspection::{DiscoveryError, IntrospectionValidatorBuilder};
+pub use issuers::IssuersBuilder;
 pub use jwt::{JwtValidatorBuilder, KeyFetchError};
 pub use validate::PresentedToken;
 pub(crate) use validate::ValidateToken;

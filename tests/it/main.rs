@@ -79,6 +79,8 @@ mod hostile_clients;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod introspection;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod issuers;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod jwks_remote;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod jwt_cache;

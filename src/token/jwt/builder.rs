@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use crate::error::ConfigError;
 use crate::support::cache::ResultCache;
 use crate::support::crypto::JoseProvider;
 use crate::upstream::{upstream_setters, UpstreamOptions};
+
+/// Where validator ids come from (see `Inner::id`): never two validators with one id.
+static IDS: AtomicU64 = AtomicU64::new(0);
 
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::ES256,
@@ -332,6 +336,7 @@ impl JwtValidatorBuilder {
         };
 
         Ok(JwtValidator(Arc::new(Inner {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             keys,
             algorithms,
             claims: ClaimRules {

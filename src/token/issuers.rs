@@ -1,0 +1,333 @@
+//! [`Issuers`]: one validator for several trusted issuers, each a [`JwtValidator`] with its own
+//! keys, audiences, algorithms and leeway, and (feature `introspection`) an
+//! `IntrospectionValidator` for every other token.
+//!
+//! A JWT is routed by its unverified `iss` to the one validator of that issuer, and verified
+//! there once: `iss` only chooses the validator, which checks it again among the signed claims.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use super::jwt::{JwtValidator, SharedCache};
+use super::{PresentedToken, TokenFuture, ValidateToken};
+use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::support::cache::ResultCache;
+use crate::support::encoding::json_object_text;
+#[cfg(feature = "introspection")]
+use crate::IntrospectionValidator;
+
+/// Validates tokens from several authorization servers: each trusted issuer has its own
+/// [`JwtValidator`] (key source, audiences, algorithms, leeway), and a JWT goes to the one
+/// whose issuer its `iss` names. Cheap to clone; clones share the set and the cache.
+///
+/// - Routing: the token's unverified `iss` is read and looked up once; the token is verified
+///   by that issuer's keys only, never by trying each issuer in turn. The validator then
+///   checks `iss` again among the signed claims.
+/// - A JWT whose `iss` is not in the set is refused (`401 invalid_token`, detail
+///   `untrusted issuer`) without any network call, and so is a token that is not a JWT.
+/// - With an [`introspection`](IssuersBuilder::introspection) validator (feature
+///   `introspection`), every token that is not a JWT of a trusted issuer (an opaque token, or
+///   a JWT with another `iss`) is introspected instead (RFC 7662), for an authorization
+///   server that issues both kinds or a migration from opaque tokens to JWTs.
+/// - Failures stay with their issuer: an issuer whose keys cannot be fetched refuses its own
+///   tokens (`503`), and the others' tokens keep flowing.
+/// - Cache: validated JWTs are kept in one cache for the whole set (keyed by SHA-256 of the
+///   token, bounded by [`max_cache_entries`](IssuersBuilder::max_cache_entries) and
+///   [`max_cache_bytes`](IssuersBuilder::max_cache_bytes)), so a token seen before costs one
+///   lookup whatever its issuer. Each issuer's `cache_ttl` and `no_cache` still apply to its
+///   tokens; the validators' own caches are not used behind `Issuers`. The introspection
+///   validator keeps its own cache.
+/// - The set can change while serving ([`insert`](Self::insert), [`remove`](Self::remove)):
+///   requests already being validated finish with the validator they started with; cached
+///   validations of a removed or replaced issuer are no longer accepted.
+///
+/// [`AccessToken::issuer`](crate::AccessToken::issuer) tells the application which issuer a
+/// token came from.
+///
+/// # Example
+/// ```
+/// use certbound::{AuthErrorKind, BoundTokenLayer, Issuers, JwtValidator, ValidateToken};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1",
+///     "x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q",
+///     "y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#;
+/// let issuers = Issuers::builder()
+///     .jwt(JwtValidator::builder("https://as-a.example", "https://api.example").jwks_json(jwks).build()?)
+///     .jwt(JwtValidator::builder("https://as-b.example", "https://api.example").jwks_json(jwks).build()?)
+///     .build()?;
+/// assert!(issuers.contains("https://as-b.example"));
+///
+/// // {"alg":"ES256"} . {"iss":"https://evil.example"} . signature
+/// let token = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2V2aWwuZXhhbXBsZSJ9.c2ln";
+/// let error = issuers.validate(token).await.unwrap_err();
+/// assert_eq!(error.kind(), AuthErrorKind::InvalidToken);
+/// assert_eq!(error.detail(), "untrusted issuer");
+///
+/// let layer = BoundTokenLayer::new(issuers);
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Issuers(Arc<Shared>);
+
+struct Shared {
+    /// The trusted issuers, by their exact `iss`. Held only for a lookup or an update, never
+    /// across a validation.
+    set: RwLock<HashMap<Box<str>, JwtValidator>>,
+    #[cfg(feature = "introspection")]
+    introspection: Option<IntrospectionValidator>,
+    cache: Arc<SharedCache>,
+}
+
+impl Issuers {
+    /// Starts a set of issuers, empty and without introspection.
+    pub fn builder() -> IssuersBuilder {
+        IssuersBuilder {
+            validators: Vec::new(),
+            #[cfg(feature = "introspection")]
+            introspection: None,
+            max_cache_entries: 100_000,
+            max_cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+
+    /// Trusts `validator`'s issuer from now on, in place of the validator it had if any (which
+    /// is returned): an issuer added or replaced while serving, without a restart.
+    pub fn insert(&self, validator: JwtValidator) -> Option<JwtValidator> {
+        let issuer: Box<str> = validator.issuer().into();
+        self.write().insert(issuer, validator)
+    }
+
+    /// Stops trusting `issuer`; its validator is returned if it was in the set. Its tokens are
+    /// refused from now on, cached or not.
+    pub fn remove(&self, issuer: &str) -> Option<JwtValidator> {
+        self.write().remove(issuer)
+    }
+
+    /// Whether `issuer` is trusted.
+    pub fn contains(&self, issuer: &str) -> bool {
+        self.read(|set| set.contains_key(issuer))
+    }
+
+    /// The validator of `issuer`, if it is trusted.
+    pub fn get(&self, issuer: &str) -> Option<JwtValidator> {
+        self.read(|set| set.get(issuer).cloned())
+    }
+
+    /// How many issuers are trusted.
+    pub fn len(&self) -> usize {
+        self.read(HashMap::len)
+    }
+
+    /// Whether no issuer is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&HashMap<Box<str>, JwtValidator>) -> R) -> R {
+        // A panic elsewhere while holding the lock left the map whole (updates are single
+        // inserts and removals), so a poisoned lock is still read.
+        f(&self.0.set.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, JwtValidator>> {
+        self.0.set.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Not a JWT of a trusted issuer: introspected when configured, else refused.
+    fn untrusted(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        #[cfg(feature = "introspection")]
+        if let Some(introspection) = &self.0.introspection {
+            return introspection.validate_presented(presented);
+        }
+        let _ = presented;
+        TokenFuture::ready(Err(AuthError::with_detail(
+            AuthErrorKind::InvalidToken,
+            "untrusted issuer",
+        )))
+    }
+}
+
+impl fmt::Debug for Issuers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut issuers = self.read(|set| set.keys().cloned().collect::<Vec<_>>());
+        issuers.sort_unstable();
+        let mut debug = f.debug_struct("Issuers");
+        debug.field("issuers", &issuers);
+        #[cfg(feature = "introspection")]
+        debug.field("introspection", &self.0.introspection);
+        debug.finish_non_exhaustive()
+    }
+}
+
+impl ValidateToken for Issuers {
+    type Future = TokenFuture;
+
+    fn validate(&self, token: &str) -> TokenFuture {
+        self.validate_presented(PresentedToken::new(token, None))
+    }
+
+    fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        // A token seen before: one lookup, whatever its issuer, and no reading of the token.
+        let key = presented.key();
+        // Whichever validator takes it next does not hash it again.
+        let presented = presented.with_key(key);
+        if let Some(hit) = self.0.cache.get(&key) {
+            let vouched = self.read(|set| {
+                let validator = hit.issuer().and_then(|issuer| set.get(issuer))?;
+                validator.vouch(hit)
+            });
+            if let Some(token) = vouched {
+                return TokenFuture::ready(Ok(token));
+            }
+            // Its issuer left the set, was replaced, or no longer holds the key.
+            self.0.cache.remove(&key);
+        }
+        self.route(presented)
+    }
+}
+
+impl Issuers {
+    /// A token not in the cache: to its issuer's validator. Out of line, as the hit path above
+    /// runs on nearly every request.
+    #[inline(never)]
+    fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
+        let mut buf = [0u8; PAYLOAD_BUF];
+        let validator = unverified_issuer(presented.token(), &mut buf)
+            .and_then(|issuer| self.read(|set| set.get(&*issuer).cloned()));
+        match validator {
+            Some(validator) => validator.validate_into(&self.0.cache, presented),
+            None => self.untrusted(presented),
+        }
+    }
+}
+
+/// Room for a decoded JWT payload on the stack (longer ones are decoded on the heap).
+const PAYLOAD_BUF: usize = 2048;
+
+/// The `iss` of a compact JWS's payload, unverified: only to choose the validator. `None` for
+/// anything else (not three segments, a payload that is not a base64url JSON object, an `iss`
+/// that is absent, not a string, or given twice).
+fn unverified_issuer<'b>(token: &str, buf: &'b mut [u8; PAYLOAD_BUF]) -> Option<Cow<'b, str>> {
+    /// Only `iss`; serde skips the other members without building them.
+    #[derive(serde::Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow, default)]
+        iss: Option<Cow<'a, str>>,
+    }
+    let mut segments = token.split('.');
+    let (Some(header), Some(payload), Some(_), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return None;
+    };
+    if header.is_empty() {
+        return None;
+    }
+    let payload = payload.as_bytes();
+    if payload.len() / 4 * 3 + 3 > PAYLOAD_BUF {
+        // Large payloads are rare; only they are decoded on the heap.
+        let decoded = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let text = json_object_text(&decoded)?;
+        let iss = serde_json::from_str::<Payload<'_>>(text).ok()?.iss?;
+        return Some(Cow::Owned(iss.into_owned()));
+    }
+    let n = URL_SAFE_NO_PAD.decode_slice(payload, buf).ok()?;
+    let text = json_object_text(&buf[..n])?;
+    serde_json::from_str::<Payload<'b>>(text).ok()?.iss
+}
+
+/// Builder of an [`Issuers`] set. Checked by [`build`](Self::build).
+#[must_use]
+pub struct IssuersBuilder {
+    validators: Vec<JwtValidator>,
+    #[cfg(feature = "introspection")]
+    introspection: Option<IntrospectionValidator>,
+    max_cache_entries: u64,
+    max_cache_bytes: u64,
+}
+
+impl fmt::Debug for IssuersBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let issuers: Vec<&str> = self.validators.iter().map(JwtValidator::issuer).collect();
+        let mut debug = f.debug_struct("IssuersBuilder");
+        debug.field("issuers", &issuers);
+        #[cfg(feature = "introspection")]
+        debug.field("introspection", &self.introspection);
+        debug
+            .field("max_cache_entries", &self.max_cache_entries)
+            .field("max_cache_bytes", &self.max_cache_bytes)
+            .finish()
+    }
+}
+
+impl IssuersBuilder {
+    /// Trusts the issuer of `validator` ([`JwtValidator::issuer`]), with its keys and rules.
+    pub fn jwt(mut self, validator: JwtValidator) -> Self {
+        self.validators.push(validator);
+        self
+    }
+
+    /// Introspects every token that is not a JWT of a trusted issuer (opaque tokens, and JWTs
+    /// with another `iss`) instead of refusing it.
+    #[cfg(feature = "introspection")]
+    pub fn introspection(mut self, validator: IntrospectionValidator) -> Self {
+        self.introspection = Some(validator);
+        self
+    }
+
+    /// Most validated JWTs kept, all issuers together (default 100 000).
+    pub fn max_cache_entries(mut self, entries: u64) -> Self {
+        self.max_cache_entries = entries;
+        self
+    }
+
+    /// About how many bytes the validated JWTs kept may take, all issuers together (default
+    /// 64 MiB).
+    pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
+        self.max_cache_bytes = bytes;
+        self
+    }
+
+    /// The set.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] (option `issuer`) when two validators are for one issuer:
+    /// which of them should verify its tokens is a configuration mistake, not a choice to
+    /// make silently.
+    pub fn build(self) -> Result<Issuers, ConfigError> {
+        let mut set = HashMap::with_capacity(self.validators.len());
+        for validator in self.validators {
+            let issuer: Box<str> = validator.issuer().into();
+            if set.contains_key(&issuer) {
+                return Err(ConfigError::invalid(
+                    "issuer",
+                    format!("two validators for the issuer {issuer}"),
+                ));
+            }
+            set.insert(issuer, validator);
+        }
+        Ok(Issuers(Arc::new(Shared {
+            set: RwLock::new(set),
+            #[cfg(feature = "introspection")]
+            introspection: self.introspection,
+            cache: Arc::new(ResultCache::new(
+                self.max_cache_entries,
+                self.max_cache_bytes,
+            )),
+        })))
+    }
+}
+
+#[cfg(test)]
+#[path = "issuers_tests.rs"]
+mod tests;

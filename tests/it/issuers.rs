@@ -1,0 +1,219 @@
+//! Several issuers behind one layer: `Issuers` with two issuers whose keys come from two real
+//! HTTPS JWKS servers (`JwksServer`), and opaque tokens through a real introspection endpoint,
+//! behind a protected application served by `certbound::serve` and reached over mutual TLS.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use certbound::{AccessToken, BoundTokenLayer, Issuers, JwtValidator};
+use reqwest::header::WWW_AUTHENTICATE;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const INVALID_TOKEN: &str = "invalid access token";
+
+/// One trusted issuer: its signing key and the JWKS server that publishes it.
+struct Issuer {
+    name: String,
+    key: TestKey,
+    jwks: JwksServer,
+}
+
+impl Issuer {
+    async fn start(name: &str, kid: &str) -> Issuer {
+        let key = TestKey::es256(kid);
+        let jwks = JwksServer::start(crate::common::jwks(&[&key])).await;
+        Issuer {
+            name: name.to_owned(),
+            key,
+            jwks,
+        }
+    }
+
+    fn validator(&self) -> JwtValidator {
+        JwtValidator::builder(&self.name, AUDIENCE)
+            .jwks_url(self.jwks.url(JWKS_PATH))
+            .trust_root(self.jwks.ca_der())
+            .only_trust_roots()
+            .build()
+            .expect("validator")
+    }
+
+    /// Good claims from this issuer, bound to `who`, signed by its key.
+    fn token(&self, who: &ClientIdentity) -> String {
+        let mut claims = claims_bound_to(&who.x5t_s256());
+        claims["iss"] = json!(self.name);
+        self.key.sign(&claims)
+    }
+}
+
+/// The resource server: its client PKI, Alice, and `/whoami` (which names the token's issuer)
+/// behind `BoundTokenLayer<Issuers>`.
+struct Resource {
+    alice: ClientIdentity,
+    client: reqwest::Client,
+    server: TestServer,
+}
+
+impl Resource {
+    async fn start(issuers: Issuers) -> Resource {
+        let pki = Pki::new("issuers-rs-clients");
+        let alice = pki.client_identity("alice");
+        let app = Router::new()
+            .route(
+                "/whoami",
+                get(|token: AccessToken| async move {
+                    Json(json!({ "iss": token.issuer(), "sub": token.subject() }))
+                }),
+            )
+            .layer(BoundTokenLayer::new(issuers));
+        let server = TestServer::start(ca_verified_tls(&pki), app).await;
+        Resource {
+            client: https_client(&pki.ca_der(), Some(&alice)),
+            alice,
+            server,
+        }
+    }
+
+    async fn request(&self, token: &str) -> reqwest::Response {
+        get_with_token(&self.client, &self.server.url("/whoami"), token).await
+    }
+
+    /// Asserts that `token` is accepted, and returns the issuer the application was told.
+    async fn accepted_from(&self, token: &str) -> String {
+        let response = self.request(token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json");
+        body["iss"].as_str().expect("an issuer").to_owned()
+    }
+}
+
+#[tokio::test]
+async fn tokens_of_each_trusted_issuer_are_accepted_and_name_their_issuer() {
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let b = Issuer::start("https://b.issuer.test", "b1").await;
+    let issuers = Issuers::builder()
+        .jwt(a.validator())
+        .jwt(b.validator())
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers).await;
+
+    for _ in 0..3 {
+        assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+        assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    }
+    // Each issuer's keys were fetched once, from its own server.
+    assert_eq!((a.jwks.hits(JWKS_PATH), b.jwks.hits(JWKS_PATH)), (1, 1));
+
+    // Issuer b's name on a token signed by issuer a's key: b's keys do not know it.
+    let mut claims = claims_bound_to(&rs.alice.x5t_s256());
+    claims["iss"] = json!(b.name);
+    let forged = a.key.sign(&claims);
+    let response = rs.request(&forged).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_token_of_an_untrusted_issuer_is_refused_without_any_key_fetch() {
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let b = Issuer::start("https://b.issuer.test", "b1").await;
+    let issuers = Issuers::builder()
+        .jwt(a.validator())
+        .jwt(b.validator())
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers).await;
+
+    // Signed with a trusted issuer's key, but naming a third issuer.
+    let mut claims = claims_bound_to(&rs.alice.x5t_s256());
+    claims["iss"] = json!("https://c.issuer.test");
+    for token in [a.key.sign(&claims), "an-opaque-token".to_owned()] {
+        let response = rs.request(&token).await;
+        assert_invalid_token(&response, &token, INVALID_TOKEN);
+    }
+    assert_eq!((a.jwks.hits(JWKS_PATH), b.jwks.hits(JWKS_PATH)), (0, 0));
+}
+
+#[tokio::test]
+async fn one_issuers_key_outage_leaves_the_other_issuers_tokens_flowing() {
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let b = Issuer::start("https://b.issuer.test", "b1").await;
+    a.jwks
+        .set_status(JWKS_PATH, StatusCode::INTERNAL_SERVER_ERROR);
+    let issuers = Issuers::builder()
+        .jwt(a.validator())
+        .jwt(b.validator())
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers.clone()).await;
+
+    for _ in 0..3 {
+        let response = rs.request(&a.token(&rs.alice)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    }
+    assert_eq!(b.jwks.hits(JWKS_PATH), 1);
+
+    // Issuer a recovers: a new validator for it, swapped in while serving.
+    a.jwks.clear_status(JWKS_PATH);
+    assert!(issuers.insert(a.validator()).is_some());
+    assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+    // And removed: refused with no fetch, while b's tokens flow on.
+    issuers.remove(&a.name);
+    let token = a.token(&rs.alice);
+    let fetches = a.jwks.hits(JWKS_PATH);
+    assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
+    assert_eq!(a.jwks.hits(JWKS_PATH), fetches);
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+}
+
+#[cfg(feature = "introspection")]
+#[tokio::test]
+async fn jwts_of_trusted_issuers_are_verified_locally_and_other_tokens_introspected() {
+    use certbound::IntrospectionValidator;
+
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let introspection = IntrospectionServer::start(Introspection::basic("rs", "rs-secret")).await;
+    let issuers = Issuers::builder()
+        .jwt(a.validator())
+        .introspection(
+            IntrospectionValidator::endpoint(introspection.url())
+                .client_secret_basic("rs", "rs-secret")
+                .trust_root(introspection.ca_der())
+                .only_trust_roots()
+                .build()
+                .expect("introspection validator"),
+        )
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers).await;
+
+    let opaque = "opaque-token-of-the-same-authorization-server";
+    introspection.set_answer(
+        opaque,
+        json!({
+            "active": true,
+            "iss": "https://opaque.issuer.test",
+            "sub": "alice-user",
+            "token_type": "Bearer",
+            "exp": now() + 600,
+            "cnf": { "x5t#S256": rs.alice.x5t_s256() },
+        }),
+    );
+    assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+    assert_eq!(introspection.total_calls(), 0, "a trusted JWT stays local");
+    assert_eq!(rs.accepted_from(opaque).await, "https://opaque.issuer.test");
+    assert_eq!(introspection.total_calls(), 1);
+
+    // A JWT of another issuer is introspected too; this server does not know it.
+    let mut claims = claims_bound_to(&rs.alice.x5t_s256());
+    claims["iss"] = json!("https://c.issuer.test");
+    let foreign = TestKey::es256("c1").sign(&claims);
+    let response = rs.request(&foreign).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(introspection.total_calls(), 2);
+    assert_eq!(a.jwks.hits(JWKS_PATH), 1);
+}
