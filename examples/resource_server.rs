@@ -1,10 +1,18 @@
 //! A configurable RFC 8705 resource server: `GET /whoami` accepts only access tokens bound to
-//! the client certificate of the TLS connection they arrive on: JWTs (checked locally against
-//! the authorization server's keys) or opaque tokens (RFC 7662 introspection). With `--dpop` it
-//! also accepts tokens bound to a DPoP key (RFC 9449), from clients with or without a
-//! certificate.
+//! the client certificate of the TLS connection they arrive on: JWTs of one or several trusted
+//! issuers (checked locally against each issuer's keys) or opaque tokens (RFC 7662
+//! introspection), or both. With `--dpop` it also accepts tokens bound to a DPoP key
+//! (RFC 9449), from clients with or without a certificate. It publishes its RFC 9728 metadata,
+//! and `GET /step-up` asks for a strong or recent enough login (RFC 9470).
 //!
 //! ```text
+//! # two trusted issuers, keys by discovery; /step-up requires MFA within the last 5 minutes
+//! cargo run --release --example resource_server -- \
+//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
+//!     --issuer https://as-a.example --issuer https://as-b.example \
+//!     --audience https://api.example --public-url https://api.example \
+//!     --step-up-acr urn:example:mfa --step-up-max-age 300
+//!
 //! cargo run --release --example resource_server -- \
 //!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
 //!     --issuer https://as.example --audience https://api.example \
@@ -39,17 +47,29 @@
 //!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
 //!                                  CAs. Without it, any client certificate (self-signed too) is
 //!                                  accepted at the TLS layer; key possession is still proven.
-//!   --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
+//!   --issuer URL                   may be given several times: tokens from each issuer are
+//!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
+//!                                  issuer. A token from any other issuer is refused (401) without
+//!                                  any network call (or introspected, with --introspection-url).
+//!   --audience STR                 expected aud (required with --issuer; checked in the
 //!                                  introspection answer when given)
-//!   --jwks-url URL | --jwks-file PATH    JWT mode
+//!   --jwks-url URL | --jwks-file PATH    the keys instead of discovery: only with exactly one
+//!                                  --issuer (exit 2 otherwise)
 //!   --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
-//!                                  opaque-token mode (RFC 7662, client_secret_basic), instead
-//!                                  of --jwks-url / --jwks-file
+//!                                  opaque tokens (RFC 7662, client_secret_basic). Alone: every
+//!                                  token is introspected. Together with --issuer: tokens whose
+//!                                  iss is one of the --issuer values are verified locally; every
+//!                                  other token is introspected (with exactly one --issuer, the
+//!                                  answer's iss must be it)
 //!   --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
 //!                                  token revoked at the AS works here that long; 0: ask on
 //!                                  every request)
 //!   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
-//!                                  JWKS or introspection endpoint
+//!                                  issuers (discovery, JWKS) or the introspection endpoint
+//!   --step-up-acr VALUE            repeatable: GET /step-up requires the token's acr to be one
+//!                                  of these (RFC 9470)
+//!   --step-up-max-age SECONDS      GET /step-up requires the token's auth_time to be no older
+//!                                  than this
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
 //!   --trust-forwarded-cert FORMAT  behind a TLS-terminating proxy: take the client certificate
 //!                                  from its header, FORMAT one of rfc9440, xfcc (Envoy), nginx
@@ -68,18 +88,38 @@
 //!                                  (default: random per process)
 //!   --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
 //!                                  by instances (default: in memory; needs --features redis)
-//!   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
-//!                                  must be it plus the request path (default: https:// + the
-//!                                  request's Host; http:// when serving plain HTTP)
+//!   --public-url URL               origin (and optional path prefix) clients use (https): the
+//!                                  resource identifier of the RFC 9728 metadata, and with --dpop
+//!                                  a proof's htu must be it plus the request path (default:
+//!                                  https:// + the request's Host; for htu, http:// when serving
+//!                                  plain HTTP)
 //! ```
 //!
 //! Routes:
 //! - `GET /healthz`: unprotected, `200 ok` (a client certificate is optional at the TLS layer
 //!   so that probes need none);
-//! - `GET /whoami`: behind [`BoundTokenLayer`]; `200` with the token's `sub`, `client_id`,
-//!   `scope`, `x5t#S256` (its certificate binding) and `jkt` (its DPoP key binding) as JSON;
+//! - `GET /whoami`: behind [`BoundTokenLayer`]; `200` with the token's `iss`, `sub`,
+//!   `client_id`, `scope`, `x5t#S256` (its certificate binding) and `jkt` (its DPoP key
+//!   binding) as JSON;
+//! - `GET /step-up`: like `/whoami`, plus [`RequireStepUpLayer`]: the token's `acr` one of the
+//!   `--step-up-acr` values, its `auth_time` no older than `--step-up-max-age` (otherwise `401
+//!   error="insufficient_user_authentication"` with `acr_values` / `max_age`); without either
+//!   flag, the same as `/whoami`;
+//! - `GET /.well-known/oauth-protected-resource[PATH]`: unprotected (no token; no client
+//!   certificate beyond the TLS handshake), the RFC 9728 document: `resource` is `--public-url`
+//!   (`PATH` is its path, if any), else `https://` + the request's `Host` (`PATH` empty);
+//!   `authorization_servers` the `--issuer` values in the order given;
+//!   `bearer_methods_supported: ["header"]`; `tls_client_certificate_bound_access_tokens: true`;
+//!   with `--dpop` also `dpop_signing_alg_values_supported` and
+//!   `dpop_bound_access_tokens_required: false`;
 //! - any other path or method: behind the layer too, so `404` / `405` only once the token was
 //!   accepted (the API's shape is not shown to callers without one).
+//!
+//! Every `WWW-Authenticate` challenge carries `resource_metadata="<the document's URL>"`
+//! (RFC 9728 §5.1). With `--public-url` that URL is fixed; without it, it is built from each
+//! request's `Host` like the document, so a client is sent to the document of the name it used
+//! (the routes are built per `Host` name, and kept for the first 16 names; a request without a
+//! usable `Host` gets `400`).
 //!
 //! With `--dpop`, a DPoP proof's `htu` must be the URL the client used: by default `https://`
 //! (`http://` in plain-HTTP mode) and the request's `Host` plus its path; with `--public-url`,
@@ -96,8 +136,9 @@
 //! `--trusted-proxy` peers, and the proxy must overwrite them on every request (see the README's
 //! "Behind a proxy").
 //!
-//! On start the server prints `listening on https://ADDR` (`http://` without TLS) (in `--jwks-url` mode after a first
-//! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
+//! On start the server prints `listening on https://ADDR` (`http://` without TLS) (when keys
+//! are fetched, by discovery or `--jwks-url`, after a first attempt to fetch each issuer's
+//! keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
 //! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
 
 use std::ffi::OsString;
@@ -107,15 +148,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::{routing::get, Json, Router};
+use axum::Router;
 use certbound::dpop::Dpop;
 use certbound::forwarded::IpRange;
 use certbound::tls::{load_certs, ServerTls};
 use certbound::{
-    AccessToken, BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator,
-    JwtValidator, ValidateToken,
+    BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator, Issuers,
+    RequireStepUpLayer, ResourceMetadata, ValidateToken,
 };
-use serde_json::{json, Value};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
 const USAGE: &str = "\
@@ -126,17 +167,29 @@ Usage: resource_server [FLAGS]
   --client-ca PATH               optional, repeatable: client chains must verify to one of these
                                  CAs. Without it, any client certificate (self-signed too) is
                                  accepted at the TLS layer; key possession is still proven.
-  --issuer URL --audience STR    expected iss and aud (required for JWTs; checked in the
+  --issuer URL                   may be given several times: tokens from each issuer are
+                                 accepted; keys come from RFC 8414 / OpenID discovery of each
+                                 issuer. A token from any other issuer is refused (401) without
+                                 any network call (or introspected, with --introspection-url).
+  --audience STR                 expected aud (required with --issuer; checked in the
                                  introspection answer when given)
-  --jwks-url URL | --jwks-file PATH    JWT mode
+  --jwks-url URL | --jwks-file PATH    the keys instead of discovery: only with exactly one
+                                 --issuer (exit 2 otherwise)
   --introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET
-                                 opaque-token mode (RFC 7662, client_secret_basic), instead
-                                 of --jwks-url / --jwks-file
+                                 opaque tokens (RFC 7662, client_secret_basic). Alone: every
+                                 token is introspected. Together with --issuer: tokens whose
+                                 iss is one of the --issuer values are verified locally; every
+                                 other token is introspected (with exactly one --issuer, the
+                                 answer's iss must be it)
   --introspection-cache-ttl SECONDS    how long an active answer is reused (default 3; a
                                  token revoked at the AS works here that long; 0: ask on
                                  every request)
   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
-                                 JWKS or introspection endpoint
+                                 issuers (discovery, JWKS) or the introspection endpoint
+  --step-up-acr VALUE            repeatable: GET /step-up requires the token's acr to be one
+                                 of these (RFC 9470)
+  --step-up-max-age SECONDS      GET /step-up requires the token's auth_time to be no older
+                                 than this
   --allow-unbound                accept tokens with no cnf (default: reject them)
   --trust-forwarded-cert FORMAT  behind a TLS-terminating proxy: take the client certificate
                                  from its header, FORMAT one of rfc9440, xfcc (Envoy), nginx
@@ -155,31 +208,28 @@ Usage: resource_server [FLAGS]
                                  (default: random per process)
   --dpop-replay-redis URL        e.g. redis://127.0.0.1:6379: proof (jti) replay state shared
                                  by instances (default: in memory; needs --features redis)
-  --public-url URL               origin (and optional path prefix) clients use: a proof's htu
-                                 must be it plus the request path (default: https:// + the
-                                 request's Host; http:// when serving plain HTTP)
+  --public-url URL               origin (and optional path prefix) clients use (https): the
+                                 resource identifier of the RFC 9728 metadata, and with --dpop
+                                 a proof's htu must be it plus the request path (default:
+                                 https:// + the request's Host; for htu, http:// when serving
+                                 plain HTTP)
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
 Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required;
-with --dpop, a DPoP-bound token is accepted too).
+with --dpop, a DPoP-bound token is accepted too), GET /step-up (as /whoami, plus the
+--step-up-* requirements), GET /.well-known/oauth-protected-resource[PATH] (unprotected: the
+RFC 9728 metadata; PATH is --public-url's path). Every challenge carries resource_metadata.
 ";
 
 #[path = "support/cli.rs"]
 mod cli;
 #[path = "support/dpop.rs"]
 mod dpop;
-
-/// How access tokens are validated.
-#[derive(Debug)]
-enum Keys {
-    /// JWTs, keys from a JWKS URL.
-    Url(String),
-    /// JWTs, keys from a JWKS file.
-    File(PathBuf),
-    /// Opaque tokens, by introspection.
-    Introspection(IntrospectionFlags),
-}
+#[path = "support/issuers.rs"]
+mod issuers;
+#[path = "support/routes.rs"]
+mod routes;
 
 #[derive(Debug)]
 struct IntrospectionFlags {
@@ -187,6 +237,13 @@ struct IntrospectionFlags {
     client_id: String,
     client_secret: String,
     cache_ttl: Option<Duration>,
+}
+
+/// `--step-up-acr` and `--step-up-max-age`.
+#[derive(Debug)]
+struct StepUpFlags {
+    acr_values: Vec<String>,
+    max_age: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -198,14 +255,27 @@ struct Config {
     tls: Option<(PathBuf, PathBuf)>,
     client_cas: Vec<PathBuf>,
     forwarded: Option<ForwardedCertLayer>,
-    /// Required in JWT modes.
-    issuer: Option<String>,
+    /// The trusted issuers (`Some` with `--issuer`).
+    jwt: Option<issuers::JwtFlags>,
+    /// `--audience`, also checked in introspection answers.
     audience: Option<String>,
-    keys: Keys,
+    /// `Some` with `--introspection-url`.
+    introspection: Option<IntrospectionFlags>,
     upstream_cas: Vec<PathBuf>,
     allow_unbound: bool,
+    /// `Some` with `--step-up-acr` or `--step-up-max-age`.
+    step_up: Option<StepUpFlags>,
+    /// `--public-url`: the resource identifier (checked as one).
+    public_url: Option<String>,
     /// `Some` with `--dpop`.
     dpop: Option<dpop::DpopFlags>,
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("--{flag} {value:?}: not a whole number of seconds"))
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -228,6 +298,8 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "forwarded-cert-header",
         "trusted-proxy",
         "upstream-ca",
+        "step-up-acr",
+        "step-up-max-age",
     ];
     let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
@@ -245,10 +317,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let forwarded_format = flags.once("trust-forwarded-cert")?;
     let forwarded_header = flags.once("forwarded-cert-header")?;
     let trusted_proxies = flags.all("trusted-proxy");
-    let issuer = flags.once("issuer")?;
     let audience = flags.once("audience")?;
-    let jwks_url = flags.once("jwks-url")?;
-    let jwks_file = flags.once("jwks-file")?;
+    let jwt = issuers::JwtFlags::new(
+        flags.all("issuer"),
+        audience.clone(),
+        flags.once("jwks-url")?,
+        flags.once("jwks-file")?,
+    )?;
     let introspection_url = flags.once("introspection-url")?;
     let mut introspection_client_id = flags.once("introspection-client-id")?;
     let mut introspection_client_secret = flags.once("introspection-client-secret")?;
@@ -259,7 +334,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .map(PathBuf::from)
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
-    let dpop = dpop::DpopFlags::from_flags(&flags)?;
+    let step_up_acr = flags.all("step-up-acr");
+    let step_up_max_age = flags
+        .once("step-up-max-age")?
+        .map(|s| seconds("step-up-max-age", &s))
+        .transpose()?;
+    let public_url = flags.once("public-url")?;
+    let dpop = dpop::DpopFlags::from_flags(&flags, true)?;
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
@@ -310,10 +391,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     if tls.is_none() && !client_cas.is_empty() {
         return Err("--client-ca needs --tls-cert and --tls-key".into());
     }
-    let keys = match (jwks_url, jwks_file, introspection_url) {
-        (Some(url), None, None) => Keys::Url(url),
-        (None, Some(path), None) => Keys::File(path.into()),
-        (None, None, Some(url)) => Keys::Introspection(IntrospectionFlags {
+    let introspection = match introspection_url {
+        None => None,
+        Some(url) => Some(IntrospectionFlags {
             url,
             client_id: required(introspection_client_id.take(), "introspection-client-id")?,
             client_secret: required(
@@ -322,23 +402,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
             )?,
             cache_ttl: introspection_cache_ttl
                 .take()
-                .map(|s| {
-                    s.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                        format!("--introspection-cache-ttl {s:?}: not a whole number of seconds")
-                    })
-                })
+                .map(|s| seconds("introspection-cache-ttl", &s))
                 .transpose()?,
         }),
-        (None, None, None) => {
-            return Err(
-                "missing --jwks-url, --jwks-file or --introspection-url (see --help)".into(),
-            )
-        }
-        _ => {
-            return Err(
-                "give one of --jwks-url, --jwks-file and --introspection-url, not several".into(),
-            )
-        }
     };
     if introspection_client_id.is_some()
         || introspection_client_secret.is_some()
@@ -346,17 +412,22 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     {
         return Err("--introspection-* flags only apply with --introspection-url".into());
     }
-    let jwt_mode = !matches!(keys, Keys::Introspection(_));
-    let (issuer, audience) = if jwt_mode {
-        (
-            Some(required(issuer, "issuer")?),
-            Some(required(audience, "audience")?),
-        )
-    } else {
-        (issuer, audience)
-    };
-    if !upstream_cas.is_empty() && matches!(keys, Keys::File(_)) {
-        return Err("--upstream-ca only applies with --jwks-url or --introspection-url".into());
+    if jwt.is_none() && introspection.is_none() {
+        return Err("missing --issuer or --introspection-url (see --help)".into());
+    }
+    let fetches_keys = jwt.as_ref().is_some_and(issuers::JwtFlags::remote);
+    if !upstream_cas.is_empty() && !fetches_keys && introspection.is_none() {
+        return Err(
+            "--upstream-ca only applies when keys are fetched (not with --jwks-file) or with --introspection-url"
+                .into(),
+        );
+    }
+    let step_up = (!step_up_acr.is_empty() || step_up_max_age.is_some()).then_some(StepUpFlags {
+        acr_values: step_up_acr,
+        max_age: step_up_max_age,
+    });
+    if let Some(url) = &public_url {
+        let _ = ResourceMetadata::new(url).map_err(|e| format!("--public-url: {e}"))?;
     }
     Ok(Some(Config {
         listen_arg,
@@ -364,11 +435,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         tls,
         client_cas,
         forwarded,
-        issuer,
+        jwt,
         audience,
-        keys,
+        introspection,
         upstream_cas,
         allow_unbound,
+        step_up,
+        public_url,
         dpop,
     }))
 }
@@ -395,9 +468,7 @@ fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerCon
 }
 
 /// Extra trust anchors for https to the authorization server (`--upstream-ca`).
-fn upstream_roots(
-    config: &Config,
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+fn upstream_roots(config: &Config) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut roots = Vec::new();
     for path in &config.upstream_cas {
         roots.extend(load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))?);
@@ -405,33 +476,16 @@ fn upstream_roots(
     Ok(roots)
 }
 
-/// The JWT validator from the flags.
-fn jwt_validator(config: &Config, issuer: &str, audience: &str) -> Result<JwtValidator, String> {
-    let builder = JwtValidator::builder(issuer, audience);
-    match &config.keys {
-        Keys::File(path) => builder
-            .jwks_file(path)
-            .build()
-            .map_err(|e| format!("--jwks-file: {e}")),
-        Keys::Url(url) => {
-            let mut builder = builder.jwks_url(url);
-            for ca in upstream_roots(config)? {
-                builder = builder.trust_root(ca);
-            }
-            builder.build().map_err(|e| format!("--jwks-url: {e}"))
-        }
-        Keys::Introspection(_) => Err("not a JWT mode".into()),
-    }
-}
-
 /// The introspection validator from the flags.
 fn introspection_validator(
     config: &Config,
     flags: &IntrospectionFlags,
+    roots: &[CertificateDer<'static>],
 ) -> Result<IntrospectionValidator, String> {
     let mut builder = IntrospectionValidator::endpoint(&flags.url)
         .client_secret_basic(&flags.client_id, &flags.client_secret);
-    if let Some(issuer) = &config.issuer {
+    // With several issuers, an answer may come from any of them: its iss is not checked.
+    if let Some([issuer]) = config.jwt.as_ref().map(|jwt| &jwt.issuers[..]) {
         builder = builder.issuer(issuer);
     }
     if let Some(audience) = &config.audience {
@@ -440,18 +494,44 @@ fn introspection_validator(
     if let Some(ttl) = flags.cache_ttl {
         builder = builder.cache_ttl(ttl);
     }
-    for ca in upstream_roots(config)? {
-        builder = builder.trust_root(ca);
+    for ca in roots {
+        builder = builder.trust_root(ca.clone());
     }
     builder
         .build()
         .map_err(|e| format!("--introspection-url: {e}"))
 }
 
-/// The routes: `/whoami` and every unknown path or method behind the layer, `/healthz` public;
-/// behind a proxy, the forwarded certificate layer in front of everything (it removes the
-/// headers from every request).
-fn app<V: ValidateToken>(validator: V, config: &Config, dpop: Option<Dpop>) -> Router {
+/// The step-up requirement of `GET /step-up`, if any.
+fn step_up_layer(config: &Config) -> Result<Option<RequireStepUpLayer>, String> {
+    let Some(flags) = &config.step_up else {
+        return Ok(None);
+    };
+    let layer = if flags.acr_values.is_empty() {
+        None
+    } else {
+        Some(
+            RequireStepUpLayer::acr_values(flags.acr_values.iter().cloned())
+                .map_err(|e| format!("--step-up-acr: {e}"))?,
+        )
+    };
+    Ok(match (layer, flags.max_age) {
+        (Some(layer), Some(max_age)) => Some(layer.max_age(max_age)),
+        (Some(layer), None) => Some(layer),
+        (None, Some(max_age)) => Some(RequireStepUpLayer::authenticated_within(max_age)),
+        (None, None) => None,
+    })
+}
+
+/// The application for `validator`: the routes (see `support/routes.rs`) and, behind a proxy,
+/// the forwarded certificate layer in front of everything (it removes the headers from every
+/// request).
+fn app<V: ValidateToken>(
+    validator: V,
+    config: &Config,
+    dpop: Option<Dpop>,
+    step_up: Option<RequireStepUpLayer>,
+) -> Result<Router, String> {
     let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
@@ -459,37 +539,52 @@ fn app<V: ValidateToken>(validator: V, config: &Config, dpop: Option<Dpop>) -> R
     if let Some(dpop) = dpop {
         layer = layer.dpop(dpop);
     }
-    // `layer` (not `route_layer`) also wraps the fallbacks: a caller without a valid token gets
-    // 401 for any path and method, and learns nothing about which routes exist. Routes added
-    // after the call are outside it.
-    let router = Router::new()
-        .route("/whoami", get(whoami))
-        .layer(layer)
-        .route("/healthz", get(|| async { "ok" }));
-    match &config.forwarded {
+    let routes = routes::Routes {
+        layer,
+        step_up,
+        authorization_servers: config
+            .jwt
+            .as_ref()
+            .map(|jwt| jwt.issuers.clone())
+            .unwrap_or_default(),
+    };
+    let router = routes.app(config.public_url.as_deref())?;
+    Ok(match &config.forwarded {
         Some(forwarded) => router.layer(forwarded.clone()),
         None => router,
-    }
+    })
 }
 
-/// The validator chosen by the flags.
+/// The validator chosen by the flags, and the issuers' validators to warm.
 enum Validation {
-    Jwt(JwtValidator),
+    Issuers(Issuers, Vec<certbound::JwtValidator>),
     Introspection(IntrospectionValidator),
 }
 
-/// `GET /whoami`: who the validated, sender-constrained token says the caller is.
-async fn whoami(token: AccessToken) -> Json<Value> {
-    Json(json!({
-        "sub": token.subject(),
-        "client_id": token.client_id(),
-        "scope": token.scopes(),
-        // The token's bindings, which the layer checked: against the presented certificate,
-        // and against the key that signed the request's DPoP proof. Null when the token has no
-        // such binding (both null only for unbound tokens under --allow-unbound).
-        "x5t#S256": token.thumbprint().map(ToString::to_string),
-        "jkt": token.dpop_thumbprint().map(ToString::to_string),
-    }))
+/// The validator from the flags: the trusted issuers (with introspection for every other
+/// token when both are given), or introspection alone.
+fn validation(config: &Config) -> Result<Validation, String> {
+    let roots = upstream_roots(config)?;
+    let introspection = match &config.introspection {
+        Some(flags) => Some(introspection_validator(config, flags, &roots)?),
+        None => None,
+    };
+    let Some(jwt) = &config.jwt else {
+        return introspection
+            .map(Validation::Introspection)
+            .ok_or_else(|| "missing --issuer or --introspection-url".to_owned());
+    };
+    let validators = jwt.validators(&roots)?;
+    let mut set = Issuers::builder();
+    for validator in &validators {
+        set = set.jwt(validator.clone());
+    }
+    if let Some(introspection) = introspection {
+        set = set.introspection(introspection);
+    }
+    let set = set.build().map_err(|e| format!("--issuer: {e}"))?;
+    let warm = if jwt.remote() { validators } else { Vec::new() };
+    Ok(Validation::Issuers(set, warm))
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -511,17 +606,12 @@ async fn main() -> ExitCode {
         Err(message) => return fail(2, message),
     };
     // Everything from the flags is checked before the port is taken.
-    let validation = match (&config.keys, &config.issuer, &config.audience) {
-        (Keys::Introspection(flags), _, _) => {
-            introspection_validator(&config, flags).map(Validation::Introspection)
-        }
-        (_, Some(issuer), Some(audience)) => {
-            jwt_validator(&config, issuer, audience).map(Validation::Jwt)
-        }
-        _ => Err("missing --issuer or --audience".to_owned()),
-    };
-    let validation = match validation {
+    let validation = match validation(&config) {
         Ok(validation) => validation,
+        Err(message) => return fail(2, message),
+    };
+    let step_up = match step_up_layer(&config) {
+        Ok(step_up) => step_up,
         Err(message) => return fail(2, message),
     };
     let dpop = match &config.dpop {
@@ -537,18 +627,16 @@ async fn main() -> ExitCode {
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
     let app = match validation {
-        Validation::Jwt(validator) => {
-            if let Keys::Url(url) = &config.keys {
-                // Warm the key cache; if the endpoint is down now, the first request retries.
-                if let Err(e) = validator.prefetch().await {
-                    eprintln!(
-                        "resource_server: warning: no keys from {url} yet ({e}); will retry on demand"
-                    );
-                }
-            }
-            app(validator, &config, dpop)
+        Validation::Issuers(set, warm) => {
+            // Warm the key caches; an issuer that is down now is retried on demand.
+            issuers::prefetch("resource_server", &warm).await;
+            app(set, &config, dpop, step_up)
         }
-        Validation::Introspection(validator) => app(validator, &config, dpop),
+        Validation::Introspection(validator) => app(validator, &config, dpop, step_up),
+    };
+    let app = match app {
+        Ok(app) => app,
+        Err(message) => return fail(2, message),
     };
 
     let addr = match listener.local_addr() {

@@ -175,7 +175,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .map(PathBuf::from)
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
-    let dpop = dpop::DpopFlags::from_flags(&flags)?;
+    let dpop = dpop::DpopFlags::from_flags(&flags, false)?;
 
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))

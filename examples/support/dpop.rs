@@ -40,8 +40,12 @@ pub(crate) struct DpopFlags {
 impl DpopFlags {
     /// The DPoP flags among `flags`: `None` without `--dpop`. `Err` (a one-line message) for a
     /// flag that only applies with another one that is missing, and for `--dpop-replay-redis` in
-    /// a build without the `redis` feature.
-    pub(crate) fn from_flags(flags: &Flags) -> Result<Option<DpopFlags>, String> {
+    /// a build without the `redis` feature. `public_url_alone`: `--public-url` has a meaning
+    /// without `--dpop` too (the resource server's RFC 9728 resource identifier).
+    pub(crate) fn from_flags(
+        flags: &Flags,
+        public_url_alone: bool,
+    ) -> Result<Option<DpopFlags>, String> {
         let dpop = flags.switch("dpop");
         let nonce = flags.switch("dpop-nonce");
         let nonce_key_file = flags.once("dpop-nonce-key-file")?;
@@ -51,7 +55,7 @@ impl DpopFlags {
             for (given, name) in [
                 (nonce, "--dpop-nonce"),
                 (replay_redis.is_some(), "--dpop-replay-redis"),
-                (public_url.is_some(), "--public-url"),
+                (public_url.is_some() && !public_url_alone, "--public-url"),
             ] {
                 if given {
                     return Err(format!("{name} only applies with --dpop"));
