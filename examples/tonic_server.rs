@@ -1,6 +1,7 @@
 //! A configurable RFC 8705 gRPC resource server: the `certbound.example.v1.Whoami` service
 //! (`examples/grpc/whoami.proto`: a unary and a server-streaming method) accepts only JWT access
-//! tokens bound to the client certificate of the TLS connection they arrive on. With `--dpop` it
+//! tokens, of one or several trusted issuers, bound to the client certificate of the TLS
+//! connection they arrive on. With `--dpop` it
 //! also accepts tokens bound to a DPoP key (RFC 9449), from clients with or without a
 //! certificate.
 //!
@@ -9,6 +10,12 @@
 //!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
 //!     --issuer https://as.example --audience https://api.example \
 //!     --jwks-url https://as.example/jwks
+//!
+//! # two trusted issuers, keys by discovery:
+//! cargo run --release --features tonic --example tonic_server -- \
+//!     --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem \
+//!     --issuer https://as-a.example --issuer https://as-b.example \
+//!     --audience https://api.example
 //!
 //! # DPoP too, with server nonces:
 //! cargo run --release --features tonic --example tonic_server -- \
@@ -27,9 +34,15 @@
 //!                                  certificate (self-signed too, RFC 8705 §6.2) is accepted at
 //!                                  the TLS layer (served with certbound::serve); key possession
 //!                                  is still proven.
-//!   --issuer URL --audience STR    expected iss and aud of JWT access tokens
-//!   --jwks-url URL | --jwks-file PATH    JWT mode
-//!   --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+//!   --issuer URL                   may be given several times: tokens from each issuer are
+//!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
+//!                                  issuer. A token from any other issuer is refused
+//!                                  (UNAUTHENTICATED) without any network call.
+//!   --audience STR                 expected aud of JWT access tokens
+//!   --jwks-url URL | --jwks-file PATH    the keys instead of discovery: only with exactly one
+//!                                  --issuer (exit 2 otherwise)
+//!   --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
+//!                                  issuers (discovery, JWKS)
 //!   --allow-unbound                accept tokens with no cnf (default: reject them)
 //!   --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
 //!                                  proof metadata, RFC 9449; htm POST). A client certificate
@@ -51,8 +64,9 @@
 //! on (see `certbound::tonic`); with `--dpop-nonce`, the nonce to use comes in `dpop-nonce`
 //! metadata. `Whoami` reports the token's `x5t_s256` and `jkt` bindings.
 //!
-//! On start the server prints `listening on https://ADDR` (in `--jwks-url` mode after a first
-//! attempt to fetch the keys, which only warns if it fails). Ctrl-C or SIGTERM stops it
+//! On start the server prints `listening on https://ADDR` (when keys are fetched, by discovery
+//! or `--jwks-url`, after a first attempt to fetch each issuer's keys, which only warns if it
+//! fails). Ctrl-C or SIGTERM stops it
 //! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
 
 #[path = "grpc/whoami.rs"]
@@ -67,7 +81,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use certbound::tls::{load_certs, load_private_key, ServerTls};
-use certbound::{BoundTokenLayer, JwtValidator};
+use certbound::{BoundTokenLayer, Issuers, JwtValidator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
@@ -85,9 +99,15 @@ Usage: tonic_server [FLAGS]
                                  certificate (self-signed too, RFC 8705 §6.2) is accepted at
                                  the TLS layer (served with certbound::serve); key possession
                                  is still proven.
-  --issuer URL --audience STR    expected iss and aud of JWT access tokens
-  --jwks-url URL | --jwks-file PATH    JWT mode
-  --upstream-ca PATH             optional: extra CA to trust for https to the JWKS endpoint
+  --issuer URL                   may be given several times: tokens from each issuer are
+                                 accepted; keys come from RFC 8414 / OpenID discovery of each
+                                 issuer. A token from any other issuer is refused
+                                 (UNAUTHENTICATED) without any network call.
+  --audience STR                 expected aud of JWT access tokens
+  --jwks-url URL | --jwks-file PATH    the keys instead of discovery: only with exactly one
+                                 --issuer (exit 2 otherwise)
+  --upstream-ca PATH             optional, repeatable: extra CA to trust for https to the
+                                 issuers (discovery, JWKS)
   --allow-unbound                accept tokens with no cnf (default: reject them)
   --dpop                         also accept DPoP-bound tokens (authorization: DPoP + dpop
                                  proof metadata, RFC 9449; htm POST). A client certificate
@@ -106,20 +126,15 @@ Usage: tonic_server [FLAGS]
 
 Flags take their value as `--flag value` or `--flag=value`.
 Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required (with
---dpop, a DPoP-bound token is accepted too).
+--dpop, a DPoP-bound token is accepted too) from one of the --issuer values.
 ";
 
 #[path = "support/cli.rs"]
 mod cli;
 #[path = "support/dpop.rs"]
 mod dpop;
-
-/// Where the token-signing keys come from.
-#[derive(Debug)]
-enum Keys {
-    Url(String),
-    File(PathBuf),
-}
+#[path = "support/issuers.rs"]
+mod issuers;
 
 #[derive(Debug)]
 struct Config {
@@ -129,9 +144,8 @@ struct Config {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     client_cas: Vec<PathBuf>,
-    issuer: String,
-    audience: String,
-    keys: Keys,
+    /// The trusted issuers and how their keys are found.
+    jwt: issuers::JwtFlags,
     upstream_cas: Vec<PathBuf>,
     allow_unbound: bool,
     /// `Some` with `--dpop`.
@@ -165,10 +179,12 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .into_iter()
         .map(PathBuf::from)
         .collect();
-    let issuer = flags.once("issuer")?;
-    let audience = flags.once("audience")?;
-    let jwks_url = flags.once("jwks-url")?;
-    let jwks_file = flags.once("jwks-file")?;
+    let jwt = issuers::JwtFlags::new(
+        flags.all("issuer"),
+        flags.once("audience")?,
+        flags.once("jwks-url")?,
+        flags.once("jwks-file")?,
+    )?;
     let upstream_cas: Vec<PathBuf> = flags
         .all("upstream-ca")
         .into_iter()
@@ -182,16 +198,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     };
     let tls_cert = required(tls_cert, "tls-cert")?;
     let tls_key = required(tls_key, "tls-key")?;
-    let issuer = required(issuer, "issuer")?;
-    let audience = required(audience, "audience")?;
-    let keys = match (jwks_url, jwks_file) {
-        (Some(url), None) => Keys::Url(url),
-        (None, Some(path)) => Keys::File(path.into()),
-        (Some(_), Some(_)) => return Err("give one of --jwks-url and --jwks-file, not both".into()),
-        (None, None) => return Err("missing --jwks-url or --jwks-file (see --help)".into()),
-    };
-    if !upstream_cas.is_empty() && !matches!(keys, Keys::Url(_)) {
-        return Err("--upstream-ca only applies with --jwks-url".into());
+    let jwt = jwt.ok_or("missing --issuer (see --help)")?;
+    if !upstream_cas.is_empty() && !jwt.remote() {
+        return Err(
+            "--upstream-ca only applies when keys are fetched (not with --jwks-file)".into(),
+        );
     }
     Ok(Some(Config {
         listen_arg,
@@ -199,9 +210,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         tls_cert: tls_cert.into(),
         tls_key: tls_key.into(),
         client_cas,
-        issuer,
-        audience,
-        keys,
+        jwt,
         upstream_cas,
         allow_unbound,
         dpop,
@@ -257,24 +266,13 @@ fn server_tls(config: &Config) -> Result<Tls, String> {
     ))
 }
 
-/// The JWT validator from the flags.
-fn jwt_validator(config: &Config) -> Result<JwtValidator, String> {
-    let builder = JwtValidator::builder(&config.issuer, &config.audience);
-    match &config.keys {
-        Keys::File(path) => builder
-            .jwks_file(path)
-            .build()
-            .map_err(|e| format!("--jwks-file: {e}")),
-        Keys::Url(url) => {
-            let mut builder = builder.jwks_url(url);
-            for path in &config.upstream_cas {
-                for ca in load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))? {
-                    builder = builder.trust_root(ca);
-                }
-            }
-            builder.build().map_err(|e| format!("--jwks-url: {e}"))
-        }
+/// One JWT validator per trusted issuer, from the flags.
+fn jwt_validators(config: &Config) -> Result<Vec<JwtValidator>, String> {
+    let mut roots = Vec::new();
+    for path in &config.upstream_cas {
+        roots.extend(load_certs(path).map_err(|e| format!("--upstream-ca: {e}"))?);
     }
+    config.jwt.validators(&roots)
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -286,7 +284,7 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// The server, serving until `stopped` completes.
 fn server(
     tls: Tls,
-    layer: BoundTokenLayer<JwtValidator>,
+    layer: BoundTokenLayer<Issuers>,
     listener: TcpListener,
     stopped: oneshot::Receiver<()>,
 ) -> Result<ServerFuture, String> {
@@ -339,9 +337,19 @@ async fn main() -> ExitCode {
         Ok(tls) => tls,
         Err(message) => return fail(2, message),
     };
-    let validator = match jwt_validator(&config) {
-        Ok(validator) => validator,
+    let validators = match jwt_validators(&config) {
+        Ok(validators) => validators,
         Err(message) => return fail(2, message),
+    };
+    let set = validators
+        .iter()
+        .fold(Issuers::builder(), |set, validator| {
+            set.jwt(validator.clone())
+        })
+        .build();
+    let set = match set {
+        Ok(set) => set,
+        Err(e) => return fail(2, format!("--issuer: {e}")),
     };
     let dpop = match &config.dpop {
         Some(flags) => match flags.dpop().await {
@@ -355,14 +363,12 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
-    if let Keys::Url(url) = &config.keys {
-        // Warm the key cache; if the endpoint is down now, the first request retries.
-        if let Err(e) = validator.prefetch().await {
-            eprintln!("tonic_server: warning: no keys from {url} yet ({e}); will retry on demand");
-        }
+    if config.jwt.remote() {
+        // Warm the key caches; an issuer that is down now is retried on demand.
+        issuers::prefetch("tonic_server", &validators).await;
     }
 
-    let mut layer = BoundTokenLayer::new(validator);
+    let mut layer = BoundTokenLayer::new(set);
     if config.allow_unbound {
         layer = layer.allow_unbound();
     }

@@ -42,7 +42,9 @@ impl JwtFlags {
             (None, None) => KeySource::Discover,
             (Some(url), None) => KeySource::Url(url),
             (None, Some(path)) => KeySource::File(path.into()),
-            (Some(_), Some(_)) => return Err("give one of --jwks-url and --jwks-file, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err("give one of --jwks-url and --jwks-file, not both".into())
+            }
         };
         if issuers.len() != 1 {
             let flag = match keys {

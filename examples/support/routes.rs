@@ -17,7 +17,9 @@ use axum::extract::Request;
 use axum::http::{header::HOST, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{routing::get, Json, Router};
-use certbound::{AccessToken, BoundTokenLayer, RequireStepUpLayer, ResourceMetadata, ValidateToken};
+use certbound::{
+    AccessToken, BoundTokenLayer, RequireStepUpLayer, ResourceMetadata, ValidateToken,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -85,7 +87,7 @@ impl<V: ValidateToken> Routes<V> {
         }
         // What does not depend on the Host is checked now (an issuer that cannot be listed in
         // `authorization_servers`), not on every request.
-        self.for_resource("https://localhost")?;
+        let _ = self.for_resource("https://localhost")?;
         let per_host = Arc::new(PerHost {
             routes: self,
             cache: Mutex::new(HashMap::new()),
