@@ -422,13 +422,17 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
                 .into(),
         );
     }
+    if !step_up_acr.is_empty() {
+        let _ = RequireStepUpLayer::acr_values(step_up_acr.iter().cloned())
+            .map_err(|e| format!("--step-up-acr: {e}"))?;
+    }
+    if let Some(url) = &public_url {
+        let _ = ResourceMetadata::new(url).map_err(|e| format!("--public-url: {e}"))?;
+    }
     let step_up = (!step_up_acr.is_empty() || step_up_max_age.is_some()).then_some(StepUpFlags {
         acr_values: step_up_acr,
         max_age: step_up_max_age,
     });
-    if let Some(url) = &public_url {
-        let _ = ResourceMetadata::new(url).map_err(|e| format!("--public-url: {e}"))?;
-    }
     Ok(Some(Config {
         listen_arg,
         listen,

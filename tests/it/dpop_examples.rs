@@ -407,7 +407,6 @@ fn bad_dpop_flags_exit_2_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["--dpop-nonce"], "--dpop"),
         (&["--dpop-replay-redis", "redis://127.0.0.1:6379"], "--dpop"),
-        (&["--public-url", "https://api.test"], "--dpop"),
         (
             &["--dpop", "--dpop-nonce-key-file", &short],
             "--dpop-nonce-key-file",
@@ -451,6 +450,14 @@ fn bad_dpop_flags_exit_2_with_one_line() {
             assert_eq!(out.status.code(), Some(2), "{name} {extra:?}: {stderr}");
             assert_eq!(stderr.lines().count(), 1, "{name} {extra:?}: {stderr:?}");
             assert!(stderr.contains(names), "{name} {extra:?}: {stderr}");
+        }
+        if name == "tonic_server" {
+            // The resource server takes --public-url alone too (its RFC 9728 resource).
+            let args = fx.args(&["--public-url", "https://api.test"]);
+            let out = run_to_exit(binary, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert!(stderr.contains("--dpop"), "{name}: {stderr}");
         }
         #[cfg(not(feature = "redis"))]
         {

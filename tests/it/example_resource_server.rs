@@ -96,19 +96,64 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains(missing));
 
-    // Exactly one of --jwks-url / --jwks-file.
-    let mut both = vec![
+    // At most one of --jwks-url / --jwks-file, and only with exactly one --issuer (without
+    // either, keys come from each issuer's discovery); the step-up age is whole seconds; the
+    // public URL is an https resource identifier.
+    let tls = [
         "--tls-cert=c.pem",
-        "--jwks-file=j.json",
-        "--jwks-url=https://x",
+        "--tls-key=k.pem",
+        "--audience",
+        AUDIENCE,
     ];
-    both.extend(common);
-    let mut neither = vec!["--tls-cert", "c.pem"];
-    neither.extend(common);
-    for args in [both, neither] {
+    for (extra, names) in [
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--jwks-file=j.json",
+                "--jwks-url=https://x",
+            ],
+            "--jwks-",
+        ),
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--issuer=https://b.test",
+                "--jwks-url=https://x",
+            ],
+            "--jwks-url",
+        ),
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--issuer=https://b.test",
+                "--jwks-file=j.json",
+            ],
+            "--jwks-file",
+        ),
+        (vec!["--jwks-url=https://x"], "--jwks-url"),
+        (vec![], "--issuer"),
+        (vec!["--issuer", ISSUER, "--issuer", ISSUER], "--issuer"),
+        (
+            vec!["--issuer", ISSUER, "--step-up-max-age=5m"],
+            "--step-up-max-age",
+        ),
+        (
+            vec!["--issuer", ISSUER, "--step-up-acr=a b"],
+            "--step-up-acr",
+        ),
+        (
+            vec!["--issuer", ISSUER, "--public-url=http://api.test"],
+            "--public-url",
+        ),
+    ] {
+        let mut args = tls.to_vec();
+        args.extend(extra);
         let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(one_line(&out).contains("--jwks-"), "{args:?}");
+        assert!(one_line(&out).contains(names), "{args:?}");
     }
 
     // Introspection mode: its flags come together, and the TTL is whole seconds.
@@ -136,10 +181,6 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
                 "--introspection-cache-ttl=3",
             ],
             "--introspection-",
-        ),
-        (
-            vec!["--tls-cert=c.pem", "--jwks-file=j.json", url],
-            "--introspection-url",
         ),
     ] {
         let mut args = args;
@@ -203,6 +244,10 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         "--dpop-nonce-key-file PATH",
         "--dpop-replay-redis URL",
         "--public-url URL",
+        "--step-up-acr VALUE",
+        "--step-up-max-age SECONDS",
+        "/.well-known/oauth-protected-resource",
+        "GET /step-up",
     ] {
         assert!(help.contains(flag), "{flag}");
     }

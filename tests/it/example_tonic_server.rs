@@ -140,20 +140,51 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line(&out).contains("--client-ca"));
 
-    // Exactly one of --jwks-url / --jwks-file.
-    let mut both = vec![
+    // At most one of --jwks-url / --jwks-file, and only with exactly one --issuer (without
+    // either, keys come from each issuer's discovery).
+    let tls = [
         "--tls-cert=c.pem",
         "--tls-key=k.pem",
-        "--jwks-file=j.json",
-        "--jwks-url=https://x",
+        "--audience",
+        AUDIENCE,
     ];
-    both.extend(common);
-    let mut neither = vec!["--tls-cert", "c.pem", "--tls-key", "k.pem"];
-    neither.extend(common);
-    for args in [both, neither] {
+    for (extra, names) in [
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--jwks-file=j.json",
+                "--jwks-url=https://x",
+            ],
+            "--jwks-",
+        ),
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--issuer=https://b.test",
+                "--jwks-url=https://x",
+            ],
+            "--jwks-url",
+        ),
+        (
+            vec![
+                "--issuer",
+                ISSUER,
+                "--issuer=https://b.test",
+                "--jwks-file=j.json",
+            ],
+            "--jwks-file",
+        ),
+        (vec!["--jwks-url=https://x"], "--jwks-url"),
+        (vec![], "--issuer"),
+        (vec!["--issuer", ISSUER, "--issuer", ISSUER], "--issuer"),
+    ] {
+        let mut args = tls.to_vec();
+        args.extend(extra);
         let out = run_to_exit(example_binary(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(one_line(&out).contains("--jwks-"), "{args:?}");
+        assert!(one_line(&out).contains(names), "{args:?}");
     }
 
     let out = run_to_exit(example_binary(), &["--help"]);

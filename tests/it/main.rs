@@ -61,6 +61,9 @@ mod dpop_token_endpoint;
 // Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
+// examples/resource_server.rs: several issuers, introspection alongside, metadata, step-up.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod example_resource_server_issuers;
 // Runs examples/tonic_server.rs (features tonic, aws-lc-rs).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod example_tonic_server;
