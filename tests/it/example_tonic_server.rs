@@ -289,3 +289,69 @@ async fn jwks_url_without_client_ca_accepts_self_signed_certificates() {
     #[cfg(unix)]
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn tokens_of_two_discovered_issuers_are_accepted_and_a_third_issuers_are_refused() {
+    let (key_a, key_b) = (TestKey::es256("a1"), TestKey::es256("b1"));
+    let as_a = JwksServer::start(jwks(&[&key_a])).await;
+    let as_b = JwksServer::start(jwks(&[&key_b])).await;
+    let dir = ScratchDir::new("tonic-issuers");
+    let pki = Pki::new("tonic-example-issuers-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("write PEM files");
+    let ca_a = dir.write("as-a.pem", as_a.pki().ca_pem());
+    let ca_b = dir.write("as-b.pem", as_b.pki().ca_pem());
+    let [cert, key_path] =
+        [&pem.server_cert, &pem.server_key].map(|p| p.to_str().expect("UTF-8 path").to_owned());
+    let (issuer_a, issuer_b) = (as_a.base_url(), as_b.base_url());
+    let server = RunningServer::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key_path,
+        "--issuer",
+        &issuer_a,
+        "--issuer",
+        &issuer_b,
+        "--audience",
+        AUDIENCE,
+        "--upstream-ca",
+        &ca_a,
+        "--upstream-ca",
+        &ca_b,
+    ])
+    .await;
+    // Each issuer's keys found by RFC 8414 discovery at start.
+    for as_server in [&as_a, &as_b] {
+        assert_eq!(as_server.hits(AS_METADATA_PATH), 1);
+        assert_eq!(as_server.hits(JWKS_PATH), 1);
+    }
+
+    let a = Pki::self_signed_client("self-signed-a");
+    let b = Pki::self_signed_client("self-signed-b");
+    let from = |iss: &str| {
+        let mut claims = claims_bound_to(&a.x5t_s256());
+        claims["iss"] = iss.into();
+        claims
+    };
+    for (key, issuer) in [(&key_a, &issuer_a), (&key_b, &issuer_b)] {
+        let token = key.sign(&from(issuer));
+        assert_only_a_can_use(&server, &pki.ca_pem(), &a, &b, &token).await;
+    }
+
+    let fetches = |s: &JwksServer| s.hits(JWKS_PATH) + s.hits(AS_METADATA_PATH);
+    let before = (fetches(&as_a), fetches(&as_b));
+    let third = key_a.sign(&from("https://third.test"));
+    let status = server
+        .client(&pki.ca_pem(), &a)
+        .await
+        .whoami(with_token(WhoamiRequest {}, &third))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        grpc_challenge(&status).contains(r#"error="invalid_token""#),
+        "{}",
+        grpc_challenge(&status)
+    );
+    assert_eq!((fetches(&as_a), fetches(&as_b)), before, "no network call");
+}
