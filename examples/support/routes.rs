@@ -56,6 +56,7 @@ impl<V: ValidateToken> Routes<V> {
             .bound_token_layer(&layer)
             .build()
             .map_err(|e| e.to_string())?;
+        let path = document.path().to_owned();
         let step_up = match &self.step_up {
             Some(step_up) => {
                 let step_up = step_up
@@ -74,7 +75,7 @@ impl<V: ValidateToken> Routes<V> {
             .route("/step-up", step_up)
             .layer(layer)
             .route("/healthz", get(|| async { "ok" }))
-            .route_service(&document.path().to_owned(), document))
+            .route_service(&path, document))
     }
 
     /// The application: the routes of `public_url`, or (without it) of `https://` + each
