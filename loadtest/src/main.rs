@@ -23,7 +23,10 @@
 //! - `huskarl-repeated`, `huskarl-distinct`, `huskarl-dpop`: `huskarl-resource-server`'s
 //!   `Rfc9068Validator` (static JWKS, aws-lc-rs verifier platform, an in-process `jti` set for
 //!   DPoP proofs), given each request's headers, method, absolute URI and client certificate, on
-//!   the certificate-bound and DPoP workloads.
+//!   the certificate-bound and DPoP workloads;
+//! - `issuers1-distinct`, `issuers1000-repeated`, `issuers1000-distinct`: `BoundTokenLayer` over
+//!   `certbound::Issuers` (routing by `iss`) holding the tokens' issuer alone, or among 999
+//!   others, on the `distinct` and `repeated` workloads.
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so
@@ -94,7 +97,8 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --connections LIST       concurrent connections, e.g. 16,64 (default 16,64)
   --protocols LIST         h1,h2 (default both)
   --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct,dpop,dpop-redis,
-                           huskarl-repeated,huskarl-distinct,huskarl-dpop (default all)
+                           huskarl-repeated,huskarl-distinct,huskarl-dpop,issuers1-distinct,
+                           issuers1000-repeated,issuers1000-distinct (default all)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)
@@ -141,10 +145,13 @@ enum Variant {
     HuskarlRepeated,
     HuskarlDistinct,
     HuskarlDpop,
+    Issuers1Distinct,
+    Issuers1000Repeated,
+    Issuers1000Distinct,
 }
 
 impl Variant {
-    const ALL: [Variant; 10] = [
+    const ALL: [Variant; 13] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
@@ -155,6 +162,9 @@ impl Variant {
         Variant::HuskarlRepeated,
         Variant::HuskarlDistinct,
         Variant::HuskarlDpop,
+        Variant::Issuers1Distinct,
+        Variant::Issuers1000Repeated,
+        Variant::Issuers1000Distinct,
     ];
 
     fn name(self) -> &'static str {
@@ -169,6 +179,9 @@ impl Variant {
             Variant::HuskarlRepeated => "huskarl-repeated",
             Variant::HuskarlDistinct => "huskarl-distinct",
             Variant::HuskarlDpop => "huskarl-dpop",
+            Variant::Issuers1Distinct => "issuers1-distinct",
+            Variant::Issuers1000Repeated => "issuers1000-repeated",
+            Variant::Issuers1000Distinct => "issuers1000-distinct",
         }
     }
 
@@ -189,6 +202,8 @@ impl Variant {
             Variant::HuskarlRepeated | Variant::HuskarlDistinct | Variant::HuskarlDpop => {
                 ServerKind::Huskarl
             }
+            Variant::Issuers1Distinct => ServerKind::Issuers1,
+            Variant::Issuers1000Repeated | Variant::Issuers1000Distinct => ServerKind::Issuers1000,
         }
     }
 
@@ -199,10 +214,13 @@ impl Variant {
             Variant::Baseline
             | Variant::Repeated
             | Variant::PeerRepeated
-            | Variant::HuskarlRepeated => Workload::Repeated,
-            Variant::Distinct | Variant::PeerDistinct | Variant::HuskarlDistinct => {
-                Workload::Distinct
-            }
+            | Variant::HuskarlRepeated
+            | Variant::Issuers1000Repeated => Workload::Repeated,
+            Variant::Distinct
+            | Variant::PeerDistinct
+            | Variant::HuskarlDistinct
+            | Variant::Issuers1Distinct
+            | Variant::Issuers1000Distinct => Workload::Distinct,
             Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop => Workload::Dpop,
         }
     }
@@ -216,16 +234,22 @@ enum ServerKind {
     CertboundDpop,
     CertboundDpopRedis,
     Huskarl,
+    /// `certbound::Issuers` with the one issuer of the tokens.
+    Issuers1,
+    /// `certbound::Issuers` with the issuer of the tokens among 999 others.
+    Issuers1000,
 }
 
 impl ServerKind {
-    const ALL: [ServerKind; 6] = [
+    const ALL: [ServerKind; 8] = [
         ServerKind::Plain,
         ServerKind::Certbound,
         ServerKind::Peer,
         ServerKind::CertboundDpop,
         ServerKind::CertboundDpopRedis,
         ServerKind::Huskarl,
+        ServerKind::Issuers1,
+        ServerKind::Issuers1000,
     ];
 
     fn name(self) -> &'static str {
@@ -236,6 +260,8 @@ impl ServerKind {
             ServerKind::CertboundDpop => "certbound-dpop",
             ServerKind::CertboundDpopRedis => "certbound-dpop-redis",
             ServerKind::Huskarl => "huskarl",
+            ServerKind::Issuers1 => "issuers1",
+            ServerKind::Issuers1000 => "issuers1000",
         }
     }
 
@@ -818,6 +844,24 @@ fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
                     Dpop::new().replay_store(store)
                 };
                 let service = BoundTokenLayer::new(validator).dpop(dpop).layer(handler);
+                tokio::spawn(certbound::serve(listener, tls, service).into_future());
+            }
+            ServerKind::Issuers1 | ServerKind::Issuers1000 => {
+                // Routed by `iss`: the tokens' issuer, alone or among 999 others with the same
+                // keys (only the map lookup grows with the set).
+                let others = if kind == ServerKind::Issuers1000 { 999 } else { 0 };
+                let mut issuers = certbound::Issuers::builder();
+                for i in 0..others {
+                    let other = JwtValidator::builder(format!("https://as-{i}.example"), AUD)
+                        .jwks_json(material.jwks.clone())
+                        .build()?;
+                    issuers = issuers.jwt(other);
+                }
+                let validator = JwtValidator::builder(ISS, AUD)
+                    .jwks_json(material.jwks)
+                    .build()?;
+                let issuers = issuers.jwt(validator).build()?;
+                let service = BoundTokenLayer::new(issuers).layer(handler);
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
             ServerKind::Huskarl => {
