@@ -329,5 +329,4 @@ impl IssuersBuilder {
 }
 
 #[cfg(test)]
-#[path = "issuers_tests.rs"]
 mod tests;
