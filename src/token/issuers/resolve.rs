@@ -77,7 +77,8 @@ use crate::token::{PresentedToken, TokenFuture};
 /// let issuers = Issuers::builder()
 ///     .resolver(move |issuer: &str| {
 ///         let found = db.lock().map(|tenants| tenants.get(issuer).cloned());
-///         async move { found.map_err(|_| ResolveError::new("tenant table unavailable")) }
+///         let found = found.map_err(|_| ResolveError::new("tenant table unavailable"));
+///         async move { found }
 ///     })
 ///     .build()?;
 /// assert!(!issuers.contains(tenant), "not asked about yet");
