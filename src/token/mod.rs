@@ -53,7 +53,7 @@ pub use access::Binding;
 pub use future::TokenFuture;
 #[cfg(feature = "introspection")]
 pub use introspection::{DiscoveryError, IntrospectionValidatorBuilder};
-pub use issuers::IssuersBuilder;
+pub use issuers::{IssuersBuilder, ResolveError, ResolveIssuer};
 pub use jwt::{JwtValidatorBuilder, KeyFetchError};
 pub use validate::PresentedToken;
 pub(crate) use validate::ValidateToken;

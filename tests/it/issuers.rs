@@ -2,12 +2,18 @@
 //! HTTPS JWKS servers (`JwksServer`), and opaque tokens through a real introspection endpoint,
 //! behind a protected application served by `certbound::serve` and reached over mutual TLS.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use axum::routing::get;
 use axum::{Json, Router};
+use certbound::token::{ResolveError, ResolveIssuer};
 use certbound::{AccessToken, BoundTokenLayer, Issuers, JwtValidator};
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::common::*;
 
@@ -168,6 +174,122 @@ async fn one_issuers_key_outage_leaves_the_other_issuers_tokens_flowing() {
     assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
     assert_eq!(a.jwks.hits(JWKS_PATH), fetches);
     assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+}
+
+/// The application's tenant table: their validators by issuer, a switch that takes the
+/// database down, a gate that holds lookups, and how often it was asked.
+#[derive(Clone, Default)]
+struct TenantTable {
+    tenants: Arc<Mutex<HashMap<String, JwtValidator>>>,
+    down: Arc<AtomicBool>,
+    asked: Arc<watch::Sender<usize>>,
+    /// Lookups wait while the test holds it for writing.
+    gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl TenantTable {
+    fn sign_up(&self, validator: JwtValidator) {
+        let issuer = validator.issuer().to_owned();
+        self.tenants.lock().unwrap().insert(issuer, validator);
+    }
+
+    fn leave(&self, issuer: &str) {
+        self.tenants.lock().unwrap().remove(issuer);
+    }
+
+    fn asked(&self) -> usize {
+        *self.asked.borrow()
+    }
+
+    fn resolver(&self) -> impl ResolveIssuer {
+        let table = self.clone();
+        move |issuer: &str| {
+            table.asked.send_modify(|asked| *asked += 1);
+            let table = table.clone();
+            let issuer = issuer.to_owned();
+            async move {
+                // Held while the test closes the gate: a lookup in progress.
+                let _open = table.gate.read().await;
+                if table.down.load(Ordering::SeqCst) {
+                    return Err(ResolveError::new("tenant database unreachable"));
+                }
+                Ok(table.tenants.lock().unwrap().get(&issuer).cloned())
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_added_to_and_removed_from_the_applications_database_are_trusted_while_serving() {
+    let a = Issuer::start("https://a.tenant.test", "a1").await;
+    let b = Issuer::start("https://b.tenant.test", "b1").await;
+    let c = Issuer::start("https://c.tenant.test", "c1").await;
+    let table = TenantTable::default();
+    table.sign_up(a.validator());
+    let issuers = Issuers::builder()
+        .resolver(table.resolver())
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers.clone()).await;
+
+    // A tenant: asked about once, its keys fetched once, its tokens then flow.
+    for _ in 0..3 {
+        assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+    }
+    assert_eq!((table.asked(), a.jwks.hits(JWKS_PATH)), (1, 1));
+
+    // Not a tenant: refused, asked about once, and nothing fetched from its keys.
+    for _ in 0..3 {
+        let token = b.token(&rs.alice);
+        assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
+    }
+    assert_eq!((table.asked(), b.jwks.hits(JWKS_PATH)), (2, 0));
+
+    // b signs up; the application tells the set, and b's tokens flow at once.
+    table.sign_up(b.validator());
+    issuers.remove(&b.name);
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    assert_eq!(table.asked(), 3);
+
+    // a leaves: refused at once, its cached tokens included; b's tokens flow on.
+    table.leave(&a.name);
+    issuers.remove(&a.name);
+    let token = a.token(&rs.alice);
+    assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
+    assert_eq!(a.jwks.hits(JWKS_PATH), 1);
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+
+    // The database is down: a tenant not yet resolved is a 503 (no challenge, the client is
+    // not to blame), nothing is kept, and the tenants already resolved keep flowing.
+    table.sign_up(c.validator());
+    table.down.store(true, Ordering::SeqCst);
+    let response = rs.request(&c.token(&rs.alice)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    table.down.store(false, Ordering::SeqCst);
+
+    // c leaves while a request of its is being resolved: that request finishes with the answer
+    // it waited for; the next one asks again and is refused.
+    let held = table.gate.write().await;
+    let asked = table.asked();
+    let mut asked_again = table.asked.subscribe();
+    let in_flight = {
+        let (client, url, token) = (
+            rs.client.clone(),
+            rs.server.url("/whoami"),
+            c.token(&rs.alice),
+        );
+        tokio::spawn(async move { get_with_token(&client, &url, &token).await.status() })
+    };
+    asked_again.wait_for(|n| *n > asked).await.expect("asked");
+    issuers.remove(&c.name);
+    drop(held);
+    assert_eq!(in_flight.await.expect("request"), StatusCode::OK);
+    table.leave(&c.name);
+    issuers.remove(&c.name);
+    let token = c.token(&rs.alice);
+    assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
 }
 
 #[cfg(feature = "introspection")]

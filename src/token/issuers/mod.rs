@@ -13,6 +13,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+use tokio::time::Instant;
+
 use super::jwt::{JwtValidator, SharedCache};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
@@ -20,6 +22,10 @@ use crate::support::cache::ResultCache;
 use crate::support::encoding::json_object_text;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
+
+mod resolve;
+pub use resolve::{ResolveError, ResolveIssuer};
+use resolve::{Resolver, ResolverOptions};
 
 /// Validates tokens from several authorization servers: each trusted issuer has its own
 /// [`JwtValidator`] (key source, audiences, algorithms, leeway), and a JWT goes to the one
@@ -45,6 +51,10 @@ use crate::IntrospectionValidator;
 /// - The set can change while serving ([`insert`](Self::insert), [`remove`](Self::remove)):
 ///   requests already being validated finish with the validator they started with; cached
 ///   validations of a removed or replaced issuer are no longer accepted.
+/// - Tenants from the application: with a [`resolver`](IssuersBuilder::resolver), an `iss`
+///   that is not in the set is looked up at request time (in the application's database, say)
+///   and what is found joins the set for a while; see [`ResolveIssuer`]. Without one, the set
+///   is exactly what was configured and inserted.
 ///
 /// [`AccessToken::issuer`](crate::AccessToken::issuer) tells the application which issuer a
 /// token came from.
@@ -79,10 +89,41 @@ pub struct Issuers(Arc<Shared>);
 struct Shared {
     /// The trusted issuers, by their exact `iss`. Held only for a lookup or an update, never
     /// across a validation.
-    set: RwLock<HashMap<Box<str>, JwtValidator>>,
+    set: RwLock<Set>,
     #[cfg(feature = "introspection")]
     introspection: Option<IntrospectionValidator>,
     cache: Arc<SharedCache>,
+    /// Asked about an `iss` that is not in the set, when configured.
+    resolver: Option<Resolver>,
+}
+
+type Set = HashMap<Box<str>, Trusted>;
+
+/// A trusted issuer's validator: configured or inserted (for good), or found by the resolver
+/// (until its deadline).
+struct Trusted {
+    validator: JwtValidator,
+    /// `None` for a configured or inserted issuer.
+    until: Option<Instant>,
+}
+
+impl Trusted {
+    fn fixed(validator: JwtValidator) -> Self {
+        Self {
+            validator,
+            until: None,
+        }
+    }
+
+    /// The validator, unless it was resolved and its time is up. A configured issuer's costs
+    /// one comparison, and no clock reading.
+    #[inline]
+    fn live(&self) -> Option<&JwtValidator> {
+        match self.until {
+            None => Some(&self.validator),
+            Some(until) => (Instant::now() < until).then_some(&self.validator),
+        }
+    }
 }
 
 impl Issuers {
@@ -94,35 +135,49 @@ impl Issuers {
             introspection: None,
             max_cache_entries: 100_000,
             max_cache_bytes: 64 * 1024 * 1024,
+            resolving: ResolverOptions::default(),
         }
     }
 
     /// Trusts `validator`'s issuer from now on, in place of the validator it had if any (which
-    /// is returned): an issuer added or replaced while serving, without a restart.
+    /// is returned): an issuer added or replaced while serving, without a restart. An inserted
+    /// issuer stays until it is removed, even with a [`resolver`](IssuersBuilder::resolver),
+    /// which is not asked about it.
     pub fn insert(&self, validator: JwtValidator) -> Option<JwtValidator> {
         let issuer: Box<str> = validator.issuer().into();
-        self.write().insert(issuer, validator)
+        let old = self.write().insert(issuer, Trusted::fixed(validator));
+        old.map(|old| old.validator)
     }
 
     /// Stops trusting `issuer`; its validator is returned if it was in the set. Its tokens are
     /// refused from now on, cached or not.
+    ///
+    /// With a [`resolver`](IssuersBuilder::resolver), everything known about `issuer` is
+    /// forgotten (a validator it resolved, a "not a tenant" answer, an answer still on its
+    /// way), so that its next token asks the resolver again: the way to make a tenant's change
+    /// in the application's database take effect at once rather than when its answer expires.
     pub fn remove(&self, issuer: &str) -> Option<JwtValidator> {
-        self.write().remove(issuer)
+        let mut set = self.write();
+        if let Some(resolver) = &self.0.resolver {
+            resolver.forget(issuer);
+        }
+        set.remove(issuer).map(|old| old.validator)
     }
 
-    /// Whether `issuer` is trusted.
+    /// Whether `issuer` is trusted (configured, inserted, or resolved and not expired).
     pub fn contains(&self, issuer: &str) -> bool {
-        self.read(|set| set.contains_key(issuer))
+        self.get(issuer).is_some()
     }
 
-    /// The validator of `issuer`, if it is trusted.
+    /// The validator of `issuer`, if it is trusted (configured, inserted, or resolved and not
+    /// expired).
     pub fn get(&self, issuer: &str) -> Option<JwtValidator> {
-        self.read(|set| set.get(issuer).cloned())
+        self.read(|set| set.get(issuer).and_then(Trusted::live).cloned())
     }
 
-    /// How many issuers are trusted.
+    /// How many issuers are trusted (configured, inserted, or resolved and not expired).
     pub fn len(&self) -> usize {
-        self.read(HashMap::len)
+        self.read(|set| set.values().filter(|t| t.live().is_some()).count())
     }
 
     /// Whether no issuer is trusted.
@@ -130,13 +185,13 @@ impl Issuers {
         self.len() == 0
     }
 
-    fn read<R>(&self, f: impl FnOnce(&HashMap<Box<str>, JwtValidator>) -> R) -> R {
+    fn read<R>(&self, f: impl FnOnce(&Set) -> R) -> R {
         // A panic elsewhere while holding the lock left the map whole (updates are single
         // inserts and removals), so a poisoned lock is still read.
         f(&self.0.set.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, JwtValidator>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Set> {
         self.0.set.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -156,12 +211,16 @@ impl Issuers {
 
 impl fmt::Debug for Issuers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut issuers = self.read(|set| set.keys().cloned().collect::<Vec<_>>());
+        let mut issuers = self.read(|set| {
+            let live = set.iter().filter(|(_, t)| t.live().is_some());
+            live.map(|(issuer, _)| issuer.clone()).collect::<Vec<_>>()
+        });
         issuers.sort_unstable();
         let mut debug = f.debug_struct("Issuers");
         debug.field("issuers", &issuers);
         #[cfg(feature = "introspection")]
         debug.field("introspection", &self.0.introspection);
+        debug.field("resolver", &self.0.resolver);
         debug.finish_non_exhaustive()
     }
 }
@@ -180,13 +239,14 @@ impl ValidateToken for Issuers {
         let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
             let vouched = self.read(|set| {
-                let validator = hit.issuer().and_then(|issuer| set.get(issuer))?;
-                validator.vouch(hit)
+                let trusted = hit.issuer().and_then(|issuer| set.get(issuer))?;
+                trusted.live()?.vouch(hit)
             });
             if let Some(token) = vouched {
                 return TokenFuture::ready(Ok(token));
             }
-            // Its issuer left the set, was replaced, or no longer holds the key.
+            // Its issuer left the set, was replaced, no longer holds the key, or was resolved
+            // and is to be asked about again.
             self.0.cache.remove(&key);
         }
         self.route(presented)
@@ -194,16 +254,19 @@ impl ValidateToken for Issuers {
 }
 
 impl Issuers {
-    /// A token not in the cache: to its issuer's validator. Out of line, as the hit path above
-    /// runs on nearly every request.
+    /// A token not in the cache: to its issuer's validator, or to the resolver when its issuer
+    /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
     fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
         let mut buf = [0u8; PAYLOAD_BUF];
-        let validator = unverified_issuer(presented.token(), &mut buf)
-            .and_then(|issuer| self.read(|set| set.get(&*issuer).cloned()));
-        match validator {
-            Some(validator) => validator.validate_into(&self.0.cache, presented),
-            None => self.untrusted(presented),
+        let Some(issuer) = unverified_issuer(presented.token(), &mut buf) else {
+            return self.untrusted(presented);
+        };
+        let validator = self.read(|set| set.get(&*issuer).and_then(Trusted::live).cloned());
+        match (validator, &self.0.resolver) {
+            (Some(validator), _) => validator.validate_into(&self.0.cache, presented),
+            (None, Some(resolver)) => self.resolve(resolver, &issuer, presented),
+            (None, None) => self.untrusted(presented),
         }
     }
 }
@@ -254,6 +317,7 @@ pub struct IssuersBuilder {
     introspection: Option<IntrospectionValidator>,
     max_cache_entries: u64,
     max_cache_bytes: u64,
+    resolving: ResolverOptions,
 }
 
 impl fmt::Debug for IssuersBuilder {
@@ -266,6 +330,7 @@ impl fmt::Debug for IssuersBuilder {
         debug
             .field("max_cache_entries", &self.max_cache_entries)
             .field("max_cache_bytes", &self.max_cache_bytes)
+            .field("resolving", &self.resolving)
             .finish()
     }
 }
@@ -303,8 +368,11 @@ impl IssuersBuilder {
     /// # Errors
     /// [`ConfigError::Invalid`] (option `issuer`) when two validators are for one issuer:
     /// which of them should verify its tokens is a configuration mistake, not a choice to
-    /// make silently.
+    /// make silently. With a [`resolver`](Self::resolver), [`ConfigError::Invalid`] (option
+    /// `max_resolutions_in_flight` or `resolve_timeout`) when either is zero: every tenant's
+    /// first token would be refused.
     pub fn build(self) -> Result<Issuers, ConfigError> {
+        let resolver = self.resolving.build()?;
         let mut set = HashMap::with_capacity(self.validators.len());
         for validator in self.validators {
             let issuer: Box<str> = validator.issuer().into();
@@ -314,7 +382,7 @@ impl IssuersBuilder {
                     format!("two validators for the issuer {issuer}"),
                 ));
             }
-            set.insert(issuer, validator);
+            set.insert(issuer, Trusted::fixed(validator));
         }
         Ok(Issuers(Arc::new(Shared {
             set: RwLock::new(set),
@@ -324,10 +392,10 @@ impl IssuersBuilder {
                 self.max_cache_entries,
                 self.max_cache_bytes,
             )),
+            resolver,
         })))
     }
 }
 
 #[cfg(test)]
-#[path = "issuers_tests.rs"]
 mod tests;

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const A: &str = "https://a.test";
-const B: &str = "https://b.test";
-const SECRET_A: &[u8] = b"secret of issuer a, 32 bytes or more";
-const SECRET_B: &[u8] = b"secret of issuer b, 32 bytes or more";
+pub(super) const A: &str = "https://a.test";
+pub(super) const B: &str = "https://b.test";
+pub(super) const SECRET_A: &[u8] = b"secret of issuer a, 32 bytes or more";
+pub(super) const SECRET_B: &[u8] = b"secret of issuer b, 32 bytes or more";
 
-fn hmac(issuer: &str, secret: &[u8]) -> JwtValidator {
+pub(super) fn hmac(issuer: &str, secret: &[u8]) -> JwtValidator {
     JwtValidator::builder(issuer, "https://api.test")
         .hmac_secret(secret)
         .algorithms([Algorithm::HS256])
@@ -23,7 +23,7 @@ fn hmac(issuer: &str, secret: &[u8]) -> JwtValidator {
         .unwrap()
 }
 
-fn sign(issuer: &str, secret: &[u8], extra: Value) -> String {
+pub(super) fn sign(issuer: &str, secret: &[u8], extra: Value) -> String {
     crate::test_helpers::install_jose_default();
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
