@@ -270,6 +270,8 @@ impl Config {
                 _ => Err("the certificate header given more than once"),
             }
         };
+        // A closure (not `unwrap_or`) for the trace; without it clippy sees a needless one.
+        #[cfg_attr(not(feature = "tracing"), allow(clippy::unnecessary_lazy_evaluations))]
         let certificate = parsed.unwrap_or_else(|_reason| {
             #[cfg(feature = "tracing")]
             tracing::debug!(target: "certbound", header = self.header().map_or("", HeaderName::as_str), reason = _reason, "forwarded client certificate unusable; treated as none");
