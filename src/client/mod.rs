@@ -31,6 +31,7 @@
 //! ```
 
 mod attach;
+mod challenge;
 mod error;
 mod exchange;
 mod identity;
@@ -40,6 +41,7 @@ mod source;
 mod token;
 
 pub use attach::CallError;
+pub use challenge::ResourceChallenge;
 pub use error::{TokenError, TokenErrorKind};
 pub use identity::ClientIdentity;
 pub use layer::{ReplayBody, TokenLayer, TokenService};
