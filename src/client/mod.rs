@@ -37,6 +37,7 @@ mod exchange;
 mod identity;
 mod layer;
 mod reqwest_client;
+mod resource;
 mod source;
 mod token;
 
