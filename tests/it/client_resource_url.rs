@@ -106,7 +106,7 @@ async fn a_source_started_from_the_resource_url_asks_its_authorization_server_fo
     assert_eq!(response.status(), 200);
     let forms = authority.forms();
     assert_eq!(forms.len(), 1);
-    assert_eq!(form_resource(&forms[0]), [resource.clone()]);
+    assert_eq!(form_resource(&forms[0]), [resource.as_str()]);
     assert!(format!("{tokens:?}").contains(&issuer), "{tokens:?}");
 
     // `resource` given by the application names the resource instead.
