@@ -3,7 +3,7 @@
 //! 9449) and calls a protected resource with it, through certbound's `client` module.
 //!
 //! ```text
-//! cargo run --example client -- (--issuer URL | --token-endpoint URL) --client-id ID
+//! cargo run --example client -- [--issuer URL | --token-endpoint URL] --client-id ID
 //!     --cert PATH --key PATH [--ca PATH] [--scope S] [--resource URI]... [--dpop [--dpop-key PATH]]
 //!     --url URL [--method M] [--count N] [--interval SECONDS]
 //! ```
@@ -12,7 +12,14 @@
 //!
 //! ```text
 //!   --issuer URL | --token-endpoint URL   where to get tokens (RFC 8414 discovery from --issuer,
-//!                                         preferring mtls_endpoint_aliases.token_endpoint)
+//!                                         preferring mtls_endpoint_aliases.token_endpoint). With
+//!                                         neither, from --url's RFC 9728 metadata: its first
+//!                                         authorization server, when the document's resource is
+//!                                         --url (without query), or else, when --url's own
+//!                                         document does not exist, its origin's
+//!                                         (https://host[:port]). Tokens are then asked for with
+//!                                         resource= the metadata's resource, unless --resource
+//!                                         names others
 //!   --client-id ID --cert PATH --key PATH  the client's identity (PEM chain, leaf first; PEM key)
 //!   --ca PATH                              trust for the AS and the resource server (default:
 //!                                          the Mozilla roots of webpki-roots)
@@ -29,8 +36,10 @@
 //!
 //! Prints one line per call: `N STATUS BODY` (the body on one line, at most 1000 characters)
 //! or `N error: WHY`. Never prints a token or a proof. Exit codes: 0 when every call answered
-//! 2xx; 1 when a call did not, or no token could be obtained (the authorization server's RFC
-//! 6749 error is printed); 2 for bad flags or unreadable files (one line on stderr). The
+//! 2xx; 1 when a call did not, or no token could be obtained (one line, `no token: WHY`: the
+//! authorization server's RFC 6749 error, or why the resource's metadata is missing or not
+//! usable, in which case nothing was sent to an authorization server nor with a token); 2 for
+//! bad flags or unreadable files (one line on stderr). The
 //! authorization server and the resource server each get 10 s to connect and 30 s per
 //! exchange.
 
@@ -47,11 +56,12 @@ use jsonwebtoken::Algorithm;
 use rustls_pki_types::CertificateDer;
 
 const USAGE: &str = "\
-Usage: client (--issuer URL | --token-endpoint URL) --client-id ID --cert PATH --key PATH
+Usage: client [--issuer URL | --token-endpoint URL] --client-id ID --cert PATH --key PATH
               [--ca PATH] [--scope S] [--resource URI]... [--dpop [--dpop-key PATH]]
               --url URL [--method M] [--count N] [--interval SECONDS]
 
-  --issuer URL | --token-endpoint URL   where to get tokens (discovery from --issuer)
+  --issuer URL | --token-endpoint URL   where to get tokens (discovery from --issuer; with
+                                         neither, from --url's RFC 9728 metadata)
   --client-id ID --cert PATH --key PATH  the client's identity (PEM)
   --ca PATH                              trust for the AS and the resource server
                                          (default: webpki roots)
@@ -144,6 +154,10 @@ fn configure(args: impl IntoIterator<Item = OsString>) -> Result<Option<Run>, St
     if !matches!(url.scheme(), "https" | "http") {
         return Err(format!("--url {url}: not an https or http URL"));
     }
+    // The resource identifier: the URL without query and fragment (RFC 9728 §1.2).
+    let mut resource_url = url.clone();
+    resource_url.set_query(None);
+    resource_url.set_fragment(None);
     let method = flags.once("method")?.unwrap_or_else(|| "GET".to_owned());
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("--method {method:?}: not an HTTP method"))?;
@@ -179,7 +193,10 @@ fn configure(args: impl IntoIterator<Item = OsString>) -> Result<Option<Run>, St
     tokens = match (issuer, token_endpoint) {
         (Some(issuer), None) => tokens.issuer(issuer),
         (None, Some(endpoint)) => tokens.token_endpoint(endpoint),
-        _ => return Err("give exactly one of --issuer and --token-endpoint".to_owned()),
+        (None, None) => tokens.resource_url(resource_url.as_str()),
+        (Some(_), Some(_)) => {
+            return Err("give at most one of --issuer and --token-endpoint".to_owned())
+        }
     };
     for root in &roots {
         tokens = tokens.trust_root(root.clone());

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
+use super::challenge::{parse, ResourceChallenge};
 use super::token::{Token, TokenScheme};
 use super::{TokenError, TokenSource};
 
@@ -23,6 +24,31 @@ pub enum CallError {
     /// such as tonic's, needs [`TokenLayer::origin`](super::TokenLayer::origin)), or signing
     /// failed.
     Proof(&'static str),
+    /// The resource server asks for a stronger or more recent authentication of the user
+    /// (`401` with `error="insufficient_user_authentication"`, RFC 9470 §3). The token is
+    /// valid and kept; the request is not sent again, because a `client_credentials` client
+    /// has no user to authenticate: only a client that signs a user in again (the
+    /// authorization code grant, with these `acr_values` and `max_age`) can meet the request.
+    #[non_exhaustive]
+    StepUp {
+        /// The acceptable authentication context classes, in the server's order (may be
+        /// empty).
+        acr_values: Vec<String>,
+        /// The largest acceptable age of the user's authentication, in seconds.
+        max_age: Option<u64>,
+        /// The resource's metadata URL (RFC 9728 §5.1), when the challenge named one.
+        resource_metadata: Option<String>,
+    },
+}
+
+impl CallError {
+    fn step_up(challenge: ResourceChallenge) -> Self {
+        Self::StepUp {
+            acr_values: challenge.acr_values().to_vec(),
+            max_age: challenge.max_age(),
+            resource_metadata: challenge.resource_metadata().map(str::to_owned),
+        }
+    }
 }
 
 impl fmt::Display for CallError {
@@ -30,6 +56,24 @@ impl fmt::Display for CallError {
         match self {
             Self::Token(_) => f.write_str("no access token"),
             Self::Proof(reason) => write!(f, "no DPoP proof: {reason}"),
+            Self::StepUp {
+                acr_values,
+                max_age,
+                ..
+            } => {
+                f.write_str(
+                    "the resource server requires a stronger or more recent user authentication",
+                )?;
+                if !acr_values.is_empty() {
+                    write!(f, " (acr_values \"{}\")", acr_values.join(" "))?;
+                }
+                if let Some(max_age) = max_age {
+                    write!(f, " (max_age {max_age} s)")?;
+                }
+                f.write_str(
+                    "; a client_credentials client has no user to authenticate again, so it cannot step up",
+                )
+            }
         }
     }
 }
@@ -38,7 +82,7 @@ impl std::error::Error for CallError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Token(e) => Some(e),
-            Self::Proof(_) => None,
+            Self::Proof(_) | Self::StepUp { .. } => None,
         }
     }
 }
@@ -50,7 +94,7 @@ impl From<TokenError> for CallError {
 }
 
 /// What a response asks of the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Nothing: pass the response on.
     Done,
@@ -58,6 +102,8 @@ pub(crate) enum Verdict {
     NewNonce,
     /// `401` `invalid_token`: another token.
     InvalidToken,
+    /// `401` `insufficient_user_authentication`: not for this client to meet.
+    StepUp(ResourceChallenge),
 }
 
 static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
@@ -95,6 +141,7 @@ impl Retries {
                 source.forget(token);
                 Ok(None)
             }
+            Verdict::StepUp(challenge) => Err(CallError::step_up(challenge)),
             Verdict::NewNonce | Verdict::Done => Ok(None),
         }
     }
@@ -178,7 +225,9 @@ impl Attacher {
     }
 
     /// Reads a response to a request made with `token`: keeps its `DPoP-Nonce`, and says
-    /// whether a `401` asks for a nonce or another token.
+    /// whether a `401` asks for a nonce, another token, or a step-up. A gRPC rejection (HTTP
+    /// `200`, `grpc-status` 16 in the headers of a trailers-only answer) is read for a step-up
+    /// too; it is never retried.
     pub(crate) fn verdict(
         &self,
         token: &Token,
@@ -187,17 +236,23 @@ impl Attacher {
         headers: &HeaderMap,
     ) -> Verdict {
         let new_nonce = token.scheme() == TokenScheme::Dpop && self.keep_nonce(uri, headers);
+        let grpc_unauthenticated = headers
+            .get("grpc-status")
+            .is_some_and(|s| s.as_bytes() == b"16");
+        if status != StatusCode::UNAUTHORIZED && !grpc_unauthenticated {
+            return Verdict::Done;
+        }
+        if let Some(challenge) = ResourceChallenge::from_headers(headers) {
+            if challenge.is_step_up() {
+                return Verdict::StepUp(challenge);
+            }
+        }
         if status != StatusCode::UNAUTHORIZED {
             return Verdict::Done;
         }
-        let errors = headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(error_codes);
         let mut verdict = Verdict::Done;
-        for error in errors {
-            match error {
+        for error in error_codes(headers) {
+            match error.as_str() {
                 "use_dpop_nonce" if new_nonce => return Verdict::NewNonce,
                 "invalid_token" => verdict = Verdict::InvalidToken,
                 _ => {}
@@ -230,27 +285,27 @@ impl Attacher {
     }
 }
 
-/// The `error` parameters of the challenges in one `WWW-Authenticate` value (RFC 9110
+/// What a response's `Bearer` / `DPoP` challenges say, for the extensions of a refusal handed
+/// to the caller.
+pub(crate) fn challenge_of(headers: &HeaderMap) -> Option<ResourceChallenge> {
+    if !headers.contains_key(WWW_AUTHENTICATE) {
+        return None;
+    }
+    ResourceChallenge::from_headers(headers)
+}
+
+/// The `error` parameters of every challenge in the `WWW-Authenticate` headers (RFC 9110
 /// §11.6.1), quoted or not.
-fn error_codes(value: &str) -> impl Iterator<Item = &str> {
-    let mut rest = value;
-    std::iter::from_fn(move || loop {
-        let at = rest.find("error=")?;
-        let boundary = rest[..at]
-            .chars()
-            .next_back()
-            .is_none_or(|c| c == ' ' || c == ',' || c == '\t');
-        let after = &rest[at + "error=".len()..];
-        rest = after;
-        if !boundary {
-            continue;
-        }
-        let code = match after.strip_prefix('"') {
-            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
-            None => after.split([',', ' ', '\t']).next().unwrap_or_default(),
-        };
-        return Some(code);
-    })
+fn error_codes(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse)
+        .filter_map(|mut challenge| {
+            let at = challenge.params.iter().position(|(n, _)| n == "error")?;
+            Some(challenge.params.swap_remove(at).1)
+        })
 }
 
 #[cfg(test)]
@@ -259,7 +314,11 @@ mod tests {
 
     #[test]
     fn error_codes_are_read_from_every_challenge_quoted_or_not() {
-        let codes = |v: &'static str| error_codes(v).collect::<Vec<_>>();
+        let codes = |v: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            error_codes(&headers).collect::<Vec<_>>()
+        };
         assert_eq!(
             codes(
                 r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#
@@ -275,7 +334,23 @@ mod tests {
             codes(r#"Bearer error="invalid_token", DPoP algs="ES256", error="invalid_token""#),
             ["invalid_token", "invalid_token"]
         );
-        assert_eq!(codes(r#"Bearer error=""#), [""]);
+        assert_eq!(codes(r#"Bearer error=""#), Vec::<&str>::new());
         assert_eq!(codes("Bearer"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_step_up_request_says_why_this_client_cannot_meet_it() {
+        let error = CallError::StepUp {
+            acr_values: vec!["urn:mfa".to_owned(), "phr".to_owned()],
+            max_age: Some(300),
+            resource_metadata: None,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the resource server requires a stronger or more recent user authentication \
+             (acr_values \"urn:mfa phr\") (max_age 300 s); a client_credentials client has no \
+             user to authenticate again, so it cannot step up"
+        );
+        assert!(std::error::Error::source(&error).is_none());
     }
 }

@@ -39,6 +39,15 @@ pub enum TokenErrorKind {
         /// What was wrong, in a few words.
         reason: String,
     },
+    /// The protected resource's metadata (RFC 9728), from which a
+    /// [`resource_url`](super::TokenSourceBuilder::resource_url) source learns its
+    /// authorization server, is missing, unreachable or unusable: not JSON, its `resource` not
+    /// the resource asked about (§3.3), no (or not the preferred) authorization server. Nothing
+    /// was sent to any authorization server; the next request for a token tries again.
+    ResourceMetadata {
+        /// What was wrong, in a few words (the metadata URL and the problem).
+        reason: String,
+    },
     /// The client could not make its request (its DPoP proof could not be signed).
     Local {
         /// What failed, in a few words.
@@ -63,6 +72,12 @@ impl TokenError {
 
     pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {
         Self::from(TokenErrorKind::InvalidResponse {
+            reason: reason.into(),
+        })
+    }
+
+    pub(crate) fn resource_metadata(reason: impl Into<String>) -> Self {
+        Self::from(TokenErrorKind::ResourceMetadata {
             reason: reason.into(),
         })
     }
@@ -128,6 +143,9 @@ impl fmt::Display for TokenError {
             }
             TokenErrorKind::InvalidResponse { reason } => {
                 write!(f, "the authorization server's answer is unusable: {reason}")
+            }
+            TokenErrorKind::ResourceMetadata { reason } => {
+                write!(f, "the resource's metadata is unusable: {reason}")
             }
             TokenErrorKind::Local { reason } => write!(f, "the token request failed: {reason}"),
         }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::oauth_text;
+use super::resource::{protected_resource, ProtectedResource};
 use super::token::{Schedule, Token, TokenScheme};
 use super::TokenError;
 use crate::dpop::{DpopKey, ProofBuilder};
@@ -24,6 +25,18 @@ pub(crate) enum Endpoint {
         issuer: String,
         resolved: tokio::sync::OnceCell<String>,
     },
+    /// From the resource's RFC 9728 metadata, then the chosen issuer's RFC 8414 metadata.
+    Resource {
+        url: String,
+        prefer: Option<String>,
+        resolved: tokio::sync::OnceCell<(ProtectedResource, String)>,
+    },
+}
+
+/// Where a token request goes, and the resource the metadata named (when it came from there).
+struct Target<'a> {
+    endpoint: &'a str,
+    resource: Option<&'a str>,
 }
 
 impl Endpoint {
@@ -38,17 +51,28 @@ impl Endpoint {
         }
     }
 
+    pub(crate) fn resource(url: String) -> Self {
+        Self::Resource {
+            url,
+            prefer: None,
+            resolved: tokio::sync::OnceCell::new(),
+        }
+    }
+
     /// The builder option that set it, for configuration errors.
     pub(crate) fn option(&self) -> &'static str {
         match self {
             Self::Fixed(_) => "token_endpoint",
             Self::Discover { .. } => "issuer",
+            Self::Resource { .. } => "resource_url",
         }
     }
 
     pub(crate) fn url(&self) -> &str {
         match self {
-            Self::Fixed(url) | Self::Discover { issuer: url, .. } => url,
+            Self::Fixed(url) | Self::Discover { issuer: url, .. } | Self::Resource { url, .. } => {
+                url
+            }
         }
     }
 }
@@ -61,6 +85,17 @@ impl fmt::Debug for Endpoint {
                 .debug_struct("Issuer")
                 .field("issuer", issuer)
                 .field("token_endpoint", &resolved.get())
+                .finish(),
+            Self::Resource {
+                url,
+                prefer,
+                resolved,
+            } => f
+                .debug_struct("ResourceUrl")
+                .field("url", url)
+                .field("prefer", prefer)
+                .field("issuer", &resolved.get().map(|(found, _)| &found.issuer))
+                .field("token_endpoint", &resolved.get().map(|(_, url)| url))
                 .finish(),
         }
     }
@@ -140,13 +175,43 @@ impl Exchange {
 
     /// The token endpoint: configured, or discovered once (a failed discovery is tried again
     /// on the next attempt).
-    async fn token_endpoint(&self) -> Result<&str, TokenError> {
+    async fn target(&self) -> Result<Target<'_>, TokenError> {
         match &self.endpoint {
-            Endpoint::Fixed(url) => Ok(url),
-            Endpoint::Discover { issuer, resolved } => resolved
-                .get_or_try_init(|| self.discover(issuer))
-                .await
-                .map(String::as_str),
+            Endpoint::Fixed(url) => Ok(Target {
+                endpoint: url,
+                resource: None,
+            }),
+            Endpoint::Discover { issuer, resolved } => {
+                let endpoint = resolved.get_or_try_init(|| self.discover(issuer)).await?;
+                Ok(Target {
+                    endpoint,
+                    resource: None,
+                })
+            }
+            Endpoint::Resource {
+                url,
+                prefer,
+                resolved,
+            } => {
+                let (found, endpoint) = resolved
+                    .get_or_try_init(|| async {
+                        let found = protected_resource(
+                            &self.http,
+                            url,
+                            prefer.as_deref(),
+                            self.allow_http,
+                            self.max_response_bytes,
+                        )
+                        .await?;
+                        let endpoint = self.discover(&found.issuer).await?;
+                        Ok::<_, TokenError>((found, endpoint))
+                    })
+                    .await?;
+                Ok(Target {
+                    endpoint,
+                    resource: Some(&found.resource),
+                })
+            }
         }
     }
 
@@ -192,13 +257,13 @@ impl Exchange {
     }
 
     async fn attempt(&self, schedule: Schedule) -> Result<Token, Failure> {
-        let endpoint = self.token_endpoint().await.map_err(Failure::Error)?;
+        let Target { endpoint, resource } = self.target().await.map_err(Failure::Error)?;
         let mut request = self
             .http
             .post(endpoint)
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(self.form());
+            .body(self.form(resource));
         if let Some(key) = &self.dpop {
             let nonce = self
                 .nonce
@@ -259,8 +324,9 @@ impl Exchange {
     }
 
     /// The `client_credentials` request (RFC 6749 §4.4.2), `client_id` in the form as RFC
-    /// 8705 §2 asks.
-    fn form(&self) -> String {
+    /// 8705 §2 asks. The configured `resource`s (RFC 8707), or else the one the resource's
+    /// metadata named.
+    fn form(&self, discovered: Option<&str>) -> String {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
         form.append_pair("client_id", &self.client_id);
@@ -268,6 +334,9 @@ impl Exchange {
             form.append_pair("scope", scope);
         }
         for resource in &self.resources {
+            form.append_pair("resource", resource);
+        }
+        if let (true, Some(resource)) = (self.resources.is_empty(), discovered) {
             form.append_pair("resource", resource);
         }
         form.finish()

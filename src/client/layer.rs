@@ -13,7 +13,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attach::{Attacher, CallError, Retries};
+use super::attach::{challenge_of, Attacher, CallError, Retries};
 use super::TokenSource;
 use crate::error::{BoxError, ConfigError};
 
@@ -41,8 +41,16 @@ use crate::error::{BoxError, ConfigError};
 /// gets another token. A gRPC rejection is an HTTP `200` with `grpc-status` 16: never retried,
 /// but its `DPoP-Nonce` is kept too.
 ///
+/// **Refusals.** A `401` with `error="insufficient_user_authentication"` (RFC 9470 step-up;
+/// also as gRPC status 16) becomes the error [`CallError::StepUp`], with the server's
+/// `acr_values` and `max_age`: a `client_credentials` client cannot step up, and must not keep
+/// trying. Any other refusal is handed to the caller with a [`ResourceChallenge`](super::ResourceChallenge) in its
+/// extensions: the `error` and the resource's `resource_metadata` URL (RFC 9728 §5.1), which
+/// is not followed (see [`ResourceChallenge`](super::ResourceChallenge)).
+///
 /// The service's error is a `Box<dyn Error + Send + Sync>`: the inner client's error, or a
-/// [`CallError`] when no token or proof could be made (downcast to tell them apart).
+/// [`CallError`] when no token or proof could be made or a step-up is asked for (downcast to
+/// tell them apart).
 #[derive(Clone)]
 pub struct TokenLayer {
     attacher: Arc<Attacher>,
@@ -283,6 +291,9 @@ where
             .again(&attacher.source, &token, verdict, replay.is_some())
             .await?;
         let (Some(next), Some(replay)) = (again, &replay) else {
+            if let Some(challenge) = challenge_of(response.headers()) {
+                response.extensions_mut().insert(challenge);
+            }
             return Ok(response);
         };
         token = next;

@@ -5,11 +5,14 @@
 //!   rustls and reqwest configurations that present it.
 //! - [`TokenSource`]: tokens from the `client_credentials` grant, the client authenticated by
 //!   its certificate (RFC 8705 §2), certificate-bound or DPoP-bound (RFC 9449), cached and
-//!   refreshed before they expire, one request for any number of concurrent callers.
+//!   refreshed before they expire, one request for any number of concurrent callers. It can
+//!   start from the API's URL alone ([`resource_url`](TokenSourceBuilder::resource_url)),
+//!   finding the authorization server in the resource's RFC 9728 metadata.
 //! - [`TokenLayer`]: a tower layer for any HTTP client (hyper-util, tonic's `Channel`) that
 //!   puts the token, and for DPoP a fresh proof, on every request, and retries once on a
-//!   resource server's `use_dpop_nonce` or `invalid_token`. [`ReqwestClient`] does the same
-//!   for reqwest.
+//!   resource server's `use_dpop_nonce` or `invalid_token`. A step-up request (RFC 9470) is
+//!   the error [`CallError::StepUp`]; other refusals carry a [`ResourceChallenge`]
+//!   (`error`, `resource_metadata`). [`ReqwestClient`] does the same for reqwest.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -31,15 +34,18 @@
 //! ```
 
 mod attach;
+mod challenge;
 mod error;
 mod exchange;
 mod identity;
 mod layer;
 mod reqwest_client;
+mod resource;
 mod source;
 mod token;
 
 pub use attach::CallError;
+pub use challenge::ResourceChallenge;
 pub use error::{TokenError, TokenErrorKind};
 pub use identity::ClientIdentity;
 pub use layer::{ReplayBody, TokenLayer, TokenService};

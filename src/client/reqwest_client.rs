@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::Uri;
 
-use super::attach::{Attacher, CallError, Retries};
+use super::attach::{challenge_of, Attacher, CallError, Retries};
 use super::TokenSource;
 use crate::error::BoxError;
 
@@ -12,7 +12,8 @@ use crate::error::BoxError;
 /// proof) on every request, with [`TokenLayer`](super::TokenLayer)'s retries: once with a
 /// new nonce on `401 use_dpop_nonce`, once with another token on `401 invalid_token`. A
 /// request is sent again only when reqwest can clone it (`Request::try_clone`: any body but a
-/// stream).
+/// stream). A step-up request becomes [`CallError::StepUp`], and other refusals carry a
+/// [`ResourceChallenge`](super::ResourceChallenge) in their extensions, as with the layer.
 ///
 /// The reqwest client must present the client's certificate for certificate-bound tokens:
 /// build it from [`ClientIdentity::reqwest_builder`](super::ClientIdentity::reqwest_builder).
@@ -50,8 +51,8 @@ impl ReqwestClient {
     /// Sends `request` with the token (and proof) on it.
     ///
     /// # Errors
-    /// reqwest's error, or a [`CallError`] when no token or proof could be made (downcast to
-    /// tell them apart).
+    /// reqwest's error, or a [`CallError`] when no token or proof could be made or the
+    /// resource server asks for a step-up (downcast to tell them apart).
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, BoxError> {
         let replay = request.try_clone();
         let uri: Uri = request
@@ -75,14 +76,16 @@ impl ReqwestClient {
             let verdict =
                 self.attacher
                     .verdict(&token, &uri, response.status(), response.headers());
-            let again = retries
+            let next = retries
                 .again(&self.attacher.source, &token, verdict, replay.is_some())
                 .await?;
-            let (Some(next), Some(replay)) = (again, &replay) else {
-                return Ok(response);
-            };
             // A clone of a cloneable request clones.
-            let Some(mut again) = replay.try_clone() else {
+            let (Some(next), Some(mut again)) =
+                (next, replay.as_ref().and_then(reqwest::Request::try_clone))
+            else {
+                if let Some(challenge) = challenge_of(response.headers()) {
+                    response.extensions_mut().insert(challenge);
+                }
                 return Ok(response);
             };
             token = next;

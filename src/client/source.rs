@@ -78,13 +78,15 @@ const BACKGROUND_PAUSE: Duration = Duration::from_secs(1);
 
 impl TokenSource {
     /// A builder for `client_id`, authenticating with `identity`. Set where tokens come from
-    /// with [`issuer`](TokenSourceBuilder::issuer) or
-    /// [`token_endpoint`](TokenSourceBuilder::token_endpoint).
+    /// with [`issuer`](TokenSourceBuilder::issuer),
+    /// [`token_endpoint`](TokenSourceBuilder::token_endpoint) or
+    /// [`resource_url`](TokenSourceBuilder::resource_url).
     pub fn builder(client_id: impl Into<String>, identity: ClientIdentity) -> TokenSourceBuilder {
         TokenSourceBuilder {
             client_id: client_id.into(),
             identity,
             endpoint: None,
+            prefer_authorization_server: None,
             extra_roots: Vec::new(),
             public_roots: true,
             scope: None,
@@ -283,6 +285,7 @@ pub struct TokenSourceBuilder {
     client_id: String,
     identity: ClientIdentity,
     endpoint: Option<Endpoint>,
+    prefer_authorization_server: Option<String>,
     extra_roots: Vec<CertificateDer<'static>>,
     public_roots: bool,
     scope: Option<String>,
@@ -310,6 +313,37 @@ impl TokenSourceBuilder {
     /// The token endpoint's URL, without discovery.
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::fixed(url.into()));
+        self
+    }
+
+    /// Starts from the API's URL (RFC 9728): on first use, the resource's metadata is fetched
+    /// from its well-known URL (§3.1: for `https://api.example/v1`,
+    /// `https://api.example/.well-known/oauth-protected-resource/v1`; when there is none
+    /// (`404`), the origin's, `https://api.example/.well-known/oauth-protected-resource`, which
+    /// must then name the resource `https://api.example`). The document is used only when its
+    /// `resource` is the resource asked about (§3.3, an exact comparison). Its first
+    /// `authorization_servers` entry, or the one named with
+    /// [`prefer_authorization_server`](Self::prefer_authorization_server), is the issuer, and
+    /// its token endpoint comes from RFC 8414 discovery as with [`issuer`](Self::issuer).
+    /// Tokens are asked for with `resource=` the metadata's `resource` (RFC 8707), unless
+    /// [`resource`](Self::resource) names others.
+    ///
+    /// A failure (no metadata, another `resource`, no authorization server) is a
+    /// [`TokenErrorKind::ResourceMetadata`](super::TokenErrorKind::ResourceMetadata), and
+    /// nothing is sent to an authorization server; the next request for a token tries again.
+    /// Once found, the authorization server is kept for the source's life. `url` is an
+    /// `https` URL without query or fragment; the client's certificate is presented to the
+    /// resource server for the metadata, as for the calls.
+    pub fn resource_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(Endpoint::resource(url.into()));
+        self
+    }
+
+    /// With [`resource_url`](Self::resource_url): the authorization server to use, by its
+    /// issuer identifier, instead of the first the metadata lists. The metadata must list it
+    /// (exactly), or no token is asked for.
+    pub fn prefer_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.prefer_authorization_server = Some(issuer.into());
         self
     }
 
@@ -388,7 +422,8 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// Allows `http://` URLs for the issuer and the token endpoint. **Insecure**: the client's
+    /// Allows `http://` URLs for the issuer, the token endpoint and the resource (and the
+    /// authorization servers its metadata names). **Insecure**: the client's
     /// requests and the tokens travel in the clear, and there is no mutual TLS, so no
     /// certificate-bound token. For tests against a local server only.
     pub fn insecure_allow_http(mut self) -> Self {
@@ -400,16 +435,37 @@ impl TokenSourceBuilder {
     /// [`token`](TokenSource::token) call discovers the endpoint and asks for a token.
     ///
     /// # Errors
-    /// No issuer or token endpoint, a URL that is not https, an empty `client_id`,
-    /// `max_attempts` of 0, or an HTTP client that cannot be built.
+    /// No issuer, token endpoint or resource URL, a URL that is not https, a resource URL
+    /// with a query or fragment, `prefer_authorization_server` without `resource_url`, an
+    /// empty `client_id`, `max_attempts` of 0, or an HTTP client that cannot be built.
     pub fn build(self) -> Result<TokenSource, ConfigError> {
-        let Some(endpoint) = self.endpoint else {
+        let Some(mut endpoint) = self.endpoint else {
             return Err(ConfigError::invalid(
                 "issuer",
-                "set where tokens come from: issuer (discovery) or token_endpoint",
+                "set where tokens come from: issuer (discovery), token_endpoint or resource_url",
             ));
         };
         check_config_url(endpoint.option(), endpoint.url(), self.allow_http)?;
+        match (&mut endpoint, self.prefer_authorization_server) {
+            (Endpoint::Resource { url, prefer, .. }, chosen) => {
+                if url.contains(['?', '#']) {
+                    return Err(ConfigError::Url {
+                        option: "resource_url",
+                        url: url.clone(),
+                        reason: "a resource identifier has no query or fragment (RFC 9728 §1.2)",
+                    });
+                }
+                *prefer = chosen;
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "prefer_authorization_server",
+                    "chooses among the authorization servers of resource_url's metadata; \
+                     without resource_url there are none",
+                ));
+            }
+            (_, None) => {}
+        }
         if self.client_id.is_empty() {
             return Err(ConfigError::invalid("client_id", "must not be empty"));
         }

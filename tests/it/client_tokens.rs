@@ -3,7 +3,7 @@
 //! resource server built from `BoundTokenLayer`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::post;
@@ -28,6 +28,8 @@ pub struct Authority {
     pub pki: Pki,
     jwks: Value,
     token_requests: Arc<AtomicUsize>,
+    all_requests: Arc<AtomicUsize>,
+    forms: Arc<Mutex<Vec<String>>>,
 }
 
 impl Authority {
@@ -50,7 +52,13 @@ impl Authority {
             .build()
             .expect("authenticator");
         let token_requests = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&token_requests);
+        let all_requests = Arc::new(AtomicUsize::new(0));
+        let forms = Arc::new(Mutex::new(Vec::new()));
+        let (counter, every, seen) = (
+            Arc::clone(&token_requests),
+            Arc::clone(&all_requests),
+            Arc::clone(&forms),
+        );
         let app = match dpop {
             Some(dpop) => router_with_dpop(tokens, clients, authenticator, dpop),
             None => router(tokens, clients, authenticator),
@@ -58,10 +66,25 @@ impl Authority {
         .expect("router")
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                if request.uri().path() == "/token" {
+                let (counter, every, seen) =
+                    (Arc::clone(&counter), Arc::clone(&every), Arc::clone(&seen));
+                async move {
+                    every.fetch_add(1, Ordering::SeqCst);
+                    if request.uri().path() != "/token" {
+                        return next.run(request).await;
+                    }
                     counter.fetch_add(1, Ordering::SeqCst);
+                    // The form, kept for the tests that check what was asked for.
+                    let (parts, body) = request.into_parts();
+                    let form = axum::body::to_bytes(body, 64 * 1024)
+                        .await
+                        .unwrap_or_default();
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&form).into_owned());
+                    let request = axum::extract::Request::from_parts(parts, form.into());
+                    next.run(request).await
                 }
-                next.run(request)
             },
         ));
         let server = TestServer::start_on(listener, any_certificate_tls(&pki), app);
@@ -71,11 +94,24 @@ impl Authority {
             pki,
             jwks,
             token_requests,
+            all_requests,
+            forms,
         }
     }
 
+    /// Token requests so far.
     pub fn requests(&self) -> usize {
         self.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests of any kind (discovery included) so far.
+    pub fn all_requests(&self) -> usize {
+        self.all_requests.load(Ordering::SeqCst)
+    }
+
+    /// The forms of the token requests so far, as sent.
+    pub fn forms(&self) -> Vec<String> {
+        self.forms.lock().unwrap().clone()
     }
 
     /// A token source for `client_id` presenting `identity`, trusting only this server's CA.

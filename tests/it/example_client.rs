@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use certbound::dpop::{Dpop, DpopKey, DpopNonces};
-use certbound::BoundTokenLayer;
+use certbound::{BoundTokenLayer, ResourceMetadata};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
@@ -82,11 +83,7 @@ async fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
         (files.base.clone(), "missing --url"),
         (
             with(&files.base, &["--url", url, "--token-endpoint", url]),
-            "exactly one of",
-        ),
-        (
-            with(&files.base[2..], &["--url", url]),
-            "exactly one of --issuer and --token-endpoint",
+            "at most one of --issuer and --token-endpoint",
         ),
         (
             with(&files.base, &["--url", url, "--count", "0"]),
@@ -263,4 +260,112 @@ async fn refusals_and_unreachable_servers_exit_1_within_bounded_time() {
         text(&out.stdout)
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A resource server whose resource is its origin, `https://127.0.0.1:PORT`: `GET /whoami`
+/// behind the token layer, the RFC 9728 document naming `published` (given the origin) as its
+/// resource and `authority` as its authorization server (none when `published` gives `None`),
+/// and a count of the requests that carried an `Authorization` header.
+async fn discoverable_api(
+    authority: &Authority,
+    published: impl FnOnce(&str) -> Option<String>,
+) -> (TestServer, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("https://{}", listener.local_addr().expect("address"));
+    let layer = BoundTokenLayer::new(authority.validator()).dpop(Dpop::new());
+    let mut app = axum::Router::new()
+        .route("/whoami", axum::routing::get(whoami))
+        .route_layer(layer);
+    if let Some(resource) = published(&origin) {
+        let service = ResourceMetadata::new(&resource)
+            .expect("resource")
+            .authorization_server(&authority.issuer)
+            .build()
+            .expect("metadata");
+        app = app.route_service(service.path(), service.clone());
+    }
+    let with_token = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&with_token);
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            if request.headers().contains_key("authorization") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            next.run(request)
+        },
+    ));
+    let server = TestServer::start_on(listener, any_certificate_tls(&authority.pki), app);
+    (server, with_token)
+}
+
+fn form_resources(form: &str) -> Vec<String> {
+    form_urlencoded::parse(form.as_bytes())
+        .filter(|(name, _)| name == "resource")
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn without_issuer_or_token_endpoint_the_client_finds_the_authorization_server_in_the_metadata(
+) {
+    let (test, _, registration) = self_signed("finder");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let (api, with_token) = discoverable_api(&authority, |origin| Some(origin.to_owned())).await;
+    let files = files(&authority, &test, "finder", "client-finder");
+    let origin = api.url("");
+    let origin = origin.trim_end_matches('/');
+    let out = run(with(&files.base[2..], &["--url", &api.url("/whoami")])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.starts_with("1 200 {"), "{stdout}");
+    assert!(stdout.contains(&test.x5t_s256()), "{stdout}");
+    assert_eq!(authority.forms().len(), 1);
+    // Without --resource, the metadata's resource names the resource.
+    assert_eq!(form_resources(&authority.forms()[0]), [origin]);
+    assert_eq!(with_token.load(Ordering::SeqCst), 1);
+
+    // --resource still names it when given.
+    let out = run(with(
+        &files.base[2..],
+        &[
+            "--url",
+            &api.url("/whoami"),
+            "--resource",
+            "https://named.example/",
+        ],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        form_resources(&authority.forms()[1]),
+        ["https://named.example/"]
+    );
+}
+
+#[tokio::test]
+async fn metadata_that_is_missing_or_names_another_resource_exits_1_with_nothing_sent() {
+    let (test, _, registration) = self_signed("wary");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let files = files(&authority, &test, "wary", "client-wary");
+    let (elsewhere, elsewhere_tokens) = discoverable_api(&authority, |origin| {
+        Some(origin.replace("127.0.0.1", "localhost"))
+    })
+    .await;
+    let (bare, bare_tokens) = discoverable_api(&authority, |_| None).await;
+    for (api, expected) in [(&elsewhere, "is not https://127.0.0.1:"), (&bare, "404")] {
+        let out = run(with(&files.base[2..], &["--url", &api.url("/whoami")])).await;
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(
+            stdout.starts_with("no token: the resource's metadata is unusable: ")
+                && stdout.contains(expected),
+            "{stdout}"
+        );
+    }
+    assert_eq!(authority.all_requests(), 0, "nothing sent to the AS");
+    assert_eq!(elsewhere_tokens.load(Ordering::SeqCst), 0);
+    assert_eq!(bare_tokens.load(Ordering::SeqCst), 0);
 }

@@ -38,6 +38,8 @@ mod authz_client_auth;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod client_layer;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod client_resource_url;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod client_tokens;
 // Runs examples/client.rs (features aws-lc-rs, client).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
