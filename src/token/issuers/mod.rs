@@ -5,21 +5,17 @@
 //! A JWT is routed by its unverified `iss` to the one validator of that issuer, and verified
 //! there once: `iss` only chooses the validator, which checks it again among the signed claims.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::jwt::{JwtValidator, SharedCache};
+use super::jwt::{unverified_claims, JwtValidator, SharedCache};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::support::cache::ResultCache;
-use crate::support::encoding::json_object_text;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
 
@@ -258,55 +254,23 @@ impl Issuers {
     /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
     fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
-        let mut buf = [0u8; PAYLOAD_BUF];
-        let Some(issuer) = unverified_issuer(presented.token(), &mut buf) else {
+        // Decoded once: the validator it is routed to takes these claims instead of decoding
+        // the payload again.
+        let claims = unverified_claims(presented.token());
+        let Some(issuer) = claims
+            .as_ref()
+            .and_then(|claims| claims.get("iss"))
+            .and_then(Value::as_str)
+        else {
             return self.untrusted(presented);
         };
-        let validator = self.read(|set| set.get(&*issuer).and_then(Trusted::live).cloned());
+        let validator = self.read(|set| set.get(issuer).and_then(Trusted::live).cloned());
         match (validator, &self.0.resolver) {
-            (Some(validator), _) => validator.validate_into(&self.0.cache, presented),
-            (None, Some(resolver)) => self.resolve(resolver, &issuer, presented),
+            (Some(validator), _) => validator.validate_into(&self.0.cache, presented, claims),
+            (None, Some(resolver)) => self.resolve(resolver, issuer, presented),
             (None, None) => self.untrusted(presented),
         }
     }
-}
-
-/// Room for a decoded JWT payload on the stack (longer ones are decoded on the heap).
-const PAYLOAD_BUF: usize = 2048;
-
-/// The `iss` of a compact JWS's payload, unverified: only to choose the validator. `None` for
-/// anything else (not three segments, a payload that is not a base64url JSON object, an `iss`
-/// that is absent, not a string, or given twice).
-fn unverified_issuer<'b>(token: &str, buf: &'b mut [u8; PAYLOAD_BUF]) -> Option<Cow<'b, str>> {
-    /// Only `iss`; serde skips the other members without building them.
-    #[derive(serde::Deserialize)]
-    struct Payload<'a> {
-        #[serde(borrow, default)]
-        iss: Option<Cow<'a, str>>,
-    }
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(_), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return None;
-    };
-    if header.is_empty() {
-        return None;
-    }
-    let payload = payload.as_bytes();
-    if payload.len() / 4 * 3 + 3 > PAYLOAD_BUF {
-        // Large payloads are rare; only they are decoded on the heap.
-        let decoded = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let text = json_object_text(&decoded)?;
-        let iss = serde_json::from_str::<Payload<'_>>(text).ok()?.iss?;
-        return Some(Cow::Owned(iss.into_owned()));
-    }
-    let n = URL_SAFE_NO_PAD.decode_slice(payload, buf).ok()?;
-    let text = json_object_text(&buf[..n])?;
-    serde_json::from_str::<Payload<'b>>(text).ok()?.iss
 }
 
 /// Builder of an [`Issuers`] set. Checked by [`build`](Self::build).

@@ -357,7 +357,9 @@ impl Issuers {
                 |detail| AuthError::with_detail(AuthErrorKind::KeysUnavailable, detail);
             match answer.await {
                 Some(Ok(Some(validator))) => {
-                    validator.validate_into(&this.0.cache, presented).await
+                    validator
+                        .validate_into(&this.0.cache, presented, None)
+                        .await
                 }
                 Some(Ok(None)) => this.untrusted(presented).await,
                 Some(Err(error)) => Err(unavailable(error.detail).with_source(error)),

@@ -127,6 +127,16 @@ impl JwtValidator {
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
     fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
+        self.validate_now_with(token, None)
+    }
+
+    /// [`validate_now`](Self::validate_now) with the token's claims decoded already (by
+    /// [`unverified_claims`] of the same token, for routing by `iss`): not decoded twice.
+    fn validate_now_with(
+        &self,
+        token: &str,
+        decoded: Option<Map<String, Value>>,
+    ) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
         // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed; the key must be Ed25519 either way.
@@ -159,7 +169,10 @@ impl JwtValidator {
             }
             other => other.map_err(Pending::Done)?,
         };
-        let claims = jws.claims().map_err(Pending::Done)?;
+        let claims = match decoded {
+            Some(claims) => claims,
+            None => jws.claims().map_err(Pending::Done)?,
+        };
         self.0
             .claims
             .check(&claims, unix_now())
@@ -276,7 +289,7 @@ impl ValidateToken for JwtValidator {
             // The key that verified it left the key set: verify again (and fail, most likely).
             cache.remove(&key);
         }
-        self.validate_miss(cache, token, key)
+        self.validate_miss(cache, token, key, None)
     }
 }
 
@@ -289,6 +302,7 @@ impl JwtValidator {
         cache: &Arc<ResultCache<Verified>>,
         token: &str,
         key: TokenKey,
+        decoded: Option<Map<String, Value>>,
     ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
@@ -304,7 +318,7 @@ impl JwtValidator {
                     }
                 })
             }
-            Begin::Lead(leader) => match self.validate_now(token) {
+            Begin::Lead(leader) => match self.validate_now_with(token, decoded) {
                 Ok(verified) => {
                     let keep = self.keep(token, &verified);
                     let access = verified.token.clone();
@@ -407,16 +421,31 @@ impl JwtValidator {
 
     /// A miss in a shared cache: validated here, and kept there for this validator's
     /// `cache_ttl` unless its cache is off.
+    ///
+    /// `decoded`: the token's claims as [`unverified_claims`] read them to route it, so that
+    /// they are not decoded a second time.
     pub(in crate::token) fn validate_into(
         &self,
         cache: &Arc<SharedCache>,
         presented: PresentedToken<'_>,
+        decoded: Option<Map<String, Value>>,
     ) -> TokenFuture {
         match &self.0.cache {
-            Some(_) => self.validate_miss(cache, presented.token(), presented.key()),
-            None => self.validate_uncached(presented.token()),
+            Some(_) => self.validate_miss(cache, presented.token(), presented.key(), decoded),
+            None => match self.validate_now_with(presented.token(), decoded) {
+                Ok(verified) => TokenFuture::ready(Ok(verified.token)),
+                Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
+                Err(Pending::Fetch) => self.validate_uncached(presented.token()),
+            },
         }
     }
+}
+
+/// The claims of a compact JWS, unverified: only to route a token by its `iss` (the validator
+/// it is routed to verifies the signature over these very bytes before it uses them). `None`
+/// when `token` is not three segments with a base64url JSON object in the middle.
+pub(in crate::token) fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    Jws::split(token).ok()?.claims().ok()
 }
 
 /// The fuzz target's view of [`JoseHeader::read`]: `alg`, `kid` and `typ`.
