@@ -17,7 +17,7 @@ use rcgen::{date_time_ymd, DnType};
 use serde_json::{json, Value};
 
 /// The example, built once per test binary with the test's features.
-fn example_binary() -> &'static Path {
+pub(crate) fn example_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build_example("authorization_server"))
 }

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use certbound::token::{ResolveError, ResolveIssuer};
+use certbound::token::{JwtValidatorBuilder, ResolveError, ResolveIssuer};
 use certbound::{AccessToken, BoundTokenLayer, Issuers, JwtValidator};
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::StatusCode;
@@ -37,20 +38,27 @@ impl Issuer {
         }
     }
 
-    fn validator(&self) -> JwtValidator {
+    fn builder(&self) -> JwtValidatorBuilder {
         JwtValidator::builder(&self.name, AUDIENCE)
             .jwks_url(self.jwks.url(JWKS_PATH))
             .trust_root(self.jwks.ca_der())
             .only_trust_roots()
-            .build()
-            .expect("validator")
+    }
+
+    fn validator(&self) -> JwtValidator {
+        self.builder().build().expect("validator")
     }
 
     /// Good claims from this issuer, bound to `who`, signed by its key.
     fn token(&self, who: &ClientIdentity) -> String {
+        self.token_signed_by(&self.key, who)
+    }
+
+    /// Good claims from this issuer, bound to `who`, signed by `key`.
+    fn token_signed_by(&self, key: &TestKey, who: &ClientIdentity) -> String {
         let mut claims = claims_bound_to(&who.x5t_s256());
         claims["iss"] = json!(self.name);
-        self.key.sign(&claims)
+        key.sign(&claims)
     }
 }
 
@@ -174,6 +182,50 @@ async fn one_issuers_key_outage_leaves_the_other_issuers_tokens_flowing() {
     assert_invalid_token(&rs.request(&token).await, &token, INVALID_TOKEN);
     assert_eq!(a.jwks.hits(JWKS_PATH), fetches);
     assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+}
+
+#[tokio::test]
+async fn a_key_rotation_at_one_issuer_is_picked_up_with_one_refresh_and_leaves_the_other_alone() {
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let b = Issuer::start("https://b.issuer.test", "b1").await;
+    let issuers = Issuers::builder()
+        // a may refresh as soon as a new kid shows up (no minimum interval).
+        .jwt(
+            a.builder()
+                .min_refresh_interval(Duration::ZERO)
+                .build()
+                .expect("validator"),
+        )
+        .jwt(b.validator())
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers).await;
+    assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    assert_eq!((a.jwks.hits(JWKS_PATH), b.jwks.hits(JWKS_PATH)), (1, 1));
+
+    // a publishes a new key next to the old one and signs with it, while serving.
+    let a2 = TestKey::es256("a2");
+    a.jwks.set_jwks(crate::common::jwks(&[&a.key, &a2]));
+    for _ in 0..3 {
+        assert_eq!(
+            rs.accepted_from(&a.token_signed_by(&a2, &rs.alice)).await,
+            a.name
+        );
+        // a's old key still verifies; b's tokens flow on.
+        assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+        assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
+    }
+    assert_eq!(
+        (a.jwks.hits(JWKS_PATH), b.jwks.hits(JWKS_PATH)),
+        (2, 1),
+        "one refresh at a for the new kid, nothing at b"
+    );
+
+    // b's name on a token signed by a's new key: b does not know that key.
+    let token = b.token_signed_by(&a2, &rs.alice);
+    assert_eq!(rs.request(&token).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(a.jwks.hits(JWKS_PATH), 2);
 }
 
 /// The application's tenant table: their validators by issuer, a switch that takes the

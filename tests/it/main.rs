@@ -85,6 +85,9 @@ mod hostile_clients;
 mod introspection;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod issuers;
+// Runs examples/authorization_server.rs twice: two issuers behind one `Issuers`.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod issuers_example_as;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod jwks_remote;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
