@@ -226,6 +226,24 @@ async fn a_key_rotation_at_one_issuer_is_picked_up_with_one_refresh_and_leaves_t
     let token = b.token_signed_by(&a2, &rs.alice);
     assert_eq!(rs.request(&token).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(a.jwks.hits(JWKS_PATH), 2);
+
+    // a drops its old key (and a third kid makes the server refresh): the cached token signed
+    // by the old key is no longer accepted, though the set of issuers did not change.
+    let old_key_token = a.token(&rs.alice);
+    assert_eq!(rs.accepted_from(&old_key_token).await, a.name);
+    let a3 = TestKey::es256("a3");
+    a.jwks.set_jwks(crate::common::jwks(&[&a2, &a3]));
+    assert_eq!(
+        rs.accepted_from(&a.token_signed_by(&a3, &rs.alice)).await,
+        a.name
+    );
+    assert_eq!(a.jwks.hits(JWKS_PATH), 3);
+    assert_eq!(
+        rs.request(&old_key_token).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a cached token whose key left the key set"
+    );
+    assert_eq!(rs.accepted_from(&b.token(&rs.alice)).await, b.name);
 }
 
 /// The application's tenant table: their validators by issuer, a switch that takes the

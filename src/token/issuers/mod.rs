@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::Value;
@@ -86,6 +87,9 @@ struct Shared {
     /// The trusted issuers, by their exact `iss`. Held only for a lookup or an update, never
     /// across a validation.
     set: RwLock<Set>,
+    /// Changes with every change of the set (taken under its write lock): a cached token
+    /// routed in the same epoch needs no lookup of its issuer.
+    epoch: AtomicU64,
     #[cfg(feature = "introspection")]
     introspection: Option<IntrospectionValidator>,
     cache: Arc<SharedCache>,
@@ -187,8 +191,12 @@ impl Issuers {
         f(&self.0.set.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The set, to change it: the epoch moves on before anything changes, so a token routed
+    /// in the old epoch takes the full check.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Set> {
-        self.0.set.write().unwrap_or_else(PoisonError::into_inner)
+        let set = self.0.set.write().unwrap_or_else(PoisonError::into_inner);
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        set
     }
 
     /// Not a JWT of a trusted issuer: introspected when configured, else refused.
@@ -234,6 +242,11 @@ impl ValidateToken for Issuers {
         // Whichever validator takes it next does not hash it again.
         let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
+            // The set unchanged since the token was routed: only the key check remains.
+            let hit = match hit.vouch_unchanged(self.0.epoch.load(Ordering::Acquire)) {
+                Ok(token) => return TokenFuture::ready(Ok(token)),
+                Err(hit) => hit,
+            };
             let vouched = self.read(|set| {
                 let trusted = hit.issuer().and_then(|issuer| set.get(issuer))?;
                 trusted.live()?.vouch(hit)
@@ -264,9 +277,17 @@ impl Issuers {
         else {
             return self.untrusted(presented);
         };
-        let validator = self.read(|set| set.get(issuer).and_then(Trusted::live).cloned());
+        // The epoch before the lookup: a change in between makes the route stale, never wrong.
+        let epoch = self.0.epoch.load(Ordering::Acquire);
+        let validator = self.read(|set| {
+            let trusted = set.get(issuer)?;
+            Some((trusted.live()?.clone(), trusted.until))
+        });
         match (validator, &self.0.resolver) {
-            (Some(validator), _) => validator.validate_into(&self.0.cache, presented, claims),
+            (Some((validator, until)), _) => {
+                let route = validator.route(epoch, until);
+                validator.validate_into(&self.0.cache, presented, claims, Some(route))
+            }
             (None, Some(resolver)) => self.resolve(resolver, issuer, presented),
             (None, None) => self.untrusted(presented),
         }
@@ -350,6 +371,7 @@ impl IssuersBuilder {
         }
         Ok(Issuers(Arc::new(Shared {
             set: RwLock::new(set),
+            epoch: AtomicU64::new(0),
             #[cfg(feature = "introspection")]
             introspection: self.introspection,
             cache: Arc::new(ResultCache::new(

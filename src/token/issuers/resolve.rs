@@ -358,7 +358,7 @@ impl Issuers {
             match answer.await {
                 Some(Ok(Some(validator))) => {
                     validator
-                        .validate_into(&this.0.cache, presented, None)
+                        .validate_into(&this.0.cache, presented, None, None)
                         .await
                 }
                 Some(Ok(None)) => this.untrusted(presented).await,

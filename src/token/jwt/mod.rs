@@ -82,6 +82,19 @@ pub(in crate::token) struct Verified {
     validator: u64,
     generation: u64,
     fingerprint: [u8; 32],
+    /// In a shared cache ([`Issuers`](crate::Issuers)): how the token was routed, for the
+    /// fast check of a hit. `None` in a validator's own cache.
+    route: Option<Route>,
+}
+
+/// How a token in a shared cache was routed: the set's epoch at the time (it changes with
+/// every change of the set), the validator (weakly: the cache must not keep a removed one
+/// alive), and when a resolved issuer's time is up.
+#[derive(Clone)]
+pub(in crate::token) struct Route {
+    epoch: u64,
+    validator: std::sync::Weak<Inner>,
+    until: Option<tokio::time::Instant>,
 }
 
 enum Keys {
@@ -182,6 +195,7 @@ impl JwtValidator {
             validator: self.0.id,
             generation: keys.generation(),
             fingerprint,
+            route: None,
         })
     }
 
@@ -289,7 +303,7 @@ impl ValidateToken for JwtValidator {
             // The key that verified it left the key set: verify again (and fail, most likely).
             cache.remove(&key);
         }
-        self.validate_miss(cache, token, key, None)
+        self.validate_miss(cache, token, key, None, None)
     }
 }
 
@@ -303,6 +317,7 @@ impl JwtValidator {
         token: &str,
         key: TokenKey,
         decoded: Option<Map<String, Value>>,
+        route: Option<Route>,
     ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
@@ -319,7 +334,8 @@ impl JwtValidator {
                 })
             }
             Begin::Lead(leader) => match self.validate_now_with(token, decoded) {
-                Ok(verified) => {
+                Ok(mut verified) => {
+                    verified.route = route;
                     let keep = self.keep(token, &verified);
                     let access = verified.token.clone();
                     leader.finish(verified, keep);
@@ -406,6 +422,32 @@ impl JwtValidator {
 pub(in crate::token) type SharedCache = ResultCache<Verified>;
 
 impl Verified {
+    /// The fast check of a hit in a shared cache: when the set has not changed since the token
+    /// was routed (`epoch` is the set's epoch now), and a resolved issuer's time is not up,
+    /// the validator that verified it is still the one of its issuer and only the key check
+    /// remains; no lookup of the issuer. `Err` hands the hit back for the full check.
+    pub(in crate::token) fn vouch_unchanged(self, epoch: u64) -> Result<AccessToken, Verified> {
+        let Some(route) = &self.route else {
+            return Err(self);
+        };
+        if route.epoch != epoch
+            || route
+                .until
+                .is_some_and(|until| tokio::time::Instant::now() >= until)
+        {
+            return Err(self);
+        }
+        let trusted = route
+            .validator
+            .upgrade()
+            .is_some_and(|inner| JwtValidator(inner).still_trusted(&self));
+        if trusted {
+            Ok(self.token)
+        } else {
+            Err(self)
+        }
+    }
+
     /// The issuer whose validator verified the token.
     pub(in crate::token) fn issuer(&self) -> Option<&str> {
         self.token.issuer()
@@ -419,6 +461,16 @@ impl JwtValidator {
         (hit.validator == self.0.id && self.still_trusted(&hit)).then_some(hit.token)
     }
 
+    /// How a token validated here for a shared cache was routed: in the set of `epoch`, with
+    /// a resolved issuer's time up at `until`.
+    pub(in crate::token) fn route(&self, epoch: u64, until: Option<tokio::time::Instant>) -> Route {
+        Route {
+            epoch,
+            validator: Arc::downgrade(&self.0),
+            until,
+        }
+    }
+
     /// A miss in a shared cache: validated here, and kept there for this validator's
     /// `cache_ttl` unless its cache is off.
     ///
@@ -429,9 +481,13 @@ impl JwtValidator {
         cache: &Arc<SharedCache>,
         presented: PresentedToken<'_>,
         decoded: Option<Map<String, Value>>,
+        route: Option<Route>,
     ) -> TokenFuture {
         match &self.0.cache {
-            Some(_) => self.validate_miss(cache, presented.token(), presented.key(), decoded),
+            Some(_) => {
+                let key = presented.key();
+                self.validate_miss(cache, presented.token(), key, decoded, route)
+            }
             None => match self.validate_now_with(presented.token(), decoded) {
                 Ok(verified) => TokenFuture::ready(Ok(verified.token)),
                 Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
