@@ -20,7 +20,8 @@ pub(crate) struct ProtectedResource {
 /// Where to look for the metadata of `url`, in order: the identifiers a matching document may
 /// name, and the document's URL (RFC 9728 §3.1: the well-known suffix between the host and the
 /// path). For a URL with a path, the resource's origin comes second (the API as a whole, as
-/// MCP clients look for it), asked only when the first document does not exist (`404`).
+/// MCP clients look for it), asked only when the first document does not exist (`404`, or
+/// `401` / `403` from a server that protects every other path).
 pub(crate) fn candidates(url: &str) -> Vec<(Vec<String>, String)> {
     let Some(scheme_end) = url.find("://") else {
         return Vec::new();
@@ -64,12 +65,12 @@ pub(crate) async fn protected_resource(
         return read(&document, metadata_url, identifiers, prefer, allow_http);
     }
     Err(TokenError::resource_metadata(format!(
-        "no protected resource metadata (404) at {}",
+        "no protected resource metadata at {}",
         missing.join(" nor at ")
     )))
 }
 
-/// The document at `url`, or `None` when there is none (`404`).
+/// The document at `url`, or `None` when there is none (`404`, `401`, `403`).
 async fn fetch(
     http: &reqwest::Client,
     url: &str,
@@ -82,7 +83,14 @@ async fn fetch(
         .await
         .map_err(|e| TokenError::resource_metadata(format!("{url}: no answer")).because(e))?;
     let status = response.status();
-    if status == StatusCode::NOT_FOUND {
+    // No document there. A server that protects every path but its metadata's own answers a
+    // path-suffixed well-known URL it does not serve with 401 or 403 rather than 404 (the
+    // example resource server does, for a resource that is its origin): that is no document
+    // either, and the origin's is asked next. What is read is checked the same way.
+    if matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         return Ok(None);
     }
     if !status.is_success() {

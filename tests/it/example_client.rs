@@ -354,7 +354,10 @@ async fn metadata_that_is_missing_or_names_another_resource_exits_1_with_nothing
     })
     .await;
     let (bare, bare_tokens) = discoverable_api(&authority, |_| None).await;
-    for (api, expected) in [(&elsewhere, "is not https://127.0.0.1:"), (&bare, "404")] {
+    for (api, expected) in [
+        (&elsewhere, "is not https://127.0.0.1:"),
+        (&bare, "no protected resource metadata at"),
+    ] {
         let out = run(with(&files.base[2..], &["--url", &api.url("/whoami")])).await;
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
@@ -368,4 +371,51 @@ async fn metadata_that_is_missing_or_names_another_resource_exits_1_with_nothing
     assert_eq!(authority.all_requests(), 0, "nothing sent to the AS");
     assert_eq!(elsewhere_tokens.load(Ordering::SeqCst), 0);
     assert_eq!(bare_tokens.load(Ordering::SeqCst), 0);
+}
+
+/// The example client against the example servers: the example resource server (its own
+/// process, trusting the example authorization server by `--issuer` and discovery) names the
+/// authorization server in its RFC 9728 document, and the client, given only the API's URL,
+/// finds it there, gets a token for that resource and calls the API with it.
+#[tokio::test]
+async fn the_client_given_only_the_apis_url_calls_the_example_resource_server() {
+    let (test, _, registration) = self_signed("url-only");
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let files = files(&authority, &test, "url-only", "client-url-only");
+    // The resource server's certificate from the authorization server's CA, which the client
+    // trusts (`--ca`) and the resource server trusts for discovery (`--upstream-ca`).
+    let pem = authority
+        .pki
+        .write_pem_files(&files.dir.0)
+        .expect("write PEM files");
+    let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_owned();
+    let server = crate::example_resource_server::start(&[
+        "--tls-cert",
+        &path(&pem.server_cert),
+        "--tls-key",
+        &path(&pem.server_key),
+        "--issuer",
+        &authority.issuer,
+        "--audience",
+        AUDIENCE,
+        "--upstream-ca",
+        &path(&pem.ca_cert),
+    ])
+    .await;
+    let out = run(with(&files.base[2..], &["--url", &server.url("/whoami")])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.starts_with("1 200 {"), "{stdout}");
+    assert!(stdout.contains(&test.x5t_s256()), "{stdout}");
+    assert!(
+        stdout.contains(&authority.issuer),
+        "the token's iss: {stdout}"
+    );
+    // The token was asked for the resource the document names: the server's origin.
+    let forms = authority.forms();
+    assert_eq!(forms.len(), 1);
+    assert_eq!(
+        form_resources(&forms[0]),
+        [format!("https://{}", server.addr())]
+    );
 }
