@@ -201,7 +201,12 @@ async fn metadata_for_another_resource_or_none_at_all_sends_nothing_to_any_autho
         matches!(error.kind(), TokenErrorKind::ResourceMetadata { .. }),
         "{error:?}"
     );
-    assert!(error.to_string().contains("404"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no protected resource metadata at"),
+        "{error}"
+    );
     assert_eq!(authority.all_requests(), 0, "nothing reached the AS");
 }
 
