@@ -49,6 +49,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::error::{AuthErrorKind, ConfigError};
 
+pub(crate) mod gate;
 mod response;
 pub(crate) use response::reject;
 pub use response::{DefaultRejection, Rejection, RejectionResponse};

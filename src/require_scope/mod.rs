@@ -11,11 +11,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::challenge::{
-    is_grpc, reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme,
-};
-use crate::error::{AuthError, AuthErrorKind};
-use crate::token::AccessToken;
+use crate::challenge::gate::{self, Gate};
+use crate::challenge::{reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme};
+use crate::error::AuthError;
 
 pub(crate) mod layer;
 
@@ -83,36 +81,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (outcome, scheme) = match request.extensions().get::<AccessToken>() {
-            // The challenge names the scheme the token was presented with.
-            Some(token) => (
-                token.require_scopes(&self.scopes.required),
-                if token.dpop_thumbprint().is_some() {
-                    Scheme::Dpop
-                } else {
-                    Scheme::Bearer
-                },
-            ),
-            None => (
-                Err(AuthError::with_detail(
-                    AuthErrorKind::Misconfigured,
-                    "RequireScopeLayer without a BoundTokenLayer in front of it",
-                )),
-                Scheme::Unknown,
-            ),
-        };
-        let state = match outcome {
-            Ok(()) => State::Inner {
-                future: self.inner.call(request),
-            },
-            Err(error) => State::Rejected {
-                error: Some(error),
-                grpc: is_grpc(request.headers()),
-                scheme,
-            },
-        };
+        let checked = gate::check(
+            &request,
+            "RequireScopeLayer without a BoundTokenLayer in front of it",
+            |token| token.require_scopes(&self.scopes.required),
+        );
         ResponseFuture {
-            state,
+            state: Gate::new(checked, || self.inner.call(request)),
             scopes: Arc::clone(&self.scopes),
         }
     }
@@ -122,17 +97,8 @@ pin_project! {
     /// Response future of [`RequireScope`].
     pub struct ResponseFuture<F, R> {
         #[pin]
-        state: State<F>,
+        state: Gate<F>,
         scopes: Arc<Scopes<R>>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<AuthError>, grpc: bool, scheme: Scheme },
-        Done,
     }
 }
 
@@ -150,35 +116,20 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let (error, grpc, scheme) = match this.state.as_mut().project() {
-            StateProj::Inner { future } => {
-                let output = ready!(future.poll(cx));
-                this.state.set(State::Done);
-                return Poll::Ready(output);
-            }
-            StateProj::Rejected {
-                error,
-                grpc,
-                scheme,
-            } => (
-                error
-                    .take()
-                    .unwrap_or_else(AuthError::polled_after_completion),
-                *grpc,
-                *scheme,
-            ),
-            // Polled after completion: never a success response.
-            StateProj::Done => (AuthError::polled_after_completion(), false, Scheme::Unknown),
-        };
-        this.state.set(State::Done);
-        Poll::Ready(Ok(this.scopes.reject(error, grpc, scheme)))
+        let this = self.project();
+        Poll::Ready(match ready!(this.state.poll_gate(cx)) {
+            Ok(output) => output,
+            Err(refusal) => Ok(this
+                .scopes
+                .reject(refusal.error, refusal.grpc, refusal.scheme)),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::AccessToken;
     use crate::RequireScopeLayer;
     use std::convert::Infallible;
     use std::future::Future;

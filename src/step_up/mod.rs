@@ -65,9 +65,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::challenge::{
-    is_grpc, reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme,
-};
+use crate::challenge::gate::{self, Gate};
+use crate::challenge::{reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::token::AccessToken;
 
@@ -184,36 +183,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (outcome, scheme) = match request.extensions().get::<AccessToken>() {
-            // The challenge names the scheme the token was presented with.
-            Some(token) => (
-                self.step_up.check(token, unix_now()),
-                if token.dpop_thumbprint().is_some() {
-                    Scheme::Dpop
-                } else {
-                    Scheme::Bearer
-                },
-            ),
-            None => (
-                Err(AuthError::with_detail(
-                    AuthErrorKind::Misconfigured,
-                    "RequireStepUpLayer without a BoundTokenLayer in front of it",
-                )),
-                Scheme::Unknown,
-            ),
-        };
-        let state = match outcome {
-            Ok(()) => State::Inner {
-                future: self.inner.call(request),
-            },
-            Err(error) => State::Rejected {
-                error: Some(error),
-                grpc: is_grpc(request.headers()),
-                scheme,
-            },
-        };
+        let checked = gate::check(
+            &request,
+            "RequireStepUpLayer without a BoundTokenLayer in front of it",
+            |token| self.step_up.check(token, unix_now()),
+        );
         ResponseFuture {
-            state,
+            state: Gate::new(checked, || self.inner.call(request)),
             step_up: Arc::clone(&self.step_up),
         }
     }
@@ -223,17 +199,8 @@ pin_project! {
     /// Response future of [`RequireStepUp`].
     pub struct ResponseFuture<F, R> {
         #[pin]
-        state: State<F>,
+        state: Gate<F>,
         step_up: Arc<StepUp<R>>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<AuthError>, grpc: bool, scheme: Scheme },
-        Done,
     }
 }
 
@@ -251,29 +218,13 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let (error, grpc, scheme) = match this.state.as_mut().project() {
-            StateProj::Inner { future } => {
-                let output = ready!(future.poll(cx));
-                this.state.set(State::Done);
-                return Poll::Ready(output);
-            }
-            StateProj::Rejected {
-                error,
-                grpc,
-                scheme,
-            } => (
-                error
-                    .take()
-                    .unwrap_or_else(AuthError::polled_after_completion),
-                *grpc,
-                *scheme,
-            ),
-            // Polled after completion: never a success response.
-            StateProj::Done => (AuthError::polled_after_completion(), false, Scheme::Unknown),
-        };
-        this.state.set(State::Done);
-        Poll::Ready(Ok(this.step_up.reject(error, grpc, scheme)))
+        let this = self.project();
+        Poll::Ready(match ready!(this.state.poll_gate(cx)) {
+            Ok(output) => output,
+            Err(refusal) => Ok(this
+                .step_up
+                .reject(refusal.error, refusal.grpc, refusal.scheme)),
+        })
     }
 }
 
