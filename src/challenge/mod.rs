@@ -272,15 +272,11 @@ pub(crate) fn grpc_percent_encode(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Checks scopes given to a builder and joins them for the challenge.
 pub(crate) fn scope_challenge(scopes: &[String]) -> Result<String, ConfigError> {
-    for scope in scopes {
-        if !is_quotable(scope) || scope.contains(' ') {
-            return Err(ConfigError::invalid(
-                "scope",
-                format!("{scope:?} is not a valid scope token (RFC 6749 §3.3)"),
-            ));
-        }
-    }
-    Ok(scopes.join(" "))
+    space_separated(
+        scopes,
+        "scope",
+        "is not a valid scope token (RFC 6749 §3.3)",
+    )
 }
 
 /// Checks the `acr` values given to a builder (at least one; each printable, without spaces,
@@ -292,13 +288,25 @@ pub(crate) fn acr_values_challenge(values: &[String]) -> Result<String, ConfigEr
             "at least one acceptable acr value is needed",
         ));
     }
-    for value in values {
-        if !is_quotable(value) || value.contains(' ') {
-            return Err(ConfigError::invalid(
-                "acr_values",
-                format!("{value:?} cannot be sent in acr_values (RFC 9470 §3)"),
-            ));
-        }
+    space_separated(
+        values,
+        "acr_values",
+        "cannot be sent in acr_values (RFC 9470 §3)",
+    )
+}
+
+/// `values` joined for a space-separated quoted-string parameter: each must be quotable
+/// without escaping and hold no space (`option` and `why` name the refused one).
+fn space_separated(
+    values: &[String],
+    option: &'static str,
+    why: &str,
+) -> Result<String, ConfigError> {
+    if let Some(bad) = values
+        .iter()
+        .find(|value| !is_quotable(value) || value.contains(' '))
+    {
+        return Err(ConfigError::invalid(option, format!("{bad:?} {why}")));
     }
     Ok(values.join(" "))
 }
