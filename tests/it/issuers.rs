@@ -409,3 +409,57 @@ async fn jwts_of_trusted_issuers_are_verified_locally_and_other_tokens_introspec
     assert_eq!(introspection.total_calls(), 2);
     assert_eq!(a.jwks.hits(JWKS_PATH), 1);
 }
+
+#[tokio::test]
+async fn an_issuers_jwts_can_be_introspected_at_its_own_endpoint_while_others_stay_local() {
+    use certbound::IntrospectionValidator;
+
+    let a = Issuer::start("https://a.issuer.test", "a1").await;
+    let b_endpoint = IntrospectionServer::start(Introspection::basic("rs", "rs-secret")).await;
+    let b = "https://b.issuer.test";
+    let issuers = Issuers::builder()
+        .jwt(a.validator())
+        .introspect_issuer(
+            b,
+            IntrospectionValidator::endpoint(b_endpoint.url())
+                .client_secret_basic("rs", "rs-secret")
+                .trust_root(b_endpoint.ca_der())
+                .only_trust_roots()
+                .issuer(b)
+                .build()
+                .expect("introspection validator"),
+        )
+        .build()
+        .expect("issuers");
+    let rs = Resource::start(issuers).await;
+
+    // A JWT of b (signed by a key this server never sees): b's endpoint decides.
+    let mut claims = claims_bound_to(&rs.alice.x5t_s256());
+    claims["iss"] = json!(b);
+    let b_token = TestKey::es256("b1").sign(&claims);
+    b_endpoint.set_answer(
+        &b_token,
+        json!({
+            "active": true,
+            "iss": b,
+            "sub": "alice-at-b",
+            "exp": now() + 600,
+            "cnf": { "x5t#S256": rs.alice.x5t_s256() },
+        }),
+    );
+    assert_eq!(rs.accepted_from(&b_token).await, b);
+    assert_eq!(b_endpoint.total_calls(), 1);
+    // a's tokens stay local: no call to b's endpoint.
+    assert_eq!(rs.accepted_from(&a.token(&rs.alice)).await, a.name);
+    assert_eq!(b_endpoint.total_calls(), 1);
+    // A token of a third issuer goes nowhere.
+    let mut claims = claims_bound_to(&rs.alice.x5t_s256());
+    claims["iss"] = json!("https://c.issuer.test");
+    let foreign = TestKey::es256("c1").sign(&claims);
+    assert_eq!(
+        rs.request(&foreign).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(b_endpoint.total_calls(), 1);
+    assert_eq!(a.jwks.hits(JWKS_PATH), 1);
+}

@@ -33,6 +33,8 @@ use resolve::{Resolver, ResolverOptions};
 ///   checks `iss` again among the signed claims.
 /// - A JWT whose `iss` is not in the set is refused (`401 invalid_token`, detail
 ///   `untrusted issuer`) without any network call, and so is a token that is not a JWT.
+/// - An issuer can have its JWTs introspected at its own endpoint instead
+///   ([`introspect_issuer`](IssuersBuilder::introspect_issuer), feature `introspection`).
 /// - With an [`introspection`](IssuersBuilder::introspection) validator (feature
 ///   `introspection`), every token that is not a JWT of a trusted issuer (an opaque token, or
 ///   a JWT with another `iss`) is introspected instead (RFC 7662), for an authorization
@@ -92,6 +94,9 @@ struct Shared {
     epoch: AtomicU64,
     #[cfg(feature = "introspection")]
     introspection: Option<IntrospectionValidator>,
+    /// Issuers whose JWTs are introspected at their own endpoint instead of verified here.
+    #[cfg(feature = "introspection")]
+    introspected: HashMap<Box<str>, IntrospectionValidator>,
     cache: Arc<SharedCache>,
     /// Asked about an `iss` that is not in the set, when configured.
     resolver: Option<Resolver>,
@@ -133,6 +138,8 @@ impl Issuers {
             validators: Vec::new(),
             #[cfg(feature = "introspection")]
             introspection: None,
+            #[cfg(feature = "introspection")]
+            introspected: Vec::new(),
             max_cache_entries: 100_000,
             max_cache_bytes: 64 * 1024 * 1024,
             resolving: ResolverOptions::default(),
@@ -164,8 +171,13 @@ impl Issuers {
         set.remove(issuer).map(|old| old.validator)
     }
 
-    /// Whether `issuer` is trusted (configured, inserted, or resolved and not expired).
+    /// Whether `issuer` is trusted (configured, inserted, resolved and not expired, or
+    /// [introspected](IssuersBuilder::introspect_issuer)).
     pub fn contains(&self, issuer: &str) -> bool {
+        #[cfg(feature = "introspection")]
+        if self.0.introspected.contains_key(issuer) {
+            return true;
+        }
         self.get(issuer).is_some()
     }
 
@@ -223,7 +235,13 @@ impl fmt::Debug for Issuers {
         let mut debug = f.debug_struct("Issuers");
         debug.field("issuers", &issuers);
         #[cfg(feature = "introspection")]
-        debug.field("introspection", &self.0.introspection);
+        {
+            let mut introspected: Vec<_> = self.0.introspected.keys().collect();
+            introspected.sort_unstable();
+            debug
+                .field("introspection", &self.0.introspection)
+                .field("introspected", &introspected);
+        }
         debug.field("resolver", &self.0.resolver);
         debug.finish_non_exhaustive()
     }
@@ -283,13 +301,17 @@ impl Issuers {
             let trusted = set.get(issuer)?;
             Some((trusted.live()?.clone(), trusted.until))
         });
-        match (validator, &self.0.resolver) {
-            (Some((validator, until)), _) => {
-                let route = validator.route(epoch, until);
-                validator.validate_into(&self.0.cache, presented, claims, Some(route))
-            }
-            (None, Some(resolver)) => self.resolve(resolver, issuer, presented),
-            (None, None) => self.untrusted(presented),
+        if let Some((validator, until)) = validator {
+            let route = validator.route(epoch, until);
+            return validator.validate_into(&self.0.cache, presented, claims, Some(route));
+        }
+        #[cfg(feature = "introspection")]
+        if let Some(introspection) = self.0.introspected.get(issuer) {
+            return introspection.validate_presented(presented);
+        }
+        match &self.0.resolver {
+            Some(resolver) => self.resolve(resolver, issuer, presented),
+            None => self.untrusted(presented),
         }
     }
 }
@@ -300,6 +322,8 @@ pub struct IssuersBuilder {
     validators: Vec<JwtValidator>,
     #[cfg(feature = "introspection")]
     introspection: Option<IntrospectionValidator>,
+    #[cfg(feature = "introspection")]
+    introspected: Vec<(Box<str>, IntrospectionValidator)>,
     max_cache_entries: u64,
     max_cache_bytes: u64,
     resolving: ResolverOptions,
@@ -311,7 +335,10 @@ impl fmt::Debug for IssuersBuilder {
         let mut debug = f.debug_struct("IssuersBuilder");
         debug.field("issuers", &issuers);
         #[cfg(feature = "introspection")]
-        debug.field("introspection", &self.introspection);
+        debug.field("introspection", &self.introspection).field(
+            "introspected",
+            &self.introspected.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+        );
         debug
             .field("max_cache_entries", &self.max_cache_entries)
             .field("max_cache_bytes", &self.max_cache_bytes)
@@ -332,6 +359,26 @@ impl IssuersBuilder {
     #[cfg(feature = "introspection")]
     pub fn introspection(mut self, validator: IntrospectionValidator) -> Self {
         self.introspection = Some(validator);
+        self
+    }
+
+    /// Trusts `issuer`'s JWTs by asking its own RFC 7662 introspection endpoint instead of
+    /// verifying them here: an issuer whose tokens must be checked for revocation at every
+    /// use (within the introspection cache's `cache_ttl`), or whose keys this server cannot
+    /// fetch. The token is routed by its unverified `iss`, as for [`jwt`](Self::jwt), and
+    /// the endpoint's answer decides; configure `validator` to check the answer's `iss`
+    /// ([`IntrospectionValidatorBuilder::issuer`](crate::token::IntrospectionValidatorBuilder::issuer)).
+    ///
+    /// Opaque tokens carry no `iss` to route by: they go to
+    /// [`introspection`](Self::introspection), when configured.
+    #[cfg(feature = "introspection")]
+    pub fn introspect_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        validator: IntrospectionValidator,
+    ) -> Self {
+        self.introspected
+            .push((issuer.into().into_boxed_str(), validator));
         self
     }
 
@@ -369,11 +416,25 @@ impl IssuersBuilder {
             }
             set.insert(issuer, Trusted::fixed(validator));
         }
+        #[cfg(feature = "introspection")]
+        let mut introspected = HashMap::with_capacity(self.introspected.len());
+        #[cfg(feature = "introspection")]
+        for (issuer, validator) in self.introspected {
+            if set.contains_key(&issuer) || introspected.contains_key(&issuer) {
+                return Err(ConfigError::invalid(
+                    "issuer",
+                    format!("two validators for the issuer {issuer}"),
+                ));
+            }
+            introspected.insert(issuer, validator);
+        }
         Ok(Issuers(Arc::new(Shared {
             set: RwLock::new(set),
             epoch: AtomicU64::new(0),
             #[cfg(feature = "introspection")]
             introspection: self.introspection,
+            #[cfg(feature = "introspection")]
+            introspected,
             cache: Arc::new(ResultCache::new(
                 self.max_cache_entries,
                 self.max_cache_bytes,

@@ -263,3 +263,47 @@ async fn with_introspection_every_token_but_a_trusted_jwt_is_introspected() {
         assert_eq!(error.kind(), AuthErrorKind::IntrospectionUnavailable);
     }
 }
+
+#[cfg(feature = "introspection")]
+#[tokio::test]
+async fn an_issuer_can_have_its_jwts_introspected_at_its_own_endpoint() {
+    let endpoint = || {
+        IntrospectionValidator::endpoint(closed_url("/introspect"))
+            .client_secret_basic("api", "secret")
+            .insecure_allow_http()
+            .build()
+            .unwrap()
+    };
+    let issuers = Issuers::builder()
+        .jwt(hmac(A, SECRET_A))
+        .introspect_issuer(B, endpoint())
+        .build()
+        .unwrap();
+    assert!(issuers.contains(B));
+    let token = issuers.validate(&sign(A, SECRET_A, json!({}))).await;
+    assert_eq!(token.unwrap().issuer(), Some(A), "verified locally");
+    // B's endpoint is unreachable: a 503 shows B's token went there, whatever its signature.
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        issuers.validate(&sign(B, SECRET_A, json!({}))),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(error.kind(), AuthErrorKind::IntrospectionUnavailable);
+    // An opaque token has no iss to route by: without a fallback endpoint it is refused.
+    let error = issuers.validate("opaque-token").await.unwrap_err();
+    assert_eq!(error.detail(), "untrusted issuer");
+    // One issuer, two ways to check its tokens: a configuration mistake.
+    let both = Issuers::builder()
+        .jwt(hmac(A, SECRET_A))
+        .introspect_issuer(A, endpoint())
+        .build();
+    assert!(matches!(
+        both,
+        Err(ConfigError::Invalid {
+            option: "issuer",
+            ..
+        })
+    ));
+}
