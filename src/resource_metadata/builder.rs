@@ -5,7 +5,10 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde::Serialize;
 
+use jsonwebtoken::{Algorithm, EncodingKey};
+
 use super::service::{Prebuilt, ResourceMetadataService};
+use super::signed::Signer;
 use crate::bound_token::layer::BoundTokenLayer;
 use crate::challenge::{checked_resource_metadata_url, scope_challenge};
 use crate::dpop::Dpop;
@@ -49,6 +52,8 @@ pub struct ResourceMetadata {
     resource_policy_uri: Option<String>,
     resource_tos_uri: Option<String>,
     jwks_uri: Option<String>,
+    /// `signed_metadata` (RFC 9728 §2.2), when configured.
+    signer: Option<Signer>,
     cache_max_age: Duration,
     /// The first problem a chained setter found; [`build`](Self::build) returns it.
     error: Option<ConfigError>,
@@ -101,6 +106,7 @@ impl ResourceMetadata {
             resource_policy_uri: None,
             resource_tos_uri: None,
             jwks_uri: None,
+            signer: None,
             cache_max_age: DEFAULT_CACHE_MAX_AGE,
             error: None,
         })
@@ -247,6 +253,31 @@ impl ResourceMetadata {
         self
     }
 
+    /// Adds `signed_metadata` (RFC 9728 §2.2): the document's values, and `iss` = `issuer`
+    /// (an `https` URL: the party that attests to them), as a JWT signed with `key` under
+    /// `algorithm`, once, at [`build`](Self::build). A client that trusts `issuer`'s keys
+    /// prefers the signed values to the plain ones.
+    pub fn signed_metadata(mut self, issuer: &str, algorithm: Algorithm, key: EncodingKey) -> Self {
+        if self.url("signed_metadata", issuer, true).is_some() {
+            self.signer = Some(Signer {
+                issuer: issuer.to_owned(),
+                algorithm,
+                key,
+                kid: None,
+            });
+        }
+        self
+    }
+
+    /// The `kid` header of the [`signed_metadata`](Self::signed_metadata) JWT, naming the key
+    /// among the issuer's published keys.
+    pub fn signed_metadata_key_id(mut self, kid: &str) -> Self {
+        if let Some(signer) = &mut self.signer {
+            signer.kid = Some(kid.to_owned());
+        }
+        self
+    }
+
     /// How long clients and caches may keep the document (`cache-control: max-age`; default
     /// an hour). Whole seconds count.
     pub fn cache_max_age(mut self, max_age: Duration) -> Self {
@@ -281,7 +312,7 @@ impl ResourceMetadata {
                 "DPoP-bound tokens required, but DPoP is not configured",
             ));
         }
-        let document = Document {
+        let mut document = Document {
             resource: &self.resource,
             authorization_servers: &self.authorization_servers,
             jwks_uri: self.jwks_uri.as_deref(),
@@ -297,7 +328,14 @@ impl ResourceMetadata {
                 .dpop_algs
                 .as_ref()
                 .map(|_| self.dpop_bound_required),
+            signed_metadata: None,
         };
+        // Signed over every other value (§2.2), then added beside them.
+        let signed = match &self.signer {
+            Some(signer) => Some(signer.sign(&document)?),
+            None => None,
+        };
+        document.signed_metadata = signed.as_deref();
         let body = serde_json::to_vec(&document).map_err(|error| {
             ConfigError::invalid_because("resource_metadata", "cannot render the document", error)
         })?;
@@ -349,6 +387,8 @@ struct Document<'a> {
     dpop_signing_alg_values_supported: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dpop_bound_access_tokens_required: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed_metadata: Option<&'a str>,
 }
 
 fn push_new(list: &mut Vec<String>, value: &str) {

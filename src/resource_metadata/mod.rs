@@ -13,7 +13,9 @@
 //! gRPC alike, carries `resource_metadata="<url>"` (§5.1).
 //!
 //! The service is open to anyone: mount it outside the
-//! [`BoundTokenLayer`](crate::BoundTokenLayer). Signed metadata (§2.2) is not produced.
+//! [`BoundTokenLayer`](crate::BoundTokenLayer). With
+//! [`signed_metadata`](crate::ResourceMetadata::signed_metadata), the document also carries its
+//! values as a JWT signed by the attesting party (§2.2).
 //!
 //! # Example
 //! ```
@@ -59,5 +61,6 @@
 
 pub(crate) mod builder;
 mod service;
+mod signed;
 
 pub use service::ResourceMetadataService;
