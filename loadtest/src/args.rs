@@ -1,0 +1,209 @@
+//! The command line: options, their parsing and the CPU pinning of the two processes.
+
+use super::*;
+
+pub(crate) const USAGE: &str = "\
+cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
+  --duration SECS          measured time per run (default 3; --quick 0.5)
+  --warmup SECS            warm-up per run, after the connections are up (default 1; --quick 0.2)
+  --rounds N               rounds of all variants (default 5; --quick 1)
+  --connections LIST       concurrent connections, e.g. 16,64 (default 16,64)
+  --protocols LIST         h1,h2 (default both)
+  --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct,dpop,dpop-redis,
+                           huskarl-repeated,huskarl-distinct,huskarl-dpop,issuers1-distinct,
+                           issuers1000-repeated,issuers1000-distinct (default all)
+  --server-threads N       server runtime workers (default 1)
+  --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
+  --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)
+  --memory                 peak server RSS after --memory-tokens distinct tokens instead
+  --memory-tokens N        (default 200000; --quick 20000)
+  --memory-connections N   (default 4)
+  --replay-max-entries N   bound of the in-memory DPoP replay store (default: none; --memory with
+                           the dpop variant: the flood's proofs beyond it are answered 503)
+  --no-pin                 do not pin the load generator and the server to separate cores
+  --quick                  short smoke run
+  --server-only            internal: run one server (the child process)";
+
+#[derive(Debug)]
+pub(crate) struct Args {
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) rounds: usize,
+    pub(crate) connections: Vec<usize>,
+    pub(crate) protocols: Vec<Protocol>,
+    pub(crate) variants: Vec<Variant>,
+    pub(crate) server_threads: usize,
+    pub(crate) client_threads: usize,
+    pub(crate) pool_rate: u64,
+    pub(crate) memory: bool,
+    pub(crate) memory_tokens: u64,
+    pub(crate) memory_connections: usize,
+    /// `max_entries` of the in-memory DPoP replay store.
+    pub(crate) replay_max_entries: Option<usize>,
+    pub(crate) quick: bool,
+    /// Client threads on the first cores, the server child on the others (`taskset`).
+    pub(crate) pin: bool,
+    /// The machine's cores, counted before pinning (which narrows what the process sees).
+    pub(crate) cores: usize,
+    /// `Some(kind)`: this process is a server child.
+    pub(crate) server_only: Option<ServerKind>,
+}
+
+pub(crate) fn parse_list<T>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let items = s
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if items.is_empty() {
+        return Err(format!("empty list {s:?}"));
+    }
+    Ok(items)
+}
+
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("seconds must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub(crate) fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(
+    s: &str,
+) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        _ => Err(format!("not a positive integer: {s:?}")),
+    }
+}
+
+impl Args {
+    pub(crate) fn parse(argv: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut duration = None;
+        let mut warmup = None;
+        let mut rounds = None;
+        let mut connections = vec![16, 64];
+        let mut protocols = vec![Protocol::H1, Protocol::H2];
+        let mut variants = Variant::ALL.to_vec();
+        let mut server_threads = 1;
+        let mut client_threads = None;
+        let mut pool_rate = 12_000;
+        let mut memory = false;
+        let mut memory_tokens = None;
+        let mut memory_connections = 4;
+        let mut replay_max_entries = None;
+        let mut quick = false;
+        let mut pin = true;
+        let mut bench_flag = false;
+        let mut server_only = None;
+
+        let mut argv = argv.into_iter();
+        while let Some(arg) = argv.next() {
+            let mut value = || argv.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--duration" => duration = Some(parse_secs(&value()?)?),
+                "--warmup" => warmup = Some(parse_secs(&value()?)?),
+                "--rounds" => rounds = Some(parse_count(&value()?)?),
+                "--connections" => connections = parse_list(&value()?, parse_count)?,
+                "--protocols" => {
+                    protocols = parse_list(&value()?, |s| match s {
+                        "h1" | "http1" => Ok(Protocol::H1),
+                        "h2" | "http2" => Ok(Protocol::H2),
+                        other => Err(format!("unknown protocol {other:?} (h1, h2)")),
+                    })?;
+                }
+                "--variants" => variants = parse_list(&value()?, Variant::parse)?,
+                "--server-threads" => server_threads = parse_count(&value()?)?,
+                "--client-threads" => client_threads = Some(parse_count(&value()?)?),
+                "--pool-rate" => pool_rate = parse_count(&value()?)?,
+                "--memory" => memory = true,
+                "--memory-tokens" => memory_tokens = Some(parse_count(&value()?)?),
+                "--memory-connections" => memory_connections = parse_count(&value()?)?,
+                "--replay-max-entries" => replay_max_entries = Some(parse_count(&value()?)?),
+                "--quick" => quick = true,
+                "--no-pin" => pin = false,
+                "--server-only" => server_only = Some(ServerKind::parse(&value()?)?),
+                // cargo bench passes `--bench`; without it (cargo test --benches) run quick.
+                "--bench" => bench_flag = true,
+                "--help" | "-h" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        let _ = bench_flag;
+        protocols.sort();
+        protocols.dedup();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Args {
+            duration: duration.unwrap_or(if quick {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(3)
+            }),
+            warmup: warmup.unwrap_or(if quick {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(1)
+            }),
+            rounds: rounds.unwrap_or(if quick { 1 } else { 5 }),
+            connections,
+            protocols,
+            variants,
+            server_threads,
+            client_threads: client_threads
+                .unwrap_or_else(|| cores.saturating_sub(server_threads).max(1)),
+            pool_rate,
+            memory,
+            memory_tokens: memory_tokens.unwrap_or(if quick { 20_000 } else { 200_000 }),
+            memory_connections,
+            replay_max_entries,
+            quick,
+            // Pinning needs a core for each side and `taskset` (util-linux).
+            pin: pin && cores >= server_threads + 1,
+            cores,
+            server_only,
+        })
+    }
+}
+
+impl Args {
+    /// The load generator's cores: the first `client_threads` (always leaving one).
+    pub(crate) fn client_cpus(&self) -> String {
+        let last = self.client_threads.min(self.cores - 1).max(1) - 1;
+        format!("0-{last}")
+    }
+
+    /// The server's cores: all the others.
+    pub(crate) fn server_cpus(&self) -> String {
+        let first = self.client_threads.min(self.cores - 1).max(1);
+        format!("{first}-{}", self.cores - 1)
+    }
+
+    pub(crate) fn pin_server(&self, server: &ServerProcess) -> Result<(), BoxError> {
+        if self.pin {
+            pin(server.pid(), &self.server_cpus())?;
+        }
+        Ok(())
+    }
+}
+
+/// Pins every thread of process `pid` to `cpus` (a list such as `0-0`), with util-linux's
+/// `taskset`. Threads made later inherit it.
+pub(crate) fn pin(pid: u32, cpus: &str) -> Result<(), BoxError> {
+    let status = Command::new("taskset")
+        .args(["-a", "-c", "-p", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (pass --no-pin to run without it): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -a -c -p {cpus} {pid} failed").into())
+    }
+}

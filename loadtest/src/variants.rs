@@ -1,0 +1,178 @@
+//! What is measured: the protocols, the variants and the server each runs, the workloads.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Protocol {
+    H1,
+    H2,
+}
+
+impl Protocol {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::H1 => "HTTP/1.1",
+            Protocol::H2 => "HTTP/2",
+        }
+    }
+
+    pub(crate) fn alpn(self) -> &'static [u8] {
+        match self {
+            Protocol::H1 => b"http/1.1",
+            Protocol::H2 => b"h2",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Variant {
+    Baseline,
+    Repeated,
+    Distinct,
+    PeerRepeated,
+    PeerDistinct,
+    Dpop,
+    DpopRedis,
+    HuskarlRepeated,
+    HuskarlDistinct,
+    HuskarlDpop,
+    Issuers1Distinct,
+    Issuers1000Repeated,
+    Issuers1000Distinct,
+}
+
+impl Variant {
+    pub(crate) const ALL: [Variant; 13] = [
+        Variant::Baseline,
+        Variant::Repeated,
+        Variant::Distinct,
+        Variant::PeerRepeated,
+        Variant::PeerDistinct,
+        Variant::Dpop,
+        Variant::DpopRedis,
+        Variant::HuskarlRepeated,
+        Variant::HuskarlDistinct,
+        Variant::HuskarlDpop,
+        Variant::Issuers1Distinct,
+        Variant::Issuers1000Repeated,
+        Variant::Issuers1000Distinct,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline",
+            Variant::Repeated => "repeated",
+            Variant::Distinct => "distinct",
+            Variant::PeerRepeated => "peer-repeated",
+            Variant::PeerDistinct => "peer-distinct",
+            Variant::Dpop => "dpop",
+            Variant::DpopRedis => "dpop-redis",
+            Variant::HuskarlRepeated => "huskarl-repeated",
+            Variant::HuskarlDistinct => "huskarl-distinct",
+            Variant::HuskarlDpop => "huskarl-dpop",
+            Variant::Issuers1Distinct => "issuers1-distinct",
+            Variant::Issuers1000Repeated => "issuers1000-repeated",
+            Variant::Issuers1000Distinct => "issuers1000-distinct",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| format!("unknown variant {s:?}"))
+    }
+
+    pub(crate) fn server(self) -> ServerKind {
+        match self {
+            Variant::Baseline => ServerKind::Plain,
+            Variant::Repeated | Variant::Distinct => ServerKind::Certbound,
+            Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
+            Variant::Dpop => ServerKind::CertboundDpop,
+            Variant::DpopRedis => ServerKind::CertboundDpopRedis,
+            Variant::HuskarlRepeated | Variant::HuskarlDistinct | Variant::HuskarlDpop => {
+                ServerKind::Huskarl
+            }
+            Variant::Issuers1Distinct => ServerKind::Issuers1,
+            Variant::Issuers1000Repeated | Variant::Issuers1000Distinct => ServerKind::Issuers1000,
+        }
+    }
+
+    pub(crate) fn workload(self) -> Workload {
+        match self {
+            // The baseline gets the same request bytes (a token it ignores), so that the ratio
+            // measures the layer, not the parsing of a longer header (HPACK on HTTP/2).
+            Variant::Baseline
+            | Variant::Repeated
+            | Variant::PeerRepeated
+            | Variant::HuskarlRepeated
+            | Variant::Issuers1000Repeated => Workload::Repeated,
+            Variant::Distinct
+            | Variant::PeerDistinct
+            | Variant::HuskarlDistinct
+            | Variant::Issuers1Distinct
+            | Variant::Issuers1000Distinct => Workload::Distinct,
+            Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop => Workload::Dpop,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ServerKind {
+    Plain,
+    Certbound,
+    Peer,
+    CertboundDpop,
+    CertboundDpopRedis,
+    Huskarl,
+    /// `certbound::Issuers` with the one issuer of the tokens.
+    Issuers1,
+    /// `certbound::Issuers` with the issuer of the tokens among 999 others.
+    Issuers1000,
+}
+
+impl ServerKind {
+    pub(crate) const ALL: [ServerKind; 8] = [
+        ServerKind::Plain,
+        ServerKind::Certbound,
+        ServerKind::Peer,
+        ServerKind::CertboundDpop,
+        ServerKind::CertboundDpopRedis,
+        ServerKind::Huskarl,
+        ServerKind::Issuers1,
+        ServerKind::Issuers1000,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ServerKind::Plain => "plain",
+            ServerKind::Certbound => "certbound",
+            ServerKind::Peer => "peer",
+            ServerKind::CertboundDpop => "certbound-dpop",
+            ServerKind::CertboundDpopRedis => "certbound-dpop-redis",
+            ServerKind::Huskarl => "huskarl",
+            ServerKind::Issuers1 => "issuers1",
+            ServerKind::Issuers1000 => "issuers1000",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown server kind {s:?}"))
+    }
+
+    /// Whether the server checks `cnf.x5t#S256` against the connection's certificate.
+    pub(crate) fn binds_certificates(self) -> bool {
+        !matches!(self, ServerKind::Plain | ServerKind::Peer)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// The same certificate-bound Bearer token on every request of a connection.
+    Repeated,
+    /// A different certificate-bound Bearer token on every request.
+    Distinct,
+    /// The same DPoP-bound token on every request of a connection, a fresh proof each time.
+    Dpop,
+}
