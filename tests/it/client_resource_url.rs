@@ -69,13 +69,6 @@ fn source_for(
         .only_trust_roots()
 }
 
-fn form_resource(form: &str) -> Vec<String> {
-    form_urlencoded::parse(form.as_bytes())
-        .filter(|(name, _)| name == "resource")
-        .map(|(_, value)| value.into_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_source_started_from_the_resource_url_asks_its_authorization_server_for_that_resource() {
     let (_test, identity, registration) = self_signed("payments");
@@ -106,7 +99,7 @@ async fn a_source_started_from_the_resource_url_asks_its_authorization_server_fo
     assert_eq!(response.status(), 200);
     let forms = authority.forms();
     assert_eq!(forms.len(), 1);
-    assert_eq!(form_resource(&forms[0]), [resource.as_str()]);
+    assert_eq!(authority.requested_resources(0), [resource.as_str()]);
     assert!(format!("{tokens:?}").contains(&issuer), "{tokens:?}");
 
     // `resource` given by the application names the resource instead.
@@ -115,10 +108,7 @@ async fn a_source_started_from_the_resource_url_asks_its_authorization_server_fo
         .build()
         .expect("source");
     named.token().await.expect("token");
-    assert_eq!(
-        form_resource(&authority.forms()[1]),
-        ["https://named.example/"]
-    );
+    assert_eq!(authority.requested_resources(1), ["https://named.example/"]);
 }
 
 #[tokio::test]

@@ -114,6 +114,15 @@ impl Authority {
         self.forms.lock().unwrap().clone()
     }
 
+    /// The `resource` values (RFC 8707) of the `n`th token request so far.
+    pub fn requested_resources(&self, n: usize) -> Vec<String> {
+        let form = self.forms()[n].clone();
+        form_urlencoded::parse(form.as_bytes())
+            .filter(|(name, _)| name == "resource")
+            .map(|(_, value)| value.into_owned())
+            .collect()
+    }
+
     /// A token source for `client_id` presenting `identity`, trusting only this server's CA.
     pub fn source(
         &self,

@@ -300,13 +300,6 @@ async fn discoverable_api(
     (server, with_token)
 }
 
-fn form_resources(form: &str) -> Vec<String> {
-    form_urlencoded::parse(form.as_bytes())
-        .filter(|(name, _)| name == "resource")
-        .map(|(_, value)| value.into_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn without_issuer_or_token_endpoint_the_client_finds_the_authorization_server_in_the_metadata(
 ) {
@@ -323,7 +316,7 @@ async fn without_issuer_or_token_endpoint_the_client_finds_the_authorization_ser
     assert!(stdout.contains(&test.x5t_s256()), "{stdout}");
     assert_eq!(authority.forms().len(), 1);
     // Without --resource, the metadata's resource names the resource.
-    assert_eq!(form_resources(&authority.forms()[0]), [origin]);
+    assert_eq!(authority.requested_resources(0), [origin]);
     assert_eq!(with_token.load(Ordering::SeqCst), 1);
 
     // --resource still names it when given.
@@ -338,10 +331,7 @@ async fn without_issuer_or_token_endpoint_the_client_finds_the_authorization_ser
     ))
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert_eq!(
-        form_resources(&authority.forms()[1]),
-        ["https://named.example/"]
-    );
+    assert_eq!(authority.requested_resources(1), ["https://named.example/"]);
 }
 
 #[tokio::test]
@@ -415,7 +405,7 @@ async fn the_client_given_only_the_apis_url_calls_the_example_resource_server() 
     let forms = authority.forms();
     assert_eq!(forms.len(), 1);
     assert_eq!(
-        form_resources(&forms[0]),
+        authority.requested_resources(0),
         [format!("https://{}", server.addr())]
     );
 }
