@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request};
 use jsonwebtoken::Algorithm;
@@ -14,6 +14,7 @@ use super::proof::{self, Expected, ProofRules, VerifiedProof};
 use super::replay::{Replay, ReplayFuture, ReplayKey, ReplayStore};
 use crate::certificate::ConnectionInfo;
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::support::time::unix_now;
 
 /// DPoP (RFC 9449) settings: which proofs are accepted, where proof identifiers are recorded,
 /// whether server nonces are required, and the public URL proofs are made for.
@@ -179,7 +180,7 @@ impl Dpop {
 
     /// A fresh nonce to send in a `DPoP-Nonce` header, when nonces are required.
     pub fn fresh_nonce(&self) -> Option<String> {
-        self.nonces.as_ref().map(|n| n.issue(unix_now_u64()))
+        self.nonces.as_ref().map(|n| n.issue(unix_now()))
     }
 
     /// Checks the DPoP proof of a request that carries no access token: a token request at an
@@ -263,7 +264,7 @@ impl Dpop {
     ) -> Result<(VerifiedProof, bool), AuthError> {
         let value = proof::single_proof(headers, self.rules.max_len)?;
         // One clock reading for the iat window and the nonce step.
-        let now_u64 = unix_now_u64();
+        let now_u64 = unix_now();
         let now = i64::try_from(now_u64).unwrap_or(i64::MAX);
         let expected = Expected {
             method,
@@ -337,12 +338,6 @@ fn algs(algorithms: &[Algorithm]) -> String {
 
 fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
-}
-
-fn unix_now_u64() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

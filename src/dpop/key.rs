@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -18,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ConfigError;
 use crate::support::crypto::{self, jose_provider, JoseProvider};
 use crate::support::jose;
+use crate::support::time::unix_now_i64;
 use crate::thumbprint::JwkThumbprint;
 
 /// A client's DPoP signing key: it signs the proofs ([`proof`](Self::proof)) and its public
@@ -338,7 +338,7 @@ impl ProofBuilder<'_> {
             Some(jti) => jti,
             None => random_jti()?,
         };
-        let iat = self.iat.unwrap_or_else(now_unix);
+        let iat = self.iat.unwrap_or_else(unix_now_i64);
         let mut claims = Map::new();
         claims.insert("jti".to_owned(), Value::String(jti));
         claims.insert("htm".to_owned(), Value::String(self.htm));
@@ -390,12 +390,6 @@ impl fmt::Debug for ProofBuilder<'_> {
             .field("extra", &self.extra)
             .finish()
     }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn random_jti() -> Result<String, jsonwebtoken::errors::Error> {

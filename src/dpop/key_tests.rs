@@ -57,7 +57,7 @@ fn an_ed25519_key_told_to_names_its_algorithm_ed25519_and_its_proofs_verify() {
         method: "GET",
         htu: "https://api.example/r",
         ath: None,
-        now: now_unix(),
+        now: unix_now_i64(),
     };
     let rules = super::super::proof::ProofRules::default();
     let verified = super::super::proof::verify(&proof, &expected, &rules).unwrap();
@@ -242,10 +242,10 @@ fn extra_claims_are_added_and_may_replace_the_standard_ones() {
 #[test]
 fn iat_defaults_to_now() {
     let key = DpopKey::generate(Algorithm::ES256).unwrap();
-    let before = now_unix();
+    let before = unix_now_i64();
     let proof = key.proof("GET", "https://a.example/").sign().unwrap();
     let iat = verify(&key, &proof).claims["iat"].as_i64().unwrap();
-    assert!(iat >= before && iat <= now_unix(), "{iat}");
+    assert!(iat >= before && iat <= unix_now_i64(), "{iat}");
 }
 
 #[test]

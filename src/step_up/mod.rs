@@ -59,7 +59,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -68,6 +67,7 @@ use tower_service::Service;
 use crate::challenge::gate::{self, Gate};
 use crate::challenge::{reject, ChallengeParams, DefaultRejection, RejectionResponse, Scheme};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::support::time::unix_now_i64;
 use crate::token::AccessToken;
 
 pub(crate) mod layer;
@@ -138,12 +138,6 @@ impl<R> StepUp<R> {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The service of [`RequireStepUpLayer`](crate::RequireStepUpLayer).
 pub struct RequireStepUp<S, R = DefaultRejection> {
     pub(crate) inner: S,
@@ -186,7 +180,7 @@ where
         let checked = gate::check(
             &request,
             "RequireStepUpLayer without a BoundTokenLayer in front of it",
-            |token| self.step_up.check(token, unix_now()),
+            |token| self.step_up.check(token, unix_now_i64()),
         );
         ResponseFuture {
             state: Gate::new(checked, || self.inner.call(request)),
@@ -400,9 +394,9 @@ mod tests {
             res.extensions().get::<AuthError>().map(AuthError::kind),
             Some(AuthErrorKind::InsufficientUserAuthentication)
         );
-        let fresh = json!({ "acr": MFA, "auth_time": unix_now() - 10 });
+        let fresh = json!({ "acr": MFA, "auth_time": unix_now_i64() - 10 });
         assert_eq!(run(svc.call(request(Some(fresh)))).unwrap().status(), 200);
-        let stale = json!({ "acr": MFA, "auth_time": unix_now() - 301 });
+        let stale = json!({ "acr": MFA, "auth_time": unix_now_i64() - 301 });
         assert_eq!(run(svc.call(request(Some(stale)))).unwrap().status(), 401);
     }
 

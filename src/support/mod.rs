@@ -1,6 +1,6 @@
 //! Crate-private machinery shared by the feature modules, so that none of them imports another
 //! to borrow a helper: constant-time comparison, encodings, the crypto backend and JOSE algorithm names, the bounded
-//! result cache and the one single-flight.
+//! result cache, the one single-flight and the clock.
 
 pub(crate) mod cache;
 pub(crate) mod crypto;
@@ -8,4 +8,5 @@ pub(crate) mod ct;
 pub(crate) mod encoding;
 pub(crate) mod jose;
 pub(crate) mod single_flight;
+pub(crate) mod time;
 pub(crate) mod token_key;

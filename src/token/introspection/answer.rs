@@ -1,12 +1,13 @@
 //! The RFC 7662 answer (§2.2) turned into an outcome: accepted, refused (and for how long the
 //! verdict is kept), or malformed; and the `exp` / `nbf` check made again on every cache hit.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::cache::{entry_bytes, Keep};
+use crate::support::time::unix_now_i64;
 use crate::token::AccessToken;
 
 /// What an answer must say to be accepted, and how long outcomes are kept.
@@ -75,7 +76,7 @@ impl Rules {
             Err(e) => return dont_keep(e),
         };
         let active = Active { token, exp, nbf };
-        let now = unix_now();
+        let now = unix_now_i64();
         if let Err(e) = check_times_at(&active, now, self.leeway) {
             return keep_refusal(e);
         }
@@ -165,12 +166,6 @@ pub(super) fn invalid(detail: &'static str) -> AuthError {
     AuthError::with_detail(AuthErrorKind::InvalidToken, detail)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// A NumericDate member: absent (or null), or a number of seconds (fractions cut off).
 fn timestamp(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()> {
     match claims.get(name) {
@@ -189,7 +184,7 @@ fn timestamp(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()>
 pub(super) fn check_times(outcome: Outcome, leeway: i64) -> Result<AccessToken, AuthError> {
     let active = outcome?;
     if active.exp.is_some() || active.nbf.is_some() {
-        check_times_at(&active, unix_now(), leeway)?;
+        check_times_at(&active, unix_now_i64(), leeway)?;
     }
     Ok(active.token)
 }
@@ -253,7 +248,7 @@ mod tests {
         let (token, ttl) = interpret(
             &v,
             json!({"active": true, "sub": "alice", "client_id": "c", "scope": "read write",
-                   "cnf": {"x5t#S256": TP}, "exp": unix_now() + 3600}),
+                   "cnf": {"x5t#S256": TP}, "exp": unix_now_i64() + 3600}),
         );
         let token = token.unwrap();
         assert_eq!(token.subject(), Some("alice"));
@@ -266,13 +261,13 @@ mod tests {
     #[test]
     fn an_active_answer_is_never_kept_beyond_exp() {
         let v = validator(|b| b.cache_ttl(Duration::from_secs(600)));
-        let (_, ttl) = interpret(&v, json!({"active": true, "exp": unix_now() + 10}));
+        let (_, ttl) = interpret(&v, json!({"active": true, "exp": unix_now_i64() + 10}));
         assert!(
             ttl <= Duration::from_secs(10) && ttl >= Duration::from_secs(9),
             "{ttl:?}"
         );
         // Within the leeway after exp: accepted, but not cached.
-        let (token, ttl) = interpret(&v, json!({"active": true, "exp": unix_now() - 5}));
+        let (token, ttl) = interpret(&v, json!({"active": true, "exp": unix_now_i64() - 5}));
         assert!(token.is_ok());
         assert_eq!(ttl, Duration::ZERO);
     }
@@ -316,11 +311,11 @@ mod tests {
                 AuthErrorKind::InvalidToken,
             ),
             (
-                json!({"active": true, "iss": "https://as.test", "aud": aud, "exp": unix_now() - 3600}),
+                json!({"active": true, "iss": "https://as.test", "aud": aud, "exp": unix_now_i64() - 3600}),
                 AuthErrorKind::TokenExpired,
             ),
             (
-                json!({"active": true, "iss": "https://as.test", "aud": aud, "nbf": unix_now() + 3600}),
+                json!({"active": true, "iss": "https://as.test", "aud": aud, "nbf": unix_now_i64() + 3600}),
                 AuthErrorKind::TokenNotYetValid,
             ),
         ] {
@@ -371,7 +366,7 @@ mod tests {
     #[test]
     fn fractional_timestamps_are_accepted() {
         let v = validator(|b| b);
-        let exp = unix_now() as f64 + 100.5;
+        let exp = unix_now_i64() as f64 + 100.5;
         let (token, _) = interpret(&v, json!({"active": true, "exp": exp}));
         assert!(token.is_ok());
         let (token, _) = interpret(&v, json!({"active": true, "exp": 1e300}));
@@ -385,7 +380,7 @@ mod tests {
             exp,
             nbf,
         };
-        let now = unix_now();
+        let now = unix_now_i64();
         let expired = check_times(Ok(active(Some(now - 1), None)), 0);
         assert_eq!(kind(&expired), AuthErrorKind::TokenExpired);
         assert!(check_times(Ok(active(Some(now - 1), None)), 60).is_ok());

@@ -28,6 +28,7 @@ use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
 use crate::support::encoding::json_object_text;
 use crate::support::jose;
+use crate::support::time::unix_now;
 use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally: jsonwebtoken's keys and crypto providers,
@@ -275,12 +276,6 @@ impl<'a> Jws<'a> {
         let text = json_object_text(&json).ok_or_else(malformed)?;
         serde_json::from_str(text).map_err(|_| malformed())
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl ValidateToken for JwtValidator {
