@@ -229,6 +229,34 @@ impl AuthErrorKind {
     }
 }
 
+impl AuthErrorKind {
+    /// The kind's name in snake_case: the `reason` label of `certbound_requests_total`.
+    pub const fn snake_case(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::TokenInactive => "token_inactive",
+            Self::UnknownKey => "unknown_key",
+            Self::MissingCertificate => "missing_certificate",
+            Self::CertificateMismatch => "certificate_mismatch",
+            Self::UnboundToken => "unbound_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::InsufficientUserAuthentication => "insufficient_user_authentication",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
+            Self::Misconfigured => "misconfigured",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::DpopKeyMismatch => "dpop_key_mismatch",
+            Self::DpopTokenAsBearer => "dpop_token_as_bearer",
+            Self::ReplayStoreUnavailable => "replay_store_unavailable",
+        }
+    }
+}
+
 /// A rejected request: an opaque error with a [`kind`](AuthError::kind), a fixed
 /// [`detail`](AuthError::detail) for logs, and where there is one the upstream cause as its
 /// [`source`](std::error::Error::source) (the HTTP client's error behind a `503`, say).
