@@ -2,9 +2,11 @@
 //! time step and carries a MAC of it, so any instance holding the secret can check any nonce.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -12,6 +14,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::ConfigError;
+use crate::reload::{Reload, Watcher};
+use crate::support::time::unix_now;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -36,7 +40,10 @@ const DEFAULT_STEP: u64 = 60;
 /// instance of a fleet sharing the secret issues and accepts the same nonces.
 ///
 /// Secrets rotate without a flag day: the new secret issues, old ones are
-/// [accepted](Self::also_accept) until their nonces are older than two steps.
+/// [accepted](Self::also_accept) until their nonces are older than two steps. While serving,
+/// [`replace`](Self::replace) rotates in place (the previous secret still accepted for the
+/// nonces it issued), and [`watch`](Self::watch) does so when the secret's file changes. A
+/// nonce check reads the keys with one atomic load (`arc-swap`), rotation or not.
 ///
 /// Cloning is cheap (the keys are shared). `Debug` shows the number of keys and the step,
 /// never a secret.
@@ -53,10 +60,42 @@ const DEFAULT_STEP: u64 = 60;
 /// ```
 #[derive(Clone)]
 pub struct DpopNonces {
-    /// The first key issues; all of them are accepted.
-    keys: Arc<Vec<HmacSha256>>,
+    shared: Arc<Shared>,
+}
+
+/// What clones share: the keys in use (swapped whole by a rotation) and the file they came
+/// from.
+struct Shared {
+    keys: ArcSwap<Keys>,
+    file: Option<PathBuf>,
+}
+
+/// One generation of keys: read with one atomic load on every nonce check.
+struct Keys {
+    /// Issues, and is accepted.
+    issuing: HmacSha256,
+    /// The issuing key before the last [`replace`](DpopNonces::replace): accepted for nonces
+    /// of steps up to the one it was replaced in, so only for nonces it really issued.
+    previous: Option<(HmacSha256, u64)>,
+    /// Keys given to [`also_accept`](DpopNonces::also_accept): accepted for any step.
+    also: Vec<HmacSha256>,
     /// Seconds, at least 1.
     step: u64,
+}
+
+impl Keys {
+    fn count(&self) -> usize {
+        1 + usize::from(self.previous.is_some()) + self.also.len()
+    }
+
+    fn clone_keys(&self) -> Self {
+        Self {
+            issuing: self.issuing.clone(),
+            previous: self.previous.clone(),
+            also: self.also.clone(),
+            step: self.step,
+        }
+    }
 }
 
 /// What a nonce presented in a proof is worth.
@@ -77,22 +116,47 @@ impl DpopNonces {
     /// # Errors
     /// [`ConfigError::Key`] when `secret` is shorter than 32 bytes.
     pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            keys: Arc::new(vec![keyed(secret.as_ref())?]),
-            step: DEFAULT_STEP,
-        })
+        Ok(Self::of(
+            Keys {
+                issuing: keyed(secret.as_ref())?,
+                previous: None,
+                also: Vec::new(),
+                step: DEFAULT_STEP,
+            },
+            None,
+        ))
+    }
+
+    fn of(keys: Keys, file: Option<PathBuf>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                keys: ArcSwap::from_pointee(keys),
+                file,
+            }),
+        }
     }
 
     /// Nonces keyed with the contents of the file at `path`. One trailing line break (`\n` or
     /// `\r\n`) is not part of the secret, so `openssl rand -hex 32 > secret` works as it is;
-    /// everything else is, byte for byte.
+    /// everything else is, byte for byte. The file is remembered for [`watch`](Self::watch)
+    /// and [`reload`](Self::reload).
     ///
     /// This reads the file synchronously: call it at start-up, not in async request handling.
     ///
     /// # Errors
     /// [`ConfigError::Io`] when the file cannot be read; otherwise as [`new`](Self::new).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Self::new(read_secret(path.as_ref())?)
+        let path = path.as_ref();
+        let mut secret = read_secret(path)?;
+        let issuing = keyed(&secret);
+        secret.fill(0);
+        let keys = Keys {
+            issuing: issuing?,
+            previous: None,
+            also: Vec::new(),
+            step: DEFAULT_STEP,
+        };
+        Ok(Self::of(keys, Some(path.to_owned())))
     }
 
     /// Nonces keyed with 32 random bytes from the crypto backend: right for a single instance,
@@ -111,39 +175,86 @@ impl DpopNonces {
     }
 
     /// Also accepts nonces made with `secret`, without issuing any: the previous secret during
-    /// a rotation. Once every instance issues with the new secret, an old one can go after two
-    /// steps.
+    /// a rotation by configuration (for a rotation while serving, see
+    /// [`replace`](Self::replace)). Once every instance issues with the new secret, an old one
+    /// can go after two steps.
+    ///
+    /// A configuration step: the result no longer shares its keys with the clones made before
+    /// (nor with their [`watch`](Self::watch)ers).
     ///
     /// # Errors
     /// [`ConfigError::Key`] when `secret` is shorter than 32 bytes.
-    pub fn also_accept(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn also_accept(self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let key = keyed(secret.as_ref())?;
-        Arc::make_mut(&mut self.keys).push(key);
-        Ok(self)
+        let mut keys = self.shared.keys.load().clone_keys();
+        keys.also.push(key);
+        Ok(Self::of(keys, self.shared.file.clone()))
     }
 
     /// The length of a time step (default: 60 seconds): a nonce is valid for one to two steps.
     /// Whole seconds count; anything under one second is taken as one second.
+    ///
+    /// A configuration step, as [`also_accept`](Self::also_accept) is.
     #[must_use]
-    pub fn step(mut self, step: Duration) -> Self {
-        self.step = step.as_secs().max(1);
-        self
+    pub fn step(self, step: Duration) -> Self {
+        let mut keys = self.shared.keys.load().clone_keys();
+        keys.step = step.as_secs().max(1);
+        Self::of(keys, self.shared.file.clone())
+    }
+
+    /// Rotates while serving: `secret` issues every nonce from now on, and the secret that
+    /// issued until now is still accepted for the nonces it issued (those of the current step
+    /// and before, which live until the end of the next step), so that clients holding one
+    /// are not refused. The secret before that one is dropped. Keys given to
+    /// [`also_accept`](Self::also_accept) stay. Every clone of these nonces (the
+    /// [`Dpop`](super::Dpop) configuration that holds one among them) sees the change at
+    /// once.
+    ///
+    /// Replacing a secret with itself changes nothing.
+    ///
+    /// # Errors
+    /// [`ConfigError::Key`] when `secret` is shorter than 32 bytes; the secret in use stays.
+    pub fn replace(&self, secret: impl AsRef<[u8]>) -> Result<(), ConfigError> {
+        self.shared.replace(secret.as_ref(), unix_now())
+    }
+
+    /// Reads the file given to [`from_file`](Self::from_file) again and
+    /// [`replace`](Self::replace)s the secret with its contents.
+    ///
+    /// # Errors
+    /// Nonces not made by `from_file`, a file that cannot be read, or a secret shorter than
+    /// 32 bytes ([`ConfigError::Io`], [`ConfigError::Key`]); the secret in use stays.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        self.shared.reload_file()
+    }
+
+    /// Watches the file given to [`from_file`](Self::from_file): every `interval` its contents
+    /// are compared with the last read, and a change is [`reload`](Self::reload)ed (an atomic
+    /// rename and a Kubernetes `..data` symlink swap count). A refused file (unreadable, too
+    /// short) keeps the secret in use, is reported on [`Watcher::events`] (and a `tracing`
+    /// warning), and is tried again once it changes. `interval` zero: only on
+    /// [`Watcher::reload_now`] (wire it to `SIGHUP`). See [`reload`](crate::reload).
+    ///
+    /// The watcher stops when dropped, or once no clone of these nonces is left. For nonces
+    /// not made by `from_file`, every reload is refused. Must be called within a tokio
+    /// runtime.
+    pub fn watch(&self, interval: Duration) -> Watcher {
+        crate::reload::spawn(&self.shared, interval)
     }
 
     /// The number of the time step `now_unix` (seconds since the Unix epoch) falls in.
+    #[cfg(test)]
     pub(crate) fn current_step(&self, now_unix: u64) -> u64 {
-        now_unix / self.step
+        now_unix / self.shared.keys.load().step
     }
 
     /// A nonce for the current step, made with the issuing key.
     pub(crate) fn issue(&self, now_unix: u64) -> String {
-        let step = self.current_step(now_unix);
+        let keys = self.shared.keys.load();
+        let step = now_unix / keys.step;
         let mut raw = [0u8; RAW_LEN];
         raw[..8].copy_from_slice(&step.to_be_bytes());
-        // `keys` is never empty: `new` puts the issuing key first and nothing removes it.
-        if let Some(key) = self.keys.first() {
-            raw[8..].copy_from_slice(&mac(key, step)[..MAC_LEN]);
-        }
+        raw[8..].copy_from_slice(&mac(&keys.issuing, step)[..MAC_LEN]);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -155,7 +266,9 @@ impl DpopNonces {
         let mut step_bytes = [0u8; 8];
         step_bytes.copy_from_slice(&raw[..8]);
         let step = u64::from_be_bytes(step_bytes);
-        let current = self.current_step(now_unix);
+        // One atomic load: the keys of this check, whatever a rotation does meanwhile.
+        let keys = self.shared.keys.load();
+        let current = now_unix / keys.step;
         let verdict = if step == current {
             NonceCheck::Current
         } else if current.checked_sub(1) == Some(step) {
@@ -166,11 +279,13 @@ impl DpopNonces {
         };
         let presented = &raw[8..];
         // Constant time per key: the comparison must not tell a forger how much of a MAC matched.
-        let genuine = self
-            .keys
-            .iter()
-            .any(|key| crate::support::ct::eq(&mac(key, step)[..MAC_LEN], presented));
-        if genuine {
+        let matches =
+            |key: &HmacSha256| crate::support::ct::eq(&mac(key, step)[..MAC_LEN], presented);
+        let previous = keys
+            .previous
+            .as_ref()
+            .is_some_and(|(key, until)| step <= *until && matches(key));
+        if matches(&keys.issuing) || previous || keys.also.iter().any(matches) {
             verdict
         } else {
             NonceCheck::Invalid
@@ -180,10 +295,56 @@ impl DpopNonces {
 
 impl fmt::Debug for DpopNonces {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.shared.keys.load();
         f.debug_struct("DpopNonces")
-            .field("keys", &self.keys.len())
-            .field("step", &Duration::from_secs(self.step))
+            .field("keys", &keys.count())
+            .field("step", &Duration::from_secs(keys.step))
             .finish()
+    }
+}
+
+impl Shared {
+    fn replace(&self, secret: &[u8], now_unix: u64) -> Result<(), ConfigError> {
+        let issuing = keyed(secret)?;
+        self.keys.rcu(|keys| {
+            if mac(&keys.issuing, u64::MAX) == mac(&issuing, u64::MAX) {
+                return Arc::clone(keys);
+            }
+            Arc::new(Keys {
+                issuing: issuing.clone(),
+                previous: Some((keys.issuing.clone(), now_unix / keys.step)),
+                also: keys.also.clone(),
+                step: keys.step,
+            })
+        });
+        Ok(())
+    }
+
+    fn reload_file(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.file else {
+            return Err(ConfigError::invalid(
+                "DPoP nonce key",
+                "not read from a file (made by DpopNonces::from_file), so nothing to reload",
+            ));
+        };
+        let mut secret = read_secret(path)?;
+        let replaced = self.replace(&secret, unix_now());
+        secret.fill(0);
+        replaced
+    }
+}
+
+impl Reload for Shared {
+    fn paths(&self) -> Vec<PathBuf> {
+        self.file.iter().cloned().collect()
+    }
+
+    fn reload(&self) -> Result<(), ConfigError> {
+        self.reload_file()
+    }
+
+    fn what(&self) -> &'static str {
+        "DPoP nonce key"
     }
 }
 
@@ -242,225 +403,5 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
-    const OTHER: &[u8; 32] = b"fedcba9876543210fedcba9876543210";
-    const NOW: u64 = 1_700_000_000;
-
-    fn nonces() -> DpopNonces {
-        DpopNonces::new(SECRET).unwrap()
-    }
-
-    /// A file under the temporary directory that no other test (or test run) uses; removed on
-    /// drop.
-    struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        fn new(contents: &[u8]) -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let name = format!(
-                "certbound-nonce-{}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos())
-            );
-            let path = std::env::temp_dir().join(name);
-            std::fs::write(&path, contents).unwrap();
-            Self(path)
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    #[test]
-    fn an_issued_nonce_checks_as_current() {
-        let nonces = nonces();
-        let nonce = nonces.issue(NOW);
-        assert_eq!(nonce.len(), ENCODED_LEN);
-        assert_eq!(nonces.check(&nonce, NOW), NonceCheck::Current);
-        // Anywhere in the same step.
-        let step_start = NOW / 60 * 60;
-        assert_eq!(nonces.check(&nonce, step_start), NonceCheck::Current);
-        assert_eq!(nonces.check(&nonce, step_start + 59), NonceCheck::Current);
-        // Another instance with the same secret agrees.
-        assert_eq!(DpopNonces::new(SECRET).unwrap().issue(NOW), nonce);
-    }
-
-    #[test]
-    fn a_nonce_of_the_previous_step_is_accepted_and_one_of_two_steps_back_is_not() {
-        let nonces = nonces();
-        let nonce = nonces.issue(NOW);
-        let next_step = (NOW / 60 + 1) * 60;
-        assert_eq!(nonces.check(&nonce, next_step), NonceCheck::Previous);
-        assert_eq!(nonces.check(&nonce, next_step + 59), NonceCheck::Previous);
-        assert_eq!(nonces.check(&nonce, next_step + 60), NonceCheck::Invalid);
-        // A nonce from the future is no good either.
-        assert_eq!(nonces.check(&nonce, NOW - 60), NonceCheck::Invalid);
-    }
-
-    #[test]
-    fn the_step_sets_how_long_a_nonce_lives_and_is_at_least_a_second() {
-        let nonces = nonces().step(Duration::from_secs(10));
-        let nonce = nonces.issue(100);
-        assert_eq!(nonces.check(&nonce, 109), NonceCheck::Current);
-        assert_eq!(nonces.check(&nonce, 119), NonceCheck::Previous);
-        assert_eq!(nonces.check(&nonce, 120), NonceCheck::Invalid);
-
-        let fast = nonces.step(Duration::from_millis(1));
-        assert_eq!(fast.current_step(NOW), NOW);
-        let nonce = fast.issue(NOW);
-        assert_eq!(fast.check(&nonce, NOW + 1), NonceCheck::Previous);
-        assert_eq!(
-            format!("{fast:?}"),
-            "DpopNonces { keys: 1, step: 1s }".to_owned()
-        );
-    }
-
-    #[test]
-    fn a_nonce_made_with_another_secret_is_refused() {
-        let theirs = DpopNonces::new(OTHER).unwrap().issue(NOW);
-        assert_eq!(nonces().check(&theirs, NOW), NonceCheck::Invalid);
-    }
-
-    #[test]
-    fn a_tampered_nonce_is_refused() {
-        let nonces = nonces();
-        let mut raw = decode(&nonces.issue(NOW)).unwrap();
-        // Moving it to the next step without its MAC.
-        let mut moved = raw;
-        moved[..8].copy_from_slice(&(NOW / 60 + 1).to_be_bytes());
-        let moved = URL_SAFE_NO_PAD.encode(moved);
-        assert_eq!(nonces.check(&moved, NOW + 60), NonceCheck::Invalid);
-        // One bit of the MAC.
-        raw[RAW_LEN - 1] ^= 1;
-        assert_eq!(
-            nonces.check(&URL_SAFE_NO_PAD.encode(raw), NOW),
-            NonceCheck::Invalid
-        );
-    }
-
-    #[test]
-    fn rotation_accepts_the_old_secret_and_issues_with_the_new() {
-        let old = nonces();
-        let old_nonce = old.issue(NOW);
-        let rotated = DpopNonces::new(OTHER).unwrap().also_accept(SECRET).unwrap();
-        assert_eq!(rotated.check(&old_nonce, NOW), NonceCheck::Current);
-        assert_eq!(rotated.check(&old_nonce, NOW + 60), NonceCheck::Previous);
-        let new_nonce = rotated.issue(NOW);
-        assert_eq!(new_nonce, DpopNonces::new(OTHER).unwrap().issue(NOW));
-        assert_eq!(rotated.check(&new_nonce, NOW), NonceCheck::Current);
-        // The instances not yet rotated refuse the new nonces.
-        assert_eq!(old.check(&new_nonce, NOW), NonceCheck::Invalid);
-        assert_eq!(format!("{rotated:?}"), "DpopNonces { keys: 2, step: 60s }");
-    }
-
-    #[test]
-    fn clones_share_their_keys_and_also_accept_does_not_change_the_original() {
-        let a = nonces();
-        let b = a.clone().also_accept(OTHER).unwrap();
-        let theirs = DpopNonces::new(OTHER).unwrap().issue(NOW);
-        assert_eq!(a.check(&theirs, NOW), NonceCheck::Invalid);
-        assert_eq!(b.check(&theirs, NOW), NonceCheck::Current);
-    }
-
-    #[test]
-    fn secrets_shorter_than_32_bytes_are_refused_without_being_echoed() {
-        let short = b"short-secret-that-must-not-leak";
-        assert_eq!(short.len(), 31);
-        let err = DpopNonces::new(short).unwrap_err();
-        assert!(matches!(err, ConfigError::Key { .. }), "{err}");
-        assert!(!err.to_string().contains("must-not-leak"), "{err}");
-        assert!(!format!("{err:?}").contains("must-not-leak"), "{err:?}");
-        assert!(DpopNonces::new(b"").is_err());
-        assert!(nonces().also_accept(short).is_err());
-        assert!(DpopNonces::new([7u8; 32]).is_ok());
-    }
-
-    #[test]
-    fn a_secret_file_loses_one_trailing_line_break_only() {
-        let expected = DpopNonces::new(SECRET).unwrap().issue(NOW);
-        for contents in [
-            &SECRET[..],
-            b"0123456789abcdef0123456789abcdef\n",
-            b"0123456789abcdef0123456789abcdef\r\n",
-        ] {
-            let file = TempFile::new(contents);
-            let nonces = DpopNonces::from_file(&file.0).unwrap();
-            assert_eq!(nonces.issue(NOW), expected, "{contents:?}");
-        }
-        // A second line break is part of the secret.
-        let file = TempFile::new(b"0123456789abcdef0123456789abcdef\n\n");
-        assert_ne!(DpopNonces::from_file(&file.0).unwrap().issue(NOW), expected);
-        // 31 bytes and a line break are too short.
-        let file = TempFile::new(b"0123456789abcdef0123456789abcde\n");
-        assert!(matches!(
-            DpopNonces::from_file(&file.0),
-            Err(ConfigError::Key { .. })
-        ));
-    }
-
-    #[test]
-    fn an_unreadable_secret_file_is_an_io_error() {
-        let missing = std::env::temp_dir().join("certbound-no-such-nonce-secret-file");
-        let err = DpopNonces::from_file(&missing).unwrap_err();
-        assert!(matches!(err, ConfigError::Io { .. }), "{err}");
-    }
-
-    #[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
-    #[test]
-    fn random_secrets_differ() {
-        let a = DpopNonces::random().unwrap();
-        let b = DpopNonces::random().unwrap();
-        assert_eq!(a.check(&a.issue(NOW), NOW), NonceCheck::Current);
-        assert_eq!(b.check(&a.issue(NOW), NOW), NonceCheck::Invalid);
-    }
-
-    #[test]
-    fn garbage_is_invalid_without_panicking() {
-        let nonces = nonces();
-        let valid = nonces.issue(NOW);
-        let huge = "A".repeat(1 << 20);
-        let garbage = [
-            "",
-            "a",
-            "not base64 at all, not at all!!",
-            "********************************",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "ééééééééééééééé\u{80}",
-            &valid[..ENCODED_LEN - 1],
-            &huge,
-        ];
-        for nonce in garbage {
-            assert_eq!(nonces.check(nonce, NOW), NonceCheck::Invalid, "{nonce:.40}");
-            assert_eq!(nonces.check(nonce, 0), NonceCheck::Invalid, "{nonce:.40}");
-            assert_eq!(
-                nonces.check(nonce, u64::MAX),
-                NonceCheck::Invalid,
-                "{nonce:.40}"
-            );
-        }
-        // The standard alphabet is not base64url.
-        let standard = valid.replace('-', "+").replace('_', "/");
-        if standard != valid {
-            assert_eq!(nonces.check(&standard, NOW), NonceCheck::Invalid);
-        }
-        // Extreme times neither panic nor accept.
-        assert_eq!(nonces.check(&valid, 0), NonceCheck::Invalid);
-        assert_eq!(nonces.check(&valid, u64::MAX), NonceCheck::Invalid);
-        let at_zero = nonces.issue(0);
-        assert_eq!(nonces.check(&at_zero, 0), NonceCheck::Current);
-        let at_max = nonces.issue(u64::MAX);
-        assert_eq!(nonces.check(&at_max, u64::MAX), NonceCheck::Current);
-    }
-}
+#[path = "nonce_tests.rs"]
+mod tests;
