@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use super::challenge::{parse, ResourceChallenge};
 use super::token::{Token, TokenScheme};
 use super::{TokenError, TokenSource};
+use crate::thumbprint::CertThumbprint;
 
 /// Why the client side could not send a request (besides the transport's own errors, which
 /// are passed through).
@@ -24,6 +25,14 @@ pub enum CallError {
     /// such as tonic's, needs [`TokenLayer::origin`](super::TokenLayer::origin)), or signing
     /// failed.
     Proof(&'static str),
+    /// The client's identity was renewed, and the HTTP client under this
+    /// [`TokenLayer`](super::TokenLayer) or [`ReqwestClient::new`](super::ReqwestClient::new)
+    /// was made for the old one: its connections present the old certificate, which the token
+    /// (obtained with the new one) is not bound to, so nothing was sent. Make a new client and
+    /// layer with [`TokenSource::identity`](super::TokenSource::identity), or use
+    /// [`ReqwestClient::per_identity`](super::ReqwestClient::per_identity), which does so
+    /// itself.
+    IdentityRenewed,
     /// The resource server asks for a stronger or more recent authentication of the user
     /// (`401` with `error="insufficient_user_authentication"`, RFC 9470 §3). The token is
     /// valid and kept; the request is not sent again, because a `client_credentials` client
@@ -56,6 +65,10 @@ impl fmt::Display for CallError {
         match self {
             Self::Token(_) => f.write_str("no access token"),
             Self::Proof(reason) => write!(f, "no DPoP proof: {reason}"),
+            Self::IdentityRenewed => f.write_str(
+                "the client's certificate was renewed but this HTTP client presents the old \
+                 one: make a new client with the renewed identity",
+            ),
             Self::StepUp {
                 acr_values,
                 max_age,
@@ -82,7 +95,7 @@ impl std::error::Error for CallError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Token(e) => Some(e),
-            Self::Proof(_) | Self::StepUp { .. } => None,
+            Self::Proof(_) | Self::IdentityRenewed | Self::StepUp { .. } => None,
         }
     }
 }
@@ -150,20 +163,35 @@ impl Retries {
 /// The most origins whose `DPoP-Nonce` is kept (a client usually calls a few).
 const MAX_ORIGINS: usize = 64;
 
-/// The token source, the configured origin for origin-form requests, and the resource
-/// servers' latest nonces.
+/// The token source, the configured origin for origin-form requests, the certificate the
+/// HTTP client presents, and the resource servers' latest nonces.
 pub(crate) struct Attacher {
     pub(crate) source: TokenSource,
     pub(crate) origin: Option<String>,
+    /// The thumbprint of the certificate the wrapped HTTP client presents, when it is one
+    /// client for the source's life: a token obtained with another is not sent. `None` when
+    /// the HTTP client is chosen per token (made for the token's identity).
+    presents: Option<CertThumbprint>,
     nonces: Mutex<HashMap<String, String>>,
 }
 
 impl Attacher {
+    /// For an HTTP client made with `source`'s identity in use now.
     pub(crate) fn new(source: TokenSource, origin: Option<String>) -> Self {
+        let presents = Some(*source.identity().thumbprint());
         Self {
             source,
             origin,
+            presents,
             nonces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// For HTTP clients made per token, for the identity it was obtained with.
+    pub(crate) fn per_identity(source: TokenSource) -> Self {
+        Self {
+            presents: None,
+            ..Self::new(source, None)
         }
     }
 
@@ -175,6 +203,12 @@ impl Attacher {
         uri: &Uri,
         headers: &mut HeaderMap,
     ) -> Result<(), CallError> {
+        if self
+            .presents
+            .is_some_and(|presents| presents != *token.client_thumbprint())
+        {
+            return Err(CallError::IdentityRenewed);
+        }
         headers.insert(http::header::AUTHORIZATION, token.authorization().clone());
         if token.scheme() != TokenScheme::Dpop {
             headers.remove(&DPOP);

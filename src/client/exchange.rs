@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::oauth_text;
+use super::identity::ClientIdentity;
 use super::resource::{protected_resource, ProtectedResource};
 use super::token::{Schedule, Token, TokenScheme};
 use super::TokenError;
@@ -102,8 +103,10 @@ impl fmt::Debug for Endpoint {
 }
 
 /// Everything a token request needs.
+///
+/// The HTTP client is not part of it: each request gets the one made for the identity it
+/// presents (see [`ReloadableClientIdentity`](super::ReloadableClientIdentity)).
 pub(crate) struct Exchange {
-    pub(crate) http: reqwest::Client,
     pub(crate) endpoint: Endpoint,
     pub(crate) client_id: String,
     pub(crate) scope: Option<String>,
@@ -152,12 +155,17 @@ const MAX_DESCRIPTION: usize = 200;
 impl Exchange {
     /// A token, with up to `max_attempts` attempts while the server is unavailable and one
     /// more when it asks for a DPoP nonce.
-    pub(crate) async fn fetch(&self, schedule: Schedule) -> Result<Token, TokenError> {
+    pub(crate) async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        identity: &ClientIdentity,
+        schedule: Schedule,
+    ) -> Result<Token, TokenError> {
         let mut attempt = 1;
         let mut nonce_retried = false;
         let mut backoff = self.retry_backoff;
         loop {
-            match self.attempt(schedule).await {
+            match self.attempt(http, identity, schedule).await {
                 Ok(token) => return Ok(token),
                 Err(Failure::NonceRequired(_)) if !nonce_retried => nonce_retried = true,
                 Err(Failure::NonceRequired(error)) => return Err(error),
@@ -175,14 +183,16 @@ impl Exchange {
 
     /// The token endpoint: configured, or discovered once (a failed discovery is tried again
     /// on the next attempt).
-    async fn target(&self) -> Result<Target<'_>, TokenError> {
+    async fn target(&self, http: &reqwest::Client) -> Result<Target<'_>, TokenError> {
         match &self.endpoint {
             Endpoint::Fixed(url) => Ok(Target {
                 endpoint: url,
                 resource: None,
             }),
             Endpoint::Discover { issuer, resolved } => {
-                let endpoint = resolved.get_or_try_init(|| self.discover(issuer)).await?;
+                let endpoint = resolved
+                    .get_or_try_init(|| self.discover(http, issuer))
+                    .await?;
                 Ok(Target {
                     endpoint,
                     resource: None,
@@ -196,14 +206,14 @@ impl Exchange {
                 let (found, endpoint) = resolved
                     .get_or_try_init(|| async {
                         let found = protected_resource(
-                            &self.http,
+                            http,
                             url,
                             prefer.as_deref(),
                             self.allow_http,
                             self.max_response_bytes,
                         )
                         .await?;
-                        let endpoint = self.discover(&found.issuer).await?;
+                        let endpoint = self.discover(http, &found.issuer).await?;
                         Ok::<_, TokenError>((found, endpoint))
                     })
                     .await?;
@@ -215,8 +225,8 @@ impl Exchange {
         }
     }
 
-    async fn discover(&self, issuer: &str) -> Result<String, TokenError> {
-        let metadata = discover(&self.http, issuer, self.max_response_bytes)
+    async fn discover(&self, http: &reqwest::Client, issuer: &str) -> Result<String, TokenError> {
+        let metadata = discover(http, issuer, self.max_response_bytes)
             .await
             .map_err(|e| {
                 if e.is_unavailable() {
@@ -256,10 +266,14 @@ impl Exchange {
         }
     }
 
-    async fn attempt(&self, schedule: Schedule) -> Result<Token, Failure> {
-        let Target { endpoint, resource } = self.target().await.map_err(Failure::Error)?;
-        let mut request = self
-            .http
+    async fn attempt(
+        &self,
+        http: &reqwest::Client,
+        identity: &ClientIdentity,
+        schedule: Schedule,
+    ) -> Result<Token, Failure> {
+        let Target { endpoint, resource } = self.target(http).await.map_err(Failure::Error)?;
+        let mut request = http
             .post(endpoint)
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -296,7 +310,7 @@ impl Exchange {
             })?;
         if status == StatusCode::OK {
             return self
-                .token(&body, sent, schedule)
+                .token(&body, sent, schedule, identity)
                 .map_err(|reason| Failure::Error(TokenError::invalid_response(reason)));
         }
         if status == StatusCode::TOO_MANY_REQUESTS
@@ -364,7 +378,13 @@ impl Exchange {
     }
 
     /// Reads a successful token response (RFC 6749 §5.1).
-    fn token(&self, body: &[u8], sent: Instant, schedule: Schedule) -> Result<Token, String> {
+    fn token(
+        &self,
+        body: &[u8],
+        sent: Instant,
+        schedule: Schedule,
+        identity: &ClientIdentity,
+    ) -> Result<Token, String> {
         #[derive(Deserialize)]
         struct Answer {
             access_token: String,
@@ -397,6 +417,7 @@ impl Exchange {
             sent,
             lifetime,
             schedule,
+            identity.clone(),
         )
         .ok_or_else(|| "access_token is empty or not visible ASCII".to_owned())
     }

@@ -2,7 +2,9 @@
 //! it, and the outgoing layer that uses them (feature `client`).
 //!
 //! - [`ClientIdentity`]: the client's certificate chain and key (PEM or DER), giving the
-//!   rustls and reqwest configurations that present it.
+//!   rustls and reqwest configurations that present it; [`ReloadableClientIdentity`] renews
+//!   it while the client runs (files watched, or replaced by a call), new tokens and new
+//!   connections following the new certificate together.
 //! - [`TokenSource`]: tokens from the `client_credentials` grant, the client authenticated by
 //!   its certificate (RFC 8705 §2), certificate-bound or DPoP-bound (RFC 9449), cached and
 //!   refreshed before they expire, one request for any number of concurrent callers. It can
@@ -39,6 +41,7 @@ mod error;
 mod exchange;
 mod identity;
 mod layer;
+mod reloadable;
 mod reqwest_client;
 mod resource;
 mod source;
@@ -49,6 +52,7 @@ pub use challenge::ResourceChallenge;
 pub use error::{TokenError, TokenErrorKind};
 pub use identity::ClientIdentity;
 pub use layer::{ReplayBody, TokenLayer, TokenService};
+pub use reloadable::ReloadableClientIdentity;
 pub use reqwest_client::ReqwestClient;
 pub use source::{TokenSource, TokenSourceBuilder};
 pub use token::{Token, TokenScheme};

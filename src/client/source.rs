@@ -9,6 +9,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::exchange::{Endpoint, Exchange};
 use super::identity::ClientIdentity;
+use super::reloadable::{PerIdentity, ReloadableClientIdentity};
 use super::token::{Schedule, Token};
 use super::TokenError;
 use crate::dpop::{DpopKey, ProofBuilder};
@@ -33,6 +34,12 @@ use crate::upstream::{check_config_url, default_client};
 /// - **DPoP.** With [`dpop`](TokenSourceBuilder::dpop), every token request carries a fresh
 ///   proof for `POST` and the token endpoint. The server's `DPoP-Nonce` is kept and sent, and a
 ///   `use_dpop_nonce` refusal is retried once with the new nonce.
+/// - **A renewed identity.** With a [`ReloadableClientIdentity`] renewed (its files changed,
+///   or [`replace`](ReloadableClientIdentity::replace)d), a token obtained with the old
+///   certificate is no longer handed out: the next caller asks for a new one, over a new
+///   connection to the authorization server that presents the new certificate. Each
+///   [`Token`] knows the identity it was obtained with
+///   ([`client_thumbprint`](Token::client_thumbprint)).
 /// - Tokens, proofs and keys are never logged and never in `Debug`.
 ///
 /// Cheap to clone: clones share the cache.
@@ -58,7 +65,11 @@ pub struct TokenSource {
 
 struct Inner {
     exchange: Exchange,
-    identity: ClientIdentity,
+    identity: ReloadableClientIdentity,
+    /// The client for the authorization server (and the resource's metadata), made for the
+    /// identity it presents.
+    http: PerIdentity<reqwest::Client>,
+    settings: HttpSettings,
     schedule: Schedule,
     current: RwLock<Option<Token>>,
     /// Held while a token is being asked for: one request at a time.
@@ -72,19 +83,43 @@ struct Inner {
     background_pause_until: Mutex<Option<Instant>>,
 }
 
+/// What the HTTP client for the authorization server is made with, besides the identity.
+struct HttpSettings {
+    extra_roots: Vec<CertificateDer<'static>>,
+    public_roots: bool,
+    timeout: Duration,
+    allow_http: bool,
+}
+
+impl HttpSettings {
+    fn client(&self, identity: &ClientIdentity) -> Result<reqwest::Client, ConfigError> {
+        default_client(
+            &self.extra_roots,
+            self.public_roots,
+            Some(identity.parts()),
+            self.timeout,
+            self.allow_http,
+        )
+    }
+}
+
 /// How long background refreshes pause after one failed (callers still get the cached token,
 /// and ask themselves once it is stale).
 const BACKGROUND_PAUSE: Duration = Duration::from_secs(1);
 
 impl TokenSource {
-    /// A builder for `client_id`, authenticating with `identity`. Set where tokens come from
+    /// A builder for `client_id`, authenticating with `identity`: a [`ClientIdentity`] (fixed)
+    /// or a [`ReloadableClientIdentity`] (renewed while running). Set where tokens come from
     /// with [`issuer`](TokenSourceBuilder::issuer),
     /// [`token_endpoint`](TokenSourceBuilder::token_endpoint) or
     /// [`resource_url`](TokenSourceBuilder::resource_url).
-    pub fn builder(client_id: impl Into<String>, identity: ClientIdentity) -> TokenSourceBuilder {
+    pub fn builder(
+        client_id: impl Into<String>,
+        identity: impl Into<ReloadableClientIdentity>,
+    ) -> TokenSourceBuilder {
         TokenSourceBuilder {
             client_id: client_id.into(),
-            identity,
+            identity: identity.into(),
             endpoint: None,
             prefer_authorization_server: None,
             extra_roots: Vec::new(),
@@ -105,7 +140,9 @@ impl TokenSource {
         }
     }
 
-    /// A fresh access token: the cached one, or a new one from the authorization server.
+    /// A fresh access token: the cached one, or a new one from the authorization server. The
+    /// token was obtained with the client identity in use (see
+    /// [`Token::client_thumbprint`]).
     ///
     /// # Errors
     /// The server refused the request (its RFC 6749 error), could not be reached on any
@@ -140,8 +177,15 @@ impl TokenSource {
         }
     }
 
-    /// The client's identity.
-    pub fn identity(&self) -> &ClientIdentity {
+    /// The client's identity in use (the renewed one, after a renewal).
+    pub fn identity(&self) -> ClientIdentity {
+        self.inner.identity.current()
+    }
+
+    /// The client's identity as it was given: renewable when it is a
+    /// [`ReloadableClientIdentity`] (a fixed [`ClientIdentity`] became one that nothing
+    /// renews).
+    pub fn reloadable_identity(&self) -> &ReloadableClientIdentity {
         &self.inner.identity
     }
 
@@ -176,7 +220,7 @@ impl Inner {
         let token = {
             let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
             let token = current.as_ref()?;
-            if now >= token.stale_at() {
+            if now >= token.stale_at() || !self.identity.is_current(token.client_thumbprint()) {
                 return None;
             }
             token.clone()
@@ -198,13 +242,30 @@ impl Inner {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
     }
 
-    /// One request for all the callers that find the cache stale (or `rejected` in it).
+    /// A token from the authorization server, asked for with the identity in use, over a
+    /// client that presents it.
+    async fn fetch(&self) -> Result<Token, TokenError> {
+        let identity = self.identity.current();
+        let http = self
+            .http
+            .get(&identity, |identity| self.settings.client(identity))
+            .map_err(|e| {
+                TokenError::local("no HTTP client for the client's identity").because(e)
+            })?;
+        self.exchange.fetch(&http, &identity, self.schedule).await
+    }
+
+    /// One request for all the callers that find the cache stale (or `rejected` in it), or
+    /// obtained with an identity that is no longer in use.
     async fn refresh(self: &Arc<Self>, rejected: Option<&Token>) -> Result<Token, TokenError> {
         let failures = self.failures.load(Ordering::Acquire);
         let _one_at_a_time = self.refresh.lock().await;
         if let Some(current) = self.current() {
             let refused = rejected.is_some_and(|r| r.same(&current));
-            if !refused && Instant::now() < current.stale_at() {
+            if !refused
+                && Instant::now() < current.stale_at()
+                && self.identity.is_current(current.client_thumbprint())
+            {
                 return Ok(current);
             }
         }
@@ -219,7 +280,7 @@ impl Inner {
                 return Err(error);
             }
         }
-        match self.exchange.fetch(self.schedule).await {
+        match self.fetch().await {
             Ok(token) => {
                 self.store(&token);
                 Ok(token)
@@ -259,7 +320,7 @@ impl Inner {
                     .current()
                     .is_none_or(|token| Instant::now() >= token.early_at());
                 if due {
-                    match inner.exchange.fetch(inner.schedule).await {
+                    match inner.fetch().await {
                         Ok(token) => inner.store(&token),
                         Err(_error) => {
                             #[cfg(feature = "tracing")]
@@ -283,7 +344,7 @@ impl Inner {
 #[derive(Debug)]
 pub struct TokenSourceBuilder {
     client_id: String,
-    identity: ClientIdentity,
+    identity: ReloadableClientIdentity,
     endpoint: Option<Endpoint>,
     prefer_authorization_server: Option<String>,
     extra_roots: Vec<CertificateDer<'static>>,
@@ -475,17 +536,20 @@ impl TokenSourceBuilder {
                 "must be at least 1, or no token could ever be asked for",
             ));
         }
-        let http = default_client(
-            &self.extra_roots,
-            self.public_roots,
-            Some(self.identity.parts()),
-            self.timeout,
-            self.allow_http,
-        )?;
+        let settings = HttpSettings {
+            extra_roots: self.extra_roots,
+            public_roots: self.public_roots,
+            timeout: self.timeout,
+            allow_http: self.allow_http,
+        };
+        // The first identity's client now, so that a configuration error shows here.
+        let http = PerIdentity::new();
+        http.get(&self.identity.current(), |identity| {
+            settings.client(identity)
+        })?;
         Ok(TokenSource {
             inner: Arc::new(Inner {
                 exchange: Exchange {
-                    http,
                     endpoint,
                     client_id: self.client_id,
                     scope: self.scope,
@@ -500,6 +564,8 @@ impl TokenSourceBuilder {
                     allow_http: self.allow_http,
                 },
                 identity: self.identity,
+                http,
+                settings,
                 schedule: self.schedule,
                 current: RwLock::new(None),
                 refresh: tokio::sync::Mutex::new(()),

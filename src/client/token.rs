@@ -9,6 +9,9 @@ use base64::Engine as _;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
+use super::identity::ClientIdentity;
+use crate::thumbprint::CertThumbprint;
+
 /// How a [`Token`] is presented (its `token_type`, RFC 6749 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,6 +43,9 @@ struct Inner {
     pub(super) stale_at: Instant,
     /// From here on a new token is asked for in the background while this one is handed out.
     pub(super) early_at: Instant,
+    /// The identity the client presented when it asked for the token: a certificate-bound
+    /// token is bound to its certificate, and is sent only over connections that present it.
+    identity: ClientIdentity,
 }
 
 /// When a token received at `received`, valid for `lifetime`, stops being handed out and when
@@ -52,7 +58,7 @@ pub(crate) struct Schedule {
 }
 
 impl Token {
-    /// A token of `scheme`; `None` when `value` cannot be a header value (empty, or other than
+    /// A token of `scheme`, obtained with `identity`; `None` when `value` cannot be a header value (empty, or other than
     /// visible ASCII).
     pub(crate) fn new(
         value: &str,
@@ -61,6 +67,7 @@ impl Token {
         received: Instant,
         lifetime: Duration,
         schedule: Schedule,
+        identity: ClientIdentity,
     ) -> Option<Self> {
         if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return None;
@@ -89,6 +96,7 @@ impl Token {
             expires_at: received + lifetime,
             stale_at,
             early_at: stale_at - early,
+            identity,
         })))
     }
 
@@ -127,6 +135,19 @@ impl Token {
         self.0.expires_at
     }
 
+    /// The SHA-256 thumbprint of the client certificate presented to the authorization server
+    /// when this token was asked for: for a certificate-bound token, its `cnf.x5t#S256`. After
+    /// the client's identity is renewed, tokens of the old certificate are no longer handed
+    /// out (see [`ReloadableClientIdentity`](super::ReloadableClientIdentity)).
+    pub fn client_thumbprint(&self) -> &CertThumbprint {
+        self.0.identity.thumbprint()
+    }
+
+    /// The identity the token was obtained with.
+    pub(crate) fn identity(&self) -> &ClientIdentity {
+        &self.0.identity
+    }
+
     pub(crate) fn stale_at(&self) -> Instant {
         self.0.stale_at
     }
@@ -146,6 +167,7 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("scheme", &self.0.scheme)
             .field("scope", &self.0.scope)
+            .field("client_thumbprint", self.client_thumbprint())
             .field(
                 "expires_in",
                 &self.0.expires_at.saturating_duration_since(Instant::now()),
@@ -157,6 +179,15 @@ impl fmt::Debug for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identity() -> ClientIdentity {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        ClientIdentity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap()
+    }
 
     const SCHEDULE: Schedule = Schedule {
         margin: Duration::from_secs(30),
@@ -173,6 +204,7 @@ mod tests {
             now,
             Duration::from_secs(300),
             SCHEDULE,
+            identity(),
         )
         .unwrap();
         assert_eq!(token.secret(), "mF_9.B5f-4.1JqM");
@@ -189,6 +221,7 @@ mod tests {
             now,
             Duration::from_secs(300),
             SCHEDULE,
+            identity(),
         )
         .unwrap();
         assert_eq!(
@@ -208,7 +241,8 @@ mod tests {
                     None,
                     now,
                     SCHEDULE.margin,
-                    SCHEDULE
+                    SCHEDULE,
+                    identity()
                 )
                 .is_none(),
                 "{bad:?}"
@@ -227,6 +261,7 @@ mod tests {
                 now,
                 Duration::from_secs(lifetime),
                 SCHEDULE,
+                identity(),
             )
             .unwrap();
             (

@@ -40,6 +40,8 @@ mod client_layer;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod client_resource_url;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod client_rotation;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod client_tokens;
 // Runs examples/client.rs (features aws-lc-rs, client).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
