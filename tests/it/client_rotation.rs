@@ -4,12 +4,15 @@
 //! all over real mutual TLS.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use certbound::client::{
     CallError, ClientIdentity as Identity, ReloadableClientIdentity, ReqwestClient, TokenSource,
 };
 use certbound::reload::{ReloadEvent, Watcher};
+use certbound::BoundTokenLayer;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -57,6 +60,8 @@ struct Setup {
     identity: ReloadableClientIdentity,
     watcher: Watcher,
     tokens: TokenSource,
+    /// `401`s of the resource server so far.
+    refusals: Arc<AtomicUsize>,
     _dir: ScratchDir,
 }
 
@@ -73,7 +78,25 @@ impl Setup {
         keys.extend(renewed["jwks"]["keys"].as_array().expect("keys").clone());
         registration["jwks"]["keys"] = Value::Array(keys);
         let authority = Authority::start(json!([registration]), 300, None).await;
-        let api = authority.resource_server().await;
+        // The resource server, counting its refusals: a token sent over a connection that
+        // presented another certificate than the one it is bound to would be one (and the
+        // client's retry with another token would hide it from the caller).
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&refusals);
+        let layer = BoundTokenLayer::new(authority.validator());
+        let app = whoami_app(layer).layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    let response = next.run(request).await;
+                    if response.status() == 401 {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    response
+                }
+            },
+        ));
+        let api = TestServer::start(any_certificate_tls(&authority.pki), app).await;
         let dir = ScratchDir::new(name);
         let (cert, key) = (dir.0.join("client.pem"), dir.0.join("client.key"));
         install(&cert, &old.cert_pem);
@@ -96,6 +119,7 @@ impl Setup {
             identity,
             watcher,
             tokens,
+            refusals,
             _dir: dir,
         }
     }
@@ -158,6 +182,11 @@ async fn a_renewed_certificate_brings_a_new_token_bound_to_it_over_connections_p
     assert_ne!(after.secret(), before.secret());
     assert_eq!(after.client_thumbprint().to_string(), new);
     assert_eq!(setup.tokens.identity().thumbprint().to_string(), new);
+    assert_eq!(
+        setup.refusals.load(Ordering::SeqCst),
+        0,
+        "no token on a connection of another certificate"
+    );
 }
 
 #[tokio::test]
@@ -195,6 +224,7 @@ async fn a_mismatched_or_unparsable_renewal_is_refused_and_the_old_identity_keep
     let new = setup.new.x5t_s256();
     renewed_to(&setup.identity, &mut events, &new).await;
     assert_eq!(setup.whoami(&client).await, (new.clone(), new));
+    assert_eq!(setup.refusals.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -215,6 +245,7 @@ async fn a_client_made_for_the_old_certificate_sends_nothing_after_a_renewal() {
         .build()
         .expect("request");
     let error = fixed.execute(request).await.expect_err("refused locally");
+    assert_eq!(setup.refusals.load(Ordering::SeqCst), 0, "nothing sent");
     assert!(
         matches!(
             error.downcast_ref::<CallError>(),
