@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --example client -- [--issuer URL | --token-endpoint URL] --client-id ID
 //!     --cert PATH --key PATH [--ca PATH] [--scope S] [--resource URI]... [--dpop [--dpop-key PATH]]
-//!     --url URL [--method M] [--count N] [--interval SECONDS]
+//!     --url URL [--method M] [--count N] [--interval SECONDS] [--reload-interval SECONDS]
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them):
@@ -32,10 +32,19 @@
 //!   --count N                              calls, on one connection (default 1)
 //!   --interval SECONDS                     pause between calls (default 0; lets a token expire
 //!                                          mid-run)
+//!   --reload-interval SECONDS              check --cert and --key for changes this often and
+//!                                          reload them (default 5; 0 = only on SIGHUP); SIGHUP
+//!                                          reloads at once. A renewed certificate gets a new
+//!                                          token, bound to it, used over new connections that
+//!                                          present it; a renewal that does not load (a key not
+//!                                          the certificate's, a half-written file) is refused
+//!                                          with one line on stderr and the identity in use kept
 //! ```
 //!
 //! Prints one line per call: `N STATUS BODY` (the body on one line, at most 1000 characters)
-//! or `N error: WHY`. Never prints a token or a proof. Exit codes: 0 when every call answered
+//! or `N error: WHY`. Never prints a token or a proof. On stderr, one line per reload of
+//! `--cert`/`--key`: `client: --cert/--key reloaded: THUMBPRINT` or `client: --cert/--key not
+//! reloaded (the identity in use is kept): WHY`. Exit codes: 0 when every call answered
 //! 2xx; 1 when a call did not, or no token could be obtained (one line, `no token: WHY`: the
 //! authorization server's RFC 6749 error, or why the resource's metadata is missing or not
 //! usable, in which case nothing was sent to an authorization server nor with a token); 2 for
@@ -48,10 +57,12 @@ mod cli;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use certbound::client::{ClientIdentity, ReqwestClient, TokenSource};
+use certbound::client::{ReloadableClientIdentity, ReqwestClient, TokenSource};
 use certbound::dpop::DpopKey;
+use certbound::reload::Watcher;
 use jsonwebtoken::Algorithm;
 use rustls_pki_types::CertificateDer;
 
@@ -59,6 +70,7 @@ const USAGE: &str = "\
 Usage: client [--issuer URL | --token-endpoint URL] --client-id ID --cert PATH --key PATH
               [--ca PATH] [--scope S] [--resource URI]... [--dpop [--dpop-key PATH]]
               --url URL [--method M] [--count N] [--interval SECONDS]
+              [--reload-interval SECONDS]
 
   --issuer URL | --token-endpoint URL   where to get tokens (discovery from --issuer; with
                                          neither, from --url's RFC 9728 metadata)
@@ -69,6 +81,9 @@ Usage: client [--issuer URL | --token-endpoint URL] --client-id ID --cert PATH -
   --dpop [--dpop-key PATH]               DPoP-bound tokens (key generated when not given)
   --url URL [--method M] [--count N]     call the resource N times (default 1) on one connection
   --interval SECONDS                     pause between calls (default 0)
+  --reload-interval SECONDS              check --cert/--key for changes this often and reload
+                                         them (default 5; 0 = only on SIGHUP; SIGHUP reloads
+                                         at once)
   --help                                 this text
 
 Exit codes: 0 every call answered 2xx; 1 a call did not, or no token; 2 bad flags or files.
@@ -84,7 +99,10 @@ const MAX_BODY_CHARS: usize = 1000;
 /// What the flags say, files read.
 struct Run {
     tokens: TokenSource,
-    http: reqwest::Client,
+    /// Sends each call with a reqwest client made for its token's identity.
+    client: ReqwestClient,
+    identity: ReloadableClientIdentity,
+    reload_interval: Duration,
     method: reqwest::Method,
     url: reqwest::Url,
     count: u64,
@@ -138,6 +156,7 @@ fn configure(args: impl IntoIterator<Item = OsString>) -> Result<Option<Run>, St
             "method",
             "count",
             "interval",
+            "reload-interval",
         ],
         &["dpop"],
     )?
@@ -177,14 +196,22 @@ fn configure(args: impl IntoIterator<Item = OsString>) -> Result<Option<Run>, St
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| format!("--interval {s:?}: not a number of seconds"))?,
     };
+    let reload_interval = match flags.once("reload-interval")? {
+        None => Duration::from_secs(5),
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| format!("--reload-interval {s:?}: not a number of seconds"))?,
+    };
     let dpop = flags.switch("dpop");
     let dpop_key = flags.once("dpop-key")?;
     if dpop_key.is_some() && !dpop {
         return Err("--dpop-key needs --dpop".to_owned());
     }
 
-    let identity =
-        ClientIdentity::from_pem_files(&cert, &key).map_err(|e| format!("--cert/--key: {e}"))?;
+    let identity = ReloadableClientIdentity::from_pem_files(&cert, &key)
+        .map_err(|e| format!("--cert/--key: {e}"))?;
     let roots: Vec<CertificateDer<'static>> = match flags.once("ca")? {
         Some(path) => certbound::tls::load_certs(&path).map_err(|e| format!("--ca: {e}"))?,
         None => Vec::new(),
@@ -221,18 +248,23 @@ fn configure(args: impl IntoIterator<Item = OsString>) -> Result<Option<Run>, St
         tokens = tokens.dpop(key);
     }
     let tokens = tokens.build().map_err(|e| e.to_string())?;
-    let http = identity
-        .reqwest_builder(&roots, roots.is_empty())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        // One connection, kept between calls.
-        .pool_max_idle_per_host(1)
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    // A client per identity: after a renewal, the new token goes over new connections that
+    // present the new certificate.
+    let client = ReqwestClient::per_identity(tokens.clone(), move |identity| {
+        Ok(identity
+            .reqwest_builder(&roots, roots.is_empty())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // One connection, kept between calls.
+            .pool_max_idle_per_host(1)
+            .build()?)
+    })
+    .map_err(|e| format!("HTTP client: {e}"))?;
     Ok(Some(Run {
         tokens,
-        http,
+        client,
+        identity,
+        reload_interval,
         method,
         url,
         count,
@@ -246,14 +278,15 @@ async fn call(run: Run) -> bool {
         println!("no token: {e}");
         return false;
     }
-    let client = ReqwestClient::new(run.http.clone(), run.tokens.clone());
+    let _watcher = watch(&run.identity, run.reload_interval);
+    let client = &run.client;
     let mut all_ok = true;
     for n in 1..=run.count {
         if n > 1 && !run.interval.is_zero() {
             tokio::time::sleep(run.interval).await;
         }
-        let request = match run
-            .http
+        let request = match client
+            .http()
             .request(run.method.clone(), run.url.clone())
             .build()
         {
@@ -281,6 +314,47 @@ async fn call(run: Run) -> bool {
         }
     }
     all_ok
+}
+
+/// Reloads `--cert`/`--key` when they change (every `interval`; zero: only on SIGHUP) and at
+/// once on SIGHUP, with one line on stderr per reload. Stops when the returned watcher drops.
+fn watch(identity: &ReloadableClientIdentity, interval: Duration) -> Arc<Watcher> {
+    let watcher = Arc::new(identity.watch(interval));
+    let mut events = watcher.events();
+    let identity = identity.clone();
+    tokio::spawn(async move {
+        while events.changed().await.is_ok() {
+            let outcome = events.borrow_and_update().outcome.clone();
+            match outcome {
+                Ok(()) => eprintln!(
+                    "client: --cert/--key reloaded: {}",
+                    identity.current().thumbprint()
+                ),
+                Err(e) => {
+                    eprintln!(
+                        "client: --cert/--key not reloaded (the identity in use is kept): {e}"
+                    )
+                }
+            }
+        }
+    });
+    #[cfg(unix)]
+    {
+        let weak = Arc::downgrade(&watcher);
+        if let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let Some(watcher) = weak.upgrade() else {
+                        return;
+                    };
+                    watcher.reload_now();
+                }
+            });
+        }
+    }
+    watcher
 }
 
 /// An error and its sources, on one line.

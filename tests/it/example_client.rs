@@ -94,6 +94,10 @@ async fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
             "--interval",
         ),
         (
+            with(&files.base, &["--url", url, "--reload-interval", "-1"]),
+            "--reload-interval",
+        ),
+        (
             with(&files.base, &["--url", url, "--method", "GE T"]),
             "--method",
         ),
@@ -408,4 +412,118 @@ async fn the_client_given_only_the_apis_url_calls_the_example_resource_server() 
         authority.requested_resources(0),
         [format!("https://{}", server.addr())]
     );
+}
+
+#[tokio::test]
+async fn a_certificate_renewed_mid_run_is_reloaded_and_the_next_calls_present_it_with_a_new_token()
+{
+    // One client, registered with its certificate and the renewal (RFC 8705 §2.2 jwks).
+    let (old, _, mut registration) = self_signed("renewing");
+    let (new, _, renewed) = self_signed("renewing");
+    let mut keys = registration["jwks"]["keys"]
+        .as_array()
+        .expect("keys")
+        .clone();
+    keys.extend(renewed["jwks"]["keys"].as_array().expect("keys").clone());
+    registration["jwks"]["keys"] = serde_json::Value::Array(keys);
+    let authority = Authority::start(json!([registration]), 300, None).await;
+    let files = files(&authority, &old, "renewing", "client-renewing");
+    let (cert, key) = (
+        files.dir.0.join("client.pem"),
+        files.dir.0.join("client.key"),
+    );
+
+    // The client's stderr, line by line.
+    let (lines, stderr_lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr_lines = Arc::new(tokio::sync::Mutex::new(stderr_lines));
+    // The resource server answers the first call only once it has renewed the files (by
+    // rename) and the client has said on stderr that it reloaded them: the next calls are
+    // made after the renewal, whatever the timing.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let renew = {
+        let (calls, stderr_lines) = (Arc::clone(&calls), Arc::clone(&stderr_lines));
+        let (new_cert, new_key) = (new.cert_pem.clone(), new.key_pem.clone());
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let (calls, stderr_lines) = (Arc::clone(&calls), Arc::clone(&stderr_lines));
+            let (cert, key, new_cert, new_key) =
+                (cert.clone(), key.clone(), new_cert.clone(), new_key.clone());
+            async move {
+                let response = next.run(request).await;
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    for (path, contents) in [(&cert, &new_cert), (&key, &new_key)] {
+                        let tmp = path.with_extension("new");
+                        std::fs::write(&tmp, contents).expect("write");
+                        std::fs::rename(&tmp, path).expect("rename");
+                    }
+                    let mut stderr_lines = stderr_lines.lock().await;
+                    let reloaded = tokio::time::timeout(Duration::from_secs(20), async {
+                        while let Some(line) = stderr_lines.recv().await {
+                            if line.starts_with("client: --cert/--key reloaded: ") {
+                                return Some(line);
+                            }
+                        }
+                        None
+                    })
+                    .await;
+                    assert!(
+                        matches!(reloaded, Ok(Some(_))),
+                        "no reload line: {reloaded:?}"
+                    );
+                }
+                response
+            }
+        }
+    };
+    let layer = BoundTokenLayer::new(authority.validator());
+    let app = whoami_app(layer).layer(axum::middleware::from_fn(renew));
+    let api = TestServer::start(any_certificate_tls(&authority.pki), app).await;
+
+    let args = with(
+        &files.base,
+        &[
+            "--url",
+            &api.url("/whoami"),
+            "--count",
+            "3",
+            "--interval",
+            "0.1",
+            "--reload-interval",
+            "0.05",
+        ],
+    );
+    let mut child = std::process::Command::new(example_binary())
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let stderr = child.stderr.take().expect("stderr pipe");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("wait")
+        .expect("client output");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let calls: Vec<&str> = stdout.lines().collect();
+    assert_eq!(calls.len(), 3, "{stdout}");
+    let (old, new) = (old.x5t_s256(), new.x5t_s256());
+    // Bound to the certificate the connection presented, both named in the answer.
+    assert!(calls[0].starts_with("1 200 "), "{stdout}");
+    assert_eq!(calls[0].matches(&old).count(), 2, "{stdout}");
+    for call in &calls[1..] {
+        assert!(call.contains(" 200 "), "{stdout}");
+        assert_eq!(call.matches(&new).count(), 2, "{stdout}");
+        assert!(!call.contains(&old), "{stdout}");
+    }
+    assert_eq!(authority.requests(), 2, "one token per certificate");
 }
