@@ -48,6 +48,14 @@ use crate::error::{BoxError, ConfigError};
 /// extensions: the `error` and the resource's `resource_metadata` URL (RFC 9728 §5.1), which
 /// is not followed (see [`ResourceChallenge`](super::ResourceChallenge)).
 ///
+/// **A renewed identity.** The wrapped client presents one certificate: the identity of the
+/// source when the layer was made. After a
+/// [`ReloadableClientIdentity`](super::ReloadableClientIdentity) renewal, the source's tokens
+/// are bound to the new certificate, and the service sends nothing: its calls fail with
+/// [`CallError::IdentityRenewed`] until the application builds a new client (from
+/// [`TokenSource::identity`]) and layer. A token is never sent over a connection that
+/// presented another certificate than the one it was obtained with.
+///
 /// The service's error is a `Box<dyn Error + Send + Sync>`: the inner client's error, or a
 /// [`CallError`] when no token or proof could be made or a step-up is asked for (downcast to
 /// tell them apart).
@@ -58,7 +66,7 @@ pub struct TokenLayer {
 }
 
 impl TokenLayer {
-    /// Tokens from `source`.
+    /// Tokens from `source`, for a client that presents `source`'s identity as it is now.
     pub fn new(source: TokenSource) -> Self {
         Self {
             attacher: Arc::new(Attacher::new(source, None)),
