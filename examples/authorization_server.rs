@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --example authorization_server -- --listen ADDR --tls-cert PATH --tls-key PATH
-//!     [--client-ca PATH]...  --issuer URL --audience STR --clients PATH
+//!     [--client-ca PATH]... [--crl PATH]... --issuer URL --audience STR --clients PATH
+//!     [--reload-interval SECONDS]
 //! ```
 //!
 //! Flags (`--flag value` or `--flag=value`; `--help` prints them):
@@ -15,6 +16,11 @@
 //!   --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
 //!   --client-ca PATH               optional, repeatable: CAs of tls_client_auth clients. Without
 //!                                  it only self-signed clients can authenticate.
+//!   --crl PATH                     optional, repeatable (needs --client-ca): tls_client_auth
+//!                                  certificates revoked by these CRLs (PEM or DER) are refused
+//!                                  (401 invalid_client). The whole chain is checked; a
+//!                                  certificate whose issuer has no CRL, or whose CRL is past
+//!                                  its nextUpdate, is refused too.
 //!   --issuer URL                   https URL: iss of the tokens, base of the metadata
 //!   --audience STR                 aud of the tokens
 //!   --clients PATH                 JSON array of client registrations (RFC 7591 / RFC 8705
@@ -22,6 +28,9 @@
 //!                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
 //!                                  _san_email, or jwks | jwks_uri; optional scope and
 //!                                  tls_client_certificate_bound_access_tokens)
+//!   --reload-interval SECONDS      check --client-ca, --crl and --clients for changes this
+//!                                  often and reload what changed (default 5; 0 = only on
+//!                                  SIGHUP); SIGHUP reloads at once
 //! ```
 //!
 //! Routes:
@@ -48,8 +57,15 @@
 //! before its subject is matched, so an untrusted or expired certificate is a `401
 //! invalid_client`, never a TLS alert.
 //!
+//! Reloading: a changed `--clients` file (an edit, an atomic rename, a Kubernetes `..data`
+//! symlink swap) replaces the registrations; changed `--client-ca` or `--crl` files replace the
+//! trust anchors and CRLs of `tls_client_auth` clients. Each reload writes one line to stderr
+//! (`reloaded --clients`); a file that cannot be used (not JSON, an invalid registration, no
+//! certificate, an unparsable CRL: half-written files among them) is refused in one line and
+//! the server keeps serving with what it had.
+//!
 //! On start the server prints `listening on https://ADDR`. Ctrl-C or SIGTERM stops it
-//! gracefully. Bad flags or unreadable files: one line on stderr and exit code 2.
+//! gracefully. Bad flags or unreadable files at start: one line on stderr and exit code 2.
 
 #[path = "support/oauth_server.rs"]
 mod oauth_server;
@@ -59,8 +75,9 @@ use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use certbound::authorization_server::{ClientAuthenticator, StaticClients};
+use certbound::authorization_server::{ClientAuthenticator, ReloadableClients};
 use certbound::tls::ServerTls;
 use tokio::sync::oneshot;
 
@@ -68,12 +85,17 @@ use oauth_server::{router, TokenIssuer};
 
 const USAGE: &str = "\
 Usage: authorization_server --listen ADDR --tls-cert PATH --tls-key PATH
-           [--client-ca PATH]...  --issuer URL --audience STR --clients PATH
+           [--client-ca PATH]... [--crl PATH]... --issuer URL --audience STR --clients PATH
+           [--reload-interval SECONDS]
 
   --listen ADDR                  address to listen on, e.g. 127.0.0.1:8443
   --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
   --client-ca PATH               optional, repeatable: CAs of tls_client_auth clients. Without
                                  it only self-signed clients can authenticate.
+  --crl PATH                     optional, repeatable (needs --client-ca): tls_client_auth
+                                 certificates revoked by these CRLs (PEM or DER) are refused.
+                                 Whole chain; no CRL for an issuer or a CRL past nextUpdate:
+                                 refused too.
   --issuer URL                   https URL: iss of the tokens, base of the metadata
   --audience STR                 aud of the tokens
   --clients PATH                 JSON array of client registrations (RFC 7591 / RFC 8705
@@ -81,6 +103,9 @@ Usage: authorization_server --listen ADDR --tls-cert PATH --tls-key PATH
                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
                                  _san_email, or jwks | jwks_uri; optional scope and
                                  tls_client_certificate_bound_access_tokens)
+  --reload-interval SECONDS      check --client-ca, --crl and --clients for changes this often
+                                 and reload what changed (default 5; 0 = only on SIGHUP);
+                                 SIGHUP reloads at once
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
@@ -91,6 +116,8 @@ Routes: POST /token (grant_type=client_credentials, client_id, optional scope; a
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/reloads.rs"]
+mod reloads;
 
 #[derive(Debug)]
 struct Config {
@@ -100,9 +127,11 @@ struct Config {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     client_cas: Vec<PathBuf>,
+    crls: Vec<PathBuf>,
     issuer: String,
     audience: String,
     clients: PathBuf,
+    reload_interval: Duration,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -115,16 +144,18 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
             "tls-cert",
             "tls-key",
             "client-ca",
+            "crl",
             "issuer",
             "audience",
             "clients",
+            "reload-interval",
         ],
         &[],
     )?
     else {
         return Ok(None);
     };
-    // Every flag but --client-ca is required, --listen included.
+    // Every flag but --client-ca, --crl and --reload-interval is required, --listen included.
     let listen_arg = flags.required("listen")?;
     let (listen_arg, listen) = flags.listen(&listen_arg)?;
     let tls_cert = flags.required("tls-cert")?;
@@ -134,6 +165,8 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .into_iter()
         .map(PathBuf::from)
         .collect();
+    let crls: Vec<PathBuf> = flags.all("crl").into_iter().map(PathBuf::from).collect();
+    let reload_interval = reloads::interval(&flags)?;
     let issuer = flags.required("issuer")?;
     let audience = flags.required("audience")?;
     let clients = flags.required("clients")?;
@@ -143,9 +176,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         tls_cert: tls_cert.into(),
         tls_key: tls_key.into(),
         client_cas,
+        crls,
         issuer,
         audience,
         clients: clients.into(),
+        reload_interval,
     }))
 }
 
@@ -161,7 +196,8 @@ fn server_tls(config: &Config) -> Result<std::sync::Arc<rustls::ServerConfig>, S
         .map_err(|e| e.to_string())
 }
 
-/// The chain verifier for `tls_client_auth` clients, from `--client-ca`.
+/// The chain verifier for `tls_client_auth` clients, from `--client-ca` and `--crl`, with
+/// certbound's strict revocation defaults.
 fn authenticator(config: &Config) -> Result<ClientAuthenticator, String> {
     let mut builder = ClientAuthenticator::builder();
     for ca in &config.client_cas {
@@ -169,7 +205,27 @@ fn authenticator(config: &Config) -> Result<ClientAuthenticator, String> {
             .client_ca_pem_file(ca)
             .map_err(|e| format!("--client-ca: {e}"))?;
     }
-    builder.build().map_err(|e| e.to_string())
+    for crl in &config.crls {
+        builder = builder.crl_file(crl).map_err(|e| format!("--crl: {e}"))?;
+    }
+    builder
+        .build()
+        .map_err(|e| format!("--client-ca/--crl: {e}"))
+}
+
+/// The watchers of the files given, each named by its flags for the stderr lines. (The server
+/// TLS material `--tls-cert` / `--tls-key` joins this list once `ServerTls` reloads.)
+fn watchers(
+    config: &Config,
+    authenticator: &ClientAuthenticator,
+    clients: &ReloadableClients,
+) -> Vec<(&'static str, certbound::reload::Watcher)> {
+    let interval = config.reload_interval;
+    let mut watchers = vec![("--clients", clients.watch(interval))];
+    if !config.client_cas.is_empty() {
+        watchers.push(("--client-ca/--crl", authenticator.watch(interval)));
+    }
+    watchers
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -194,7 +250,7 @@ async fn main() -> ExitCode {
         Ok(authenticator) => authenticator,
         Err(message) => return fail(2, message),
     };
-    let clients = match StaticClients::from_json_file(&config.clients) {
+    let clients = match ReloadableClients::from_json_file(&config.clients) {
         Ok(clients) => clients,
         Err(e) => return fail(2, format!("--clients: {e}")),
     };
@@ -202,6 +258,10 @@ async fn main() -> ExitCode {
         Ok(tokens) => tokens,
         Err(e) => return fail(1, format!("cannot generate the signing key: {e}")),
     };
+    reloads::supervise(
+        "authorization_server",
+        watchers(&config, &authenticator, &clients),
+    );
     let app = match router(tokens, clients, authenticator) {
         Ok(app) => app,
         Err(message) => return fail(2, message),

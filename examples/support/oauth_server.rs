@@ -21,8 +21,8 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use certbound::authorization_server::{
-    AuthenticatedClient, AuthorizationServerMetadata, ClientAuthenticator, FormParameters,
-    MtlsClientAuthLayer, SenderConstraints, StaticClients, TokenEndpointDpop,
+    AuthenticatedClient, AuthorizationServerMetadata, ClientAuthenticator, ClientRegistry,
+    FormParameters, MtlsClientAuthLayer, SenderConstraints, TokenEndpointDpop,
 };
 use certbound::dpop::Dpop;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -133,15 +133,15 @@ fn random_bytes() -> [u8; 16] {
 struct AppState {
     tokens: TokenIssuer,
     metadata: Value,
-    clients: StaticClients,
 }
 
 /// The routes. `issuer` must be an https URL without query or fragment (RFC 8414 §2); the
 /// endpoints are announced under its origin. DPoP proofs at the token endpoint are checked
 /// with the defaults of [`Dpop::new`] (one process: an in-memory replay store, no nonces).
+/// `clients`: a `StaticClients`, or a `ReloadableClients` whose file is watched.
 pub(crate) fn router(
     tokens: TokenIssuer,
-    clients: StaticClients,
+    clients: impl ClientRegistry,
     authenticator: ClientAuthenticator,
 ) -> Result<Router, String> {
     router_with_dpop(tokens, clients, authenticator, Dpop::new())
@@ -150,7 +150,7 @@ pub(crate) fn router(
 /// [`router`] with DPoP proofs at the token endpoint checked as `dpop` says (nonces, say).
 pub(crate) fn router_with_dpop(
     tokens: TokenIssuer,
-    clients: StaticClients,
+    clients: impl ClientRegistry,
     authenticator: ClientAuthenticator,
     dpop: Dpop,
 ) -> Result<Router, String> {
@@ -170,11 +170,7 @@ pub(crate) fn router_with_dpop(
         .mtls_token_endpoint(token_endpoint)
         .dpop_signing_alg_values_supported(dpop.signing_alg_values());
     let metadata = serde_json::to_value(metadata).map_err(|e| e.to_string())?;
-    let state = Arc::new(AppState {
-        tokens,
-        metadata,
-        clients: clients.clone(),
-    });
+    let state = Arc::new(AppState { tokens, metadata });
 
     let well_known = "/.well-known/oauth-authorization-server";
     let mut app = Router::new()
@@ -233,11 +229,13 @@ async fn token(
         Some(_) => return oauth_error("unsupported_grant_type", "only client_credentials"),
         None => return oauth_error("invalid_request", "grant_type is required"),
     }
-    // The client's registered `scope` (RFC 7591 §2), if any, bounds what it may ask for.
-    let registered: Option<Vec<&str>> = state
-        .clients
-        .get(client.client_id())
-        .and_then(|c| c.metadata().other.get("scope"))
+    // The client's registered `scope` (RFC 7591 §2), if any, bounds what it may ask for: the
+    // registration it authenticated with (the registry may have been reloaded since).
+    let registered: Option<Vec<&str>> = client
+        .client()
+        .metadata()
+        .other
+        .get("scope")
         .and_then(Value::as_str)
         .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect());
     let scope = match params.get("scope") {

@@ -37,6 +37,15 @@
 //! the [`ClientAuthenticator`] instead. A certificate that is untrusted or expired is then a
 //! `401 invalid_client` at the token endpoint, never a TLS alert.
 //!
+//! # Revocation and rotation
+//! [`ClientAuthenticatorBuilder::crl`] / [`crl_file`](ClientAuthenticatorBuilder::crl_file)
+//! refuse revoked `tls_client_auth` certificates (`401 invalid_client`; whole chain, unknown
+//! status refused and expired CRLs refused by default). The trust anchors and CRLs can be
+//! replaced while serving ([`ClientAuthenticator::replace_trust`], or
+//! [`ClientAuthenticator::watch`] of the files), and so can the client registrations
+//! ([`ReloadableClients`]); a replacement that cannot be used is refused and the material in
+//! use is kept.
+//!
 //! # Issuing bound tokens
 //! [`bind_claims`] (or [`Confirmation`]) adds `cnf: {"x5t#S256": ...}` to the claims of a token
 //! being issued; [`AuthorizationServerMetadata`] announces
@@ -104,6 +113,7 @@
 //! ```
 
 mod authenticator;
+mod authenticator_builder;
 mod client;
 mod dn;
 mod dpop;
@@ -114,8 +124,10 @@ mod jwks_uri;
 mod keys;
 mod metadata;
 mod registry;
+mod reloadable_clients;
 mod service;
 mod subject;
+mod trust;
 
 #[cfg(fuzzing)]
 pub(crate) use {
@@ -123,7 +135,8 @@ pub(crate) use {
     form::{basic_credentials, parse_form, BasicCredentials},
 };
 
-pub use authenticator::{ClientAuthenticator, ClientAuthenticatorBuilder};
+pub use authenticator::ClientAuthenticator;
+pub use authenticator_builder::ClientAuthenticatorBuilder;
 pub use client::{AuthenticatedClient, RegisteredClient};
 pub use dpop::TokenEndpointDpop;
 pub use error::{ClientAuthError, ClientAuthErrorKind};
@@ -133,6 +146,7 @@ pub use metadata::{
     AuthorizationServerMetadata, ClientMetadata, MtlsEndpointAliases, TokenEndpointAuthMethod,
 };
 pub use registry::{ClientRegistry, RegistryError, StaticClients};
+pub use reloadable_clients::ReloadableClients;
 pub use service::{MtlsClientAuth, MtlsClientAuthLayer, ResponseFuture};
 
 #[cfg(feature = "axum")]

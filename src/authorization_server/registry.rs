@@ -56,7 +56,8 @@ where
     }
 }
 
-/// An in-memory registry, e.g. loaded from a JSON file at start-up. Cheap to clone.
+/// An in-memory registry, e.g. loaded from a JSON file at start-up. Cheap to clone. For
+/// registrations that change while serving, see [`ReloadableClients`](super::ReloadableClients).
 ///
 /// ```
 /// use certbound::authorization_server::StaticClients;
@@ -71,7 +72,7 @@ where
 /// assert!(clients.get("a").is_some());
 /// ```
 #[derive(Clone, Default)]
-pub struct StaticClients(Arc<HashMap<String, RegisteredClient>>);
+pub struct StaticClients(pub(super) Arc<HashMap<String, RegisteredClient>>);
 
 impl StaticClients {
     /// Registers `clients`.

@@ -119,6 +119,38 @@ fn bad_flags_and_files_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_line_stderr(&out).contains("/nonexistent/ca.pem"));
 
+    let crl = dir.write(
+        "crl.pem",
+        TestCa::new("authz-example-flags-crl")
+            .crl(&[])
+            .pem()
+            .unwrap(),
+    );
+    for (what, extra, expected) in [
+        (
+            "a reload interval that is no number",
+            vec!["--reload-interval", "soon"],
+            "--reload-interval",
+        ),
+        (
+            "a missing CRL file",
+            vec![
+                "--client-ca",
+                &pem.ca_cert.to_str().unwrap(),
+                "--crl",
+                "/nonexistent/c.crl",
+            ],
+            "/nonexistent/c.crl",
+        ),
+        ("a CRL without a client CA", vec!["--crl", &crl], "--crl"),
+    ] {
+        let mut args = base(&good_clients);
+        args.extend(extra.into_iter().map(str::to_owned));
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        assert!(one_line_stderr(&out).contains(expected), "{what}");
+    }
+
     let mut args = base(&good_clients);
     args[7] = "http://as.test".to_owned();
     let out = run(args);
@@ -421,4 +453,234 @@ async fn issues_bound_tokens_that_the_resource_server_layer_accepts() {
     drop((with_bank, with_own, anonymous));
     #[cfg(unix)]
     assert!(server.terminate().await.success(), "exit after SIGTERM");
+}
+
+/// The example as its own process, its stderr lines read as they come (for the reload lines).
+/// Killed on drop.
+struct Watched {
+    child: std::process::Child,
+    base: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watched {
+    /// Spawns the example with `args` and returns once it is listening.
+    async fn spawn(args: &[&str]) -> Watched {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(example_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the example");
+        let lines = |pipe: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = lines(Box::new(child.stderr.take().expect("stderr")));
+        let first = tokio::task::spawn_blocking(move || {
+            stdout.recv_timeout(std::time::Duration::from_secs(20))
+        })
+        .await
+        .unwrap()
+        .expect("a start line");
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("start line {first:?}"))
+            .to_owned();
+        Watched {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    /// Waits (at most 20 s for each) for a stderr line containing `text` and returns it.
+    async fn stderr_line(&mut self, text: &str) -> String {
+        self.stderr_lines(&[text]).await.remove(0)
+    }
+
+    /// Waits (at most 20 s for each) until stderr said every one of `texts`, in any order;
+    /// the first line containing each.
+    async fn stderr_lines(&mut self, texts: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; texts.len()];
+        let mut seen = Vec::new();
+        while found.iter().any(Option::is_none) {
+            let rx = std::mem::replace(&mut self.stderr, std::sync::mpsc::channel().1);
+            let (rx, line) = tokio::task::spawn_blocking(move || {
+                let line = rx.recv_timeout(std::time::Duration::from_secs(20));
+                (rx, line)
+            })
+            .await
+            .unwrap();
+            self.stderr = rx;
+            let line = line.unwrap_or_else(|_| panic!("no stderr lines {texts:?}: {seen:?}"));
+            for (text, slot) in texts.iter().zip(&mut found) {
+                if slot.is_none() && line.contains(text) {
+                    *slot = Some(line.clone());
+                }
+            }
+            seen.push(line);
+        }
+        found.into_iter().flatten().collect()
+    }
+
+    #[cfg(unix)]
+    fn hangup(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces `path` by an atomic rename of a file written beside it.
+fn replace_file(path: &str, contents: impl AsRef<[u8]>) {
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, contents).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn registration(id: &str) -> Value {
+    json!({"client_id": id, "token_endpoint_auth_method": "tls_client_auth",
+           "tls_client_auth_subject_dn": format!("CN={id}")})
+}
+
+#[tokio::test]
+async fn the_example_reloads_its_clients_file_when_it_changes_and_keeps_serving_after_a_broken_one()
+{
+    let dir = ScratchDir::new("reload-clients");
+    let pki = Pki::new("authz-example-reload-server-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("PEM files");
+    let client_ca = TestCa::new("authz-example-reload-client-ca");
+    let ca_path = dir.write("client-ca.pem", client_ca.pem());
+    let first = client_ca.issue_serial(1, "first");
+    let second = client_ca.issue_serial(2, "second");
+    let clients = dir.write("clients.json", json!([registration("first")]).to_string());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let issuer = format!("https://{listen}");
+    let mut server = Watched::spawn(&[
+        "--listen",
+        &listen,
+        "--tls-cert",
+        pem.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pem.server_key.to_str().unwrap(),
+        "--client-ca",
+        &ca_path,
+        "--issuer",
+        &issuer,
+        "--audience",
+        AUDIENCE,
+        "--clients",
+        &clients,
+        "--reload-interval",
+        "1",
+    ])
+    .await;
+    let token_url = format!("{}/token", server.base);
+    let ca = pki.ca_der();
+    let status_as = |identity: &ClientIdentity, id: &str| {
+        let client = https_client(&ca, Some(identity));
+        let url = token_url.clone();
+        let body = format!("grant_type=client_credentials&client_id={id}");
+        async move { token_request(&client, &url, &body).await.0 }
+    };
+    assert_eq!(status_as(&first, "first").await, 200);
+    assert_eq!(status_as(&second, "second").await, 401);
+
+    let both = json!([registration("first"), registration("second")]).to_string();
+    replace_file(&clients, &both);
+    server.stderr_line("reloaded --clients").await;
+    assert_eq!(
+        status_as(&second, "second").await,
+        200,
+        "registered while serving"
+    );
+
+    replace_file(&clients, &both[..both.len() / 2]);
+    let line = server.stderr_line("--clients").await;
+    assert!(line.contains("refused"), "{line}");
+    assert_eq!(status_as(&first, "first").await, 200, "after a broken file");
+    assert_eq!(
+        status_as(&second, "second").await,
+        200,
+        "after a broken file"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_clients_and_the_crl_of_the_example_at_once() {
+    let dir = ScratchDir::new("reload-sighup");
+    let pki = Pki::new("authz-example-sighup-server-ca");
+    let pem = pki.write_pem_files(&dir.0).expect("PEM files");
+    let client_ca = TestCa::new("authz-example-sighup-client-ca");
+    let ca_path = dir.write("client-ca.pem", client_ca.pem());
+    let crl_path = dir.write("client-ca.crl", client_ca.crl(&[]).pem().unwrap());
+    let first = client_ca.issue_serial(1, "first");
+    let second = client_ca.issue_serial(2, "second");
+    let clients = dir.write("clients.json", json!([registration("first")]).to_string());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let issuer = format!("https://{listen}");
+    let mut server = Watched::spawn(&[
+        "--listen",
+        &listen,
+        "--tls-cert",
+        pem.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pem.server_key.to_str().unwrap(),
+        "--client-ca",
+        &ca_path,
+        "--crl",
+        &crl_path,
+        "--issuer",
+        &issuer,
+        "--audience",
+        AUDIENCE,
+        "--clients",
+        &clients,
+        // Only on SIGHUP.
+        "--reload-interval",
+        "0",
+    ])
+    .await;
+    let token_url = format!("{}/token", server.base);
+    let ca = pki.ca_der();
+    let status_as = |identity: &ClientIdentity, id: &str| {
+        let client = https_client(&ca, Some(identity));
+        let url = token_url.clone();
+        let body = format!("grant_type=client_credentials&client_id={id}");
+        async move { token_request(&client, &url, &body).await.0 }
+    };
+    assert_eq!(status_as(&first, "first").await, 200);
+
+    // first's certificate revoked, second registered; then SIGHUP.
+    replace_file(&crl_path, client_ca.crl(&[1]).pem().unwrap());
+    replace_file(
+        &clients,
+        json!([registration("first"), registration("second")]).to_string(),
+    );
+    server.hangup();
+    server
+        .stderr_lines(&["reloaded --clients", "reloaded --client-ca/--crl"])
+        .await;
+    assert_eq!(status_as(&first, "first").await, 401, "revoked");
+    assert_eq!(status_as(&second, "second").await, 200, "registered");
 }

@@ -1,28 +1,49 @@
 //! Support for the authorization-server tests: a CA that can also issue certificates whose
-//! subject rcgen cannot express (multi-valued RDNs, repeated attribute types), and a token
-//! endpoint behind `MtlsClientAuthLayer`, served over real TLS.
+//! subject rcgen cannot express (multi-valued RDNs, repeated attribute types), intermediate CAs
+//! and CRLs, and a token endpoint behind `MtlsClientAuthLayer`, served over real TLS.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::post;
 use axum::{Json, Router};
 use certbound::authorization_server::{
-    AuthenticatedClient, ClientAuthenticator, FormParameters, MtlsClientAuthLayer, StaticClients,
+    AuthenticatedClient, ClientAuthenticator, ClientRegistry, FormParameters, MtlsClientAuthLayer,
+    StaticClients,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SigningKey as _, PKCS_ECDSA_P256_SHA256,
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationList,
+    CertificateRevocationListParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    SigningKey as _, PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 
 use crate::common::{any_certificate_tls, https_client, init, ClientIdentity, Pki, TestServer};
 
-/// A CA of its own (rcgen, P-256), keeping its key to re-sign patched certificates.
+/// A CA of its own (rcgen, P-256), keeping its key to re-sign patched certificates and sign
+/// CRLs.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     key: KeyPair,
     cert: rcgen::Certificate,
+    /// What a client certificate it issues is sent with: this CA and those above it, when it
+    /// is an intermediate (the root is never sent).
+    chain_tail: Vec<CertificateDer<'static>>,
+}
+
+fn ca_params(name: &str, serial: u64) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(SerialNumber::from(serial));
+    params
 }
 
 impl TestCa {
@@ -30,20 +51,81 @@ impl TestCa {
         init();
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
         let copy = KeyPair::try_from(key.serialize_der().as_slice()).expect("CA key copy");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let params = ca_params(name, 1);
         let cert = params.self_signed(&key).expect("self-sign CA");
         TestCa {
             issuer: Issuer::new(params, copy),
             key,
             cert,
+            chain_tail: Vec::new(),
         }
+    }
+
+    /// An intermediate CA named `name`, with serial number `serial`, issued by this CA. The
+    /// identities it issues carry it in their chain.
+    pub fn intermediate(&self, name: &str, serial: u64) -> TestCa {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
+        let copy = KeyPair::try_from(key.serialize_der().as_slice()).expect("CA key copy");
+        let params = ca_params(name, serial);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign intermediate");
+        let mut chain_tail = vec![cert.der().clone()];
+        chain_tail.extend(self.chain_tail.iter().cloned());
+        TestCa {
+            issuer: Issuer::new(params, copy),
+            key,
+            cert,
+            chain_tail,
+        }
+    }
+
+    /// A client certificate with serial number `serial` and subject `CN=cn`.
+    pub fn issue_serial(&self, serial: u64, cn: &str) -> ClientIdentity {
+        let cn = cn.to_owned();
+        self.issue(move |p| {
+            p.serial_number = Some(SerialNumber::from(serial));
+            p.distinguished_name.push(DnType::CommonName, cn);
+        })
+    }
+
+    /// A current CRL (issued last year, next update next year) revoking `serials`.
+    pub fn crl(&self, serials: &[u64]) -> CertificateRevocationList {
+        let year = this_year();
+        self.crl_between(serials, year - 1, year + 1)
+    }
+
+    /// A CRL past its nextUpdate (2000 to 2001) revoking `serials`.
+    pub fn expired_crl(&self, serials: &[u64]) -> CertificateRevocationList {
+        self.crl_between(serials, 2000, 2001)
+    }
+
+    /// A CRL issued on 1 January `this_update`, next update on 1 January `next_update`.
+    fn crl_between(
+        &self,
+        serials: &[u64],
+        this_update: i32,
+        next_update: i32,
+    ) -> CertificateRevocationList {
+        let this_update = date_time_ymd(this_update, 1, 1);
+        CertificateRevocationListParams {
+            this_update,
+            next_update: date_time_ymd(next_update, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: this_update,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .expect("sign CRL")
     }
 
     pub fn der(&self) -> CertificateDer<'static> {
@@ -65,8 +147,10 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign client cert");
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain_tail.iter().cloned());
         ClientIdentity {
-            chain: vec![cert.der().clone()],
+            chain,
             key_pkcs8: key.serialize_der(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -184,7 +268,7 @@ pub const UTF8: u8 = 0x0c;
 pub const PRINTABLE: u8 = 0x13;
 
 /// A token endpoint: `POST /token` behind the layer, answering with what the layer found.
-pub fn token_app(clients: StaticClients, authenticator: ClientAuthenticator) -> Router {
+pub fn token_app(clients: impl ClientRegistry, authenticator: ClientAuthenticator) -> Router {
     Router::new()
         .route(
             "/token",

@@ -34,6 +34,9 @@ mod whoami;
 
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod authz_client_auth;
+// Revocation, rotation and registrations replaced while serving.
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod authz_reload;
 // The calling side, against the example authorization server's routes in-process.
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod client_layer;
