@@ -108,6 +108,10 @@ mod serve_panics;
 mod step_up;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod support_selftest;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod tls_crl;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod tls_reload;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod tonic;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tracing"))]
