@@ -50,7 +50,9 @@ pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
 pub use redis_server::RedisServer;
 #[cfg(unix)]
 pub use rotation::KubeSecretDir;
-pub use rotation::{expect_refused, expect_served, replace_atomically, scratch};
+pub use rotation::{
+    expect_refused, expect_served, raw_tls_client, replace_atomically, scratch, HeldConnection,
+};
 pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,
