@@ -282,6 +282,7 @@ fn reload_and_crl_flags_are_checked_and_listed() {
         "--jwks-file",
         &jwks_file,
     ];
+    #[cfg_attr(not(feature = "tonic"), allow(unused_mut))]
     let mut binaries = vec![crate::example_resource_server::example_binary()];
     #[cfg(feature = "tonic")]
     binaries.push(crate::example_tonic_server::example_binary());
