@@ -47,6 +47,15 @@
 //!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
 //!                                  CAs. Without it, any client certificate (self-signed too) is
 //!                                  accepted at the TLS layer; key possession is still proven.
+//!   --crl PATH                     repeatable: client certificates revoked by these CRLs (PEM or
+//!                                  DER) are refused during the TLS handshake (needs --client-ca;
+//!                                  every CA of a client chain needs its CRL, and an expired CRL
+//!                                  refuses the certificates it covers)
+//!   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
+//!                                  --dpop-nonce-key-file for changes this often and reload what
+//!                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
+//!                                  A failed reload keeps the previous material and writes one line
+//!                                  on stderr; connections already open keep theirs.
 //!   --issuer URL                   may be given several times: tokens from each issuer are
 //!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
 //!                                  issuer. A token from any other issuer is refused (401) without
@@ -151,7 +160,7 @@ use std::time::Duration;
 use axum::Router;
 use certbound::dpop::Dpop;
 use certbound::forwarded::IpRange;
-use certbound::tls::{load_certs, ServerTls};
+use certbound::tls::{load_certs, ReloadableServerTls, ServerTls};
 use certbound::{
     BoundTokenLayer, ForwardedCertFormat, ForwardedCertLayer, IntrospectionValidator, Issuers,
     RequireStepUpLayer, ResourceMetadata, ValidateToken,
@@ -167,6 +176,15 @@ Usage: resource_server [FLAGS]
   --client-ca PATH               optional, repeatable: client chains must verify to one of these
                                  CAs. Without it, any client certificate (self-signed too) is
                                  accepted at the TLS layer; key possession is still proven.
+  --crl PATH                     repeatable: client certificates revoked by these CRLs (PEM or
+                                 DER) are refused during the TLS handshake (needs --client-ca;
+                                 every CA of a client chain needs its CRL, and an expired CRL
+                                 refuses the certificates it covers)
+  --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
+                                 --dpop-nonce-key-file for changes this often and reload what
+                                 changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
+                                 A failed reload keeps the previous material and writes one line
+                                 on stderr; connections already open keep theirs.
   --issuer URL                   may be given several times: tokens from each issuer are
                                  accepted; keys come from RFC 8414 / OpenID discovery of each
                                  issuer. A token from any other issuer is refused (401) without
@@ -228,6 +246,8 @@ mod cli;
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/reload.rs"]
+mod reload;
 #[path = "support/routes.rs"]
 mod routes;
 
@@ -269,6 +289,8 @@ struct Config {
     public_url: Option<String>,
     /// `Some` with `--dpop`.
     dpop: Option<dpop::DpopFlags>,
+    /// `--reload-interval`, `--crl`.
+    reload: reload::ReloadFlags,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -301,7 +323,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "step-up-acr",
         "step-up-max-age",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &reload::VALUE_FLAGS].concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -341,6 +363,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .transpose()?;
     let public_url = flags.once("public-url")?;
     let dpop = dpop::DpopFlags::from_flags(&flags, true)?;
+    let reload = reload::ReloadFlags::from_flags(&flags, !client_cas.is_empty())?;
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
@@ -447,11 +470,12 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         step_up,
         public_url,
         dpop,
+        reload,
     }))
 }
 
-/// The server's rustls configuration from the flags.
-fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+/// The server's rustls configuration from the flags, reloadable.
+fn server_tls(config: &Config) -> Result<Option<ReloadableServerTls>, String> {
     let Some((cert, key)) = &config.tls else {
         return Ok(None);
     };
@@ -465,10 +489,10 @@ fn server_tls(config: &Config) -> Result<Option<std::sync::Arc<rustls::ServerCon
     }
     // Optional at the TLS layer (but requested, and verified when presented), so that /healthz
     // and DPoP clients need none; BoundTokenLayer rejects certificate-bound tokens without one.
-    tls.client_certificate_optional()
-        .build()
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let tls = config
+        .reload
+        .reloadable(tls.client_certificate_optional())?;
+    Ok(Some(tls))
 }
 
 /// Extra trust anchors for https to the authorization server (`--upstream-ca`).
@@ -647,6 +671,10 @@ async fn main() -> ExitCode {
         Ok(addr) => addr,
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
+    if let Some(tls) = &tls {
+        let watcher = tls.watch(config.reload.interval);
+        reload::supervise("resource_server", vec![("server TLS", watcher)]);
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
 

@@ -30,10 +30,18 @@
 //!   --listen ADDR                  (default 127.0.0.1:50051)
 //!   --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
 //!   --client-ca PATH               optional, repeatable: client chains must verify to one of these
-//!                                  CAs (served with tonic's own TLS). Without it, any client
-//!                                  certificate (self-signed too, RFC 8705 §6.2) is accepted at
-//!                                  the TLS layer (served with certbound::serve); key possession
-//!                                  is still proven.
+//!                                  CAs. Without it, any client certificate (self-signed too,
+//!                                  RFC 8705 §6.2) is accepted at the TLS layer; key possession is
+//!                                  still proven.
+//!   --crl PATH                     repeatable: client certificates revoked by these CRLs (PEM or
+//!                                  DER) are refused during the TLS handshake (needs --client-ca;
+//!                                  every CA of a client chain needs its CRL, and an expired CRL
+//!                                  refuses the certificates it covers)
+//!   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
+//!                                  --dpop-nonce-key-file for changes this often and reload what
+//!                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
+//!                                  A failed reload keeps the previous material and writes one line
+//!                                  on stderr; connections already open keep theirs.
 //!   --issuer URL                   may be given several times: tokens from each issuer are
 //!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
 //!                                  issuer. A token from any other issuer is refused
@@ -78,14 +86,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use certbound::tls::{load_certs, load_private_key, ServerTls};
+use certbound::tls::{load_certs, ReloadableServerTls, ServerTls};
 use certbound::{BoundTokenLayer, Issuers, JwtValidator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tower_layer::Layer as _;
 use whoami::WhoamiServer;
 
@@ -95,10 +100,18 @@ Usage: tonic_server [FLAGS]
   --listen ADDR                  (default 127.0.0.1:50051)
   --tls-cert PATH --tls-key PATH server certificate chain and key (PEM)
   --client-ca PATH               optional, repeatable: client chains must verify to one of these
-                                 CAs (served with tonic's own TLS). Without it, any client
-                                 certificate (self-signed too, RFC 8705 §6.2) is accepted at
-                                 the TLS layer (served with certbound::serve); key possession
-                                 is still proven.
+                                 CAs. Without it, any client certificate (self-signed too,
+                                 RFC 8705 §6.2) is accepted at the TLS layer; key possession is
+                                 still proven.
+  --crl PATH                     repeatable: client certificates revoked by these CRLs (PEM or
+                                 DER) are refused during the TLS handshake (needs --client-ca;
+                                 every CA of a client chain needs its CRL, and an expired CRL
+                                 refuses the certificates it covers)
+  --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
+                                 --dpop-nonce-key-file for changes this often and reload what
+                                 changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
+                                 A failed reload keeps the previous material and writes one line
+                                 on stderr; connections already open keep theirs.
   --issuer URL                   may be given several times: tokens from each issuer are
                                  accepted; keys come from RFC 8414 / OpenID discovery of each
                                  issuer. A token from any other issuer is refused
@@ -135,6 +148,8 @@ mod cli;
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/reload.rs"]
+mod reload;
 
 #[derive(Debug)]
 struct Config {
@@ -150,6 +165,8 @@ struct Config {
     allow_unbound: bool,
     /// `Some` with `--dpop`.
     dpop: Option<dpop::DpopFlags>,
+    /// `--reload-interval`, `--crl`.
+    reload: reload::ReloadFlags,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -166,7 +183,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "jwks-file",
         "upstream-ca",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &reload::VALUE_FLAGS].concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -192,6 +209,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
     let dpop = dpop::DpopFlags::from_flags(&flags, false)?;
+    let reload = reload::ReloadFlags::from_flags(&flags, !client_cas.is_empty())?;
 
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
@@ -214,56 +232,27 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         upstream_cas,
         allow_unbound,
         dpop,
+        reload,
     }))
 }
 
-/// Who terminates TLS.
-enum Tls {
-    /// tonic's own TLS, client chains verified against the `--client-ca` roots.
-    Tonic(ServerTlsConfig),
-    /// certbound's acceptor, any client certificate (RFC 8705 §6.2).
-    Certbound(Arc<rustls::ServerConfig>),
-}
-
-fn read(path: &PathBuf, flag: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("--{flag}: cannot read {}: {e}", path.display()))
-}
-
-/// The TLS setup from the flags. The PEM files are parsed here, so that a bad file is reported
-/// at start-up with its path.
-fn server_tls(config: &Config) -> Result<Tls, String> {
+/// The TLS setup from the flags: certbound's acceptor, reloadable. The PEM files are parsed
+/// here, so that a bad file is reported at start-up with its path.
+fn server_tls(config: &Config) -> Result<ReloadableServerTls, String> {
+    let mut tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
+        .map_err(|e| e.to_string())?
+        .any_client_certificate();
+    for ca in &config.client_cas {
+        tls = tls
+            .client_ca_pem_file(ca)
+            .map_err(|e| format!("--client-ca: {e}"))?;
+    }
     // With DPoP, clients without a certificate are let in (it is still requested, and checked
     // when presented); the layer refuses certificate-bound tokens on their connections.
-    let certificate_optional = config.dpop.is_some();
-    if config.client_cas.is_empty() {
-        let mut tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
-            .map_err(|e| e.to_string())?
-            .any_client_certificate();
-        if certificate_optional {
-            tls = tls.client_certificate_optional();
-        }
-        let tls = tls.build().map_err(|e| e.to_string())?;
-        return Ok(Tls::Certbound(tls));
+    if config.dpop.is_some() {
+        tls = tls.client_certificate_optional();
     }
-    load_certs(&config.tls_cert).map_err(|e| format!("--tls-cert: {e}"))?;
-    load_private_key(&config.tls_key).map_err(|e| format!("--tls-key: {e}"))?;
-    let identity = Identity::from_pem(
-        read(&config.tls_cert, "tls-cert")?,
-        read(&config.tls_key, "tls-key")?,
-    );
-    // tonic takes one PEM bundle of roots.
-    let mut roots = Vec::new();
-    for ca in &config.client_cas {
-        load_certs(ca).map_err(|e| format!("--client-ca: {e}"))?;
-        roots.extend(read(ca, "client-ca")?);
-        roots.push(b'\n');
-    }
-    Ok(Tls::Tonic(
-        ServerTlsConfig::new()
-            .identity(identity)
-            .client_ca_root(Certificate::from_pem(roots))
-            .client_auth_optional(certificate_optional),
-    ))
+    config.reload.reloadable(tls)
 }
 
 /// One JWT validator per trusted issuer, from the flags.
@@ -283,48 +272,26 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// The server, serving until `stopped` completes.
 fn server(
-    tls: Tls,
+    tls: ReloadableServerTls,
     layer: BoundTokenLayer<Issuers>,
     listener: TcpListener,
     stopped: oneshot::Receiver<()>,
-) -> Result<ServerFuture, String> {
+) -> ServerFuture {
     let stopped = async {
         let _ = stopped.await;
     };
-    match tls {
-        Tls::Tonic(tls) => {
-            // The layer reads the client certificate from tonic's TlsConnectInfo.
-            let router = Server::builder()
-                .tls_config(tls)
-                .map_err(|e| format!("TLS configuration: {e}"))?
-                .layer(layer)
-                .add_service(WhoamiServer);
-            let incoming = TcpIncoming::from(listener);
-            Ok(Box::pin(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stopped)
-                    .await
-                    .map_err(|e| e.to_string())
-            }))
-        }
-        Tls::Certbound(tls) => {
-            // certbound's acceptor puts the client certificate into every request.
-            let service = layer.layer(WhoamiServer);
-            Ok(Box::pin(async move {
-                certbound::serve(listener, tls, service)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                    .map_err(|e| e.to_string())
-            }))
-        }
-    }
+    // certbound's acceptor puts the client certificate into every request.
+    let service = layer.layer(WhoamiServer);
+    Box::pin(async move {
+        certbound::serve(listener, tls, service)
+            .with_graceful_shutdown(stopped)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // tonic's TLS takes rustls' process-wide provider; this binary may have two compiled in.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-
     let config = match parse_args(std::env::args_os().skip(1)) {
         Ok(Some(config)) => config,
         Ok(None) => {
@@ -380,10 +347,9 @@ async fn main() -> ExitCode {
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = match server(tls, layer, listener, stopped) {
-        Ok(server) => server,
-        Err(message) => return fail(2, message),
-    };
+    let server = server(tls.clone(), layer, listener, stopped);
+    let watcher = tls.watch(config.reload.interval);
+    reload::supervise("tonic_server", vec![("server TLS", watcher)]);
     println!("listening on https://{addr}");
 
     cli::run_until_signal("tonic_server", server, stop).await

@@ -90,7 +90,6 @@
 mod error;
 #[allow(dead_code)] // Until every call site records (this change, in steps).
 mod metrics;
-#[allow(dead_code)]
 pub mod reload;
 mod support;
 

@@ -91,6 +91,7 @@ pub(crate) trait Reload: Send + Sync + 'static {
     /// Reads the files and puts the new material in use, or leaves the old one and says why.
     fn reload(&self) -> Result<(), ConfigError>;
     /// What to name in log lines ("server TLS", "DPoP nonce key").
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // Only logs name it.
     fn what(&self) -> &'static str;
 }
 

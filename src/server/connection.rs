@@ -25,9 +25,12 @@ use super::linger::{linger, Bounds, Transport, Watched};
 use super::panics::CatchPanic;
 use super::BoxError;
 use crate::certificate::{ClientCertificate, ConnectionInfo};
+use crate::metrics::{self, CertificateRefusal, Handshake};
+use crate::tls::TlsSource;
 
 pub(super) struct Connection<S> {
-    pub(super) acceptor: Option<TlsAcceptor>,
+    /// `None`: plain TCP.
+    pub(super) tls: Option<TlsSource>,
     pub(super) protocols: Arc<Protocols>,
     pub(super) service: S,
     pub(super) handshake_timeout: Duration,
@@ -50,23 +53,37 @@ impl<S> Connection<S> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let Some(acceptor) = &self.acceptor else {
+        let _open = Open::new();
+        let Some(source) = &self.tls else {
             let info = ConnectionInfo::plain(self.remote_addr);
             return self.serve_http(Protocol::Sniff, tcp, info).await;
         };
+        // The configuration current now: a reload after this applies to the next connection.
+        let acceptor = TlsAcceptor::from(source.current());
         let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(_e)) => {
+            Ok(Err(e)) => {
+                metrics::tls_handshake(Handshake::Failed);
+                // tokio-rustls reports rustls' error as the io::Error's inner error.
+                if let Some(refusal) = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .and_then(CertificateRefusal::of)
+                {
+                    metrics::client_certificate_refused(refusal);
+                }
                 #[cfg(feature = "tracing")]
-                tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %_e, "TLS handshake failed");
+                tracing::debug!(target: "certbound", remote = %self.remote_addr, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                metrics::tls_handshake(Handshake::Timeout);
                 #[cfg(feature = "tracing")]
                 tracing::debug!(target: "certbound", remote = %self.remote_addr, "TLS handshake timed out");
                 return;
             }
         };
+        metrics::tls_handshake(Handshake::Ok);
         let (_, session) = tls.get_ref();
         // RFC 8705 §3: the thumbprint is computed here, once for the whole connection.
         let client_certificate = session.peer_certificates().and_then(|chain| {
@@ -132,6 +149,22 @@ impl<S> Connection<S> {
             // The task still holds its slot among `max_connections` meanwhile.
             linger(io, seen, self.lingering, &mut stop).await;
         }
+    }
+}
+
+/// Counts the connection in `certbound_connections_open` for as long as it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::connection_opened();
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::connection_closed();
     }
 }
 

@@ -14,11 +14,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use connection::Connection;
 use limits::{Limits, Protocols, MAX_CONNECTIONS_LIMIT};
+
+use crate::tls::TlsSource;
 
 mod connection;
 mod limits;
@@ -51,6 +52,16 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// connection has finished. `Serve` is [`IntoFuture`]: to run it in the background, spawn
 /// `serve(..).into_future()`.
 ///
+/// `tls` is an `Arc<rustls::ServerConfig>` (e.g. from [`ServerTls::build`](crate::tls::ServerTls::build))
+/// or a [`ReloadableServerTls`](crate::tls::ReloadableServerTls): each connection then takes
+/// the configuration current when it is accepted, so replaced certificates, client CAs and CRLs
+/// apply to new handshakes while open connections keep theirs.
+///
+/// With the `metrics` feature, handshakes count in
+/// `certbound_tls_handshakes_total{result="ok"|"failed"|"timeout"}` (and a refused client
+/// certificate in `certbound_tls_client_certificates_refused_total{reason}`), and
+/// `certbound_connections_open` is the number of connections open (handshakes included).
+///
 /// # Example
 /// ```no_run
 /// # async fn run(tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
@@ -63,10 +74,10 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 ///     .await
 /// # }
 /// ```
-pub fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: S) -> Serve<S> {
+pub fn serve<S>(listener: TcpListener, tls: impl Into<TlsSource>, service: S) -> Serve<S> {
     Serve {
         listener,
-        tls: Some(tls),
+        tls: Some(tls.into()),
         service,
         limits: Limits::default(),
         signal: std::future::pending(),
@@ -95,7 +106,7 @@ pub fn serve_plain<S>(listener: TcpListener, service: S) -> Serve<S> {
 pub struct Serve<S, F = std::future::Pending<()>> {
     listener: TcpListener,
     /// `None`: plain TCP.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<TlsSource>,
     service: S,
     limits: Limits,
     signal: F,
@@ -230,7 +241,6 @@ where
                 limits,
                 signal,
             } = self;
-            let acceptor = tls.map(TlsAcceptor::from);
             let protocols = Arc::new(Protocols::new(&limits));
             let slots = Arc::new(Semaphore::new(limits.max_connections));
             let (stop, stopped) = watch::channel(false);
@@ -258,7 +268,7 @@ where
                 };
                 let _ = tcp.set_nodelay(true);
                 let connection = Connection {
-                    acceptor: acceptor.clone(),
+                    tls: tls.clone(),
                     protocols: Arc::clone(&protocols),
                     service: service.clone(),
                     handshake_timeout: limits.handshake_timeout,

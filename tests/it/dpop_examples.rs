@@ -606,7 +606,7 @@ mod tonic_server {
     #[tokio::test]
     async fn the_tonic_example_serves_dpop_proofs_from_an_interceptor_and_refuses_bad_ones() {
         let fx = Fixture::new("tonic");
-        // With --client-ca: tonic's own TLS, the client certificate optional.
+        // With --client-ca: chains verified, the client certificate optional.
         let server = start(&fx.args(&["--dpop"])).await;
         let ca_pem = fx.pki.ca_pem();
         let channel = channel_without_certificate(server.addr(), &ca_pem).await;

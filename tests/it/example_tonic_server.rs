@@ -210,7 +210,7 @@ fn bad_flags_and_unreadable_files_exit_2_with_one_line() {
 }
 
 #[tokio::test]
-async fn jwks_file_with_client_ca_serves_through_tonics_tls() {
+async fn jwks_file_with_client_ca_serves_clients_of_that_ca_only() {
     let dir = ScratchDir::new("tonic-file");
     let pki = Pki::new("tonic-example-ca");
     let pem = pki.write_pem_files(&dir.0).expect("write PEM files");

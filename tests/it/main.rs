@@ -113,6 +113,18 @@ mod serve_panics;
 mod step_up;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
 mod support_selftest;
+// Runs examples/resource_server.rs and examples/tonic_server.rs with their TLS files swapped.
+#[cfg(all(
+    unix,
+    feature = "aws-lc-rs",
+    feature = "axum",
+    feature = "introspection"
+))]
+mod example_reload;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod tls_crl;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum"))]
+mod tls_reload;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tonic"))]
 mod tonic;
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "tracing"))]

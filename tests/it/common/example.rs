@@ -115,6 +115,8 @@ pub fn run_to_exit(binary: &Path, args: &[&str]) -> Output {
 /// process behind.
 pub struct ExampleProcess {
     child: Child,
+    /// Its stderr lines, when captured ([`ExampleProcess::spawn_capturing_stderr`]).
+    stderr: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
     /// `scheme://addr` from the start line.
     base: String,
     addr: SocketAddr,
@@ -126,15 +128,38 @@ impl ExampleProcess {
     /// then, so connections are accepted. The wait runs off the test's runtime, which may be
     /// serving an endpoint the example contacts at start.
     pub async fn spawn(binary: &Path, args: &[&str]) -> ExampleProcess {
+        Self::spawn_with(binary, args, false).await
+    }
+
+    /// Like [`ExampleProcess::spawn`], keeping the lines the example writes on stderr for
+    /// [`ExampleProcess::next_stderr_line`].
+    pub async fn spawn_capturing_stderr(binary: &Path, args: &[&str]) -> ExampleProcess {
+        Self::spawn_with(binary, args, true).await
+    }
+
+    async fn spawn_with(binary: &Path, args: &[&str], capture: bool) -> ExampleProcess {
         let name = binary.file_name().map(|n| n.to_string_lossy().into_owned());
         let name = name.unwrap_or_default();
         let mut child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stderr = child.stderr.take().map(|pipe| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        });
         let (tx, stdout) = mpsc::channel();
         let pipe = child.stdout.take().expect("stdout pipe");
         // Reads stdout to its end, so that the example never blocks on a full pipe; only the
@@ -160,7 +185,37 @@ impl ExampleProcess {
             .split_once("://")
             .and_then(|(_, addr)| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line {first:?}"));
-        ExampleProcess { child, base, addr }
+        ExampleProcess {
+            child,
+            stderr,
+            base,
+            addr,
+        }
+    }
+
+    /// The next line the example writes on stderr (waits at most 20 s).
+    pub async fn next_stderr_line(&mut self) -> String {
+        let stderr = self.stderr.as_mut().expect("stderr captured");
+        tokio::time::timeout(Duration::from_secs(20), stderr.recv())
+            .await
+            .expect("a stderr line in time")
+            .expect("stderr open")
+    }
+
+    /// The stderr lines written so far and not yet read.
+    pub fn stderr_lines_so_far(&mut self) -> Vec<String> {
+        let stderr = self.stderr.as_mut().expect("stderr captured");
+        std::iter::from_fn(|| stderr.try_recv().ok()).collect()
+    }
+
+    /// Sends the signal `name` (`HUP`, …) to the process.
+    #[cfg(unix)]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// The address it listens on.

@@ -20,6 +20,7 @@ mod pki;
 mod proxy;
 #[cfg(feature = "redis")]
 mod redis_server;
+mod rotation;
 mod server;
 mod tokens;
 
@@ -47,6 +48,11 @@ pub use pki::{ClientIdentity, Pki};
 pub use proxy::{free_port, Proxy, ProxyKind, PROXY_SOURCE};
 #[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
+#[cfg(unix)]
+pub use rotation::KubeSecretDir;
+pub use rotation::{
+    expect_refused, expect_served, raw_tls_client, replace_atomically, scratch, HeldConnection,
+};
 pub use server::*;
 pub use tokens::{
     alg_none_token, claims_bound_to, claims_unbound, hs256_token, tamper_payload, AUDIENCE, ISSUER,

@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationList,
+    CertificateRevocationListParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
@@ -15,6 +17,8 @@ use super::{b64url, init};
 pub struct Pki {
     issuer: Issuer<'static, KeyPair>,
     ca_cert: rcgen::Certificate,
+    /// The certificates between this CA and its root (this CA's first), for an intermediate.
+    chain_tail: Vec<CertificateDer<'static>>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_pkcs8: Vec<u8>,
     server_cert_pem: String,
@@ -100,6 +104,16 @@ impl Pki {
     /// A new CA named `name` (its subject CN), with a fresh server identity for
     /// `localhost` / `127.0.0.1`.
     pub fn new(name: &str) -> Pki {
+        Self::issued(name, None)
+    }
+
+    /// An intermediate CA named `name`, issued by this CA (serial `serial`): its client
+    /// identities carry the chain up to this CA's certificate (excluded when this CA is a root).
+    pub fn intermediate(&self, name: &str, serial: u64) -> Pki {
+        Self::issued(name, Some((self, serial)))
+    }
+
+    fn issued(name: &str, parent: Option<(&Pki, u64)>) -> Pki {
         init();
         let ca_key = p256();
         let mut ca_params = CertificateParams::default();
@@ -110,7 +124,21 @@ impl Pki {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
+        let (ca_cert, chain_tail) = match parent {
+            None => (
+                ca_params.self_signed(&ca_key).expect("self-sign CA"),
+                Vec::new(),
+            ),
+            Some((parent, serial)) => {
+                ca_params.serial_number = Some(serial.into());
+                let cert = ca_params
+                    .signed_by(&ca_key, &parent.issuer)
+                    .expect("sign intermediate CA");
+                let mut tail = vec![cert.der().clone()];
+                tail.extend(parent.chain_tail.iter().cloned());
+                (cert, tail)
+            }
+        };
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = p256();
@@ -129,6 +157,7 @@ impl Pki {
         Pki {
             issuer,
             ca_cert,
+            chain_tail,
             server_chain: vec![server_cert.der().clone()],
             server_key_pkcs8: server_key.serialize_der(),
             server_cert_pem: server_cert.pem(),
@@ -179,7 +208,64 @@ impl Pki {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign client cert");
-        identity(cert, key)
+        let mut identity = identity(cert, key);
+        identity.chain.extend(self.chain_tail.iter().cloned());
+        identity
+    }
+
+    /// A client identity like [`Pki::client_identity`], with serial number `serial` (for CRLs).
+    pub fn client_identity_serial(&self, cn: &str, serial: u64) -> ClientIdentity {
+        self.client_identity_with(cn, |params| params.serial_number = Some(serial.into()))
+    }
+
+    /// A fresh server identity (another key, same names as the first), PEM certificate chain and
+    /// PKCS#8 key: a renewed server certificate.
+    pub fn renewed_server_identity_pem(&self) -> (String, String) {
+        let key = p256();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("localhost");
+        params.subject_alt_names = vec![
+            SanType::DnsName("localhost".try_into().expect("dns name")),
+            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign server cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL of this CA revoking the certificates with these serial numbers, issued an hour ago
+    /// and next updated `next_update_in_secs` from now (negative: expired).
+    pub fn crl(&self, revoked: &[u64], next_update_in_secs: i64) -> CertificateRevocationList {
+        let epoch = rcgen::date_time_ymd(2020, 1, 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            - 1_577_836_800; // 2020-01-01
+        let at = |secs_from_now: i64| {
+            let secs = now.checked_add_signed(secs_from_now).expect("after 2020");
+            epoch + std::time::Duration::from_secs(secs)
+        };
+        let params = CertificateRevocationListParams {
+            this_update: at(-3600 - next_update_in_secs.min(0).abs()),
+            next_update: at(next_update_in_secs),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(*serial),
+                    revocation_time: at(-60),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).expect("sign CRL")
     }
 
     /// A self-signed client identity (RFC 8705 §2.2), not issued by any CA.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Json, Router};
-use certbound::tls::ServerTls;
+use certbound::tls::{ServerTls, TlsSource};
 use certbound::{AccessToken, BoundTokenLayer, ConnectionInfo, JwtValidator, ValidateToken};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Binds, then spawns the server; connections are accepted as soon as this returns.
-    pub async fn start(tls: Arc<rustls::ServerConfig>, app: Router) -> TestServer {
+    pub async fn start(tls: impl Into<TlsSource>, app: Router) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -101,7 +101,7 @@ impl TestServer {
     /// [`TestServer::start`] on a listener bound already (for an app that needs its own URL).
     pub fn start_on(
         listener: tokio::net::TcpListener,
-        tls: Arc<rustls::ServerConfig>,
+        tls: impl Into<TlsSource>,
         app: Router,
     ) -> TestServer {
         let addr = listener.local_addr().expect("local addr");
