@@ -164,7 +164,7 @@ impl ClientAuthenticatorBuilder {
     /// refused until a current CRL is loaded, so that a CRL no longer refreshed does not
     /// silently stop newer revocations from counting).
     pub fn allow_expired_crl(mut self) -> Self {
-        self.policy.allow_expired_crl = true;
+        self.policy.allow_expired = true;
         self
     }
 

@@ -7,32 +7,20 @@
 //! rustls refuses) leaves the verifier in use untouched.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 use crate::error::ConfigError;
 use crate::metrics;
 use crate::reload::Reload;
 use crate::support::crypto::rustls_provider;
-
-/// How CRLs are applied; the defaults are the strict choices.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct RevocationPolicy {
-    /// Only the end-entity certificate is checked (default: the whole chain but the root).
-    pub(super) end_entity_only: bool,
-    /// A certificate whose issuer has no CRL is accepted (default: refused).
-    pub(super) allow_unknown_status: bool,
-    /// A CRL past its `nextUpdate` still counts (default: the certificates it covers are
-    /// refused).
-    pub(super) allow_expired_crl: bool,
-}
+use crate::tls::webpki_client_verifier;
+pub(super) use crate::tls::{load_crls, RevocationPolicy};
 
 /// The builder's trust material: in memory, and the files to read again on reload.
 #[derive(Default)]
@@ -159,7 +147,8 @@ impl Reload for ClientTrust {
     }
 }
 
-/// A WebPKI client-certificate verifier of `roots` and `crls` with `policy`.
+/// A WebPKI client-certificate verifier of `roots` and `crls` with `policy`, built as the
+/// server side builds its own ([`ServerTls`](crate::tls::ServerTls)).
 ///
 /// # Errors
 /// No roots (an empty CA set is refused), a root or a CRL rustls refuses.
@@ -172,55 +161,7 @@ fn build_verifier(
     for root in roots {
         store.add(root.clone())?;
     }
-    if store.is_empty() {
-        return Err(ConfigError::invalid(
-            "client_ca",
-            "no trust anchors (an empty CA set is refused)",
-        ));
-    }
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(store), rustls_provider()?)
-            .with_crls(crls.iter().cloned());
-    if policy.end_entity_only {
-        builder = builder.only_check_end_entity_revocation();
-    }
-    if policy.allow_unknown_status {
-        builder = builder.allow_unknown_revocation_status();
-    }
-    if !policy.allow_expired_crl {
-        builder = builder.enforce_revocation_expiration();
-    }
-    let verifier = builder.build().map_err(|e| {
-        ConfigError::invalid_because("client_ca", "no usable client verifier (CA or CRL)", e)
-    })?;
+    let verifier =
+        webpki_client_verifier(store, crls.to_vec(), policy, false, &rustls_provider()?)?;
     Ok(Verifier(verifier))
-}
-
-/// Reads every CRL in a file: PEM (`X509 CRL` blocks, one or more) or one DER CRL.
-///
-/// # Errors
-/// The file cannot be read, is PEM without a CRL block, or is malformed PEM. (A DER file is
-/// parsed when the verifier is built.)
-pub(super) fn load_crls(
-    path: impl AsRef<Path>,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, ConfigError> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let pem_error = |reason| ConfigError::Pem {
-        path: path.to_owned(),
-        reason,
-    };
-    if bytes.starts_with(&[0x30]) {
-        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
-    }
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| pem_error("malformed PEM"))?;
-    if crls.is_empty() {
-        return Err(pem_error("no X509 CRL block found (nor a DER CRL)"));
-    }
-    Ok(crls)
 }

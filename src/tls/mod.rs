@@ -71,7 +71,10 @@ mod verify;
 pub(crate) use client::client_config;
 pub use files::{load_certs, load_crls, load_private_key};
 pub use reloadable::{ReloadableServerTls, TlsSource};
-use verify::{AnyClientCertificate, RevocationPolicy};
+use verify::AnyClientCertificate;
+// The authorization server's `tls_client_auth` verifier is built the same way, with the same
+// policies (authorization_server/trust.rs).
+pub(crate) use verify::{webpki as webpki_client_verifier, RevocationPolicy};
 
 /// Items given in memory (`file: None`) or read from a file, which a reload reads again.
 #[derive(Clone)]

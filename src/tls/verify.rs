@@ -14,17 +14,17 @@ use crate::error::ConfigError;
 
 /// How CRLs are applied; each field is a weakening of the default, off unless asked for.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct RevocationPolicy {
+pub(crate) struct RevocationPolicy {
     /// Check only the client's own certificate, not the intermediates of its chain.
-    pub(super) end_entity_only: bool,
+    pub(crate) end_entity_only: bool,
     /// Accept a certificate whose issuer has no CRL among those given.
-    pub(super) allow_unknown_status: bool,
+    pub(crate) allow_unknown_status: bool,
     /// Accept CRLs past their `nextUpdate`.
-    pub(super) allow_expired: bool,
+    pub(crate) allow_expired: bool,
 }
 
 /// webpki's verifier: chains to `roots`, checked against `crls` under `policy`.
-pub(super) fn webpki(
+pub(crate) fn webpki(
     roots: RootCertStore,
     crls: Vec<CertificateRevocationListDer<'static>>,
     policy: RevocationPolicy,
@@ -34,7 +34,7 @@ pub(super) fn webpki(
     if roots.is_empty() {
         return Err(ConfigError::invalid(
             "client CA",
-            "no client CA certificate: every client would be refused",
+            "no client CA certificate (an empty CA set): every client would be refused",
         ));
     }
     let mut builder =
