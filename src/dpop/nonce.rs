@@ -137,6 +137,7 @@ impl DpopNonces {
 
     /// A nonce for the current step, made with the issuing key.
     pub(crate) fn issue(&self, now_unix: u64) -> String {
+        crate::metrics::dpop_nonce_issued();
         let step = self.current_step(now_unix);
         let mut raw = [0u8; RAW_LEN];
         raw[..8].copy_from_slice(&step.to_be_bytes());
