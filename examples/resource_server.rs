@@ -213,10 +213,14 @@ Usage: resource_server [FLAGS]
                                  a proof's htu must be it plus the request path (default:
                                  https:// + the request's Host; for htu, http:// when serving
                                  plain HTTP)
+  --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+                                 own listener, no token); GET /healthz and /readyz there too
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
-Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required;
+Routes: GET /healthz (unprotected, 200 \"ok\"), GET /readyz (unprotected: 200 when the keys
+of every issuer are loaded, the introspection endpoint answers and, with --dpop-replay-redis,
+Redis answers; else 503), GET /whoami (certificate-bound token required;
 with --dpop, a DPoP-bound token is accepted too), GET /step-up (as /whoami, plus the
 --step-up-* requirements), GET /.well-known/oauth-protected-resource[PATH] (unprotected: the
 RFC 9728 metadata; PATH is --public-url's path). Every challenge carries resource_metadata.
@@ -228,6 +232,8 @@ mod cli;
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/ops.rs"]
+mod ops;
 #[path = "support/routes.rs"]
 mod routes;
 
@@ -269,6 +275,7 @@ struct Config {
     public_url: Option<String>,
     /// `Some` with `--dpop`.
     dpop: Option<dpop::DpopFlags>,
+    metrics: Option<ops::MetricsListen>,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -301,7 +308,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "step-up-acr",
         "step-up-max-age",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &ops::VALUE_FLAGS].concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -341,6 +348,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .transpose()?;
     let public_url = flags.once("public-url")?;
     let dpop = dpop::DpopFlags::from_flags(&flags, true)?;
+    let metrics = ops::MetricsListen::from_flags(&flags)?;
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
@@ -447,6 +455,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         step_up,
         public_url,
         dpop,
+        metrics,
     }))
 }
 
@@ -535,7 +544,7 @@ fn app<V: ValidateToken>(
     config: &Config,
     dpop: Option<Dpop>,
     step_up: Option<RequireStepUpLayer>,
-) -> Result<Router, String> {
+) -> Result<(Router, ops::Check), String> {
     let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
@@ -543,6 +552,7 @@ fn app<V: ValidateToken>(
     if let Some(dpop) = dpop {
         layer = layer.dpop(dpop);
     }
+    let check = ops::check(&layer);
     let routes = routes::Routes {
         layer,
         step_up,
@@ -553,10 +563,11 @@ fn app<V: ValidateToken>(
             .unwrap_or_default(),
     };
     let router = routes.app(config.public_url.as_deref())?;
-    Ok(match &config.forwarded {
+    let router = match &config.forwarded {
         Some(forwarded) => router.layer(forwarded.clone()),
         None => router,
-    })
+    };
+    Ok((router.route("/readyz", ops::readyz(check.clone(), false)), check))
 }
 
 /// The validator chosen by the flags, and the issuers' validators to warm.
@@ -630,6 +641,13 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
+    let metrics = match &config.metrics {
+        Some(metrics) => match metrics.bind().await {
+            Ok(metrics) => Some(metrics),
+            Err(message) => return fail(1, message),
+        },
+        None => None,
+    };
     let app = match validation {
         Validation::Issuers(set, warm) => {
             // Warm the key caches; an issuer that is down now is retried on demand.
@@ -638,7 +656,7 @@ async fn main() -> ExitCode {
         }
         Validation::Introspection(validator) => app(validator, &config, dpop, step_up),
     };
-    let app = match app {
+    let (app, check) = match app {
         Ok(app) => app,
         Err(message) => return fail(2, message),
     };
@@ -649,6 +667,9 @@ async fn main() -> ExitCode {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
+    if let Some((handle, listener)) = metrics {
+        ops::serve(listener, handle, check);
+    }
 
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = match tls {

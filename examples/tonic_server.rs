@@ -122,15 +122,21 @@ Usage: tonic_server [FLAGS]
   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
                                  must be it plus /package.Service/Method (default: https:// +
                                  the request's :authority)
+  --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+                                 own listener, no token); GET /healthz and /readyz there too
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
 Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required (with
---dpop, a DPoP-bound token is accepted too) from one of the --issuer values.
+--dpop, a DPoP-bound token is accepted too) from one of the --issuer values. GET /readyz
+(unprotected, plain HTTP over the same TLS): 200 when the keys of every issuer are loaded and,
+with --dpop-replay-redis, Redis answers; else 503.
 ";
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/ops.rs"]
+mod ops;
 #[path = "support/dpop.rs"]
 mod dpop;
 #[path = "support/issuers.rs"]
@@ -150,6 +156,7 @@ struct Config {
     allow_unbound: bool,
     /// `Some` with `--dpop`.
     dpop: Option<dpop::DpopFlags>,
+    metrics: Option<ops::MetricsListen>,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -166,7 +173,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "jwks-file",
         "upstream-ca",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS].concat();
+    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &ops::VALUE_FLAGS].concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -192,6 +199,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .collect();
     let allow_unbound = flags.switch("allow-unbound");
     let dpop = dpop::DpopFlags::from_flags(&flags, false)?;
+    let metrics = ops::MetricsListen::from_flags(&flags)?;
 
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
@@ -214,6 +222,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         upstream_cas,
         allow_unbound,
         dpop,
+        metrics,
     }))
 }
 
@@ -285,6 +294,7 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 fn server(
     tls: Tls,
     layer: BoundTokenLayer<Issuers>,
+    readyz: ops::ReadyzLayer,
     listener: TcpListener,
     stopped: oneshot::Receiver<()>,
 ) -> Result<ServerFuture, String> {
@@ -297,6 +307,7 @@ fn server(
             let router = Server::builder()
                 .tls_config(tls)
                 .map_err(|e| format!("TLS configuration: {e}"))?
+                .layer(readyz)
                 .layer(layer)
                 .add_service(WhoamiServer);
             let incoming = TcpIncoming::from(listener);
@@ -309,7 +320,7 @@ fn server(
         }
         Tls::Certbound(tls) => {
             // certbound's acceptor puts the client certificate into every request.
-            let service = layer.layer(WhoamiServer);
+            let service = readyz.layer(layer.layer(WhoamiServer));
             Ok(Box::pin(async move {
                 certbound::serve(listener, tls, service)
                     .with_graceful_shutdown(stopped)
@@ -363,6 +374,13 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
+    let metrics = match &config.metrics {
+        Some(metrics) => match metrics.bind().await {
+            Ok(metrics) => Some(metrics),
+            Err(message) => return fail(1, message),
+        },
+        None => None,
+    };
     if config.jwt.remote() {
         // Warm the key caches; an issuer that is down now is retried on demand.
         issuers::prefetch("tonic_server", &validators).await;
@@ -375,16 +393,20 @@ async fn main() -> ExitCode {
     if let Some(dpop) = dpop {
         layer = layer.dpop(dpop);
     }
+    let check = ops::check(&layer);
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = match server(tls, layer, listener, stopped) {
+    let server = match server(tls, layer, ops::ReadyzLayer(check.clone()), listener, stopped) {
         Ok(server) => server,
         Err(message) => return fail(2, message),
     };
     println!("listening on https://{addr}");
+    if let Some((handle, listener)) = metrics {
+        ops::serve(listener, handle, check);
+    }
 
     cli::run_until_signal("tonic_server", server, stop).await
 }

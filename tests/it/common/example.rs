@@ -115,6 +115,8 @@ pub fn run_to_exit(binary: &Path, args: &[&str]) -> Output {
 /// process behind.
 pub struct ExampleProcess {
     child: Child,
+    /// The lines of stdout after the start line.
+    stdout: Option<mpsc::Receiver<String>>,
     /// `scheme://addr` from the start line.
     base: String,
     addr: SocketAddr,
@@ -144,10 +146,11 @@ impl ExampleProcess {
                 let _ = tx.send(line);
             }
         });
-        let first =
-            tokio::task::spawn_blocking(move || stdout.recv_timeout(Duration::from_secs(20)))
-                .await
-                .expect("wait for the start line");
+        let (first, stdout) = tokio::task::spawn_blocking(move || {
+            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
+        })
+        .await
+        .expect("wait for the start line");
         let Ok(first) = first else {
             let _ = child.kill();
             panic!("{name} printed no start line: {:?}", child.wait());
@@ -160,7 +163,24 @@ impl ExampleProcess {
             .split_once("://")
             .and_then(|(_, addr)| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line {first:?}"));
-        ExampleProcess { child, base, addr }
+        ExampleProcess {
+            child,
+            stdout: Some(stdout),
+            base,
+            addr,
+        }
+    }
+
+    /// The next line the example prints on stdout after its start line (waits at most 20 s).
+    pub async fn next_line(&mut self) -> String {
+        let stdout = self.stdout.take().expect("stdout");
+        let (line, stdout) = tokio::task::spawn_blocking(move || {
+            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
+        })
+        .await
+        .expect("wait for a line");
+        self.stdout = Some(stdout);
+        line.expect("a line on stdout")
     }
 
     /// The address it listens on.
