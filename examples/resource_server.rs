@@ -567,7 +567,10 @@ fn app<V: ValidateToken>(
         Some(forwarded) => router.layer(forwarded.clone()),
         None => router,
     };
-    Ok((router.route("/readyz", ops::readyz(check.clone(), false)), check))
+    Ok((
+        router.route("/readyz", ops::readyz(check.clone(), false)),
+        check,
+    ))
 }
 
 /// The validator chosen by the flags, and the issuers' validators to warm.

@@ -135,12 +135,12 @@ with --dpop-replay-redis, Redis answers; else 503.
 
 #[path = "support/cli.rs"]
 mod cli;
-#[path = "support/ops.rs"]
-mod ops;
 #[path = "support/dpop.rs"]
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/ops.rs"]
+mod ops;
 
 #[derive(Debug)]
 struct Config {
@@ -399,7 +399,13 @@ async fn main() -> ExitCode {
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = match server(tls, layer, ops::ReadyzLayer(check.clone()), listener, stopped) {
+    let server = match server(
+        tls,
+        layer,
+        ops::ReadyzLayer(check.clone()),
+        listener,
+        stopped,
+    ) {
         Ok(server) => server,
         Err(message) => return fail(2, message),
     };
