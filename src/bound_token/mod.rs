@@ -238,6 +238,9 @@ impl Policy {
     }
 }
 
+#[cfg(all(test, feature = "metrics"))]
+mod metrics_tests;
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

@@ -280,6 +280,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn introspection_is_not_ready_after_a_call_the_endpoint_did_not_answer() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let v = validator(addr);
+        assert!(v.ready().await.is_ready(), "nothing failed yet");
+        let _ = v.validate(TOKEN).await.unwrap_err();
+        let readiness = v.ready().await;
+        assert!(!readiness.is_ready());
+        assert!(!readiness.to_string().contains(TOKEN), "{readiness}");
+        // An answer, even one that is no use, says the endpoint is there.
+        let v = validator(answering("200 OK").await);
+        let _ = v.validate(TOKEN).await.unwrap_err();
+        assert!(v.ready().await.is_ready());
+    }
+
+    #[tokio::test]
     async fn an_error_status_is_a_503_with_the_status_as_source() {
         let addr = answering("500 Internal Server Error").await;
         let err = validator(addr).validate(TOKEN).await.unwrap_err();
