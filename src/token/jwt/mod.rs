@@ -305,9 +305,9 @@ impl ValidateToken for JwtValidator {
         self.validate_miss(cache, token, key, None, None)
     }
 
-    /// Ready with static keys; with remote ones, once a key set was fetched (see
-    /// [`RemoteKeys`]: with none yet, the check tries a fetch, at most one per
-    /// `min_refresh_interval`, and waits for it at most the fetch timeout). Keys that are past
+    /// Ready with static keys; with remote ones, once a key set was fetched (with none yet,
+    /// the check tries a fetch, at most one per `min_refresh_interval`, and waits for it at
+    /// most the fetch timeout). Keys that are past
     /// `max_key_age` and cannot be refreshed still verify, so they still count as loaded.
     fn ready(&self) -> ReadyFuture<'_> {
         let Keys::Remote(remote) = &self.0.keys else {
