@@ -231,10 +231,14 @@ Usage: resource_server [FLAGS]
                                  a proof's htu must be it plus the request path (default:
                                  https:// + the request's Host; for htu, http:// when serving
                                  plain HTTP)
+  --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+                                 own listener, no token); GET /healthz and /readyz there too
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
-Routes: GET /healthz (unprotected, 200 \"ok\"), GET /whoami (certificate-bound token required;
+Routes: GET /healthz (unprotected, 200 \"ok\"), GET /readyz (unprotected: 200 when the keys
+of every issuer are loaded, the introspection endpoint answers and, with --dpop-replay-redis,
+Redis answers; else 503), GET /whoami (certificate-bound token required;
 with --dpop, a DPoP-bound token is accepted too), GET /step-up (as /whoami, plus the
 --step-up-* requirements), GET /.well-known/oauth-protected-resource[PATH] (unprotected: the
 RFC 9728 metadata; PATH is --public-url's path). Every challenge carries resource_metadata.
@@ -246,6 +250,8 @@ mod cli;
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/ops.rs"]
+mod ops;
 #[path = "support/reload.rs"]
 mod reload;
 #[path = "support/routes.rs"]
@@ -291,6 +297,7 @@ struct Config {
     dpop: Option<dpop::DpopFlags>,
     /// `--reload-interval`, `--crl`.
     reload: reload::ReloadFlags,
+    metrics: Option<ops::MetricsListen>,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -323,7 +330,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "step-up-acr",
         "step-up-max-age",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &reload::VALUE_FLAGS].concat();
+    let value_flags = [
+        &value_flags[..],
+        &dpop::VALUE_FLAGS,
+        &reload::VALUE_FLAGS,
+        &ops::VALUE_FLAGS,
+    ]
+    .concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -364,6 +377,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let public_url = flags.once("public-url")?;
     let dpop = dpop::DpopFlags::from_flags(&flags, true)?;
     let reload = reload::ReloadFlags::from_flags(&flags, !client_cas.is_empty())?;
+    let metrics = ops::MetricsListen::from_flags(&flags)?;
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
     };
@@ -471,6 +485,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         public_url,
         dpop,
         reload,
+        metrics,
     }))
 }
 
@@ -559,7 +574,7 @@ fn app<V: ValidateToken>(
     config: &Config,
     dpop: Option<Dpop>,
     step_up: Option<RequireStepUpLayer>,
-) -> Result<Router, String> {
+) -> Result<(Router, ops::Check), String> {
     let mut layer = BoundTokenLayer::new(validator);
     if config.allow_unbound {
         layer = layer.allow_unbound();
@@ -567,6 +582,7 @@ fn app<V: ValidateToken>(
     if let Some(dpop) = dpop {
         layer = layer.dpop(dpop);
     }
+    let check = ops::check(&layer);
     let routes = routes::Routes {
         layer,
         step_up,
@@ -577,10 +593,14 @@ fn app<V: ValidateToken>(
             .unwrap_or_default(),
     };
     let router = routes.app(config.public_url.as_deref())?;
-    Ok(match &config.forwarded {
+    let router = match &config.forwarded {
         Some(forwarded) => router.layer(forwarded.clone()),
         None => router,
-    })
+    };
+    Ok((
+        router.route("/readyz", ops::readyz(check.clone(), false)),
+        check,
+    ))
 }
 
 /// The validator chosen by the flags, and the issuers' validators to warm.
@@ -654,6 +674,13 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
+    let metrics = match &config.metrics {
+        Some(metrics) => match metrics.bind().await {
+            Ok(metrics) => Some(metrics),
+            Err(message) => return fail(1, message),
+        },
+        None => None,
+    };
     let app = match validation {
         Validation::Issuers(set, warm) => {
             // Warm the key caches; an issuer that is down now is retried on demand.
@@ -662,7 +689,7 @@ async fn main() -> ExitCode {
         }
         Validation::Introspection(validator) => app(validator, &config, dpop, step_up),
     };
-    let app = match app {
+    let (app, check) = match app {
         Ok(app) => app,
         Err(message) => return fail(2, message),
     };
@@ -677,6 +704,9 @@ async fn main() -> ExitCode {
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
+    if let Some((handle, listener)) = metrics {
+        ops::serve(listener, handle, check);
+    }
 
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = match tls {

@@ -135,11 +135,15 @@ Usage: tonic_server [FLAGS]
   --public-url URL               origin (and optional path prefix) clients use: a proof's htu
                                  must be it plus /package.Service/Method (default: https:// +
                                  the request's :authority)
+  --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+                                 own listener, no token); GET /healthz and /readyz there too
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
 Service: certbound.example.v1.Whoami (Whoami, Count), certificate-bound token required (with
---dpop, a DPoP-bound token is accepted too) from one of the --issuer values.
+--dpop, a DPoP-bound token is accepted too) from one of the --issuer values. GET /readyz
+(unprotected, plain HTTP over the same TLS): 200 when the keys of every issuer are loaded and,
+with --dpop-replay-redis, Redis answers; else 503.
 ";
 
 #[path = "support/cli.rs"]
@@ -148,6 +152,8 @@ mod cli;
 mod dpop;
 #[path = "support/issuers.rs"]
 mod issuers;
+#[path = "support/ops.rs"]
+mod ops;
 #[path = "support/reload.rs"]
 mod reload;
 
@@ -167,6 +173,7 @@ struct Config {
     dpop: Option<dpop::DpopFlags>,
     /// `--reload-interval`, `--crl`.
     reload: reload::ReloadFlags,
+    metrics: Option<ops::MetricsListen>,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -183,7 +190,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         "jwks-file",
         "upstream-ca",
     ];
-    let value_flags = [&value_flags[..], &dpop::VALUE_FLAGS, &reload::VALUE_FLAGS].concat();
+    let value_flags = [
+        &value_flags[..],
+        &dpop::VALUE_FLAGS,
+        &reload::VALUE_FLAGS,
+        &ops::VALUE_FLAGS,
+    ]
+    .concat();
     let switches = [&["allow-unbound"][..], &dpop::SWITCHES].concat();
     let Some(flags) = cli::parse(args, &value_flags, &switches)? else {
         return Ok(None);
@@ -210,6 +223,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
     let allow_unbound = flags.switch("allow-unbound");
     let dpop = dpop::DpopFlags::from_flags(&flags, false)?;
     let reload = reload::ReloadFlags::from_flags(&flags, !client_cas.is_empty())?;
+    let metrics = ops::MetricsListen::from_flags(&flags)?;
 
     let required = |slot: Option<String>, name: &str| {
         slot.ok_or_else(|| format!("missing --{name} (see --help)"))
@@ -233,6 +247,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         allow_unbound,
         dpop,
         reload,
+        metrics,
     }))
 }
 
@@ -274,6 +289,7 @@ type ServerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 fn server(
     tls: ReloadableServerTls,
     layer: BoundTokenLayer<Issuers>,
+    readyz: ops::ReadyzLayer,
     listener: TcpListener,
     stopped: oneshot::Receiver<()>,
 ) -> ServerFuture {
@@ -281,7 +297,7 @@ fn server(
         let _ = stopped.await;
     };
     // certbound's acceptor puts the client certificate into every request.
-    let service = layer.layer(WhoamiServer);
+    let service = readyz.layer(layer.layer(WhoamiServer));
     Box::pin(async move {
         certbound::serve(listener, tls, service)
             .with_graceful_shutdown(stopped)
@@ -330,6 +346,13 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
+    let metrics = match &config.metrics {
+        Some(metrics) => match metrics.bind().await {
+            Ok(metrics) => Some(metrics),
+            Err(message) => return fail(1, message),
+        },
+        None => None,
+    };
     if config.jwt.remote() {
         // Warm the key caches; an issuer that is down now is retried on demand.
         issuers::prefetch("tonic_server", &validators).await;
@@ -342,15 +365,25 @@ async fn main() -> ExitCode {
     if let Some(dpop) = dpop {
         layer = layer.dpop(dpop);
     }
+    let check = ops::check(&layer);
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = server(tls.clone(), layer, listener, stopped);
+    let server = server(
+        tls.clone(),
+        layer,
+        ops::ReadyzLayer(check.clone()),
+        listener,
+        stopped,
+    );
     let watcher = tls.watch(config.reload.interval);
     reload::supervise("tonic_server", vec![("server TLS", watcher)]);
     println!("listening on https://{addr}");
+    if let Some((handle, listener)) = metrics {
+        ops::serve(listener, handle, check);
+    }
 
     cli::run_until_signal("tonic_server", server, stop).await
 }

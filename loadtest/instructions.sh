@@ -10,6 +10,8 @@
 #   PROTOCOL=h2 loadtest/instructions.sh       # HTTP/2
 #   VARIANTS="baseline repeated" loadtest/instructions.sh
 #   VARIANTS="dpop dpop-redis huskarl-dpop" loadtest/instructions.sh   # DPoP (issue 13)
+#   FEATURES=metrics loadtest/instructions.sh                          # certbound's metrics feature,
+#   FEATURES=metrics LOAD_METRICS_RECORDER=1 loadtest/instructions.sh  # with a Prometheus recorder
 #
 # DPoP variants: the load client signs each run's proofs before the server starts (see
 # BENCHMARKS.md); dpop-redis starts its own redis-server (not under callgrind: the figure is the
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 1; }
-cargo build --quiet --release --manifest-path loadtest/Cargo.toml
+cargo build --quiet --release --manifest-path loadtest/Cargo.toml ${FEATURES:+--features "$FEATURES"}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

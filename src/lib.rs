@@ -74,7 +74,8 @@
 //!  tls  thumbprint        rustls configurations; CertThumbprint, JwkThumbprint
 //!  support                (private) constant-time compare, encodings, token keys, cache,
 //!                         single flight, crypto backend
-//!  error                  AuthError, AuthErrorKind (each kind owns its fixed text), ConfigError
+//!  error  metrics  readiness   AuthError, AuthErrorKind (each kind owns its fixed text), ConfigError;
+//!                         what is counted (feature `metrics`); Readiness
 //! ```
 //!
 //! Each item has one public path. The everyday ones are at the crate root; a module is public
@@ -88,8 +89,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
-#[allow(dead_code)] // Until every call site records (this change, in steps).
 mod metrics;
+mod readiness;
 pub mod reload;
 mod support;
 
@@ -130,6 +131,7 @@ pub use crate::dpop::DpopKey;
 pub use crate::error::{AuthError, AuthErrorKind, ConfigError};
 pub use crate::forwarded::format::ForwardedCertFormat;
 pub use crate::forwarded::layer::ForwardedCertLayer;
+pub use crate::readiness::{Readiness, ReadyFuture};
 pub use crate::require_scope::layer::RequireScopeLayer;
 pub use crate::resource_metadata::builder::ResourceMetadata;
 pub use crate::server::{serve, serve_plain, Serve};

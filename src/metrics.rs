@@ -8,7 +8,8 @@
 //! address.
 //!
 //! The keys of the hot series (accepted requests, cache hits and misses) are statics with static
-//! labels, so recording allocates nothing; a rejection builds its key's label list (one small
+//! labels, and their handles are kept per thread and recorder (`increment_hot`), so recording
+//! allocates nothing and looks nothing up; a rejection builds its key's label list (one small
 //! allocation, only while a recorder is installed).
 
 use std::time::Duration;
@@ -127,7 +128,7 @@ impl UpstreamResult {
 }
 
 impl CertificateRefusal {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     const fn label(self) -> &'static str {
         match self {
             Self::Revoked => "revoked",
@@ -167,18 +168,84 @@ mod record {
     use super::*;
     use metrics::{counter, gauge, histogram, Key, Label};
 
+    static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+    const fn accepted(scheme: &'static str) -> [Label; 3] {
+        [
+            Label::from_static_parts("result", "accepted"),
+            Label::from_static_parts("reason", ""),
+            Label::from_static_parts("scheme", scheme),
+        ]
+    }
+    static ACCEPTED_BEARER: [Label; 3] = accepted("bearer");
+    static ACCEPTED_DPOP: [Label; 3] = accepted("dpop");
+    static ACCEPTED_NONE: [Label; 3] = accepted("none");
+    static CACHE_HIT: [Label; 1] = [Label::from_static_parts("result", "hit")];
+    static CACHE_MISS: [Label; 1] = [Label::from_static_parts("result", "miss")];
+    /// The hot series, in the order of their handles' slots.
+    static HOT_KEYS: [Key; 5] = [
+        Key::from_static_parts("certbound_requests_total", &ACCEPTED_BEARER),
+        Key::from_static_parts("certbound_requests_total", &ACCEPTED_DPOP),
+        Key::from_static_parts("certbound_requests_total", &ACCEPTED_NONE),
+        Key::from_static_parts("certbound_token_cache_total", &CACHE_HIT),
+        Key::from_static_parts("certbound_token_cache_total", &CACHE_MISS),
+    ];
+
+    thread_local! {
+        /// The hot series' handles, per thread, each with the address of the recorder that
+        /// made it.
+        static HANDLES: std::cell::RefCell<[Option<(usize, metrics::Counter)>; 5]> =
+            const { std::cell::RefCell::new([const { None }; 5]) };
+    }
+
+    /// Adds one to the hot series `slot` of [`HOT_KEYS`] (a request accepted, a cache hit or
+    /// miss: on every request). A recorder's registry lookup (hashing the key, a probe, an
+    /// `Arc` clone) costs more than the rest of a cache hit's bookkeeping, so each thread
+    /// keeps the handle it got, with the address of the recorder it came from: the handle is
+    /// used again only while the same recorder is in force (`metrics::with_recorder`: the
+    /// thread's local one, else the global one, else none). A global recorder installed after
+    /// the layer was built is therefore seen from its first request on. (A local recorder
+    /// dropped and replaced by another at the same address would keep being handed the old
+    /// one's handles on that thread: tests that swap local recorders give each its own
+    /// allocation.)
+    fn increment_hot(slot: usize) {
+        metrics::with_recorder(|recorder| {
+            let id = std::ptr::from_ref(recorder).cast::<()>() as usize;
+            let cached = HANDLES.try_with(|handles| {
+                // Re-entered (a recorder that records while registering): not cached.
+                let Ok(mut handles) = handles.try_borrow_mut() else {
+                    return false;
+                };
+                match &handles[slot] {
+                    Some((at, counter)) if *at == id => counter.increment(1),
+                    _ => {
+                        let counter = recorder.register_counter(&HOT_KEYS[slot], &METADATA);
+                        counter.increment(1);
+                        handles[slot] = Some((id, counter));
+                    }
+                }
+                true
+            });
+            // The thread is exiting (its locals are gone), or re-entered.
+            if cached != Ok(true) {
+                recorder
+                    .register_counter(&HOT_KEYS[slot], &METADATA)
+                    .increment(1);
+            }
+        });
+    }
+
     pub(crate) fn request_accepted(scheme: Scheme) {
-        match scheme {
-            Scheme::Bearer => counter!("certbound_requests_total", "result" => "accepted", "reason" => "", "scheme" => "bearer").increment(1),
-            Scheme::Dpop => counter!("certbound_requests_total", "result" => "accepted", "reason" => "", "scheme" => "dpop").increment(1),
-            Scheme::None => counter!("certbound_requests_total", "result" => "accepted", "reason" => "", "scheme" => "none").increment(1),
-        }
+        increment_hot(match scheme {
+            Scheme::Bearer => 0,
+            Scheme::Dpop => 1,
+            Scheme::None => 2,
+        });
     }
 
     pub(crate) fn request_rejected(kind: AuthErrorKind, scheme: Scheme) {
         metrics::with_recorder(|recorder| {
-            static METADATA: metrics::Metadata<'static> =
-                metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
             let key = Key::from_parts(
                 "certbound_requests_total",
                 vec![
@@ -192,11 +259,7 @@ mod record {
     }
 
     pub(crate) fn token_cache(hit: bool) {
-        if hit {
-            counter!("certbound_token_cache_total", "result" => "hit").increment(1);
-        } else {
-            counter!("certbound_token_cache_total", "result" => "miss").increment(1);
-        }
+        increment_hot(if hit { 3 } else { 4 });
     }
 
     pub(crate) fn upstream(upstream: Upstream, result: UpstreamResult, elapsed: Option<Duration>) {
@@ -240,6 +303,7 @@ mod record {
         counter!("certbound_dpop_nonces_issued_total").increment(1);
     }
 
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_handshake(result: Handshake) {
         match result {
             Handshake::Ok => {
@@ -254,19 +318,23 @@ mod record {
         }
     }
 
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn client_certificate_refused(reason: CertificateRefusal) {
         counter!("certbound_tls_client_certificates_refused_total", "reason" => reason.label())
             .increment(1);
     }
 
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn connection_opened() {
         gauge!("certbound_connections_open").increment(1.0);
     }
 
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn connection_closed() {
         gauge!("certbound_connections_open").decrement(1.0);
     }
 
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_reload(ok: bool) {
         if ok {
             counter!("certbound_tls_reloads_total", "result" => "ok").increment(1);
@@ -276,6 +344,7 @@ mod record {
     }
 
     /// `not_after`: the served certificate's notAfter, in Unix seconds.
+    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_certificate_expiry(not_after: i64) {
         #[allow(clippy::cast_precision_loss)] // Exact below 2^53 s.
         gauge!("certbound_tls_certificate_expiry_timestamp_seconds").set(not_after as f64);

@@ -12,6 +12,43 @@ pub(crate) static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::Atom
 /// whitespace; the child then prints how many requests it handled when it exits.
 pub(crate) const WRAPPER_ENV: &str = "LOAD_SERVER_WRAPPER";
 
+/// Set (to anything) in the environment of a load test built with the `metrics` feature: the
+/// server child installs a Prometheus recorder before it starts serving, so that certbound's
+/// series are recorded (rendered at exit, not served).
+pub(crate) const METRICS_RECORDER_ENV: &str = "LOAD_METRICS_RECORDER";
+
+/// What renders the installed recorder's series.
+#[cfg(feature = "metrics")]
+type Recorded = metrics_exporter_prometheus::PrometheusHandle;
+#[cfg(not(feature = "metrics"))]
+type Recorded = std::convert::Infallible;
+
+/// Installs a Prometheus recorder (without its HTTP listener) when asked to.
+fn install_recorder() -> Result<Option<Recorded>, BoxError> {
+    if std::env::var_os(METRICS_RECORDER_ENV).is_none() {
+        return Ok(None);
+    }
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+        Ok(Some(handle))
+    }
+    #[cfg(not(feature = "metrics"))]
+    Err(format!("{METRICS_RECORDER_ENV} needs the load test built with --features metrics").into())
+}
+
+/// The series in Prometheus's text format.
+#[cfg(feature = "metrics")]
+fn rendered(handle: Recorded) -> String {
+    handle.render()
+}
+#[cfg(not(feature = "metrics"))]
+fn rendered(handle: Recorded) -> String {
+    match handle {}
+}
+
 pub(crate) async fn hello(request: Request<Incoming>) -> Result<Response<OkBody>, Infallible> {
     SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -24,6 +61,7 @@ pub(crate) async fn hello(request: Request<Incoming>) -> Result<Response<OkBody>
 
 /// Runs one server until its stdin closes (the parent's signal; also when the parent dies).
 pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxError> {
+    let recorder = install_recorder()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let material = ServerMaterial::from_json_line(&line)?;
@@ -128,6 +166,13 @@ pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxErr
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(recorder) = recorder {
+        // What the recorder saw: the proof that it was installed and recorded.
+        let text = rendered(recorder);
+        for line in text.lines().filter(|l| l.starts_with("certbound_")) {
+            eprintln!("load server ({}): {line}", kind.name());
+        }
+    }
     if std::env::var_os(WRAPPER_ENV).is_some() {
         eprintln!(
             "load server ({}): handled {} requests",

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::metrics::{Upstream, UpstreamResult};
 use crate::support::single_flight::{detach, Begin, SingleFlight};
 use crate::upstream::{self as fetch, destination};
 
@@ -194,12 +195,21 @@ impl JwksUriCache {
     }
 
     async fn fetch(&self, uri: &str) -> Result<SelfSignedKeys, String> {
-        let body = fetch::get(&self.client, uri, self.settings.max_response_bytes)
-            .await
-            .map_err(fetch::FetchError::into_message)?;
-        let doc: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| format!("{uri}: not JSON: {e}"))?;
-        SelfSignedKeys::from_jwks(&doc).map_err(|e| format!("{uri}: {e}"))
+        let observed = fetch::Observed::start(Upstream::ClientJwksUri);
+        let body = fetch::get(&self.client, uri, self.settings.max_response_bytes).await;
+        let keys = body
+            .map_err(|e| (e.is_timeout(), e.into_message()))
+            .and_then(|body| {
+                let doc: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| (false, format!("{uri}: not JSON: {e}")))?;
+                SelfSignedKeys::from_jwks(&doc).map_err(|e| (false, format!("{uri}: {e}")))
+            });
+        observed.finish(match &keys {
+            Ok(_) => UpstreamResult::Ok,
+            Err((true, _)) => UpstreamResult::Timeout,
+            Err((false, _)) => UpstreamResult::Error,
+        });
+        keys.map_err(|(_, reason)| reason)
     }
 }
 

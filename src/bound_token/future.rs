@@ -10,11 +10,14 @@ use tower_service::Service;
 
 use http::HeaderValue;
 
-use super::{CertificateSource, RequestContext, Settings, DPOP_NONCE};
+use super::{
+    count_response, metrics_scheme, CertificateSource, RequestContext, Settings, DPOP_NONCE,
+};
 use crate::certificate::ClientCertificate;
 use crate::challenge::RejectionResponse;
 use crate::dpop::{replay_outcome, ReplayFuture, VerifiedProof};
 use crate::error::AuthError;
+use crate::metrics;
 use crate::token::AccessToken;
 
 /// What the layer learnt about the request before the token was validated.
@@ -189,6 +192,7 @@ where
                 }
                 StateProj::Calling { future, nonce } => {
                     let mut output = ready!(future.poll(cx));
+                    count_response(&output, this.context.scheme);
                     if let (Ok(response), Some(nonce)) = (&mut output, nonce.take()) {
                         response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
                     }
@@ -201,6 +205,7 @@ where
                 StateProj::Done => AuthError::polled_after_completion(),
             };
             this.state.set(State::Done);
+            metrics::request_rejected(rejection.kind(), metrics_scheme(this.context.scheme));
             return Poll::Ready(Ok(this.settings.reject(rejection, *this.context)));
         }
     }

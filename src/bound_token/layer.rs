@@ -9,6 +9,8 @@ use crate::challenge::{
     checked_realm, checked_resource_metadata_url, scope_challenge, DefaultRejection,
 };
 use crate::error::ConfigError;
+use crate::readiness::{self, Readiness};
+use crate::token::ValidateToken;
 
 /// Applies [`BoundToken`] to a service: sender-constrained access tokens validated by `V`.
 ///
@@ -112,6 +114,46 @@ impl<V, R: Clone> BoundTokenLayer<V, R> {
                 policy: self.settings.policy.clone(),
                 rejection,
             }),
+        }
+    }
+}
+
+impl<V: ValidateToken, R> BoundTokenLayer<V, R> {
+    /// Whether the layer can decide requests now, rather than answer `503` for want of
+    /// something upstream: its validator's [`ready`](ValidateToken::ready) (a
+    /// [`JwtValidator`](crate::JwtValidator): keys loaded, fetched now if there are none and
+    /// the last attempt is older than `min_refresh_interval`; an
+    /// [`Issuers`](crate::Issuers) set: every issuer's; introspection: the endpoint
+    /// answering) and, with [`dpop`](Self::dpop), the replay store's
+    /// ([`ReplayStore::ready`](crate::dpop::ReplayStore::ready): Redis answering a `PING`).
+    /// Both are asked at once, each within its own timeout (the validator's fetch timeout,
+    /// the store's timeout).
+    ///
+    /// For a readiness endpoint: keep a clone of the layer (cheap: shared settings) and
+    /// answer `200` when [`Readiness::is_ready`], else `503`. The reasons name issuers and
+    /// parts, never secrets; they are for logs, and need not be served.
+    ///
+    /// # Example
+    /// ```
+    /// use certbound::{BoundTokenLayer, JwtValidator};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), certbound::ConfigError> {
+    /// # let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q","y":"8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8"}]}"#;
+    /// let layer = BoundTokenLayer::new(
+    ///     JwtValidator::builder("https://as.example", "https://api.example")
+    ///         .jwks_json(jwks)
+    ///         .build()?,
+    /// );
+    /// let readiness = layer.ready().await;
+    /// assert!(readiness.is_ready(), "{readiness}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self) -> Readiness {
+        let validator = self.validator.ready();
+        match &self.settings.policy.dpop {
+            Some(dpop) => readiness::all(vec![validator, dpop.store_ready()]).await,
+            None => validator.await,
         }
     }
 }

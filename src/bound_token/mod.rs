@@ -68,6 +68,7 @@ use crate::certificate::ClientCertificate;
 use crate::challenge::{reject, ChallengeParams, RejectionResponse, Scheme};
 use crate::dpop::{Dpop, VerifiedProof};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::metrics;
 use crate::token::AccessToken;
 
 /// What the layer's services share: the policy and how rejections are rendered.
@@ -104,6 +105,35 @@ impl<R> Settings<R> {
             response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
         }
         response
+    }
+}
+
+/// The `scheme` label of the request counts.
+#[inline]
+pub(crate) fn metrics_scheme(scheme: Scheme) -> metrics::Scheme {
+    match scheme {
+        Scheme::Bearer => metrics::Scheme::Bearer,
+        Scheme::Dpop => metrics::Scheme::Dpop,
+        Scheme::Unknown => metrics::Scheme::None,
+    }
+}
+
+/// Counts a request the layer let through, once its inner service answered: accepted, unless
+/// a certbound layer inside (a [`RequireScopeLayer`](crate::RequireScopeLayer), a
+/// [`RequireStepUpLayer`](crate::RequireStepUpLayer)) refused it, whose rejection carries the
+/// [`AuthError`]: then rejected with that reason. So each request the layer decides is counted
+/// once, as what it finally was.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn count_response<B, E>(output: &Result<http::Response<B>, E>, scheme: Scheme) {
+    #[cfg(feature = "metrics")]
+    match output
+        .as_ref()
+        .ok()
+        .and_then(|response| response.extensions().get::<AuthError>())
+    {
+        Some(refused) => metrics::request_rejected(refused.kind(), metrics_scheme(scheme)),
+        None => metrics::request_accepted(metrics_scheme(scheme)),
     }
 }
 
@@ -207,6 +237,9 @@ impl Policy {
         token.require_scopes(&self.required_scopes)
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod metrics_tests;
 
 #[cfg(test)]
 mod tests {

@@ -113,6 +113,15 @@ impl TokenError {
     pub fn is_transient(&self) -> bool {
         matches!(self.kind, TokenErrorKind::Unavailable { .. })
     }
+
+    /// Whether the HTTP client's timeout ended the exchange.
+    pub(crate) fn is_timeout(&self) -> bool {
+        self.source.as_deref().is_some_and(|source| {
+            source
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+        })
+    }
 }
 
 impl From<TokenErrorKind> for TokenError {

@@ -16,8 +16,9 @@ use super::resource::{protected_resource, ProtectedResource};
 use super::token::{Schedule, Token, TokenScheme};
 use super::TokenError;
 use crate::dpop::{DpopKey, ProofBuilder};
+use crate::metrics::{Upstream, UpstreamResult};
 use crate::support::jose;
-use crate::upstream::{check_url, discover, read_limited};
+use crate::upstream::{check_url, discover, observe, read_limited, Observed};
 
 /// Where the token endpoint is.
 pub(crate) enum Endpoint {
@@ -226,15 +227,18 @@ impl Exchange {
     }
 
     async fn discover(&self, http: &reqwest::Client, issuer: &str) -> Result<String, TokenError> {
-        let metadata = discover(http, issuer, self.max_response_bytes)
-            .await
-            .map_err(|e| {
-                if e.is_unavailable() {
-                    TokenError::unavailable(e.message())
-                } else {
-                    TokenError::invalid_response(e.message())
-                }
-            })?;
+        let metadata = observe(
+            Upstream::Discovery,
+            discover(http, issuer, self.max_response_bytes),
+        )
+        .await
+        .map_err(|e| {
+            if e.is_unavailable() {
+                TokenError::unavailable(e.message())
+            } else {
+                TokenError::invalid_response(e.message())
+            }
+        })?;
         let alias = metadata
             .get("mtls_endpoint_aliases")
             .and_then(|aliases| aliases.get("token_endpoint"))
@@ -293,6 +297,25 @@ impl Exchange {
             })?;
             request = request.header("dpop", proof);
         }
+        let observed = Observed::start(Upstream::TokenEndpoint);
+        let answer = self.answer(request, endpoint, schedule, identity).await;
+        observed.finish(match &answer {
+            // A nonce asked for is the protocol's step, not a failure.
+            Ok(_) | Err(Failure::NonceRequired(_)) => UpstreamResult::Ok,
+            Err(Failure::Error(e)) if e.is_timeout() => UpstreamResult::Timeout,
+            Err(Failure::Error(_)) => UpstreamResult::Error,
+        });
+        answer
+    }
+
+    /// Sends the token request to `endpoint`, and reads the answer.
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+        endpoint: &str,
+        schedule: Schedule,
+        identity: &ClientIdentity,
+    ) -> Result<Token, Failure> {
         let sent = Instant::now();
         let response = request.send().await.map_err(|e| {
             Failure::Error(TokenError::unavailable(format!("{endpoint}: no answer")).because(e))

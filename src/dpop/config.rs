@@ -210,6 +210,11 @@ impl Dpop {
         Ok(proof)
     }
 
+    /// Whether the replay store answers ([`ReplayStore::ready`]).
+    pub(crate) fn store_ready(&self) -> crate::ReadyFuture<'_> {
+        self.store.ready()
+    }
+
     /// The `algs` challenge attribute.
     pub(crate) fn algs(&self) -> &str {
         &self.algs

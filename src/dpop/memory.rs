@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
+use super::replay::{replay_label, Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
+use crate::metrics;
 
 /// Independent locks, so that concurrent requests rarely wait on one another. A power of two.
 const SHARDS: usize = 32;
@@ -263,7 +264,14 @@ impl fmt::Debug for MemoryReplayStore {
 
 impl ReplayStore for MemoryReplayStore {
     fn record(&self, key: &ReplayKey, ttl: Duration) -> ReplayFuture {
-        ReplayFuture::ready(self.record_key(*key.as_bytes(), ttl))
+        let start = metrics::start();
+        let answer = self.record_key(*key.as_bytes(), ttl);
+        metrics::dpop_replay(
+            replay_label(&answer),
+            metrics::ReplayStore::Memory,
+            metrics::elapsed(start),
+        );
+        ReplayFuture::ready(answer)
     }
 }
 

@@ -250,6 +250,7 @@ impl DpopNonces {
 
     /// A nonce for the current step, made with the issuing key.
     pub(crate) fn issue(&self, now_unix: u64) -> String {
+        crate::metrics::dpop_nonce_issued();
         let keys = self.shared.keys.load();
         let step = now_unix / keys.step;
         let mut raw = [0u8; RAW_LEN];

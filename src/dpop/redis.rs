@@ -9,8 +9,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{Client, ErrorKind, IntoConnectionInfo as _, RedisError, ServerErrorKind, Value};
 
-use super::replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
+use super::replay::{replay_label, Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
 use crate::error::ConfigError;
+use crate::metrics;
+use crate::readiness::{Readiness, ReadyFuture};
 use crate::support::encoding::push_hex;
 
 /// The default [`key_prefix`](RedisReplayStore::key_prefix).
@@ -281,14 +283,56 @@ impl ReplayStore for RedisReplayStore {
         let mut manager = self.connection.manager();
         let connection = Arc::clone(&self.connection);
         let timeout = self.timeout;
+        let start = metrics::start();
         ReplayFuture::new(async move {
+            let answer = Self::answer(set, &mut manager, &connection, timeout).await;
+            metrics::dpop_replay(
+                replay_label(&answer),
+                metrics::ReplayStore::Redis,
+                metrics::elapsed(start),
+            );
+            answer
+        })
+    }
+
+    /// Ready when Redis answers a `PING` within the store's [`timeout`](Self::timeout)
+    /// (the connection is opened first if need be, as for a record).
+    fn ready(&self) -> ReadyFuture<'_> {
+        let mut manager = self.connection.manager();
+        Box::pin(async move {
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout(self.timeout, ping.query_async::<Value>(&mut manager)).await
+            {
+                Ok(Ok(_)) => Readiness::ready(),
+                Ok(Err(e)) => {
+                    self.connection.replace_after(&e);
+                    Readiness::not_ready(format!(
+                        "DPoP replay store: redis failed ({:?})",
+                        e.kind()
+                    ))
+                }
+                Err(_) => Readiness::not_ready("DPoP replay store: no reply from redis in time"),
+            }
+        })
+    }
+}
+
+impl RedisReplayStore {
+    /// The answer to `set` (`SET NX PX`), within `timeout`.
+    async fn answer(
+        set: redis::Cmd,
+        manager: &mut ConnectionManager,
+        connection: &Connection,
+        timeout: Duration,
+    ) -> Result<Replay, StoreError> {
+        {
             let answer = async {
-                match set.query_async::<Value>(&mut manager).await {
+                match set.query_async::<Value>(manager).await {
                     // No connection could be opened, so this SET never reached Redis, and the
                     // manager has started opening a new one: sending it once more is safe, and
                     // spares a 503 to the first request after Redis came back while this
                     // instance sent nothing.
-                    Err(e) if e.is_connection_refusal() => set.query_async(&mut manager).await,
+                    Err(e) if e.is_connection_refusal() => set.query_async(manager).await,
                     answer => answer,
                 }
             };
@@ -309,7 +353,7 @@ impl ReplayStore for RedisReplayStore {
                     elapsed,
                 )),
             }
-        })
+        }
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::metrics;
+use crate::readiness::ReadyFuture;
 use crate::thumbprint::JwkThumbprint;
 
 /// Records proof identifiers and tells whether one was seen before.
@@ -29,11 +31,32 @@ use crate::thumbprint::JwkThumbprint;
 pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// Records `key` for `ttl` unless it is recorded already.
     fn record(&self, key: &ReplayKey, ttl: Duration) -> ReplayFuture;
+
+    /// Whether the store answers now (see [`Readiness`](crate::Readiness)), within a short
+    /// bound of its own: what [`BoundTokenLayer::ready`](crate::BoundTokenLayer::ready) asks.
+    /// The default is ready, for a store in the process; a store across the network should
+    /// ask it something cheap (`RedisReplayStore` sends a `PING`).
+    fn ready(&self) -> ReadyFuture<'_> {
+        crate::readiness::ready_now()
+    }
 }
 
 impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
     fn record(&self, key: &ReplayKey, ttl: Duration) -> ReplayFuture {
         (**self).record(key, ttl)
+    }
+
+    fn ready(&self) -> ReadyFuture<'_> {
+        (**self).ready()
+    }
+}
+
+/// The `result` label of a store's answer.
+pub(crate) fn replay_label(answer: &Result<Replay, StoreError>) -> metrics::Replay {
+    match answer {
+        Ok(Replay::Fresh) => metrics::Replay::Fresh,
+        Ok(Replay::Replayed) => metrics::Replay::Replayed,
+        Err(_) => metrics::Replay::Error,
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use super::AccessToken;
 use crate::certificate::ClientCertificate;
 use crate::error::AuthError;
+use crate::readiness::ReadyFuture;
 use crate::support::token_key::{KeyMemo, TokenKey};
 
 /// Turns an access token into a validated [`AccessToken`].
@@ -85,6 +86,15 @@ pub trait ValidateToken: Send + Sync + 'static {
     /// instead of a SHA-256.
     fn validate_presented(&self, presented: PresentedToken<'_>) -> Self::Future {
         self.validate(presented.token())
+    }
+
+    /// Whether this validator can decide now, rather than answer `503` for want of something
+    /// upstream (keys not loaded, the introspection endpoint not answering): what
+    /// [`BoundTokenLayer::ready`](crate::BoundTokenLayer::ready) asks. The default is ready,
+    /// for a validator that needs nothing upstream; certbound's validators say what their
+    /// docs describe.
+    fn ready(&self) -> ReadyFuture<'_> {
+        crate::readiness::ready_now()
     }
 }
 

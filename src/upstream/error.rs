@@ -61,6 +61,17 @@ impl FetchError {
         self.unavailable
     }
 
+    /// Whether a timeout ended the exchange: the HTTP client's own, or a `tokio` timeout
+    /// recorded as the source.
+    pub(crate) fn is_timeout(&self) -> bool {
+        self.source.as_deref().is_some_and(|source| {
+            source
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+                || source.is::<tokio::time::error::Elapsed>()
+        })
+    }
+
     /// The context and the underlying error's text, for logs and `prefetch` errors.
     pub(crate) fn message(&self) -> String {
         match &self.source {

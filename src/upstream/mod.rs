@@ -11,8 +11,18 @@ use crate::error::ConfigError;
 #[cfg(feature = "authorization-server")]
 pub(crate) mod destination;
 mod error;
+mod observe;
 mod options;
 pub(crate) use error::{FetchError, HttpStatus};
+pub(crate) use observe::observe;
+#[cfg(feature = "introspection")]
+pub(crate) use observe::shed;
+#[cfg(any(
+    feature = "introspection",
+    feature = "client",
+    feature = "authorization-server"
+))]
+pub(crate) use observe::Observed;
 pub(crate) use options::{upstream_setters, UpstreamOptions};
 
 /// A TLS client identity: certificate chain (leaf first) and private key.

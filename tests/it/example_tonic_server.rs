@@ -25,6 +25,13 @@ impl RunningServer {
         RunningServer(ExampleProcess::spawn(example_binary(), &all).await)
     }
 
+    /// `GET /readyz` (HTTP/2, with `identity`'s certificate): its status.
+    async fn readyz(&self, pki: &Pki, identity: &ClientIdentity) -> reqwest::StatusCode {
+        let client = https_client(&pki.ca_der(), Some(identity));
+        let response = client.get(self.0.url("/readyz")).send().await;
+        response.expect("GET /readyz").status()
+    }
+
     async fn client(&self, ca_pem: &str, identity: &ClientIdentity) -> WhoamiClient {
         WhoamiClient::new(grpc_channel(self.0.addr(), ca_pem, identity).await)
     }
@@ -237,6 +244,8 @@ async fn jwks_file_with_client_ca_serves_clients_of_that_ca_only() {
     let b = pki.client_identity("client-b");
     let token = key.sign(&claims_bound_to(&a.x5t_s256()));
     assert_only_a_can_use(&server, &pki.ca_pem(), &a, &b, &token).await;
+    // Open, before the token layer: static keys are always ready.
+    assert_eq!(server.readyz(&pki, &a).await, reqwest::StatusCode::OK);
 
     // Unbound tokens are rejected by default.
     let unbound = key.sign(&claims_unbound());
@@ -285,6 +294,10 @@ async fn jwks_url_without_client_ca_accepts_self_signed_certificates() {
     let token = key.sign(&claims_bound_to(&a.x5t_s256()));
     assert_only_a_can_use(&server, &pki.ca_pem(), &a, &b, &token).await;
     assert!(jwks_server.hits(JWKS_PATH) >= 1);
+    assert_eq!(server.readyz(&pki, &a).await, reqwest::StatusCode::OK);
+    // Keys that can no longer be fetched still verify: still ready.
+    jwks_server.set_status(JWKS_PATH, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(server.readyz(&pki, &a).await, reqwest::StatusCode::OK);
 
     #[cfg(unix)]
     server.terminate().await;

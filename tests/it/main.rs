@@ -67,6 +67,8 @@ mod dpop_redis;
 mod dpop_token_endpoint;
 // Runs examples/resource_server.rs (features axum, aws-lc-rs, introspection).
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
+mod example_metrics;
+#[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]
 mod example_resource_server;
 // examples/resource_server.rs: several issuers, introspection alongside, metadata, step-up.
 #[cfg(all(feature = "aws-lc-rs", feature = "axum", feature = "introspection"))]

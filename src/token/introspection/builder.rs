@@ -282,6 +282,7 @@ impl IntrospectionValidatorBuilder {
                 max_response_bytes: self.upstream.max_response_bytes,
                 allow_http: self.upstream.allow_http,
                 calls: Semaphore::new(self.max_concurrent_calls),
+                last_failure: std::sync::Mutex::new(None),
             },
             rules: Rules {
                 issuer: self.issuer,

@@ -1,14 +1,18 @@
 //! The HTTP exchange with the introspection endpoint (RFC 7662 §2.1): the request, the
 //! client's authentication to the authorization server, and finding the endpoint by discovery.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
 
-use crate::upstream::{self as fetch, check_url, FetchError, HttpStatus};
+use crate::metrics::Upstream;
+use crate::readiness::Readiness;
+use crate::upstream::{self as fetch, check_url, FetchError, HttpStatus, Observed};
 
 /// Where the introspection endpoint is, and how to authenticate to it.
 pub(super) struct Exchange {
@@ -20,7 +24,14 @@ pub(super) struct Exchange {
     pub(super) allow_http: bool,
     /// Bounds the calls in flight (`max_concurrent_calls`).
     pub(super) calls: Semaphore,
+    /// When the last exchange failed for want of an answer; cleared by an answer.
+    pub(super) last_failure: Mutex<Option<Instant>>,
 }
+
+/// How long a failed exchange (no answer, a timeout, an error status) makes the validator not
+/// ready, unless an answer comes meanwhile. Not longer: a server taken out of rotation gets no
+/// requests, so it would never find out that the endpoint is back.
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(10);
 
 pub(super) enum Endpoint {
     Fixed(String),
@@ -73,15 +84,44 @@ impl Exchange {
     pub(super) async fn ask(&self, token: &str) -> Result<Answer, FetchError> {
         // Beyond the bound, 503 at once: queueing would let a flood hold every request.
         let Ok(_permit) = self.calls.try_acquire() else {
+            fetch::shed(Upstream::Introspection);
             return Err(FetchError::unavailable(
                 "too many introspection calls in flight (max_concurrent_calls)",
             ));
         };
-        tokio::time::timeout(self.fetch_timeout, self.call(token))
+        let answer = tokio::time::timeout(self.fetch_timeout, self.call(token))
             .await
             .unwrap_or_else(|elapsed| {
                 Err(FetchError::unavailable("introspection timed out").because(elapsed))
-            })
+            });
+        let failed = answer.as_ref().is_err_and(FetchError::is_unavailable);
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = failed.then(Instant::now);
+        answer
+    }
+
+    /// Ready when the endpoint is known (discovered now if need be, within the fetch timeout)
+    /// and no exchange failed for want of an answer within [`FAILURE_MEMORY`] without one
+    /// answered since.
+    pub(super) async fn ready(&self) -> Readiness {
+        let known = tokio::time::timeout(self.fetch_timeout, self.endpoint_url()).await;
+        if let Err(why) = known.unwrap_or_else(|elapsed| {
+            Err(FetchError::unavailable("discovery timed out").because(elapsed))
+        }) {
+            return Readiness::not_ready(format!("introspection: {}", why.message()));
+        }
+        let failed = *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match failed {
+            Some(at) if at.elapsed() < FAILURE_MEMORY => {
+                Readiness::not_ready("introspection: the endpoint did not answer the last call")
+            }
+            _ => Readiness::ready(),
+        }
     }
 
     async fn call(&self, token: &str) -> Result<Answer, FetchError> {
@@ -94,6 +134,19 @@ impl Exchange {
         if let ClientAuth::Basic(value) = &self.auth {
             request = request.header(AUTHORIZATION, value.clone());
         }
+        let observed = Observed::start(Upstream::Introspection);
+        let answer = self.post(request, url, token).await;
+        observed.finish_fetch(&answer);
+        answer
+    }
+
+    /// Sends the request to the endpoint at `url`, and reads its answer.
+    async fn post(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        token: &str,
+    ) -> Result<Answer, FetchError> {
         let response = request
             .body(self.form(token))
             .send()
@@ -164,7 +217,11 @@ impl Exchange {
     }
 
     async fn discover(&self, issuer: &str) -> Result<String, FetchError> {
-        let doc = fetch::discover(&self.http, issuer, self.max_response_bytes).await?;
+        let doc = fetch::observe(
+            Upstream::Discovery,
+            fetch::discover(&self.http, issuer, self.max_response_bytes),
+        )
+        .await?;
         let alias = match self.auth {
             ClientAuth::Mtls { .. } => doc
                 .get("mtls_endpoint_aliases")

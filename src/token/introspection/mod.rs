@@ -18,6 +18,8 @@ use client::{Answer, Endpoint, Exchange};
 
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::metrics;
+use crate::readiness::ReadyFuture;
 use crate::support::cache::{Keep, ResultCache};
 
 /// The fuzz target's view of [`Rules::interpret`]: an answer for `issuer` and `audience`.
@@ -138,8 +140,10 @@ impl ValidateToken for IntrospectionValidator {
         let token = presented.token();
         let key = presented.key();
         if let Some(outcome) = self.0.cache.get(&key) {
+            metrics::token_cache(true);
             return TokenFuture::ready(check_times(outcome, self.0.rules.leeway));
         }
+        metrics::token_cache(false);
         // A miss: one call to the authorization server per token, however many requests wait.
         // Only here is the token copied.
         let this = Arc::clone(&self.0);
@@ -155,6 +159,16 @@ impl ValidateToken for IntrospectionValidator {
                 None => Err(unavailable("introspection task failed")),
             }
         })
+    }
+
+    /// Ready when the endpoint is known (with discovery: the metadata fetched, tried now if
+    /// need be, within the fetch timeout) and it answered the last call, or that call failed
+    /// more than 10 s ago: with no traffic (a server out of rotation gets none) an endpoint
+    /// that failed once is assumed back after 10 s, so that the next requests find out.
+    /// Answers about tokens (active or not) count as answers; unreachable, a timeout, an HTTP
+    /// error status do not. Shed calls (`max_concurrent_calls`) say nothing about the endpoint.
+    fn ready(&self) -> ReadyFuture<'_> {
+        Box::pin(self.0.exchange.ready())
     }
 }
 
@@ -263,6 +277,24 @@ mod tests {
             .unwrap();
         let err = validator(addr).validate(TOKEN).await.unwrap_err();
         assert!(cause_of(&err).is::<reqwest::Error>(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn introspection_is_not_ready_after_a_call_the_endpoint_did_not_answer() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let v = validator(addr);
+        assert!(v.ready().await.is_ready(), "nothing failed yet");
+        let _ = v.validate(TOKEN).await.unwrap_err();
+        let readiness = v.ready().await;
+        assert!(!readiness.is_ready());
+        assert!(!readiness.to_string().contains(TOKEN), "{readiness}");
+        // An answer, even one that is no use, says the endpoint is there.
+        let v = validator(answering("200 OK").await);
+        let _ = v.validate(TOKEN).await.unwrap_err();
+        assert!(v.ready().await.is_ready());
     }
 
     #[tokio::test]

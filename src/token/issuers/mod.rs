@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use super::jwt::{unverified_claims, JwtValidator, SharedCache};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
+use crate::metrics;
+use crate::readiness::{self, ReadyFuture};
 use crate::support::cache::ResultCache;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
@@ -218,6 +220,7 @@ impl Issuers {
             return introspection.validate_presented(presented);
         }
         let _ = presented;
+        metrics::token_cache(false);
         TokenFuture::ready(Err(AuthError::with_detail(
             AuthErrorKind::InvalidToken,
             "untrusted issuer",
@@ -262,7 +265,10 @@ impl ValidateToken for Issuers {
         if let Some(hit) = self.0.cache.get(&key) {
             // The set unchanged since the token was routed: only the key check remains.
             let hit = match hit.vouch_unchanged(self.0.epoch.load(Ordering::Acquire)) {
-                Ok(token) => return TokenFuture::ready(Ok(token)),
+                Ok(token) => {
+                    metrics::token_cache(true);
+                    return TokenFuture::ready(Ok(token));
+                }
                 Err(hit) => hit,
             };
             let vouched = self.read(|set| {
@@ -270,6 +276,7 @@ impl ValidateToken for Issuers {
                 trusted.live()?.vouch(hit)
             });
             if let Some(token) = vouched {
+                metrics::token_cache(true);
                 return TokenFuture::ready(Ok(token));
             }
             // Its issuer left the set, was replaced, no longer holds the key, or was resolved
@@ -277,6 +284,36 @@ impl ValidateToken for Issuers {
             self.0.cache.remove(&key);
         }
         self.route(presented)
+    }
+
+    /// Ready when every trusted issuer's validator is (configured, inserted, and resolved
+    /// ones still in the set: keys loaded; see [`JwtValidator`]'s `ready`), and so is every
+    /// introspection validator. The issuers are checked concurrently; the reasons name each
+    /// issuer that is not ready.
+    fn ready(&self) -> ReadyFuture<'_> {
+        let validators = self.read(|set| {
+            let live = set.values().filter_map(Trusted::live);
+            live.cloned().collect::<Vec<_>>()
+        });
+        #[cfg_attr(not(feature = "introspection"), allow(unused_mut))]
+        let mut checks: Vec<ReadyFuture<'_>> = validators
+            .into_iter()
+            .map(|validator| -> ReadyFuture<'_> {
+                Box::pin(async move { validator.ready().await })
+            })
+            .collect();
+        #[cfg(feature = "introspection")]
+        {
+            let introspected = self.0.introspected.values();
+            checks.extend(
+                self.0
+                    .introspection
+                    .iter()
+                    .chain(introspected)
+                    .map(ValidateToken::ready),
+            );
+        }
+        Box::pin(readiness::all(checks))
     }
 }
 
@@ -302,6 +339,7 @@ impl Issuers {
             Some((trusted.live()?.clone(), trusted.until))
         });
         if let Some((validator, until)) = validator {
+            metrics::token_cache(false);
             let route = validator.route(epoch, until);
             return validator.validate_into(&self.0.cache, presented, claims, Some(route));
         }
@@ -310,7 +348,10 @@ impl Issuers {
             return introspection.validate_presented(presented);
         }
         match &self.0.resolver {
-            Some(resolver) => self.resolve(resolver, issuer, presented),
+            Some(resolver) => {
+                metrics::token_cache(false);
+                self.resolve(resolver, issuer, presented)
+            }
             None => self.untrusted(presented),
         }
     }

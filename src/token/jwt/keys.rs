@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use crate::error::ConfigError;
+use crate::metrics::Upstream;
 use crate::support::single_flight::{spawn, Begin, SingleFlight, Waiter};
 use crate::upstream::{self as fetch, check_url, FetchError};
 
@@ -324,6 +325,19 @@ impl RemoteKeys {
             .map(|f| Arc::clone(&f.set))
     }
 
+    /// Whether keys are loaded (stale ones count: they still verify). With none, tries a
+    /// fetch first, as a request would: joins the one in flight, or starts one unless the
+    /// last attempt was within `min_refresh_interval`, and waits for it (at most the fetch
+    /// timeout).
+    pub(crate) async fn ready(self: &Arc<Self>) -> bool {
+        let loaded = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        loaded || self.refresh().await.is_some()
+    }
+
     /// Starts a refresh in its own task unless one is in flight (then joins it) or one started
     /// too recently, or there is no tokio runtime to run it (then returns `None`).
     fn start_refresh(self: &Arc<Self>) -> Option<Waiter<bool>> {
@@ -400,7 +414,8 @@ impl RemoteKeys {
                 match known {
                     Some(uri) => uri,
                     None => {
-                        let uri = self.discover(issuer).await?;
+                        let uri =
+                            fetch::observe(Upstream::Discovery, self.discover(issuer)).await?;
                         self.refresh
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -410,7 +425,12 @@ impl RemoteKeys {
                 }
             }
         };
-        let body = match fetch::get(&self.client, &jwks_uri, self.settings.max_response_bytes).await
+        fetch::observe(Upstream::Jwks, self.fetch_jwks(&jwks_uri)).await
+    }
+
+    /// The key set at `jwks_uri`.
+    async fn fetch_jwks(&self, jwks_uri: &str) -> Result<KeySet, FetchError> {
+        let body = match fetch::get(&self.client, jwks_uri, self.settings.max_response_bytes).await
         {
             Ok(body) => body,
             Err(e) => {

@@ -24,6 +24,8 @@ use keys::{KeySet, RemoteKeys};
 
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
+use crate::metrics;
+use crate::readiness::{Readiness, ReadyFuture};
 use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
 use crate::support::encoding::json_object_text;
@@ -293,12 +295,33 @@ impl ValidateToken for JwtValidator {
         let key = presented.key();
         if let Some(hit) = cache.get(&key) {
             if self.still_trusted(&hit) {
+                metrics::token_cache(true);
                 return TokenFuture::ready(Ok(hit.token));
             }
             // The key that verified it left the key set: verify again (and fail, most likely).
             cache.remove(&key);
         }
+        metrics::token_cache(false);
         self.validate_miss(cache, token, key, None, None)
+    }
+
+    /// Ready with static keys; with remote ones, once a key set was fetched (with none yet,
+    /// the check tries a fetch, at most one per `min_refresh_interval`, and waits for it at
+    /// most the fetch timeout). Keys that are past
+    /// `max_key_age` and cannot be refreshed still verify, so they still count as loaded.
+    fn ready(&self) -> ReadyFuture<'_> {
+        let Keys::Remote(remote) = &self.0.keys else {
+            return crate::readiness::ready_now();
+        };
+        Box::pin(async move {
+            if remote.ready().await {
+                return Readiness::ready();
+            }
+            let why = remote
+                .last_error()
+                .map_or_else(|| "no fetch yet".to_owned(), FetchError::into_message);
+            Readiness::not_ready(format!("keys of {}: none loaded ({why})", self.issuer()))
+        })
     }
 }
 

@@ -117,6 +117,8 @@ pub struct ExampleProcess {
     child: Child,
     /// Its stderr lines, when captured ([`ExampleProcess::spawn_capturing_stderr`]).
     stderr: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    /// The lines of stdout after the start line.
+    stdout: Option<mpsc::Receiver<String>>,
     /// `scheme://addr` from the start line.
     base: String,
     addr: SocketAddr,
@@ -169,10 +171,11 @@ impl ExampleProcess {
                 let _ = tx.send(line);
             }
         });
-        let first =
-            tokio::task::spawn_blocking(move || stdout.recv_timeout(Duration::from_secs(20)))
-                .await
-                .expect("wait for the start line");
+        let (first, stdout) = tokio::task::spawn_blocking(move || {
+            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
+        })
+        .await
+        .expect("wait for the start line");
         let Ok(first) = first else {
             let _ = child.kill();
             panic!("{name} printed no start line: {:?}", child.wait());
@@ -188,6 +191,7 @@ impl ExampleProcess {
         ExampleProcess {
             child,
             stderr,
+            stdout: Some(stdout),
             base,
             addr,
         }
@@ -216,6 +220,18 @@ impl ExampleProcess {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The next line the example prints on stdout after its start line (waits at most 20 s).
+    pub async fn next_line(&mut self) -> String {
+        let stdout = self.stdout.take().expect("stdout");
+        let (line, stdout) = tokio::task::spawn_blocking(move || {
+            (stdout.recv_timeout(Duration::from_secs(20)), stdout)
+        })
+        .await
+        .expect("wait for a line");
+        self.stdout = Some(stdout);
+        line.expect("a line on stdout")
     }
 
     /// The address it listens on.
