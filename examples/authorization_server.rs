@@ -28,9 +28,9 @@
 //!                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
 //!                                  _san_email, or jwks | jwks_uri; optional scope and
 //!                                  tls_client_certificate_bound_access_tokens)
-//!   --reload-interval SECONDS      check --client-ca, --crl and --clients for changes this
-//!                                  often and reload what changed (default 5; 0 = only on
-//!                                  SIGHUP); SIGHUP reloads at once
+//!   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
+//!                                  --clients for changes this often and reload what changed
+//!                                  (default 5; 0 = only on SIGHUP); SIGHUP reloads at once
 //! ```
 //!
 //! Routes:
@@ -59,8 +59,10 @@
 //!
 //! Reloading: a changed `--clients` file (an edit, an atomic rename, a Kubernetes `..data`
 //! symlink swap) replaces the registrations; changed `--client-ca` or `--crl` files replace the
-//! trust anchors and CRLs of `tls_client_auth` clients. Each reload writes one line to stderr
-//! (`reloaded --clients`); a file that cannot be used (not JSON, an invalid registration, no
+//! trust anchors and CRLs of `tls_client_auth` clients; changed `--tls-cert` / `--tls-key`
+//! files the server's own certificate (new connections get it, open ones keep theirs). Each
+//! reload writes one line to stderr (`authorization_server: reloaded --clients`); a file that
+//! cannot be used (not JSON, an invalid registration, no
 //! certificate, an unparsable CRL: half-written files among them) is refused in one line and
 //! the server keeps serving with what it had.
 //!
@@ -75,10 +77,9 @@ use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use certbound::authorization_server::{ClientAuthenticator, ReloadableClients};
-use certbound::tls::ServerTls;
+use certbound::tls::{ReloadableServerTls, ServerTls};
 use tokio::sync::oneshot;
 
 use oauth_server::{router, TokenIssuer};
@@ -103,9 +104,9 @@ Usage: authorization_server --listen ADDR --tls-cert PATH --tls-key PATH
                                  tls_client_auth_subject_dn | _san_dns | _san_uri | _san_ip |
                                  _san_email, or jwks | jwks_uri; optional scope and
                                  tls_client_certificate_bound_access_tokens)
-  --reload-interval SECONDS      check --client-ca, --crl and --clients for changes this often
-                                 and reload what changed (default 5; 0 = only on SIGHUP);
-                                 SIGHUP reloads at once
+  --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and --clients
+                                 for changes this often and reload what changed (default 5;
+                                 0 = only on SIGHUP); SIGHUP reloads at once
   --help                         this text
 
 Flags take their value as `--flag value` or `--flag=value`.
@@ -116,8 +117,8 @@ Routes: POST /token (grant_type=client_credentials, client_id, optional scope; a
 
 #[path = "support/cli.rs"]
 mod cli;
-#[path = "support/reloads.rs"]
-mod reloads;
+#[path = "support/reload.rs"]
+mod reload;
 
 #[derive(Debug)]
 struct Config {
@@ -127,11 +128,11 @@ struct Config {
     tls_cert: PathBuf,
     tls_key: PathBuf,
     client_cas: Vec<PathBuf>,
-    crls: Vec<PathBuf>,
     issuer: String,
     audience: String,
     clients: PathBuf,
-    reload_interval: Duration,
+    /// `--reload-interval`, `--crl` (the CRLs of `tls_client_auth` chains).
+    reload: reload::ReloadFlags,
 }
 
 /// Parses the flags (without the program name): `None` for `--help`, `Err` with a one-line
@@ -165,8 +166,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         .into_iter()
         .map(PathBuf::from)
         .collect();
-    let crls: Vec<PathBuf> = flags.all("crl").into_iter().map(PathBuf::from).collect();
-    let reload_interval = reloads::interval(&flags)?;
+    let reload = reload::ReloadFlags::from_flags(&flags, !client_cas.is_empty())?;
     let issuer = flags.required("issuer")?;
     let audience = flags.required("audience")?;
     let clients = flags.required("clients")?;
@@ -176,24 +176,22 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Option<Config>
         tls_cert: tls_cert.into(),
         tls_key: tls_key.into(),
         client_cas,
-        crls,
         issuer,
         audience,
         clients: clients.into(),
-        reload_interval,
+        reload,
     }))
 }
 
 /// TLS accepts any client certificate (key possession is proven by the handshake); which
 /// certificate authenticates which client is decided per client at the token endpoint.
-fn server_tls(config: &Config) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
-    ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
+fn server_tls(config: &Config) -> Result<ReloadableServerTls, String> {
+    let tls = ServerTls::from_pem_files(&config.tls_cert, &config.tls_key)
         .map_err(|e| e.to_string())?
         .any_client_certificate()
         // The metadata and the keys are public: no certificate needed for them.
-        .client_certificate_optional()
-        .build()
-        .map_err(|e| e.to_string())
+        .client_certificate_optional();
+    ReloadableServerTls::new(tls).map_err(|e| e.to_string())
 }
 
 /// The chain verifier for `tls_client_auth` clients, from `--client-ca` and `--crl`, with
@@ -205,7 +203,7 @@ fn authenticator(config: &Config) -> Result<ClientAuthenticator, String> {
             .client_ca_pem_file(ca)
             .map_err(|e| format!("--client-ca: {e}"))?;
     }
-    for crl in &config.crls {
+    for crl in &config.reload.crls {
         builder = builder.crl_file(crl).map_err(|e| format!("--crl: {e}"))?;
     }
     builder
@@ -213,15 +211,18 @@ fn authenticator(config: &Config) -> Result<ClientAuthenticator, String> {
         .map_err(|e| format!("--client-ca/--crl: {e}"))
 }
 
-/// The watchers of the files given, each named by its flags for the stderr lines. (The server
-/// TLS material `--tls-cert` / `--tls-key` joins this list once `ServerTls` reloads.)
+/// The watchers of the files given, each named by its flags for the stderr lines.
 fn watchers(
     config: &Config,
+    tls: &ReloadableServerTls,
     authenticator: &ClientAuthenticator,
     clients: &ReloadableClients,
 ) -> Vec<(&'static str, certbound::reload::Watcher)> {
-    let interval = config.reload_interval;
-    let mut watchers = vec![("--clients", clients.watch(interval))];
+    let interval = config.reload.interval;
+    let mut watchers = vec![
+        ("--tls-cert/--tls-key", tls.watch(interval)),
+        ("--clients", clients.watch(interval)),
+    ];
     if !config.client_cas.is_empty() {
         watchers.push(("--client-ca/--crl", authenticator.watch(interval)));
     }
@@ -258,9 +259,9 @@ async fn main() -> ExitCode {
         Ok(tokens) => tokens,
         Err(e) => return fail(1, format!("cannot generate the signing key: {e}")),
     };
-    reloads::supervise(
+    reload::supervise(
         "authorization_server",
-        watchers(&config, &authenticator, &clients),
+        watchers(&config, &tls, &authenticator, &clients),
     );
     let app = match router(tokens, clients, authenticator) {
         Ok(app) => app,

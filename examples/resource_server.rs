@@ -662,12 +662,12 @@ async fn main() -> ExitCode {
         Ok(step_up) => step_up,
         Err(message) => return fail(2, message),
     };
-    let dpop = match &config.dpop {
+    let (dpop, nonce_key_file) = match &config.dpop {
         Some(flags) => match flags.dpop().await {
-            Ok(dpop) => Some(dpop),
+            Ok((dpop, nonces)) => (Some(dpop), nonces),
             Err(message) => return fail(2, message),
         },
-        None => None,
+        None => (None, None),
     };
 
     let listener = match tokio::net::TcpListener::bind(&config.listen[..]).await {
@@ -698,10 +698,14 @@ async fn main() -> ExitCode {
         Ok(addr) => addr,
         Err(e) => return fail(1, format!("cannot read the listening address: {e}")),
     };
-    if let Some(tls) = &tls {
-        let watcher = tls.watch(config.reload.interval);
-        reload::supervise("resource_server", vec![("server TLS", watcher)]);
-    }
+    reload::supervise(
+        "resource_server",
+        reload::watchers(
+            config.reload.interval,
+            tls.as_ref(),
+            nonce_key_file.as_ref(),
+        ),
+    );
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
     if let Some((handle, listener)) = metrics {

@@ -334,12 +334,12 @@ async fn main() -> ExitCode {
         Ok(set) => set,
         Err(e) => return fail(2, format!("--issuer: {e}")),
     };
-    let dpop = match &config.dpop {
+    let (dpop, nonce_key_file) = match &config.dpop {
         Some(flags) => match flags.dpop().await {
-            Ok(dpop) => Some(dpop),
+            Ok((dpop, nonces)) => (Some(dpop), nonces),
             Err(message) => return fail(2, message),
         },
-        None => None,
+        None => (None, None),
     };
 
     let listener = match TcpListener::bind(&config.listen[..]).await {
@@ -378,8 +378,10 @@ async fn main() -> ExitCode {
         listener,
         stopped,
     );
-    let watcher = tls.watch(config.reload.interval);
-    reload::supervise("tonic_server", vec![("server TLS", watcher)]);
+    reload::supervise(
+        "tonic_server",
+        reload::watchers(config.reload.interval, Some(&tls), nonce_key_file.as_ref()),
+    );
     println!("listening on https://{addr}");
     if let Some((handle, listener)) = metrics {
         ops::serve(listener, handle, check);

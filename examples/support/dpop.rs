@@ -89,8 +89,10 @@ impl DpopFlags {
 
     /// The settings: the public URL parsed, the nonce secret read (a file shorter than 32 bytes
     /// is refused), the Redis store set up (it connects on the first proof, so a Redis that is
-    /// down now is no start-up error).
-    pub(crate) async fn dpop(&self) -> Result<Dpop, String> {
+    /// down now is no start-up error). With `--dpop-nonce-key-file`, also the nonces whose file
+    /// is to be watched (`--reload-interval`).
+    pub(crate) async fn dpop(&self) -> Result<(Dpop, Option<DpopNonces>), String> {
+        let mut key_file = None;
         let mut dpop = Dpop::new();
         if let Some(url) = &self.public_url {
             dpop = dpop
@@ -106,6 +108,8 @@ impl DpopFlags {
             Some(NonceSecret::File(path)) => {
                 let nonces = DpopNonces::from_file(path)
                     .map_err(|e| format!("--dpop-nonce-key-file: {e}"))?;
+                // Clones share the keys: a reload through this one rotates the layer's.
+                key_file = Some(nonces.clone());
                 dpop = dpop.require_nonce(nonces);
             }
         }
@@ -116,6 +120,6 @@ impl DpopFlags {
                 .map_err(|e| format!("--dpop-replay-redis: {e}"))?;
             dpop = dpop.replay_store(store);
         }
-        Ok(dpop)
+        Ok((dpop, key_file))
     }
 }

@@ -1,12 +1,15 @@
 //! What the example servers share for material that changes while they run: the
-//! `--reload-interval` and `--crl` flags, and a task that reloads on SIGHUP and reports each
-//! failed reload as one line on stderr (the server keeps serving the previous material).
+//! `--reload-interval` and `--crl` flags, and a task that reloads on SIGHUP and reports every
+//! reload as one line on stderr: `PROGRAM: reloaded WHAT`, or `PROGRAM: reloading WHAT failed,
+//! still serving the previous one: REASON` (the server keeps serving the previous material).
 
 #![allow(dead_code)] // Each example uses a part.
 
+use std::error::Error;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use certbound::dpop::DpopNonces;
 use certbound::reload::Watcher;
 use certbound::tls::{ReloadableServerTls, ServerTls};
 
@@ -58,11 +61,48 @@ impl ReloadFlags {
     }
 }
 
+/// The watchers of a resource server's reloadable material, each named for the stderr lines:
+/// the server TLS (`--tls-cert`, `--tls-key`, `--client-ca`, `--crl`) and the DPoP nonce key
+/// (`--dpop-nonce-key-file`).
+pub(crate) fn watchers(
+    interval: Duration,
+    tls: Option<&ReloadableServerTls>,
+    nonce_key_file: Option<&DpopNonces>,
+) -> Vec<(&'static str, Watcher)> {
+    let mut watchers = Vec::new();
+    if let Some(tls) = tls {
+        watchers.push(("server TLS", tls.watch(interval)));
+    }
+    if let Some(nonces) = nonce_key_file {
+        watchers.push(("--dpop-nonce-key-file", nonces.watch(interval)));
+    }
+    watchers
+}
+
+/// An error and its sources on one line.
+fn one_line(error: &dyn Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        // Display often quotes the source already.
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = e.source();
+    }
+    line.replace('\n', " ")
+}
+
 /// Keeps `watchers` running for the life of the process: SIGHUP reloads every one at once, and
-/// each failed reload writes one line on stderr, `PROGRAM: reloading WHAT failed, still serving
-/// the previous one: REASON`. Call before printing the start line: SIGHUP is taken over from then
-/// on (its default action would end the process).
+/// each reload writes one line on stderr. Call before printing the start line: SIGHUP is taken
+/// over from then on (its default action would end the process). Nothing to watch: SIGHUP keeps
+/// its default action.
 pub(crate) fn supervise(program: &'static str, watchers: Vec<(&'static str, Watcher)>) {
+    if watchers.is_empty() {
+        return;
+    }
     for (what, watcher) in &watchers {
         let what = *what;
         let mut events = watcher.events();
@@ -70,10 +110,12 @@ pub(crate) fn supervise(program: &'static str, watchers: Vec<(&'static str, Watc
             // Ends when the watcher does.
             while events.changed().await.is_ok() {
                 let outcome = events.borrow_and_update().outcome.clone();
-                if let Err(e) = outcome {
-                    eprintln!(
-                        "{program}: reloading {what} failed, still serving the previous one: {e}"
-                    );
+                match outcome {
+                    Ok(()) => eprintln!("{program}: reloaded {what}"),
+                    Err(e) => eprintln!(
+                        "{program}: reloading {what} failed, still serving the previous one: {}",
+                        one_line(&*e)
+                    ),
                 }
             }
         });

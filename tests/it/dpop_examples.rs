@@ -363,6 +363,79 @@ async fn two_instances_with_one_nonce_key_file_accept_each_others_nonces() {
 }
 
 #[tokio::test]
+async fn a_rotated_nonce_key_file_is_reloaded_on_sighup_and_the_previous_keys_nonces_still_work() {
+    let fx = Fixture::new("nonce-rotation");
+    let key_file = fx.dir.write("nonce.key", [0x11; 32]);
+    let new_key_file = fx.dir.write("new-nonce.key", [0x22; 32]);
+    let binary = example_binary();
+    let rotating = fx.args(&[
+        "--dpop",
+        "--dpop-nonce",
+        "--dpop-nonce-key-file",
+        &key_file,
+        "--reload-interval",
+        "0",
+    ]);
+    let mut one = ExampleProcess::spawn_capturing_stderr(&binary, &rotating).await;
+    // An instance that only ever had the new key: it accepts exactly the nonces made with it.
+    let with_new_key = fx.args(&[
+        "--dpop",
+        "--dpop-nonce",
+        "--dpop-nonce-key-file",
+        &new_key_file,
+    ]);
+    let two = start(&with_new_key).await;
+    let client = fx.client();
+    let key = ProofKey::es256();
+    let token = fx.token_for(&key, None);
+    // A proof without a nonce: refused, with the server's current nonce.
+    let first_nonce = |url: String| {
+        let (client, key, token) = (&client, &key, &token);
+        async move {
+            let answer = get_with_proof(client, key, &url, token, None).await;
+            answer.nonce.expect("DPoP-Nonce with use_dpop_nonce")
+        }
+    };
+
+    let old_nonce = first_nonce(one.url("/whoami")).await;
+    get_with_proof(&client, &key, &two.url("/whoami"), &token, Some(&old_nonce))
+        .await
+        .assert_dpop_error("use_dpop_nonce");
+
+    // The key file rotated in place (atomic rename), then SIGHUP.
+    replace_atomically(std::path::Path::new(&key_file), [0x22; 32]);
+    one.signal("HUP");
+    // SIGHUP reloads the server TLS too: each says so in a line of its own.
+    let line = one.next_stderr_line_with("--dpop-nonce-key-file").await;
+    assert_eq!(line, "resource_server: reloaded --dpop-nonce-key-file");
+    // The previous key's nonce is still good for its step; the new nonces are the new key's.
+    let body = get_with_proof(&client, &key, &one.url("/whoami"), &token, Some(&old_nonce))
+        .await
+        .json();
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
+    let new_nonce = first_nonce(one.url("/whoami")).await;
+    let body = get_with_proof(&client, &key, &two.url("/whoami"), &token, Some(&new_nonce))
+        .await
+        .json();
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
+
+    // A key too short to use: refused in one line, the new key kept.
+    replace_atomically(std::path::Path::new(&key_file), [0x33; 8]);
+    one.signal("HUP");
+    let line = one.next_stderr_line_with("--dpop-nonce-key-file").await;
+    assert!(
+        line.starts_with(
+            "resource_server: reloading --dpop-nonce-key-file failed, still serving the previous one: "
+        ),
+        "{line}"
+    );
+    let body = get_with_proof(&client, &key, &one.url("/whoami"), &token, Some(&new_nonce))
+        .await
+        .json();
+    assert_eq!(body["jkt"], key.jkt(), "{body}");
+}
+
+#[tokio::test]
 async fn a_public_url_with_a_path_prefix_is_what_htu_is_checked_against() {
     let fx = Fixture::new("public-url");
     let server = start(&fx.args(&["--dpop", "--public-url", "https://api.test/v1"])).await;

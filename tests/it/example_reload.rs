@@ -138,6 +138,10 @@ async fn the_example_takes_a_renewed_certificate_and_reports_a_bad_one_in_one_li
 
     let renewed = setup.renew();
     until_served(addr, &setup.pki, &alice, &renewed).await;
+    assert_eq!(
+        server.next_stderr_line().await,
+        "resource_server: reloaded server TLS"
+    );
     // The connection opened before goes on.
     assert_eq!(held.get("/healthz").await.expect("held connection").0, 200);
     assert_eq!(held.server_leaf(), first);
@@ -160,6 +164,10 @@ async fn the_example_takes_a_renewed_certificate_and_reports_a_bad_one_in_one_li
     // Repaired: taken, and the bad contents were reported once, not at every check.
     let repaired = setup.renew();
     until_served(addr, &setup.pki, &alice, &repaired).await;
+    assert_eq!(
+        server.next_stderr_line().await,
+        "resource_server: reloaded server TLS"
+    );
     assert_eq!(server.stderr_lines_so_far(), Vec::<String>::new());
     drop(setup.dir);
 }

@@ -206,6 +206,17 @@ impl ExampleProcess {
             .expect("stderr open")
     }
 
+    /// The next stderr line that contains `text`, skipping the others (waits at most 20 s for
+    /// each line).
+    pub async fn next_stderr_line_with(&mut self, text: &str) -> String {
+        loop {
+            let line = self.next_stderr_line().await;
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
     /// The stderr lines written so far and not yet read.
     pub fn stderr_lines_so_far(&mut self) -> Vec<String> {
         let stderr = self.stderr.as_mut().expect("stderr captured");
