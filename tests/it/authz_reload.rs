@@ -266,7 +266,7 @@ fn crls_without_trust_anchors_and_unparsable_crls_are_refused_at_build() {
         .crl([b"\x30\x03\x02\x01\x01".to_vec().into()])
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("client_ca"), "{err}");
+    assert!(err.to_string().contains("client CA"), "{err}");
 
     let dir = ScratchDir::new("authz-crl-build");
     let not_pem = dir.write(
