@@ -128,7 +128,7 @@ impl UpstreamResult {
 }
 
 impl CertificateRefusal {
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     const fn label(self) -> &'static str {
         match self {
             Self::Revoked => "revoked",
@@ -140,7 +140,6 @@ impl CertificateRefusal {
     }
 
     /// The refusal `error` describes, if it is one of a client certificate.
-    #[allow(dead_code)]
     pub(crate) fn of(error: &rustls::Error) -> Option<Self> {
         use rustls::CertificateError as E;
         let rustls::Error::InvalidCertificate(e) = error else {
@@ -303,7 +302,6 @@ mod record {
         counter!("certbound_dpop_nonces_issued_total").increment(1);
     }
 
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_handshake(result: Handshake) {
         match result {
             Handshake::Ok => {
@@ -318,23 +316,19 @@ mod record {
         }
     }
 
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn client_certificate_refused(reason: CertificateRefusal) {
         counter!("certbound_tls_client_certificates_refused_total", "reason" => reason.label())
             .increment(1);
     }
 
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn connection_opened() {
         gauge!("certbound_connections_open").increment(1.0);
     }
 
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn connection_closed() {
         gauge!("certbound_connections_open").decrement(1.0);
     }
 
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_reload(ok: bool) {
         if ok {
             counter!("certbound_tls_reloads_total", "result" => "ok").increment(1);
@@ -344,7 +338,6 @@ mod record {
     }
 
     /// `not_after`: the served certificate's notAfter, in Unix seconds.
-    #[allow(dead_code)] // Recorded by src/server and src/tls (the TLS part of this change).
     pub(crate) fn tls_certificate_expiry(not_after: i64) {
         #[allow(clippy::cast_precision_loss)] // Exact below 2^53 s.
         gauge!("certbound_tls_certificate_expiry_timestamp_seconds").set(not_after as f64);

@@ -74,7 +74,9 @@ pub use reloadable::{ReloadableServerTls, TlsSource};
 use verify::AnyClientCertificate;
 // The authorization server's `tls_client_auth` verifier is built the same way, with the same
 // policies (authorization_server/trust.rs).
-pub(crate) use verify::{webpki as webpki_client_verifier, RevocationPolicy};
+#[cfg(feature = "authorization-server")]
+pub(crate) use verify::webpki as webpki_client_verifier;
+pub(crate) use verify::RevocationPolicy;
 
 /// Items given in memory (`file: None`) or read from a file, which a reload reads again.
 #[derive(Clone)]
