@@ -376,7 +376,7 @@ async fn a_rotated_nonce_key_file_is_reloaded_on_sighup_and_the_previous_keys_no
         "--reload-interval",
         "0",
     ]);
-    let mut one = ExampleProcess::spawn_capturing_stderr(&binary, &rotating).await;
+    let mut one = ExampleProcess::spawn_capturing_stderr(binary, &rotating).await;
     // An instance that only ever had the new key: it accepts exactly the nonces made with it.
     let with_new_key = fx.args(&[
         "--dpop",
