@@ -316,6 +316,12 @@ async fn main() -> ExitCode {
         }
         Err(message) => return fail(2, message),
     };
+    // The recorder first: what is recorded while building (the certificate's expiry) counts.
+    let recorder = match config.metrics.as_ref().map(ops::MetricsListen::install) {
+        Some(Ok(handle)) => Some(handle),
+        Some(Err(message)) => return fail(1, message),
+        None => None,
+    };
     let tls = match server_tls(&config) {
         Ok(tls) => tls,
         Err(message) => return fail(2, message),
@@ -346,12 +352,12 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", config.listen_arg)),
     };
-    let metrics = match &config.metrics {
-        Some(metrics) => match metrics.bind().await {
-            Ok(metrics) => Some(metrics),
+    let metrics = match (&config.metrics, recorder) {
+        (Some(metrics), Some(handle)) => match metrics.bind().await {
+            Ok(listener) => Some((handle, listener)),
             Err(message) => return fail(1, message),
         },
-        None => None,
+        _ => None,
     };
     if config.jwt.remote() {
         // Warm the key caches; an issuer that is down now is retried on demand.

@@ -75,18 +75,23 @@ impl MetricsListen {
         Ok(Some(Self { arg, addrs }))
     }
 
-    /// Installs the recorder (process-wide: before any layer records) and takes the port.
-    pub(crate) async fn bind(&self) -> Result<(PrometheusHandle, TcpListener), String> {
+    /// Installs the recorder, process-wide. First thing, before the TLS material is built and
+    /// the layer records: a gauge set before (the served certificate's expiry) would be lost.
+    pub(crate) fn install(&self) -> Result<PrometheusHandle, String> {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
             .map_err(|e| e.to_string())?
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
-        let listener = TcpListener::bind(&self.addrs[..])
+        Ok(handle)
+    }
+
+    /// Takes the port.
+    pub(crate) async fn bind(&self) -> Result<TcpListener, String> {
+        TcpListener::bind(&self.addrs[..])
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", self.arg))?;
-        Ok((handle, listener))
+            .map_err(|e| format!("cannot listen on {}: {e}", self.arg))
     }
 }
 

@@ -315,7 +315,8 @@ impl ServerTls {
 
     /// Builds the rustls configuration, with certbound's crypto provider. Sets the
     /// `certbound_tls_certificate_expiry_timestamp_seconds` gauge (feature `metrics`) to the
-    /// leaf's notAfter.
+    /// leaf's notAfter: install the metrics recorder before, or the value is lost until the
+    /// next reload.
     ///
     /// # Errors
     /// rustls refuses the key or the chain; the private key is not the certificate's; a client

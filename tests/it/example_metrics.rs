@@ -193,6 +193,71 @@ async fn a_known_sequence_of_requests_is_counted_exactly_per_series_and_label() 
     );
     // Labels never carry tokens or subjects.
     assert!(!text.contains(&token) && !text.contains("alice"), "{text}");
+
+    // The TLS side: the served certificate's expiry, the handshakes so far (A's and B's
+    // connections, at least), then a client of another CA refused at its handshake and a
+    // server certificate file corrupted and reloaded (refused, the old one kept).
+    let expiry = count("certbound_tls_certificate_expiry_timestamp_seconds{}").expect("expiry");
+    // The test PKI's certificates are rcgen's default: valid until 4096-01-01.
+    assert_eq!(expiry, 67_090_118_400.0);
+    let handshakes = |result: &str, samples: &BTreeMap<String, f64>| {
+        samples
+            .get(&format!(
+                "certbound_tls_handshakes_total{{result=\"{result}\"}}"
+            ))
+            .copied()
+    };
+    assert!(
+        handshakes("ok", &samples).is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert_eq!(handshakes("failed", &samples), None, "{text}");
+    assert!(
+        count("certbound_connections_open{}").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+
+    let stranger = Pki::new("metrics-other-ca").client_identity("stranger");
+    let with_stranger = https_client(&ca, Some(&stranger));
+    with_stranger
+        .get(&whoami)
+        .send()
+        .await
+        .expect_err("a certificate of another CA is refused at the handshake");
+    let server_cert = dir.0.join("server-cert.pem");
+    assert!(server_cert.exists(), "the example's certificate file");
+    replace_atomically(&server_cert, "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    server.signal("HUP");
+    // Polled as an operator's scraper would, until the refused reload shows.
+    let refused = "certbound_tls_reloads_total{result=\"failed\"}";
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let after = loop {
+        tick.tick().await;
+        let (_, text) = get(&plain, &format!("{metrics}/metrics"), None).await;
+        let after = self::samples(&text);
+        if after.contains_key(refused) {
+            break after;
+        }
+    };
+    let samples = after;
+    assert_eq!(samples.get(refused).copied(), Some(1.0), "{samples:?}");
+    assert_eq!(
+        samples
+            .get("certbound_tls_reloads_total{result=\"ok\"}")
+            .copied(),
+        None
+    );
+    assert_eq!(handshakes("failed", &samples), Some(1.0), "{samples:?}");
+    let untrusted = "certbound_tls_client_certificates_refused_total{reason=\"untrusted\"}";
+    assert_eq!(samples.get(untrusted).copied(), Some(1.0), "{samples:?}");
+    // Still serving the old certificate, with the same expiry.
+    assert_eq!(get(&with_a, &whoami, Some(&token)).await.0, StatusCode::OK);
+    assert_eq!(
+        samples
+            .get("certbound_tls_certificate_expiry_timestamp_seconds{}")
+            .copied(),
+        Some(expiry)
+    );
 }
 
 #[tokio::test]
