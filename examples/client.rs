@@ -43,8 +43,8 @@
 //!
 //! Prints one line per call: `N STATUS BODY` (the body on one line, at most 1000 characters)
 //! or `N error: WHY`. Never prints a token or a proof. On stderr, one line per reload of
-//! `--cert`/`--key`: `client: --cert/--key reloaded: THUMBPRINT` or `client: --cert/--key not
-//! reloaded (the identity in use is kept): WHY`. Exit codes: 0 when every call answered
+//! `--cert`/`--key`: `client: reloaded --cert/--key` or `client: reloading --cert/--key failed,
+//! keeping the previous one: WHY`. Exit codes: 0 when every call answered
 //! 2xx; 1 when a call did not, or no token could be obtained (one line, `no token: WHY`: the
 //! authorization server's RFC 6749 error, or why the resource's metadata is missing or not
 //! usable, in which case nothing was sent to an authorization server nor with a token); 2 for
@@ -54,15 +54,15 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/reload.rs"]
+mod reload;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use certbound::client::{ReloadableClientIdentity, ReqwestClient, TokenSource};
 use certbound::dpop::DpopKey;
-use certbound::reload::Watcher;
 use jsonwebtoken::Algorithm;
 use rustls_pki_types::CertificateDer;
 
@@ -278,7 +278,11 @@ async fn call(run: Run) -> bool {
         println!("no token: {e}");
         return false;
     }
-    let _watcher = watch(&run.identity, run.reload_interval);
+    // Every reload one line on stderr; SIGHUP reloads at once.
+    reload::supervise(
+        "client",
+        vec![("--cert/--key", run.identity.watch(run.reload_interval))],
+    );
     let client = &run.client;
     let mut all_ok = true;
     for n in 1..=run.count {
@@ -314,47 +318,6 @@ async fn call(run: Run) -> bool {
         }
     }
     all_ok
-}
-
-/// Reloads `--cert`/`--key` when they change (every `interval`; zero: only on SIGHUP) and at
-/// once on SIGHUP, with one line on stderr per reload. Stops when the returned watcher drops.
-fn watch(identity: &ReloadableClientIdentity, interval: Duration) -> Arc<Watcher> {
-    let watcher = Arc::new(identity.watch(interval));
-    let mut events = watcher.events();
-    let identity = identity.clone();
-    tokio::spawn(async move {
-        while events.changed().await.is_ok() {
-            let outcome = events.borrow_and_update().outcome.clone();
-            match outcome {
-                Ok(()) => eprintln!(
-                    "client: --cert/--key reloaded: {}",
-                    identity.current().thumbprint()
-                ),
-                Err(e) => {
-                    eprintln!(
-                        "client: --cert/--key not reloaded (the identity in use is kept): {e}"
-                    )
-                }
-            }
-        }
-    });
-    #[cfg(unix)]
-    {
-        let weak = Arc::downgrade(&watcher);
-        if let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    let Some(watcher) = weak.upgrade() else {
-                        return;
-                    };
-                    watcher.reload_now();
-                }
-            });
-        }
-    }
-    watcher
 }
 
 /// An error and its sources, on one line.

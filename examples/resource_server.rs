@@ -54,8 +54,10 @@
 //!   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
 //!                                  --dpop-nonce-key-file for changes this often and reload what
 //!                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
-//!                                  A failed reload keeps the previous material and writes one line
-//!                                  on stderr; connections already open keep theirs.
+//!                                  Each reload writes one line on stderr; a failed one keeps the
+//!                                  previous material; connections already open keep theirs.
+//!   --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+//!                                  own listener, no token); GET /healthz and /readyz there too
 //!   --issuer URL                   may be given several times: tokens from each issuer are
 //!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
 //!                                  issuer. A token from any other issuer is refused (401) without
@@ -107,6 +109,9 @@
 //! Routes:
 //! - `GET /healthz`: unprotected, `200 ok` (a client certificate is optional at the TLS layer
 //!   so that probes need none);
+//! - `GET /readyz`: unprotected, `200` when the server can validate (the keys of every issuer
+//!   loaded, the introspection endpoint answering, Redis answering with
+//!   `--dpop-replay-redis`), else `503`;
 //! - `GET /whoami`: behind [`BoundTokenLayer`]; `200` with the token's `iss`, `sub`,
 //!   `client_id`, `scope`, `x5t#S256` (its certificate binding) and `jkt` (its DPoP key
 //!   binding) as JSON;
@@ -183,8 +188,8 @@ Usage: resource_server [FLAGS]
   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
                                  --dpop-nonce-key-file for changes this often and reload what
                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
-                                 A failed reload keeps the previous material and writes one line
-                                 on stderr; connections already open keep theirs.
+                                 Each reload writes one line on stderr; a failed one keeps the
+                                 previous material; connections already open keep theirs.
   --issuer URL                   may be given several times: tokens from each issuer are
                                  accepted; keys come from RFC 8414 / OpenID discovery of each
                                  issuer. A token from any other issuer is refused (401) without

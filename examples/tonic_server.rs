@@ -40,8 +40,10 @@
 //!   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
 //!                                  --dpop-nonce-key-file for changes this often and reload what
 //!                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
-//!                                  A failed reload keeps the previous material and writes one line
-//!                                  on stderr; connections already open keep theirs.
+//!                                  Each reload writes one line on stderr; a failed one keeps the
+//!                                  previous material; connections already open keep theirs.
+//!   --metrics-listen ADDR          Prometheus text format at http://ADDR/metrics (plain HTTP, its
+//!                                  own listener, no token); GET /healthz and /readyz there too
 //!   --issuer URL                   may be given several times: tokens from each issuer are
 //!                                  accepted; keys come from RFC 8414 / OpenID discovery of each
 //!                                  issuer. A token from any other issuer is refused
@@ -110,8 +112,8 @@ Usage: tonic_server [FLAGS]
   --reload-interval SECONDS      check --tls-cert, --tls-key, --client-ca, --crl and
                                  --dpop-nonce-key-file for changes this often and reload what
                                  changed (default 5; 0 = only on SIGHUP); SIGHUP reloads at once.
-                                 A failed reload keeps the previous material and writes one line
-                                 on stderr; connections already open keep theirs.
+                                 Each reload writes one line on stderr; a failed one keeps the
+                                 previous material; connections already open keep theirs.
   --issuer URL                   may be given several times: tokens from each issuer are
                                  accepted; keys come from RFC 8414 / OpenID discovery of each
                                  issuer. A token from any other issuer is refused

@@ -1,7 +1,7 @@
 //! What the example servers share for material that changes while they run: the
 //! `--reload-interval` and `--crl` flags, and a task that reloads on SIGHUP and reports every
 //! reload as one line on stderr: `PROGRAM: reloaded WHAT`, or `PROGRAM: reloading WHAT failed,
-//! still serving the previous one: REASON` (the server keeps serving the previous material).
+//! keeping the previous one: REASON` (the server keeps serving the previous material).
 
 #![allow(dead_code)] // Each example uses a part.
 
@@ -113,7 +113,7 @@ pub(crate) fn supervise(program: &'static str, watchers: Vec<(&'static str, Watc
                 match outcome {
                     Ok(()) => eprintln!("{program}: reloaded {what}"),
                     Err(e) => eprintln!(
-                        "{program}: reloading {what} failed, still serving the previous one: {}",
+                        "{program}: reloading {what} failed, keeping the previous one: {}",
                         one_line(&*e)
                     ),
                 }

@@ -616,7 +616,7 @@ async fn the_example_reloads_its_clients_file_when_it_changes_and_keeps_serving_
 
     replace_file(&clients, &both[..both.len() / 2]);
     let line = server.stderr_line("--clients").await;
-    assert!(line.contains("failed, still serving"), "{line}");
+    assert!(line.contains("failed, keeping the previous one"), "{line}");
     assert_eq!(status_as(&first, "first").await, 200, "after a broken file");
     assert_eq!(
         status_as(&second, "second").await,

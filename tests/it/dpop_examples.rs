@@ -425,7 +425,7 @@ async fn a_rotated_nonce_key_file_is_reloaded_on_sighup_and_the_previous_keys_no
     let line = one.next_stderr_line_with("--dpop-nonce-key-file").await;
     assert!(
         line.starts_with(
-            "resource_server: reloading --dpop-nonce-key-file failed, still serving the previous one: "
+            "resource_server: reloading --dpop-nonce-key-file failed, keeping the previous one: "
         ),
         "{line}"
     );

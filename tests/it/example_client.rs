@@ -458,7 +458,7 @@ async fn a_certificate_renewed_mid_run_is_reloaded_and_the_next_calls_present_it
                     let mut stderr_lines = stderr_lines.lock().await;
                     let reloaded = tokio::time::timeout(Duration::from_secs(20), async {
                         while let Some(line) = stderr_lines.recv().await {
-                            if line.starts_with("client: --cert/--key reloaded: ") {
+                            if line == "client: reloaded --cert/--key" {
                                 return Some(line);
                             }
                         }

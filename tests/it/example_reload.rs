@@ -154,9 +154,8 @@ async fn the_example_takes_a_renewed_certificate_and_reports_a_bad_one_in_one_li
         .update(&Setup::files(&cert[..cert.len() / 2], &key, &ca));
     let line = server.next_stderr_line().await;
     assert!(
-        line.starts_with(
-            "resource_server: reloading server TLS failed, still serving the previous one:"
-        ) && line.contains("tls.crt"),
+        line.starts_with("resource_server: reloading server TLS failed, keeping the previous one:")
+            && line.contains("tls.crt"),
         "{line}"
     );
     assert_eq!(served_leaf(addr, &setup.pki, &alice).await, renewed);
