@@ -142,15 +142,7 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = p256();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn("localhost");
-        params.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().expect("dns name")),
-            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = params
+        let server_cert = server_params()
             .signed_by(&server_key, &issuer)
             .expect("sign server cert");
 
@@ -222,15 +214,7 @@ impl Pki {
     /// PKCS#8 key: a renewed server certificate.
     pub fn renewed_server_identity_pem(&self) -> (String, String) {
         let key = p256();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn("localhost");
-        params.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().expect("dns name")),
-            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params
+        let cert = server_params()
             .signed_by(&key, &self.issuer)
             .expect("sign server cert");
         (cert.pem(), key.serialize_pem())
@@ -291,4 +275,17 @@ impl Pki {
         std::fs::write(&paths.ca_cert, self.ca_pem())?;
         Ok(paths)
     }
+}
+
+/// The test server's certificate parameters: `localhost` and 127.0.0.1, for server auth.
+fn server_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn("localhost");
+    params.subject_alt_names = vec![
+        SanType::DnsName("localhost".try_into().expect("dns name")),
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
 }
