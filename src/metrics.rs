@@ -165,6 +165,8 @@ impl CertificateRefusal {
 #[cfg(feature = "metrics")]
 mod record {
     use super::*;
+    use std::cell::Cell;
+
     use metrics::{counter, gauge, histogram, Key, Label};
 
     static METADATA: metrics::Metadata<'static> =
@@ -192,46 +194,52 @@ mod record {
     ];
 
     thread_local! {
-        /// The hot series' handles, per thread, each with the address of the recorder that
-        /// made it.
-        static HANDLES: std::cell::RefCell<[Option<(usize, metrics::Counter)>; 5]> =
-            const { std::cell::RefCell::new([const { None }; 5]) };
+        /// The hot series' handles this thread got, with the address of the recorder that
+        /// made them. A `Cell` of a `Copy` value: no borrow flag, and no drop glue, so no
+        /// destructor registration and state check on each access either (together a fifth of
+        /// a recording's cost without a recorder, measured with callgrind: 58 instructions
+        /// instead of 75; the rest is the facade's own recorder lookup).
+        static HANDLES: Cell<Option<(usize, &'static Handles)>> = const { Cell::new(None) };
     }
+
+    /// A thread's handles of the hot series, in the order of [`HOT_KEYS`].
+    type Handles = [metrics::Counter; 5];
+    /// The slots of the cache series in [`HOT_KEYS`].
+    const HOT_CACHE_HIT: usize = 3;
+    const HOT_CACHE_MISS: usize = 4;
 
     /// Adds one to the hot series `slot` of [`HOT_KEYS`] (a request accepted, a cache hit or
     /// miss: on every request). A recorder's registry lookup (hashing the key, a probe, an
     /// `Arc` clone) costs more than the rest of a cache hit's bookkeeping, so each thread
-    /// keeps the handle it got, with the address of the recorder it came from: the handle is
+    /// keeps the handles it got, with the address of the recorder they came from: they are
     /// used again only while the same recorder is in force (`metrics::with_recorder`: the
     /// thread's local one, else the global one, else none). A global recorder installed after
     /// the layer was built is therefore seen from its first request on. (A local recorder
     /// dropped and replaced by another at the same address would keep being handed the old
     /// one's handles on that thread: tests that swap local recorders give each its own
     /// allocation.)
+    ///
+    /// The handles of a thread are leaked, five `Counter`s each time the recorder in force
+    /// changes on it: with a global recorder, at most twice per thread (none, then the
+    /// recorder). A handle is a reference to a series the recorder keeps anyway.
+    #[inline]
     fn increment_hot(slot: usize) {
         metrics::with_recorder(|recorder| {
             let id = std::ptr::from_ref(recorder).cast::<()>() as usize;
-            let cached = HANDLES.try_with(|handles| {
-                // Re-entered (a recorder that records while registering): not cached.
-                let Ok(mut handles) = handles.try_borrow_mut() else {
-                    return false;
-                };
-                match &handles[slot] {
-                    Some((at, counter)) if *at == id => counter.increment(1),
-                    _ => {
-                        let counter = recorder.register_counter(&HOT_KEYS[slot], &METADATA);
-                        counter.increment(1);
-                        handles[slot] = Some((id, counter));
-                    }
+            let counters = match HANDLES.get() {
+                Some((at, counters)) if at == id => counters,
+                _ => {
+                    // All five at once: the series show from the first request on, at zero
+                    // until something happens (as Prometheus advises for known label values).
+                    let counters: &'static Handles =
+                        Box::leak(Box::new(std::array::from_fn(|series| {
+                            recorder.register_counter(&HOT_KEYS[series], &METADATA)
+                        })));
+                    HANDLES.set(Some((id, counters)));
+                    counters
                 }
-                true
-            });
-            // The thread is exiting (its locals are gone), or re-entered.
-            if cached != Ok(true) {
-                recorder
-                    .register_counter(&HOT_KEYS[slot], &METADATA)
-                    .increment(1);
-            }
+            };
+            counters[slot].increment(1);
         });
     }
 
@@ -258,7 +266,7 @@ mod record {
     }
 
     pub(crate) fn token_cache(hit: bool) {
-        increment_hot(if hit { 3 } else { 4 });
+        increment_hot(if hit { HOT_CACHE_HIT } else { HOT_CACHE_MISS });
     }
 
     pub(crate) fn upstream(upstream: Upstream, result: UpstreamResult, elapsed: Option<Duration>) {

@@ -70,6 +70,8 @@ fn counted(requests: &[(Option<&str>, &str, StatusCode)]) -> Vec<(String, u64)> 
             };
             (labels.join("/"), n)
         })
+        // The hot series are registered together, at zero.
+        .filter(|(_, n)| *n > 0)
         .collect();
     counts.sort();
     counts
