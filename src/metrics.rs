@@ -386,39 +386,33 @@ mod record {
 #[allow(unused_imports)] // Each feature records its own series.
 pub(crate) use record::*;
 
-/// Whether timing an operation is worth a clock reading: only when the `metrics` feature is on.
-/// Call sites time with `metrics::start()` / `metrics::elapsed(start)`.
-#[cfg(feature = "metrics")]
-pub(crate) type Started = std::time::Instant;
-/// Without the `metrics` feature nothing is timed.
-#[cfg(not(feature = "metrics"))]
-pub(crate) type Started = ();
+/// The start of a timed operation: a clock reading with the `metrics` feature, nothing without
+/// (a unit struct rather than `()`, so that call sites read the same in both builds).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started(#[cfg(feature = "metrics")] std::time::Instant);
 
-/// The start of a timed operation (a clock reading with the `metrics` feature, nothing without).
+/// Starts timing (reads the clock only with the `metrics` feature).
 #[inline(always)]
-#[allow(dead_code, clippy::unused_unit)]
 pub(crate) fn start() -> Started {
-    #[cfg(feature = "metrics")]
-    {
-        std::time::Instant::now()
-    }
-    #[cfg(not(feature = "metrics"))]
-    {
-        ()
-    }
+    Started(
+        #[cfg(feature = "metrics")]
+        std::time::Instant::now(),
+    )
 }
 
 /// The time since `start` (zero without the `metrics` feature).
 #[inline(always)]
-#[allow(dead_code, clippy::needless_pass_by_value)]
+#[cfg_attr(
+    not(feature = "metrics"),
+    allow(clippy::needless_pass_by_value, unused_variables)
+)]
 pub(crate) fn elapsed(start: Started) -> Duration {
     #[cfg(feature = "metrics")]
     {
-        start.elapsed()
+        start.0.elapsed()
     }
     #[cfg(not(feature = "metrics"))]
     {
-        let () = start;
         Duration::ZERO
     }
 }

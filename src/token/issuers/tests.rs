@@ -3,6 +3,7 @@
 //! where nothing listens, so that a call that should not happen shows as a 503.
 #![allow(clippy::disallowed_methods)]
 
+#[cfg(feature = "introspection")]
 use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
