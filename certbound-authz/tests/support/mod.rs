@@ -1,0 +1,114 @@
+//! Test material made at test time: an issuer's ES256 key and its tokens, client certificates,
+//! DPoP keys. Shared by the unit tests (`src/engine_tests.rs` includes this file) and the
+//! tests that run the binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use certbound::{CertThumbprint, DpopKey};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+/// The `iss` of every test token.
+pub const ISSUER: &str = "https://as.example.com";
+/// The `aud` of every test token.
+pub const AUDIENCE: &str = "https://api.example.com";
+
+/// An issuer's signing key.
+pub struct Issuer {
+    key: rcgen::KeyPair,
+}
+
+impl Issuer {
+    pub fn new() -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ES256 key");
+        Self { key }
+    }
+
+    /// The public key, PEM (SPKI).
+    pub fn public_pem(&self) -> String {
+        self.key.public_key_pem()
+    }
+
+    /// The public key as a JWKS document.
+    pub fn jwks(&self) -> Value {
+        // The SPKI of a P-256 key ends with the uncompressed point 04 || x || y.
+        let spki = rcgen::PublicKeyData::der_bytes(&self.key);
+        let point = &spki[spki.len() - 64..];
+        let b64 = |bytes: &[u8]| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        };
+        json!({ "keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "k1",
+            "x": b64(&point[..32]), "y": b64(&point[32..]),
+        }]})
+    }
+
+    /// A signed token with `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".to_owned());
+        header.typ = Some("at+jwt".to_owned());
+        let key = EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes()).expect("EC key");
+        jsonwebtoken::encode(&header, claims, &key).expect("sign")
+    }
+
+    /// A token with `scope`, bound as `cnf` says.
+    pub fn token(&self, scope: &str, cnf: Value) -> String {
+        self.sign(&claims(scope, cnf))
+    }
+}
+
+/// Valid claims with `scope` and `cnf` (`Value::Null`: none).
+pub fn claims(scope: &str, cnf: Value) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "client_id": "client-a",
+        "scope": scope, "iat": now - 10, "nbf": now - 10, "exp": now + 300,
+        "jti": format!("{now}-{}", rand_suffix()),
+    });
+    if !cnf.is_null() {
+        claims["cnf"] = cnf;
+    }
+    claims
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A self-signed client certificate: (DER, PEM).
+pub fn client_certificate(name: &str) -> (Vec<u8>, String) {
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("certificate");
+    (cert.cert.der().to_vec(), cert.cert.pem())
+}
+
+/// `cnf` binding to the certificate `der`.
+pub fn cnf_certificate(der: &[u8]) -> Value {
+    json!({ "x5t#S256": CertThumbprint::from_der(der).to_string() })
+}
+
+/// `cnf` binding to the DPoP key.
+pub fn cnf_dpop(key: &DpopKey) -> Value {
+    json!({ "jkt": key.thumbprint().to_string() })
+}
+
+/// A fresh DPoP key.
+pub fn dpop_key() -> DpopKey {
+    DpopKey::generate(Algorithm::ES256).expect("DPoP key")
+}
+
+/// A proof for `method` `url` and `token`, with `nonce` when given.
+pub fn proof(key: &DpopKey, method: &str, url: &str, token: &str, nonce: Option<&str>) -> String {
+    let mut proof = key.proof(method, url).access_token(token);
+    if let Some(nonce) = nonce {
+        proof = proof.nonce(nonce);
+    }
+    proof.sign().expect("proof")
+}
