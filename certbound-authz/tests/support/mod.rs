@@ -2,6 +2,10 @@
 //! DPoP keys. Shared by the unit tests (`src/engine_tests.rs` includes this file) and the
 //! tests that run the binary.
 #![allow(dead_code, unreachable_pub)]
+// Signing as an authorization server with jsonwebtoken's process-wide provider, installed
+// first (`init`): with both backends in the graph (`--workspace --all-features`) its own pick
+// would panic. As in certbound's tests.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +17,17 @@ use serde_json::{json, Value};
 pub const ISSUER: &str = "https://as.example.com";
 /// The `aud` of every test token.
 pub const AUDIENCE: &str = "https://api.example.com";
+
+/// Installs jsonwebtoken's aws-lc-rs provider once.
+pub fn init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        // Err: another one was installed first; fine.
+        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        );
+    });
+}
 
 /// An issuer's signing key.
 pub struct Issuer {
@@ -50,6 +65,7 @@ impl Issuer {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some("k1".to_owned());
         header.typ = Some("at+jwt".to_owned());
+        init();
         let key = EncodingKey::from_ec_pem(self.key.serialize_pem().as_bytes()).expect("EC key");
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
