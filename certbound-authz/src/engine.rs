@@ -164,15 +164,15 @@ impl Engine {
 
     /// The decision for `facts`.
     pub(crate) async fn decide(&self, facts: Facts) -> Answer {
-        if unsafe_path(&facts.path) {
-            // A route is chosen by its path: one that a normalising upstream would read as
-            // another path could open what is closed.
+        // A route is chosen by its path: one that the proxy or the upstream could read as
+        // another path could open what is closed, or skip a route's scopes.
+        let Some(route_path) = route_path(&facts.path) else {
             return plain(StatusCode::BAD_REQUEST);
-        }
+        };
         let service = self
             .routes
             .iter()
-            .find(|(route, _)| route.covers(&facts.method, &facts.path))
+            .find(|(route, _)| route.covers(&facts.method, &route_path))
             .map_or(Some(&self.fallback), |(_, service)| service.as_ref());
         let Some(service) = service else {
             // An open route: no token needed, no identity sent.
@@ -222,21 +222,31 @@ fn request(facts: Facts) -> Option<Request<()>> {
     Some(request)
 }
 
-/// A path with a dot segment or an encoded `/`, `\` or `.`: refused (a proxy normalises such
-/// paths, or its upstream does, into another path than the one the route was chosen by).
-fn unsafe_path(path: &str) -> bool {
-    if !path.starts_with('/') {
-        return true;
+/// The path routes are matched against: percent-decoded (`/%61dmin` is `/admin` to the
+/// upstream, so it must be to the routes too). `None`, refused, for a path an upstream could
+/// read as another: not starting with `/`, an encoded `/` or `\`, a `\`, an empty segment
+/// (`//`), a dot segment (`.` or `..`, encoded or not, also with `;` parameters as servlet
+/// containers read them), or not UTF-8 once decoded.
+fn route_path(path: &str) -> Option<String> {
+    if !path.starts_with('/') || path.contains('\\') {
+        return None;
     }
     let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e", "\\"]
-        .iter()
-        .any(|bad| lower.contains(bad))
-    {
-        return true;
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return None;
     }
-    path.split('/')
-        .any(|segment| segment == "." || segment == "..")
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    let dot_or_empty = decoded.split('/').skip(1).any(|segment| {
+        let base = segment.split(';').next().unwrap_or_default();
+        base.is_empty() && segment.len() != base.len() || base == "." || base == ".."
+    });
+    if dot_or_empty || decoded.contains("//") {
+        return None;
+    }
+    Some(decoded)
 }
 
 fn plain(status: StatusCode) -> Answer {

@@ -268,6 +268,59 @@ async fn a_plain_http_origin_is_the_htu_of_a_proof() {
     assert_eq!(answer.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn routes_are_matched_on_the_decoded_path() {
+    let s = setup();
+    let (der, _) = client_certificate("client-a");
+    let read = s.issuer.token("read", cnf_certificate(&der));
+    // `/%61dmin` is `/admin` to the upstream: the admin route's scope applies.
+    let answer = s
+        .engine
+        .decide(bearer(
+            facts(Method::POST, "/%61dmin/users", Some(&der)),
+            &read,
+        ))
+        .await;
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    // A trailing slash is no empty segment.
+    let answer = s.engine.decide(facts(Method::GET, "/public/", None)).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_public_url_is_the_origin_of_every_proof() {
+    let config = config::parse(
+        &CONFIG.replace(
+            "[proxy]",
+            "[tokens]\npublic_url = \"https://public.example.com\"\n\n[proxy]",
+        ),
+        Path::new("."),
+    )
+    .expect("valid configuration");
+    let issuer = Issuer::new();
+    let validator = JwtValidator::builder(ISSUER, AUDIENCE)
+        .public_key_pem(jsonwebtoken::Algorithm::ES256, issuer.public_pem())
+        .build()
+        .expect("validator");
+    let issuers = Issuers::builder().jwt(validator).build().expect("issuers");
+    let dpop = super::dpop(&config).await.expect("dpop");
+    let engine = Engine::new(&config, issuers, dpop).expect("engine");
+    let key = dpop_key();
+    let token = issuer.token("read", cnf_dpop(&key));
+    let send = |url: &str| {
+        let f = facts(Method::GET, "/orders", None);
+        let f = with_header(f, "authorization", &format!("DPoP {token}"));
+        with_header(f, "dpop", &proof(&key, "GET", url, &token, None))
+    };
+    // The facts say api.example.com; the configured public URL wins.
+    let answer = engine.decide(send("https://api.example.com/orders")).await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let answer = engine
+        .decide(send("https://public.example.com/orders"))
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
 #[test]
 fn identity_values_outside_visible_ascii_are_percent_encoded() {
     assert_eq!(header_value("alice").to_str().unwrap(), "alice");
