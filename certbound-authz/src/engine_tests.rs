@@ -172,7 +172,14 @@ async fn a_path_that_could_be_read_as_another_is_refused() {
     for path in [
         "/public/../admin",
         "/public/%2e%2e/admin",
+        "/public/..;/admin",
+        "/public/./x",
         "/public%2Fadmin",
+        "/public%5cadmin",
+        "/public\\admin",
+        "//public/x",
+        "/public//x",
+        "/public/%ff",
         "x",
     ] {
         let answer = s.engine.decide(facts(Method::POST, path, None)).await;
