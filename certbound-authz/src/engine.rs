@@ -88,6 +88,18 @@ pub(crate) fn issuers(config: &Config) -> Result<Issuers, ConfigError> {
     if let Some(introspection) = &config.introspection {
         let mut builder = IntrospectionValidator::endpoint(&introspection.url)
             .client_secret_basic(&introspection.client_id, &introspection.client_secret);
+        // The answer's `aud` must name this API (one of the issuers' audiences); with one
+        // issuer its `iss` must be it too (with several, an answer may come from any of them).
+        if let [issuer] = config.issuers.as_slice() {
+            builder = builder.issuer(&issuer.issuer);
+        }
+        let mut audiences: Vec<&String> = Vec::new();
+        for audience in config.issuers.iter().flat_map(|i| &i.audiences) {
+            if !audiences.contains(&audience) {
+                audiences.push(audience);
+                builder = builder.audience(audience);
+            }
+        }
         for root in &introspection.roots {
             builder = builder.trust_root(root.clone());
         }

@@ -17,30 +17,7 @@ use support::*;
 async fn authz(profile: &str, trusted: &str, tokens: &str) -> (TempDir, JwksServer, Authz) {
     let dir = TempDir::new();
     let jwks = JwksServer::start(&dir).await;
-    let config = format!(
-        r#"
-[listen]
-http = "127.0.0.1:0"
-
-[[issuers]]
-issuer = "{ISSUER}"
-audiences = ["{AUDIENCE}"]
-jwks_url = "{}"
-ca_file = "as-ca.pem"
-
-[tokens]
-{tokens}
-
-[proxy]
-profile = "{profile}"
-trusted = ["{trusted}"]
-
-[identity_headers]
-subject = "x-auth-subject"
-binding = "x-auth-binding"
-"#,
-        jwks.url
-    );
+    let config = binary::config(profile, trusted, &jwks.url, tokens);
     let file = dir.write("authz.toml", config);
     let authz = Authz::start(&file).await;
     (dir, jwks, authz)

@@ -121,3 +121,32 @@ impl Authz {
         format!("http://{}{path}", self.addr)
     }
 }
+
+/// A configuration for `profile` trusting `trusted`, with the issuer of the [`JwksServer`] at
+/// `jwks_url` (its CA in `as-ca.pem` beside the file) and `tokens` as the `[tokens]` lines.
+pub fn config(profile: &str, trusted: &str, jwks_url: &str, tokens: &str) -> String {
+    use crate::support::{AUDIENCE, ISSUER};
+    format!(
+        r#"
+[listen]
+http = "127.0.0.1:0"
+
+[[issuers]]
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+jwks_url = "{jwks_url}"
+ca_file = "as-ca.pem"
+
+[tokens]
+{tokens}
+
+[proxy]
+profile = "{profile}"
+trusted = ["{trusted}"]
+
+[identity_headers]
+subject = "x-auth-subject"
+binding = "x-auth-binding"
+"#
+    )
+}
