@@ -209,7 +209,12 @@ fn request(facts: Facts) -> Option<Request<()>> {
         "http" => "http",
         _ => return None,
     };
-    let uri: http::Uri = format!("{scheme}://{}{}", facts.authority, facts.path)
+    // Exactly an authority (`host[:port]`): no userinfo, nothing that would move the path.
+    let authority: http::uri::Authority = facts.authority.parse().ok()?;
+    if authority.as_str().contains('@') || authority.as_str() != facts.authority {
+        return None;
+    }
+    let uri: http::Uri = format!("{scheme}://{authority}{}", facts.path)
         .parse()
         .ok()?;
     let mut request = Request::builder()

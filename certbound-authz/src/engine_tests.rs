@@ -276,6 +276,22 @@ async fn a_plain_http_origin_is_the_htu_of_a_proof() {
 }
 
 #[tokio::test]
+async fn an_authority_that_is_not_exactly_host_and_port_is_refused() {
+    let s = setup();
+    for authority in [
+        "user@api.example.com",
+        "api.example.com/x",
+        "",
+        "api example",
+    ] {
+        let mut f = facts(Method::GET, "/orders", None);
+        f.authority = authority.into();
+        let answer = s.engine.decide(f).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{authority}");
+    }
+}
+
+#[tokio::test]
 async fn routes_are_matched_on_the_decoded_path() {
     let s = setup();
     let (der, _) = client_certificate("client-a");

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
 struct Built {
     config: config::Config,
     engine: engine::Engine,
+    issuers: certbound::Issuers,
 }
 
 /// Loads `file` and builds the engine: every check `run` does before serving.
@@ -73,8 +74,12 @@ async fn build(file: &Path) -> Result<Built, config::ConfigError> {
     let config = config::load(file)?;
     let issuers = engine::issuers(&config)?;
     let dpop = engine::dpop(&config).await?;
-    let engine = engine::Engine::new(&config, issuers, dpop)?;
-    Ok(Built { config, engine })
+    let engine = engine::Engine::new(&config, issuers.clone(), dpop)?;
+    Ok(Built {
+        config,
+        engine,
+        issuers,
+    })
 }
 
 async fn check(file: &Path) -> ExitCode {
@@ -88,10 +93,26 @@ async fn check(file: &Path) -> ExitCode {
 }
 
 async fn run(file: &Path) -> ExitCode {
-    let Built { config, engine } = match build(file).await {
+    let Built {
+        config,
+        engine,
+        issuers,
+    } = match build(file).await {
         Ok(built) => built,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
+    // Warm each issuer's keys; one that is down now only gets a warning (its tokens are
+    // refused with 503 until its keys can be fetched; the others' keep flowing).
+    for issuer in &config.issuers {
+        if let Some(validator) = issuers.get(&issuer.issuer) {
+            if let Err(e) = validator.prefetch().await {
+                eprintln!(
+                    "{PROGRAM}: warning: no keys for {} yet ({e}); will retry on demand",
+                    issuer.issuer
+                );
+            }
+        }
+    }
     let Some(addr) = config.listen_http else {
         // `config::load` requires listen.http while listen.grpc is not implemented.
         return fail(2, format!("{}: listen.http: not set", file.display()));
