@@ -6,9 +6,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use certbound::dpop::{Dpop, DpopNonces};
+use certbound::dpop::{Dpop, DpopNonces, MemoryReplayStore};
 use certbound::token::Binding;
 use certbound::{
     AccessToken, BoundTokenLayer, ClientCertificate, ConnectionInfo, IntrospectionValidator,
@@ -112,7 +113,12 @@ pub(crate) fn issuers(config: &Config) -> Result<Issuers, ConfigError> {
 }
 
 /// The DPoP settings of `[tokens]`; `None` with `dpop = false`.
-pub(crate) async fn dpop(config: &Config) -> Result<Option<Dpop>, ConfigError> {
+/// `memory` is the replay store without `replay_redis`: the process keeps one for its lifetime,
+/// so that a reload forgets no proof (a forgotten proof could be replayed).
+pub(crate) async fn dpop(
+    config: &Config,
+    memory: &Arc<MemoryReplayStore>,
+) -> Result<Option<Dpop>, ConfigError> {
     let tokens = &config.tokens;
     if !tokens.dpop {
         return Ok(None);
@@ -128,12 +134,15 @@ pub(crate) async fn dpop(config: &Config) -> Result<Option<Dpop>, ConfigError> {
             .map_err(|e| ConfigError::new("tokens.dpop_nonce_key_file", e))?;
         dpop = dpop.require_nonce(nonces);
     }
-    if let Some(url) = &tokens.replay_redis {
-        // Connects lazily: a Redis that is down now refuses proofs (503), not the start.
-        let store = certbound::dpop::RedisReplayStore::connect(url)
-            .await
-            .map_err(|e| ConfigError::new("tokens.replay_redis", e))?;
-        dpop = dpop.replay_store(store);
+    match &tokens.replay_redis {
+        Some(url) => {
+            // Connects lazily: a Redis that is down now refuses proofs (503), not the start.
+            let store = certbound::dpop::RedisReplayStore::connect(url)
+                .await
+                .map_err(|e| ConfigError::new("tokens.replay_redis", e))?;
+            dpop = dpop.replay_store(store);
+        }
+        None => dpop = dpop.replay_store(Arc::clone(memory)),
     }
     Ok(Some(dpop))
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use certbound::dpop::{Dpop, DpopNonces};
+use certbound::dpop::{Dpop, DpopNonces, MemoryReplayStore};
 use certbound::{Issuers, JwtValidator};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
@@ -326,7 +326,8 @@ async fn a_public_url_is_the_origin_of_every_proof() {
         .build()
         .expect("validator");
     let issuers = Issuers::builder().jwt(validator).build().expect("issuers");
-    let dpop = super::dpop(&config).await.expect("dpop");
+    let memory = Arc::new(MemoryReplayStore::new());
+    let dpop = super::dpop(&config, &memory).await.expect("dpop");
     let engine = Engine::new(&config, issuers, dpop).expect("engine");
     let key = dpop_key();
     let token = issuer.token("read", cnf_dpop(&key));

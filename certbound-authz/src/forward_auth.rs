@@ -9,15 +9,17 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
-use bytes::Bytes;
 use certbound::forwarded::{ForwardedClientCertificate, IpRange};
 use certbound::{ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
 use http::header::{HeaderName, HOST};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use rustls_pki_types::CertificateDer;
-use tower::Layer as _;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer as _, ServiceExt as _};
 
 use crate::config::{Config, ConfigError, Profile};
 use crate::engine::{Answer, Engine, Facts};
@@ -31,22 +33,26 @@ pub(crate) struct Frontend {
     cert_header: HeaderName,
 }
 
-/// The service `serve_plain` runs: the library's forwarded-certificate layer (for the profiles
-/// whose header format it knows) in front of [`answer`].
+/// One configuration's request handling: the library's forwarded-certificate layer (for the
+/// profiles whose header format it knows) in front of [`answer`].
+pub(crate) type Stack = BoxCloneSyncService<Request<Incoming>, Answer, Infallible>;
+
+/// The service `serve_plain` runs: each request goes to the [`Stack`] current when it arrives
+/// (a reload stores a new one; requests in flight finish with theirs).
 pub(crate) fn service(
-    config: &Config,
-    engine: Engine,
-) -> Result<
-    impl tower::Service<
-            Request<hyper::body::Incoming>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-            Future = impl Send,
-        > + Clone
-        + Send
-        + 'static,
-    ConfigError,
-> {
+    current: Arc<ArcSwap<Stack>>,
+) -> impl tower::Service<Request<Incoming>, Response = Answer, Error = Infallible, Future = impl Send>
+       + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |request: Request<Incoming>| {
+        let stack = Stack::clone(&current.load());
+        stack.oneshot(request)
+    })
+}
+
+/// The [`Stack`] of `config` and `engine`.
+pub(crate) fn stack(config: &Config, engine: Engine) -> Result<Stack, ConfigError> {
     let frontend = Arc::new(Frontend {
         engine,
         profile: config.proxy.profile,
@@ -70,11 +76,11 @@ pub(crate) fn service(
             layer = layer.trust_proxy(*range);
         }
     }
-    let inner = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+    let inner = tower::service_fn(move |request: Request<Incoming>| {
         let frontend = Arc::clone(&frontend);
         async move { Ok::<_, Infallible>(answer(&frontend, request.map(|_| ())).await) }
     });
-    Ok(layer.layer(inner))
+    Ok(Stack::new(layer.layer(inner)))
 }
 
 /// The answer to one check request.

@@ -10,6 +10,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use certbound::dpop::MemoryReplayStore;
 
 use clap::{Parser, Subcommand};
 
@@ -70,10 +74,11 @@ struct Built {
 }
 
 /// Loads `file` and builds the engine: every check `run` does before serving.
-async fn build(file: &Path) -> Result<Built, config::ConfigError> {
+/// `memory`: the process's in-memory replay store (see [`engine::dpop`]).
+async fn build(file: &Path, memory: &Arc<MemoryReplayStore>) -> Result<Built, config::ConfigError> {
     let config = config::load(file)?;
     let issuers = engine::issuers(&config)?;
-    let dpop = engine::dpop(&config).await?;
+    let dpop = engine::dpop(&config, memory).await?;
     let engine = engine::Engine::new(&config, issuers.clone(), dpop)?;
     Ok(Built {
         config,
@@ -83,7 +88,7 @@ async fn build(file: &Path) -> Result<Built, config::ConfigError> {
 }
 
 async fn check(file: &Path) -> ExitCode {
-    match build(file).await {
+    match build(file, &Arc::new(MemoryReplayStore::new())).await {
         Ok(_) => {
             println!("{}: valid", file.display());
             ExitCode::SUCCESS
@@ -93,11 +98,12 @@ async fn check(file: &Path) -> ExitCode {
 }
 
 async fn run(file: &Path) -> ExitCode {
+    let memory = Arc::new(MemoryReplayStore::new());
     let Built {
         config,
         engine,
         issuers,
-    } = match build(file).await {
+    } = match build(file, &memory).await {
         Ok(built) => built,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
@@ -117,10 +123,11 @@ async fn run(file: &Path) -> ExitCode {
         // `config::load` requires listen.http while listen.grpc is not implemented.
         return fail(2, format!("{}: listen.http: not set", file.display()));
     };
-    let service = match forward_auth::service(&config, engine) {
-        Ok(service) => service,
+    let stack = match forward_auth::stack(&config, engine) {
+        Ok(stack) => stack,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
+    let current = Arc::new(ArcSwap::from_pointee(stack));
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => return fail(1, format!("listen.http: cannot listen on {addr}: {e}")),
@@ -129,13 +136,61 @@ async fn run(file: &Path) -> ExitCode {
         Ok(local) => local,
         Err(e) => return fail(1, format!("listen.http: {e}")),
     };
+    // SIGHUP is watched before the first line: from then on it reloads, never kills.
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => {
+            tokio::spawn(reload_on_sighup(
+                hangups,
+                file.to_owned(),
+                addr,
+                Arc::clone(&current),
+                memory,
+            ));
+        }
+        Err(e) => return fail(1, format!("cannot watch SIGHUP: {e}")),
+    }
     println!("listening on http://{local}");
-    let served = certbound::serve_plain(listener, service)
+    let served = certbound::serve_plain(listener, forward_auth::service(current))
         .with_graceful_shutdown(shutdown())
         .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, format!("serving: {e}")),
+    }
+}
+
+/// Reloads the configuration file on each SIGHUP: a file that fails any check of `--config`
+/// keeps the previous configuration. One line on stderr per reload. `listen.*` is read at
+/// start only.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    file: PathBuf,
+    addr: std::net::SocketAddr,
+    current: Arc<ArcSwap<forward_auth::Stack>>,
+    memory: Arc<MemoryReplayStore>,
+) {
+    while hangups.recv().await.is_some() {
+        let reloaded = match build(&file, &memory).await {
+            Ok(built) => {
+                forward_auth::stack(&built.config, built.engine).map(|stack| (built.config, stack))
+            }
+            Err(e) => Err(e),
+        };
+        match reloaded {
+            Ok((config, stack)) => {
+                current.store(Arc::new(stack));
+                if config.listen_http != Some(addr) {
+                    eprintln!("{PROGRAM}: warning: listen.http changes only on restart");
+                }
+                eprintln!("{PROGRAM}: reloaded {}", file.display());
+            }
+            Err(e) => eprintln!(
+                "{PROGRAM}: reloading {} failed, keeping the previous one: {e}",
+                file.display()
+            ),
+        }
     }
 }
 

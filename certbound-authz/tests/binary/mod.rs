@@ -84,7 +84,8 @@ impl Drop for JwksServer {
 /// A running `certbound-authz --config FILE`, killed on drop.
 pub struct Authz {
     pub addr: SocketAddr,
-    _child: Child,
+    child: Child,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Authz {
@@ -95,10 +96,19 @@ impl Authz {
             .arg("--config")
             .arg(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start certbound-authz");
+        // Its stderr, line by line, for `stderr_line` (and echoed for a failing test's output).
+        let (lines_tx, stderr) = tokio::sync::mpsc::unbounded_channel();
+        let mut errors = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = errors.next_line().await {
+                eprintln!("certbound-authz stderr: {line}");
+                let _ = lines_tx.send(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
@@ -113,8 +123,27 @@ impl Authz {
             .expect("an address");
         Self {
             addr,
-            _child: child,
+            child,
+            stderr,
         }
+    }
+
+    /// The next line the binary writes on stderr.
+    pub async fn stderr_line(&mut self) -> String {
+        self.stderr
+            .recv()
+            .await
+            .expect("certbound-authz closed stderr")
+    }
+
+    /// Sends SIGHUP.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid}");
     }
 
     pub fn url(&self, path: &str) -> String {
