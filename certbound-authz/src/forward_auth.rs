@@ -85,21 +85,77 @@ pub(crate) fn stack(config: &Config, engine: Engine) -> Result<Stack, ConfigErro
 
 /// The answer to one check request.
 pub(crate) async fn answer(frontend: &Frontend, request: Request<()>) -> Answer {
-    let trusted = request
+    let peer = request
         .extensions()
         .get::<ConnectionInfo>()
-        .is_some_and(|info| {
-            let ip = info.remote_addr().ip();
-            frontend.trusted.iter().any(|range| range.contains(ip))
-        });
+        .map(ConnectionInfo::remote_addr);
+    let trusted = peer.is_some_and(|peer| {
+        frontend
+            .trusted
+            .iter()
+            .any(|range| range.contains(peer.ip()))
+    });
     if !trusted {
+        log_refusal(peer, None, "untrusted peer", StatusCode::FORBIDDEN);
         return status(StatusCode::FORBIDDEN);
     }
     let Some(facts) = facts(frontend, request) else {
+        log_refusal(
+            peer,
+            None,
+            "missing or malformed proxy facts",
+            StatusCode::BAD_REQUEST,
+        );
         return shape(frontend.profile, status(StatusCode::BAD_REQUEST));
     };
+    let request_line = format!("{} {}{}", facts.method, facts.authority, facts.path);
     let answer = frontend.engine.decide(facts).await;
+    if !answer.status().is_success() {
+        let error = answer
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(challenge_error)
+            .unwrap_or("refused");
+        log_refusal(peer, Some(&request_line), error, answer.status());
+    }
     shape(frontend.profile, answer)
+}
+
+/// One line on stderr per refusal: the peer, the request (method, host and path as the proxy
+/// said, quoted, so a hostile path cannot forge lines), the status and the challenge's error
+/// code. Never a token or a proof.
+fn log_refusal(
+    peer: Option<std::net::SocketAddr>,
+    request: Option<&str>,
+    error: &str,
+    status: StatusCode,
+) {
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
+    match request {
+        Some(request) => eprintln!(
+            "certbound-authz: refused {request:?} from {peer}: {} {error}",
+            status.as_u16()
+        ),
+        None => eprintln!(
+            "certbound-authz: refused a check from {peer}: {} {error}",
+            status.as_u16()
+        ),
+    }
+}
+
+/// The `error` parameter of a `WWW-Authenticate` challenge (`error="invalid_token"`).
+fn challenge_error(challenge: &str) -> Option<&str> {
+    let start = challenge.find("error=\"")? + "error=\"".len();
+    let rest = &challenge[start..];
+    let end = rest.find('"')?;
+    let error = &rest[..end];
+    // Error codes are letters, digits and `_` (RFC 6750 §3.1, RFC 9449 §7.1): nothing else is
+    // logged.
+    error
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some(error)
 }
 
 /// The facts of `request` as its profile reads them; `None` when one is missing or malformed.
@@ -222,6 +278,14 @@ fn status(status: StatusCode) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_code_of_a_challenge_is_read_and_nothing_else() {
+        let challenge = r#"Bearer error="invalid_token", error_description="the token expired""#;
+        assert_eq!(challenge_error(challenge), Some("invalid_token"));
+        assert_eq!(challenge_error("DPoP algs=\"ES256\""), None);
+        assert_eq!(challenge_error("Bearer error=\"a b\""), None);
+    }
 
     #[test]
     fn a_traefik_chain_is_read_leaf_first() {

@@ -53,7 +53,7 @@ fn nginx(authz: &Authz, token: &str, cert_pem: Option<&str>) -> reqwest::Request
 
 #[tokio::test]
 async fn nginx_a_bound_token_with_its_certificate_is_allowed_and_a_stolen_one_refused() {
-    let (_dir, jwks, authz) = authz("nginx", "127.0.0.1/32", "").await;
+    let (_dir, jwks, mut authz) = authz("nginx", "127.0.0.1/32", "").await;
     let (der, pem) = client_certificate("client-a");
     let (_, thief) = client_certificate("thief");
     let token = jwks.issuer.token("read", cnf_certificate(&der));
@@ -68,6 +68,14 @@ async fn nginx_a_bound_token_with_its_certificate_is_allowed_and_a_stolen_one_re
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         assert!(refused.headers().contains_key("www-authenticate"));
         assert!(!refused.headers().contains_key("x-auth-subject"));
+        // One line per refusal, without the token.
+        let line = authz.stderr_line().await;
+        assert!(
+            line.contains("refused \"GET api.example.com/orders\" from 127.0.0.1"),
+            "{line}"
+        );
+        assert!(line.contains("401 invalid_token"), "{line}");
+        assert!(!line.contains(&token), "{line}");
     }
 }
 

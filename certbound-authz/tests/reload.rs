@@ -71,7 +71,7 @@ async fn sighup_reloads_the_configuration_a_bad_file_keeps_the_previous_one_and_
     // A bad file: refused, the previous configuration stays.
     dir.write("authz.toml", admin_only.replace("[proxy]", "[proxi]"));
     authz.hang_up();
-    let line = authz.stderr_line().await;
+    let line = authz.stderr_line_with("reload").await;
     assert!(
         line.contains("failed, keeping the previous one") && line.contains("proxi"),
         "{line}"
@@ -81,7 +81,7 @@ async fn sighup_reloads_the_configuration_a_bad_file_keeps_the_previous_one_and_
     // The route removed: a read token is enough.
     dir.write("authz.toml", &base);
     authz.hang_up();
-    let line = authz.stderr_line().await;
+    let line = authz.stderr_line_with("reload").await;
     assert!(line.contains("reloaded"), "{line}");
     assert_eq!(status().await, reqwest::StatusCode::OK);
     assert_eq!(spend().await, reqwest::StatusCode::UNAUTHORIZED);

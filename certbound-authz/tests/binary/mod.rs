@@ -136,6 +136,16 @@ impl Authz {
             .expect("certbound-authz closed stderr")
     }
 
+    /// The next line on stderr that contains `text` (the lines before it are skipped).
+    pub async fn stderr_line_with(&mut self, text: &str) -> String {
+        loop {
+            let line = self.stderr_line().await;
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
     /// Sends SIGHUP.
     pub fn hang_up(&self) {
         let pid = self.child.id().expect("running");
