@@ -1,0 +1,223 @@
+//! `certbound-authz`: sender-constrained access tokens (RFC 8705 certificate-bound, RFC 9449
+//! DPoP-bound) for APIs in any language, as the external authorization service of nginx
+//! (`auth_request`), Traefik (`ForwardAuth`), Caddy (`forward_auth`) and Envoy (HTTP
+//! ext_authz). Its decisions are certbound's own layers'.
+//!
+//! ```text
+//! certbound-authz --config FILE        run; exit 2 with one line on stderr when the file is invalid
+//! certbound-authz check-config FILE    exit 0 when valid, 2 with one line naming the bad key when not
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use certbound::dpop::MemoryReplayStore;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod engine;
+mod forward_auth;
+
+const PROGRAM: &str = "certbound-authz";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = PROGRAM,
+    version,
+    about = "Enforces certificate-bound and DPoP-bound access tokens for nginx, Traefik, Caddy and Envoy",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks FILE (every path it names is read too): exit 0 when valid, 2 when not.
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2.
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+    };
+    match (cli.command, cli.config) {
+        (Some(Command::CheckConfig { file }), _) => runtime.block_on(check(&file)),
+        (None, Some(file)) => runtime.block_on(run(&file)),
+        // `required = true` unless a subcommand is given.
+        (None, None) => fail(2, "give --config FILE or check-config FILE"),
+    }
+}
+
+/// Everything `run` builds before it takes its port.
+struct Built {
+    config: config::Config,
+    engine: engine::Engine,
+    issuers: certbound::Issuers,
+}
+
+/// Loads `file` and builds the engine: every check `run` does before serving.
+/// `memory`: the process's in-memory replay store (see [`engine::dpop`]).
+async fn build(file: &Path, memory: &Arc<MemoryReplayStore>) -> Result<Built, config::ConfigError> {
+    let config = config::load(file)?;
+    let issuers = engine::issuers(&config)?;
+    let dpop = engine::dpop(&config, memory).await?;
+    let engine = engine::Engine::new(&config, issuers.clone(), dpop)?;
+    Ok(Built {
+        config,
+        engine,
+        issuers,
+    })
+}
+
+async fn check(file: &Path) -> ExitCode {
+    match build(file, &Arc::new(MemoryReplayStore::new())).await {
+        Ok(_) => {
+            println!("{}: valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(2, format!("{}: {e}", file.display())),
+    }
+}
+
+async fn run(file: &Path) -> ExitCode {
+    let memory = Arc::new(MemoryReplayStore::new());
+    let Built {
+        config,
+        engine,
+        issuers,
+    } = match build(file, &memory).await {
+        Ok(built) => built,
+        Err(e) => return fail(2, format!("{}: {e}", file.display())),
+    };
+    // Warm each issuer's keys; one that is down now only gets a warning (its tokens are
+    // refused with 503 until its keys can be fetched; the others' keep flowing).
+    for issuer in &config.issuers {
+        if let Some(validator) = issuers.get(&issuer.issuer) {
+            if let Err(e) = validator.prefetch().await {
+                eprintln!(
+                    "{PROGRAM}: warning: no keys for {} yet ({e}); will retry on demand",
+                    issuer.issuer
+                );
+            }
+        }
+    }
+    let Some(addr) = config.listen_http else {
+        // `config::load` requires listen.http while listen.grpc is not implemented.
+        return fail(2, format!("{}: listen.http: not set", file.display()));
+    };
+    let stack = match forward_auth::stack(&config, engine) {
+        Ok(stack) => stack,
+        Err(e) => return fail(2, format!("{}: {e}", file.display())),
+    };
+    let current = Arc::new(ArcSwap::from_pointee(stack));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(1, format!("listen.http: cannot listen on {addr}: {e}")),
+    };
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(e) => return fail(1, format!("listen.http: {e}")),
+    };
+    // SIGHUP is watched before the first line: from then on it reloads, never kills.
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => {
+            tokio::spawn(reload_on_sighup(
+                hangups,
+                file.to_owned(),
+                addr,
+                Arc::clone(&current),
+                memory,
+            ));
+        }
+        Err(e) => return fail(1, format!("cannot watch SIGHUP: {e}")),
+    }
+    println!("listening on http://{local}");
+    let served = certbound::serve_plain(listener, forward_auth::service(current))
+        .with_graceful_shutdown(shutdown())
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, format!("serving: {e}")),
+    }
+}
+
+/// Reloads the configuration file on each SIGHUP: a file that fails any check of `--config`
+/// keeps the previous configuration. One line on stderr per reload. `listen.*` is read at
+/// start only.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    file: PathBuf,
+    addr: std::net::SocketAddr,
+    current: Arc<ArcSwap<forward_auth::Stack>>,
+    memory: Arc<MemoryReplayStore>,
+) {
+    while hangups.recv().await.is_some() {
+        let reloaded = match build(&file, &memory).await {
+            Ok(built) => {
+                forward_auth::stack(&built.config, built.engine).map(|stack| (built.config, stack))
+            }
+            Err(e) => Err(e),
+        };
+        match reloaded {
+            Ok((config, stack)) => {
+                current.store(Arc::new(stack));
+                if config.listen_http != Some(addr) {
+                    eprintln!("{PROGRAM}: warning: listen.http changes only on restart");
+                }
+                eprintln!("{PROGRAM}: reloaded {}", file.display());
+            }
+            Err(e) => eprintln!(
+                "{PROGRAM}: reloading {} failed, keeping the previous one: {e}",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// One line on stderr and the exit code.
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{PROGRAM}: {message}");
+    ExitCode::from(code)
+}
