@@ -23,6 +23,7 @@ use tower::{Layer as _, ServiceExt as _};
 
 use crate::config::{Config, ConfigError, Profile};
 use crate::engine::{Answer, Engine, Facts};
+use crate::observe;
 
 /// What the listener needs besides the engine.
 #[derive(Debug)]
@@ -83,12 +84,34 @@ pub(crate) fn stack(config: &Config, engine: Engine) -> Result<Stack, ConfigErro
     Ok(Stack::new(layer.layer(inner)))
 }
 
-/// The answer to one check request.
+/// The answer to one check request, recorded (a decision sample, a line per refusal).
 pub(crate) async fn answer(frontend: &Frontend, request: Request<()>) -> Answer {
+    let started = std::time::Instant::now();
     let peer = request
         .extensions()
         .get::<ConnectionInfo>()
         .map(ConnectionInfo::remote_addr);
+    let (answer, request_line, error) = decide(frontend, peer, request).await;
+    observe::decided(observe::Frontend::Http, answer.status(), started.elapsed());
+    if let Some(error) = error {
+        observe::refused(&observe::Refusal {
+            frontend: observe::Frontend::Http,
+            peer,
+            request: request_line.as_deref(),
+            status: answer.status(),
+            error,
+        });
+    }
+    shape(frontend.profile, answer)
+}
+
+/// The answer, the request line as the proxy described it (when its facts were usable), and
+/// the error code to log when the answer is a refusal.
+async fn decide(
+    frontend: &Frontend,
+    peer: Option<std::net::SocketAddr>,
+    request: Request<()>,
+) -> (Answer, Option<String>, Option<&'static str>) {
     let trusted = peer.is_some_and(|peer| {
         frontend
             .trusted
@@ -96,66 +119,41 @@ pub(crate) async fn answer(frontend: &Frontend, request: Request<()>) -> Answer 
             .any(|range| range.contains(peer.ip()))
     });
     if !trusted {
-        log_refusal(peer, None, "untrusted peer", StatusCode::FORBIDDEN);
-        return status(StatusCode::FORBIDDEN);
+        observe::untrusted(observe::Frontend::Http);
+        return (status(StatusCode::FORBIDDEN), None, Some("untrusted_peer"));
     }
     let Some(facts) = facts(frontend, request) else {
-        log_refusal(
-            peer,
+        return (
+            status(StatusCode::BAD_REQUEST),
             None,
-            "missing or malformed proxy facts",
-            StatusCode::BAD_REQUEST,
+            Some("malformed_proxy_facts"),
         );
-        return shape(frontend.profile, status(StatusCode::BAD_REQUEST));
     };
     let request_line = format!("{} {}{}", facts.method, facts.authority, facts.path);
     let answer = frontend.engine.decide(facts).await;
-    if !answer.status().is_success() {
-        let error = answer
-            .headers()
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(challenge_error)
-            .unwrap_or("refused");
-        log_refusal(peer, Some(&request_line), error, answer.status());
-    }
-    shape(frontend.profile, answer)
+    let error = (!answer.status().is_success()).then(|| refusal_error(&answer));
+    (answer, Some(request_line), error)
 }
 
-/// One line on stderr per refusal: the peer, the request (method, host and path as the proxy
-/// said, quoted, so a hostile path cannot forge lines), the status and the challenge's error
-/// code. Never a token or a proof.
-fn log_refusal(
-    peer: Option<std::net::SocketAddr>,
-    request: Option<&str>,
-    error: &str,
-    status: StatusCode,
-) {
-    let peer = peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
-    match request {
-        Some(request) => eprintln!(
-            "certbound-authz: refused {request:?} from {peer}: {} {error}",
-            status.as_u16()
-        ),
-        None => eprintln!(
-            "certbound-authz: refused a check from {peer}: {} {error}",
-            status.as_u16()
-        ),
+/// The error code a refusal is logged with: its challenge's, or `refused`.
+pub(crate) fn refusal_error(answer: &Answer) -> &'static str {
+    let error = answer
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(observe::challenge_error);
+    // The codes RFC 6750 and RFC 9449 define (a `&'static str` keeps the log line free of
+    // anything a client sent).
+    match error {
+        Some("invalid_request") => "invalid_request",
+        Some("invalid_token") => "invalid_token",
+        Some("insufficient_scope") => "insufficient_scope",
+        Some("invalid_dpop_proof") => "invalid_dpop_proof",
+        Some("use_dpop_nonce") => "use_dpop_nonce",
+        Some("insufficient_user_authentication") => "insufficient_user_authentication",
+        _ if answer.status().is_server_error() => "unavailable",
+        _ => "refused",
     }
-}
-
-/// The `error` parameter of a `WWW-Authenticate` challenge (`error="invalid_token"`).
-fn challenge_error(challenge: &str) -> Option<&str> {
-    let start = challenge.find("error=\"")? + "error=\"".len();
-    let rest = &challenge[start..];
-    let end = rest.find('"')?;
-    let error = &rest[..end];
-    // Error codes are letters, digits and `_` (RFC 6750 §3.1, RFC 9449 §7.1): nothing else is
-    // logged.
-    error
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        .then_some(error)
 }
 
 /// The facts of `request` as its profile reads them; `None` when one is missing or malformed.
@@ -278,14 +276,6 @@ fn status(status: StatusCode) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_error_code_of_a_challenge_is_read_and_nothing_else() {
-        let challenge = r#"Bearer error="invalid_token", error_description="the token expired""#;
-        assert_eq!(challenge_error(challenge), Some("invalid_token"));
-        assert_eq!(challenge_error("DPoP algs=\"ES256\""), None);
-        assert_eq!(challenge_error("Bearer error=\"a b\""), None);
-    }
 
     #[test]
     fn a_traefik_chain_is_read_leaf_first() {

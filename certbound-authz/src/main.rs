@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 mod config;
 mod engine;
 mod forward_auth;
+// Parts are used by the gRPC frontend and the metrics listener, which land next.
+#[allow(dead_code)]
+mod observe;
 
 const PROGRAM: &str = "certbound-authz";
 

@@ -1,0 +1,217 @@
+//! What every decision leaves behind, whichever frontend made it: one sample of
+//! `certbound_authz_decisions_total` and of the decision-duration histogram, and for a refusal
+//! one log line on stderr (text, or a JSON object per line with `[log] format = "json"`).
+//! Never token or proof material: the line holds the peer, the request as the proxy described
+//! it (quoted), the status and the challenge's error code.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// The series of every decision, by frontend and result.
+pub(crate) const DECISIONS: &str = "certbound_authz_decisions_total";
+/// The time from a check's arrival to its answer, by frontend.
+pub(crate) const DECISION_SECONDS: &str = "certbound_authz_decision_duration_seconds";
+/// Checks refused because the peer is not in `proxy.trusted`, by frontend (also counted as
+/// `result="deny"` decisions).
+pub(crate) const UNTRUSTED: &str = "certbound_authz_untrusted_peers_total";
+
+/// The listener a check arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frontend {
+    /// Envoy's ext_authz v3 over gRPC.
+    Grpc,
+    /// The HTTP forward-auth listener.
+    Http,
+}
+
+impl Frontend {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Frontend::Grpc => "grpc",
+            Frontend::Http => "http",
+        }
+    }
+}
+
+/// How a decision ended, for `result=`: `allow` (2xx), `error` (5xx: a store, an issuer's keys
+/// or an introspection endpoint could not answer) or `deny` (anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Allow,
+    Deny,
+    Error,
+}
+
+impl Outcome {
+    pub(crate) fn of(status: StatusCode) -> Self {
+        if status.is_success() {
+            Outcome::Allow
+        } else if status.is_server_error() {
+            Outcome::Error
+        } else {
+            Outcome::Deny
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Records one decision of `frontend` that ended with `status` after `elapsed`.
+pub(crate) fn decided(frontend: Frontend, status: StatusCode, elapsed: Duration) {
+    let labels = [
+        ("frontend", frontend.label()),
+        ("result", Outcome::of(status).label()),
+    ];
+    metrics::counter!(DECISIONS, &labels).increment(1);
+    metrics::histogram!(DECISION_SECONDS, "frontend" => frontend.label())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records a check refused because its peer is untrusted (its decision is recorded apart).
+pub(crate) fn untrusted(frontend: Frontend) {
+    metrics::counter!(UNTRUSTED, "frontend" => frontend.label()).increment(1);
+}
+
+/// Registers every series of this module at zero, so that a scrape before the first check
+/// shows them (and `rate()` has a start).
+pub(crate) fn describe() {
+    for frontend in [Frontend::Grpc, Frontend::Http] {
+        for outcome in [Outcome::Allow, Outcome::Deny, Outcome::Error] {
+            let labels = [("frontend", frontend.label()), ("result", outcome.label())];
+            metrics::counter!(DECISIONS, &labels).increment(0);
+        }
+        metrics::counter!(UNTRUSTED, "frontend" => frontend.label()).increment(0);
+    }
+    metrics::describe_counter!(
+        DECISIONS,
+        "Decisions of certbound-authz, by frontend and result"
+    );
+    metrics::describe_histogram!(
+        DECISION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from a check's arrival to its answer"
+    );
+    metrics::describe_counter!(UNTRUSTED, "Checks refused because the peer is not trusted");
+}
+
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Log lines as JSON objects (`true`) or text; the process-wide setting of `[log] format`.
+pub(crate) fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// One refused check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal<'a> {
+    pub(crate) frontend: Frontend,
+    /// The proxy's address.
+    pub(crate) peer: Option<SocketAddr>,
+    /// `METHOD host/path` as the proxy described it; `None` when the facts were unusable.
+    pub(crate) request: Option<&'a str>,
+    pub(crate) status: StatusCode,
+    /// The challenge's error code (`invalid_token`), or a short fixed reason of our own.
+    pub(crate) error: &'a str,
+}
+
+/// Writes the line of `refusal` on stderr.
+pub(crate) fn refused(refusal: &Refusal<'_>) {
+    eprintln!("{}", line(refusal, JSON.load(Ordering::Relaxed)));
+}
+
+fn line(refusal: &Refusal<'_>, json: bool) -> String {
+    let peer = refusal
+        .peer
+        .map_or_else(|| "unknown".to_owned(), |peer| peer.to_string());
+    let status = refusal.status.as_u16();
+    if json {
+        serde_json::json!({
+            "event": "refused",
+            "frontend": refusal.frontend.label(),
+            "peer": peer,
+            "request": refusal.request,
+            "status": status,
+            "error": refusal.error,
+        })
+        .to_string()
+    } else {
+        match refusal.request {
+            Some(request) => format!(
+                "certbound-authz: refused {request:?} from {peer}: {status} {}",
+                refusal.error
+            ),
+            None => format!(
+                "certbound-authz: refused a check from {peer}: {status} {}",
+                refusal.error
+            ),
+        }
+    }
+}
+
+/// The `error` parameter of a `WWW-Authenticate` challenge (`error="invalid_token"`): letters,
+/// digits and `_` only (RFC 6750 §3.1, RFC 9449 §7.1), so nothing else is ever logged.
+pub(crate) fn challenge_error(challenge: &str) -> Option<&str> {
+    let start = challenge.find("error=\"")? + "error=\"".len();
+    let rest = &challenge[start..];
+    let end = rest.find('"')?;
+    let error = &rest[..end];
+    error
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .then_some(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_code_of_a_challenge_is_read_and_nothing_else() {
+        let challenge = r#"Bearer error="invalid_token", error_description="the token expired""#;
+        assert_eq!(challenge_error(challenge), Some("invalid_token"));
+        assert_eq!(challenge_error("DPoP algs=\"ES256\""), None);
+        assert_eq!(challenge_error("Bearer error=\"a b\""), None);
+    }
+
+    #[test]
+    fn statuses_map_to_allow_deny_and_error() {
+        assert_eq!(Outcome::of(StatusCode::OK), Outcome::Allow);
+        assert_eq!(Outcome::of(StatusCode::UNAUTHORIZED), Outcome::Deny);
+        assert_eq!(Outcome::of(StatusCode::FORBIDDEN), Outcome::Deny);
+        assert_eq!(Outcome::of(StatusCode::BAD_REQUEST), Outcome::Deny);
+        assert_eq!(Outcome::of(StatusCode::SERVICE_UNAVAILABLE), Outcome::Error);
+    }
+
+    #[test]
+    fn a_hostile_path_cannot_forge_a_text_line_or_break_the_json() {
+        let refusal = Refusal {
+            frontend: Frontend::Http,
+            peer: Some("127.0.0.1:4000".parse().unwrap()),
+            request: Some("GET api/x\"\ncertbound-authz: allowed"),
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_token",
+        };
+        let text = line(&refusal, false);
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.ends_with("from 127.0.0.1:4000: 401 invalid_token"),
+            "{text}"
+        );
+        let json = line(&refusal, true);
+        assert!(!json.contains('\n'), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["request"], "GET api/x\"\ncertbound-authz: allowed");
+        assert_eq!(value["status"], 401);
+        assert_eq!(value["frontend"], "http");
+        assert_eq!(value["error"], "invalid_token");
+    }
+}
