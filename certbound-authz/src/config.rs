@@ -53,6 +53,27 @@ struct Raw {
     routes: Vec<RawRoute>,
     #[serde(default)]
     identity_headers: IdentityHeaderNames,
+    #[serde(default)]
+    log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+}
+
+/// `log.format`: how the lines on stderr are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LogFormat {
+    /// `certbound-authz: ...`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (`{"event":"refused",...}`), for log collectors.
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +149,11 @@ struct RawRoute {
     scopes: Vec<String>,
     #[serde(default)]
     open: bool,
+    /// Step-up (RFC 9470): the acceptable `acr` values.
+    acr_values: Option<Vec<String>>,
+    /// Step-up (RFC 9470): the longest time since the user authenticated, in seconds (signed
+    /// here so that a negative value is refused with the route's index).
+    max_age: Option<i64>,
 }
 
 /// Where the HTTP listener takes each fact from, and how it shapes a refusal.
@@ -165,6 +191,9 @@ pub(crate) struct IdentityHeaderNames {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen_http: Option<SocketAddr>,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub(crate) listen_metrics: Option<SocketAddr>,
+    pub(crate) log_format: LogFormat,
     pub(crate) issuers: Vec<Issuer>,
     pub(crate) introspection: Option<Introspection>,
     pub(crate) tokens: Tokens,
@@ -222,6 +251,10 @@ pub(crate) struct Route {
     pub(crate) methods: Option<Vec<Method>>,
     pub(crate) scopes: Vec<String>,
     pub(crate) open: bool,
+    /// Step-up: the acceptable `acr` values (`None`: any).
+    pub(crate) acr_values: Option<Vec<String>>,
+    /// Step-up: the longest time since the user authenticated (`None`: any).
+    pub(crate) max_age: Option<std::time::Duration>,
 }
 
 impl Route {
@@ -307,12 +340,6 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::new(
             "listen.grpc",
             "the Envoy ext_authz gRPC frontend is not implemented in this version",
-        ));
-    }
-    if listen_metrics.is_some() {
-        return Err(ConfigError::new(
-            "listen.metrics",
-            "the metrics listener is not implemented in this version",
         ));
     }
 
@@ -456,6 +483,7 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         if !route.path_prefix.starts_with('/') {
             return Err(ConfigError::new(key("path_prefix"), "must start with /"));
         }
+        let (acr_values, max_age) = step_up(&key, &route)?;
         let methods = match route.methods {
             None => None,
             Some(methods) if methods.is_empty() => {
@@ -496,6 +524,8 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             methods,
             scopes: route.scopes,
             open: route.open,
+            acr_values,
+            max_age,
         });
     }
 
@@ -516,6 +546,8 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
 
     Ok(Config {
         listen_http,
+        listen_metrics,
+        log_format: raw.log.format,
         issuers,
         introspection,
         tokens: Tokens {
@@ -533,6 +565,42 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         routes,
         identity_headers,
     })
+}
+
+/// A route's step-up keys (RFC 9470), checked as the library's `RequireStepUpLayer` will take
+/// them.
+fn step_up(
+    key: &dyn Fn(&str) -> String,
+    route: &RawRoute,
+) -> Result<(Option<Vec<String>>, Option<std::time::Duration>), ConfigError> {
+    if route.open && (route.acr_values.is_some() || route.max_age.is_some()) {
+        let name = if route.acr_values.is_some() {
+            "acr_values"
+        } else {
+            "max_age"
+        };
+        return Err(ConfigError::new(
+            key(name),
+            "an open route needs no token, so it cannot require a step-up",
+        ));
+    }
+    if let Some(values) = &route.acr_values {
+        // Empty, or a value the challenge's `acr_values="..."` cannot carry.
+        let _checked = certbound::RequireStepUpLayer::acr_values(values.iter().cloned())
+            .map_err(|e| ConfigError::new(key("acr_values"), e))?;
+    }
+    let max_age = match route.max_age {
+        None => None,
+        Some(seconds) => Some(std::time::Duration::from_secs(
+            u64::try_from(seconds).map_err(|_| {
+                ConfigError::new(
+                    key("max_age"),
+                    format!("{seconds} is not a number of seconds"),
+                )
+            })?,
+        )),
+    };
+    Ok((route.acr_values.clone(), max_age))
 }
 
 fn https_url(key: &str, url: &str) -> Result<(), ConfigError> {

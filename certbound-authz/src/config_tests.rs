@@ -206,9 +206,111 @@ fn a_route_prefix_matches_whole_segments_and_its_methods() {
         methods: Some(vec![Method::POST]),
         scopes: vec![],
         open: false,
+        acr_values: None,
+        max_age: None,
     };
     assert!(route.covers(&Method::POST, "/admin"));
     assert!(route.covers(&Method::POST, "/admin/users"));
     assert!(!route.covers(&Method::POST, "/administrators"));
     assert!(!route.covers(&Method::GET, "/admin"));
+}
+
+#[test]
+fn the_metrics_listener_is_served_and_grpc_is_still_refused() {
+    let config = parse(
+        &with("[listen]", "metrics = \"127.0.0.1:9193\""),
+        Path::new("."),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.listen_metrics,
+        Some("127.0.0.1:9193".parse().unwrap())
+    );
+    assert_eq!(parse(VALID, Path::new(".")).unwrap().listen_metrics, None);
+    let e = error(&with("[listen]", "metrics = \"localhost:9193\""));
+    assert_eq!(e.key, "listen.metrics", "{e}");
+    let e = error(&with("[listen]", "grpc = \"127.0.0.1:9192\""));
+    assert_eq!(e.key, "listen.grpc", "{e}");
+}
+
+#[test]
+fn the_log_format_is_text_by_default_json_when_asked_and_nothing_else() {
+    assert_eq!(
+        parse(VALID, Path::new(".")).unwrap().log_format,
+        LogFormat::Text
+    );
+    let json = format!("{VALID}\n[log]\nformat = \"json\"\n");
+    assert_eq!(
+        parse(&json, Path::new(".")).unwrap().log_format,
+        LogFormat::Json
+    );
+    let text = format!("{VALID}\n[log]\nformat = \"text\"\n");
+    assert_eq!(
+        parse(&text, Path::new(".")).unwrap().log_format,
+        LogFormat::Text
+    );
+    let e = error(&format!("{VALID}\n[log]\nformat = \"xml\"\n"));
+    assert_eq!(e.key, "log.format", "{e}");
+    let e = error(&format!("{VALID}\n[log]\nformt = \"json\"\n"));
+    assert_eq!(e.key, "log.formt", "{e}");
+}
+
+#[test]
+fn a_route_s_step_up_keys_are_read() {
+    let text = VALID.replace(
+        "scopes = [\"admin\"]",
+        "scopes = [\"admin\"]\nacr_values = [\"urn:mfa\", \"urn:hw\"]\nmax_age = 300",
+    );
+    let config = parse(&text, Path::new(".")).expect("valid");
+    let route = &config.routes[0];
+    assert_eq!(
+        route.acr_values.as_deref(),
+        Some(&["urn:mfa".to_owned(), "urn:hw".to_owned()][..])
+    );
+    assert_eq!(route.max_age, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(config.routes[1].acr_values, None);
+    assert_eq!(config.routes[1].max_age, None);
+    // Either alone.
+    let only_age = VALID.replace("scopes = [\"admin\"]", "max_age = 0");
+    let config = parse(&only_age, Path::new(".")).expect("valid");
+    assert_eq!(config.routes[0].max_age, Some(std::time::Duration::ZERO));
+    assert_eq!(config.routes[0].acr_values, None);
+}
+
+#[test]
+fn bad_step_up_keys_are_named_with_the_route_s_index() {
+    for (from, to, key) in [
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = []",
+            "routes[0].acr_values",
+        ),
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = [\"urn:a b\"]",
+            "routes[0].acr_values",
+        ),
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = [\"urn:\\\"q\"]",
+            "routes[0].acr_values",
+        ),
+        ("scopes = [\"admin\"]", "max_age = -1", "routes[0].max_age"),
+        (
+            "open = true",
+            "open = true\nacr_values = [\"urn:mfa\"]",
+            "routes[1].acr_values",
+        ),
+        (
+            "open = true",
+            "open = true\nmax_age = 60",
+            "routes[1].max_age",
+        ),
+    ] {
+        let e = error(&VALID.replacen(from, to, 1));
+        assert_eq!(e.key, key, "{to}: {e}");
+    }
+    // A value of the wrong type: named by toml's error, with the table.
+    let e = error(&VALID.replacen("scopes = [\"admin\"]", "max_age = \"5m\"", 1));
+    assert_eq!(e.key, "routes.max_age", "{e}");
 }

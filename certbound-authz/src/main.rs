@@ -20,9 +20,10 @@ use clap::{Parser, Subcommand};
 mod config;
 mod engine;
 mod forward_auth;
-// Parts are used by the gRPC frontend and the metrics listener, which land next.
+// Parts are used by the gRPC frontend, which lands next.
 #[allow(dead_code)]
 mod observe;
+mod ops;
 
 const PROGRAM: &str = "certbound-authz";
 
@@ -79,7 +80,14 @@ struct Built {
 /// Loads `file` and builds the engine: every check `run` does before serving.
 /// `memory`: the process's in-memory replay store (see [`engine::dpop`]).
 async fn build(file: &Path, memory: &Arc<MemoryReplayStore>) -> Result<Built, config::ConfigError> {
-    let config = config::load(file)?;
+    assemble(config::load(file)?, memory).await
+}
+
+/// Builds the engine of a loaded `config`.
+async fn assemble(
+    config: config::Config,
+    memory: &Arc<MemoryReplayStore>,
+) -> Result<Built, config::ConfigError> {
     let issuers = engine::issuers(&config)?;
     let dpop = engine::dpop(&config, memory).await?;
     let engine = engine::Engine::new(&config, issuers.clone(), dpop)?;
@@ -102,11 +110,25 @@ async fn check(file: &Path) -> ExitCode {
 
 async fn run(file: &Path) -> ExitCode {
     let memory = Arc::new(MemoryReplayStore::new());
+    let config = match config::load(file) {
+        Ok(config) => config,
+        Err(e) => return fail(2, format!("{}: {e}", file.display())),
+    };
+    observe::set_json(config.log_format == config::LogFormat::Json);
+    // The recorder before the engine: the library records from the first check on.
+    let recorder = match config.listen_metrics {
+        None => None,
+        Some(addr) => match ops::install() {
+            Ok(handle) => Some((addr, handle)),
+            Err(e) => return fail(1, format!("listen.metrics: {e}")),
+        },
+    };
+    observe::describe();
     let Built {
         config,
         engine,
         issuers,
-    } = match build(file, &memory).await {
+    } = match assemble(config, &memory).await {
         Ok(built) => built,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
@@ -115,9 +137,18 @@ async fn run(file: &Path) -> ExitCode {
     for issuer in &config.issuers {
         if let Some(validator) = issuers.get(&issuer.issuer) {
             if let Err(e) = validator.prefetch().await {
-                eprintln!(
-                    "{PROGRAM}: warning: no keys for {} yet ({e}); will retry on demand",
-                    issuer.issuer
+                let error = e.to_string();
+                observe::event(
+                    "warning",
+                    &format!(
+                        "warning: no keys for {} yet ({error}); will retry on demand",
+                        issuer.issuer
+                    ),
+                    &[
+                        ("message", "no keys yet; will retry on demand"),
+                        ("issuer", &issuer.issuer),
+                        ("error", &error),
+                    ],
                 );
             }
         }
@@ -126,6 +157,8 @@ async fn run(file: &Path) -> ExitCode {
         // `config::load` requires listen.http while listen.grpc is not implemented.
         return fail(2, format!("{}: listen.http: not set", file.display()));
     };
+    // The engine in use, for /readyz (a reload replaces it with the stack).
+    let engines = Arc::new(ArcSwap::from_pointee(engine.clone()));
     let stack = match forward_auth::stack(&config, engine) {
         Ok(stack) => stack,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
@@ -139,6 +172,13 @@ async fn run(file: &Path) -> ExitCode {
         Ok(local) => local,
         Err(e) => return fail(1, format!("listen.http: {e}")),
     };
+    let metrics = match recorder {
+        None => None,
+        Some((addr, handle)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some((listener, handle)),
+            Err(e) => return fail(1, format!("listen.metrics: cannot listen on {addr}: {e}")),
+        },
+    };
     // SIGHUP is watched before the first line: from then on it reloads, never kills.
     #[cfg(unix)]
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -146,53 +186,92 @@ async fn run(file: &Path) -> ExitCode {
             tokio::spawn(reload_on_sighup(
                 hangups,
                 file.to_owned(),
-                addr,
+                (addr, config.listen_metrics),
                 Arc::clone(&current),
+                Arc::clone(&engines),
                 memory,
             ));
         }
         Err(e) => return fail(1, format!("cannot watch SIGHUP: {e}")),
     }
+    // The metrics listener's line first: `listening on` is the last line on stdout.
+    let metrics = match metrics {
+        None => None,
+        Some((listener, handle)) => {
+            match listener.local_addr() {
+                Ok(local) => println!("metrics on http://{local}"),
+                Err(e) => return fail(1, format!("listen.metrics: {e}")),
+            }
+            ops::upkeep(handle.clone());
+            let served = certbound::serve_plain(listener, ops::service(handle, engines))
+                .with_graceful_shutdown(shutdown());
+            Some(tokio::spawn(async move { served.await }))
+        }
+    };
     println!("listening on http://{local}");
     let served = certbound::serve_plain(listener, forward_auth::service(current))
         .with_graceful_shutdown(shutdown())
         .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, format!("serving: {e}")),
+    if let Err(e) = served {
+        return fail(1, format!("serving: {e}"));
     }
+    // The same signal ends the metrics listener: wait for its connections too.
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(1, format!("serving listen.metrics: {e}")),
+            Err(e) => return fail(1, format!("serving listen.metrics: {e}")),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Reloads the configuration file on each SIGHUP: a file that fails any check of `--config`
-/// keeps the previous configuration. One line on stderr per reload. `listen.*` is read at
-/// start only.
+/// keeps the previous configuration. One line on stderr per reload, in the new file's
+/// `[log] format`. `listen.*` is read at start only.
 #[cfg(unix)]
 async fn reload_on_sighup(
     mut hangups: tokio::signal::unix::Signal,
     file: PathBuf,
-    addr: std::net::SocketAddr,
+    (addr, metrics): (std::net::SocketAddr, Option<std::net::SocketAddr>),
     current: Arc<ArcSwap<forward_auth::Stack>>,
+    engines: Arc<ArcSwap<engine::Engine>>,
     memory: Arc<MemoryReplayStore>,
 ) {
     while hangups.recv().await.is_some() {
         let reloaded = match build(&file, &memory).await {
-            Ok(built) => {
-                forward_auth::stack(&built.config, built.engine).map(|stack| (built.config, stack))
-            }
+            Ok(built) => forward_auth::stack(&built.config, built.engine.clone())
+                .map(|stack| (built.config, built.engine, stack)),
             Err(e) => Err(e),
         };
+        let name = file.display().to_string();
         match reloaded {
-            Ok((config, stack)) => {
+            Ok((config, engine, stack)) => {
                 current.store(Arc::new(stack));
-                if config.listen_http != Some(addr) {
-                    eprintln!("{PROGRAM}: warning: listen.http changes only on restart");
+                engines.store(Arc::new(engine));
+                observe::set_json(config.log_format == config::LogFormat::Json);
+                for (key, changed) in [
+                    ("listen.http", config.listen_http != Some(addr)),
+                    ("listen.metrics", config.listen_metrics != metrics),
+                ] {
+                    if changed {
+                        observe::event(
+                            "warning",
+                            &format!("warning: {key} changes only on restart"),
+                            &[("message", "changes only on restart"), ("key", key)],
+                        );
+                    }
                 }
-                eprintln!("{PROGRAM}: reloaded {}", file.display());
+                observe::event("reloaded", &format!("reloaded {name}"), &[("file", &name)]);
             }
-            Err(e) => eprintln!(
-                "{PROGRAM}: reloading {} failed, keeping the previous one: {e}",
-                file.display()
-            ),
+            Err(e) => {
+                let error = e.to_string();
+                observe::event(
+                    "reload_failed",
+                    &format!("reloading {name} failed, keeping the previous one: {error}"),
+                    &[("file", &name), ("error", &error)],
+                );
+            }
         }
     }
 }
@@ -219,8 +298,9 @@ async fn shutdown() {
     let _ = interrupt.await;
 }
 
-/// One line on stderr and the exit code.
+/// One line on stderr (JSON once the configuration asked for it) and the exit code.
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{PROGRAM}: {message}");
+    let message = message.to_string();
+    observe::event("failed", &message, &[("error", &message)]);
     ExitCode::from(code)
 }
