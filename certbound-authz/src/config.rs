@@ -57,25 +57,6 @@ struct Raw {
     log: RawLog,
 }
 
-/// `[log]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    #[serde(default)]
-    format: LogFormat,
-}
-
-/// `log.format`: how the lines on stderr are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum LogFormat {
-    /// `certbound-authz: ...`, for people.
-    #[default]
-    Text,
-    /// One JSON object per line (`{"event":"refused",...}`), for log collectors.
-    Json,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListen {
@@ -567,42 +548,6 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-/// A route's step-up keys (RFC 9470), checked as the library's `RequireStepUpLayer` will take
-/// them.
-fn step_up(
-    key: &dyn Fn(&str) -> String,
-    route: &RawRoute,
-) -> Result<(Option<Vec<String>>, Option<std::time::Duration>), ConfigError> {
-    if route.open && (route.acr_values.is_some() || route.max_age.is_some()) {
-        let name = if route.acr_values.is_some() {
-            "acr_values"
-        } else {
-            "max_age"
-        };
-        return Err(ConfigError::new(
-            key(name),
-            "an open route needs no token, so it cannot require a step-up",
-        ));
-    }
-    if let Some(values) = &route.acr_values {
-        // Empty, or a value the challenge's `acr_values="..."` cannot carry.
-        let _checked = certbound::RequireStepUpLayer::acr_values(values.iter().cloned())
-            .map_err(|e| ConfigError::new(key("acr_values"), e))?;
-    }
-    let max_age = match route.max_age {
-        None => None,
-        Some(seconds) => Some(std::time::Duration::from_secs(
-            u64::try_from(seconds).map_err(|_| {
-                ConfigError::new(
-                    key("max_age"),
-                    format!("{seconds} is not a number of seconds"),
-                )
-            })?,
-        )),
-    };
-    Ok((route.acr_values.clone(), max_age))
-}
-
 fn https_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let parsed: http::Uri = url
         .parse()
@@ -695,6 +640,12 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
     }
     ConfigError::new(key, format!("{message} (line {line_no})"))
 }
+
+// `[log]` and the routes' step-up keys.
+#[path = "config_ops.rs"]
+mod ops;
+pub(crate) use ops::LogFormat;
+use ops::{step_up, RawLog};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -90,6 +90,8 @@ pub(crate) fn describe() {
             metrics::counter!(DECISIONS, &labels).increment(0);
         }
         metrics::counter!(UNTRUSTED, "frontend" => frontend.label()).increment(0);
+        // Registered without a sample: its buckets are rendered at zero.
+        let _ = metrics::histogram!(DECISION_SECONDS, "frontend" => frontend.label());
     }
     metrics::describe_counter!(
         DECISIONS,
