@@ -194,6 +194,8 @@ async fn run(file: &Path) -> ExitCode {
         }
         Err(e) => return fail(1, format!("cannot watch SIGHUP: {e}")),
     }
+    // One signal ends both listeners: the check listener's shutdown tells the metrics one.
+    let (stopping, stop) = tokio::sync::watch::channel(());
     // The metrics listener's line first: `listening on` is the last line on stdout.
     let metrics = match metrics {
         None => None,
@@ -203,19 +205,26 @@ async fn run(file: &Path) -> ExitCode {
                 Err(e) => return fail(1, format!("listen.metrics: {e}")),
             }
             ops::upkeep(handle.clone());
+            let mut stop = stop;
             let served = certbound::serve_plain(listener, ops::service(handle, engines))
-                .with_graceful_shutdown(shutdown());
+                .with_graceful_shutdown(async move {
+                    // A change, or the sender dropped: the check listener stopped.
+                    let _ = stop.changed().await;
+                });
             Some(tokio::spawn(async move { served.await }))
         }
     };
     println!("listening on http://{local}");
     let served = certbound::serve_plain(listener, forward_auth::service(current))
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            stopping.send_replace(());
+        })
         .await;
     if let Err(e) = served {
         return fail(1, format!("serving: {e}"));
     }
-    // The same signal ends the metrics listener: wait for its connections too.
+    // Wait for the metrics listener's connections to finish too.
     if let Some(metrics) = metrics {
         match metrics.await {
             Ok(Ok(())) => {}
