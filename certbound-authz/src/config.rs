@@ -130,6 +130,10 @@ struct RawRoute {
     scopes: Vec<String>,
     #[serde(default)]
     open: bool,
+    /// `false`: the prefix matches in any letter case (for upstreams that read `/ADMIN` as
+    /// `/admin`).
+    #[serde(default = "yes")]
+    case_sensitive: bool,
     /// Step-up (RFC 9470): the acceptable `acr` values.
     acr_values: Option<Vec<String>>,
     /// Step-up (RFC 9470): the longest time since the user authenticated, in seconds (signed
@@ -232,6 +236,8 @@ pub(crate) struct Route {
     pub(crate) methods: Option<Vec<Method>>,
     pub(crate) scopes: Vec<String>,
     pub(crate) open: bool,
+    /// `false`: `path_prefix` is held in lower case and compared with the lower-cased path.
+    pub(crate) case_sensitive: bool,
     /// Step-up: the acceptable `acr` values (`None`: any).
     pub(crate) acr_values: Option<Vec<String>>,
     /// Step-up: the longest time since the user authenticated (`None`: any).
@@ -240,9 +246,17 @@ pub(crate) struct Route {
 
 impl Route {
     /// Whether the route covers `method` and `path`: `path_prefix` matches whole segments
-    /// (`/admin` covers `/admin` and `/admin/users`, not `/administrators`).
+    /// (`/admin` covers `/admin` and `/admin/users`, not `/administrators`); in any letter case
+    /// with `case_sensitive = false` (Unicode lower case on both sides).
     pub(crate) fn covers(&self, method: &Method, path: &str) -> bool {
         let prefix = self.path_prefix.as_str();
+        let lowered;
+        let path = if self.case_sensitive {
+            path
+        } else {
+            lowered = path.to_lowercase();
+            lowered.as_str()
+        };
         let path_matches = match path.strip_prefix(prefix) {
             None => false,
             Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
@@ -501,7 +515,12 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
         routes.push(Route {
-            path_prefix: route.path_prefix,
+            path_prefix: if route.case_sensitive {
+                route.path_prefix
+            } else {
+                route.path_prefix.to_lowercase()
+            },
+            case_sensitive: route.case_sensitive,
             methods,
             scopes: route.scopes,
             open: route.open,

@@ -206,6 +206,7 @@ fn a_route_prefix_matches_whole_segments_and_its_methods() {
         methods: Some(vec![Method::POST]),
         scopes: vec![],
         open: false,
+        case_sensitive: true,
         acr_values: None,
         max_age: None,
     };
@@ -213,6 +214,25 @@ fn a_route_prefix_matches_whole_segments_and_its_methods() {
     assert!(route.covers(&Method::POST, "/admin/users"));
     assert!(!route.covers(&Method::POST, "/administrators"));
     assert!(!route.covers(&Method::GET, "/admin"));
+    assert!(!route.covers(&Method::POST, "/ADMIN"));
+}
+
+#[test]
+fn a_case_insensitive_route_covers_its_prefix_in_any_letter_case() {
+    let config = parse(
+        &format!(
+            "{}\n[[routes]]\npath_prefix = \"/Admin\"\ncase_sensitive = false\nscopes = [\"admin\"]\n",
+            VALID
+        ),
+        Path::new("."),
+    )
+    .expect("valid");
+    // After the two routes of `VALID`.
+    let route = &config.routes[2];
+    for path in ["/admin", "/ADMIN/users", "/aDmIn"] {
+        assert!(route.covers(&Method::GET, path), "{path}");
+    }
+    assert!(!route.covers(&Method::GET, "/ADMINISTRATORS"));
 }
 
 #[test]
