@@ -1,7 +1,7 @@
 //! `certbound-authz`: sender-constrained access tokens (RFC 8705 certificate-bound, RFC 9449
 //! DPoP-bound) for APIs in any language, as the external authorization service of nginx
-//! (`auth_request`), Traefik (`ForwardAuth`), Caddy (`forward_auth`) and Envoy (HTTP
-//! ext_authz). Its decisions are certbound's own layers'.
+//! (`auth_request`), Traefik (`ForwardAuth`), Caddy (`forward_auth`) and Envoy / Istio (ext_authz
+//! over gRPC or HTTP). Its decisions are certbound's own layers'.
 //!
 //! ```text
 //! certbound-authz --config FILE        run; exit 2 with one line on stderr when the file is invalid
@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod engine;
+mod ext_authz;
 mod forward_auth;
 // Parts are used by the gRPC frontend and the metrics listener, which land next.
 #[allow(dead_code)]
@@ -122,22 +123,25 @@ async fn run(file: &Path) -> ExitCode {
             }
         }
     }
-    let Some(addr) = config.listen_http else {
-        // `config::load` requires listen.http while listen.grpc is not implemented.
-        return fail(2, format!("{}: listen.http: not set", file.display()));
-    };
-    let stack = match forward_auth::stack(&config, engine) {
-        Ok(stack) => stack,
+    let frontends = match Frontends::new(&config, engine) {
+        Ok(frontends) => frontends,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
-    let current = Arc::new(ArcSwap::from_pointee(stack));
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(e) => return fail(1, format!("listen.http: cannot listen on {addr}: {e}")),
+    let http = match bind("listen.http", config.listen_http).await {
+        Ok(bound) => bound,
+        Err(e) => return fail(1, e),
     };
-    let local = match listener.local_addr() {
-        Ok(local) => local,
-        Err(e) => return fail(1, format!("listen.http: {e}")),
+    let grpc = match bind("listen.grpc", config.listen_grpc).await {
+        Ok(bound) => bound,
+        Err(e) => return fail(1, e),
+    };
+    let current = Current {
+        http: frontends
+            .http
+            .map(|stack| Arc::new(ArcSwap::from_pointee(stack))),
+        grpc: frontends
+            .grpc
+            .map(|grpc| Arc::new(ArcSwap::from_pointee(grpc))),
     };
     // SIGHUP is watched before the first line: from then on it reloads, never kills.
     #[cfg(unix)]
@@ -146,46 +150,145 @@ async fn run(file: &Path) -> ExitCode {
             tokio::spawn(reload_on_sighup(
                 hangups,
                 file.to_owned(),
-                addr,
-                Arc::clone(&current),
+                (config.listen_http, config.listen_grpc),
+                current.clone(),
                 memory,
             ));
         }
         Err(e) => return fail(1, format!("cannot watch SIGHUP: {e}")),
     }
-    println!("listening on http://{local}");
-    let served = certbound::serve_plain(listener, forward_auth::service(current))
-        .with_graceful_shutdown(shutdown())
-        .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, format!("serving: {e}")),
+    for (scheme, bound) in [("http", &http), ("grpc", &grpc)] {
+        if let Some((_, local)) = bound {
+            println!("listening on {scheme}://{local}");
+        }
     }
+    // Ctrl-C, SIGTERM, or a listener that fails: every listener stops taking connections and
+    // finishes the checks in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    tokio::spawn({
+        let stop = Arc::clone(&stop);
+        async move {
+            shutdown().await;
+            stop.send_replace(true);
+        }
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let serve_http = async {
+        let (Some((listener, _)), Some(current)) = (http, current.http) else {
+            return Ok(());
+        };
+        let served = certbound::serve_plain(listener, forward_auth::service(current))
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .await
+            .map_err(|e| format!("listen.http: {e}"));
+        stop.send_replace(true);
+        served
+    };
+    let serve_grpc = async {
+        let (Some((listener, _)), Some(current)) = (grpc, current.grpc) else {
+            return Ok(());
+        };
+        let served = tonic::transport::Server::builder()
+            .serve_with_incoming_shutdown(
+                ext_authz::server(current),
+                tonic::transport::server::TcpIncoming::from(listener),
+                until_stopped(stopped.clone()),
+            )
+            .await
+            .map_err(|e| format!("listen.grpc: {e}"));
+        stop.send_replace(true);
+        served
+    };
+    match tokio::join!(serve_http, serve_grpc) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) | (_, Err(e)) => fail(1, format!("serving: {e}")),
+    }
+}
+
+/// The listener of `key` at `addr` when set, with its local address.
+async fn bind(
+    key: &str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<(tokio::net::TcpListener, std::net::SocketAddr)>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| format!("{key}: {e}"))?;
+    Ok(Some((listener, local)))
+}
+
+/// One configuration's frontends, for the listeners the process has.
+struct Frontends {
+    http: Option<forward_auth::Stack>,
+    grpc: Option<ext_authz::Frontend>,
+}
+
+impl Frontends {
+    fn new(config: &config::Config, engine: engine::Engine) -> Result<Self, config::ConfigError> {
+        let http = match config.listen_http {
+            Some(_) => Some(forward_auth::stack(config, engine.clone())?),
+            None => None,
+        };
+        let grpc = config
+            .listen_grpc
+            .map(|_| ext_authz::Frontend::new(config, engine));
+        Ok(Self { http, grpc })
+    }
+}
+
+/// What each listener's next request is handled with.
+#[derive(Clone)]
+struct Current {
+    http: Option<Arc<ArcSwap<forward_auth::Stack>>>,
+    grpc: Option<Arc<ArcSwap<ext_authz::Frontend>>>,
 }
 
 /// Reloads the configuration file on each SIGHUP: a file that fails any check of `--config`
 /// keeps the previous configuration. One line on stderr per reload. `listen.*` is read at
-/// start only.
+/// start only: `listening` holds the `listen.http` and `listen.grpc` of the start.
 #[cfg(unix)]
 async fn reload_on_sighup(
     mut hangups: tokio::signal::unix::Signal,
     file: PathBuf,
-    addr: std::net::SocketAddr,
-    current: Arc<ArcSwap<forward_auth::Stack>>,
+    listening: (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    current: Current,
     memory: Arc<MemoryReplayStore>,
 ) {
     while hangups.recv().await.is_some() {
         let reloaded = match build(&file, &memory).await {
             Ok(built) => {
-                forward_auth::stack(&built.config, built.engine).map(|stack| (built.config, stack))
+                let now = (built.config.listen_http, built.config.listen_grpc);
+                if now.0.is_some() != listening.0.is_some()
+                    || now.1.is_some() != listening.1.is_some()
+                {
+                    Err(config::ConfigError::new(
+                        "listen",
+                        "a listener is added or removed only on restart",
+                    ))
+                } else {
+                    Frontends::new(&built.config, built.engine).map(|frontends| (now, frontends))
+                }
             }
             Err(e) => Err(e),
         };
         match reloaded {
-            Ok((config, stack)) => {
-                current.store(Arc::new(stack));
-                if config.listen_http != Some(addr) {
-                    eprintln!("{PROGRAM}: warning: listen.http changes only on restart");
+            Ok((now, frontends)) => {
+                if let (Some(current), Some(stack)) = (&current.http, frontends.http) {
+                    current.store(Arc::new(stack));
+                }
+                if let (Some(current), Some(grpc)) = (&current.grpc, frontends.grpc) {
+                    current.store(Arc::new(grpc));
+                }
+                if now != listening {
+                    eprintln!(
+                        "{PROGRAM}: warning: listen.http and listen.grpc change only on restart"
+                    );
                 }
                 eprintln!("{PROGRAM}: reloaded {}", file.display());
             }
