@@ -83,7 +83,10 @@ impl Drop for JwksServer {
 
 /// A running `certbound-authz --config FILE`, killed on drop.
 pub struct Authz {
+    /// The address of the first listener (`http` with [`Authz::start`]).
     pub addr: SocketAddr,
+    /// Each listener's scheme and address, in the order of the `listening on` lines.
+    pub listening: Vec<(String, SocketAddr)>,
     child: Child,
     stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -92,6 +95,12 @@ impl Authz {
     /// Starts the binary with the configuration at `config` and waits for its
     /// `listening on http://ADDR` line (no sleeping: it is read as soon as it is written).
     pub async fn start(config: &Path) -> Self {
+        Self::start_with(config, &["http"]).await
+    }
+
+    /// Starts the binary and waits for one `listening on SCHEME://ADDR` line per scheme, in
+    /// this order (`http` before `grpc`, as the binary writes them).
+    pub async fn start_with(config: &Path, schemes: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
             .arg("--config")
             .arg(config)
@@ -111,21 +120,35 @@ impl Authz {
         });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("certbound-authz exited before listening");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .parse()
-            .expect("an address");
+        let mut listening = Vec::new();
+        for scheme in schemes {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read stdout")
+                .expect("certbound-authz exited before listening");
+            let addr: SocketAddr = line
+                .strip_prefix(&format!("listening on {scheme}://"))
+                .unwrap_or_else(|| panic!("unexpected line: {line}"))
+                .parse()
+                .expect("an address");
+            listening.push(((*scheme).to_owned(), addr));
+        }
         Self {
-            addr,
+            addr: listening[0].1,
+            listening,
             child,
             stderr,
         }
+    }
+
+    /// The address of the `scheme` listener.
+    pub fn listener(&self, scheme: &str) -> SocketAddr {
+        self.listening
+            .iter()
+            .find(|(s, _)| s == scheme)
+            .unwrap_or_else(|| panic!("no {scheme} listener"))
+            .1
     }
 
     /// The next line the binary writes on stderr.
