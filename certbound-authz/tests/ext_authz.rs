@@ -580,3 +580,23 @@ async fn both_listeners_serve_one_process_and_sighup_reaches_the_grpc_frontend()
     let after = client.check(check()).await.unwrap().into_inner();
     allowed(after);
 }
+
+#[tokio::test]
+async fn sigterm_ends_the_process_with_0_while_envoy_holds_its_connection() {
+    let running = start("127.0.0.1/32", "", "", "").await;
+    let Running {
+        _dir,
+        jwks: _jwks,
+        authz,
+        mut client,
+    } = running;
+    // A check first: the client's HTTP/2 connection is open, as Envoy's stays.
+    let check = envoy_check("GET", "/orders", &[], None, Shape::HeaderMap);
+    let (_, status, _) = denied(client.check(check).await.unwrap().into_inner());
+    assert_eq!(status, 401);
+    let code = tokio::time::timeout(std::time::Duration::from_secs(20), authz.terminate())
+        .await
+        .expect("the process ends after SIGTERM");
+    assert_eq!(code, Some(0));
+    drop(client);
+}

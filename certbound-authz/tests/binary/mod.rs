@@ -179,6 +179,17 @@ impl Authz {
         assert!(status.success(), "kill -HUP {pid}");
     }
 
+    /// Sends SIGTERM and waits for the process to exit: its exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        self.child.wait().await.expect("wait").code()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
