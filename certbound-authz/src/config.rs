@@ -114,7 +114,8 @@ impl Default for RawTokens {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProxy {
-    profile: Profile,
+    /// Required with `listen.http` only.
+    profile: Option<Profile>,
     trusted: Vec<String>,
     client_cert_header: Option<String>,
     #[serde(default)]
@@ -155,8 +156,11 @@ pub(crate) enum Profile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum GrpcClientCert {
+    /// `attributes.source.certificate` (Envoy's `include_peer_certificate: true`).
     #[default]
     Source,
+    /// The `Cert=` (or `Hash=`) of the nearest element of `x-forwarded-client-cert` (an Istio
+    /// ingress gateway's).
     Xfcc,
 }
 
@@ -176,6 +180,7 @@ pub(crate) struct IdentityHeaderNames {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen_http: Option<SocketAddr>,
+    pub(crate) listen_grpc: Option<SocketAddr>,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub(crate) listen_metrics: Option<SocketAddr>,
     pub(crate) log_format: LogFormat,
@@ -224,9 +229,11 @@ pub(crate) struct Tokens {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Proxy {
+    /// `envoy-http` when not set (then there is no `listen.http`).
     pub(crate) profile: Profile,
     pub(crate) trusted: Vec<IpRange>,
     pub(crate) client_cert_header: HeaderName,
+    pub(crate) grpc_client_cert: GrpcClientCert,
 }
 
 #[derive(Debug, Clone)]
@@ -327,14 +334,6 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::new(
             "listen",
             "set at least one of listen.http and listen.grpc",
-        ));
-    }
-    // Valid keys of the contract that this build cannot serve yet: refused rather than
-    // ignored, so that `check-config` passing means `--config` serves what the file says.
-    if listen_grpc.is_some() {
-        return Err(ConfigError::new(
-            "listen.grpc",
-            "the Envoy ext_authz gRPC frontend is not implemented in this version",
         ));
     }
 
@@ -462,15 +461,24 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             "list the proxies' addresses (no peer is trusted otherwise)",
         ));
     }
+    let profile = match raw.proxy.profile {
+        Some(profile) => profile,
+        None if listen_http.is_some() => {
+            return Err(ConfigError::new(
+                "proxy.profile",
+                "set it for listen.http: nginx, traefik, caddy or envoy-http",
+            ))
+        }
+        // Only the gRPC listener: no profile is read.
+        None => Profile::EnvoyHttp,
+    };
     let client_cert_header = header_name(
         "proxy.client_cert_header",
         raw.proxy
             .client_cert_header
             .as_deref()
-            .unwrap_or(raw.proxy.profile.default_cert_header()),
+            .unwrap_or(profile.default_cert_header()),
     )?;
-    // Only Envoy's ext_authz reads it; checked so that a bad value is refused now.
-    let _ = raw.proxy.grpc_client_cert;
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, route) in raw.routes.into_iter().enumerate() {
@@ -546,6 +554,7 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
 
     Ok(Config {
         listen_http,
+        listen_grpc,
         listen_metrics,
         log_format: raw.log.format,
         issuers,
@@ -558,9 +567,10 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             public_url: tokens.public_url,
         },
         proxy: Proxy {
-            profile: raw.proxy.profile,
+            profile,
             trusted,
             client_cert_header,
+            grpc_client_cert: raw.proxy.grpc_client_cert,
         },
         routes,
         identity_headers,

@@ -113,9 +113,15 @@ fn bad_values_are_named_by_their_key() {
         ),
         (
             "http = \"127.0.0.1:9191\"",
-            "grpc = \"127.0.0.1:9192\"",
+            "http = \"127.0.0.1:9191\"\ngrpc = \"localhost:9192\"",
             "listen.grpc",
         ),
+        (
+            "trusted = [\"127.0.0.1/32\", \"::1\"]",
+            "trusted = [\"127.0.0.1/32\", \"::1\"]\ngrpc_client_cert = \"header\"",
+            "proxy.grpc_client_cert",
+        ),
+        ("profile = \"nginx\"\n", "", "proxy.profile"),
         (
             "jwks_url = \"https://as.example.com/jwks\"",
             "jwks_url = \"http://as.example.com/jwks\"",
@@ -172,6 +178,24 @@ fn bad_values_are_named_by_their_key() {
         let e = error(&VALID.replacen(from, to, 1));
         assert_eq!(e.key, key, "{e}");
     }
+}
+
+#[test]
+fn the_grpc_listener_alone_needs_no_profile_and_takes_the_certificate_from_xfcc_when_asked() {
+    let text = VALID
+        .replace("http = \"127.0.0.1:9191\"", "grpc = \"127.0.0.1:9192\"")
+        .replace("profile = \"nginx\"\n", "grpc_client_cert = \"xfcc\"\n");
+    let config = parse(&text, Path::new(".")).expect("valid");
+    assert_eq!(config.listen_http, None);
+    assert_eq!(config.listen_grpc, Some("127.0.0.1:9192".parse().unwrap()));
+    assert_eq!(config.proxy.grpc_client_cert, GrpcClientCert::Xfcc);
+    let both = VALID.replace(
+        "http = \"127.0.0.1:9191\"",
+        "http = \"127.0.0.1:9191\"\ngrpc = \"127.0.0.1:9192\"",
+    );
+    let config = parse(&both, Path::new(".")).expect("valid");
+    assert_eq!(config.proxy.grpc_client_cert, GrpcClientCert::Source);
+    assert!(config.listen_http.is_some() && config.listen_grpc.is_some());
 }
 
 #[test]
@@ -236,7 +260,7 @@ fn a_case_insensitive_route_covers_its_prefix_in_any_letter_case() {
 }
 
 #[test]
-fn the_metrics_listener_is_served_and_grpc_is_still_refused() {
+fn the_metrics_listener_is_read_and_a_bad_address_named() {
     let config = parse(
         &with("[listen]", "metrics = \"127.0.0.1:9193\""),
         Path::new("."),
@@ -249,8 +273,6 @@ fn the_metrics_listener_is_served_and_grpc_is_still_refused() {
     assert_eq!(parse(VALID, Path::new(".")).unwrap().listen_metrics, None);
     let e = error(&with("[listen]", "metrics = \"localhost:9193\""));
     assert_eq!(e.key, "listen.metrics", "{e}");
-    let e = error(&with("[listen]", "grpc = \"127.0.0.1:9192\""));
-    assert_eq!(e.key, "listen.grpc", "{e}");
 }
 
 #[test]

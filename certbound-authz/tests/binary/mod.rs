@@ -107,9 +107,12 @@ impl Drop for JwksServer {
 
 /// A running `certbound-authz --config FILE`, killed on drop.
 pub struct Authz {
+    /// The address of the first listener (`http` with [`Authz::start`]).
     pub addr: SocketAddr,
     /// The metrics listener's address, when `listen.metrics` is set.
     pub metrics: Option<SocketAddr>,
+    /// Each listener's scheme and address, in the order of the `listening on` lines.
+    pub listening: Vec<(String, SocketAddr)>,
     child: Child,
     stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -119,6 +122,12 @@ impl Authz {
     /// `listening on http://ADDR` line, after `metrics on http://ADDR` with `listen.metrics`
     /// (no sleeping: each is read as soon as it is written).
     pub async fn start(config: &Path) -> Self {
+        Self::start_with(config, &["http"]).await
+    }
+
+    /// Starts the binary and waits for one `listening on SCHEME://ADDR` line per scheme, in
+    /// this order (`http` before `grpc`, as the binary writes them).
+    pub async fn start_with(config: &Path, schemes: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
             .arg("--config")
             .arg(config)
@@ -139,28 +148,42 @@ impl Authz {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut metrics = None;
-        let addr = loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read stdout")
-                .expect("certbound-authz exited before listening");
-            if let Some(addr) = line.strip_prefix("metrics on http://") {
-                metrics = Some(addr.parse().expect("an address"));
-                continue;
-            }
-            break line
-                .strip_prefix("listening on http://")
-                .unwrap_or_else(|| panic!("unexpected line: {line}"))
-                .parse()
-                .expect("an address");
-        };
+        let mut listening = Vec::new();
+        for scheme in schemes {
+            let addr: SocketAddr = loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read stdout")
+                    .expect("certbound-authz exited before listening");
+                if let Some(addr) = line.strip_prefix("metrics on http://") {
+                    metrics = Some(addr.parse().expect("an address"));
+                    continue;
+                }
+                break line
+                    .strip_prefix(&format!("listening on {scheme}://"))
+                    .unwrap_or_else(|| panic!("unexpected line: {line}"))
+                    .parse()
+                    .expect("an address");
+            };
+            listening.push(((*scheme).to_owned(), addr));
+        }
         Self {
-            addr,
+            addr: listening[0].1,
             metrics,
+            listening,
             child,
             stderr,
         }
+    }
+
+    /// The address of the `scheme` listener.
+    pub fn listener(&self, scheme: &str) -> SocketAddr {
+        self.listening
+            .iter()
+            .find(|(s, _)| s == scheme)
+            .unwrap_or_else(|| panic!("no {scheme} listener"))
+            .1
     }
 
     /// The next line the binary writes on stderr.
