@@ -46,3 +46,13 @@ async fn a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_prox
     cases::a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_proxy(Kind::Nginx)
         .await;
 }
+
+#[tokio::test]
+async fn a_fresh_dpop_nonce_of_an_allow_reaches_the_client() {
+    let reached = cases::a_fresh_nonce_on_an_allow_reaches_the_client(Kind::Nginx).await;
+    assert_ne!(
+        reached,
+        Some(false),
+        "nginx dropped the DPoP-Nonce of an allow"
+    );
+}

@@ -48,3 +48,16 @@ async fn a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_prox
     cases::a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_proxy(Kind::Traefik)
         .await;
 }
+
+/// Traefik's `ForwardAuth` sends the answer's headers upstream (`authResponseHeaders`), never
+/// to the client (cookies aside): a fresh nonce is lost, and the client learns the next one from
+/// a `use_dpop_nonce` refusal. When this fails, Traefik learnt it: tell the README.
+#[tokio::test]
+async fn a_fresh_dpop_nonce_of_an_allow_does_not_reach_the_client_through_traefik() {
+    let reached = cases::a_fresh_nonce_on_an_allow_reaches_the_client(Kind::Traefik).await;
+    assert_ne!(
+        reached,
+        Some(true),
+        "Traefik now passes the DPoP-Nonce of an allow on"
+    );
+}

@@ -105,6 +105,28 @@ pub async fn identity_headers_sent_by_the_client_never_reach_the_upstream_as_sen
     assert_allowed(&reply, "certificate");
     assert_eq!(reply.upstream_header("x-auth-scope"), ["read"]);
 
+    // A token without `client_id`: certbound-authz sends no X-Auth-Client-Id, and the
+    // client's copy is removed all the same.
+    let mut claims = claims("read", cnf_certificate(&alice.der));
+    claims.as_object_mut().expect("claims").remove("client_id");
+    let token = d.jwks.issuer.sign(&claims);
+    let auth = bearer(&token);
+    let reply = d
+        .get(
+            Some(&alice),
+            RESOURCE,
+            &[
+                ("authorization", &auth),
+                ("x-auth-client-id", "client-admin"),
+            ],
+        )
+        .await;
+    assert_allowed(&reply, "certificate");
+    assert!(
+        reply.upstream_header("x-auth-client-id").is_empty(),
+        "{reply:?}"
+    );
+
     // Refused: nothing reaches the upstream, forged or not.
     let reply = d.get(None, RESOURCE, &forged).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
@@ -137,13 +159,19 @@ pub async fn a_certificate_header_sent_by_the_client_is_not_believed(kind: Kind)
     let thief = ClientId::new("thief");
     let token = d.jwks.issuer.token("read", cnf_certificate(&alice.der));
     let auth = bearer(&token);
-    let forged = forged_certificate_headers(&alice);
-    let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
-    headers.extend(forged.iter().map(|(n, v)| (*n, v.as_str())));
-    // Without a certificate, and with the thief's own.
-    for identity in [None, Some(&thief)] {
-        let reply = d.get(identity, RESOURCE, &headers).await;
-        assert_refused(&reply, "invalid_token");
+    // Each header alone (beside another, certbound-authz would see a conflict and no
+    // certificate anyway), without a certificate and with the thief's own.
+    for (name, value) in forged_certificate_headers(&alice) {
+        for identity in [None, Some(&thief)] {
+            let reply = d
+                .get(
+                    identity,
+                    RESOURCE,
+                    &[("authorization", &auth), (name, &value)],
+                )
+                .await;
+            assert_refused(&reply, "invalid_token");
+        }
     }
     // Alice's own request with the thief's certificate in the proxy's own certificate
     // header: the proxy's value replaces the client's (two values would be refused).
@@ -165,6 +193,10 @@ pub async fn a_certificate_header_sent_by_the_client_is_not_believed(kind: Kind)
         )
         .await;
     assert_allowed(&reply, "certificate");
+    assert!(
+        !reply.upstream_header(own).contains(value),
+        "the client's {own} reached the upstream: {reply:?}"
+    );
 }
 
 pub async fn a_dpop_proof_is_good_once_and_a_replayed_or_foreign_key_proof_is_refused(kind: Kind) {
@@ -188,7 +220,10 @@ pub async fn a_dpop_proof_is_good_once_and_a_replayed_or_foreign_key_proof_is_re
             .await
         }
     };
-    assert_allowed(&send(good.clone()).await, "dpop");
+    let reply = send(good.clone()).await;
+    assert_allowed(&reply, "dpop");
+    // Without `dpop_nonce_key_file`, no nonce.
+    assert!(!reply.headers.contains_key("dpop-nonce"), "{reply:?}");
     assert_refused(&send(good).await, "invalid_dpop_proof");
     // A proof by another key: the token is bound to a key the proof does not show.
     let foreign = proof(&dpop_key(), "GET", &url, &token, None);
@@ -266,4 +301,54 @@ pub async fn a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_
         )
         .await;
     assert_allowed(&reply, "dpop");
+}
+
+/// A nonce of the previous time step (certbound's default step, 60 s) keyed with `secret`, made
+/// as certbound makes them: still accepted, and the allow then carries a fresh one.
+fn previous_step_nonce(secret: &[u8]) -> String {
+    use hmac::Mac as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let step = now / 60 - 1;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC key");
+    mac.update(b"certbound dpop nonce v1");
+    mac.update(&step.to_be_bytes());
+    let mut raw = step.to_be_bytes().to_vec();
+    raw.extend_from_slice(&mac.finalize().into_bytes()[..16]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Allowed with a nonce of the previous step: whether the fresh `DPoP-Nonce` of the allow
+/// reached the client (`None`: the proxy is not installed).
+pub async fn a_fresh_nonce_on_an_allow_reaches_the_client(kind: Kind) -> Option<bool> {
+    let secret = [7u8; 32];
+    let dir = TempDir::new();
+    let key_file = dir.write("nonce.key", secret);
+    let tokens = format!("dpop_nonce_key_file = {:?}", key_file.display().to_string());
+    let d = Deployment::start(kind, dir, &tokens).await?;
+    let key = dpop_key();
+    let token = d.jwks.issuer.token("read", cnf_dpop(&key));
+    let auth = format!("DPoP {token}");
+    let url = public("/api/orders");
+    // Twice at most: when the step turns between making the nonce and checking it, the nonce
+    // is two steps old and refused.
+    for _ in 0..2 {
+        let nonce = previous_step_nonce(&secret);
+        let proof = proof(&key, "GET", &url, &token, Some(&nonce));
+        let reply = d
+            .get(
+                None,
+                RESOURCE,
+                &[("authorization", &auth), ("dpop", &proof)],
+            )
+            .await;
+        if reply.challenge().contains("use_dpop_nonce") {
+            continue;
+        }
+        assert_allowed(&reply, "dpop");
+        return Some(reply.headers.contains_key("dpop-nonce"));
+    }
+    panic!("a nonce of the previous step was refused twice");
 }
