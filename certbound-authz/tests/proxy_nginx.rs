@@ -56,3 +56,9 @@ async fn a_fresh_dpop_nonce_of_an_allow_reaches_the_client() {
         "nginx dropped the DPoP-Nonce of an allow"
     );
 }
+
+#[tokio::test]
+async fn a_token_without_the_routes_scope_is_refused_with_403_and_the_challenge() {
+    cases::a_token_without_the_routes_scope_is_refused_with_403_and_the_challenge(Kind::Nginx)
+        .await;
+}

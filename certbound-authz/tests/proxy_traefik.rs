@@ -61,3 +61,9 @@ async fn a_fresh_dpop_nonce_of_an_allow_does_not_reach_the_client_through_traefi
         "Traefik now passes the DPoP-Nonce of an allow on"
     );
 }
+
+#[tokio::test]
+async fn a_token_without_the_routes_scope_is_refused_with_403_and_the_challenge() {
+    cases::a_token_without_the_routes_scope_is_refused_with_403_and_the_challenge(Kind::Traefik)
+        .await;
+}

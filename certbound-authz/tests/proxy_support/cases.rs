@@ -45,6 +45,11 @@ fn assert_allowed(reply: &Reply, binding: &str) {
 fn assert_refused(reply: &Reply, error: &str) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
     assert!(reply.upstream.is_none(), "{reply:?}");
+    assert_eq!(
+        reply.headers.get_all("www-authenticate").iter().count(),
+        1,
+        "{reply:?}"
+    );
     assert!(
         reply.challenge().contains(&format!("error=\"{error}\"")),
         "{reply:?}"
@@ -301,6 +306,44 @@ pub async fn a_dpop_proof_for_the_public_url_is_allowed_behind_a_path_prefixing_
         )
         .await;
     assert_allowed(&reply, "dpop");
+}
+
+pub async fn a_token_without_the_routes_scope_is_refused_with_403_and_the_challenge(kind: Kind) {
+    let routes = "\n[[routes]]\npath_prefix = \"/api/orders\"\nscopes = [\"admin\"]\n";
+    let Some(d) = deployment(kind, routes).await else {
+        return;
+    };
+    let alice = ClientId::new("alice");
+    let token = d.jwks.issuer.token("read", cnf_certificate(&alice.der));
+    let reply = d
+        .get(
+            Some(&alice),
+            RESOURCE,
+            &[("authorization", &bearer(&token))],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{reply:?}");
+    assert!(reply.upstream.is_none(), "{reply:?}");
+    let challenge = reply.challenge();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"admin\""),
+        "{reply:?}"
+    );
+    // With the scope: through.
+    let token = d
+        .jwks
+        .issuer
+        .token("read admin", cnf_certificate(&alice.der));
+    let reply = d
+        .get(
+            Some(&alice),
+            RESOURCE,
+            &[("authorization", &bearer(&token))],
+        )
+        .await;
+    assert_allowed(&reply, "certificate");
+    // Only the refusal carries a challenge.
+    assert!(!reply.headers.contains_key("www-authenticate"), "{reply:?}");
 }
 
 /// A nonce of the previous time step (certbound's default step, 60 s) keyed with `secret`, made
