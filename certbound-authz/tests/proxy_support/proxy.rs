@@ -85,12 +85,23 @@ fn substitute(text: &str, pairs: &[(&str, String)]) -> String {
     text
 }
 
-/// A port that was free a moment ago.
+/// A port for a proxy to listen on, free (TCP and UDP, for Caddy's HTTP/3) a moment ago: below
+/// the ephemeral range, so that no outgoing connection takes it meanwhile, and never the same
+/// twice in this process. (Another process may still take it first: [`Proxy::start`] then
+/// tries again with other ports.)
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    loop {
+        let port = 20_000 + (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000);
+        let port = u16::try_from(port).expect("a port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
 }
 
 /// A running proxy; killed on drop.
@@ -102,7 +113,8 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `kind` (its binary at `binary`) with its deployment files, its own files in
-    /// `dir`, on a free port in front of `upstream`, asking `authz`.
+    /// `dir`, on a free port in front of `upstream`, asking `authz`; once more with other ports
+    /// when one was taken meanwhile.
     pub async fn start(
         kind: Kind,
         binary: &Path,
@@ -111,6 +123,29 @@ impl Proxy {
         authz: SocketAddr,
         upstream: SocketAddr,
     ) -> Self {
+        let mut attempts = 0;
+        loop {
+            match Self::try_start(kind, binary, dir, pki, authz, upstream).await {
+                Ok(proxy) => return proxy,
+                Err(log)
+                    if attempts < 3 && log.to_lowercase().contains("address already in use") =>
+                {
+                    attempts += 1;
+                }
+                Err(log) => panic!("{kind:?} exited at start: {log}"),
+            }
+        }
+    }
+
+    /// One attempt of [`start`](Self::start): `Err` with the proxy's log when it exited.
+    async fn try_start(
+        kind: Kind,
+        binary: &Path,
+        dir: &Path,
+        pki: &Pki,
+        authz: SocketAddr,
+        upstream: SocketAddr,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).expect("proxy directory");
         let path = |name: &str| dir.join(name).display().to_string();
         let cert = path("server-cert.pem");
@@ -206,11 +241,7 @@ impl Proxy {
             }
         };
         let log = dir.join("proxy.log");
-        let output = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
+        let output = std::fs::File::create(&log).expect("log file");
         let child = command
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("log file"))
@@ -219,24 +250,24 @@ impl Proxy {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let mut proxy = Self { port, child, log };
-        proxy.ready(pki).await;
-        proxy
+        proxy.ready(pki).await?;
+        Ok(proxy)
     }
 
     /// Polls (every 20 ms, at most 30 s) until a request through the proxy gets certbound-authz's
     /// answer (401: no token): the proxy listens, has its routes and reaches the authz.
-    async fn ready(&mut self, pki: &Pki) {
+    async fn ready(&mut self, pki: &Pki) -> Result<(), String> {
         let client = super::client(pki, self.port, None);
         let url = super::url(self.port, "/api/ready");
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for _ in 0..1500 {
             tick.tick().await;
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("the proxy exited at start ({status}): {}", self.log());
+                return Err(format!("({status}) {}", self.log()));
             }
             if let Ok(response) = client.get(&url).send().await {
                 if response.status() == reqwest::StatusCode::UNAUTHORIZED {
-                    return;
+                    return Ok(());
                 }
             }
         }
