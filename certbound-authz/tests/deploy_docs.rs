@@ -31,7 +31,6 @@ fn fenced_blocks(markdown: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "enabled by the lead after merging the README section"]
 fn the_readme_shows_every_deployment_file_verbatim() {
     let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&readme).expect("README.md");
