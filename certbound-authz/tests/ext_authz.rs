@@ -600,3 +600,56 @@ async fn sigterm_ends_the_process_with_0_while_envoy_holds_its_connection() {
     assert_eq!(code, Some(0));
     drop(client);
 }
+
+#[tokio::test]
+async fn grpc_checks_are_counted_under_frontend_grpc_on_the_metrics_listener() {
+    let dir = TempDir::new();
+    let jwks = JwksServer::start(&dir).await;
+    let text = config(&jwks.url, "127.0.0.1/32", "", "", "").replacen(
+        "grpc = \"127.0.0.1:0\"",
+        "grpc = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"",
+        1,
+    );
+    let file = dir.write("authz.toml", text);
+    let authz = Authz::start_with(&file, &["grpc"]).await;
+    let mut client = connect(&authz).await;
+    let (der, pem) = client_certificate("client-a");
+    let token = jwks.issuer.token("read", cnf_certificate(&der));
+    let auth = bearer(&token);
+    let headers = [("authorization", auth.as_str())];
+    // One allow, two denials (no certificate; another client's certificate).
+    let check = envoy_check("GET", "/orders", &headers, Some(&pem), Shape::HeaderMap);
+    allowed(client.check(check).await.unwrap().into_inner());
+    let (_, other) = client_certificate("client-b");
+    for certificate in [None, Some(other.as_str())] {
+        let check = envoy_check("GET", "/orders", &headers, certificate, Shape::HeaderMap);
+        let (_, status, _) = denied(client.check(check).await.unwrap().into_inner());
+        assert_eq!(status, 401);
+    }
+    // reqwest is built without a rustls provider (certbound's `rustls-no-provider`).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scraped = reqwest::get(authz.metrics_url("/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("the exposition");
+    let value = |series: &str| -> Option<f64> {
+        scraped
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    };
+    for (result, expected) in [("allow", 1.0), ("deny", 2.0), ("error", 0.0)] {
+        let series =
+            format!("certbound_authz_decisions_total{{frontend=\"grpc\",result=\"{result}\"}}");
+        assert_eq!(value(&series), Some(expected), "{series}\n{scraped}");
+        let http =
+            format!("certbound_authz_decisions_total{{frontend=\"http\",result=\"{result}\"}}");
+        assert_eq!(value(&http), Some(0.0), "{http}");
+    }
+    assert_eq!(
+        value("certbound_authz_decision_duration_seconds_count{frontend=\"grpc\"}"),
+        Some(3.0),
+        "{scraped}"
+    );
+}
