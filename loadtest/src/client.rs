@@ -435,7 +435,7 @@ pub(crate) async fn preflight(
 
 /// Connects `tokens.len()` clients to `server`, checks it (see [`preflight`]), then drives them.
 pub(crate) async fn run_load(
-    server: &ServerProcess,
+    server: &UnderTest,
     material: &Material,
     variant: Variant,
     protocol: Protocol,
@@ -447,7 +447,7 @@ pub(crate) async fn run_load(
     let mut preflight_proofs = 0;
     for (i, tokens) in tokens.into_iter().enumerate() {
         let connector = Connector::new(
-            server.addr,
+            server.addr(),
             &material.clients[i],
             &material.server.ca_der,
             protocol,
@@ -469,11 +469,12 @@ pub(crate) async fn run_load(
         let cursor = TokenCursor { tokens, next: 0 };
         tasks.spawn(drive(connector, sender, cursor, measure_from, stop));
     }
-    let pid = server.pid();
+    let pids = server.pids();
+    let server_cpu_ns = || pids.iter().map(|&pid| process_cpu_ns(pid)).sum::<u64>();
     let self_pid = std::process::id();
     tokio::time::sleep_until(measure_from.into()).await;
     let (server_cpu0, client_cpu0, t0) = (
-        process_cpu_ns(pid),
+        server_cpu_ns(),
         process_cpu_ns(self_pid),
         Instant::now(),
     );
@@ -482,7 +483,7 @@ pub(crate) async fn run_load(
         Stop::At(end) => {
             tokio::time::sleep_until(end.into()).await;
             let sample = (
-                process_cpu_ns(pid),
+                server_cpu_ns(),
                 process_cpu_ns(self_pid),
                 Instant::now(),
             );
@@ -496,7 +497,7 @@ pub(crate) async fn run_load(
                 stats.merge(&done?);
             }
             (
-                process_cpu_ns(pid),
+                server_cpu_ns(),
                 process_cpu_ns(self_pid),
                 Instant::now(),
             )
