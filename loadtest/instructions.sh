@@ -22,13 +22,18 @@
 # nginx variants (issue 25): nginx (one process: `daemon off; master_process off;`), the
 # upstream and certbound-authz each run under callgrind, and each one's slope is reported; the
 # requests are those the upstream handled. certbound-authz is the workspace's release build
-# (built here). The ratio column: (nginx + certbound-authz) / nginx of the `nginx` variant.
+# (built here, unless LOAD_AUTHZ_BIN names another). The ratio column: (nginx + certbound-authz)
+# / nginx of the `nginx` variant.
+#
+# grpc-check-repeated: certbound-authz alone under callgrind, Envoy-shaped ext_authz Check
+# requests from the load client; the requests are the checks the client sent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 1; }
 variants=${VARIANTS:-baseline repeated distinct dpop peer-repeated peer-distinct huskarl-repeated huskarl-distinct huskarl-dpop}
 case " $variants " in
-  *" nginx-authz-"*) cargo build --quiet --release -p certbound-authz ;;
+  *" nginx-authz-"* | *" grpc-check-"*)
+    [ -n "${LOAD_AUTHZ_BIN:-}" ] || cargo build --quiet --release -p certbound-authz ;;
 esac
 cargo build --quiet --release --manifest-path loadtest/Cargo.toml ${FEATURES:+--features "$FEATURES"}
 if [ -n "${KEEP:-}" ]; then
@@ -66,9 +71,13 @@ measure() { # variant duration
   echo "$total $roles $n"
 }
 
-direct=() proxied=()
+direct=() proxied=() grpc=()
 for variant in $variants; do
-  case $variant in nginx*) proxied+=("$variant") ;; *) direct+=("$variant") ;; esac
+  case $variant in
+    nginx*) proxied+=("$variant") ;;
+    grpc-check-*) grpc+=("$variant") ;;
+    *) direct+=("$variant") ;;
+  esac
 done
 if [ ${#direct[@]} -gt 0 ]; then
   printf '| variant | instructions per request | requests counted |\n|---|---|---|\n'
@@ -100,5 +109,18 @@ if [ ${#proxied[@]} -gt 0 ]; then
     ratio="–"
     [ -n "$alone" ] && ratio=$(awk -v a="$((ng + az))" -v b="$alone" 'BEGIN { printf "%.2f", a / b }')
     printf '| %s | %d | %d | %d | %d | %s | %d |\n' "$variant" "$ng" "$az" "$up" $((ng + az)) "$ratio" "$dn"
+  done
+fi
+if [ ${#grpc[@]} -gt 0 ]; then
+  { [ ${#direct[@]} -gt 0 ] || [ ${#proxied[@]} -gt 0 ]; } && echo
+  printf '| variant | certbound-authz instructions per check | checks counted |\n|---|---|---|\n'
+  for variant in "${grpc[@]}"; do
+    read -r _ _ az1 _ n1 < <(measure "$variant" "${SHORT:-2}")
+    read -r _ _ az2 _ n2 < <(measure "$variant" "${LONG:-6}")
+    if [ "$n2" -le "$n1" ]; then
+      echo "$variant: the long run handled no more checks than the short one" >&2
+      exit 1
+    fi
+    printf '| %s | %d | %d |\n' "$variant" $(((az2 - az1) / (n2 - n1))) $((n2 - n1))
   done
 fi

@@ -14,7 +14,8 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
                            issuers1000-repeated,issuers1000-distinct (default all of these);
                            nginx,nginx-authz-repeated,nginx-authz-distinct,nginx-authz-dpop
                            (nginx in front of an upstream, with auth_request to certbound-authz;
-                           the workspace's target/release/certbound-authz or LOAD_AUTHZ_BIN)
+                           the workspace's target/release/certbound-authz or LOAD_AUTHZ_BIN);
+                           grpc-check-repeated (ext_authz Check requests to its gRPC listener)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)

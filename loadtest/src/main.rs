@@ -29,7 +29,9 @@
 //!   others, on the `distinct` and `repeated` workloads;
 //! - `nginx`, `nginx-authz-repeated`, `nginx-authz-distinct`, `nginx-authz-dpop` (issue 25,
 //!   only when named): nginx terminating mTLS in front of a trivial upstream, without and with
-//!   `auth_request` to certbound-authz (see `proxied.rs`).
+//!   `auth_request` to certbound-authz (see `proxied.rs`);
+//! - `grpc-check-repeated` (only when named): Envoy-shaped ext_authz `Check` requests to
+//!   certbound-authz's gRPC listener (see `grpc_check.rs`).
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so
@@ -82,6 +84,7 @@ use tower::Layer as _;
 
 mod args;
 mod client;
+mod grpc_check;
 mod huskarl_peer;
 mod material;
 mod memory;

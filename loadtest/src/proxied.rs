@@ -113,8 +113,55 @@ impl UnderTest {
 /// A running certbound-authz.
 pub(crate) struct Authz {
     child: Child,
-    /// Its stdout, kept open (it printed its address there).
-    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+/// Starts certbound-authz with `toml` and waits for its `listening` line; `true` when it had
+/// its issuer's keys by then. Its stdout and stderr share one pipe, so that its warning about
+/// the keys (stderr) is read in order before the `listening` line (stdout); a thread then
+/// forwards the rest (refusal lines) to this process's stderr.
+fn start_authz(toml: &std::path::Path) -> Result<(Authz, bool), BoxError> {
+    let bin = authz_bin();
+    let (reader, writer) = std::io::pipe()?;
+    let mut command = wrapped(&bin);
+    command
+        .arg("--config")
+        .arg(toml)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    let child = command.spawn().map_err(|e| {
+        format!(
+            "{} ({e}): build it with `cargo build --release -p certbound-authz` at the workspace \
+             root, or set {AUTHZ_ENV}",
+            bin.display()
+        )
+    })?;
+    // Our copies of the write end are gone with `command`: end of file when the child exits.
+    drop(command);
+    let authz = Authz { child };
+    let mut lines = BufReader::new(reader);
+    let mut keys = true;
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line)? == 0 {
+            return Err("certbound-authz exited at start".into());
+        }
+        if line.starts_with("listening on ") {
+            break;
+        }
+        if line.contains("no keys for") {
+            keys = false;
+        }
+        eprint!("{line}");
+    }
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+            eprint!("{line}");
+            line.clear();
+        }
+    });
+    Ok((authz, keys))
 }
 
 /// nginx, its upstream and (authz variants) certbound-authz, with their files.
@@ -148,7 +195,7 @@ fn free_port() -> Result<u16, BoxError> {
 }
 
 /// PEM armour around DER.
-fn pem(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
@@ -182,10 +229,40 @@ pub(crate) fn nginx_conf(
     dir: &std::path::Path,
     port: u16,
     jwks_port: u16,
-    upstream: SocketAddr,
+    upstream: Option<SocketAddr>,
     authz: Option<u16>,
 ) -> String {
     let d = dir.display();
+    let Some(upstream) = upstream else {
+        // grpc-check: nginx only serves the JWKS.
+        return format!(
+            "# Written by the load test (loadtest/src/proxied.rs): the JWKS only.
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{jwks_port} ssl;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server.key;
+        location = /jwks {{
+            default_type application/json;
+            alias {d}/jwks.json;
+        }}
+    }}
+}}
+"
+        );
+    };
     let (auth, authz_upstream, auth_location) = match authz {
         None => (String::new(), String::new(), String::new()),
         Some(authz) => (
@@ -275,13 +352,19 @@ http {{
     )
 }
 
-/// certbound-authz's configuration: the load issuer, profile nginx, nginx trusted.
-pub(crate) fn authz_toml(dir: &std::path::Path, port: u16, jwks_port: u16) -> String {
+/// certbound-authz's configuration: the load issuer, the HTTP listener with profile nginx
+/// (or the gRPC listener), 127.0.0.1 trusted.
+pub(crate) fn authz_toml(dir: &std::path::Path, port: u16, jwks_port: u16, grpc: bool) -> String {
     let d = dir.display();
+    let (listener, profile) = if grpc {
+        ("grpc", "")
+    } else {
+        ("http", "profile = \"nginx\"\n")
+    };
     format!(
         r#"# Written by the load test (loadtest/src/proxied.rs).
 [listen]
-http = "127.0.0.1:{port}"
+{listener} = "127.0.0.1:{port}"
 
 [[issuers]]
 issuer = "{ISS}"
@@ -290,8 +373,7 @@ jwks_url = "https://localhost:{jwks_port}/jwks"
 ca_file = "{d}/ca.pem"
 
 [proxy]
-profile = "nginx"
-trusted = ["127.0.0.1/32"]
+{profile}trusted = ["127.0.0.1/32"]
 
 [identity_headers]
 subject = "x-auth-subject"
@@ -307,6 +389,9 @@ pub(crate) enum Proxy {
     NginxOnly,
     /// nginx `auth_request` to certbound-authz.
     NginxAuthz,
+    /// certbound-authz's gRPC listener alone, checked by the load client (nginx serves the
+    /// JWKS only).
+    AuthzGrpc,
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -331,18 +416,28 @@ impl Proxied {
         std::fs::write(dir.join("server.key"), pem("PRIVATE KEY", &material.key_pkcs8))?;
         std::fs::write(dir.join("jwks.json"), &material.jwks)?;
 
-        let upstream = ServerProcess::spawn(ServerKind::Upstream, args.server_threads, material)?;
-        let upstream_addr = upstream.addr;
-        proxied.upstream = Some(upstream);
+        let mut upstream_addr = None;
+        if proxy != Proxy::AuthzGrpc {
+            let upstream =
+                ServerProcess::spawn(ServerKind::Upstream, args.server_threads, material)?;
+            upstream_addr = Some(upstream.addr);
+            proxied.upstream = Some(upstream);
+        }
         let (port, jwks_port) = (free_port()?, free_port()?);
         let authz_port = match proxy {
             Proxy::NginxOnly => None,
-            Proxy::NginxAuthz => Some(free_port()?),
+            Proxy::NginxAuthz | Proxy::AuthzGrpc => Some(free_port()?),
         };
         let conf = dir.join("nginx.conf");
         std::fs::write(
             &conf,
-            nginx_conf(&dir, port, jwks_port, upstream_addr, authz_port),
+            nginx_conf(
+                &dir,
+                port,
+                jwks_port,
+                upstream_addr,
+                authz_port.filter(|_| proxy == Proxy::NginxAuthz),
+            ),
         )?;
         let nginx = wrapped(nginx_bin())
             .arg("-p")
@@ -355,39 +450,46 @@ impl Proxied {
             .spawn()
             .map_err(|e| format!("nginx ({}): {e}", nginx_bin()))?;
         let nginx = proxied.nginx.insert(nginx);
-        proxied.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        if let Err(e) = wait_listening(proxied.addr, nginx, "nginx") {
+        let listening = SocketAddr::from(([127, 0, 0, 1], port));
+        let listening = if proxy == Proxy::AuthzGrpc {
+            SocketAddr::from(([127, 0, 0, 1], jwks_port))
+        } else {
+            listening
+        };
+        proxied.addr = listening;
+        if let Err(e) = wait_listening(listening, nginx, "nginx") {
             let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
             return Err(format!("{e}; its error log: {log}").into());
         }
         if let Some(authz_port) = authz_port {
             let toml = dir.join("certbound-authz.toml");
-            std::fs::write(&toml, authz_toml(&dir, authz_port, jwks_port))?;
-            let bin = authz_bin();
-            let mut child = wrapped(&bin)
-                .arg("--config")
-                .arg(&toml)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| {
-                    format!(
-                        "{} ({e}): build it with `cargo build --release -p certbound-authz` at the \
-                         workspace root, or set {AUTHZ_ENV}",
-                        bin.display()
-                    )
-                })?;
-            let mut stdout = BufReader::new(child.stdout.take().ok_or("authz stdout")?);
-            let mut line = String::new();
-            stdout.read_line(&mut line)?;
-            let authz = Authz {
-                child,
-                _stdout: stdout,
-            };
-            proxied.authz = Some(authz);
-            if !line.starts_with("listening on ") {
-                return Err(format!("certbound-authz did not start: {line:?}").into());
+            std::fs::write(
+                &toml,
+                authz_toml(&dir, authz_port, jwks_port, proxy == Proxy::AuthzGrpc),
+            )?;
+            if proxy == Proxy::AuthzGrpc {
+                proxied.addr = SocketAddr::from(([127, 0, 0, 1], authz_port));
+            }
+            // Under callgrind on a busy machine the key fetch at start can time out (its TLS
+            // handshake seeds aws-lc's jitter entropy, billions of simulated instructions); its
+            // tokens would then be refused with 503 for the 10 s the validator waits before
+            // fetching again. A fresh process is tried instead.
+            for attempt in 1..=5 {
+                match start_authz(&toml)? {
+                    (authz, true) => {
+                        proxied.authz = Some(authz);
+                        break;
+                    }
+                    (mut authz, false) if attempt < 5 => {
+                        eprintln!("load: certbound-authz started without its keys; again");
+                        let _ = authz.child.kill();
+                        let _ = authz.child.wait();
+                    }
+                    (authz, false) => {
+                        proxied.authz = Some(authz);
+                        return Err("certbound-authz could not fetch its keys in 5 starts".into());
+                    }
+                }
             }
         }
         if std::env::var_os(WRAPPER_ENV).is_some() {

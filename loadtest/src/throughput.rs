@@ -133,15 +133,25 @@ pub(crate) fn throughput(
                     if variant == Variant::DpopRedis {
                         redis.as_ref().ok_or("no redis-server")?.reset_stats()?;
                     }
-                    let result = runtime.block_on(run_load(
-                        &server,
-                        material,
-                        variant,
-                        protocol,
-                        tokens,
-                        args.warmup,
-                        StopSpec::Duration(args.duration),
-                    ));
+                    let result = if variant.proxy() == Some(Proxy::AuthzGrpc) {
+                        runtime.block_on(grpc_check::run_checks(
+                            &server,
+                            material,
+                            tokens,
+                            args.warmup,
+                            StopSpec::Duration(args.duration),
+                        ))
+                    } else {
+                        runtime.block_on(run_load(
+                            &server,
+                            material,
+                            variant,
+                            protocol,
+                            tokens,
+                            args.warmup,
+                            StopSpec::Duration(args.duration),
+                        ))
+                    };
                     server.stop()?;
                     let mut result = result?;
                     if variant == Variant::DpopRedis {

@@ -45,10 +45,12 @@ pub(crate) enum Variant {
     NginxAuthzRepeated,
     NginxAuthzDistinct,
     NginxAuthzDpop,
+    /// Envoy-shaped `Check` requests to certbound-authz's gRPC listener, the repeated workload.
+    GrpcCheckRepeated,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 17] = [
+    pub(crate) const ALL: [Variant; 18] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
@@ -66,6 +68,7 @@ impl Variant {
         Variant::NginxAuthzRepeated,
         Variant::NginxAuthzDistinct,
         Variant::NginxAuthzDpop,
+        Variant::GrpcCheckRepeated,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -87,6 +90,7 @@ impl Variant {
             Variant::NginxAuthzRepeated => "nginx-authz-repeated",
             Variant::NginxAuthzDistinct => "nginx-authz-distinct",
             Variant::NginxAuthzDpop => "nginx-authz-dpop",
+            Variant::GrpcCheckRepeated => "grpc-check-repeated",
         }
     }
 
@@ -104,13 +108,16 @@ impl Variant {
             Variant::NginxAuthzRepeated | Variant::NginxAuthzDistinct | Variant::NginxAuthzDpop => {
                 Some(Proxy::NginxAuthz)
             }
+            Variant::GrpcCheckRepeated => Some(Proxy::AuthzGrpc),
             _ => None,
         }
     }
 
     /// What the ratios of the summary divide by: the same stack without authentication.
     pub(crate) fn reference(self) -> Variant {
-        if self.proxy().is_some() {
+        if self == Variant::GrpcCheckRepeated {
+            self
+        } else if self.proxy().is_some() {
             Variant::Nginx
         } else {
             Variant::Baseline
@@ -125,7 +132,8 @@ impl Variant {
             Variant::Repeated
             | Variant::Distinct
             | Variant::NginxAuthzRepeated
-            | Variant::NginxAuthzDistinct => ServerKind::Certbound,
+            | Variant::NginxAuthzDistinct
+            | Variant::GrpcCheckRepeated => ServerKind::Certbound,
             Variant::NginxAuthzDpop => ServerKind::CertboundDpop,
             Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
             Variant::Dpop => ServerKind::CertboundDpop,
@@ -148,7 +156,8 @@ impl Variant {
             | Variant::HuskarlRepeated
             | Variant::Issuers1000Repeated
             | Variant::Nginx
-            | Variant::NginxAuthzRepeated => Workload::Repeated,
+            | Variant::NginxAuthzRepeated
+            | Variant::GrpcCheckRepeated => Workload::Repeated,
             Variant::Distinct
             | Variant::PeerDistinct
             | Variant::HuskarlDistinct
