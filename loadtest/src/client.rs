@@ -473,20 +473,13 @@ pub(crate) async fn run_load(
     let server_cpu_ns = || pids.iter().map(|&pid| process_cpu_ns(pid)).sum::<u64>();
     let self_pid = std::process::id();
     tokio::time::sleep_until(measure_from.into()).await;
-    let (server_cpu0, client_cpu0, t0) = (
-        server_cpu_ns(),
-        process_cpu_ns(self_pid),
-        Instant::now(),
-    );
+    let (server_cpu0, client_cpu0, t0) =
+        (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
     let mut stats = ConnStats::new();
     let (server_cpu1, client_cpu1, t1) = match stop {
         Stop::At(end) => {
             tokio::time::sleep_until(end.into()).await;
-            let sample = (
-                server_cpu_ns(),
-                process_cpu_ns(self_pid),
-                Instant::now(),
-            );
+            let sample = (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
@@ -496,11 +489,7 @@ pub(crate) async fn run_load(
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
-            (
-                server_cpu_ns(),
-                process_cpu_ns(self_pid),
-                Instant::now(),
-            )
+            (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now())
         }
     };
     let elapsed = match stop {

@@ -53,18 +53,20 @@ fn check_request(certificate: &str, authorization: Option<&HeaderValue>) -> Chec
                 certificate: certificate.to_owned(),
                 ..Default::default()
             }),
-            request: Some(envoy_types::pb::envoy::service::auth::v3::attribute_context::Request {
-                time: None,
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    scheme: "https".into(),
-                    host: "localhost".into(),
-                    path: "/".into(),
-                    protocol: "HTTP/2".into(),
-                    headers,
-                    ..Default::default()
-                }),
-            }),
+            request: Some(
+                envoy_types::pb::envoy::service::auth::v3::attribute_context::Request {
+                    time: None,
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        scheme: "https".into(),
+                        host: "localhost".into(),
+                        path: "/".into(),
+                        protocol: "HTTP/2".into(),
+                        headers,
+                        ..Default::default()
+                    }),
+                },
+            ),
             ..Default::default()
         }),
     }
@@ -145,9 +147,11 @@ pub(crate) async fn run_checks(
             preflight = 3;
             if allowed(no_token.get_ref()) || allowed(stolen.get_ref()) || !allowed(good.get_ref())
             {
-                return Err("grpc-check preflight: no token or a token bound to another \
+                return Err(
+                    "grpc-check preflight: no token or a token bound to another \
                             certificate allowed, or the client's own refused"
-                    .into());
+                        .into(),
+                );
             }
         }
         connections.push((client, check_request(&certificate, Some(&token))));

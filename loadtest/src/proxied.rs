@@ -412,8 +412,14 @@ impl Proxied {
             dir: dir.clone(),
         };
         std::fs::write(dir.join("ca.pem"), pem("CERTIFICATE", &material.ca_der))?;
-        std::fs::write(dir.join("server.pem"), pem("CERTIFICATE", &material.cert_der))?;
-        std::fs::write(dir.join("server.key"), pem("PRIVATE KEY", &material.key_pkcs8))?;
+        std::fs::write(
+            dir.join("server.pem"),
+            pem("CERTIFICATE", &material.cert_der),
+        )?;
+        std::fs::write(
+            dir.join("server.key"),
+            pem("PRIVATE KEY", &material.key_pkcs8),
+        )?;
         std::fs::write(dir.join("jwks.json"), &material.jwks)?;
 
         let mut upstream_addr = None;
@@ -564,9 +570,12 @@ fn signal_and_wait(child: &mut Child, signal: &str, what: &str) -> Result<(), Bo
 impl Drop for Proxied {
     fn drop(&mut self) {
         // After `stop` these have exited already; on an error path, end them.
-        for child in [self.nginx.as_mut(), self.authz.as_mut().map(|a| &mut a.child)]
-            .into_iter()
-            .flatten()
+        for child in [
+            self.nginx.as_mut(),
+            self.authz.as_mut().map(|a| &mut a.child),
+        ]
+        .into_iter()
+        .flatten()
         {
             if child.try_wait().ok().flatten().is_none() {
                 let _ = child.kill();
