@@ -53,6 +53,8 @@ struct Raw {
     routes: Vec<RawRoute>,
     #[serde(default)]
     identity_headers: IdentityHeaderNames,
+    #[serde(default)]
+    log: RawLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +114,8 @@ impl Default for RawTokens {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProxy {
-    profile: Profile,
+    /// Required with `listen.http` only.
+    profile: Option<Profile>,
     trusted: Vec<String>,
     client_cert_header: Option<String>,
     #[serde(default)]
@@ -128,6 +131,15 @@ struct RawRoute {
     scopes: Vec<String>,
     #[serde(default)]
     open: bool,
+    /// `false`: the prefix matches in any letter case (for upstreams that read `/ADMIN` as
+    /// `/admin`).
+    #[serde(default = "yes")]
+    case_sensitive: bool,
+    /// Step-up (RFC 9470): the acceptable `acr` values.
+    acr_values: Option<Vec<String>>,
+    /// Step-up (RFC 9470): the longest time since the user authenticated, in seconds (signed
+    /// here so that a negative value is refused with the route's index).
+    max_age: Option<i64>,
 }
 
 /// Where the HTTP listener takes each fact from, and how it shapes a refusal.
@@ -144,8 +156,11 @@ pub(crate) enum Profile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum GrpcClientCert {
+    /// `attributes.source.certificate` (Envoy's `include_peer_certificate: true`).
     #[default]
     Source,
+    /// The `Cert=` (or `Hash=`) of the nearest element of `x-forwarded-client-cert` (an Istio
+    /// ingress gateway's).
     Xfcc,
 }
 
@@ -165,6 +180,10 @@ pub(crate) struct IdentityHeaderNames {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen_http: Option<SocketAddr>,
+    pub(crate) listen_grpc: Option<SocketAddr>,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub(crate) listen_metrics: Option<SocketAddr>,
+    pub(crate) log_format: LogFormat,
     pub(crate) issuers: Vec<Issuer>,
     pub(crate) introspection: Option<Introspection>,
     pub(crate) tokens: Tokens,
@@ -210,9 +229,11 @@ pub(crate) struct Tokens {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Proxy {
+    /// `envoy-http` when not set (then there is no `listen.http`).
     pub(crate) profile: Profile,
     pub(crate) trusted: Vec<IpRange>,
     pub(crate) client_cert_header: HeaderName,
+    pub(crate) grpc_client_cert: GrpcClientCert,
 }
 
 #[derive(Debug, Clone)]
@@ -222,13 +243,27 @@ pub(crate) struct Route {
     pub(crate) methods: Option<Vec<Method>>,
     pub(crate) scopes: Vec<String>,
     pub(crate) open: bool,
+    /// `false`: `path_prefix` is held in lower case and compared with the lower-cased path.
+    pub(crate) case_sensitive: bool,
+    /// Step-up: the acceptable `acr` values (`None`: any).
+    pub(crate) acr_values: Option<Vec<String>>,
+    /// Step-up: the longest time since the user authenticated (`None`: any).
+    pub(crate) max_age: Option<std::time::Duration>,
 }
 
 impl Route {
     /// Whether the route covers `method` and `path`: `path_prefix` matches whole segments
-    /// (`/admin` covers `/admin` and `/admin/users`, not `/administrators`).
+    /// (`/admin` covers `/admin` and `/admin/users`, not `/administrators`); in any letter case
+    /// with `case_sensitive = false` (Unicode lower case on both sides).
     pub(crate) fn covers(&self, method: &Method, path: &str) -> bool {
         let prefix = self.path_prefix.as_str();
+        let lowered;
+        let path = if self.case_sensitive {
+            path
+        } else {
+            lowered = path.to_lowercase();
+            lowered.as_str()
+        };
         let path_matches = match path.strip_prefix(prefix) {
             None => false,
             Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
@@ -299,20 +334,6 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::new(
             "listen",
             "set at least one of listen.http and listen.grpc",
-        ));
-    }
-    // Valid keys of the contract that this build cannot serve yet: refused rather than
-    // ignored, so that `check-config` passing means `--config` serves what the file says.
-    if listen_grpc.is_some() {
-        return Err(ConfigError::new(
-            "listen.grpc",
-            "the Envoy ext_authz gRPC frontend is not implemented in this version",
-        ));
-    }
-    if listen_metrics.is_some() {
-        return Err(ConfigError::new(
-            "listen.metrics",
-            "the metrics listener is not implemented in this version",
         ));
     }
 
@@ -440,15 +461,24 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             "list the proxies' addresses (no peer is trusted otherwise)",
         ));
     }
+    let profile = match raw.proxy.profile {
+        Some(profile) => profile,
+        None if listen_http.is_some() => {
+            return Err(ConfigError::new(
+                "proxy.profile",
+                "set it for listen.http: nginx, traefik, caddy or envoy-http",
+            ))
+        }
+        // Only the gRPC listener: no profile is read.
+        None => Profile::EnvoyHttp,
+    };
     let client_cert_header = header_name(
         "proxy.client_cert_header",
         raw.proxy
             .client_cert_header
             .as_deref()
-            .unwrap_or(raw.proxy.profile.default_cert_header()),
+            .unwrap_or(profile.default_cert_header()),
     )?;
-    // Only Envoy's ext_authz reads it; checked so that a bad value is refused now.
-    let _ = raw.proxy.grpc_client_cert;
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, route) in raw.routes.into_iter().enumerate() {
@@ -456,6 +486,7 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
         if !route.path_prefix.starts_with('/') {
             return Err(ConfigError::new(key("path_prefix"), "must start with /"));
         }
+        let (acr_values, max_age) = step_up(&key, &route)?;
         let methods = match route.methods {
             None => None,
             Some(methods) if methods.is_empty() => {
@@ -492,10 +523,17 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
         routes.push(Route {
-            path_prefix: route.path_prefix,
+            path_prefix: if route.case_sensitive {
+                route.path_prefix
+            } else {
+                route.path_prefix.to_lowercase()
+            },
+            case_sensitive: route.case_sensitive,
             methods,
             scopes: route.scopes,
             open: route.open,
+            acr_values,
+            max_age,
         });
     }
 
@@ -516,6 +554,9 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
 
     Ok(Config {
         listen_http,
+        listen_grpc,
+        listen_metrics,
+        log_format: raw.log.format,
         issuers,
         introspection,
         tokens: Tokens {
@@ -526,9 +567,10 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             public_url: tokens.public_url,
         },
         proxy: Proxy {
-            profile: raw.proxy.profile,
+            profile,
             trusted,
             client_cert_header,
+            grpc_client_cert: raw.proxy.grpc_client_cert,
         },
         routes,
         identity_headers,
@@ -627,6 +669,12 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
     }
     ConfigError::new(key, format!("{message} (line {line_no})"))
 }
+
+// `[log]` and the routes' step-up keys.
+#[path = "config_ops.rs"]
+mod ops;
+pub(crate) use ops::LogFormat;
+use ops::{step_up, RawLog};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -113,9 +113,15 @@ fn bad_values_are_named_by_their_key() {
         ),
         (
             "http = \"127.0.0.1:9191\"",
-            "grpc = \"127.0.0.1:9192\"",
+            "http = \"127.0.0.1:9191\"\ngrpc = \"localhost:9192\"",
             "listen.grpc",
         ),
+        (
+            "trusted = [\"127.0.0.1/32\", \"::1\"]",
+            "trusted = [\"127.0.0.1/32\", \"::1\"]\ngrpc_client_cert = \"header\"",
+            "proxy.grpc_client_cert",
+        ),
+        ("profile = \"nginx\"\n", "", "proxy.profile"),
         (
             "jwks_url = \"https://as.example.com/jwks\"",
             "jwks_url = \"http://as.example.com/jwks\"",
@@ -175,6 +181,24 @@ fn bad_values_are_named_by_their_key() {
 }
 
 #[test]
+fn the_grpc_listener_alone_needs_no_profile_and_takes_the_certificate_from_xfcc_when_asked() {
+    let text = VALID
+        .replace("http = \"127.0.0.1:9191\"", "grpc = \"127.0.0.1:9192\"")
+        .replace("profile = \"nginx\"\n", "grpc_client_cert = \"xfcc\"\n");
+    let config = parse(&text, Path::new(".")).expect("valid");
+    assert_eq!(config.listen_http, None);
+    assert_eq!(config.listen_grpc, Some("127.0.0.1:9192".parse().unwrap()));
+    assert_eq!(config.proxy.grpc_client_cert, GrpcClientCert::Xfcc);
+    let both = VALID.replace(
+        "http = \"127.0.0.1:9191\"",
+        "http = \"127.0.0.1:9191\"\ngrpc = \"127.0.0.1:9192\"",
+    );
+    let config = parse(&both, Path::new(".")).expect("valid");
+    assert_eq!(config.proxy.grpc_client_cert, GrpcClientCert::Source);
+    assert!(config.listen_http.is_some() && config.listen_grpc.is_some());
+}
+
+#[test]
 fn an_open_route_cannot_require_scopes() {
     let e = error(&VALID.replace("open = true", "open = true\nscopes = [\"x\"]"));
     assert_eq!(e.key, "routes[1].scopes", "{e}");
@@ -206,9 +230,129 @@ fn a_route_prefix_matches_whole_segments_and_its_methods() {
         methods: Some(vec![Method::POST]),
         scopes: vec![],
         open: false,
+        case_sensitive: true,
+        acr_values: None,
+        max_age: None,
     };
     assert!(route.covers(&Method::POST, "/admin"));
     assert!(route.covers(&Method::POST, "/admin/users"));
     assert!(!route.covers(&Method::POST, "/administrators"));
     assert!(!route.covers(&Method::GET, "/admin"));
+    assert!(!route.covers(&Method::POST, "/ADMIN"));
+}
+
+#[test]
+fn a_case_insensitive_route_covers_its_prefix_in_any_letter_case() {
+    let config = parse(
+        &format!(
+            "{}\n[[routes]]\npath_prefix = \"/Admin\"\ncase_sensitive = false\nscopes = [\"admin\"]\n",
+            VALID
+        ),
+        Path::new("."),
+    )
+    .expect("valid");
+    // After the two routes of `VALID`.
+    let route = &config.routes[2];
+    for path in ["/admin", "/ADMIN/users", "/aDmIn"] {
+        assert!(route.covers(&Method::GET, path), "{path}");
+    }
+    assert!(!route.covers(&Method::GET, "/ADMINISTRATORS"));
+}
+
+#[test]
+fn the_metrics_listener_is_read_and_a_bad_address_named() {
+    let config = parse(
+        &with("[listen]", "metrics = \"127.0.0.1:9193\""),
+        Path::new("."),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.listen_metrics,
+        Some("127.0.0.1:9193".parse().unwrap())
+    );
+    assert_eq!(parse(VALID, Path::new(".")).unwrap().listen_metrics, None);
+    let e = error(&with("[listen]", "metrics = \"localhost:9193\""));
+    assert_eq!(e.key, "listen.metrics", "{e}");
+}
+
+#[test]
+fn the_log_format_is_text_by_default_json_when_asked_and_nothing_else() {
+    assert_eq!(
+        parse(VALID, Path::new(".")).unwrap().log_format,
+        LogFormat::Text
+    );
+    let json = format!("{VALID}\n[log]\nformat = \"json\"\n");
+    assert_eq!(
+        parse(&json, Path::new(".")).unwrap().log_format,
+        LogFormat::Json
+    );
+    let text = format!("{VALID}\n[log]\nformat = \"text\"\n");
+    assert_eq!(
+        parse(&text, Path::new(".")).unwrap().log_format,
+        LogFormat::Text
+    );
+    let e = error(&format!("{VALID}\n[log]\nformat = \"xml\"\n"));
+    assert_eq!(e.key, "log.format", "{e}");
+    let e = error(&format!("{VALID}\n[log]\nformt = \"json\"\n"));
+    assert_eq!(e.key, "log.formt", "{e}");
+}
+
+#[test]
+fn a_route_s_step_up_keys_are_read() {
+    let text = VALID.replace(
+        "scopes = [\"admin\"]",
+        "scopes = [\"admin\"]\nacr_values = [\"urn:mfa\", \"urn:hw\"]\nmax_age = 300",
+    );
+    let config = parse(&text, Path::new(".")).expect("valid");
+    let route = &config.routes[0];
+    assert_eq!(
+        route.acr_values.as_deref(),
+        Some(&["urn:mfa".to_owned(), "urn:hw".to_owned()][..])
+    );
+    assert_eq!(route.max_age, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(config.routes[1].acr_values, None);
+    assert_eq!(config.routes[1].max_age, None);
+    // Either alone.
+    let only_age = VALID.replace("scopes = [\"admin\"]", "max_age = 0");
+    let config = parse(&only_age, Path::new(".")).expect("valid");
+    assert_eq!(config.routes[0].max_age, Some(std::time::Duration::ZERO));
+    assert_eq!(config.routes[0].acr_values, None);
+}
+
+#[test]
+fn bad_step_up_keys_are_named_with_the_route_s_index() {
+    for (from, to, key) in [
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = []",
+            "routes[0].acr_values",
+        ),
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = [\"urn:a b\"]",
+            "routes[0].acr_values",
+        ),
+        (
+            "scopes = [\"admin\"]",
+            "acr_values = [\"urn:\\\"q\"]",
+            "routes[0].acr_values",
+        ),
+        ("scopes = [\"admin\"]", "max_age = -1", "routes[0].max_age"),
+        (
+            "open = true",
+            "open = true\nacr_values = [\"urn:mfa\"]",
+            "routes[1].acr_values",
+        ),
+        (
+            "open = true",
+            "open = true\nmax_age = 60",
+            "routes[1].max_age",
+        ),
+    ] {
+        let e = error(&VALID.replacen(from, to, 1));
+        assert_eq!(e.key, key, "{to}: {e}");
+    }
+    // A value of the wrong type: named by toml's error, with the table.
+    let e = error(&VALID.replacen("scopes = [\"admin\"]", "max_age = \"5m\"", 1));
+    assert_eq!(e.key, "routes.max_age", "{e}");
 }

@@ -1,8 +1,9 @@
 //! The decision: the facts a proxy sends become an `http::Request` (method, the URL the client
 //! used, its headers, the client certificate as a request extension), driven through the
 //! library's own stack: [`BoundTokenLayer`] over [`Issuers`] (with introspection when
-//! configured) and [`Dpop`], then the first matching route's [`RequireScopeLayer`], then an
-//! inner service that allows with the identity headers. No second implementation of any check.
+//! configured) and [`Dpop`], then the first matching route's [`RequireScopeLayer`] and
+//! [`RequireStepUpLayer`], then an inner service that allows with the identity headers. No
+//! second implementation of any check.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use certbound::dpop::{Dpop, DpopNonces, MemoryReplayStore};
 use certbound::token::Binding;
 use certbound::{
     AccessToken, BoundTokenLayer, ClientCertificate, ConnectionInfo, IntrospectionValidator,
-    Issuers, JwtValidator, RequireScopeLayer,
+    Issuers, JwtValidator, Readiness, RequireScopeLayer, RequireStepUpLayer,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -53,6 +54,8 @@ pub(crate) struct Facts {
 pub(crate) struct Engine {
     routes: Vec<(crate::config::Route, Option<Decide>)>,
     fallback: Decide,
+    /// The token layer, kept for [`Engine::ready`] (a clone shares its validator and store).
+    layer: BoundTokenLayer<Issuers>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -168,19 +171,33 @@ impl Engine {
         for (i, route) in config.routes.iter().enumerate() {
             let service = if route.open {
                 None
-            } else if route.scopes.is_empty() {
-                Some(Decide::new(layer.layer(allow.clone())))
             } else {
-                let scopes = RequireScopeLayer::new(route.scopes.iter().cloned())
-                    .map_err(|e| ConfigError::new(format!("routes[{i}].scopes"), e))?;
-                Some(Decide::new(layer.layer(scopes.layer(allow.clone()))))
+                // Innermost first: the step-up, then the scopes, then the token.
+                let mut inner = Decide::new(allow.clone());
+                if let Some(step_up) = step_up(i, route)? {
+                    inner = Decide::new(step_up.layer(inner));
+                }
+                if !route.scopes.is_empty() {
+                    let scopes = RequireScopeLayer::new(route.scopes.iter().cloned())
+                        .map_err(|e| ConfigError::new(format!("routes[{i}].scopes"), e))?;
+                    inner = Decide::new(scopes.layer(inner));
+                }
+                Some(Decide::new(layer.layer(inner)))
             };
             routes.push((route.clone(), service));
         }
         Ok(Self {
             routes,
             fallback: Decide::new(layer.layer(allow)),
+            layer,
         })
+    }
+
+    /// Whether checks can be decided now rather than answered `503`: every issuer's keys
+    /// loaded (or fetched by this call), the introspection endpoint answering, the DPoP replay
+    /// store answering ([`BoundTokenLayer::ready`]).
+    pub(crate) async fn ready(&self) -> Readiness {
+        self.layer.ready().await
     }
 
     /// The decision for `facts`.
@@ -207,6 +224,27 @@ impl Engine {
             Err(never) => match never {},
         }
     }
+}
+
+/// The step-up layer of route `i` (RFC 9470): `acr_values` and/or `max_age`; `None` when it
+/// has neither.
+fn step_up(
+    i: usize,
+    route: &crate::config::Route,
+) -> Result<Option<RequireStepUpLayer>, ConfigError> {
+    let layer = match (&route.acr_values, route.max_age) {
+        (None, None) => return Ok(None),
+        (None, Some(max_age)) => RequireStepUpLayer::authenticated_within(max_age),
+        (Some(values), max_age) => {
+            let layer = RequireStepUpLayer::acr_values(values.iter().cloned())
+                .map_err(|e| ConfigError::new(format!("routes[{i}].acr_values"), e))?;
+            match max_age {
+                Some(max_age) => layer.max_age(max_age),
+                None => layer,
+            }
+        }
+    };
+    Ok(Some(layer))
 }
 
 /// The request the layer sees: the URL the client used, its headers, and the certificate where

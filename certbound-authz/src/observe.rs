@@ -90,6 +90,8 @@ pub(crate) fn describe() {
             metrics::counter!(DECISIONS, &labels).increment(0);
         }
         metrics::counter!(UNTRUSTED, "frontend" => frontend.label()).increment(0);
+        // Registered without a sample: its buckets are rendered at zero.
+        let _ = metrics::histogram!(DECISION_SECONDS, "frontend" => frontend.label());
     }
     metrics::describe_counter!(
         DECISIONS,
@@ -157,6 +159,31 @@ fn line(refusal: &Refusal<'_>, json: bool) -> String {
     }
 }
 
+/// A line about the process rather than a check (`reloaded`, `reload_failed`, `warning`,
+/// `failed`), on stderr: `certbound-authz: TEXT`, or with `[log] format = "json"` an object
+/// with `"event": EVENT` and `fields` (strings). Never token or proof material: callers pass
+/// file names, issuer URLs, keys and errors of the configuration.
+pub(crate) fn event(event: &str, text: &str, fields: &[(&str, &str)]) {
+    eprintln!(
+        "{}",
+        event_line(event, text, fields, JSON.load(Ordering::Relaxed))
+    );
+}
+
+fn event_line(event: &str, text: &str, fields: &[(&str, &str)], json: bool) -> String {
+    if json {
+        let mut object = serde_json::Map::new();
+        object.insert("event".to_owned(), event.into());
+        for (name, value) in fields {
+            object.insert((*name).to_owned(), (*value).into());
+        }
+        serde_json::Value::Object(object).to_string()
+    } else {
+        // One line, whatever the text (an error may hold newlines).
+        format!("certbound-authz: {}", text.replace(['\n', '\r'], " "))
+    }
+}
+
 /// The `error` parameter of a `WWW-Authenticate` challenge (`error="invalid_token"`): letters,
 /// digits and `_` only (RFC 6750 §3.1, RFC 9449 §7.1), so nothing else is ever logged.
 pub(crate) fn challenge_error(challenge: &str) -> Option<&str> {
@@ -189,6 +216,24 @@ mod tests {
         assert_eq!(Outcome::of(StatusCode::FORBIDDEN), Outcome::Deny);
         assert_eq!(Outcome::of(StatusCode::BAD_REQUEST), Outcome::Deny);
         assert_eq!(Outcome::of(StatusCode::SERVICE_UNAVAILABLE), Outcome::Error);
+    }
+
+    #[test]
+    fn an_event_is_one_text_line_or_one_json_object() {
+        let fields = [("file", "/etc/a.toml"), ("error", "bad\nkey")];
+        let text = event_line(
+            "reload_failed",
+            "reloading failed: bad\nkey",
+            &fields,
+            false,
+        );
+        assert_eq!(text, "certbound-authz: reloading failed: bad key");
+        let json = event_line("reload_failed", "ignored", &fields, true);
+        assert!(!json.contains('\n'), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["event"], "reload_failed");
+        assert_eq!(value["file"], "/etc/a.toml");
+        assert_eq!(value["error"], "bad\nkey");
     }
 
     #[test]

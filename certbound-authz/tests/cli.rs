@@ -18,6 +18,7 @@ fn valid(dir: &TempDir) -> String {
     r#"
 [listen]
 http = "127.0.0.1:0"
+grpc = "127.0.0.1:0"
 
 [[issuers]]
 issuer = "https://as.example.com"
