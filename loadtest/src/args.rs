@@ -15,6 +15,7 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
                            nginx,nginx-authz-repeated,nginx-authz-distinct,nginx-authz-dpop
                            (nginx in front of an upstream, with auth_request to certbound-authz;
                            the workspace's target/release/certbound-authz or LOAD_AUTHZ_BIN);
+                           nginx-authz-repeated-no-keepalive (a new connection per check);
                            grpc-check-repeated (ext_authz Check requests to its gRPC listener)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)

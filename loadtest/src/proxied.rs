@@ -231,6 +231,7 @@ pub(crate) fn nginx_conf(
     jwks_port: u16,
     upstream: Option<SocketAddr>,
     authz: Option<u16>,
+    authz_keepalive: bool,
 ) -> String {
     let d = dir.display();
     let Some(upstream) = upstream else {
@@ -265,14 +266,25 @@ http {{
     };
     let (auth, authz_upstream, auth_location) = match authz {
         None => (String::new(), String::new(), String::new()),
-        Some(authz) => (
-            "            auth_request /_certbound_authz;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_binding $upstream_http_x_auth_binding;
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Binding $auth_binding;
+        Some(authz) if !authz_keepalive => (
+            AUTH_REQUEST.to_owned(),
+            String::new(),
+            // As `certbound-authz/deploy/nginx-site.conf` has it: a new connection per check.
+            format!(
+                "        location = /_certbound_authz {{
+            internal;
+            proxy_pass http://127.0.0.1:{authz};
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URL $scheme://$host$request_uri;
+            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+        }}
 "
-            .to_owned(),
+            ),
+        ),
+        Some(authz) => (
+            AUTH_REQUEST.to_owned(),
             format!(
                 "    upstream certbound_authz {{
         server 127.0.0.1:{authz};
@@ -352,6 +364,14 @@ http {{
     )
 }
 
+/// The `location /` lines that ask certbound-authz and pass its identity headers on.
+const AUTH_REQUEST: &str = "            auth_request /_certbound_authz;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_binding $upstream_http_x_auth_binding;
+            proxy_set_header X-Auth-Subject $auth_subject;
+            proxy_set_header X-Auth-Binding $auth_binding;
+";
+
 /// certbound-authz's configuration: the load issuer, the HTTP listener with profile nginx
 /// (or the gRPC listener), 127.0.0.1 trusted.
 pub(crate) fn authz_toml(dir: &std::path::Path, port: u16, jwks_port: u16, grpc: bool) -> String {
@@ -387,8 +407,10 @@ binding = "x-auth-binding"
 pub(crate) enum Proxy {
     /// nginx and the upstream, no authorization.
     NginxOnly,
-    /// nginx `auth_request` to certbound-authz.
+    /// nginx `auth_request` to certbound-authz, over keep-alive connections.
     NginxAuthz,
+    /// The same with a new connection per subrequest (no `upstream` block with `keepalive`).
+    NginxAuthzNoKeepalive,
     /// certbound-authz's gRPC listener alone, checked by the load client (nginx serves the
     /// JWKS only).
     AuthzGrpc,
@@ -432,7 +454,9 @@ impl Proxied {
         let (port, jwks_port) = (free_port()?, free_port()?);
         let authz_port = match proxy {
             Proxy::NginxOnly => None,
-            Proxy::NginxAuthz | Proxy::AuthzGrpc => Some(free_port()?),
+            Proxy::NginxAuthz | Proxy::NginxAuthzNoKeepalive | Proxy::AuthzGrpc => {
+                Some(free_port()?)
+            }
         };
         let conf = dir.join("nginx.conf");
         std::fs::write(
@@ -442,7 +466,8 @@ impl Proxied {
                 port,
                 jwks_port,
                 upstream_addr,
-                authz_port.filter(|_| proxy == Proxy::NginxAuthz),
+                authz_port.filter(|_| proxy != Proxy::AuthzGrpc),
+                proxy != Proxy::NginxAuthzNoKeepalive,
             ),
         )?;
         let nginx = wrapped(nginx_bin())

@@ -45,12 +45,14 @@ pub(crate) enum Variant {
     NginxAuthzRepeated,
     NginxAuthzDistinct,
     NginxAuthzDpop,
+    /// `nginx-authz-repeated` with a new connection to certbound-authz per request.
+    NginxAuthzRepeatedNoKeepalive,
     /// Envoy-shaped `Check` requests to certbound-authz's gRPC listener, the repeated workload.
     GrpcCheckRepeated,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 18] = [
+    pub(crate) const ALL: [Variant; 19] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
@@ -68,6 +70,7 @@ impl Variant {
         Variant::NginxAuthzRepeated,
         Variant::NginxAuthzDistinct,
         Variant::NginxAuthzDpop,
+        Variant::NginxAuthzRepeatedNoKeepalive,
         Variant::GrpcCheckRepeated,
     ];
 
@@ -90,6 +93,7 @@ impl Variant {
             Variant::NginxAuthzRepeated => "nginx-authz-repeated",
             Variant::NginxAuthzDistinct => "nginx-authz-distinct",
             Variant::NginxAuthzDpop => "nginx-authz-dpop",
+            Variant::NginxAuthzRepeatedNoKeepalive => "nginx-authz-repeated-no-keepalive",
             Variant::GrpcCheckRepeated => "grpc-check-repeated",
         }
     }
@@ -108,6 +112,7 @@ impl Variant {
             Variant::NginxAuthzRepeated | Variant::NginxAuthzDistinct | Variant::NginxAuthzDpop => {
                 Some(Proxy::NginxAuthz)
             }
+            Variant::NginxAuthzRepeatedNoKeepalive => Some(Proxy::NginxAuthzNoKeepalive),
             Variant::GrpcCheckRepeated => Some(Proxy::AuthzGrpc),
             _ => None,
         }
@@ -133,6 +138,7 @@ impl Variant {
             | Variant::Distinct
             | Variant::NginxAuthzRepeated
             | Variant::NginxAuthzDistinct
+            | Variant::NginxAuthzRepeatedNoKeepalive
             | Variant::GrpcCheckRepeated => ServerKind::Certbound,
             Variant::NginxAuthzDpop => ServerKind::CertboundDpop,
             Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
@@ -157,6 +163,7 @@ impl Variant {
             | Variant::Issuers1000Repeated
             | Variant::Nginx
             | Variant::NginxAuthzRepeated
+            | Variant::NginxAuthzRepeatedNoKeepalive
             | Variant::GrpcCheckRepeated => Workload::Repeated,
             Variant::Distinct
             | Variant::PeerDistinct
