@@ -11,7 +11,12 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --protocols LIST         h1,h2 (default both)
   --variants LIST          baseline,repeated,distinct,peer-repeated,peer-distinct,dpop,dpop-redis,
                            huskarl-repeated,huskarl-distinct,huskarl-dpop,issuers1-distinct,
-                           issuers1000-repeated,issuers1000-distinct (default all)
+                           issuers1000-repeated,issuers1000-distinct (default all of these);
+                           nginx,nginx-authz-repeated,nginx-authz-distinct,nginx-authz-dpop
+                           (nginx in front of an upstream, with auth_request to certbound-authz;
+                           the workspace's target/release/certbound-authz or LOAD_AUTHZ_BIN);
+                           nginx-authz-repeated-no-keepalive (a new connection per check);
+                           grpc-check-repeated (ext_authz Check requests to its gRPC listener)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)
@@ -91,7 +96,11 @@ impl Args {
         let mut rounds = None;
         let mut connections = vec![16, 64];
         let mut protocols = vec![Protocol::H1, Protocol::H2];
-        let mut variants = Variant::ALL.to_vec();
+        // The nginx variants (which need nginx and certbound-authz) only when named.
+        let mut variants: Vec<Variant> = Variant::ALL
+            .into_iter()
+            .filter(|v| v.proxy().is_none())
+            .collect();
         let mut server_threads = 1;
         let mut client_threads = None;
         let mut pool_rate = 12_000;
@@ -183,13 +192,6 @@ impl Args {
     pub(crate) fn server_cpus(&self) -> String {
         let first = self.client_threads.min(self.cores - 1).max(1);
         format!("{first}-{}", self.cores - 1)
-    }
-
-    pub(crate) fn pin_server(&self, server: &ServerProcess) -> Result<(), BoxError> {
-        if self.pin {
-            pin(server.pid(), &self.server_cpus())?;
-        }
-        Ok(())
     }
 }
 

@@ -435,7 +435,7 @@ pub(crate) async fn preflight(
 
 /// Connects `tokens.len()` clients to `server`, checks it (see [`preflight`]), then drives them.
 pub(crate) async fn run_load(
-    server: &ServerProcess,
+    server: &UnderTest,
     material: &Material,
     variant: Variant,
     protocol: Protocol,
@@ -447,7 +447,7 @@ pub(crate) async fn run_load(
     let mut preflight_proofs = 0;
     for (i, tokens) in tokens.into_iter().enumerate() {
         let connector = Connector::new(
-            server.addr,
+            server.addr(),
             &material.clients[i],
             &material.server.ca_der,
             protocol,
@@ -469,23 +469,17 @@ pub(crate) async fn run_load(
         let cursor = TokenCursor { tokens, next: 0 };
         tasks.spawn(drive(connector, sender, cursor, measure_from, stop));
     }
-    let pid = server.pid();
+    let pids = server.pids();
+    let server_cpu_ns = || pids.iter().map(|&pid| process_cpu_ns(pid)).sum::<u64>();
     let self_pid = std::process::id();
     tokio::time::sleep_until(measure_from.into()).await;
-    let (server_cpu0, client_cpu0, t0) = (
-        process_cpu_ns(pid),
-        process_cpu_ns(self_pid),
-        Instant::now(),
-    );
+    let (server_cpu0, client_cpu0, t0) =
+        (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
     let mut stats = ConnStats::new();
     let (server_cpu1, client_cpu1, t1) = match stop {
         Stop::At(end) => {
             tokio::time::sleep_until(end.into()).await;
-            let sample = (
-                process_cpu_ns(pid),
-                process_cpu_ns(self_pid),
-                Instant::now(),
-            );
+            let sample = (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
@@ -495,11 +489,7 @@ pub(crate) async fn run_load(
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
-            (
-                process_cpu_ns(pid),
-                process_cpu_ns(self_pid),
-                Instant::now(),
-            )
+            (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now())
         }
     };
     let elapsed = match stop {

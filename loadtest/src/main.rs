@@ -26,7 +26,12 @@
 //!   the certificate-bound and DPoP workloads;
 //! - `issuers1-distinct`, `issuers1000-repeated`, `issuers1000-distinct`: `BoundTokenLayer` over
 //!   `certbound::Issuers` (routing by `iss`) holding the tokens' issuer alone, or among 999
-//!   others, on the `distinct` and `repeated` workloads.
+//!   others, on the `distinct` and `repeated` workloads;
+//! - `nginx`, `nginx-authz-repeated`, `nginx-authz-distinct`, `nginx-authz-dpop` (issue 25,
+//!   only when named): nginx terminating mTLS in front of a trivial upstream, without and with
+//!   `auth_request` to certbound-authz (see `proxied.rs`);
+//! - `grpc-check-repeated` (only when named): Envoy-shaped ext_authz `Check` requests to
+//!   certbound-authz's gRPC listener (see `grpc_check.rs`).
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so
@@ -79,9 +84,11 @@ use tower::Layer as _;
 
 mod args;
 mod client;
+mod grpc_check;
 mod huskarl_peer;
 mod material;
 mod memory;
+mod proxied;
 mod server;
 mod throughput;
 mod variants;
@@ -90,6 +97,7 @@ use args::*;
 use client::*;
 use material::*;
 use memory::*;
+use proxied::*;
 use server::*;
 use throughput::*;
 use variants::*;

@@ -36,9 +36,8 @@ pub(crate) fn memory(
         })
     };
     for variant in variants {
-        let server = ServerProcess::spawn(variant.server(), args.server_threads, &material.server)?;
-        args.pin_server(&server)?;
-        let start_rss = status_kb(server.pid(), "VmRSS");
+        let server = UnderTest::spawn(variant, args, &material.server)?;
+        let start_rss = status_kb(server.memory_pid(), "VmRSS");
         let tokens = (0..conns)
             .map(|i| match variant.workload() {
                 _ if variant == Variant::Baseline => Tokens::None,
@@ -60,8 +59,8 @@ pub(crate) fn memory(
             StopSpec::Requests(per_conn),
         ));
         let (hwm, end_rss) = (
-            status_kb(server.pid(), "VmHWM"),
-            status_kb(server.pid(), "VmRSS"),
+            status_kb(server.memory_pid(), "VmHWM"),
+            status_kb(server.memory_pid(), "VmRSS"),
         );
         server.stop()?;
         let mut result = result?;
@@ -79,6 +78,8 @@ pub(crate) fn memory(
             Variant::HuskarlDistinct => "huskarl (distinct tokens)",
             Variant::Dpop => "certbound, DPoP (distinct proofs, in-memory replay store)",
             Variant::HuskarlDpop => "huskarl, DPoP (distinct proofs, the glue's jti set)",
+            Variant::NginxAuthzDistinct => "certbound-authz behind nginx (distinct tokens)",
+            Variant::NginxAuthzDpop => "certbound-authz behind nginx, DPoP (distinct proofs)",
             _ => variant.name(),
         };
         println!(

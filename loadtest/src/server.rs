@@ -151,6 +151,7 @@ pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxErr
                 let service = BoundTokenLayer::new(issuers).layer(handler);
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
+            ServerKind::Upstream => proxied::spawn_upstream(listener),
             ServerKind::Huskarl => {
                 let validator = huskarl_peer::validator(&material.jwks, ISS, AUD).await?;
                 let service = huskarl_peer::HuskarlAuth::new(validator, handler);

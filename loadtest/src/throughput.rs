@@ -129,24 +129,29 @@ pub(crate) fn throughput(
                             .collect(),
                         Workload::Dpop => proof_pools(args, material, &dpop_tokens, connections),
                     };
-                    let server = ServerProcess::spawn(
-                        variant.server(),
-                        args.server_threads,
-                        &material.server,
-                    )?;
-                    args.pin_server(&server)?;
+                    let server = UnderTest::spawn(variant, args, &material.server)?;
                     if variant == Variant::DpopRedis {
                         redis.as_ref().ok_or("no redis-server")?.reset_stats()?;
                     }
-                    let result = runtime.block_on(run_load(
-                        &server,
-                        material,
-                        variant,
-                        protocol,
-                        tokens,
-                        args.warmup,
-                        StopSpec::Duration(args.duration),
-                    ));
+                    let result = if variant.proxy() == Some(Proxy::AuthzGrpc) {
+                        runtime.block_on(grpc_check::run_checks(
+                            &server,
+                            material,
+                            tokens,
+                            args.warmup,
+                            StopSpec::Duration(args.duration),
+                        ))
+                    } else {
+                        runtime.block_on(run_load(
+                            &server,
+                            material,
+                            variant,
+                            protocol,
+                            tokens,
+                            args.warmup,
+                            StopSpec::Duration(args.duration),
+                        ))
+                    };
                     server.stop()?;
                     let mut result = result?;
                     if variant == Variant::DpopRedis {
@@ -287,7 +292,7 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
             cpu += m.result.server_cpu_ns;
         }
         let mean_rps = runs.iter().map(|m| m.result.rps()).sum::<f64>() / runs.len() as f64;
-        let ratio = if key.variant == Variant::Baseline {
+        let ratio = if key.variant == key.variant.reference() {
             "1".to_owned()
         } else {
             ratio_summary(&paired_ratios(
@@ -295,7 +300,7 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
                 key.protocol,
                 key.connections,
                 key.variant,
-                Variant::Baseline,
+                key.variant.reference(),
             ))
         };
         let cpu_per_request = if stats.measured == 0 {

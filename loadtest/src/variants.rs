@@ -1,5 +1,7 @@
 //! What is measured: the protocols, the variants and the server each runs, the workloads.
 
+use crate::proxied::Proxy;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Protocol {
     H1,
@@ -37,10 +39,20 @@ pub(crate) enum Variant {
     Issuers1Distinct,
     Issuers1000Repeated,
     Issuers1000Distinct,
+    /// nginx terminating mTLS in front of the upstream, no authorization (issue 25).
+    Nginx,
+    /// The same with `auth_request` to certbound-authz, on each workload.
+    NginxAuthzRepeated,
+    NginxAuthzDistinct,
+    NginxAuthzDpop,
+    /// `nginx-authz-repeated` with a new connection to certbound-authz per request.
+    NginxAuthzRepeatedNoKeepalive,
+    /// Envoy-shaped `Check` requests to certbound-authz's gRPC listener, the repeated workload.
+    GrpcCheckRepeated,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 13] = [
+    pub(crate) const ALL: [Variant; 19] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
@@ -54,6 +66,12 @@ impl Variant {
         Variant::Issuers1Distinct,
         Variant::Issuers1000Repeated,
         Variant::Issuers1000Distinct,
+        Variant::Nginx,
+        Variant::NginxAuthzRepeated,
+        Variant::NginxAuthzDistinct,
+        Variant::NginxAuthzDpop,
+        Variant::NginxAuthzRepeatedNoKeepalive,
+        Variant::GrpcCheckRepeated,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -71,6 +89,12 @@ impl Variant {
             Variant::Issuers1Distinct => "issuers1-distinct",
             Variant::Issuers1000Repeated => "issuers1000-repeated",
             Variant::Issuers1000Distinct => "issuers1000-distinct",
+            Variant::Nginx => "nginx",
+            Variant::NginxAuthzRepeated => "nginx-authz-repeated",
+            Variant::NginxAuthzDistinct => "nginx-authz-distinct",
+            Variant::NginxAuthzDpop => "nginx-authz-dpop",
+            Variant::NginxAuthzRepeatedNoKeepalive => "nginx-authz-repeated-no-keepalive",
+            Variant::GrpcCheckRepeated => "grpc-check-repeated",
         }
     }
 
@@ -81,10 +105,42 @@ impl Variant {
             .ok_or_else(|| format!("unknown variant {s:?}"))
     }
 
+    /// The proxied set-up of the nginx variants (see `proxied.rs`); `None`: one server child.
+    pub(crate) fn proxy(self) -> Option<Proxy> {
+        match self {
+            Variant::Nginx => Some(Proxy::NginxOnly),
+            Variant::NginxAuthzRepeated | Variant::NginxAuthzDistinct | Variant::NginxAuthzDpop => {
+                Some(Proxy::NginxAuthz)
+            }
+            Variant::NginxAuthzRepeatedNoKeepalive => Some(Proxy::NginxAuthzNoKeepalive),
+            Variant::GrpcCheckRepeated => Some(Proxy::AuthzGrpc),
+            _ => None,
+        }
+    }
+
+    /// What the ratios of the summary divide by: the same stack without authentication.
+    pub(crate) fn reference(self) -> Variant {
+        if self == Variant::GrpcCheckRepeated {
+            self
+        } else if self.proxy().is_some() {
+            Variant::Nginx
+        } else {
+            Variant::Baseline
+        }
+    }
+
+    /// The server child; for the nginx variants, the server whose decisions they have (what
+    /// the preflight expects of them).
     pub(crate) fn server(self) -> ServerKind {
         match self {
-            Variant::Baseline => ServerKind::Plain,
-            Variant::Repeated | Variant::Distinct => ServerKind::Certbound,
+            Variant::Baseline | Variant::Nginx => ServerKind::Plain,
+            Variant::Repeated
+            | Variant::Distinct
+            | Variant::NginxAuthzRepeated
+            | Variant::NginxAuthzDistinct
+            | Variant::NginxAuthzRepeatedNoKeepalive
+            | Variant::GrpcCheckRepeated => ServerKind::Certbound,
+            Variant::NginxAuthzDpop => ServerKind::CertboundDpop,
             Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
             Variant::Dpop => ServerKind::CertboundDpop,
             Variant::DpopRedis => ServerKind::CertboundDpopRedis,
@@ -104,13 +160,20 @@ impl Variant {
             | Variant::Repeated
             | Variant::PeerRepeated
             | Variant::HuskarlRepeated
-            | Variant::Issuers1000Repeated => Workload::Repeated,
+            | Variant::Issuers1000Repeated
+            | Variant::Nginx
+            | Variant::NginxAuthzRepeated
+            | Variant::NginxAuthzRepeatedNoKeepalive
+            | Variant::GrpcCheckRepeated => Workload::Repeated,
             Variant::Distinct
             | Variant::PeerDistinct
             | Variant::HuskarlDistinct
             | Variant::Issuers1Distinct
-            | Variant::Issuers1000Distinct => Workload::Distinct,
-            Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop => Workload::Dpop,
+            | Variant::Issuers1000Distinct
+            | Variant::NginxAuthzDistinct => Workload::Distinct,
+            Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop | Variant::NginxAuthzDpop => {
+                Workload::Dpop
+            }
         }
     }
 }
@@ -127,10 +190,12 @@ pub(crate) enum ServerKind {
     Issuers1,
     /// `certbound::Issuers` with the issuer of the tokens among 999 others.
     Issuers1000,
+    /// The trivial upstream behind nginx: plain HTTP/1.1, no TLS, no authentication.
+    Upstream,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [ServerKind; 8] = [
+    pub(crate) const ALL: [ServerKind; 9] = [
         ServerKind::Plain,
         ServerKind::Certbound,
         ServerKind::Peer,
@@ -139,6 +204,7 @@ impl ServerKind {
         ServerKind::Huskarl,
         ServerKind::Issuers1,
         ServerKind::Issuers1000,
+        ServerKind::Upstream,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -151,6 +217,7 @@ impl ServerKind {
             ServerKind::Huskarl => "huskarl",
             ServerKind::Issuers1 => "issuers1",
             ServerKind::Issuers1000 => "issuers1000",
+            ServerKind::Upstream => "upstream",
         }
     }
 
@@ -163,7 +230,10 @@ impl ServerKind {
 
     /// Whether the server checks `cnf.x5t#S256` against the connection's certificate.
     pub(crate) fn binds_certificates(self) -> bool {
-        !matches!(self, ServerKind::Plain | ServerKind::Peer)
+        !matches!(
+            self,
+            ServerKind::Plain | ServerKind::Peer | ServerKind::Upstream
+        )
     }
 }
 
