@@ -19,7 +19,6 @@ use certbound::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use rustls_pki_types::CertificateDer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer as _, ServiceExt as _};
 
@@ -43,8 +42,9 @@ pub(crate) struct Facts {
     pub(crate) path: String,
     /// The client's headers (duplicates kept: two `DPoP` headers are refused).
     pub(crate) headers: HeaderMap,
-    /// The client certificate chain, leaf first; `None` when the client presented none.
-    pub(crate) certificate: Option<Vec<CertificateDer<'static>>>,
+    /// The client certificate (its thumbprint computed once, where it was read); `None` when
+    /// the client presented none.
+    pub(crate) certificate: Option<ClientCertificate>,
     /// The proxy's address (the TCP peer of the authz listener).
     pub(crate) peer: SocketAddr,
 }
@@ -270,7 +270,7 @@ fn request(facts: Facts) -> Option<Request<()>> {
         .body(())
         .ok()?;
     *request.headers_mut() = facts.headers;
-    let certificate = facts.certificate.and_then(ClientCertificate::from_chain);
+    let certificate = facts.certificate;
     if scheme == "https" {
         request
             .extensions_mut()

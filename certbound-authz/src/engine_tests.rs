@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::config;
+use rustls_pki_types::CertificateDer;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -74,7 +75,9 @@ fn facts(method: Method, path: &str, certificate: Option<&[u8]>) -> Facts {
         authority: "api.example.com".into(),
         path: path.into(),
         headers: HeaderMap::new(),
-        certificate: certificate.map(|der| vec![CertificateDer::from(der.to_vec())]),
+        certificate: certificate.and_then(|der| {
+            ClientCertificate::from_chain(vec![CertificateDer::from(der.to_vec())])
+        }),
         peer: "127.0.0.1:40000".parse().unwrap(),
     }
 }

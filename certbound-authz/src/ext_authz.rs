@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use certbound::forwarded::{ForwardedClientCertificate, IpRange};
-use certbound::{ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
+use certbound::{ClientCertificate, ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
     HttpStatusCode,
@@ -146,7 +146,9 @@ impl Frontend {
             mut headers,
         } = described;
         let certificate = match &self.certificate {
-            CertificateSource::Source => source_certificate(&check),
+            CertificateSource::Source => {
+                source_certificate(&check).and_then(ClientCertificate::from_chain)
+            }
             CertificateSource::Xfcc(layer) => xfcc_certificate(layer, peer, &mut headers).await,
         };
         let facts = Facts {
@@ -284,7 +286,7 @@ async fn xfcc_certificate(
     layer: &ForwardedCertLayer,
     peer: SocketAddr,
     headers: &mut HeaderMap,
-) -> Option<Vec<CertificateDer<'static>>> {
+) -> Option<ClientCertificate> {
     let mut request = Request::new(());
     *request.headers_mut() = std::mem::take(headers);
     request.extensions_mut().insert(ConnectionInfo::plain(peer));
@@ -301,8 +303,8 @@ async fn xfcc_certificate(
         .extensions
         .get::<ForwardedClientCertificate>()
         .and_then(ForwardedClientCertificate::client_certificate)
-        .map(|certificate| certificate.chain().to_vec())
-        .filter(|chain| !chain.is_empty())
+        .filter(|certificate| !certificate.chain().is_empty())
+        .cloned()
 }
 
 /// The `CheckResponse` of `answer`.

@@ -148,7 +148,7 @@ async fn the_xfcc_cert_of_a_trusted_peer_is_read_by_the_library_and_the_header_r
     let chain = xfcc_certificate(&layer, peer, &mut headers)
         .await
         .expect("a certificate");
-    assert_eq!(chain[0].as_ref(), der.as_slice());
+    assert_eq!(chain.chain()[0].as_ref(), der.as_slice());
     assert!(headers.get("x-forwarded-client-cert").is_none());
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use certbound::forwarded::{ForwardedClientCertificate, IpRange};
-use certbound::{ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
+use certbound::{ClientCertificate, ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
 use http::header::{HeaderName, HOST};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -206,7 +206,7 @@ fn facts(frontend: &Frontend, request: Request<()>) -> Option<Facts> {
             headers.remove(&frontend.cert_header);
             match values.as_slice() {
                 [] => None,
-                [value] => traefik_chain(value.as_bytes()),
+                [value] => traefik_chain(value.as_bytes()).and_then(ClientCertificate::from_chain),
                 // Given twice: unusable, so none (a certificate-bound token is refused).
                 _ => None,
             }
@@ -215,7 +215,7 @@ fn facts(frontend: &Frontend, request: Request<()>) -> Option<Facts> {
             .extensions
             .get::<ForwardedClientCertificate>()
             .and_then(ForwardedClientCertificate::client_certificate)
-            .map(|certificate| certificate.chain().to_vec()),
+            .cloned(),
     };
     for name in [
         "x-original-url",
