@@ -10,10 +10,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::jwt::{unverified_claims, JwtValidator, SharedCache};
+use super::fields::Loose;
+use super::jwt::{unverified_payload, JwtValidator, SharedCache};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metrics;
@@ -322,13 +322,14 @@ impl Issuers {
     /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
     fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
-        // Decoded once: the validator it is routed to takes these claims instead of decoding
-        // the payload again.
-        let claims = unverified_claims(presented.token());
-        let Some(issuer) = claims
+        // Decoded once: the validator it is routed to takes this payload instead of decoding
+        // it again.
+        let payload = unverified_payload(presented.token());
+        let fields = payload.as_ref().and_then(|payload| payload.fields().ok());
+        let Some(issuer) = fields
             .as_ref()
-            .and_then(|claims| claims.get("iss"))
-            .and_then(Value::as_str)
+            .and_then(|fields| fields.iss.as_ref())
+            .and_then(Loose::as_str)
         else {
             return self.untrusted(presented);
         };
@@ -339,9 +340,11 @@ impl Issuers {
             Some((trusted.live()?.clone(), trusted.until))
         });
         if let Some((validator, until)) = validator {
+            // The issuer is read; the payload moves on to the validator.
+            drop(fields);
             metrics::token_cache(false);
             let route = validator.route(epoch, until);
-            return validator.validate_into(&self.0.cache, presented, claims, Some(route));
+            return validator.validate_into(&self.0.cache, presented, payload, Some(route));
         }
         #[cfg(feature = "introspection")]
         if let Some(introspection) = self.0.introspected.get(issuer) {
