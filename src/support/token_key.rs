@@ -40,7 +40,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 #[cfg(not(feature = "aws-lc-rs"))]
 fn sha256(bytes: &[u8]) -> [u8; 32] {
-        Sha256::digest(bytes).into()
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes).into()
 }
 
 impl TokenKey {
