@@ -34,6 +34,7 @@ use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
 use crate::support::jose;
 use crate::support::time::unix_now;
+use crate::support::token_key::SigningDigest;
 use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally: jsonwebtoken's keys and crypto providers,
@@ -152,7 +153,7 @@ impl JwtValidator {
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
     fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
-        self.validate_now_with(token, None)
+        self.validate_now_with(token, None, None)
     }
 
     /// [`validate_now`](Self::validate_now) with the token's payload decoded already (by
@@ -161,10 +162,14 @@ impl JwtValidator {
     /// One pass over the token: the header, the signature and the payload are each
     /// base64url-decoded once (the first two onto the stack), the signature is verified before
     /// any claim is read, and the claims are read in one serde pass over the payload's JSON.
+    ///
+    /// `signed`: the SHA-256 of this very token's signing input, when the pass that made its
+    /// cache key made it too ([`TokenKey::of_jws`]).
     fn validate_now_with(
         &self,
         token: &str,
         decoded: Option<Payload>,
+        signed: Option<SigningDigest>,
     ) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
@@ -189,7 +194,7 @@ impl JwtValidator {
                 None => return Err(Pending::Fetch),
             },
         };
-        let fingerprint = match self.verify_with(&keys, &jws, kid, alg) {
+        let fingerprint = match self.verify_with(&keys, &jws, kid, alg, signed.as_ref()) {
             Err(e)
                 if e.kind() == AuthErrorKind::UnknownKey
                     && matches!(self.0.keys, Keys::Remote(_)) =>
@@ -232,6 +237,7 @@ impl JwtValidator {
         jws: &Jws<'_>,
         kid: Option<&str>,
         alg: Algorithm,
+        signed: Option<&SigningDigest>,
     ) -> Result<[u8; 32], AuthError> {
         let mut candidates = keys.candidates(kid, alg).peekable();
         if candidates.peek().is_none() {
@@ -247,7 +253,7 @@ impl JwtValidator {
             #[cfg(feature = "aws-lc-rs")]
             if self.0.native {
                 if let Some(key) = candidate.native.get(alg) {
-                    if native::verify(key, message, signature) {
+                    if native::verify(key, alg, message, signed, signature) {
                         return Ok(candidate.fingerprint);
                     }
                     continue;
@@ -278,7 +284,7 @@ impl ValidateToken for JwtValidator {
         let Some(cache) = &self.0.cache else {
             return self.validate_uncached(token);
         };
-        let key = presented.key();
+        let (key, signed) = presented.key_and_signing_digest();
         if let Some(hit) = cache.get(&key) {
             if self.still_trusted(&hit) {
                 metrics::token_cache(true);
@@ -288,7 +294,7 @@ impl ValidateToken for JwtValidator {
             cache.remove(&key);
         }
         metrics::token_cache(false);
-        self.validate_miss(cache, token, key, None, None)
+        self.validate_miss(cache, token, key, None, None, signed)
     }
 
     /// Ready with static keys; with remote ones, once a key set was fetched (with none yet,
@@ -322,6 +328,7 @@ impl JwtValidator {
         key: TokenKey,
         decoded: Option<Payload>,
         route: Option<Route>,
+        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
@@ -337,7 +344,7 @@ impl JwtValidator {
                     }
                 })
             }
-            Begin::Lead(leader) => match self.validate_now_with(token, decoded) {
+            Begin::Lead(leader) => match self.validate_now_with(token, decoded, signed) {
                 Ok(mut verified) => {
                     verified.route = route;
                     let keep = self.keep(token, &verified);
@@ -490,9 +497,9 @@ impl JwtValidator {
         match &self.0.cache {
             Some(_) => {
                 let key = presented.key();
-                self.validate_miss(cache, presented.token(), key, decoded, route)
+                self.validate_miss(cache, presented.token(), key, decoded, route, None)
             }
-            None => match self.validate_now_with(presented.token(), decoded) {
+            None => match self.validate_now_with(presented.token(), decoded, None) {
                 Ok(verified) => TokenFuture::ready(Ok(verified.token)),
                 Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
                 Err(Pending::Fetch) => self.validate_uncached(presented.token()),
