@@ -78,3 +78,52 @@ fn unescaped_strings_are_borrowed_from_the_payload() {
     assert!(matches!(aud[0], Cow::Borrowed("a")));
     assert_eq!(aud[1], "b/c");
 }
+
+#[test]
+fn one_pass_and_the_claims_map_agree_on_mutated_payloads() {
+    use crate::token::access::{AccessToken, Read};
+    let seeds: [&[u8]; 4] = [
+        br#"{"iss":"a","aud":["x","y"],"exp":17,"nbf":1.5,"sub":"s","scope":"r w","scp":["a"]}"#,
+        br#"{"cnf":{"x5t#S256":"A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0","jkt":null}}"#,
+        br#"{"acr":"urn:x","auth_time":1e3,"client_id":"c","azp":"d","o":{"k":[1,[2],{}]}}"#,
+        br#"{"aud":"x","exp":-1,"nbf":18446744073709551616,"scp":"a b","x":"\u00e9\n"}"#,
+    ];
+    let mut compared = 0;
+    for input in crate::test_helpers::mutations(26, &seeds, br#"{}[]",:0e-.\u"#, 20_000) {
+        let Ok(json) = std::str::from_utf8(&input) else {
+            continue;
+        };
+        let (fields, map) = both(json);
+        let (fields, map) = match (fields, map) {
+            (Err(()), Err(())) => continue,
+            // Only a read claim appearing twice is refused by the one pass alone.
+            (Err(()), Ok(_)) => {
+                assert!(
+                    Fields::from_json(json)
+                        .unwrap_err()
+                        .to_string()
+                        .contains("appears twice"),
+                    "{json}"
+                );
+                continue;
+            }
+            (Ok(_), Err(())) => panic!("only the map refuses {json}"),
+            (Ok(fields), Ok(map)) => (fields, map),
+        };
+        assert_eq!(fields, Fields::of_map(&map), "{json}");
+        let by_map = AccessToken::from_claims(map.clone());
+        let by_pass = Read::of(&fields).map(|read| AccessToken::from_json(read, json.to_owned()));
+        match (by_map, by_pass) {
+            (Err(a), Err(b)) => assert_eq!(a.detail(), b.detail(), "{json}"),
+            (Ok(a), Ok(b)) => {
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{json}");
+                assert_eq!((a.acr(), a.auth_time()), (b.acr(), b.auth_time()), "{json}");
+                assert_eq!(b.claims(), &map, "{json}");
+            }
+            (a, b) => panic!("{json}: {:?} / {:?}", a.err(), b.err()),
+        }
+        compared += 1;
+    }
+    // Enough inputs got through both for the comparison to mean something.
+    assert!(compared > 1_000, "{compared}");
+}
