@@ -19,6 +19,7 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metrics;
 use crate::readiness::{self, ReadyFuture};
 use crate::support::cache::ResultCache;
+use crate::support::token_key::SigningDigest;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
 
@@ -259,7 +260,8 @@ impl ValidateToken for Issuers {
 
     fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
         // A token seen before: one lookup, whatever its issuer, and no reading of the token.
-        let key = presented.key();
+        // Hashed now, the same pass gives the signing input's digest for the signature check.
+        let (key, signed) = presented.key_and_signing_digest();
         // Whichever validator takes it next does not hash it again.
         let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
@@ -283,7 +285,7 @@ impl ValidateToken for Issuers {
             // and is to be asked about again.
             self.0.cache.remove(&key);
         }
-        self.route(presented)
+        self.route(presented, signed)
     }
 
     /// Ready when every trusted issuer's validator is (configured, inserted, and resolved
@@ -321,7 +323,7 @@ impl Issuers {
     /// A token not in the cache: to its issuer's validator, or to the resolver when its issuer
     /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
-    fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
+    fn route(&self, presented: PresentedToken<'_>, signed: Option<SigningDigest>) -> TokenFuture {
         // Decoded once: the validator it is routed to takes this payload instead of decoding
         // it again.
         let payload = unverified_payload(presented.token());
@@ -344,7 +346,7 @@ impl Issuers {
             drop(fields);
             metrics::token_cache(false);
             let route = validator.route(epoch, until);
-            return validator.validate_into(&self.0.cache, presented, payload, Some(route));
+            return validator.validate_into(&self.0.cache, presented, payload, Some(route), signed);
         }
         #[cfg(feature = "introspection")]
         if let Some(introspection) = self.0.introspected.get(issuer) {

@@ -486,20 +486,22 @@ impl JwtValidator {
     /// `cache_ttl` unless its cache is off.
     ///
     /// `decoded`: the token's payload as [`unverified_payload`] decoded it to route it, so
-    /// that it is not decoded a second time.
+    /// that it is not decoded a second time; `signed`: its signing input's SHA-256, made with
+    /// its cache key ([`TokenKey::of_jws`]).
     pub(in crate::token) fn validate_into(
         &self,
         cache: &Arc<SharedCache>,
         presented: PresentedToken<'_>,
         decoded: Option<Payload>,
         route: Option<Route>,
+        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match &self.0.cache {
             Some(_) => {
                 let key = presented.key();
-                self.validate_miss(cache, presented.token(), key, decoded, route, None)
+                self.validate_miss(cache, presented.token(), key, decoded, route, signed)
             }
-            None => match self.validate_now_with(presented.token(), decoded, None) {
+            None => match self.validate_now_with(presented.token(), decoded, signed) {
                 Ok(verified) => TokenFuture::ready(Ok(verified.token)),
                 Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
                 Err(Pending::Fetch) => self.validate_uncached(presented.token()),
