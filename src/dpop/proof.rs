@@ -350,7 +350,7 @@ pub(crate) fn verify(
             )
         })?,
     };
-    if !crate::support::crypto::verify(provider, algorithm, &key, message, &signature) {
+    if !crate::support::crypto::verify(provider, algorithm, &key, message, signature) {
         return Err(invalid("DPoP proof signature does not verify"));
     }
     // Check 3: the claims.

@@ -88,17 +88,19 @@ pub(crate) fn verify(
     algorithm: jsonwebtoken::Algorithm,
     key: &jsonwebtoken::DecodingKey,
     message: &[u8],
-    signature: &[u8],
+    signature: impl Into<Vec<u8>>,
 ) -> bool {
+    // jsonwebtoken's verifiers take a `Vec`: a caller that has one passes it, unchanged.
+    let signature = signature.into();
     match provider {
         JoseProvider::Explicit(provider) => match (provider.verifier_factory)(&algorithm, key) {
-            Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
+            Ok(verifier) => verifier.verify(message, &signature).is_ok(),
             Err(_) => false,
         },
         JoseProvider::Installed => {
             // Found installed by the application: this cannot reach the automatic selection.
             #[allow(clippy::disallowed_methods)]
-            let verified = jsonwebtoken::crypto::verify(&b64(signature), message, key, algorithm);
+            let verified = jsonwebtoken::crypto::verify(&b64(&signature), message, key, algorithm);
             verified.unwrap_or(false)
         }
     }
