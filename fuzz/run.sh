@@ -40,7 +40,7 @@ for target in $targets; do
     log="$work/$target.log"
     start=$SECONDS
     case $target in
-        jwt_claims | introspection_answer | jwks | client_registration) dict=json ;;
+        jwt_claims | jwt_fields | introspection_answer | jwks | client_registration) dict=json ;;
         forwarded_xfcc | forwarded_nginx) dict=forwarded_pem ;;
         *) dict=$target ;;
     esac

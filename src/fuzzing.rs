@@ -108,3 +108,43 @@ pub fn introspection_answer(
 pub fn jwks_key_count(json: &[u8]) -> Option<usize> {
     KeySet::from_jwks_json(json).ok().map(|keys| keys.len())
 }
+
+/// `jwt_fields`: the claims the JWT validator reads in one pass over a payload's JSON, against
+/// the map of every claim that `AccessToken::claims` decodes later. `Err` says how they
+/// disagree: refused by one and not the other (beyond a claim certbound reads appearing twice,
+/// which only the one pass refuses), other values, or another token.
+pub fn jwt_fields(json: &str) -> Result<(), String> {
+    use crate::token::access::Read;
+    use crate::token::fields::Fields;
+    use serde_json::{Map, Value};
+    let map = serde_json::from_str::<Map<String, Value>>(json);
+    let fields = Fields::from_json(json);
+    let (map, fields) = match (map, fields) {
+        (Err(_), Err(_)) => return Ok(()),
+        (Err(e), Ok(_)) => return Err(format!("only the map refuses it: {e}")),
+        (Ok(_), Err(e)) if e.to_string().contains("appears twice") => return Ok(()),
+        (Ok(_), Err(e)) => return Err(format!("only the one pass refuses it: {e}")),
+        (Ok(map), Ok(fields)) => (map, fields),
+    };
+    if Fields::of_map(&map) != fields {
+        return Err(format!("other fields: {:?}", Fields::of_map(&map)));
+    }
+    let by_map = AccessToken::from_claims(map.clone());
+    let by_pass = Read::of(&fields).map(|read| AccessToken::from_json(read, json.to_owned()));
+    match (by_map, by_pass) {
+        (Err(a), Err(b)) if a.detail() == b.detail() => Ok(()),
+        (Ok(a), Ok(b)) => {
+            let same = a.issuer() == b.issuer()
+                && a.subject() == b.subject()
+                && a.client_id() == b.client_id()
+                && a.scopes() == b.scopes()
+                && a.thumbprint() == b.thumbprint()
+                && a.dpop_thumbprint() == b.dpop_thumbprint()
+                && a.acr() == b.acr()
+                && a.auth_time() == b.auth_time()
+                && b.claims() == &map;
+            same.then_some(()).ok_or_else(|| "another token".to_owned())
+        }
+        (a, b) => Err(format!("another verdict: {:?} / {:?}", a.err(), b.err())),
+    }
+}

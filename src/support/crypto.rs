@@ -88,8 +88,10 @@ pub(crate) fn verify(
     algorithm: jsonwebtoken::Algorithm,
     key: &jsonwebtoken::DecodingKey,
     message: &[u8],
-    signature: Vec<u8>,
+    signature: impl Into<Vec<u8>>,
 ) -> bool {
+    // jsonwebtoken's verifiers take a `Vec`: a caller that has one passes it, unchanged.
+    let signature = signature.into();
     match provider {
         JoseProvider::Explicit(provider) => match (provider.verifier_factory)(&algorithm, key) {
             Ok(verifier) => verifier.verify(message, &signature).is_ok(),

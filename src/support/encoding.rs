@@ -102,8 +102,14 @@ pub(crate) fn percent_decode(input: &[u8], plus: Plus) -> Option<Vec<u8>> {
 /// also read a JSON array of their fields in order.
 pub(crate) fn json_object_text(json: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(json).ok()?;
+    is_json_object_text(text).then_some(text)
+}
+
+/// Whether `text` (UTF-8 already) starts as a JSON object, after JSON whitespace: see
+/// [`json_object_text`].
+pub(crate) fn is_json_object_text(text: &str) -> bool {
     let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
-    start.starts_with('{').then_some(text)
+    start.starts_with('{')
 }
 
 #[cfg(test)]

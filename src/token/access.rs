@@ -1,11 +1,12 @@
 //! [`AccessToken`]: a validated access token and what the layer needs from its claims.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::fields::{Cnf, Fields, Loose};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 
@@ -18,13 +19,126 @@ use crate::thumbprint::{CertThumbprint, JwkThumbprint};
 pub struct AccessToken(Arc<Inner>);
 
 struct Inner {
-    claims: Map<String, Value>,
+    claims: Claims,
+    read: Read,
+}
+
+/// All the claims.
+enum Claims {
+    /// A claims map as given ([`AccessToken::from_claims`]).
+    Map(Map<String, Value>),
+    /// A JWT's claims set as its JSON text, decoded into a map only when the application asks
+    /// ([`AccessToken::claims`]): the layer itself needs only [`Read`], read in one pass.
+    Json {
+        text: String,
+        map: OnceLock<Map<String, Value>>,
+    },
+}
+
+/// What certbound reads from the claims, read when the token is built.
+pub(crate) struct Read {
     issuer: Option<String>,
     subject: Option<String>,
     client_id: Option<String>,
     scopes: Vec<String>,
     confirmation: Option<CertThumbprint>,
     dpop_key: Option<JwkThumbprint>,
+    acr: Option<String>,
+    auth_time: Option<i64>,
+}
+
+impl Read {
+    /// Reads `sub`, `client_id` (or `azp`), `scope` (space-separated string) or `scp` (array),
+    /// the confirmation `cnf.x5t#S256` (RFC 8705) and `cnf.jkt` (RFC 9449), `iss`, `acr` and
+    /// `auth_time`; see [`AccessToken::from_claims`] for what is refused.
+    pub(crate) fn of(fields: &Fields<'_>) -> Result<Self, AuthError> {
+        let invalid = |detail| AuthError::with_detail(AuthErrorKind::InvalidToken, detail);
+        let (confirmation, dpop_key) = match &fields.cnf {
+            None => (None, None),
+            Some(Cnf::Object { x5t_s256, jkt }) => {
+                let certificate = match x5t_s256 {
+                    None => None,
+                    Some(Loose::Str(s)) => Some(
+                        CertThumbprint::parse(s)
+                            .map_err(|_| invalid("cnf x5t#S256 is not a canonical thumbprint"))?,
+                    ),
+                    Some(_) => return Err(invalid("cnf x5t#S256 is not a string")),
+                };
+                let key = match jkt {
+                    None => None,
+                    Some(Loose::Str(s)) => Some(
+                        JwkThumbprint::parse(s)
+                            .map_err(|_| invalid("cnf jkt is not a canonical thumbprint"))?,
+                    ),
+                    Some(_) => return Err(invalid("cnf jkt is not a string")),
+                };
+                (certificate, key)
+            }
+            Some(Cnf::NotObject) => return Err(invalid("cnf claim is not an object")),
+        };
+        let string_claim = |claim: &Option<Loose<'_>>| -> Result<Option<String>, AuthError> {
+            match claim {
+                None | Some(Loose::Null) => Ok(None),
+                Some(Loose::Str(s)) => Ok(Some(s.as_ref().to_owned())),
+                Some(_) => Err(invalid("a string claim has another type")),
+            }
+        };
+        // Not refused when malformed: validators that require `iss` check it themselves, and an
+        // introspection answer need not carry one.
+        let issuer = fields
+            .iss
+            .as_ref()
+            .and_then(Loose::as_str)
+            .map(str::to_owned);
+        let subject = string_claim(&fields.sub)?;
+        let client_id = match string_claim(&fields.client_id)? {
+            Some(id) => Some(id),
+            None => string_claim(&fields.azp)?,
+        };
+        let mut scopes = Vec::new();
+        match &fields.scope {
+            None | Some(Loose::Null) => {}
+            Some(Loose::Str(s)) => {
+                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+            }
+            Some(_) => return Err(invalid("scope claim is not a string")),
+        }
+        match &fields.scp {
+            None | Some(Loose::Null) => {}
+            Some(Loose::Str(s)) => {
+                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+            }
+            Some(Loose::Strings(items)) => {
+                scopes.extend(items.iter().map(|s| s.as_ref().to_owned()))
+            }
+            Some(Loose::Array) => return Err(invalid("scp claim holds a non-string")),
+            Some(_) => return Err(invalid("scp claim is neither a string nor an array")),
+        }
+        let acr = fields
+            .acr
+            .as_ref()
+            .and_then(Loose::as_str)
+            .map(str::to_owned);
+        let auth_time = fields.auth_time.as_ref().and_then(|t| {
+            let number = t.as_number()?;
+            number.as_i64().or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f.floor() as i64)
+            })
+        });
+        Ok(Read {
+            issuer,
+            subject,
+            client_id,
+            scopes,
+            confirmation,
+            dpop_key,
+            acr,
+            auth_time,
+        })
+    }
 }
 
 impl AccessToken {
@@ -37,123 +151,64 @@ impl AccessToken {
     /// is not an object, an `x5t#S256` or `jkt` that is not a canonical thumbprint string, a
     /// `scope` that is not a string. A malformed binding is never read as "no binding".
     pub fn from_claims(claims: Map<String, Value>) -> Result<Self, AuthError> {
-        let invalid = |detail| AuthError::with_detail(AuthErrorKind::InvalidToken, detail);
-        let (confirmation, dpop_key) = match claims.get("cnf") {
-            None => (None, None),
-            Some(Value::Object(cnf)) => {
-                let certificate = match cnf.get("x5t#S256") {
-                    None => None,
-                    Some(Value::String(s)) => Some(
-                        CertThumbprint::parse(s)
-                            .map_err(|_| invalid("cnf x5t#S256 is not a canonical thumbprint"))?,
-                    ),
-                    Some(_) => return Err(invalid("cnf x5t#S256 is not a string")),
-                };
-                let key = match cnf.get("jkt") {
-                    None => None,
-                    Some(Value::String(s)) => Some(
-                        JwkThumbprint::parse(s)
-                            .map_err(|_| invalid("cnf jkt is not a canonical thumbprint"))?,
-                    ),
-                    Some(_) => return Err(invalid("cnf jkt is not a string")),
-                };
-                (certificate, key)
-            }
-            Some(_) => return Err(invalid("cnf claim is not an object")),
-        };
-        let string_claim = |name: &str| -> Result<Option<String>, AuthError> {
-            match claims.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(invalid("a string claim has another type")),
-            }
-        };
-        // Not refused when malformed: validators that require `iss` check it themselves, and an
-        // introspection answer need not carry one.
-        let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
-        let subject = string_claim("sub")?;
-        let client_id = match string_claim("client_id")? {
-            Some(id) => Some(id),
-            None => string_claim("azp")?,
-        };
-        let mut scopes = Vec::new();
-        match claims.get("scope") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-            }
-            Some(_) => return Err(invalid("scope claim is not a string")),
-        }
-        match claims.get("scp") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-            }
-            Some(Value::Array(items)) => {
-                for item in items {
-                    match item {
-                        Value::String(s) => scopes.push(s.clone()),
-                        _ => return Err(invalid("scp claim holds a non-string")),
-                    }
-                }
-            }
-            Some(_) => return Err(invalid("scp claim is neither a string nor an array")),
-        }
+        let read = Read::of(&Fields::of_map(&claims))?;
         Ok(Self(Arc::new(Inner {
-            claims,
-            issuer,
-            subject,
-            client_id,
-            scopes,
-            confirmation,
-            dpop_key,
+            claims: Claims::Map(claims),
+            read,
         })))
+    }
+
+    /// A token from a JWT's claims set: what [`Read::of`] read from its fields, and its JSON
+    /// text (a JSON object that `serde_json` reads into a map: [`Fields::from_json`] checked
+    /// it), decoded again only if the application asks for the claims.
+    pub(crate) fn from_json(read: Read, text: String) -> Self {
+        Self(Arc::new(Inner {
+            claims: Claims::Json {
+                text,
+                map: OnceLock::new(),
+            },
+            read,
+        }))
     }
 
     /// The `iss` claim: which authorization server issued the token (for an introspection
     /// answer, its `iss` if it has one). `None` when it is absent or not a string. Behind
     /// [`Issuers`](crate::Issuers), the trusted issuer whose keys verified the token.
     pub fn issuer(&self) -> Option<&str> {
-        self.0.issuer.as_deref()
+        self.0.read.issuer.as_deref()
     }
 
     /// The `sub` claim.
     pub fn subject(&self) -> Option<&str> {
-        self.0.subject.as_deref()
+        self.0.read.subject.as_deref()
     }
 
     /// The `client_id` claim (RFC 9068 §2.2), or `azp` when there is none.
     pub fn client_id(&self) -> Option<&str> {
-        self.0.client_id.as_deref()
+        self.0.read.client_id.as_deref()
     }
 
     /// The scopes granted (`scope` and `scp` together).
     pub fn scopes(&self) -> &[String] {
-        &self.0.scopes
+        &self.0.read.scopes
     }
 
     /// Whether `scope` was granted.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.scopes.iter().any(|s| s == scope)
+        self.0.read.scopes.iter().any(|s| s == scope)
     }
 
     /// The `acr` claim (authentication context class reference, OpenID Connect Core §2, RFC
     /// 9470): how the user authenticated. `None` when it is absent or not a string.
     pub fn acr(&self) -> Option<&str> {
-        self.0.claims.get("acr").and_then(Value::as_str)
+        self.0.read.acr.as_deref()
     }
 
     /// The `auth_time` claim (RFC 9470 §2): when the user authenticated, in seconds since the
     /// Unix epoch. A NumericDate: an integer, or a non-negative finite number with its fraction
     /// cut off; `None` when it is absent or anything else.
     pub fn auth_time(&self) -> Option<i64> {
-        let number = self.0.claims.get("auth_time")?.as_number()?;
-        number.as_i64().or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
-                .map(|f| f.floor() as i64)
-        })
+        self.0.read.auth_time
     }
 
     /// The certificate the token is bound to (`cnf.x5t#S256`). Once the layer let the request
@@ -161,13 +216,13 @@ impl AccessToken {
     /// layer was told to [`allow_unbound`](crate::BoundTokenLayer::allow_unbound) and the token
     /// is unbound, in which case it is `None`).
     pub fn thumbprint(&self) -> Option<&CertThumbprint> {
-        self.0.confirmation.as_ref()
+        self.0.read.confirmation.as_ref()
     }
 
     /// The DPoP key the token is bound to (`cnf.jkt`, RFC 9449 §6). Once the layer let the
     /// request through, the request's DPoP proof was signed by this key.
     pub fn dpop_thumbprint(&self) -> Option<&JwkThumbprint> {
-        self.0.dpop_key.as_ref()
+        self.0.read.dpop_key.as_ref()
     }
 
     /// Which sender constraints the token carries, all of which held for this request once the
@@ -185,13 +240,23 @@ impl AccessToken {
     }
 
     /// All claims.
+    ///
+    /// A JWT's claims are decoded into this map on the first call (the layer reads the claims
+    /// it needs in one pass over the payload, and keeps the payload's JSON).
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        match &self.0.claims {
+            Claims::Map(map) => map,
+            // Cannot fail: validation checked the text as serde_json reads a map
+            // (`Fields::from_json`); were it to, there would be no claims rather than a panic.
+            Claims::Json { text, map } => {
+                map.get_or_init(|| serde_json::from_str(text).unwrap_or_default())
+            }
+        }
     }
 
     /// One claim.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims.get(name)
+        self.claims().get(name)
     }
 
     /// `Ok` when every scope in `required` was granted, else `insufficient_scope`.
@@ -208,7 +273,7 @@ impl AccessToken {
     /// # Errors
     /// When the claims do not deserialize into `T`.
     pub fn deserialize_claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(MapDeserializer(&self.0.claims))
+        T::deserialize(MapDeserializer(self.claims()))
     }
 }
 
@@ -256,12 +321,12 @@ impl<'de> serde::Deserializer<'de> for MapDeserializer<'de> {
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("issuer", &self.0.issuer)
-            .field("subject", &self.0.subject)
-            .field("client_id", &self.0.client_id)
-            .field("scopes", &self.0.scopes)
-            .field("thumbprint", &self.0.confirmation)
-            .field("dpop_thumbprint", &self.0.dpop_key)
+            .field("issuer", &self.0.read.issuer)
+            .field("subject", &self.0.read.subject)
+            .field("client_id", &self.0.read.client_id)
+            .field("scopes", &self.0.read.scopes)
+            .field("thumbprint", &self.0.read.confirmation)
+            .field("dpop_thumbprint", &self.0.read.dpop_key)
             .finish_non_exhaustive()
     }
 }

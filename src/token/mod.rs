@@ -40,6 +40,7 @@
 //! ```
 
 pub(crate) mod access;
+pub(crate) mod fields;
 mod future;
 #[cfg(feature = "introspection")]
 pub(crate) mod introspection;

@@ -7,7 +7,7 @@ use super::AccessToken;
 use crate::certificate::ClientCertificate;
 use crate::error::AuthError;
 use crate::readiness::ReadyFuture;
-use crate::support::token_key::{KeyMemo, TokenKey};
+use crate::support::token_key::{KeyMemo, SigningDigest, TokenKey};
 
 /// Turns an access token into a validated [`AccessToken`].
 ///
@@ -154,6 +154,19 @@ impl<'a> PresentedToken<'a> {
             (Some(key), _) => key,
             (None, Some(memo)) => memo.key(self.token),
             (None, None) => TokenKey::of(self.token),
+        }
+    }
+
+    /// [`key`](Self::key), and when it is hashed now, the SHA-256 of the token's signing input
+    /// from the same pass ([`TokenKey::of_jws`]), for the signature check of a JWS.
+    pub(crate) fn key_and_signing_digest(&self) -> (TokenKey, Option<SigningDigest>) {
+        match (self.key, self.memo) {
+            (Some(key), _) => (key, None),
+            (None, Some(memo)) => {
+                let (key, signed) = memo.key_and(self.token, TokenKey::of_jws);
+                (key, signed.flatten())
+            }
+            (None, None) => TokenKey::of_jws(self.token),
         }
     }
 }

@@ -10,15 +10,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::jwt::{unverified_claims, JwtValidator, SharedCache};
+use super::fields::Loose;
+use super::jwt::{unverified_payload, JwtValidator, SharedCache};
 use super::{PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metrics;
 use crate::readiness::{self, ReadyFuture};
 use crate::support::cache::ResultCache;
+use crate::support::token_key::SigningDigest;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
 
@@ -259,7 +260,8 @@ impl ValidateToken for Issuers {
 
     fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
         // A token seen before: one lookup, whatever its issuer, and no reading of the token.
-        let key = presented.key();
+        // Hashed now, the same pass gives the signing input's digest for the signature check.
+        let (key, signed) = presented.key_and_signing_digest();
         // Whichever validator takes it next does not hash it again.
         let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
@@ -283,7 +285,7 @@ impl ValidateToken for Issuers {
             // and is to be asked about again.
             self.0.cache.remove(&key);
         }
-        self.route(presented)
+        self.route(presented, signed)
     }
 
     /// Ready when every trusted issuer's validator is (configured, inserted, and resolved
@@ -321,14 +323,15 @@ impl Issuers {
     /// A token not in the cache: to its issuer's validator, or to the resolver when its issuer
     /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
-    fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
-        // Decoded once: the validator it is routed to takes these claims instead of decoding
-        // the payload again.
-        let claims = unverified_claims(presented.token());
-        let Some(issuer) = claims
+    fn route(&self, presented: PresentedToken<'_>, signed: Option<SigningDigest>) -> TokenFuture {
+        // Decoded once: the validator it is routed to takes this payload instead of decoding
+        // it again.
+        let payload = unverified_payload(presented.token());
+        let fields = payload.as_ref().and_then(|payload| payload.fields().ok());
+        let Some(issuer) = fields
             .as_ref()
-            .and_then(|claims| claims.get("iss"))
-            .and_then(Value::as_str)
+            .and_then(|fields| fields.iss.as_ref())
+            .and_then(Loose::as_str)
         else {
             return self.untrusted(presented);
         };
@@ -339,9 +342,11 @@ impl Issuers {
             Some((trusted.live()?.clone(), trusted.until))
         });
         if let Some((validator, until)) = validator {
+            // The issuer is read; the payload moves on to the validator.
+            drop(fields);
             metrics::token_cache(false);
             let route = validator.route(epoch, until);
-            return validator.validate_into(&self.0.cache, presented, claims, Some(route));
+            return validator.validate_into(&self.0.cache, presented, payload, Some(route), signed);
         }
         #[cfg(feature = "introspection")]
         if let Some(introspection) = self.0.introspected.get(issuer) {

@@ -358,7 +358,7 @@ impl Issuers {
             match answer.await {
                 Some(Ok(Some(validator))) => {
                     validator
-                        .validate_into(&this.0.cache, presented, None, None)
+                        .validate_into(&this.0.cache, presented, None, None, None)
                         .await
                 }
                 Some(Ok(None)) => this.untrusted(presented).await,

@@ -286,20 +286,15 @@ impl JwtValidatorBuilder {
                 AlgorithmFamily::Rsa => RSA_ALGS.to_vec(),
                 _ => vec![*alg],
             };
-            keys.push(VerificationKey {
-                kid: None,
-                algorithms: algs,
-                key,
-                fingerprint: fingerprint(pem),
-            });
+            keys.push(VerificationKey::new(None, algs, key, fingerprint(pem)));
         }
         if let (true, Some(secret)) = (wants_hmac, &self.hmac) {
-            keys.push(VerificationKey {
-                kid: None,
-                algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-                key: DecodingKey::from_secret(secret),
-                fingerprint: fingerprint(secret),
-            });
+            keys.push(VerificationKey::new(
+                None,
+                vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+                DecodingKey::from_secret(secret),
+                fingerprint(secret),
+            ));
         }
 
         let keys = match self.remote {
@@ -345,6 +340,8 @@ impl JwtValidatorBuilder {
                 leeway: self.upstream.leeway.as_secs(),
             },
             provider,
+            // certbound's own aws-lc-rs provider, not one the application gave.
+            native: cfg!(feature = "aws-lc-rs") && self.provider.is_none(),
             require_at_jwt: self.require_at_jwt,
             cache: self.cache.then(|| {
                 Arc::new(ResultCache::new(

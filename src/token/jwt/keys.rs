@@ -30,6 +30,27 @@ pub(crate) struct VerificationKey {
     /// SHA-256 of the key as configured or published (its JWK, PEM or secret): tells whether a
     /// refreshed key set still holds the key a cached token was verified with.
     pub(crate) fingerprint: [u8; 32],
+    /// `key` as aws-lc-rs parsed it, once, for each of `algorithms` (see `native`).
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) native: super::native::NativeKeys,
+}
+
+impl VerificationKey {
+    pub(crate) fn new(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        key: DecodingKey,
+        fingerprint: [u8; 32],
+    ) -> Self {
+        Self {
+            #[cfg(feature = "aws-lc-rs")]
+            native: super::native::NativeKeys::parse(&key, &algorithms),
+            kid,
+            algorithms,
+            key,
+            fingerprint,
+        }
+    }
 }
 
 /// A set of verification keys.
@@ -208,12 +229,12 @@ fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
     };
     let key = DecodingKey::from_jwk(jwk).ok()?;
     let fingerprint = fingerprint(&serde_json::to_vec(jwk).ok()?);
-    Some(VerificationKey {
-        kid: jwk.common.key_id.clone(),
+    Some(VerificationKey::new(
+        jwk.common.key_id.clone(),
         algorithms,
         key,
         fingerprint,
-    })
+    ))
 }
 
 /// SHA-256 of a key's published or configured form.

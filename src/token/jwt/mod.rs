@@ -7,30 +7,34 @@
 
 mod builder;
 mod claims;
+mod jws;
 pub(crate) mod keys;
+#[cfg(feature = "aws-lc-rs")]
+mod native;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
 
 pub use builder::JwtValidatorBuilder;
 use claims::{invalid, is_at_jwt, ClaimRules, JoseHeader, HEADER_BUF};
+pub(in crate::token) use jws::Payload;
+use jws::{Jws, SIGNATURE_BUF};
 use keys::{KeySet, RemoteKeys};
 
+use super::access::Read;
+use super::fields::Loose;
 use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::metrics;
 use crate::readiness::{Readiness, ReadyFuture};
 use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
-use crate::support::encoding::json_object_text;
 use crate::support::jose;
 use crate::support::time::unix_now;
+use crate::support::token_key::SigningDigest;
 use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally: jsonwebtoken's keys and crypto providers,
@@ -72,6 +76,10 @@ struct Inner {
     claims: ClaimRules,
     /// Passed to every verification (never jsonwebtoken's process-wide default).
     provider: JoseProvider,
+    /// Whether `provider` is certbound's own aws-lc-rs one: then signatures are verified by
+    /// aws-lc-rs directly, against the keys it parsed when they were loaded (see `native`).
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(dead_code))]
+    native: bool,
     require_at_jwt: bool,
     /// Validated tokens by SHA-256 of the token; `None` when disabled.
     cache: Option<Arc<ResultCache<Verified>>>,
@@ -85,6 +93,8 @@ pub(in crate::token) struct Verified {
     validator: u64,
     generation: u64,
     fingerprint: [u8; 32],
+    /// The `exp` claim when it is a non-negative integer: how long the validation may be kept.
+    expires: Option<u64>,
     /// In a shared cache ([`Issuers`](crate::Issuers)): how the token was routed, for the
     /// fast check of a hit. `None` in a validator's own cache.
     route: Option<Route>,
@@ -143,15 +153,23 @@ impl JwtValidator {
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
     fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
-        self.validate_now_with(token, None)
+        self.validate_now_with(token, None, None)
     }
 
-    /// [`validate_now`](Self::validate_now) with the token's claims decoded already (by
-    /// [`unverified_claims`] of the same token, for routing by `iss`): not decoded twice.
+    /// [`validate_now`](Self::validate_now) with the token's payload decoded already (by
+    /// [`unverified_payload`] of the same token, for routing by `iss`): not decoded twice.
+    ///
+    /// One pass over the token: the header, the signature and the payload are each
+    /// base64url-decoded once (the first two onto the stack), the signature is verified before
+    /// any claim is read, and the claims are read in one serde pass over the payload's JSON.
+    ///
+    /// `signed`: the SHA-256 of this very token's signing input, when the pass that made its
+    /// cache key made it too ([`TokenKey::of_jws`]).
     fn validate_now_with(
         &self,
         token: &str,
-        decoded: Option<Map<String, Value>>,
+        decoded: Option<Payload>,
+        signed: Option<SigningDigest>,
     ) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
@@ -176,7 +194,7 @@ impl JwtValidator {
                 None => return Err(Pending::Fetch),
             },
         };
-        let fingerprint = match self.verify_with(&keys, &jws, kid, alg) {
+        let fingerprint = match self.verify_with(&keys, &jws, kid, alg, signed.as_ref()) {
             Err(e)
                 if e.kind() == AuthErrorKind::UnknownKey
                     && matches!(self.0.keys, Keys::Remote(_)) =>
@@ -185,19 +203,28 @@ impl JwtValidator {
             }
             other => other.map_err(Pending::Done)?,
         };
-        let claims = match decoded {
-            Some(claims) => claims,
-            None => jws.claims().map_err(Pending::Done)?,
+        let payload = match decoded {
+            Some(payload) => payload,
+            None => Payload::decode(jws.payload).map_err(Pending::Done)?,
         };
+        let fields = payload.fields().map_err(Pending::Done)?;
         self.0
             .claims
-            .check(&claims, unix_now())
+            .check(&fields, unix_now())
             .map_err(Pending::Done)?;
+        let read = Read::of(&fields).map_err(Pending::Done)?;
+        let expires = fields
+            .exp
+            .as_ref()
+            .and_then(Loose::as_number)
+            .and_then(serde_json::Number::as_u64);
+        drop(fields);
         Ok(Verified {
-            token: AccessToken::from_claims(claims).map_err(Pending::Done)?,
+            token: AccessToken::from_json(read, payload.into_text()),
             validator: self.0.id,
             generation: keys.generation(),
             fingerprint,
+            expires,
             route: None,
         })
     }
@@ -210,6 +237,7 @@ impl JwtValidator {
         jws: &Jws<'_>,
         kid: Option<&str>,
         alg: Algorithm,
+        signed: Option<&SigningDigest>,
     ) -> Result<[u8; 32], AuthError> {
         let mut candidates = keys.candidates(kid, alg).peekable();
         if candidates.peek().is_none() {
@@ -218,16 +246,23 @@ impl JwtValidator {
                 "no key for this kid and algorithm",
             ));
         }
-        let signature = jws.signature()?;
+        let mut buf = [0u8; SIGNATURE_BUF];
+        let signature = jws.signature(&mut buf)?;
+        let message = jws.signing_input.as_bytes();
+        // Only aws-lc-rs verifies a digest; the other backends hash the message themselves.
+        #[cfg(not(feature = "aws-lc-rs"))]
+        let _ = signed;
         for candidate in candidates {
-            let verified = crypto::verify(
-                self.0.provider,
-                alg,
-                &candidate.key,
-                jws.signing_input.as_bytes(),
-                signature.clone(),
-            );
-            if verified {
+            #[cfg(feature = "aws-lc-rs")]
+            if self.0.native {
+                if let Some(key) = candidate.native.get(alg) {
+                    if native::verify(key, alg, message, signed, signature) {
+                        return Ok(candidate.fingerprint);
+                    }
+                    continue;
+                }
+            }
+            if crypto::verify(self.0.provider, alg, &candidate.key, message, signature) {
                 return Ok(candidate.fingerprint);
             }
         }
@@ -238,46 +273,6 @@ impl JwtValidator {
 enum Pending {
     Done(AuthError),
     Fetch,
-}
-
-/// A compact JWS in its three parts.
-struct Jws<'a> {
-    /// `header.payload`, what the signature covers.
-    signing_input: &'a str,
-    payload: &'a str,
-    signature: &'a str,
-}
-
-impl<'a> Jws<'a> {
-    fn split(token: &'a str) -> Result<Self, AuthError> {
-        let malformed = || invalid("malformed JWT");
-        let (signing_input, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
-        let (header, payload) = signing_input.split_once('.').ok_or_else(malformed)?;
-        if header.is_empty() || payload.contains('.') {
-            return Err(malformed());
-        }
-        Ok(Self {
-            signing_input,
-            payload,
-            signature,
-        })
-    }
-
-    fn signature(&self) -> Result<Vec<u8>, AuthError> {
-        URL_SAFE_NO_PAD
-            .decode(self.signature)
-            .map_err(|_| invalid("malformed JWT signature"))
-    }
-
-    /// The claims: a JSON object.
-    fn claims(&self) -> Result<Map<String, Value>, AuthError> {
-        let malformed = || invalid("malformed JWT claims");
-        let json = URL_SAFE_NO_PAD
-            .decode(self.payload)
-            .map_err(|_| malformed())?;
-        let text = json_object_text(&json).ok_or_else(malformed)?;
-        serde_json::from_str(text).map_err(|_| malformed())
-    }
 }
 
 impl ValidateToken for JwtValidator {
@@ -292,7 +287,7 @@ impl ValidateToken for JwtValidator {
         let Some(cache) = &self.0.cache else {
             return self.validate_uncached(token);
         };
-        let key = presented.key();
+        let (key, signed) = presented.key_and_signing_digest();
         if let Some(hit) = cache.get(&key) {
             if self.still_trusted(&hit) {
                 metrics::token_cache(true);
@@ -302,7 +297,7 @@ impl ValidateToken for JwtValidator {
             cache.remove(&key);
         }
         metrics::token_cache(false);
-        self.validate_miss(cache, token, key, None, None)
+        self.validate_miss(cache, token, key, None, None, signed)
     }
 
     /// Ready with static keys; with remote ones, once a key set was fetched (with none yet,
@@ -334,8 +329,9 @@ impl JwtValidator {
         cache: &Arc<ResultCache<Verified>>,
         token: &str,
         key: TokenKey,
-        decoded: Option<Map<String, Value>>,
+        decoded: Option<Payload>,
         route: Option<Route>,
+        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
@@ -351,7 +347,7 @@ impl JwtValidator {
                     }
                 })
             }
-            Begin::Lead(leader) => match self.validate_now_with(token, decoded) {
+            Begin::Lead(leader) => match self.validate_now_with(token, decoded, signed) {
                 Ok(mut verified) => {
                     verified.route = route;
                     let keep = self.keep(token, &verified);
@@ -383,7 +379,7 @@ impl JwtValidator {
     /// How long a validated token is kept: until its `exp`, at most the configured time.
     fn keep(&self, token: &str, verified: &Verified) -> Keep {
         let now = unix_now();
-        let ttl = match verified.token.claim("exp").and_then(Value::as_u64) {
+        let ttl = match verified.expires {
             Some(exp) if exp > now => self.0.cache_ttl.min(Duration::from_secs(exp - now)),
             // No usable exp (or already within the leeway after it): not cached.
             _ => Duration::ZERO,
@@ -492,21 +488,23 @@ impl JwtValidator {
     /// A miss in a shared cache: validated here, and kept there for this validator's
     /// `cache_ttl` unless its cache is off.
     ///
-    /// `decoded`: the token's claims as [`unverified_claims`] read them to route it, so that
-    /// they are not decoded a second time.
+    /// `decoded`: the token's payload as [`unverified_payload`] decoded it to route it, so
+    /// that it is not decoded a second time; `signed`: its signing input's SHA-256, made with
+    /// its cache key ([`TokenKey::of_jws`]).
     pub(in crate::token) fn validate_into(
         &self,
         cache: &Arc<SharedCache>,
         presented: PresentedToken<'_>,
-        decoded: Option<Map<String, Value>>,
+        decoded: Option<Payload>,
         route: Option<Route>,
+        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match &self.0.cache {
             Some(_) => {
                 let key = presented.key();
-                self.validate_miss(cache, presented.token(), key, decoded, route)
+                self.validate_miss(cache, presented.token(), key, decoded, route, signed)
             }
-            None => match self.validate_now_with(presented.token(), decoded) {
+            None => match self.validate_now_with(presented.token(), decoded, signed) {
                 Ok(verified) => TokenFuture::ready(Ok(verified.token)),
                 Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
                 Err(Pending::Fetch) => self.validate_uncached(presented.token()),
@@ -515,11 +513,11 @@ impl JwtValidator {
     }
 }
 
-/// The claims of a compact JWS, unverified: only to route a token by its `iss` (the validator
+/// The payload of a compact JWS, unverified: only to route a token by its `iss` (the validator
 /// it is routed to verifies the signature over these very bytes before it uses them). `None`
 /// when `token` is not three segments with a base64url JSON object in the middle.
-pub(in crate::token) fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
-    Jws::split(token).ok()?.claims().ok()
+pub(in crate::token) fn unverified_payload(token: &str) -> Option<Payload> {
+    Payload::decode(Jws::split(token).ok()?.payload).ok()
 }
 
 /// The fuzz target's view of [`JoseHeader::read`]: `alg`, `kid` and `typ`.
@@ -550,3 +548,6 @@ impl std::error::Error for KeyFetchError {}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "aws-lc-rs"))]
+mod native_tests;

@@ -3,8 +3,11 @@
 #![allow(clippy::disallowed_methods)]
 
 use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
+use serde_json::Value;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";

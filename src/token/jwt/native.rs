@@ -1,0 +1,98 @@
+//! Signature verification by aws-lc-rs itself, against public keys parsed once, when the key
+//! set is loaded (with the `aws-lc-rs` feature, and certbound's own provider: not an
+//! application's [`crypto_provider`](super::JwtValidatorBuilder::crypto_provider)).
+//!
+//! Why the hot path leaves jsonwebtoken here (issue 26, BENCHMARKS.md): jsonwebtoken's verifier
+//! for a `DecodingKey` clones the key and boxes a verifier on every call, and hands aws-lc-rs
+//! the key's bytes, which aws-lc-rs parses again on every call (for P-256: decoding the point
+//! and checking it lies on the curve, ~14 000 instructions of the ~22 000 that surrounded an
+//! ES256 verification of ~750 000). An `aws_lc_rs::signature::ParsedPublicKey` is that parse,
+//! done once per key. The algorithms are jsonwebtoken's own for each `alg` (the `_FIXED`
+//! ECDSA forms: a JWS signature is `r || s`, RFC 7518 §3.4), so both paths accept exactly the
+//! same signatures; jsonwebtoken still parses the keys (JWK, PEM) and stays the path for the
+//! other backends and providers, and for a key aws-lc-rs cannot parse (which then verifies
+//! nothing either way).
+
+use aws_lc_rs::digest::{self, Digest};
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+
+/// A key's parsed forms, one per algorithm it may verify (an RSA key without `alg` serves six).
+#[derive(Default)]
+pub(crate) struct NativeKeys(Vec<(Algorithm, ParsedPublicKey)>);
+
+impl NativeKeys {
+    /// `key` parsed for each of `algorithms` of its own family; an algorithm the key does not
+    /// parse for (or HMAC: never with aws-lc-rs here) has no entry.
+    pub(crate) fn parse(key: &DecodingKey, algorithms: &[Algorithm]) -> Self {
+        let parsed = algorithms
+            .iter()
+            .filter(|alg| alg.family() == key.family())
+            .filter_map(|&alg| Some((alg, parse(key, alg)?)))
+            .collect();
+        Self(parsed)
+    }
+
+    /// The key parsed for `alg`, if it parsed.
+    pub(crate) fn get(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.0.iter().find(|(a, _)| *a == alg).map(|(_, key)| key)
+    }
+}
+
+/// Whether `signature` (raw bytes) is `key`'s signature of `message` under `alg`, the algorithm
+/// the key was parsed for. `signed`, when given, is the SHA-256 of `message`, computed with the
+/// token's cache key ([`TokenKey::of_jws`](crate::token::TokenKey)): the algorithms that hash
+/// with SHA-256 verify it instead of hashing `message` again.
+pub(crate) fn verify(
+    key: &ParsedPublicKey,
+    alg: Algorithm,
+    message: &[u8],
+    signed: Option<&Digest>,
+    signature: &[u8],
+) -> bool {
+    let sha256 = matches!(alg, Algorithm::ES256 | Algorithm::RS256 | Algorithm::PS256);
+    match signed {
+        Some(digest) if sha256 && digest.algorithm() == &digest::SHA256 => {
+            key.verify_digest_sig(digest, signature).is_ok()
+        }
+        _ => key.verify_sig(message, signature).is_ok(),
+    }
+}
+
+fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
+    match (key.kind(), alg.family()) {
+        (DecodingKeyKind::RsaModulusExponent { n, e }, AlgorithmFamily::Rsa) => {
+            let components = RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            };
+            components.to_parsed_public_key(rsa(alg)?).ok()
+        }
+        (DecodingKeyKind::SecretOrDer(bytes), AlgorithmFamily::Rsa) => {
+            ParsedPublicKey::new(rsa(alg)?, bytes).ok()
+        }
+        (DecodingKeyKind::SecretOrDer(bytes), AlgorithmFamily::Ec | AlgorithmFamily::Ed) => {
+            let algorithm: &'static dyn signature::VerificationAlgorithm = match alg {
+                Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+                Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+                Algorithm::EdDSA => &signature::ED25519,
+                _ => return None,
+            };
+            ParsedPublicKey::new(algorithm, bytes).ok()
+        }
+        _ => None,
+    }
+}
+
+/// jsonwebtoken's RSA verification parameters for `alg` (keys of 2048 to 8192 bits).
+fn rsa(alg: Algorithm) -> Option<&'static RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
