@@ -90,6 +90,18 @@ impl<VF, S, ReqBody, F, R> ResponseFuture<VF, S, ReqBody, F, R> {
         }
     }
 
+    /// Every check passed already (in the service's `call`): the inner service's future.
+    pub(crate) fn calling(future: F, settings: Arc<Settings<R>>, context: RequestContext) -> Self {
+        Self {
+            state: State::Calling {
+                future,
+                nonce: None,
+            },
+            settings,
+            context,
+        }
+    }
+
     pub(crate) fn rejected(
         error: AuthError,
         settings: Arc<Settings<R>>,
