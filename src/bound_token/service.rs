@@ -74,7 +74,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let settings = Arc::clone(&self.settings);
         // Whether the request is a gRPC call matters only to a rejection: it is read then
-        // (`refuse`), not on every request.
+        // (`refuse` here, the response future later), not on every request.
         let mut context = RequestContext {
             grpc: false,
             scheme: Scheme::Unknown,
@@ -114,7 +114,7 @@ where
         // key is known, so it is neither scanned nor hashed again.
         let recalled = peer.memo.and_then(|memo| memo.recall(raw));
         let presented = match &recalled {
-            Some((token, key)) => PresentedToken::new(token, certificate.as_ref()).with_key(*key),
+            Some(held) => PresentedToken::recalled(held, certificate.as_ref()),
             None => match b64token(raw) {
                 Ok(token) => {
                     PresentedToken::new(token, certificate.as_ref()).remembered_by(peer.memo)
@@ -171,7 +171,6 @@ where
         }
         // Take the service that was driven to readiness and leave a clone in its place
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
-        context.grpc = is_grpc(request.headers());
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::validating(
