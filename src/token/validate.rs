@@ -229,8 +229,8 @@ mod tests {
         let memo = KeyMemo::default();
         let presented = PresentedToken::new("abc", None).remembered_by(Some(&memo));
         assert!(presented.key() == TokenKey::of("abc"));
-        let (held, key) = memo.recall(b"abc").expect("remembered");
-        assert_eq!(&*held, "abc");
-        assert!(key == TokenKey::of("abc"));
+        let held = memo.recall(b"abc").expect("remembered");
+        assert_eq!(held.token(), "abc");
+        assert!(held.key() == TokenKey::of("abc"));
     }
 }
