@@ -14,7 +14,7 @@ use super::{
     count_response, metrics_scheme, CertificateSource, RequestContext, Settings, DPOP_NONCE,
 };
 use crate::certificate::ClientCertificate;
-use crate::challenge::RejectionResponse;
+use crate::challenge::{is_grpc, RejectionResponse};
 use crate::dpop::{replay_outcome, ReplayFuture, VerifiedProof};
 use crate::error::AuthError;
 use crate::metrics;
@@ -38,21 +38,29 @@ pin_project! {
     }
 }
 
+/// The request while its token is validated (or its proof's jti recorded), with the inner
+/// service and what the layer checked. Boxed: the response future stays the size of the inner
+/// service's future plus a few words, since futures are moved whole (into the connection's
+/// state, into a task on HTTP/2) and a cache hit, decided in `call`, never parks anything
+/// (BENCHMARKS.md, issue 26).
+struct Parked<S, ReqBody> {
+    request: Request<ReqBody>,
+    inner: S,
+    checked: Checked,
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<VF, S, ReqBody, F> {
         Validating {
             #[pin]
             validation: VF,
-            request: Option<Request<ReqBody>>,
-            inner: Option<S>,
-            checked: Checked,
+            parked: Option<Box<Parked<S, ReqBody>>>,
         },
         // Every check passed; the proof's jti is being recorded.
         Recording {
             replay: ReplayFuture,
-            request: Option<Request<ReqBody>>,
-            inner: Option<S>,
+            parked: Option<Box<Parked<S, ReqBody>>>,
             token: Option<AccessToken>,
             nonce: bool,
         },
@@ -60,7 +68,7 @@ pin_project! {
             #[pin]
             future: F,
             // A fresh DPoP nonce for the response (the proof's was of the previous step).
-            nonce: Option<HeaderValue>,
+            nonce: Option<Box<HeaderValue>>,
         },
         Rejected {
             error: Option<AuthError>,
@@ -81,9 +89,23 @@ impl<VF, S, ReqBody, F, R> ResponseFuture<VF, S, ReqBody, F, R> {
         Self {
             state: State::Validating {
                 validation,
-                request: Some(request),
-                inner: Some(inner),
-                checked,
+                parked: Some(Box::new(Parked {
+                    request,
+                    inner,
+                    checked,
+                })),
+            },
+            settings,
+            context,
+        }
+    }
+
+    /// Every check passed already (in the service's `call`): the inner service's future.
+    pub(crate) fn calling(future: F, settings: Arc<Settings<R>>, context: RequestContext) -> Self {
+        Self {
+            state: State::Calling {
+                future,
+                nonce: None,
             },
             settings,
             context,
@@ -131,62 +153,69 @@ where
         let mut this = self.project();
         loop {
             let rejection = match this.state.as_mut().project() {
-                StateProj::Validating {
-                    validation,
-                    request,
-                    inner,
-                    checked,
-                } => {
-                    let result = ready!(validation.poll(cx)).and_then(|token| {
-                        this.settings
-                            .policy
-                            .authorize(
-                                &token,
-                                checked.certificate.as_ref(),
-                                checked.source,
-                                checked.proof.as_ref().map(|(proof, _)| proof),
-                            )
-                            .map(|()| token)
-                    });
-                    match (result, request.take(), inner.take()) {
-                        (Ok(token), Some(request), Some(inner)) => {
-                            // The jti is recorded only now that everything else passed.
-                            let next = match (&checked.proof, &this.settings.policy.dpop) {
-                                (Some((proof, nonce)), Some(dpop)) => State::Recording {
-                                    replay: dpop.record_future(proof),
-                                    request: Some(request),
-                                    inner: Some(inner),
-                                    token: Some(token),
-                                    nonce: *nonce,
-                                },
-                                _ => call(inner, request, token, None),
-                            };
-                            this.state.set(next);
-                            continue;
+                StateProj::Validating { validation, parked } => {
+                    let outcome = ready!(validation.poll(cx));
+                    match parked.take() {
+                        Some(mut parked) => {
+                            let checked = &parked.checked;
+                            let result = outcome.and_then(|token| {
+                                this.settings
+                                    .policy
+                                    .authorize(
+                                        &token,
+                                        checked.certificate.as_ref(),
+                                        checked.source,
+                                        checked.proof.as_ref().map(|(proof, _)| proof),
+                                    )
+                                    .map(|()| token)
+                            });
+                            match result {
+                                Ok(token) => {
+                                    // The jti is recorded only now that everything else passed.
+                                    let proof = parked.checked.proof.take();
+                                    let next = match (proof, &this.settings.policy.dpop) {
+                                        (Some((proof, nonce)), Some(dpop)) => State::Recording {
+                                            replay: dpop.record_future(&proof),
+                                            parked: Some(parked),
+                                            token: Some(token),
+                                            nonce,
+                                        },
+                                        _ => call(*parked, token, None),
+                                    };
+                                    this.state.set(next);
+                                    continue;
+                                }
+                                Err(error) => {
+                                    this.context.grpc = is_grpc(parked.request.headers());
+                                    error
+                                }
+                            }
                         }
-                        (Err(error), _, _) => error,
-                        // Unreachable: the state is left as soon as they are taken.
-                        _ => AuthError::polled_after_completion(),
+                        // Unreachable: the state is left as soon as it is taken.
+                        None => AuthError::polled_after_completion(),
                     }
                 }
                 StateProj::Recording {
                     replay,
-                    request,
-                    inner,
+                    parked,
                     token,
                     nonce,
                 } => {
                     let outcome = replay_outcome(ready!(Pin::new(replay).poll(cx)));
-                    match (outcome, request.take(), inner.take(), token.take()) {
-                        (Ok(()), Some(request), Some(inner), Some(token)) => {
+                    match (outcome, parked.take(), token.take()) {
+                        (Ok(()), Some(parked), Some(token)) => {
                             let nonce = match (*nonce, &this.settings.policy.dpop) {
-                                (true, Some(dpop)) => dpop.nonce_header(),
+                                (true, Some(dpop)) => dpop.nonce_header().map(Box::new),
                                 _ => None,
                             };
-                            this.state.set(call(inner, request, token, nonce));
+                            this.state.set(call(*parked, token, nonce));
                             continue;
                         }
-                        (Err(error), _, _, _) => error,
+                        (Err(error), Some(parked), _) => {
+                            this.context.grpc = is_grpc(parked.request.headers());
+                            error
+                        }
+                        (Err(error), None, _) => error,
                         _ => AuthError::polled_after_completion(),
                     }
                 }
@@ -194,7 +223,7 @@ where
                     let mut output = ready!(future.poll(cx));
                     count_response(&output, this.context.scheme);
                     if let (Ok(response), Some(nonce)) = (&mut output, nonce.take()) {
-                        response.headers_mut().insert(DPOP_NONCE.clone(), nonce);
+                        response.headers_mut().insert(DPOP_NONCE.clone(), *nonce);
                     }
                     this.state.set(State::Done);
                     return Poll::Ready(output);
@@ -213,14 +242,18 @@ where
 
 /// Hands the request, with its validated token, to the inner service.
 fn call<VF, S, ReqBody, F>(
-    mut inner: S,
-    mut request: Request<ReqBody>,
+    parked: Parked<S, ReqBody>,
     token: AccessToken,
-    nonce: Option<HeaderValue>,
+    nonce: Option<Box<HeaderValue>>,
 ) -> State<VF, S, ReqBody, F>
 where
     S: Service<Request<ReqBody>, Future = F>,
 {
+    let Parked {
+        mut request,
+        mut inner,
+        ..
+    } = parked;
     request.extensions_mut().insert(token);
     State::Calling {
         future: inner.call(request),

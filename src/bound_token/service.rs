@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +12,7 @@ use super::{CertificateSource, RequestContext, Settings};
 use crate::certificate::{lookup, CertificateLookup};
 use crate::challenge::{is_grpc, RejectionResponse, Scheme};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::token::{PresentedToken, ValidateToken};
+use crate::token::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 
 /// Middleware that lets a request through only with a valid access token bound to the
 /// connection's client certificate. Built by [`BoundTokenLayer`](crate::BoundTokenLayer).
@@ -70,10 +71,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let settings = Arc::clone(&self.settings);
+        // Whether the request is a gRPC call matters only to a rejection: it is read then
+        // (`refuse` here, the response future later), not on every request.
         let mut context = RequestContext {
-            grpc: is_grpc(request.headers()),
+            grpc: false,
             scheme: Scheme::Unknown,
         };
         let dpop = settings.policy.dpop.as_ref();
@@ -89,7 +92,7 @@ where
                     AuthErrorKind::Misconfigured,
                     "no client certificate source: serve with certbound::serve or serve_plain, axum-server or tonic TLS, or insert ClientCertificate",
                 );
-                return ResponseFuture::rejected(error, settings, context);
+                return refuse(&request, error, settings, context);
             }
         };
         let raw = match credentials(
@@ -104,19 +107,19 @@ where
             }
             Err((scheme, error)) => {
                 context.scheme = scheme;
-                return ResponseFuture::rejected(error, settings, context);
+                return refuse(&request, error, settings, context);
             }
         };
         // The token this connection presented last: its syntax was checked then and its cache
         // key is known, so it is neither scanned nor hashed again.
         let recalled = peer.memo.and_then(|memo| memo.recall(raw));
         let presented = match &recalled {
-            Some((token, key)) => PresentedToken::new(token, certificate.as_ref()).with_key(*key),
+            Some(held) => PresentedToken::recalled(held, certificate.as_ref()),
             None => match b64token(raw) {
                 Ok(token) => {
                     PresentedToken::new(token, certificate.as_ref()).remembered_by(peer.memo)
                 }
-                Err(error) => return ResponseFuture::rejected(error, settings, context),
+                Err(error) => return refuse(&request, error, settings, context),
             },
         };
         // RFC 9449 §4.3: the proof is checked before the token (it is local work, and a bad
@@ -129,7 +132,7 @@ where
                         AuthErrorKind::InvalidDpopProof,
                         "the request has no authority to check the proof's htu against",
                     );
-                    return ResponseFuture::rejected(error, settings, context);
+                    return refuse(&request, error, settings, context);
                 };
                 let checked = dpop.check(
                     request.headers(),
@@ -139,12 +142,33 @@ where
                 );
                 match checked {
                     Ok(proof) => (presented.with_key(key), Some(proof)),
-                    Err(error) => return ResponseFuture::rejected(error, settings, context),
+                    Err(error) => return refuse(&request, error, settings, context),
                 }
             }
             _ => (presented, None),
         };
-        let validation = self.validator.validate_presented(presented);
+        let mut validation = self.validator.validate_presented(presented);
+        // The answer at hand (a cache hit) and no proof's jti to record: every check is done
+        // here and the request goes straight to the inner service, never parked in this
+        // layer's future (moving it in and out again was most of the layer's cost on a cache
+        // hit; BENCHMARKS.md, issue 26).
+        if proof.is_none() {
+            if let Some(result) = settled(&mut validation) {
+                let authorized = result.and_then(|token| {
+                    settings
+                        .policy
+                        .authorize(&token, certificate.as_ref(), source, None)
+                        .map(|()| token)
+                });
+                return match authorized {
+                    Ok(token) => {
+                        request.extensions_mut().insert(token);
+                        ResponseFuture::calling(self.inner.call(request), settings, context)
+                    }
+                    Err(error) => refuse(&request, error, settings, context),
+                };
+            }
+        }
         // Take the service that was driven to readiness and leave a clone in its place
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
         let clone = self.inner.clone();
@@ -162,4 +186,24 @@ where
             context,
         )
     }
+}
+
+/// The validation's result when it is at hand already, without polling: certbound's own
+/// validators answer a cache hit with a ready [`TokenFuture`]. Any other future (a custom
+/// validator's) is polled as usual.
+fn settled<F: Any>(validation: &mut F) -> Option<Result<AccessToken, crate::error::AuthError>> {
+    (validation as &mut dyn Any)
+        .downcast_mut::<TokenFuture>()?
+        .take_ready()
+}
+
+/// The future answering `error`, in the request's kind (gRPC or not).
+fn refuse<B, VF, S, F, R>(
+    request: &Request<B>,
+    error: crate::error::AuthError,
+    settings: Arc<Settings<R>>,
+    mut context: RequestContext,
+) -> ResponseFuture<VF, S, B, F, R> {
+    context.grpc = is_grpc(request.headers());
+    ResponseFuture::rejected(error, settings, context)
 }

@@ -41,6 +41,13 @@ pub(crate) struct Peer<'a> {
 pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
     let connection = extensions.get::<ConnectionInfo>();
     let memo = connection.map(ConnectionInfo::memo);
+    // The common case: certbound's acceptor, no proxy, nothing inserted by hand. With the
+    // connection the only extension, the sources that take precedence cannot be there: their
+    // two look-ups are skipped (issue 26: ~80 instructions of a cache hit's ~1 000).
+    if let (Some(connection), 1) = (connection, extensions.len()) {
+        let certificate = CertificateLookup::of(connection.client_certificate().cloned());
+        return Peer { certificate, memo };
+    }
     // Precedence: a trusted proxy's word, a hand-inserted certificate, the acceptor's
     // connection, then the framework adapters.
     let certificate = if let Some(found) = forwarded(extensions) {

@@ -176,9 +176,14 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
 
     /// The cached value for `key`, if it is still alive.
     pub(crate) fn get(&self, key: &TokenKey) -> Option<T> {
+        self.get_until(key).map(|(value, _)| value)
+    }
+
+    /// The cached value for `key`, if it is still alive, with the deadline of its entry.
+    pub(crate) fn get_until(&self, key: &TokenKey) -> Option<(T, Instant)> {
         let entry = self.table.get(key)?;
         if Instant::now() < entry.until {
-            return Some(entry.value);
+            return Some((entry.value, entry.until));
         }
         self.forget_expired(key);
         None

@@ -1,6 +1,7 @@
 //! [`TokenKey`], the key certbound's caches use for a token (never the token itself), and
 //! [`KeyMemo`], a connection's memory of the last token it presented and its key.
 
+use std::any::Any;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -112,15 +113,51 @@ impl Hash for TokenKey {
 /// the certificate's private key. Under contention (HTTP/2 streams of one connection in
 /// parallel) it is bypassed, never waited for.
 #[derive(Default)]
-pub(crate) struct KeyMemo(RwLock<Option<(Arc<str>, TokenKey)>>);
+pub(crate) struct KeyMemo(RwLock<Option<Arc<Held>>>);
+
+/// The token a connection presented last, its key, and what a validator made of it.
+pub(crate) struct Held {
+    token: Box<str>,
+    key: TokenKey,
+    /// The validator's verdict on this very token, for the connection's next requests: set at
+    /// most once (by the first validator that remembers something), read without a lock. Its
+    /// validator checks on every use that it still holds (lifetime, keys); see
+    /// [`PresentedToken::remembered`](crate::token::PresentedToken).
+    verdict: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Held {
+    /// The token (a well-formed b64token).
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Its key.
+    pub(crate) fn key(&self) -> TokenKey {
+        self.key
+    }
+
+    /// What a validator remembered of the token, if it was a `T`.
+    pub(crate) fn verdict<T: Any>(&self) -> Option<&T> {
+        self.verdict.get()?.downcast_ref()
+    }
+
+    /// Remembers `make()` for the token, unless something is remembered already.
+    pub(crate) fn remember<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) {
+        if self.verdict.get().is_none() {
+            // Another request of the connection may have been first: then its verdict stays.
+            let _ = self.verdict.set(Box::new(make()));
+        }
+    }
+}
 
 impl KeyMemo {
-    /// The token held and its key, if `token` is that token (so it is a well-formed b64token,
-    /// and the returned string is it, already known to be UTF-8).
-    pub(crate) fn recall(&self, token: &[u8]) -> Option<(Arc<str>, TokenKey)> {
+    /// The token held, if `token` is that token (so it is a well-formed b64token, already known
+    /// to be UTF-8, and its key is known).
+    pub(crate) fn recall(&self, token: &[u8]) -> Option<Arc<Held>> {
         let last = self.0.try_read().ok()?;
-        let (held, key) = last.as_ref()?;
-        crate::support::ct::eq(held.as_bytes(), token).then(|| (Arc::clone(held), *key))
+        let held = last.as_ref()?;
+        crate::support::ct::eq(held.token.as_bytes(), token).then(|| Arc::clone(held))
     }
 
     /// The key of `token`, from the memo when it is the last token seen, else hashed (and then
@@ -137,13 +174,17 @@ impl KeyMemo {
         token: &str,
         compute: impl FnOnce(&str) -> (TokenKey, T),
     ) -> (TokenKey, Option<T>) {
-        if let Some((_, key)) = self.recall(token.as_bytes()) {
-            return (key, None);
+        if let Some(held) = self.recall(token.as_bytes()) {
+            return (held.key, None);
         }
         let (key, more) = compute(token);
         if crate::support::encoding::is_b64token(token.as_bytes()) {
             if let Ok(mut last) = self.0.try_write() {
-                *last = Some((Arc::from(token), key));
+                *last = Some(Arc::new(Held {
+                    token: Box::from(token),
+                    key,
+                    verdict: OnceLock::new(),
+                }));
             }
         }
         (key, Some(more))
@@ -168,8 +209,8 @@ mod tests {
         assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
         assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
         assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
-        let (held, key) = memo.recall(b"abc").expect("held");
-        assert!(&*held == "abc" && key == TokenKey::of("abc"));
+        let held = memo.recall(b"abc").expect("held");
+        assert!(held.token() == "abc" && held.key() == TokenKey::of("abc"));
         assert!(memo.recall(b"abd").is_none());
         // Only b64tokens are held: the layer skips the syntax check for the token held.
         assert!(memo.key("a,c") == TokenKey::of("a,c"));
@@ -197,5 +238,31 @@ mod tests {
         // From the memo: nothing more computed.
         let (key, signed) = memo.key_and("a.b.c", TokenKey::of_jws);
         assert!(key == TokenKey::of("a.b.c") && signed.is_none());
+    }
+
+    #[test]
+    fn a_verdict_is_remembered_once_per_token_and_forgotten_with_it() {
+        let memo = KeyMemo::default();
+        memo.key("abc");
+        let held = memo.recall(b"abc").expect("held");
+        assert!(held.verdict::<u32>().is_none());
+        held.remember(|| 7u32);
+        held.remember(|| 8u32);
+        assert_eq!(held.verdict::<u32>(), Some(&7), "the first verdict stays");
+        assert!(held.verdict::<u64>().is_none(), "another type is not it");
+        let again = memo.recall(b"abc").expect("held");
+        assert_eq!(again.verdict::<u32>(), Some(&7), "the next request sees it");
+        memo.key("abd");
+        let other = memo.recall(b"abd").expect("held");
+        assert!(
+            other.verdict::<u32>().is_none(),
+            "a new token starts with none"
+        );
+        memo.key("abc");
+        let back = memo.recall(b"abc").expect("held");
+        assert!(
+            back.verdict::<u32>().is_none(),
+            "nor does a token seen before it"
+        );
     }
 }

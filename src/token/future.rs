@@ -32,6 +32,16 @@ impl TokenFuture {
     ) -> Self {
         Self(State::Fetching(Box::pin(future)))
     }
+
+    /// The result, if it is at hand without polling (then the future is complete, and polling
+    /// it again is answered as any poll after completion). The layer uses it to finish a cache
+    /// hit in its `call`, without parking the request in its own future first.
+    pub(crate) fn take_ready(&mut self) -> Option<Result<AccessToken, AuthError>> {
+        match &mut self.0 {
+            State::Ready(result) => result.take(),
+            State::Fetching(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for TokenFuture {

@@ -7,7 +7,7 @@ use super::AccessToken;
 use crate::certificate::ClientCertificate;
 use crate::error::AuthError;
 use crate::readiness::ReadyFuture;
-use crate::support::token_key::{KeyMemo, SigningDigest, TokenKey};
+use crate::support::token_key::{Held, KeyMemo, SigningDigest, TokenKey};
 
 /// Turns an access token into a validated [`AccessToken`].
 ///
@@ -108,6 +108,8 @@ pub struct PresentedToken<'a> {
     key: Option<TokenKey>,
     /// The connection's memo, which learns the key once it is computed.
     memo: Option<&'a KeyMemo>,
+    /// The memo's entry for this very token, when the connection presented it last time.
+    held: Option<&'a Held>,
 }
 
 impl<'a> PresentedToken<'a> {
@@ -118,6 +120,7 @@ impl<'a> PresentedToken<'a> {
             certificate,
             key: None,
             memo: None,
+            held: None,
         }
     }
 
@@ -128,6 +131,29 @@ impl<'a> PresentedToken<'a> {
         Self {
             key: Some(key),
             ..self
+        }
+    }
+
+    /// The token the connection presented last time, again: its key is known, and what a
+    /// validator remembered of it is at hand.
+    pub(crate) fn recalled(held: &'a Held, certificate: Option<&'a ClientCertificate>) -> Self {
+        Self {
+            held: Some(held),
+            ..Self::new(held.token(), certificate).with_key(held.key())
+        }
+    }
+
+    /// What a validator remembered of this token on this connection (see
+    /// [`remember`](Self::remember)), if it is a `T`. The validator checks that it still holds.
+    pub(crate) fn remembered<T: std::any::Any>(&self) -> Option<&'a T> {
+        self.held?.verdict()
+    }
+
+    /// Remembers `make()` for this token on this connection (when the connection presented it
+    /// last time too, and nothing is remembered yet), for its next requests.
+    pub(crate) fn remember<T: std::any::Any + Send + Sync>(&self, make: impl FnOnce() -> T) {
+        if let Some(held) = self.held {
+            held.remember(make);
         }
     }
 
@@ -216,8 +242,8 @@ mod tests {
         let memo = KeyMemo::default();
         let presented = PresentedToken::new("abc", None).remembered_by(Some(&memo));
         assert!(presented.key() == TokenKey::of("abc"));
-        let (held, key) = memo.recall(b"abc").expect("remembered");
-        assert_eq!(&*held, "abc");
-        assert!(key == TokenKey::of("abc"));
+        let held = memo.recall(b"abc").expect("remembered");
+        assert_eq!(held.token(), "abc");
+        assert!(held.key() == TokenKey::of("abc"));
     }
 }

@@ -148,14 +148,24 @@ async fn signatures_are_verified_once_per_token_and_key_removal_ends_reuse() {
         "racers share one verification"
     );
 
+    // A keep-alive connection presenting the k1 token again and again: from its third request
+    // on, the connection remembers the cache hit itself.
+    let keeper = https_client(&pki.ca_der(), Some(&alice));
+    for _ in 0..3 {
+        assert_eq!(get_with_token(&keeper, &url, &token).await.status(), 200);
+    }
+
     // The authorization server drops k1 for k2. A k2 token makes the server refresh its keys;
-    // from then on the cached k1 token is not reused: it is verified again and refused.
+    // from then on the cached k1 token is not reused: it is verified again and refused, on
+    // another connection and on the one that remembered it.
     jwks_server.set_jwks(jwks(&[&k2]));
     let rotated = k2.sign(&claims_bound_to(&alice.x5t_s256()));
     assert_eq!(
         get_with_token(&as_alice, &url, &rotated).await.status(),
         200
     );
+    let response = get_with_token(&keeper, &url, &token).await;
+    assert_invalid_token(&response, &token, "unknown signing key");
     let response = get_with_token(&as_alice, &url, &token).await;
     assert_invalid_token(&response, &token, "unknown signing key");
 

@@ -100,6 +100,13 @@ pub(in crate::token) struct Verified {
     route: Option<Route>,
 }
 
+/// A cache hit remembered by the connection that presented the token (see
+/// [`PresentedToken::remembered`]), with its cache entry's deadline.
+struct Remembered {
+    verified: Verified,
+    until: tokio::time::Instant,
+}
+
 /// How a token in a shared cache was routed: the set's epoch at the time (it changes with
 /// every change of the set), the validator (weakly: the cache must not keep a removed one
 /// alive), and when a resolved issuer's time is up.
@@ -287,11 +294,27 @@ impl ValidateToken for JwtValidator {
         let Some(cache) = &self.0.cache else {
             return self.validate_uncached(token);
         };
+        // This very token validated on this connection before (its last requests): no shared
+        // cache look-up, only what a hit checks (lifetime, keys). BENCHMARKS.md, issue 26.
+        if let Some(hit) = presented.remembered::<Remembered>() {
+            if hit.verified.validator == self.0.id
+                && tokio::time::Instant::now() < hit.until
+                && self.still_trusted(&hit.verified)
+            {
+                metrics::token_cache(true);
+                return TokenFuture::ready(Ok(hit.verified.token.clone()));
+            }
+        }
         let (key, signed) = presented.key_and_signing_digest();
-        if let Some(hit) = cache.get(&key) {
+        if let Some((hit, until)) = cache.get_until(&key) {
             if self.still_trusted(&hit) {
                 metrics::token_cache(true);
-                return TokenFuture::ready(Ok(hit.token));
+                let token = hit.token.clone();
+                presented.remember(|| Remembered {
+                    verified: hit,
+                    until,
+                });
+                return TokenFuture::ready(Ok(token));
             }
             // The key that verified it left the key set: verify again (and fail, most likely).
             cache.remove(&key);
