@@ -6,11 +6,14 @@
 //! (oversubscription: 4 threads on 2 cores take twice the wall time), so read the figures
 //! against the number of cores (BENCHMARKS.md, "Scale (issue 26)").
 //!
-//! - `token_cache_hit/{shared,own}/N`: `JwtValidator::validate` of tokens validated before
+//! Groups `threads_N`, each with:
+//! - `independent_sha256`: the control, work that shares nothing (see `contention`).
+//! - `token_cache_hit_{shared,own}`: `JwtValidator::validate` of tokens validated before
 //!   (static keys): every thread the same token, or each its own.
-//! - `token_cache_miss/{hs256,es256}/N`: the same with the cache off: key look-up (not
-//!   reachable alone through the public API) plus the signature, which dominates.
-//! - `replay_insert/N`: `MemoryReplayStore::record` of new keys, each thread its own.
+//! - `uncached_{hs256,es256}`: the same with the cache off: the key look-up (not reachable
+//!   alone through the public API; with static keys it takes no lock) plus the signature,
+//!   which dominates.
+//! - `replay_insert`: `MemoryReplayStore::record` of new keys, each thread its own.
 //!
 //! Run: `cargo bench --bench contention -- --warm-up-time 1 --measurement-time 3`
 
@@ -27,9 +30,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use certbound::dpop::{DpopKey, MemoryReplayStore, ReplayKey, ReplayStore};
 use certbound::{JwtValidator, ValidateToken};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use sha2::{Digest as _, Sha256};
 use support::block_on_ready;
 
 const ISS: &str = "https://as.example";
@@ -113,50 +117,22 @@ fn validate(validator: &JwtValidator, token: &str) {
     black_box(token);
 }
 
-fn token_cache_hit(c: &mut Criterion) {
+/// One group per thread count, every case in each (interleaved: the machine's other load
+/// drifts over a run, and the cases of one thread count are compared with each other).
+fn contention(c: &mut Criterion) {
     support::install_jose_default();
-    let (validator, key) = hs256(true);
-    let tokens: Vec<String> = (0..8)
-        .map(|t| sign(Algorithm::HS256, &key, &format!("user-{t}")))
+    let (cached, hs_key) = hs256(true);
+    let hs_tokens: Vec<String> = (0..8)
+        .map(|t| sign(Algorithm::HS256, &hs_key, &format!("user-{t}")))
         .collect();
-    for token in &tokens {
-        validate(&validator, token); // Now cached.
+    for token in &hs_tokens {
+        validate(&cached, token); // Now cached.
     }
-    let mut g = c.benchmark_group("token_cache_hit");
-    for threads in THREADS {
-        g.bench_with_input(BenchmarkId::new("shared", threads), &threads, |b, &n| {
-            b.iter_custom(|iters| concurrently(n, iters, |_, _| validate(&validator, &tokens[0])));
-        });
-        g.bench_with_input(BenchmarkId::new("own", threads), &threads, |b, &n| {
-            b.iter_custom(|iters| concurrently(n, iters, |t, _| validate(&validator, &tokens[t])));
-        });
-    }
-    g.finish();
-}
-
-fn token_cache_miss(c: &mut Criterion) {
-    support::install_jose_default();
-    let mut g = c.benchmark_group("token_cache_miss");
-    let fixtures = [
-        ("hs256", hs256(false), Algorithm::HS256),
-        ("es256", es256_uncached(), Algorithm::ES256),
-    ];
-    for (name, (validator, key), alg) in &fixtures {
-        let tokens: Vec<String> = (0..8)
-            .map(|t| sign(*alg, key, &format!("user-{t}")))
-            .collect();
-        for threads in THREADS {
-            g.bench_with_input(BenchmarkId::new(*name, threads), &threads, |b, &n| {
-                b.iter_custom(|iters| {
-                    concurrently(n, iters, |t, _| validate(validator, &tokens[t]))
-                });
-            });
-        }
-    }
-    g.finish();
-}
-
-fn replay_insert(c: &mut Criterion) {
+    let (hs_uncached, _) = hs256(false);
+    let (es_uncached, es_key) = es256_uncached();
+    let es_tokens: Vec<String> = (0..8)
+        .map(|t| sign(Algorithm::ES256, &es_key, &format!("user-{t}")))
+        .collect();
     // Short-lived entries (expired ones are purged as new ones come), a bound never reached.
     let store = MemoryReplayStore::new()
         .max_entries(64_000_000)
@@ -165,30 +141,60 @@ fn replay_insert(c: &mut Criterion) {
         .expect("key")
         .thumbprint();
     let ttl = Duration::from_secs(1);
-    let mut g = c.benchmark_group("replay_insert");
     let mut round = 0u64;
     for threads in THREADS {
-        g.bench_with_input(BenchmarkId::from_parameter(threads), &threads, |b, &n| {
+        let mut g = c.benchmark_group(format!("threads_{threads}"));
+        // The control: work of about a hit's size that shares nothing (a SHA-256 of the
+        // thread's own token). How it grows with threads is the machine (cores, other load);
+        // a case growing faster than it is contention.
+        g.bench_function("independent_sha256", |b| {
+            b.iter_custom(|iters| {
+                concurrently(threads, iters, |t, _| {
+                    black_box(Sha256::digest(black_box(hs_tokens[t].as_bytes())));
+                })
+            });
+        });
+        g.bench_function("token_cache_hit_shared", |b| {
+            b.iter_custom(|iters| {
+                concurrently(threads, iters, |_, _| validate(&cached, &hs_tokens[0]))
+            });
+        });
+        g.bench_function("token_cache_hit_own", |b| {
+            b.iter_custom(|iters| {
+                concurrently(threads, iters, |t, _| validate(&cached, &hs_tokens[t]))
+            });
+        });
+        g.bench_function("uncached_hs256", |b| {
+            b.iter_custom(|iters| {
+                concurrently(threads, iters, |t, _| validate(&hs_uncached, &hs_tokens[t]))
+            });
+        });
+        g.bench_function("uncached_es256", |b| {
+            b.iter_custom(|iters| {
+                concurrently(threads, iters, |t, _| validate(&es_uncached, &es_tokens[t]))
+            });
+        });
+        g.bench_function("replay_insert", |b| {
             b.iter_custom(|iters| {
                 round += 1;
                 let round = round;
                 // Keys made before the clock starts: only the insert is measured.
-                let keys: Vec<Vec<ReplayKey>> = (0..n)
+                let keys: Vec<Vec<ReplayKey>> = (0..threads)
                     .map(|t| {
                         (0..iters)
                             .map(|i| ReplayKey::new(&jkt, &format!("{round}-{t}-{i}")))
                             .collect()
                     })
                     .collect();
-                concurrently(n, iters, |t, i| {
+                concurrently(threads, iters, |t, i| {
                     let answer = block_on_ready(store.record(&keys[t][i as usize], ttl));
                     black_box(answer.expect("room in the store"));
                 })
             });
         });
+        g.finish();
     }
-    g.finish();
 }
 
-criterion_group!(benches, token_cache_hit, token_cache_miss, replay_insert);
+criterion_group!(benches, contention);
 criterion_main!(benches);
