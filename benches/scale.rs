@@ -12,6 +12,8 @@
 //! Timings are the median of 5 rounds (min–max beside). Tokens are HS256 (cheap to sign and
 //! fill; the hit path does not depend on the algorithm).
 //!
+//! `default:N`: N tokens into a validator with the default cache bounds (how many it keeps).
+//!
 //! Run: `cargo bench --bench scale` (one case: `SCALE_CASE=tokens:1000000 cargo bench --bench scale`)
 
 #![allow(clippy::disallowed_methods)] // jsonwebtoken::encode signs the fixtures.
@@ -78,8 +80,10 @@ fn validate(validator: &JwtValidator, token: &str) {
     black_box(token);
 }
 
-fn tokens(n: usize) {
-    let case = format!("tokens:{n}");
+/// `default_bounds`: the validator's default cache bounds (100 000 entries, 64 MiB) instead of
+/// room for all `n`: the random draws' hit rate is then the share of the tokens it kept.
+fn tokens(n: usize, default_bounds: bool) {
+    let case = format!("{}:{n}", if default_bounds { "default" } else { "tokens" });
     let rss_start = rss_mib();
     let key = EncodingKey::from_secret(SECRET);
     let now = SystemTime::now()
@@ -98,13 +102,17 @@ fn tokens(n: usize) {
         .collect();
     let rss_tokens = rss_mib();
     // Room for all of them (the default bound is 100 000 entries and 64 MiB).
-    let validator = JwtValidator::builder(ISS, AUD)
+    let builder = JwtValidator::builder(ISS, AUD)
         .algorithms([Algorithm::HS256])
-        .hmac_secret(SECRET)
-        .max_cache_entries(n as u64 * 2)
-        .max_cache_bytes((n as u64 * 2).saturating_mul(16 << 10))
-        .build()
-        .expect("validator");
+        .hmac_secret(SECRET);
+    let builder = if default_bounds {
+        builder
+    } else {
+        builder
+            .max_cache_entries(n as u64 * 2)
+            .max_cache_bytes((n as u64 * 2).saturating_mul(16 << 10))
+    };
+    let validator = builder.build().expect("validator");
     let fill = Instant::now();
     for token in &tokens {
         validate(&validator, token);
@@ -228,9 +236,10 @@ fn main() {
     support::install_jose_default();
     match std::env::var("SCALE_CASE") {
         Ok(case) => match case.split_once(':') {
-            Some(("tokens", n)) => tokens(n.parse().expect("a number of tokens")),
+            Some(("tokens", n)) => tokens(n.parse().expect("a number of tokens"), false),
+            Some(("default", n)) => tokens(n.parse().expect("a number of tokens"), true),
             Some(("replay", n)) => replay(n.parse().expect("a number of entries")),
-            _ => panic!("SCALE_CASE is tokens:N or replay:N"),
+            _ => panic!("SCALE_CASE is tokens:N, default:N or replay:N"),
         },
         Err(_) => {
             let me = std::env::current_exe().expect("this binary");
@@ -238,6 +247,7 @@ fn main() {
                 "tokens:10",
                 "tokens:10000",
                 "tokens:1000000",
+                "default:100000",
                 "replay:10",
                 "replay:10000",
                 "replay:1000000",
