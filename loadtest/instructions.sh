@@ -51,7 +51,7 @@ measure() { # variant duration
   local run="$out/$1-$2"
   mkdir -p "$run"
   LOAD_SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$run/callgrind.%p" \
-    ./loadtest/target/release/load --variants "$1" --protocols "${PROTOCOL:-h1}" \
+    ./loadtest/target/release/load --variants "$1" --protocols "${PROTOCOL:-h1}" ${POOL_RATE:+--pool-rate "$POOL_RATE"} \
     --connections "${CONNECTIONS:-16}" --rounds 1 --warmup 0.5 --duration "$2" --no-pin \
     >"$run/stdout" 2>"$run/stderr" || { cat "$run/stdout" "$run/stderr" >&2; exit 1; }
   local n total roles pid role ir

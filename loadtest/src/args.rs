@@ -99,7 +99,7 @@ impl Args {
         // The nginx variants (which need nginx and certbound-authz) only when named.
         let mut variants: Vec<Variant> = Variant::ALL
             .into_iter()
-            .filter(|v| v.proxy().is_none())
+            .filter(|v| !v.only_when_named())
             .collect();
         let mut server_threads = 1;
         let mut client_threads = None;

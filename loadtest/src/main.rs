@@ -82,6 +82,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tower::Layer as _;
 
+mod algorithms;
 mod args;
 mod client;
 mod grpc_check;
@@ -93,6 +94,7 @@ mod server;
 mod throughput;
 mod variants;
 
+use algorithms::*;
 use args::*;
 use client::*;
 use material::*;
