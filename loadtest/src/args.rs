@@ -16,7 +16,10 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
                            (nginx in front of an upstream, with auth_request to certbound-authz;
                            the workspace's target/release/certbound-authz or LOAD_AUTHZ_BIN);
                            nginx-authz-repeated-no-keepalive (a new connection per check);
-                           grpc-check-repeated (ext_authz Check requests to its gRPC listener)
+                           grpc-check-repeated (ext_authz Check requests to its gRPC listener);
+                           issue 26: distinct-rs256,distinct-eddsa,peer-distinct-rs256,
+                           peer-distinct-eddsa,huskarl-distinct-rs256,huskarl-distinct-eddsa,
+                           raw-verify-es256,raw-verify-rs256,raw-verify-eddsa,dpop-distinct
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)
@@ -99,7 +102,7 @@ impl Args {
         // The nginx variants (which need nginx and certbound-authz) only when named.
         let mut variants: Vec<Variant> = Variant::ALL
             .into_iter()
-            .filter(|v| v.proxy().is_none())
+            .filter(|v| !v.only_when_named())
             .collect();
         let mut server_threads = 1;
         let mut client_threads = None;

@@ -85,6 +85,9 @@ pub(crate) enum Tokens {
     /// One DPoP-bound token and pre-signed proofs, each used once; past the end, reused
     /// (counted and reported: the server refuses a replayed proof).
     Dpop(DpopToken, Arc<Vec<HeaderValue>>),
+    /// `dpop-distinct`: pre-signed (DPoP-bound token, proof) pairs, each pair used once; past
+    /// the end, reused (counted and reported).
+    DpopPairs(Arc<Vec<(HeaderValue, HeaderValue)>>),
     /// One DPoP-bound token, proofs signed on the fly by client `.1` (memory mode).
     DpopMint(DpopToken, Arc<Material>, usize),
 }
@@ -117,6 +120,14 @@ impl TokenCursor {
                 None,
             ),
             Tokens::Dpop(token, proofs) => (Some(token.authorization.clone()), Some(take(proofs))),
+            Tokens::DpopPairs(pairs) => {
+                if *next >= pairs.len() {
+                    stats.reused_tokens += 1;
+                }
+                let (token, proof) = pairs[*next % pairs.len()].clone();
+                *next += 1;
+                (Some(token), Some(proof))
+            }
             Tokens::DpopMint(token, material, client) => (
                 Some(token.authorization.clone()),
                 Some(material.clients[*client].dpop.proof(&token.ath)),
@@ -405,7 +416,7 @@ pub(crate) async fn preflight(
         return Ok(0);
     }
     expect("no token", no_token, StatusCode::UNAUTHORIZED)?;
-    if variant.workload() == Workload::Dpop {
+    if matches!(variant.workload(), Workload::Dpop | Workload::DpopDistinct) {
         let signer = &material.clients[0].dpop;
         let token = material.signer.mint_dpop(&signer.jkt);
         let proof = signer.proof(&token.ath);
@@ -422,7 +433,12 @@ pub(crate) async fn preflight(
         expect("replayed proof", status, StatusCode::UNAUTHORIZED)?;
         return Ok(2);
     }
-    let elsewhere = material.signer.mint(&URL_SAFE_NO_PAD.encode([0u8; 32]));
+    let signer = material.signer_for(variant.alg());
+    // A token that is bound to this connection's certificate but whose signature was altered.
+    let forged = corrupted(&signer.mint(&material.clients[0].x5t_s256));
+    let status = sender.send(request(Some(forged), None)).await?;
+    expect("corrupted signature", status, StatusCode::UNAUTHORIZED)?;
+    let elsewhere = signer.mint(&URL_SAFE_NO_PAD.encode([0u8; 32]));
     let status = sender.send(request(Some(elsewhere), None)).await?;
     let want = if kind.binds_certificates() {
         StatusCode::UNAUTHORIZED

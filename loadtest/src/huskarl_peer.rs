@@ -26,7 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519,
+    RSA_PKCS1_2048_8192_SHA256,
+};
 use certbound::ConnectionInfo;
 use http::{header, Request, Response, StatusCode, Uri};
 use huskarl_resource_server::core::crypto::verifier::{
@@ -60,16 +63,19 @@ pub(crate) async fn validator(
         } else {
             Arc::new(AwsLcPlatform)
         };
+    let jwks_text = jwks;
     let jwks: PublicJwks = serde_json::from_str::<Jwks>(jwks)?.into();
     let verifier: Arc<dyn JwsVerifier> =
         Arc::new(MultiKeyVerifier::from_jwks(&jwks, platform.as_ref()).await?);
+    // The access tokens' algorithm: the JWKS's one key's (ES256, or issue 26's RS256, EdDSA).
+    let alg = vec![crate::jwks_alg(jwks_text)?];
     let es256 = vec!["ES256".to_owned()];
     Ok(Rfc9068Validator::builder()
         .issuer(issuer)
         .audience(audience)
         .jws_verifier_factory(StaticJwks(verifier))
         .jws_verifier_platform(platform)
-        .allowed_signing_algorithms(es256.clone())
+        .allowed_signing_algorithms(alg)
         .allowed_dpop_signing_algorithms(es256)
         .clock_leeway(Duration::from_secs(60))
         .dpop_jti_checker(SeenJtis::default())
@@ -192,15 +198,72 @@ impl JwsVerifierPlatform for AwsLcPlatform {
                     kid: jwk.kid.clone(),
                 }) as Arc<dyn JwsVerifier>)
             }
-            _ => Err(CreateVerifierError::UnsupportedKey {
-                source: Error::new(RetryAdvice::No, "only P-256 keys (ES256)"),
-            }),
+            // Issue 26: RS256 and EdDSA, each key parsed once (`ParsedPublicKey`), the best an
+            // application's glue can do with aws-lc-rs.
+            PublicKey::Rsa(rsa) => RsaPublicKeyComponents {
+                n: &rsa.n,
+                e: &rsa.e,
+            }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .map(|key| {
+                Arc::new(AwsLcParsed {
+                    key,
+                    alg: "RS256",
+                    kid: jwk.kid.clone(),
+                }) as Arc<dyn JwsVerifier>
+            })
+            .map_err(|_| unsupported("RSA key rejected")),
+            PublicKey::Okp(okp) if okp.crv == "Ed25519" => ParsedPublicKey::new(&ED25519, &okp.x)
+                .map(|key| {
+                    Arc::new(AwsLcParsed {
+                        key,
+                        alg: "EdDSA",
+                        kid: jwk.kid.clone(),
+                    }) as Arc<dyn JwsVerifier>
+                })
+                .map_err(|_| unsupported("Ed25519 key rejected")),
+            _ => Err(unsupported(
+                "only P-256 (ES256), RSA (RS256) and Ed25519 (EdDSA) keys",
+            )),
         };
         Box::pin(async move { verifier })
     }
 
     fn supported_signature_algorithms(&self) -> &[&str] {
-        &["ES256"]
+        &["ES256", "RS256", "EdDSA"]
+    }
+}
+
+fn unsupported(message: &'static str) -> CreateVerifierError {
+    CreateVerifierError::UnsupportedKey {
+        source: Error::new(RetryAdvice::No, message),
+    }
+}
+
+/// RS256 or EdDSA verification with a key parsed once.
+#[derive(Debug)]
+struct AwsLcParsed {
+    key: ParsedPublicKey,
+    alg: &'static str,
+    kid: Option<String>,
+}
+
+impl JwsVerifier for AwsLcParsed {
+    fn key_match(&self, key_match: &KeyMatch<'_>) -> Option<KeyMatchStrength> {
+        key_match.strength_for(&[self.alg], self.kid.as_deref())
+    }
+
+    fn verify<'a>(
+        &'a self,
+        input: &'a [u8],
+        signature: &'a [u8],
+        _key_match: &'a KeyMatch<'a>,
+    ) -> MaybeSendBoxFuture<'a, Result<(), VerifyError>> {
+        let outcome = self
+            .key
+            .verify_sig(input, signature)
+            .map_err(|_| VerifyError::SignatureMismatch);
+        Box::pin(async move { outcome })
     }
 }
 

@@ -31,7 +31,12 @@
 //!   only when named): nginx terminating mTLS in front of a trivial upstream, without and with
 //!   `auth_request` to certbound-authz (see `proxied.rs`);
 //! - `grpc-check-repeated` (only when named): Envoy-shaped ext_authz `Check` requests to
-//!   certbound-authz's gRPC listener (see `grpc_check.rs`).
+//!   certbound-authz's gRPC listener (see `grpc_check.rs`);
+//! - issue 26 (only when named, see `algorithms.rs`): `distinct-rs256`, `distinct-eddsa` and
+//!   the peers' `peer-distinct-…`, `huskarl-distinct-…` (RS256 and EdDSA tokens);
+//!   `raw-verify-es256`, `raw-verify-rs256`, `raw-verify-eddsa` (the baseline plus one raw
+//!   aws-lc-rs verification of each token's signature: the limit of `distinct-…`);
+//!   `dpop-distinct` (a new DPoP-bound token and a new proof on every request).
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so
@@ -82,6 +87,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tower::Layer as _;
 
+mod algorithms;
 mod args;
 mod client;
 mod grpc_check;
@@ -93,6 +99,7 @@ mod server;
 mod throughput;
 mod variants;
 
+use algorithms::*;
 use args::*;
 use client::*;
 use material::*;

@@ -3,6 +3,7 @@
 use super::*;
 
 /// What the server child needs, sent to it as one JSON line on its stdin.
+#[derive(Clone)]
 pub(crate) struct ServerMaterial {
     pub(crate) ca_der: Vec<u8>,
     pub(crate) cert_der: Vec<u8>,
@@ -12,9 +13,24 @@ pub(crate) struct ServerMaterial {
     pub(crate) replay_max_entries: Option<usize>,
     /// `dpop-redis`: the redis-server this tool started.
     pub(crate) redis_url: Option<String>,
+    /// The JWKS of the RS256 and EdDSA signers (in the parent only: a child gets its
+    /// variant's JWKS as `jwks`, see [`ServerMaterial::for_alg`]).
+    pub(crate) jwks_rs256: String,
+    pub(crate) jwks_eddsa: String,
 }
 
 impl ServerMaterial {
+    /// The material of a server for `alg` tokens: `jwks` holds that algorithm's one key.
+    pub(crate) fn for_alg(&self, alg: Alg) -> ServerMaterial {
+        let mut material = self.clone();
+        match alg {
+            Alg::Es256 => {}
+            Alg::Rs256 => material.jwks = self.jwks_rs256.clone(),
+            Alg::EdDsa => material.jwks = self.jwks_eddsa.clone(),
+        }
+        material
+    }
+
     pub(crate) fn to_json_line(&self) -> String {
         let mut line = json!({
             "ca": STANDARD.encode(&self.ca_der),
@@ -46,6 +62,8 @@ impl ServerMaterial {
                 .as_u64()
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             redis_url: v["redis_url"].as_str().map(str::to_owned),
+            jwks_rs256: String::new(),
+            jwks_eddsa: String::new(),
         })
     }
 }
@@ -144,6 +162,19 @@ pub(crate) struct Material {
     pub(crate) server: ServerMaterial,
     pub(crate) clients: Vec<ClientIdentity>,
     pub(crate) signer: TokenSigner,
+    /// The RS256 (2048-bit RSA) and EdDSA (Ed25519) signers of issue 26's variants.
+    pub(crate) rs256: TokenSigner,
+    pub(crate) eddsa: TokenSigner,
+}
+
+impl Material {
+    pub(crate) fn signer_for(&self, alg: Alg) -> &TokenSigner {
+        match alg {
+            Alg::Es256 => &self.signer,
+            Alg::Rs256 => &self.rs256,
+            Alg::EdDsa => &self.eddsa,
+        }
+    }
 }
 
 pub(crate) fn dn(cn: &str) -> DistinguishedName {
@@ -201,6 +232,8 @@ impl Material {
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
             "y": URL_SAFE_NO_PAD.encode(&point[33..]),
         });
+        let (rs256, jwks_rs256) = new_signer(Alg::Rs256);
+        let (eddsa, jwks_eddsa) = new_signer(Alg::EdDsa);
         Material {
             server: ServerMaterial {
                 ca_der: ca_cert.der().to_vec(),
@@ -209,19 +242,26 @@ impl Material {
                 jwks: json!({ "keys": [jwk] }).to_string(),
                 replay_max_entries: None,
                 redis_url: None,
+                jwks_rs256,
+                jwks_eddsa,
             },
             clients,
             signer: TokenSigner {
                 key: EncodingKey::from_ec_der(&signing_key.serialize_der()),
+                alg: Alg::Es256,
                 serial: AtomicU64::new(0),
             },
+            rs256,
+            eddsa,
         }
     }
 }
 
-/// Mints ES256 access tokens (RFC 9068 shape) bound to a certificate thumbprint.
+/// Mints access tokens (RFC 9068 shape) bound to a certificate thumbprint: ES256, or issue
+/// 26's RS256 and EdDSA.
 pub(crate) struct TokenSigner {
     pub(crate) key: EncodingKey,
+    pub(crate) alg: Alg,
     /// Makes every token's `jti`, hence every token, unique.
     pub(crate) serial: AtomicU64,
 }
@@ -258,8 +298,8 @@ impl TokenSigner {
             "jti": format!("load-{}", self.serial.fetch_add(1, Ordering::Relaxed)),
             "cnf": cnf,
         });
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(KID.to_owned());
+        let mut header = Header::new(self.alg.jwt());
+        header.kid = Some(self.alg.kid().to_owned());
         header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(&header, &claims, &self.key).expect("token signs")
     }

@@ -60,7 +60,7 @@ impl UnderTest {
             None => UnderTest::Direct(ServerProcess::spawn(
                 variant.server(),
                 args.server_threads,
-                material,
+                &material.for_alg(variant.alg()),
             )?),
             Some(authz) => UnderTest::Proxied(Proxied::spawn(authz, args, material)?),
         };

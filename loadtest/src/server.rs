@@ -152,6 +152,12 @@ pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxErr
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
             ServerKind::Upstream => proxied::spawn_upstream(listener),
+            ServerKind::RawVerify => {
+                let key = Arc::new(parsed_key(&material.jwks)?);
+                let service =
+                    tower::service_fn(move |request| raw_verify(Arc::clone(&key), request));
+                tokio::spawn(certbound::serve(listener, tls, service).into_future());
+            }
             ServerKind::Huskarl => {
                 let validator = huskarl_peer::validator(&material.jwks, ISS, AUD).await?;
                 let service = huskarl_peer::HuskarlAuth::new(validator, handler);

@@ -21,11 +21,15 @@ pub(crate) fn micros(d: Duration) -> f64 {
 
 /// Distinct-token pools, one per client identity, sized so that no connection runs out at
 /// `rate` requests/s over warm-up plus duration.
-pub(crate) fn token_pools(args: &Args, material: &Material) -> Vec<Arc<Vec<HeaderValue>>> {
+pub(crate) fn token_pools(
+    args: &Args,
+    material: &Material,
+    alg: Alg,
+) -> Vec<Arc<Vec<HeaderValue>>> {
     if !args
         .variants
         .iter()
-        .any(|v| v.workload() == Workload::Distinct)
+        .any(|v| v.workload() == Workload::Distinct && v.alg() == alg)
     {
         return Vec::new();
     }
@@ -45,14 +49,15 @@ pub(crate) fn token_pools(args: &Args, material: &Material) -> Vec<Arc<Vec<Heade
                 .unwrap_or(0);
             Arc::new(
                 material
-                    .signer
+                    .signer_for(alg)
                     .mint_many(&material.clients[i].x5t_s256, need),
             )
         })
         .collect();
     let total: usize = pools.iter().map(|p| p.len()).sum();
     eprintln!(
-        "load: minted {total} distinct tokens in {:.1} s",
+        "load: minted {total} distinct {} tokens in {:.1} s",
+        alg.name(),
         started.elapsed().as_secs_f64()
     );
     pools
@@ -91,7 +96,7 @@ pub(crate) fn throughput(
     runtime: &tokio::runtime::Runtime,
     redis: Option<&RedisServer>,
 ) -> Result<Vec<Measured>, BoxError> {
-    let pools = token_pools(args, material);
+    let pools = Alg::ALL.map(|alg| token_pools(args, material, alg));
     let mut repeated: Vec<HeaderValue> = Vec::new();
     let max_conns = args.connections.iter().copied().max().unwrap_or(1);
     if args
@@ -125,9 +130,10 @@ pub(crate) fn throughput(
                             .map(|i| Tokens::Same(repeated[i].clone()))
                             .collect(),
                         Workload::Distinct => (0..connections)
-                            .map(|i| Tokens::Pool(Arc::clone(&pools[i])))
+                            .map(|i| Tokens::Pool(Arc::clone(&pools[variant.alg().index()][i])))
                             .collect(),
                         Workload::Dpop => proof_pools(args, material, &dpop_tokens, connections),
+                        Workload::DpopDistinct => dpop_pair_pools(args, material, connections),
                     };
                     let server = UnderTest::spawn(variant, args, &material.server)?;
                     if variant == Variant::DpopRedis {

@@ -1,5 +1,6 @@
 //! What is measured: the protocols, the variants and the server each runs, the workloads.
 
+use crate::algorithms::Alg;
 use crate::proxied::Proxy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,10 +50,24 @@ pub(crate) enum Variant {
     NginxAuthzRepeatedNoKeepalive,
     /// Envoy-shaped `Check` requests to certbound-authz's gRPC listener, the repeated workload.
     GrpcCheckRepeated,
+    /// Issue 26 (only when named, see `algorithms.rs`): `distinct` with RS256 and EdDSA tokens,
+    /// and the peers' equivalents.
+    DistinctRs256,
+    DistinctEddsa,
+    PeerDistinctRs256,
+    PeerDistinctEddsa,
+    HuskarlDistinctRs256,
+    HuskarlDistinctEddsa,
+    /// The baseline server plus one raw aws-lc-rs verification of each request's token.
+    RawVerifyEs256,
+    RawVerifyRs256,
+    RawVerifyEddsa,
+    /// `dpop` with a new token and a new proof on every request.
+    DpopDistinct,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 19] = [
+    pub(crate) const ALL: [Variant; 29] = [
         Variant::Baseline,
         Variant::Repeated,
         Variant::Distinct,
@@ -72,6 +87,16 @@ impl Variant {
         Variant::NginxAuthzDpop,
         Variant::NginxAuthzRepeatedNoKeepalive,
         Variant::GrpcCheckRepeated,
+        Variant::DistinctRs256,
+        Variant::DistinctEddsa,
+        Variant::PeerDistinctRs256,
+        Variant::PeerDistinctEddsa,
+        Variant::HuskarlDistinctRs256,
+        Variant::HuskarlDistinctEddsa,
+        Variant::RawVerifyEs256,
+        Variant::RawVerifyRs256,
+        Variant::RawVerifyEddsa,
+        Variant::DpopDistinct,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -95,6 +120,36 @@ impl Variant {
             Variant::NginxAuthzDpop => "nginx-authz-dpop",
             Variant::NginxAuthzRepeatedNoKeepalive => "nginx-authz-repeated-no-keepalive",
             Variant::GrpcCheckRepeated => "grpc-check-repeated",
+            Variant::DistinctRs256 => "distinct-rs256",
+            Variant::DistinctEddsa => "distinct-eddsa",
+            Variant::PeerDistinctRs256 => "peer-distinct-rs256",
+            Variant::PeerDistinctEddsa => "peer-distinct-eddsa",
+            Variant::HuskarlDistinctRs256 => "huskarl-distinct-rs256",
+            Variant::HuskarlDistinctEddsa => "huskarl-distinct-eddsa",
+            Variant::RawVerifyEs256 => "raw-verify-es256",
+            Variant::RawVerifyRs256 => "raw-verify-rs256",
+            Variant::RawVerifyEddsa => "raw-verify-eddsa",
+            Variant::DpopDistinct => "dpop-distinct",
+        }
+    }
+
+    /// Issue 26's variants: run only when named (`--variants`).
+    pub(crate) fn only_when_named(self) -> bool {
+        self.proxy().is_some() || self >= Variant::DistinctRs256
+    }
+
+    /// The signing algorithm of the variant's access tokens.
+    pub(crate) fn alg(self) -> Alg {
+        match self {
+            Variant::DistinctRs256
+            | Variant::PeerDistinctRs256
+            | Variant::HuskarlDistinctRs256
+            | Variant::RawVerifyRs256 => Alg::Rs256,
+            Variant::DistinctEddsa
+            | Variant::PeerDistinctEddsa
+            | Variant::HuskarlDistinctEddsa
+            | Variant::RawVerifyEddsa => Alg::EdDsa,
+            _ => Alg::Es256,
         }
     }
 
@@ -136,17 +191,27 @@ impl Variant {
             Variant::Baseline | Variant::Nginx => ServerKind::Plain,
             Variant::Repeated
             | Variant::Distinct
+            | Variant::DistinctRs256
+            | Variant::DistinctEddsa
             | Variant::NginxAuthzRepeated
             | Variant::NginxAuthzDistinct
             | Variant::NginxAuthzRepeatedNoKeepalive
             | Variant::GrpcCheckRepeated => ServerKind::Certbound,
             Variant::NginxAuthzDpop => ServerKind::CertboundDpop,
-            Variant::PeerRepeated | Variant::PeerDistinct => ServerKind::Peer,
-            Variant::Dpop => ServerKind::CertboundDpop,
-            Variant::DpopRedis => ServerKind::CertboundDpopRedis,
-            Variant::HuskarlRepeated | Variant::HuskarlDistinct | Variant::HuskarlDpop => {
-                ServerKind::Huskarl
+            Variant::PeerRepeated
+            | Variant::PeerDistinct
+            | Variant::PeerDistinctRs256
+            | Variant::PeerDistinctEddsa => ServerKind::Peer,
+            Variant::Dpop | Variant::DpopDistinct => ServerKind::CertboundDpop,
+            Variant::RawVerifyEs256 | Variant::RawVerifyRs256 | Variant::RawVerifyEddsa => {
+                ServerKind::RawVerify
             }
+            Variant::DpopRedis => ServerKind::CertboundDpopRedis,
+            Variant::HuskarlRepeated
+            | Variant::HuskarlDistinct
+            | Variant::HuskarlDistinctRs256
+            | Variant::HuskarlDistinctEddsa
+            | Variant::HuskarlDpop => ServerKind::Huskarl,
             Variant::Issuers1Distinct => ServerKind::Issuers1,
             Variant::Issuers1000Repeated | Variant::Issuers1000Distinct => ServerKind::Issuers1000,
         }
@@ -170,7 +235,17 @@ impl Variant {
             | Variant::HuskarlDistinct
             | Variant::Issuers1Distinct
             | Variant::Issuers1000Distinct
-            | Variant::NginxAuthzDistinct => Workload::Distinct,
+            | Variant::NginxAuthzDistinct
+            | Variant::DistinctRs256
+            | Variant::DistinctEddsa
+            | Variant::PeerDistinctRs256
+            | Variant::PeerDistinctEddsa
+            | Variant::HuskarlDistinctRs256
+            | Variant::HuskarlDistinctEddsa
+            | Variant::RawVerifyEs256
+            | Variant::RawVerifyRs256
+            | Variant::RawVerifyEddsa => Workload::Distinct,
+            Variant::DpopDistinct => Workload::DpopDistinct,
             Variant::Dpop | Variant::DpopRedis | Variant::HuskarlDpop | Variant::NginxAuthzDpop => {
                 Workload::Dpop
             }
@@ -192,10 +267,12 @@ pub(crate) enum ServerKind {
     Issuers1000,
     /// The trivial upstream behind nginx: plain HTTP/1.1, no TLS, no authentication.
     Upstream,
+    /// The plain server plus one raw aws-lc-rs verification of the token's signature (issue 26).
+    RawVerify,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [ServerKind; 9] = [
+    pub(crate) const ALL: [ServerKind; 10] = [
         ServerKind::Plain,
         ServerKind::Certbound,
         ServerKind::Peer,
@@ -205,6 +282,7 @@ impl ServerKind {
         ServerKind::Issuers1,
         ServerKind::Issuers1000,
         ServerKind::Upstream,
+        ServerKind::RawVerify,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -218,6 +296,7 @@ impl ServerKind {
             ServerKind::Issuers1 => "issuers1",
             ServerKind::Issuers1000 => "issuers1000",
             ServerKind::Upstream => "upstream",
+            ServerKind::RawVerify => "raw-verify",
         }
     }
 
@@ -232,7 +311,7 @@ impl ServerKind {
     pub(crate) fn binds_certificates(self) -> bool {
         !matches!(
             self,
-            ServerKind::Plain | ServerKind::Peer | ServerKind::Upstream
+            ServerKind::Plain | ServerKind::Peer | ServerKind::Upstream | ServerKind::RawVerify
         )
     }
 }
@@ -245,4 +324,6 @@ pub(crate) enum Workload {
     Distinct,
     /// The same DPoP-bound token on every request of a connection, a fresh proof each time.
     Dpop,
+    /// A new DPoP-bound token and a new proof on every request.
+    DpopDistinct,
 }
