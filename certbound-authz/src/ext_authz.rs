@@ -102,16 +102,16 @@ impl Frontend {
     ) -> CheckResponse {
         let started = Instant::now();
         let (answer, request_line, error) = self.decide(peer, check).await;
-        observe::decided(observe::Frontend::Grpc, answer.status(), started.elapsed());
-        if let Some(error) = error {
-            observe::refused(&observe::Refusal {
-                frontend: observe::Frontend::Grpc,
-                peer,
-                request: request_line.as_deref(),
-                status: answer.status(),
-                error,
-            });
-        }
+        let status = answer.status();
+        let frontend = observe::Frontend::Grpc;
+        observe::record(
+            frontend,
+            peer,
+            started,
+            status,
+            request_line.as_deref(),
+            error,
+        );
         response(&self.identity, answer).await
     }
 

@@ -92,16 +92,9 @@ pub(crate) async fn answer(frontend: &Frontend, request: Request<()>) -> Answer 
         .get::<ConnectionInfo>()
         .map(ConnectionInfo::remote_addr);
     let (answer, request_line, error) = decide(frontend, peer, request).await;
-    observe::decided(observe::Frontend::Http, answer.status(), started.elapsed());
-    if let Some(error) = error {
-        observe::refused(&observe::Refusal {
-            frontend: observe::Frontend::Http,
-            peer,
-            request: request_line.as_deref(),
-            status: answer.status(),
-            error,
-        });
-    }
+    let status = answer.status();
+    let http = observe::Frontend::Http;
+    observe::record(http, peer, started, status, request_line.as_deref(), error);
     shape(frontend.profile, answer)
 }
 

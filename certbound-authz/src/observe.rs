@@ -76,6 +76,28 @@ pub(crate) fn decided(frontend: Frontend, status: StatusCode, elapsed: Duration)
         .record(elapsed.as_secs_f64());
 }
 
+/// Records one finished check of `frontend` from `peer`, begun at `started`: its decision
+/// sample and, when `error` says it was refused, its line (`request` as the proxy described it).
+pub(crate) fn record(
+    frontend: Frontend,
+    peer: Option<SocketAddr>,
+    started: std::time::Instant,
+    status: StatusCode,
+    request: Option<&str>,
+    error: Option<&str>,
+) {
+    decided(frontend, status, started.elapsed());
+    if let Some(error) = error {
+        refused(&Refusal {
+            frontend,
+            peer,
+            request,
+            status,
+            error,
+        });
+    }
+}
+
 /// Records a check refused because its peer is untrusted (its decision is recorded apart).
 pub(crate) fn untrusted(frontend: Frontend) {
     metrics::counter!(UNTRUSTED, "frontend" => frontend.label()).increment(1);
