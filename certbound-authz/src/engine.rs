@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use certbound::dpop::{Dpop, DpopNonces, MemoryReplayStore};
+use certbound::forwarded::IpRange;
 use certbound::token::Binding;
 use certbound::{
     AccessToken, BoundTokenLayer, ClientCertificate, ConnectionInfo, IntrospectionValidator,
@@ -47,6 +48,19 @@ pub(crate) struct Facts {
     pub(crate) certificate: Option<ClientCertificate>,
     /// The proxy's address (the TCP peer of the authz listener).
     pub(crate) peer: SocketAddr,
+}
+
+impl Facts {
+    /// `METHOD host/path` as the proxy described the request: what a refusal's log line says.
+    pub(crate) fn request_line(&self) -> String {
+        format!("{} {}{}", self.method, self.authority, self.path)
+    }
+}
+
+/// Whether `peer` is one of the `proxy.trusted` ranges: the only callers whose facts are
+/// believed, on either listener.
+pub(crate) fn trusts(trusted: &[IpRange], peer: SocketAddr) -> bool {
+    trusted.iter().any(|range| range.contains(peer.ip()))
 }
 
 /// The routes with their services, in order, and the service of requests no route covers.
@@ -313,7 +327,8 @@ fn route_path(path: &str) -> Option<String> {
     Some(decoded)
 }
 
-fn plain(status: StatusCode) -> Answer {
+/// An answer with `status` alone.
+pub(crate) fn plain(status: StatusCode) -> Answer {
     let mut answer = Response::new(Full::default());
     *answer.status_mut() = status;
     answer

@@ -36,8 +36,7 @@ use rustls_pki_types::CertificateDer;
 use tower::{Layer as _, ServiceExt as _};
 
 use crate::config::{Config, GrpcClientCert};
-use crate::engine::{Answer, Engine, Facts};
-use crate::forward_auth::refusal_error;
+use crate::engine::{self, plain, Answer, Engine, Facts};
 use crate::observe;
 
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -122,8 +121,7 @@ impl Frontend {
         peer: Option<SocketAddr>,
         check: CheckRequest,
     ) -> (Answer, Option<String>, Option<&'static str>) {
-        let Some(peer) = peer.filter(|peer| self.trusted.iter().any(|r| r.contains(peer.ip())))
-        else {
+        let Some(peer) = peer.filter(|peer| engine::trusts(&self.trusted, *peer)) else {
             observe::untrusted(observe::Frontend::Grpc);
             return (plain(StatusCode::FORBIDDEN), None, Some("untrusted_peer"));
         };
@@ -134,10 +132,6 @@ impl Frontend {
                 Some("malformed_proxy_facts"),
             );
         };
-        let request_line = format!(
-            "{} {}{}",
-            described.method, described.authority, described.path
-        );
         let Described {
             method,
             scheme,
@@ -160,8 +154,9 @@ impl Frontend {
             certificate,
             peer,
         };
+        let request_line = facts.request_line();
         let answer = self.engine.decide(facts).await;
-        let error = (!answer.status().is_success()).then(|| refusal_error(&answer));
+        let error = observe::refusal(&answer);
         (answer, Some(request_line), error)
     }
 }
@@ -381,12 +376,6 @@ async fn response(identity: &[HeaderName], answer: Answer) -> CheckResponse {
     let mut response = CheckResponse::with_status(tonic::Status::new(code, ""));
     response.set_http_response(denied);
     response
-}
-
-fn plain(status: StatusCode) -> Answer {
-    let mut answer = Answer::new(Default::default());
-    *answer.status_mut() = status;
-    answer
 }
 
 #[cfg(test)]

@@ -14,15 +14,14 @@ use base64::Engine as _;
 use certbound::forwarded::{ForwardedClientCertificate, IpRange};
 use certbound::{ClientCertificate, ConnectionInfo, ForwardedCertFormat, ForwardedCertLayer};
 use http::header::{HeaderName, HOST};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use rustls_pki_types::CertificateDer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer as _, ServiceExt as _};
 
 use crate::config::{Config, ConfigError, Profile};
-use crate::engine::{Answer, Engine, Facts};
+use crate::engine::{self, plain, Answer, Engine, Facts};
 use crate::observe;
 
 /// What the listener needs besides the engine.
@@ -105,48 +104,21 @@ async fn decide(
     peer: Option<std::net::SocketAddr>,
     request: Request<()>,
 ) -> (Answer, Option<String>, Option<&'static str>) {
-    let trusted = peer.is_some_and(|peer| {
-        frontend
-            .trusted
-            .iter()
-            .any(|range| range.contains(peer.ip()))
-    });
-    if !trusted {
+    if !peer.is_some_and(|peer| engine::trusts(&frontend.trusted, peer)) {
         observe::untrusted(observe::Frontend::Http);
-        return (status(StatusCode::FORBIDDEN), None, Some("untrusted_peer"));
+        return (plain(StatusCode::FORBIDDEN), None, Some("untrusted_peer"));
     }
     let Some(facts) = facts(frontend, request) else {
         return (
-            status(StatusCode::BAD_REQUEST),
+            plain(StatusCode::BAD_REQUEST),
             None,
             Some("malformed_proxy_facts"),
         );
     };
-    let request_line = format!("{} {}{}", facts.method, facts.authority, facts.path);
+    let request_line = facts.request_line();
     let answer = frontend.engine.decide(facts).await;
-    let error = (!answer.status().is_success()).then(|| refusal_error(&answer));
+    let error = observe::refusal(&answer);
     (answer, Some(request_line), error)
-}
-
-/// The error code a refusal is logged with: its challenge's, or `refused`.
-pub(crate) fn refusal_error(answer: &Answer) -> &'static str {
-    let error = answer
-        .headers()
-        .get(http::header::WWW_AUTHENTICATE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(observe::challenge_error);
-    // The codes RFC 6750 and RFC 9449 define (a `&'static str` keeps the log line free of
-    // anything a client sent).
-    match error {
-        Some("invalid_request") => "invalid_request",
-        Some("invalid_token") => "invalid_token",
-        Some("insufficient_scope") => "insufficient_scope",
-        Some("invalid_dpop_proof") => "invalid_dpop_proof",
-        Some("use_dpop_nonce") => "use_dpop_nonce",
-        Some("insufficient_user_authentication") => "insufficient_user_authentication",
-        _ if answer.status().is_server_error() => "unavailable",
-        _ => "refused",
-    }
 }
 
 /// The facts of `request` as its profile reads them; `None` when one is missing or malformed.
@@ -260,12 +232,6 @@ fn shape(profile: Profile, mut answer: Answer) -> Answer {
     answer
 }
 
-fn status(status: StatusCode) -> Answer {
-    let mut answer = Response::new(Full::default());
-    *answer.status_mut() = status;
-    answer
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,7 +254,7 @@ mod tests {
 
     #[test]
     fn nginx_gets_401_for_a_400_and_other_profiles_get_it_as_is() {
-        let bad = || status(StatusCode::BAD_REQUEST);
+        let bad = || plain(StatusCode::BAD_REQUEST);
         assert_eq!(
             shape(Profile::Nginx, bad()).status(),
             StatusCode::UNAUTHORIZED

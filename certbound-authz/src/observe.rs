@@ -206,6 +206,31 @@ fn event_line(event: &str, text: &str, fields: &[(&str, &str)], json: bool) -> S
     }
 }
 
+/// The error code a decision is logged with when it refused: its challenge's, `unavailable`
+/// for a 5xx without one, or `refused`. `None` when the answer allows.
+pub(crate) fn refusal<B>(answer: &http::Response<B>) -> Option<&'static str> {
+    if answer.status().is_success() {
+        return None;
+    }
+    let error = answer
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(challenge_error);
+    // The codes RFC 6750 and RFC 9449 define (a `&'static str` keeps the log line free of
+    // anything a client sent).
+    Some(match error {
+        Some("invalid_request") => "invalid_request",
+        Some("invalid_token") => "invalid_token",
+        Some("insufficient_scope") => "insufficient_scope",
+        Some("invalid_dpop_proof") => "invalid_dpop_proof",
+        Some("use_dpop_nonce") => "use_dpop_nonce",
+        Some("insufficient_user_authentication") => "insufficient_user_authentication",
+        _ if answer.status().is_server_error() => "unavailable",
+        _ => "refused",
+    })
+}
+
 /// The `error` parameter of a `WWW-Authenticate` challenge (`error="invalid_token"`): letters,
 /// digits and `_` only (RFC 6750 §3.1, RFC 9449 §7.1), so nothing else is ever logged.
 pub(crate) fn challenge_error(challenge: &str) -> Option<&str> {
