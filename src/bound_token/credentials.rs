@@ -57,21 +57,27 @@ pub(crate) fn credentials<'a>(
         );
     }
     let bytes = value.as_bytes();
-    let (name, rest) = match bytes.iter().position(|&b| b == b' ') {
-        Some(i) => (&bytes[..i], &bytes[i..]),
-        None => (bytes, &b""[..]),
-    };
-    // Scheme names are case-insensitive (RFC 9110 §11.1).
-    let scheme = if name.eq_ignore_ascii_case(b"bearer") {
-        Scheme::Bearer
-    } else if dpop && name.eq_ignore_ascii_case(b"dpop") {
-        Scheme::Dpop
+    let (scheme, rest) = if is_bearer(bytes) {
+        // The common case in a few instructions (issue 26): the same answer as below.
+        (Scheme::Bearer, &bytes[BEARER.len()..])
     } else {
-        return refuse(
-            Scheme::Unknown,
-            K::MissingToken,
-            "Authorization scheme is not one accepted",
-        );
+        let (name, rest) = match bytes.iter().position(|&b| b == b' ') {
+            Some(i) => (&bytes[..i], &bytes[i..]),
+            None => (bytes, &b""[..]),
+        };
+        // Scheme names are case-insensitive (RFC 9110 §11.1).
+        let scheme = if name.eq_ignore_ascii_case(b"bearer") {
+            Scheme::Bearer
+        } else if dpop && name.eq_ignore_ascii_case(b"dpop") {
+            Scheme::Dpop
+        } else {
+            return refuse(
+                Scheme::Unknown,
+                K::MissingToken,
+                "Authorization scheme is not one accepted",
+            );
+        };
+        (scheme, rest)
     };
     // "Bearer" / "DPoP" 1*SP b64token
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
@@ -99,6 +105,23 @@ pub(crate) fn b64token(token: &[u8]) -> Result<&str, AuthError> {
     }
     // b64token characters are ASCII, so this cannot fail; no panic either way.
     std::str::from_utf8(token).map_err(|_| malformed())
+}
+
+/// `Bearer ` with its space, in any case.
+const BEARER: &[u8; 7] = b"bearer ";
+
+/// Whether `value` starts with `Bearer ` in any case: its first seven bytes, the six letters
+/// ORed with `0x20` (which maps exactly `B` and `b` to `b`, and so on for each letter), compared
+/// at once.
+fn is_bearer(value: &[u8]) -> bool {
+    let Some(head) = value.first_chunk::<7>() else {
+        return false;
+    };
+    let mut folded = *head;
+    for byte in &mut folded[..6] {
+        *byte |= 0x20;
+    }
+    folded == *BEARER
 }
 
 fn has_query_token(uri: &Uri) -> bool {
@@ -133,6 +156,37 @@ mod tests {
         assert_eq!(extract(&[b"bearer abc.def"], "/").unwrap(), "abc.def");
         assert_eq!(extract(&[b"BEARER abc"], "/").unwrap(), "abc");
         assert_eq!(extract(&[b"Bearer   abc=="], "/").unwrap(), "abc==");
+    }
+
+    #[test]
+    fn the_quick_bearer_check_agrees_with_the_general_reading_of_the_scheme() {
+        // Every value of the form "<6 bytes><1 byte>x" whose 6 bytes are a case variant of
+        // "bearer" or differ from one in a bit, and whose seventh byte is a space or not.
+        let mut heads: Vec<[u8; 7]> = Vec::new();
+        for case in 0u8..64 {
+            let mut head = *b"bearer ";
+            for (i, byte) in head[..6].iter_mut().enumerate() {
+                if case & (1 << i) != 0 {
+                    byte.make_ascii_uppercase();
+                }
+            }
+            heads.push(head);
+            for flip in [0x01, 0x40, 0x80] {
+                let mut other = head;
+                other[(case % 6) as usize] ^= flip;
+                heads.push(other);
+            }
+            for last in [b'\t', b'x', 0x00] {
+                let mut other = head;
+                other[6] = last;
+                heads.push(other);
+            }
+        }
+        for head in heads {
+            let general = head[..6].eq_ignore_ascii_case(b"bearer") && head[6] == b' ';
+            assert_eq!(is_bearer(&head), general, "{head:?}");
+            assert!(!is_bearer(&head[..6]), "{head:?}: too short");
+        }
     }
 
     #[test]
