@@ -69,10 +69,6 @@ pin_project! {
             future: F,
             // A fresh DPoP nonce for the response (the proof's was of the previous step).
             nonce: Option<Box<HeaderValue>>,
-            // The inner future completed: a further poll is answered as after completion. A
-            // flag rather than a change of state, which would drop the future there and then
-            // (drop glue called once more per request).
-            answered: bool,
         },
         Rejected {
             error: Option<AuthError>,
@@ -110,7 +106,6 @@ impl<VF, S, ReqBody, F, R> ResponseFuture<VF, S, ReqBody, F, R> {
             state: State::Calling {
                 future,
                 nonce: None,
-                answered: false,
             },
             settings,
             context,
@@ -163,19 +158,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            if let StateProj::Calling {
-                future,
-                nonce,
-                answered: answered @ false,
-            } = this.state.as_mut().project()
-            {
+            if let StateProj::Calling { future, nonce } = this.state.as_mut().project() {
                 let mut poll = future.poll(cx);
                 if let Poll::Ready(output) = &mut poll {
                     count_response(output, this.context.scheme);
                     if let (Ok(response), Some(nonce)) = (output, nonce.take()) {
                         response.headers_mut().insert(DPOP_NONCE.clone(), *nonce);
                     }
-                    *answered = true;
+                    this.state.set(State::Done);
                 }
                 return poll;
             }
@@ -274,7 +264,7 @@ where
         StateProj::Rejected { error } => error
             .take()
             .unwrap_or_else(AuthError::polled_after_completion),
-        // `Calling` is the caller's; here only once it answered.
+        // `Calling` is the caller's; here only when it was left already.
         StateProj::Calling { .. } | StateProj::Done => AuthError::polled_after_completion(),
     };
     state.set(State::Done);
@@ -310,6 +300,5 @@ where
     State::Calling {
         future: inner.call(request),
         nonce,
-        answered: false,
     }
 }
