@@ -48,7 +48,7 @@ fn wide(a: &[u8], b: &[u8]) -> u8 {
         fold(x, y);
     }
     // The length (public) decides this branch, never the data.
-    if a.len() % WIDE != 0 {
+    if !a.len().is_multiple_of(WIDE) {
         if let (Some(x), Some(y)) = (a.last_chunk::<WIDE>(), b.last_chunk::<WIDE>()) {
             fold(x, y);
         }
