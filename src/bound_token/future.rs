@@ -150,10 +150,10 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     // The common case, a request whose checks all passed in `call` (a cache hit), is the
-    // `Calling` arm alone: small enough to be inlined into the caller's poll, so that the
-    // inner service's response is not copied once more per layer (144 bytes, two `memcpy`
-    // calls per request in the load test's server; BENCHMARKS.md, issue 26). The other states
-    // are driven by `advance`, out of line.
+    // `Calling` arm alone: small enough to be inlined into the caller's poll, where the inner
+    // service's response is copied once rather than twice (144 bytes, a `memcpy` call, in the
+    // load test's server; BENCHMARKS.md, issue 26). The other states are driven by `advance`,
+    // out of line.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
