@@ -18,8 +18,9 @@
 /// that stops at the first difference. From 64 bytes on (tokens), the bytes are folded 64 at a
 /// time into 64 lanes (four SSE2 registers), and the remainder as the last 64 bytes again
 /// (overlapping, so every byte is compared at least once and the loop has no byte-wise tail):
-/// ~220 instructions for a 600-byte token where the plain fold, unrolled 32 bytes at a time
-/// with a 4-byte and a 1-byte tail, took ~290 (callgrind, issue 26). Inlined, so that a
+/// ~190 instructions for the load test's ~600-byte token where the plain fold, unrolled 32
+/// bytes at a time with a 4-byte and a 1-byte tail, took ~230 (callgrind, in the memo's
+/// comparison; BENCHMARKS.md, issue 26). Inlined, so that a
 /// fixed length (a 32-byte thumbprint) folds in a few SSE2 instructions with no call.
 #[inline]
 pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
