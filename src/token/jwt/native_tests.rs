@@ -261,3 +261,28 @@ fn an_hmac_token_keyed_with_a_public_key_is_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_same_signing_input_with_another_valid_signature_is_a_miss_and_is_verified() {
+    // ECDSA signs with a fresh nonce, and Ed25519 tokens differ by their payload only: two
+    // valid ES256 signatures of one signing input are two tokens, two keys, two entries.
+    let signer = Signer::new("ES256");
+    let jwks = json!({"keys": [signer.jwk("ES256")]});
+    let (native, _) = validators(&jwks);
+    let first = token(&signer, "ES256", "ES256", &|_| {});
+    let (input, _) = first.rsplit_once('.').unwrap();
+    let again = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes()))
+    );
+    assert_ne!(first, again);
+    let cache = native.0.cache.as_ref().unwrap();
+    assert!(native.validate(&first).await.is_ok());
+    assert!(cache.get(&TokenKey::of_jwt(&again)).is_none(), "a miss");
+    assert!(native.validate(&again).await.is_ok(), "verified for itself");
+    assert_eq!(cache.len(), 2);
+    // Its forgery (a bit flipped in the signature) is neither: refused, not cached.
+    let forged = token(&signer, "ES256", "ES256", &|s| s[3] ^= 1);
+    assert!(native.validate(&forged).await.is_err());
+    assert_eq!(cache.len(), 2);
+}
