@@ -30,7 +30,7 @@ use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::metrics;
 use crate::readiness::{Readiness, ReadyFuture};
-use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use crate::support::cache::{jwt_entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
 use crate::support::jose;
 use crate::support::time::unix_now;
@@ -400,9 +400,8 @@ impl JwtValidator {
         };
         Keep {
             ttl,
-            // The payload is most of the token; base64 makes it longer than its JSON, so the
-            // token's length is a safe stand-in for the claims' JSON length.
-            bytes: entry_bytes(token.len()),
+            // What the entry really takes, measured (see `jwt_entry_bytes`).
+            bytes: jwt_entry_bytes(token.len()),
         }
     }
 
