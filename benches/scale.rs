@@ -13,6 +13,8 @@
 //! fill; the hit path does not depend on the algorithm).
 //!
 //! `default:N`: N tokens into a validator with the default cache bounds (how many it keeps).
+//! `SCALE_PAD=N`: a claim of N more characters in every token (the tokens are 285 characters
+//! without it; the cache's per-entry charge was measured at 285 and 771, issue 26).
 //!
 //! Run: `cargo bench --bench scale` (one case: `SCALE_CASE=tokens:1000000 cargo bench --bench scale`)
 
@@ -91,16 +93,24 @@ fn tokens(n: usize, default_bounds: bool) {
         .expect("clock after 1970")
         .as_secs();
     let header = Header::new(Algorithm::HS256);
+    let pad: usize = std::env::var("SCALE_PAD")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let tokens: Vec<String> = (0..n)
         .map(|i| {
-            let claims = json!({
+            let mut claims = json!({
                 "iss": ISS, "aud": AUD, "sub": format!("user-{i}"), "client_id": "bench-client",
                 "scope": "read write", "iat": now, "exp": now + 3600,
             });
+            if pad > 0 {
+                claims["pad"] = json!("x".repeat(pad));
+            }
             jsonwebtoken::encode(&header, &claims, &key).expect("token signs")
         })
         .collect();
     let rss_tokens = rss_mib();
+    println!("{case:<16} token length {}", tokens[0].len());
     // Room for all of them (the default bound is 100 000 entries and 64 MiB).
     let builder = JwtValidator::builder(ISS, AUD)
         .algorithms([Algorithm::HS256])

@@ -1,9 +1,10 @@
-//! [`ResultCache`]: validation results keyed by the SHA-256 of the token, with a lifetime per
+//! [`ResultCache`]: validation results keyed by a [`TokenKey`] of the token, with a lifetime per
 //! entry, a bound on entries and on memory, and single-flight computation of missing entries.
 //! The storage is [`quick_cache`]'s sharded CLOCK-Pro cache; the single flight is the crate's
 //! one ([`super::single_flight`]).
 //!
-//! - The raw token is never a key: the key is its SHA-256 ([`TokenKey`]).
+//! - The raw token is never a key: the key is its SHA-256, or for the JWT caches a keyed 128-bit
+//!   hash of it ([`TokenKey`]).
 //! - Every entry carries its deadline, checked on every hit against tokio's clock (so that tests
 //!   can move time): an expired entry is a miss, and is removed then. quick_cache has no notion
 //!   of lifetime; an expired entry nobody asks for again is never referenced again, so eviction
@@ -13,8 +14,9 @@
 //!   so crafted tokens cannot pile up in one bucket), computed with the key and remembered by the
 //!   connection's memo along with it, handed over by a pass-through hasher.
 //! - One weight budget holds both bounds (`max_entries`, `max_bytes`): an entry weighs its
-//!   [`Keep::bytes`], at least `max_bytes / max_entries`, and each shard's budget is its share of
-//!   `max_bytes` and no more than its share of `max_entries` entries of that least weight.
+//!   [`Keep::bytes`] (an estimate of its real size: [`jwt_entry_bytes`], [`entry_bytes`]), at
+//!   least `max_bytes / max_entries`, and each shard's budget is its share of `max_bytes` and no
+//!   more than its share of `max_entries` entries of that least weight.
 //! - Eviction is CLOCK-Pro (hot and cold entries, ghosts of recently evicted keys): a token in
 //!   use survives a flood of one-off tokens.
 //! - A missing entry is computed once however many requests wait for it. The computation runs
@@ -41,12 +43,32 @@ pub(crate) use super::single_flight::Waiter;
 use super::single_flight::{self, detach, SingleFlight};
 pub(crate) use super::token_key::TokenKey;
 
-/// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON takes, all
-/// told: the parsed map (keys, values, tree nodes), the `AccessToken`'s own copies, the cache's
-/// per-entry bookkeeping and allocator overhead. Calibrated against the peak RSS of
-/// `loadtest --memory` (200 000 distinct tokens), so that the byte bound holds for real.
+/// The memory an entry holding claims parsed from `claims_json_len` bytes of JSON into a map
+/// takes, all told: the parsed map (keys, values, tree nodes), the `AccessToken`'s own copies,
+/// the cache's per-entry bookkeeping and allocator overhead. What the introspection cache
+/// charges; calibrated when the JWT cache held maps too, on the peak RSS of `loadtest
+/// --memory` (200 000 distinct tokens), and not measured since for introspection answers (a
+/// safe over-estimate: the bound holds).
+#[cfg(any(feature = "introspection", test))]
 pub(crate) const fn entry_bytes(claims_json_len: usize) -> usize {
     claims_json_len.saturating_mul(4).saturating_add(2048)
+}
+
+/// The memory a validated JWT's entry takes, all told, for a token of `token_len` characters:
+/// its `AccessToken` (the claims' JSON text, about 3/4 of the token's length, and the claims
+/// read from it), the entry and its slot in the table, its share of the ghosts (keys of evicted
+/// entries) the table keeps, and the allocator's holes once entries are evicted and replaced.
+///
+/// Measured (issue 26, BENCHMARKS.md; `cargo bench --bench scale`, RSS of the cache, HS256
+/// tokens): with nothing evicted (`tokens:100000`), 942 bytes an entry for tokens of 285
+/// characters and 1 343 for 831 (733 + 0.73 per character); full and evicting under a flood of
+/// 100 000 new tokens with the default bounds (`default:100000`), 1 041 bytes a kept entry for
+/// 285 characters and 1 465 for 771 (792 + 0.87 per character). The charge covers the latter.
+/// The charge before (`entry_bytes`, 2 048 + 4 per character, from when claims were kept as a
+/// map) was 3 times the real size: the default 64 MiB then held ~21 000 tokens of 285
+/// characters, in ~21 MiB.
+pub(crate) const fn jwt_entry_bytes(token_len: usize) -> usize {
+    token_len.saturating_mul(7) / 8 + 800
 }
 
 /// How a freshly computed value is to be cached.
@@ -143,9 +165,9 @@ impl<T: Clone + Send + Sync + 'static> ResultCache<T> {
             .max(1);
         // quick_cache keeps the keys of recently evicted entries (ghosts), half as many as the
         // entries it expects, each in a slot the size of an entry: expect as many as the byte
-        // bound holds of a typical entry (a 512-byte JWT's), not `max_entries`, or the ghosts
-        // alone would take a quarter of the default byte bound again.
-        let typical = entry_bytes(512) as u64;
+        // bound holds of a typical entry (a 512-character JWT's), not `max_entries`, or the
+        // ghosts alone would take a large share of the default byte bound again.
+        let typical = jwt_entry_bytes(512) as u64;
         let expected = max_entries.min(max_bytes / typical).max(1);
         let options = OptionsBuilder::new()
             .shards(usize::try_from(shards).unwrap_or(1))
@@ -452,6 +474,35 @@ mod tests {
         assert_eq!(large.table.num_shards() as u64, MAX_SHARDS);
         assert_eq!(small.table.num_shards(), 1);
         assert_eq!(small.shard_weight / small.min_weight, 50);
+    }
+
+    #[test]
+    fn the_default_bounds_hold_64_mib_of_typical_jwts_about_64_000_of_285_characters() {
+        // The defaults of both validator builders and of Issuers: 100 000 entries, 64 MiB.
+        let (max_entries, max_bytes) = (100_000, 64 << 20);
+        let cache = ResultCache::<u32>::new(max_entries, max_bytes);
+        // A typical small access token (the scale bench's: HS256, 7 claims, 285 characters),
+        // charged at least what its entry measured in RSS (1 041 bytes a kept entry, evicting).
+        let charge = jwt_entry_bytes(285);
+        assert!((1_041..=1_100).contains(&charge), "{charge}");
+        for i in 0..max_entries as u32 {
+            let keep = Keep {
+                ttl: Duration::from_secs(60),
+                bytes: charge,
+            };
+            cache.insert(TokenKey::of_jwt(&i.to_string()), i, keep);
+        }
+        // The byte bound binds first: 64 MiB / 1 049 bytes = 63 974 entries (shares of the 64
+        // shards rounded down), where the old charge (3 188 bytes) kept 21 050.
+        let held = cache.len();
+        assert!((62_000..=63_974).contains(&held), "{held} entries");
+        assert!(cache.bytes() <= max_bytes as usize);
+        // Larger tokens are charged more, as measured (771 characters: 1 465 bytes).
+        assert!(jwt_entry_bytes(771) >= 1_465);
+        assert!(
+            entry_bytes(285) > 3 * charge,
+            "the old charge, for the record"
+        );
     }
 
     #[tokio::test]

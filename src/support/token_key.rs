@@ -1,75 +1,107 @@
 //! [`TokenKey`], the key certbound's caches use for a token (never the token itself), and
-//! [`KeyMemo`], a connection's memory of the last token it presented and its key.
+//! [`KeyMemo`], a connection's memory of the last token it presented and its keys.
 
 use std::any::Any;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// The cache key of a token: SHA-256 of the token string, with the `SipHash` of that digest
-/// (keyed at random once per process) that the tables use, so that neither is computed twice.
+use siphasher::sip128::SipHasher24;
+
+/// The cache key of a token, never the token itself. Two derivations, never equal to each
+/// other (a key says which it is, and keys of different derivations differ):
 ///
-/// `Debug` shows nothing of the digest.
+/// - [`TokenKey::of`]: SHA-256 of the token string. What [`PresentedToken::key`] gives, what
+///   the introspection cache uses, and what a DPoP proof's `ath` is compared with.
+/// - the JWT caches' own (crate-internal): a keyed 128-bit pseudo-random function of the whole
+///   token string (see `TokenKey::of_jwt`).
+///
+/// Either comes with the hash the tables use (keyed at random once per process), so that
+/// neither is computed twice. `Debug` shows nothing of the key.
+///
+/// [`PresentedToken::key`]: crate::token::PresentedToken::key
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenKey {
+    /// SHA-256 of the token, or the JWT derivation's 128 bits followed by zeros.
     digest: [u8; 32],
     hash: u64,
+    derivation: Derivation,
+}
+
+/// How a [`TokenKey`] was derived from its token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Derivation {
+    /// SHA-256 of the token ([`TokenKey::of`]).
+    Sha256 = 0,
+    /// SipHash-2-4-128 of the token under the process's secret key ([`TokenKey::of_jwt`]).
+    Jwt = 1,
 }
 
 impl TokenKey {
-    /// The key of `token`.
+    /// The key of `token`: its SHA-256.
     pub fn of(token: &str) -> Self {
-        Self::from_digest(sha256(token.as_bytes()))
-    }
-
-    fn from_digest(digest: [u8; 32]) -> Self {
+        let digest = sha256(token.as_bytes());
         static TABLE_HASH: OnceLock<RandomState> = OnceLock::new();
         let hash = TABLE_HASH.get_or_init(RandomState::new).hash_one(digest);
-        Self { digest, hash }
+        Self {
+            digest,
+            hash,
+            derivation: Derivation::Sha256,
+        }
     }
 
-    /// The key of `token` and, when it has a `.`, the SHA-256 of what precedes its last one (a
-    /// compact JWS's signing input, which ES256, RS256 and PS256 sign), from one pass over the
-    /// token: SHA-256 reads its input in order, so the token's digest continues from the
-    /// signing input's. The key is [`TokenKey::of`] the token, exactly.
+    /// The key of `token` in the caches of validated JWTs (a validator's own, the one
+    /// [`Issuers`](crate::Issuers) shares): SipHash-2-4 with 128-bit output of the whole token
+    /// string, under a 128-bit key drawn at random once per process and never shown.
     ///
-    /// On a request with a new token this saves the signature check its own pass over the
-    /// token (~14 000 instructions for a 640-byte ES256 token, issue 26).
-    #[cfg(feature = "aws-lc-rs")]
-    pub(crate) fn of_jws(token: &str) -> (Self, Option<SigningDigest>) {
-        use aws_lc_rs::digest::{Context, SHA256};
-        let Some(dot) = token.rfind('.') else {
-            return (Self::of(token), None);
-        };
-        let (signing_input, rest) = token.as_bytes().split_at(dot);
-        let mut context = Context::new(&SHA256);
-        context.update(signing_input);
-        let signed = context.clone().finish();
-        context.update(rest);
+    /// Why not SHA-256, and why this is as good a key (issue 26): on a request with a new token
+    /// the key is computed besides the signature verification, and SHA-256 of a 640-byte token
+    /// is ~21 000 instructions where SipHash of it is ~3 000 (BENCHMARKS.md). What a cache key
+    /// must guarantee is that two different tokens never share an entry, also for an attacker
+    /// who knows or alters any part of a valid token, its signature included. With the key
+    /// secret and its outputs never leaving the process, a forged token shares a key with a
+    /// given one with probability 2^-128 whatever the attacker chooses (SipHash is a
+    /// pseudo-random function of its key); no public collision resistance is needed, as it is
+    /// for [`TokenKey::of`], whose SHA-256 the application and DPoP's `ath` see. The whole
+    /// token is hashed, not only its signing input: a token with the same header and payload
+    /// and another signature is another key, verified for itself.
+    pub(crate) fn of_jwt(token: &str) -> Self {
+        static PRF: OnceLock<SipHasher24> = OnceLock::new();
+        let prf = PRF.get_or_init(|| {
+            // RandomState's keys come from the operating system's random source, once per
+            // thread; two of its outputs make this 128-bit key.
+            let seed = RandomState::new();
+            SipHasher24::new_with_keys(seed.hash_one(0u8), seed.hash_one(1u8))
+        });
+        let (h1, h2) = prf.hash(token.as_bytes()).as_u64();
         let mut digest = [0u8; 32];
-        digest.copy_from_slice(context.finish().as_ref());
-        (Self::from_digest(digest), Some(signed))
+        digest[..8].copy_from_slice(&h1.to_le_bytes());
+        digest[8..16].copy_from_slice(&h2.to_le_bytes());
+        Self {
+            digest,
+            // Itself the output of a keyed PRF: a fine table hash as it is.
+            hash: h2,
+            derivation: Derivation::Jwt,
+        }
     }
 
-    /// Without aws-lc-rs: [`TokenKey::of`] the token, and no digest.
-    #[cfg(not(feature = "aws-lc-rs"))]
-    pub(crate) fn of_jws(token: &str) -> (Self, Option<SigningDigest>) {
-        (Self::of(token), None)
+    /// The key of `token` derived as `derivation` says.
+    pub(crate) fn derive(derivation: Derivation, token: &str) -> Self {
+        match derivation {
+            Derivation::Sha256 => Self::of(token),
+            Derivation::Jwt => Self::of_jwt(token),
+        }
+    }
+
+    /// How this key was derived.
+    pub(crate) const fn derivation(&self) -> Derivation {
+        self.derivation
     }
 }
 
-/// SHA-256 of a compact JWS's signing input ([`TokenKey::of_jws`]).
-#[cfg(feature = "aws-lc-rs")]
-pub(crate) type SigningDigest = aws_lc_rs::digest::Digest;
-
-/// Without aws-lc-rs, no signing digest is ever made.
-#[cfg(not(feature = "aws-lc-rs"))]
-pub(crate) type SigningDigest = std::convert::Infallible;
-
-/// SHA-256 by aws-lc-rs when it is the backend: on a request with a new token this digest is
-/// the largest cost after the signature verification, and aws-lc-rs's assembly takes ~15 000
-/// instructions for a 640-byte token where the `sha2` crate's portable code takes ~28 000
-/// (callgrind, issue 26; with SHA extensions in the CPU both use them).
+/// SHA-256 by aws-lc-rs when it is the backend (its assembly takes about half the
+/// instructions of the `sha2` crate's portable code, callgrind, issue 26; with SHA extensions
+/// in the CPU both use them).
 #[cfg(feature = "aws-lc-rs")]
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
@@ -85,7 +117,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl TokenKey {
-    /// The SHA-256 digest of the token.
+    /// The SHA-256 digest of the token (a key made by [`TokenKey::of`], as every key the crate
+    /// hands out is).
     pub const fn as_sha256(&self) -> &[u8; 32] {
         &self.digest
     }
@@ -103,9 +136,9 @@ impl Hash for TokenKey {
     }
 }
 
-/// The last token presented on one connection and its [`TokenKey`]: the common case, the same
+/// The last token presented on one connection and its [`TokenKey`]s: the common case, the same
 /// token again and again on a keep-alive connection, then costs a comparison instead of a
-/// SHA-256 (about 30 ns instead of 350 ns for a 450-byte JWT).
+/// hash.
 ///
 /// It holds one token (the one the connection's own client keeps presenting) for as long as the
 /// connection lives, like the connection's buffers do while a request is read; it is never
@@ -115,10 +148,11 @@ impl Hash for TokenKey {
 #[derive(Default)]
 pub(crate) struct KeyMemo(RwLock<Option<Arc<Held>>>);
 
-/// The token a connection presented last, its key, and what a validator made of it.
+/// The token a connection presented last, its keys, and what a validator made of it.
 pub(crate) struct Held {
     token: Box<str>,
-    key: TokenKey,
+    /// Its key of each [`Derivation`], made when first asked for.
+    keys: [OnceLock<TokenKey>; 2],
     /// The validator's verdict on this very token, for the connection's next requests: set at
     /// most once (by the first validator that remembers something), read without a lock. Its
     /// validator checks on every use that it still holds (lifetime, keys); see
@@ -127,14 +161,24 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    fn new(token: &str, key: TokenKey) -> Self {
+        let held = Self {
+            token: Box::from(token),
+            keys: [OnceLock::new(), OnceLock::new()],
+            verdict: OnceLock::new(),
+        };
+        let _ = held.keys[key.derivation as usize].set(key);
+        held
+    }
+
     /// The token (a well-formed b64token).
     pub(crate) fn token(&self) -> &str {
         &self.token
     }
 
-    /// Its key.
-    pub(crate) fn key(&self) -> TokenKey {
-        self.key
+    /// Its key as `derivation` says, made now if it is the first time it is asked for.
+    pub(crate) fn key(&self, derivation: Derivation) -> TokenKey {
+        *self.keys[derivation as usize].get_or_init(|| TokenKey::derive(derivation, &self.token))
     }
 
     /// What a validator remembered of the token, if it was a `T`.
@@ -153,41 +197,31 @@ impl Held {
 
 impl KeyMemo {
     /// The token held, if `token` is that token (so it is a well-formed b64token, already known
-    /// to be UTF-8, and its key is known).
+    /// to be UTF-8, and its keys are known or made from it).
     pub(crate) fn recall(&self, token: &[u8]) -> Option<Arc<Held>> {
         let last = self.0.try_read().ok()?;
         let held = last.as_ref()?;
         crate::support::ct::eq(held.token.as_bytes(), token).then(|| Arc::clone(held))
     }
 
-    /// The key of `token`, from the memo when it is the last token seen, else hashed (and then
-    /// remembered if it is a well-formed b64token: the layer skips the syntax check for the
-    /// token held, whoever called this).
-    pub(crate) fn key(&self, token: &str) -> TokenKey {
-        self.key_and(token, |token| (TokenKey::of(token), ())).0
-    }
-
-    /// [`key`](Self::key), computed by `compute` (with something more, returned) when the memo
-    /// does not hold `token`. `compute` must give [`TokenKey::of`] the token.
-    pub(crate) fn key_and<T>(
-        &self,
-        token: &str,
-        compute: impl FnOnce(&str) -> (TokenKey, T),
-    ) -> (TokenKey, Option<T>) {
+    /// The key of `token` as `derivation` says: from the memo when it is the last token seen,
+    /// else made now and remembered with the token.
+    ///
+    /// `token` must be a well-formed b64token: the layer skips its syntax check for the token
+    /// held. It is not checked again here (~1 200 instructions for a 600-byte token, issue
+    /// 26): only the layer hands a connection's memo to a [`PresentedToken`]
+    /// (`remembered_by`, which asserts it in debug builds), with a token it has just checked.
+    ///
+    /// [`PresentedToken`]: crate::token::PresentedToken
+    pub(crate) fn key(&self, token: &str, derivation: Derivation) -> TokenKey {
         if let Some(held) = self.recall(token.as_bytes()) {
-            return (held.key, None);
+            return held.key(derivation);
         }
-        let (key, more) = compute(token);
-        if crate::support::encoding::is_b64token(token.as_bytes()) {
-            if let Ok(mut last) = self.0.try_write() {
-                *last = Some(Arc::new(Held {
-                    token: Box::from(token),
-                    key,
-                    verdict: OnceLock::new(),
-                }));
-            }
+        let key = TokenKey::derive(derivation, token);
+        if let Ok(mut last) = self.0.try_write() {
+            *last = Some(Arc::new(Held::new(token, key)));
         }
-        (key, Some(more))
+        key
     }
 }
 
@@ -204,46 +238,74 @@ mod tests {
     #[test]
     fn the_memo_gives_the_sha256_key_and_follows_the_token() {
         let memo = KeyMemo::default();
-        assert!(memo.key("abc") == TokenKey::of("abc"));
-        assert!(memo.key("abc") == TokenKey::of("abc"), "from the memo");
-        assert!(memo.key("abd") == TokenKey::of("abd"), "another token");
-        assert!(memo.key("ab") == TokenKey::of("ab"), "a prefix");
-        assert!(memo.key("abc") == TokenKey::of("abc"), "back again");
+        let key = |token| memo.key(token, Derivation::Sha256);
+        assert!(key("abc") == TokenKey::of("abc"));
+        assert!(key("abc") == TokenKey::of("abc"), "from the memo");
+        assert!(key("abd") == TokenKey::of("abd"), "another token");
+        assert!(key("ab") == TokenKey::of("ab"), "a prefix");
+        assert!(key("abc") == TokenKey::of("abc"), "back again");
         let held = memo.recall(b"abc").expect("held");
-        assert!(held.token() == "abc" && held.key() == TokenKey::of("abc"));
+        assert!(held.token() == "abc" && held.key(Derivation::Sha256) == TokenKey::of("abc"));
         assert!(memo.recall(b"abd").is_none());
-        // Only b64tokens are held: the layer skips the syntax check for the token held.
-        assert!(memo.key("a,c") == TokenKey::of("a,c"));
-        assert!(memo.recall(b"a,c").is_none() && memo.recall(b"abc").is_some());
     }
 
     #[test]
-    fn one_pass_gives_the_key_and_the_signing_inputs_digest() {
-        for token in ["a.b.c", "a.b.", ".", "abc", "", "h.p.s.t"] {
-            let (key, signed) = TokenKey::of_jws(token);
-            assert!(key == TokenKey::of(token), "{token:?}");
-            #[cfg(feature = "aws-lc-rs")]
-            {
-                let prefix = token.rsplit_once('.').map(|(input, _)| input);
-                let signed = signed.map(|d| d.as_ref().to_vec());
-                let expected = prefix.map(|p| sha256(p.as_bytes()).to_vec());
-                assert_eq!(signed, expected, "{token:?}");
-            }
-            #[cfg(not(feature = "aws-lc-rs"))]
-            assert!(signed.is_none());
-        }
+    fn the_memo_keeps_each_derivation_apart_for_the_same_token() {
         let memo = KeyMemo::default();
-        let (key, signed) = memo.key_and("a.b.c", TokenKey::of_jws);
-        assert!(key == TokenKey::of("a.b.c") && signed.is_some());
-        // From the memo: nothing more computed.
-        let (key, signed) = memo.key_and("a.b.c", TokenKey::of_jws);
-        assert!(key == TokenKey::of("a.b.c") && signed.is_none());
+        let jwt = memo.key("h.p.s", Derivation::Jwt);
+        assert!(jwt == TokenKey::of_jwt("h.p.s"));
+        // The token held, asked for the other derivation: that one, never the first.
+        let sha = memo.key("h.p.s", Derivation::Sha256);
+        assert!(sha == TokenKey::of("h.p.s") && sha != jwt);
+        let held = memo.recall(b"h.p.s").expect("held");
+        assert!(held.key(Derivation::Jwt) == jwt && held.key(Derivation::Sha256) == sha);
+        assert_eq!(sha.derivation(), Derivation::Sha256);
+        assert_eq!(jwt.derivation(), Derivation::Jwt);
+    }
+
+    #[test]
+    fn the_jwt_key_covers_the_whole_token_and_never_equals_a_sha256_key() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        let key = TokenKey::of_jwt(token);
+        assert!(key == TokenKey::of_jwt(token), "one key per process");
+        let (input, _) = token.rsplit_once('.').expect("three segments");
+        // Another signature, one character more or less, another header or payload: other keys.
+        for other in [
+            format!("{input}.c2lnbmF0dXJm"),
+            format!("{input}.c2lnbmF0dXJ"),
+            format!("{input}.c2lnbmF0dXJlA"),
+            format!("{input}."),
+            input.to_owned(),
+            token.replacen("eyJzdWIiOiJhIn0", "eyJzdWIiOiJiIn0", 1),
+            token.replacen('.', "", 1),
+        ] {
+            assert!(TokenKey::of_jwt(&other) != key, "{other}");
+        }
+        // The SHA-256 derivation of the same token (or of its signing input) is another key,
+        // whatever the bytes: a key says how it was made.
+        assert!(TokenKey::of(token) != key && TokenKey::of(input) != TokenKey::of_jwt(input));
+        assert!(TokenKey::derive(Derivation::Jwt, token) == key);
+        assert!(TokenKey::derive(Derivation::Sha256, token) == TokenKey::of(token));
+    }
+
+    #[test]
+    fn the_jwt_key_is_siphash_2_4_with_128_bit_output() {
+        // The reference implementation's first 128-bit test vector (key 00..0f, empty input),
+        // through the same crate and call as `of_jwt`, which keys it at random instead.
+        let key: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let out = SipHasher24::new_with_key(&key).hash(b"").as_bytes();
+        let expected = [
+            0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55,
+            0x02, 0x93,
+        ];
+        assert_eq!(out, expected);
     }
 
     #[test]
     fn a_verdict_is_remembered_once_per_token_and_forgotten_with_it() {
         let memo = KeyMemo::default();
-        memo.key("abc");
+        let key = |token| memo.key(token, Derivation::Sha256);
+        key("abc");
         let held = memo.recall(b"abc").expect("held");
         assert!(held.verdict::<u32>().is_none());
         held.remember(|| 7u32);
@@ -252,13 +314,13 @@ mod tests {
         assert!(held.verdict::<u64>().is_none(), "another type is not it");
         let again = memo.recall(b"abc").expect("held");
         assert_eq!(again.verdict::<u32>(), Some(&7), "the next request sees it");
-        memo.key("abd");
+        key("abd");
         let other = memo.recall(b"abd").expect("held");
         assert!(
             other.verdict::<u32>().is_none(),
             "a new token starts with none"
         );
-        memo.key("abc");
+        key("abc");
         let back = memo.recall(b"abc").expect("held");
         assert!(
             back.verdict::<u32>().is_none(),

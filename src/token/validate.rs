@@ -7,7 +7,7 @@ use super::AccessToken;
 use crate::certificate::ClientCertificate;
 use crate::error::AuthError;
 use crate::readiness::ReadyFuture;
-use crate::support::token_key::{Held, KeyMemo, SigningDigest, TokenKey};
+use crate::support::token_key::{Derivation, Held, KeyMemo, TokenKey};
 
 /// Turns an access token into a validated [`AccessToken`].
 ///
@@ -104,11 +104,12 @@ pub trait ValidateToken: Send + Sync + 'static {
 pub struct PresentedToken<'a> {
     token: &'a str,
     certificate: Option<&'a ClientCertificate>,
-    /// Known when the connection presented this very token last time.
+    /// Known when a caller computed it already (of either derivation).
     key: Option<TokenKey>,
-    /// The connection's memo, which learns the key once it is computed.
+    /// The connection's memo, which learns the keys once they are computed.
     memo: Option<&'a KeyMemo>,
-    /// The memo's entry for this very token, when the connection presented it last time.
+    /// The memo's entry for this very token (with its keys), when the connection presented it
+    /// last time.
     held: Option<&'a Held>,
 }
 
@@ -126,7 +127,8 @@ impl<'a> PresentedToken<'a> {
 
     /// The same token with its [`key`](Self::key) known already (a caller that memoizes keys
     /// itself), so that validators do not hash it again. `key` must be
-    /// [`TokenKey::of`] this token.
+    /// [`TokenKey::of`] this token. (Inside the crate, a key of the JWT caches' derivation may
+    /// be handed on this way too; it is used only where that derivation is asked for.)
     pub fn with_key(self, key: TokenKey) -> Self {
         Self {
             key: Some(key),
@@ -139,7 +141,7 @@ impl<'a> PresentedToken<'a> {
     pub(crate) fn recalled(held: &'a Held, certificate: Option<&'a ClientCertificate>) -> Self {
         Self {
             held: Some(held),
-            ..Self::new(held.token(), certificate).with_key(held.key())
+            ..Self::new(held.token(), certificate)
         }
     }
 
@@ -157,8 +159,14 @@ impl<'a> PresentedToken<'a> {
         }
     }
 
-    /// Lets the connection's memo learn this token's key when it is computed.
+    /// Lets the connection's memo learn this token's keys when they are computed. The token
+    /// must be a well-formed b64token (the layer calls this right after its check): the memo
+    /// holds only those, and does not check again.
     pub(crate) fn remembered_by(self, memo: Option<&'a KeyMemo>) -> Self {
+        debug_assert!(
+            memo.is_none() || crate::support::encoding::is_b64token(self.token.as_bytes()),
+            "only a checked b64token is remembered"
+        );
         Self { memo, ..self }
     }
 
@@ -172,27 +180,25 @@ impl<'a> PresentedToken<'a> {
         self.certificate
     }
 
-    /// The token's SHA-256 cache key: known already from the connection's memo, or hashed
-    /// now (and then remembered for the connection). A validator that caches results keys
-    /// them by this, never by the token itself.
+    /// The token's SHA-256 cache key ([`TokenKey::of`]): known already from the connection's
+    /// memo, or hashed now (and then remembered for the connection). A validator that caches
+    /// results keys them by this, never by the token itself.
     pub fn key(&self) -> TokenKey {
-        match (self.key, self.memo) {
-            (Some(key), _) => key,
-            (None, Some(memo)) => memo.key(self.token),
-            (None, None) => TokenKey::of(self.token),
-        }
+        self.key_by(Derivation::Sha256)
     }
 
-    /// [`key`](Self::key), and when it is hashed now, the SHA-256 of the token's signing input
-    /// from the same pass ([`TokenKey::of_jws`]), for the signature check of a JWS.
-    pub(crate) fn key_and_signing_digest(&self) -> (TokenKey, Option<SigningDigest>) {
-        match (self.key, self.memo) {
-            (Some(key), _) => (key, None),
-            (None, Some(memo)) => {
-                let (key, signed) = memo.key_and(self.token, TokenKey::of_jws);
-                (key, signed.flatten())
-            }
-            (None, None) => TokenKey::of_jws(self.token),
+    /// The token's key in the caches of validated JWTs (`TokenKey::of_jwt`), from the memo
+    /// or made now as [`key`](Self::key) is.
+    pub(crate) fn jwt_key(&self) -> TokenKey {
+        self.key_by(Derivation::Jwt)
+    }
+
+    fn key_by(&self, derivation: Derivation) -> TokenKey {
+        match (self.key, self.held, self.memo) {
+            (Some(key), ..) if key.derivation() == derivation => key,
+            (_, Some(held), _) => held.key(derivation),
+            (_, None, Some(memo)) => memo.key(self.token, derivation),
+            (_, None, None) => TokenKey::derive(derivation, self.token),
         }
     }
 }
@@ -244,6 +250,26 @@ mod tests {
         assert!(presented.key() == TokenKey::of("abc"));
         let held = memo.recall(b"abc").expect("remembered");
         assert_eq!(held.token(), "abc");
-        assert!(held.key() == TokenKey::of("abc"));
+        assert!(held.key(Derivation::Sha256) == TokenKey::of("abc"));
+    }
+
+    #[test]
+    fn the_public_key_is_the_sha256_one_whatever_key_a_validator_handed_on() {
+        // Issuers hands its validators the JWT caches' key; an introspection validator behind
+        // it (or the application) still gets the token's SHA-256 from `key`.
+        let token = "h.p.s";
+        let presented = PresentedToken::new(token, None).with_key(TokenKey::of_jwt(token));
+        assert!(presented.key() == TokenKey::of(token));
+        assert!(presented.jwt_key() == TokenKey::of_jwt(token));
+        let presented = PresentedToken::new(token, None).with_key(TokenKey::of(token));
+        assert!(presented.jwt_key() == TokenKey::of_jwt(token));
+        // Recalled from the connection's memo: each derivation's own key.
+        let memo = KeyMemo::default();
+        let first = PresentedToken::new(token, None).remembered_by(Some(&memo));
+        assert!(first.jwt_key() == TokenKey::of_jwt(token));
+        let held = memo.recall(token.as_bytes()).expect("remembered");
+        let again = PresentedToken::recalled(&held, None);
+        assert!(again.key() == TokenKey::of(token));
+        assert!(again.jwt_key() == TokenKey::of_jwt(token));
     }
 }

@@ -19,7 +19,6 @@ use crate::error::{AuthError, AuthErrorKind, ConfigError};
 use crate::metrics;
 use crate::readiness::{self, ReadyFuture};
 use crate::support::cache::ResultCache;
-use crate::support::token_key::SigningDigest;
 #[cfg(feature = "introspection")]
 use crate::IntrospectionValidator;
 
@@ -44,8 +43,8 @@ use resolve::{Resolver, ResolverOptions};
 ///   server that issues both kinds or a migration from opaque tokens to JWTs.
 /// - Failures stay with their issuer: an issuer whose keys cannot be fetched refuses its own
 ///   tokens (`503`), and the others' tokens keep flowing.
-/// - Cache: validated JWTs are kept in one cache for the whole set (keyed by SHA-256 of the
-///   token, bounded by [`max_cache_entries`](IssuersBuilder::max_cache_entries) and
+/// - Cache: validated JWTs are kept in one cache for the whole set (keyed by a keyed 128-bit
+///   hash of the whole token, never the token itself, bounded by [`max_cache_entries`](IssuersBuilder::max_cache_entries) and
 ///   [`max_cache_bytes`](IssuersBuilder::max_cache_bytes)), so a token seen before costs one
 ///   lookup whatever its issuer. Each issuer's `cache_ttl` and `no_cache` still apply to its
 ///   tokens; the validators' own caches are not used behind `Issuers`. The introspection
@@ -260,9 +259,10 @@ impl ValidateToken for Issuers {
 
     fn validate_presented(&self, presented: PresentedToken<'_>) -> TokenFuture {
         // A token seen before: one lookup, whatever its issuer, and no reading of the token.
-        // Hashed now, the same pass gives the signing input's digest for the signature check.
-        let (key, signed) = presented.key_and_signing_digest();
-        // Whichever validator takes it next does not hash it again.
+        // The JWT caches' key (`TokenKey::of_jwt`); an introspection validator it may be routed
+        // to still keys its own cache by the token's SHA-256 (`PresentedToken::key`).
+        let key = presented.jwt_key();
+        // Whichever JWT validator takes it next does not hash it again.
         let presented = presented.with_key(key);
         if let Some(hit) = self.0.cache.get(&key) {
             // The set unchanged since the token was routed: only the key check remains.
@@ -285,7 +285,7 @@ impl ValidateToken for Issuers {
             // and is to be asked about again.
             self.0.cache.remove(&key);
         }
-        self.route(presented, signed)
+        self.route(presented)
     }
 
     /// Ready when every trusted issuer's validator is (configured, inserted, and resolved
@@ -323,7 +323,7 @@ impl Issuers {
     /// A token not in the cache: to its issuer's validator, or to the resolver when its issuer
     /// is not in the set. Out of line, as the hit path above runs on nearly every request.
     #[inline(never)]
-    fn route(&self, presented: PresentedToken<'_>, signed: Option<SigningDigest>) -> TokenFuture {
+    fn route(&self, presented: PresentedToken<'_>) -> TokenFuture {
         // Decoded once: the validator it is routed to takes this payload instead of decoding
         // it again.
         let payload = unverified_payload(presented.token());
@@ -346,7 +346,7 @@ impl Issuers {
             drop(fields);
             metrics::token_cache(false);
             let route = validator.route(epoch, until);
-            return validator.validate_into(&self.0.cache, presented, payload, Some(route), signed);
+            return validator.validate_into(&self.0.cache, presented, payload, Some(route));
         }
         #[cfg(feature = "introspection")]
         if let Some(introspection) = self.0.introspected.get(issuer) {
@@ -435,7 +435,8 @@ impl IssuersBuilder {
     }
 
     /// About how many bytes the validated JWTs kept may take, all issuers together (default
-    /// 64 MiB).
+    /// 64 MiB). An entry takes about 800 bytes plus seven eighths of its token's length
+    /// (measured): the default holds about 63 000 tokens of 300 characters, 49 000 of 650.
     pub fn max_cache_bytes(mut self, bytes: u64) -> Self {
         self.max_cache_bytes = bytes;
         self

@@ -349,7 +349,9 @@ impl Issuers {
             .get_or_compute(key, || self.ask(resolver, issuer));
         let this = self.clone();
         let token: Box<str> = presented.token().into();
-        let token_key = presented.key();
+        // The JWT caches' key: what the validators read (an introspection validator makes its
+        // own SHA-256 key from the token).
+        let token_key = presented.jwt_key();
         TokenFuture::fetching(async move {
             // The validators read the token and its key only.
             let presented = PresentedToken::new(&token, None).with_key(token_key);
@@ -358,7 +360,7 @@ impl Issuers {
             match answer.await {
                 Some(Ok(Some(validator))) => {
                     validator
-                        .validate_into(&this.0.cache, presented, None, None, None)
+                        .validate_into(&this.0.cache, presented, None, None)
                         .await
                 }
                 Some(Ok(None)) => this.untrusted(presented).await,

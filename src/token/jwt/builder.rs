@@ -180,12 +180,13 @@ impl JwtValidatorBuilder {
     /// (default 5 min; never beyond the token's `exp`).
     ///
     /// The cache makes the common case, the same token on a keep-alive connection, nearly
-    /// free: a hit costs a comparison with the connection's last token (or a SHA-256 of the
-    /// token when it changed) and a lookup instead of a signature check. What
+    /// free: a hit costs a comparison with the connection's last token (or a keyed hash of
+    /// the token when it changed) and a lookup instead of a signature check. What
     /// a hit skips is only the signature and claims check of a token already verified: the
     /// binding to the client certificate is still checked on every request, entries end at
     /// `exp`, and an entry is dropped as soon as a refreshed key set no longer holds the key
-    /// that verified it. Entries are keyed by SHA-256 of the token, never the token itself.
+    /// that verified it. Entries are keyed by a keyed 128-bit hash of the whole token
+    /// (SipHash-2-4, its key random per process), never the token itself.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self

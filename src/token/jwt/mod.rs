@@ -30,11 +30,10 @@ use super::{AccessToken, PresentedToken, TokenFuture, ValidateToken};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::metrics;
 use crate::readiness::{Readiness, ReadyFuture};
-use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
+use crate::support::cache::{jwt_entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
 use crate::support::jose;
 use crate::support::time::unix_now;
-use crate::support::token_key::SigningDigest;
 use crate::upstream::FetchError;
 
 /// Validates JWT access tokens (RFC 9068) locally: jsonwebtoken's keys and crypto providers,
@@ -81,7 +80,7 @@ struct Inner {
     #[cfg_attr(not(feature = "aws-lc-rs"), allow(dead_code))]
     native: bool,
     require_at_jwt: bool,
-    /// Validated tokens by SHA-256 of the token; `None` when disabled.
+    /// Validated tokens by their key (`TokenKey::of_jwt`); `None` when disabled.
     cache: Option<Arc<ResultCache<Verified>>>,
     cache_ttl: Duration,
 }
@@ -160,7 +159,7 @@ impl JwtValidator {
 
     /// Validates `token` with the keys at hand; `None` when the keys must be fetched first.
     fn validate_now(&self, token: &str) -> Result<Verified, Pending> {
-        self.validate_now_with(token, None, None)
+        self.validate_now_with(token, None)
     }
 
     /// [`validate_now`](Self::validate_now) with the token's payload decoded already (by
@@ -169,14 +168,10 @@ impl JwtValidator {
     /// One pass over the token: the header, the signature and the payload are each
     /// base64url-decoded once (the first two onto the stack), the signature is verified before
     /// any claim is read, and the claims are read in one serde pass over the payload's JSON.
-    ///
-    /// `signed`: the SHA-256 of this very token's signing input, when the pass that made its
-    /// cache key made it too ([`TokenKey::of_jws`]).
     fn validate_now_with(
         &self,
         token: &str,
         decoded: Option<Payload>,
-        signed: Option<SigningDigest>,
     ) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
         let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
@@ -201,7 +196,7 @@ impl JwtValidator {
                 None => return Err(Pending::Fetch),
             },
         };
-        let fingerprint = match self.verify_with(&keys, &jws, kid, alg, signed.as_ref()) {
+        let fingerprint = match self.verify_with(&keys, &jws, kid, alg) {
             Err(e)
                 if e.kind() == AuthErrorKind::UnknownKey
                     && matches!(self.0.keys, Keys::Remote(_)) =>
@@ -244,7 +239,6 @@ impl JwtValidator {
         jws: &Jws<'_>,
         kid: Option<&str>,
         alg: Algorithm,
-        signed: Option<&SigningDigest>,
     ) -> Result<[u8; 32], AuthError> {
         let mut candidates = keys.candidates(kid, alg).peekable();
         if candidates.peek().is_none() {
@@ -256,14 +250,11 @@ impl JwtValidator {
         let mut buf = [0u8; SIGNATURE_BUF];
         let signature = jws.signature(&mut buf)?;
         let message = jws.signing_input.as_bytes();
-        // Only aws-lc-rs verifies a digest; the other backends hash the message themselves.
-        #[cfg(not(feature = "aws-lc-rs"))]
-        let _ = signed;
         for candidate in candidates {
             #[cfg(feature = "aws-lc-rs")]
             if self.0.native {
                 if let Some(key) = candidate.native.get(alg) {
-                    if native::verify(key, alg, message, signed, signature) {
+                    if native::verify(key, message, signature) {
                         return Ok(candidate.fingerprint);
                     }
                     continue;
@@ -305,7 +296,8 @@ impl ValidateToken for JwtValidator {
                 return TokenFuture::ready(Ok(hit.verified.token.clone()));
             }
         }
-        let (key, signed) = presented.key_and_signing_digest();
+        // The JWT caches' own key: a keyed PRF of the token, not its SHA-256 (issue 26).
+        let key = presented.jwt_key();
         if let Some((hit, until)) = cache.get_until(&key) {
             if self.still_trusted(&hit) {
                 metrics::token_cache(true);
@@ -320,7 +312,7 @@ impl ValidateToken for JwtValidator {
             cache.remove(&key);
         }
         metrics::token_cache(false);
-        self.validate_miss(cache, token, key, None, None, signed)
+        self.validate_miss(cache, token, key, None, None)
     }
 
     /// Ready with static keys; with remote ones, once a key set was fetched (with none yet,
@@ -354,7 +346,6 @@ impl JwtValidator {
         key: TokenKey,
         decoded: Option<Payload>,
         route: Option<Route>,
-        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match cache.begin(key) {
             // Another request is verifying this very token right now: wait for its outcome
@@ -370,7 +361,7 @@ impl JwtValidator {
                     }
                 })
             }
-            Begin::Lead(leader) => match self.validate_now_with(token, decoded, signed) {
+            Begin::Lead(leader) => match self.validate_now_with(token, decoded) {
                 Ok(mut verified) => {
                     verified.route = route;
                     let keep = self.keep(token, &verified);
@@ -409,9 +400,8 @@ impl JwtValidator {
         };
         Keep {
             ttl,
-            // The payload is most of the token; base64 makes it longer than its JSON, so the
-            // token's length is a safe stand-in for the claims' JSON length.
-            bytes: entry_bytes(token.len()),
+            // What the entry really takes, measured (see `jwt_entry_bytes`).
+            bytes: jwt_entry_bytes(token.len()),
         }
     }
 
@@ -512,22 +502,20 @@ impl JwtValidator {
     /// `cache_ttl` unless its cache is off.
     ///
     /// `decoded`: the token's payload as [`unverified_payload`] decoded it to route it, so
-    /// that it is not decoded a second time; `signed`: its signing input's SHA-256, made with
-    /// its cache key ([`TokenKey::of_jws`]).
+    /// that it is not decoded a second time.
     pub(in crate::token) fn validate_into(
         &self,
         cache: &Arc<SharedCache>,
         presented: PresentedToken<'_>,
         decoded: Option<Payload>,
         route: Option<Route>,
-        signed: Option<SigningDigest>,
     ) -> TokenFuture {
         match &self.0.cache {
             Some(_) => {
-                let key = presented.key();
-                self.validate_miss(cache, presented.token(), key, decoded, route, signed)
+                let key = presented.jwt_key();
+                self.validate_miss(cache, presented.token(), key, decoded, route)
             }
-            None => match self.validate_now_with(presented.token(), decoded, signed) {
+            None => match self.validate_now_with(presented.token(), decoded) {
                 Ok(verified) => TokenFuture::ready(Ok(verified.token)),
                 Err(Pending::Done(e)) => TokenFuture::ready(Err(e)),
                 Err(Pending::Fetch) => self.validate_uncached(presented.token()),

@@ -13,7 +13,6 @@
 //! other backends and providers, and for a key aws-lc-rs cannot parse (which then verifies
 //! nothing either way).
 
-use aws_lc_rs::digest::{self, Digest};
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 
@@ -39,24 +38,15 @@ impl NativeKeys {
     }
 }
 
-/// Whether `signature` (raw bytes) is `key`'s signature of `message` under `alg`, the algorithm
-/// the key was parsed for. `signed`, when given, is the SHA-256 of `message`, computed with the
-/// token's cache key ([`TokenKey::of_jws`](crate::token::TokenKey)): the algorithms that hash
-/// with SHA-256 verify it instead of hashing `message` again.
-pub(crate) fn verify(
-    key: &ParsedPublicKey,
-    alg: Algorithm,
-    message: &[u8],
-    signed: Option<&Digest>,
-    signature: &[u8],
-) -> bool {
-    let sha256 = matches!(alg, Algorithm::ES256 | Algorithm::RS256 | Algorithm::PS256);
-    match signed {
-        Some(digest) if sha256 && digest.algorithm() == &digest::SHA256 => {
-            key.verify_digest_sig(digest, signature).is_ok()
-        }
-        _ => key.verify_sig(message, signature).is_ok(),
-    }
+/// Whether `signature` (raw bytes) is `key`'s signature of `message` under the algorithm the
+/// key was parsed for.
+///
+/// (Until issue 26's second round, ES256, RS256 and PS256 verified the SHA-256 of `message`
+/// made with the token's cache key, in one pass over the token; the JWT caches' key is no
+/// longer a SHA-256, see `TokenKey::of_jwt`, and the message is hashed here, as a raw
+/// verification does.)
+pub(crate) fn verify(key: &ParsedPublicKey, message: &[u8], signature: &[u8]) -> bool {
+    key.verify_sig(message, signature).is_ok()
 }
 
 fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {

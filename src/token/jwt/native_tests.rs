@@ -148,8 +148,7 @@ async fn the_aws_lc_rs_path_and_jsonwebtokens_agree_on_every_token() {
         for (case, token) in &cases {
             let (a, b) = (check(&native, token), check(&wrapped, token));
             assert_eq!(a.as_ref().err(), b.as_ref().err(), "{alg}, {case}");
-            // Through the cache, where ES256, RS256 and PS256 verify the digest that the
-            // cache key's pass made.
+            // Through the cache (keyed by `TokenKey::of_jwt`): the same verdicts.
             let c = native.validate(token).await.map_err(|e| e.kind());
             assert_eq!(a.as_ref().err(), c.as_ref().err(), "{alg}, {case}, cached");
             if *case == "valid" {
@@ -263,24 +262,27 @@ fn an_hmac_token_keyed_with_a_public_key_is_refused() {
     }
 }
 
-#[test]
-fn a_given_digest_is_what_the_signature_is_checked_against() {
-    use aws_lc_rs::digest::{digest, SHA256, SHA384};
-    for alg in ["ES256", "RS256", "PS256"] {
-        let signer = Signer::new(alg);
-        let jwk = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(signer.jwk("k")).unwrap();
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
-        let algorithm = jose::algorithm(alg).unwrap();
-        let parsed = native::NativeKeys::parse(&key, &[algorithm]);
-        let parsed = parsed.get(algorithm).unwrap();
-        let signature = signer.sign(b"signed");
-        let verify = |digest| native::verify(parsed, algorithm, b"signed", digest, &signature);
-        assert!(verify(None), "{alg}");
-        let (right, wrong) = (digest(&SHA256, b"signed"), digest(&SHA256, b"other"));
-        assert!(verify(Some(&right)), "{alg}");
-        assert!(!verify(Some(&wrong)), "{alg}");
-        // A digest of another algorithm is not used: the message is hashed.
-        let sha384 = digest(&SHA384, b"other");
-        assert!(verify(Some(&sha384)), "{alg}");
-    }
+#[tokio::test]
+async fn the_same_signing_input_with_another_valid_signature_is_a_miss_and_is_verified() {
+    // ECDSA signs with a fresh nonce, and Ed25519 tokens differ by their payload only: two
+    // valid ES256 signatures of one signing input are two tokens, two keys, two entries.
+    let signer = Signer::new("ES256");
+    let jwks = json!({"keys": [signer.jwk("ES256")]});
+    let (native, _) = validators(&jwks);
+    let first = token(&signer, "ES256", "ES256", &|_| {});
+    let (input, _) = first.rsplit_once('.').unwrap();
+    let again = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes()))
+    );
+    assert_ne!(first, again);
+    let cache = native.0.cache.as_ref().unwrap();
+    assert!(native.validate(&first).await.is_ok());
+    assert!(cache.get(&TokenKey::of_jwt(&again)).is_none(), "a miss");
+    assert!(native.validate(&again).await.is_ok(), "verified for itself");
+    assert_eq!(cache.len(), 2);
+    // Its forgery (a bit flipped in the signature) is neither: refused, not cached.
+    let forged = token(&signer, "ES256", "ES256", &|s| s[3] ^= 1);
+    assert!(native.validate(&forged).await.is_err());
+    assert_eq!(cache.len(), 2);
 }

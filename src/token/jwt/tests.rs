@@ -251,3 +251,57 @@ async fn unreachable_keys_are_a_503_with_the_cause_as_source() {
     );
     assert!(!format!("{err:?}").contains(&token));
 }
+
+/// The validator's cache, with what it holds for `token` (by the JWT caches' key).
+fn cached(v: &JwtValidator, token: &str) -> (usize, bool) {
+    let cache = v.0.cache.as_ref().expect("cache on");
+    (cache.len(), cache.get(&TokenKey::of_jwt(token)).is_some())
+}
+
+#[tokio::test]
+async fn a_token_with_a_cached_tokens_signing_input_and_another_signature_is_verified_and_refused()
+{
+    let v = hmac_validator();
+    let token = sign(claims());
+    assert!(v.validate(&token).await.is_ok());
+    assert_eq!(cached(&v, &token), (1, true));
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let flipped = {
+        let mut s = signature.as_bytes().to_vec();
+        s[0] = if s[0] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(s).unwrap()
+    };
+    // Whatever part of the token an attacker keeps or changes, the cached verdict is not its.
+    for forged in [
+        format!("{input}.{flipped}"),
+        format!("{input}.{}", &signature[1..]),
+        format!("{input}.{signature}A"),
+        format!("{input}."),
+        input.to_owned(),
+        format!("{token}.{signature}"),
+    ] {
+        assert_eq!(
+            v.validate(&forged).await.map_err(|e| e.kind()).unwrap_err(),
+            AuthErrorKind::InvalidToken,
+            "{forged}"
+        );
+    }
+    // Refusals are not cached, and did not displace or poison the valid token's entry.
+    assert_eq!(cached(&v, &token), (1, true));
+    assert_eq!(v.validate(&token).await.unwrap().subject(), Some("alice"));
+}
+
+#[tokio::test]
+async fn a_forgery_validated_first_does_not_poison_the_valid_tokens_entry() {
+    let v = hmac_validator();
+    let token = sign(claims());
+    let (input, _) = token.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]));
+    for _ in 0..3 {
+        assert!(v.validate(&forged).await.is_err());
+    }
+    assert_eq!(cached(&v, &token), (0, false));
+    assert!(v.validate(&token).await.is_ok());
+    assert_eq!(cached(&v, &token), (1, true));
+    assert!(v.validate(&forged).await.is_err(), "still refused after");
+}
