@@ -10,7 +10,8 @@
 //!   of lifetime; an expired entry nobody asks for again is never referenced again, so eviction
 //!   finds it as it finds any unused entry.
 //! - quick_cache splits the table into shards, each behind its own lock: a hit takes a read lock
-//!   and one probe. The tables hash with the key's `SipHash` (keyed at random once per process,
+//!   and one probe. The tables hash with a keyed hash of the key (std's `SipHash` of a SHA-256 key,
+//!   or 64 bits of a JWT key's keyed BLAKE3 itself; keyed at random once per process either way,
 //!   so crafted tokens cannot pile up in one bucket), computed with the key and remembered by the
 //!   connection's memo along with it, handed over by a pass-through hasher.
 //! - One weight budget holds both bounds (`max_entries`, `max_bytes`): an entry weighs its

@@ -6,15 +6,13 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock, RwLock};
 
-use siphasher::sip128::SipHasher24;
-
 /// The cache key of a token, never the token itself. Two derivations, never equal to each
 /// other (a key says which it is, and keys of different derivations differ):
 ///
 /// - [`TokenKey::of`]: SHA-256 of the token string. What [`PresentedToken::key`] gives, what
 ///   the introspection cache uses, and what a DPoP proof's `ath` is compared with.
-/// - the JWT caches' own (crate-internal): a keyed 128-bit pseudo-random function of the whole
-///   token string (see `TokenKey::of_jwt`).
+/// - the JWT caches' own (crate-internal): keyed BLAKE3 of the whole token string, under a key
+///   secret to the process (see `TokenKey::of_jwt`).
 ///
 /// Either comes with the hash the tables use (keyed at random once per process), so that
 /// neither is computed twice. `Debug` shows nothing of the key.
@@ -22,7 +20,7 @@ use siphasher::sip128::SipHasher24;
 /// [`PresentedToken::key`]: crate::token::PresentedToken::key
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenKey {
-    /// SHA-256 of the token, or the JWT derivation's 128 bits followed by zeros.
+    /// SHA-256 of the token, or its keyed BLAKE3.
     digest: [u8; 32],
     hash: u64,
     derivation: Derivation,
@@ -33,7 +31,7 @@ pub struct TokenKey {
 pub(crate) enum Derivation {
     /// SHA-256 of the token ([`TokenKey::of`]).
     Sha256 = 0,
-    /// SipHash-2-4-128 of the token under the process's secret key ([`TokenKey::of_jwt`]).
+    /// BLAKE3 of the token keyed by the process's secret key ([`TokenKey::of_jwt`]).
     Jwt = 1,
 }
 
@@ -51,36 +49,42 @@ impl TokenKey {
     }
 
     /// The key of `token` in the caches of validated JWTs (a validator's own, the one
-    /// [`Issuers`](crate::Issuers) shares): SipHash-2-4 with 128-bit output of the whole token
-    /// string, under a 128-bit key drawn at random once per process and never shown.
+    /// [`Issuers`](crate::Issuers) shares): BLAKE3 in its keyed mode (a MAC, and so a
+    /// pseudo-random function of its key) over the whole token string, under a 256-bit key
+    /// drawn once per process and never shown.
     ///
     /// Why not SHA-256, and why this is as good a key (issue 26): on a request with a new token
     /// the key is computed besides the signature verification, and SHA-256 of a 640-byte token
-    /// is ~21 000 instructions where SipHash of it is ~3 000 (BENCHMARKS.md). What a cache key
-    /// must guarantee is that two different tokens never share an entry, also for an attacker
-    /// who knows or alters any part of a valid token, its signature included. With the key
-    /// secret and its outputs never leaving the process, a forged token shares a key with a
-    /// given one with probability 2^-128 whatever the attacker chooses (SipHash is a
-    /// pseudo-random function of its key); no public collision resistance is needed, as it is
-    /// for [`TokenKey::of`], whose SHA-256 the application and DPoP's `ath` see. The whole
-    /// token is hashed, not only its signing input: a token with the same header and payload
-    /// and another signature is another key, verified for itself.
+    /// is ~21 000 instructions where keyed BLAKE3 of it is ~5 000 (callgrind; BENCHMARKS.md).
+    /// What a cache key must guarantee is that two different tokens never share an entry, also
+    /// for an attacker who knows or alters any part of a valid token, its signature included.
+    /// With the key secret and its outputs never leaving the process, a forged token shares a
+    /// key with a given one only by finding a collision of a keyed cryptographic hash it cannot
+    /// evaluate; no public collision resistance is needed, as it is for [`TokenKey::of`], whose
+    /// SHA-256 the application and DPoP's `ath` see. The whole token is hashed, not only its
+    /// signing input: a token with the same header and payload and another signature is
+    /// another key, verified for itself. (SipHash-2-4 with its 128-bit output was ~2 000
+    /// instructions cheaper still; that output mode has had far less analysis, and a security
+    /// crate's cache key is no place to save it.)
     pub(crate) fn of_jwt(token: &str) -> Self {
-        static PRF: OnceLock<SipHasher24> = OnceLock::new();
-        let prf = PRF.get_or_init(|| {
-            // RandomState's keys come from the operating system's random source, once per
-            // thread; two of its outputs make this 128-bit key.
+        static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            // RandomState's keys come from the operating system's random source; four of its
+            // outputs make the 256-bit key (at least 128 bits of it secret entropy).
             let seed = RandomState::new();
-            SipHasher24::new_with_keys(seed.hash_one(0u8), seed.hash_one(1u8))
+            let mut key = [0u8; 32];
+            for (i, part) in key.chunks_exact_mut(8).enumerate() {
+                part.copy_from_slice(&seed.hash_one(i).to_le_bytes());
+            }
+            key
         });
-        let (h1, h2) = prf.hash(token.as_bytes()).as_u64();
-        let mut digest = [0u8; 32];
-        digest[..8].copy_from_slice(&h1.to_le_bytes());
-        digest[8..16].copy_from_slice(&h2.to_le_bytes());
+        let digest = *blake3::keyed_hash(key, token.as_bytes()).as_bytes();
+        let mut hash = [0u8; 8];
+        hash.copy_from_slice(&digest[..8]);
         Self {
             digest,
             // Itself the output of a keyed PRF: a fine table hash as it is.
-            hash: h2,
+            hash: u64::from_le_bytes(hash),
             derivation: Derivation::Jwt,
         }
     }
@@ -289,16 +293,16 @@ mod tests {
     }
 
     #[test]
-    fn the_jwt_key_is_siphash_2_4_with_128_bit_output() {
-        // The reference implementation's first 128-bit test vector (key 00..0f, empty input),
-        // through the same crate and call as `of_jwt`, which keys it at random instead.
-        let key: [u8; 16] = std::array::from_fn(|i| i as u8);
-        let out = SipHasher24::new_with_key(&key).hash(b"").as_bytes();
-        let expected = [
-            0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55,
-            0x02, 0x93,
-        ];
-        assert_eq!(out, expected);
+    fn the_jwt_key_is_keyed_blake3_of_the_whole_token() {
+        // The reference test vectors' keyed_hash of the empty input under the key "whats the
+        // Elvish word for friend", through the same crate and call as `of_jwt`, which keys it
+        // at random instead.
+        let key: &[u8; 32] = b"whats the Elvish word for friend";
+        let out = blake3::keyed_hash(key, b"");
+        assert_eq!(
+            out.to_hex().as_str(),
+            "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26"
+        );
     }
 
     #[test]

@@ -185,8 +185,8 @@ impl JwtValidatorBuilder {
     /// a hit skips is only the signature and claims check of a token already verified: the
     /// binding to the client certificate is still checked on every request, entries end at
     /// `exp`, and an entry is dropped as soon as a refreshed key set no longer holds the key
-    /// that verified it. Entries are keyed by a keyed 128-bit hash of the whole token
-    /// (SipHash-2-4, its key random per process), never the token itself.
+    /// that verified it. Entries are keyed by a keyed hash of the whole token (BLAKE3, its
+    /// key random per process), never the token itself.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
