@@ -620,7 +620,7 @@ async fn run_plan(plan: Plan, fixtures: Arc<Fixtures>, tally: Arc<Tally>, end: I
         }
         let kind = plan.kinds[turn % plan.kinds.len()];
         turn += 1;
-        // What the server's idle timeout (60 s) must have done since the last request.
+        // What the server's timeouts (see [`idle_period`]) must have done since the last request.
         if let Some(open) = &sender {
             let lapsing = matches!(kind, Kind::IdleLapsing | Kind::IdleLapsingH2);
             match (lapsing, open.is_closed()) {
