@@ -106,6 +106,7 @@ mod memory;
 mod proxied;
 mod server;
 mod soak;
+mod soak_kinds;
 mod throughput;
 mod variants;
 
@@ -160,7 +161,7 @@ fn main() {
         &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
     );
     let clients = if let Some(soak) = &args.soak {
-        soak::CLIENTS + soak.idle
+        soak_kinds::CLIENTS + soak.idle
     } else if args.memory {
         args.memory_connections
     } else {
