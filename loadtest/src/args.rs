@@ -28,6 +28,17 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --memory-connections N   (default 4)
   --replay-max-entries N   bound of the in-memory DPoP replay store (default: none; --memory with
                            the dpop variant: the flood's proofs beyond it are answered 503)
+  --soak                   issue 26's soak instead: one server, mixed traffic at a fixed rate for
+                           --soak-minutes, the server's RSS and open fds sampled (see soak.rs)
+  --soak-minutes N         length of the soak (default 30)
+  --sample-seconds SECS    time between two samples (default 60)
+  --soak-rate RPS          total request rate of the soak's clients (default 300)
+  --soak-warmup-minutes M  samples before this are warm-up (default 5, at most half the run)
+  --soak-token-lifetime S  lifetime of the soak's distinct tokens (default 180)
+  --soak-idle N            idle connections held for the whole run (default 8; half of them
+                           silent for longer than the server's idle timeout, which closes them)
+  --soak-max-growth-mib M  verdict: most RSS growth from the end of warm-up to the end (default 8)
+  --soak-csv PATH          the samples as CSV (default loadtest/target/soak.csv)
   --no-pin                 do not pin the load generator and the server to separate cores
   --quick                  short smoke run
   --server-only            internal: run one server (the child process)";
@@ -55,6 +66,21 @@ pub(crate) struct Args {
     pub(crate) cores: usize,
     /// `Some(kind)`: this process is a server child.
     pub(crate) server_only: Option<ServerKind>,
+    /// `--soak`: its settings.
+    pub(crate) soak: Option<SoakArgs>,
+}
+
+/// The soak's settings (`--soak` and the `--soak-…` options).
+#[derive(Debug, Clone)]
+pub(crate) struct SoakArgs {
+    pub(crate) duration: Duration,
+    pub(crate) sample: Duration,
+    pub(crate) rate: f64,
+    pub(crate) warmup: Duration,
+    pub(crate) token_lifetime: u64,
+    pub(crate) idle: usize,
+    pub(crate) max_growth_mib: f64,
+    pub(crate) csv: std::path::PathBuf,
 }
 
 pub(crate) fn parse_list<T>(
@@ -115,6 +141,15 @@ impl Args {
         let mut pin = true;
         let mut bench_flag = false;
         let mut server_only = None;
+        let mut soak = false;
+        let mut soak_minutes: u64 = 30;
+        let mut sample = Duration::from_secs(60);
+        let mut soak_rate: u64 = 300;
+        let mut soak_warmup = None;
+        let mut token_lifetime: u64 = 180;
+        let mut idle: usize = 8;
+        let mut max_growth_mib: u64 = 8;
+        let mut csv = None;
 
         let mut argv = argv.into_iter();
         while let Some(arg) = argv.next() {
@@ -139,6 +174,15 @@ impl Args {
                 "--memory-tokens" => memory_tokens = Some(parse_count(&value()?)?),
                 "--memory-connections" => memory_connections = parse_count(&value()?)?,
                 "--replay-max-entries" => replay_max_entries = Some(parse_count(&value()?)?),
+                "--soak" => soak = true,
+                "--soak-minutes" => soak_minutes = parse_count(&value()?)?,
+                "--sample-seconds" => sample = parse_secs(&value()?)?,
+                "--soak-rate" => soak_rate = parse_count(&value()?)?,
+                "--soak-warmup-minutes" => soak_warmup = Some(parse_secs(&value()?)? * 60),
+                "--soak-token-lifetime" => token_lifetime = parse_count(&value()?)?,
+                "--soak-idle" => idle = value()?.parse().map_err(|_| "--soak-idle: a count")?,
+                "--soak-max-growth-mib" => max_growth_mib = parse_count(&value()?)?,
+                "--soak-csv" => csv = Some(std::path::PathBuf::from(value()?)),
                 "--quick" => quick = true,
                 "--no-pin" => pin = false,
                 "--server-only" => server_only = Some(ServerKind::parse(&value()?)?),
@@ -180,6 +224,23 @@ impl Args {
             pin: pin && cores >= server_threads + 1,
             cores,
             server_only,
+            soak: soak.then(|| {
+                let duration = Duration::from_secs(soak_minutes * 60);
+                SoakArgs {
+                    duration,
+                    sample,
+                    rate: soak_rate as f64,
+                    warmup: soak_warmup
+                        .unwrap_or(Duration::from_secs(5 * 60))
+                        .min(duration / 2),
+                    token_lifetime,
+                    idle,
+                    max_growth_mib: max_growth_mib as f64,
+                    csv: csv.unwrap_or_else(|| {
+                        concat!(env!("CARGO_MANIFEST_DIR"), "/target/soak.csv").into()
+                    }),
+                }
+            }),
         })
     }
 }

@@ -155,21 +155,40 @@ impl Connector {
         ca: &[u8],
         protocol: Protocol,
     ) -> Self {
+        Self::with_identity(addr, Some(client), ca, protocol)
+    }
+
+    /// A client that presents no certificate (the soak's DPoP clients and its
+    /// `no-client-certificate` rejection).
+    pub(crate) fn without_certificate(addr: SocketAddr, ca: &[u8], protocol: Protocol) -> Self {
+        Self::with_identity(addr, None, ca, protocol)
+    }
+
+    fn with_identity(
+        addr: SocketAddr,
+        client: Option<&ClientIdentity>,
+        ca: &[u8],
+        protocol: Protocol,
+    ) -> Self {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from(ca.to_vec()))
             .expect("CA as trust anchor");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![client.cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key_pkcs8.clone())),
-        )
-        .expect("client certificate");
+        .with_root_certificates(roots);
+        let mut config = match client {
+            Some(client) => builder
+                .with_client_auth_cert(
+                    vec![client.cert.clone()],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key_pkcs8.clone())),
+                )
+                .expect("client certificate"),
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![protocol.alpn().to_vec()];
         Connector {
             addr,
@@ -211,6 +230,23 @@ impl Sender {
         &mut self,
         request: Request<Empty<Bytes>>,
     ) -> Result<StatusCode, BoxError> {
+        Ok(self.exchange(request).await?.0)
+    }
+
+    /// Whether the connection is closed (by the server, or after an error).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    /// One request, response body read to the end; the status and the RFC 6750 `error` code of
+    /// its `WWW-Authenticate` challenges, if any.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<(StatusCode, Option<String>), BoxError> {
         let response = match self {
             Sender::H1(s) => {
                 s.ready().await?;
@@ -222,8 +258,17 @@ impl Sender {
             }
         };
         let status = response.status();
+        let error = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .find_map(|value| {
+                let value = value.to_str().ok()?;
+                let rest = &value[value.find("error=\"")? + "error=\"".len()..];
+                Some(rest[..rest.find('"')?].to_owned())
+            });
         response.into_body().collect().await?;
-        Ok(status)
+        Ok((status, error))
     }
 }
 

@@ -50,9 +50,18 @@
 //! cargo run --release --manifest-path loadtest/Cargo.toml                      # 2 rounds, h1+h2, 16 and 64 connections, 5 s
 //! cargo run --release --manifest-path loadtest/Cargo.toml -- --quick           # smoke run, well under a minute
 //! cargo run --release --manifest-path loadtest/Cargo.toml -- --memory          # peak RSS after 200k distinct tokens
+//! cargo run --release --manifest-path loadtest/Cargo.toml -- --soak            # 30 min of mixed traffic, RSS and fds each minute
 //! cargo run --release --manifest-path loadtest/Cargo.toml -- --help
 //! ```
 //! The process exits with status 1 when any request failed.
+//!
+//! `--soak` (issue 26, see `soak.rs`) runs one server (the `soak` kind: certificate-bound and
+//! DPoP-bound tokens, a scoped route, client certificates optional) under a fixed, moderate rate
+//! of mixed traffic (repeated, distinct, DPoP, every kind of rejection, idle and churning
+//! connections) for `--soak-minutes`, samples the server's RSS and open file descriptors every
+//! `--sample-seconds`, prints the samples, the requests per kind and a verdict (flat after
+//! warm-up, no unexpected outcome), writes the samples as CSV (`--soak-csv`), and exits with
+//! status 1 when the verdict fails. Short run: `--soak --soak-minutes 2 --sample-seconds 10`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -70,7 +79,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use certbound::dpop::{Dpop, MemoryReplayStore, RedisReplayStore};
 use certbound::tls::ServerTls;
-use certbound::{BoundTokenLayer, JwtValidator};
+use certbound::{BoundTokenLayer, JwtValidator, RequireScopeLayer};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
@@ -85,7 +94,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
-use tower::Layer as _;
+use tower::{Layer as _, ServiceExt as _};
 
 mod algorithms;
 mod args;
@@ -96,6 +105,8 @@ mod material;
 mod memory;
 mod proxied;
 mod server;
+mod soak;
+mod soak_kinds;
 mod throughput;
 mod variants;
 
@@ -149,7 +160,9 @@ fn main() {
     let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
         &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
     );
-    let clients = if args.memory {
+    let clients = if let Some(soak) = &args.soak {
+        soak_kinds::CLIENTS + soak.idle
+    } else if args.memory {
         args.memory_connections
     } else {
         args.connections.iter().copied().max().unwrap_or(1)
@@ -200,6 +213,17 @@ fn main() {
         },
         if args.quick { ", quick" } else { "" },
     );
+    if let Some(soak) = &args.soak {
+        drop(redis);
+        match soak::soak(&args, soak, material, &runtime) {
+            Ok(true) => return,
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("load: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let outcome = if args.memory {
         memory(&args, &material, &runtime)
     } else {

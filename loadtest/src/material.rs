@@ -68,6 +68,14 @@ impl ServerMaterial {
     }
 }
 
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
 /// One simulated client: its certificate, key and thumbprint.
 pub(crate) struct ClientIdentity {
     pub(crate) cert: CertificateDer<'static>,
@@ -119,13 +127,17 @@ impl DpopSigner {
 
     /// A fresh proof for `GET https://localhost/` with access token hash `ath`.
     pub(crate) fn proof(&self, ath: &str) -> HeaderValue {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
+        self.proof_for("GET", HTU, 0, ath)
+    }
+
+    /// A fresh proof (new `jti`) for `htm` `htu`, issued `age` seconds ago (the soak's proofs
+    /// for another request and stale proofs).
+    pub(crate) fn proof_for(&self, htm: &str, htu: &str, age: u64, ath: &str) -> HeaderValue {
+        let now = unix_now().saturating_sub(age);
         let jti = self.serial.fetch_add(1, Ordering::Relaxed);
-        let claims =
-            format!(r#"{{"jti":"p-{jti:x}","htm":"GET","htu":"{HTU}","iat":{now},"ath":"{ath}"}}"#);
+        let claims = format!(
+            r#"{{"jti":"p-{jti:x}","htm":"{htm}","htu":"{htu}","iat":{now},"ath":"{ath}"}}"#
+        );
         let input = format!("{}.{}", self.header_b64, URL_SAFE_NO_PAD.encode(claims));
         let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &self.key, Algorithm::ES256)
             .expect("proof signs");
@@ -288,20 +300,32 @@ impl TokenSigner {
     }
 
     pub(crate) fn mint_with_cnf(&self, cnf: Value) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
-        let claims = json!({
+        self.sign(&self.claims(Some(cnf), 3600), self.alg.kid())
+    }
+
+    /// The claims of a new token (its own `jti`), bound by `cnf` (`None`: unbound), valid from
+    /// now for `lifetime` seconds (negative: expired that long ago; `nbf` and `iat` then lie
+    /// before `exp`). Callers may change any claim before [`sign`](Self::sign).
+    pub(crate) fn claims(&self, cnf: Option<Value>, lifetime: i64) -> Value {
+        let now = unix_now() as i64;
+        let issued = now.min(now + lifetime - 60);
+        let mut claims = json!({
             "iss": ISS, "aud": AUD, "sub": "load-user", "client_id": "load-client",
-            "scope": "read write", "iat": now, "nbf": now, "exp": now + 3600,
+            "scope": "read write", "iat": issued, "nbf": issued, "exp": now + lifetime,
             "jti": format!("load-{}", self.serial.fetch_add(1, Ordering::Relaxed)),
-            "cnf": cnf,
         });
+        if let Some(cnf) = cnf {
+            claims["cnf"] = cnf;
+        }
+        claims
+    }
+
+    /// `claims` signed, with `kid` in the header.
+    pub(crate) fn sign(&self, claims: &Value, kid: &str) -> String {
         let mut header = Header::new(self.alg.jwt());
-        header.kid = Some(self.alg.kid().to_owned());
+        header.kid = Some(kid.to_owned());
         header.typ = Some("at+jwt".to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.key).expect("token signs")
+        jsonwebtoken::encode(&header, claims, &self.key).expect("token signs")
     }
 
     /// `count` distinct tokens bound to `x5t_s256`, minted on all cores.

@@ -49,6 +49,13 @@ fn rendered(handle: Recorded) -> String {
     match handle {}
 }
 
+/// The soak server's scoped route (behind `RequireScopeLayer`): `200 ok` (kept apart from
+/// [`hello`], whose instructions every variant counts).
+pub(crate) async fn admin(_request: Request<Incoming>) -> Result<Response<OkBody>, Infallible> {
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
 pub(crate) async fn hello(request: Request<Incoming>) -> Result<Response<OkBody>, Infallible> {
     SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -71,12 +78,17 @@ pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxErr
         .enable_all()
         .build()?;
     let addr = runtime.block_on(async move {
-        let tls = ServerTls::new(
+        let mut tls = ServerTls::new(
             vec![CertificateDer::from(material.cert_der)],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(material.key_pkcs8)),
         )
-        .client_ca([CertificateDer::from(material.ca_der)])?
-        .build()?;
+        .client_ca([CertificateDer::from(material.ca_der)])?;
+        if kind == ServerKind::Soak {
+            // DPoP clients need no certificate; certificate-bound tokens without one are refused
+            // by the layer (the soak's `no-client-certificate` rejection).
+            tls = tls.client_certificate_optional();
+        }
+        let tls = tls.build()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let handler = tower::service_fn(hello);
@@ -149,6 +161,27 @@ pub(crate) fn server_main(kind: ServerKind, threads: usize) -> Result<(), BoxErr
                     .build()?;
                 let issuers = issuers.jwt(validator).build()?;
                 let service = BoundTokenLayer::new(issuers).layer(handler);
+                tokio::spawn(certbound::serve(listener, tls, service).into_future());
+            }
+            ServerKind::Soak => {
+                // The defaults of an application: the validator's cache (5 min, 100 000
+                // entries, 64 MiB) and the in-memory replay store's bounds (64 MiB).
+                let validator = JwtValidator::builder(ISS, AUD)
+                    .jwks_json(material.jwks)
+                    .build()?;
+                let admin = RequireScopeLayer::new(["admin"])?.layer(tower::service_fn(admin));
+                let routes = tower::service_fn(move |request: Request<Incoming>| {
+                    let admin = admin.clone();
+                    async move {
+                        if request.uri().path() == "/admin" {
+                            admin.oneshot(request).await
+                        } else {
+                            hello(request).await
+                        }
+                    }
+                });
+                let dpop = Dpop::new().replay_store(MemoryReplayStore::new());
+                let service = BoundTokenLayer::new(validator).dpop(dpop).layer(routes);
                 tokio::spawn(certbound::serve(listener, tls, service).into_future());
             }
             ServerKind::Upstream => proxied::spawn_upstream(listener),

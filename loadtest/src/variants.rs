@@ -269,10 +269,14 @@ pub(crate) enum ServerKind {
     Upstream,
     /// The plain server plus one raw aws-lc-rs verification of the token's signature (issue 26).
     RawVerify,
+    /// The soak's server (issue 26, `--soak`): certificate-bound and DPoP-bound tokens on one
+    /// server (DPoP with the in-memory replay store), client certificates optional, and a
+    /// route `/admin` that requires scope `admin`.
+    Soak,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [ServerKind; 10] = [
+    pub(crate) const ALL: [ServerKind; 11] = [
         ServerKind::Plain,
         ServerKind::Certbound,
         ServerKind::Peer,
@@ -283,6 +287,7 @@ impl ServerKind {
         ServerKind::Issuers1000,
         ServerKind::Upstream,
         ServerKind::RawVerify,
+        ServerKind::Soak,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -297,6 +302,7 @@ impl ServerKind {
             ServerKind::Issuers1000 => "issuers1000",
             ServerKind::Upstream => "upstream",
             ServerKind::RawVerify => "raw-verify",
+            ServerKind::Soak => "soak",
         }
     }
 
