@@ -7,6 +7,7 @@
 
 mod builder;
 mod claims;
+mod header;
 mod jws;
 pub(crate) mod keys;
 #[cfg(feature = "aws-lc-rs")]
@@ -19,7 +20,10 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 pub use builder::JwtValidatorBuilder;
-use claims::{invalid, is_at_jwt, ClaimRules, JoseHeader, HEADER_BUF};
+#[cfg(fuzzing)]
+use claims::JoseHeader;
+use claims::{invalid, ClaimRules, HEADER_BUF};
+use header::Header;
 pub(in crate::token) use jws::Payload;
 use jws::{Jws, SIGNATURE_BUF};
 use keys::{KeySet, RemoteKeys};
@@ -32,7 +36,6 @@ use crate::metrics;
 use crate::readiness::{Readiness, ReadyFuture};
 use crate::support::cache::{entry_bytes, Begin, Keep, ResultCache, TokenKey};
 use crate::support::crypto::{self, JoseProvider};
-use crate::support::jose;
 use crate::support::time::unix_now;
 use crate::support::token_key::SigningDigest;
 use crate::upstream::FetchError;
@@ -180,9 +183,10 @@ impl JwtValidator {
         signed: Option<SigningDigest>,
     ) -> Result<Verified, Pending> {
         let mut buf = [0u8; HEADER_BUF];
-        let header = JoseHeader::read(token, &mut buf).map_err(Pending::Done)?;
+        let header = Header::read(token, &mut buf).map_err(Pending::Done)?;
         // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed; the key must be Ed25519 either way.
-        let alg = jose::algorithm(&header.alg)
+        let alg = header
+            .alg
             .ok_or_else(|| Pending::Done(invalid("unknown or none algorithm")))?;
         if !self.0.algorithms.contains(&alg) {
             return Err(Pending::Done(invalid("algorithm not allowed")));
@@ -190,11 +194,11 @@ impl JwtValidator {
         if header.crit {
             return Err(Pending::Done(invalid("the JOSE header has crit")));
         }
-        if self.0.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
+        if self.0.require_at_jwt && !header.at_jwt {
             return Err(Pending::Done(invalid("typ is not at+jwt")));
         }
         let jws = Jws::split(token).map_err(Pending::Done)?;
-        let kid = header.kid.as_deref();
+        let kid = header.kid();
         let keys = match &self.0.keys {
             Keys::Static(keys) => Arc::clone(keys),
             Keys::Remote(remote) => match remote.current() {

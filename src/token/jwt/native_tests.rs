@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::support::jose;
 
 const TP: &str = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0";
 
