@@ -50,19 +50,9 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D:
 }
 
 impl<'a> JoseHeader<'a> {
-    /// The header of the compact JWS `token`.
-    #[cfg(any(test, fuzzing))]
     pub(super) fn read(token: &str, buf: &'a mut [u8; HEADER_BUF]) -> Result<Self, AuthError> {
-        Self::read_segment(token.split('.').next().unwrap_or_default(), buf)
-    }
-
-    /// The header of a JWS from its first segment (all of it up to the first `.`).
-    pub(super) fn read_segment(
-        segment: &str,
-        buf: &'a mut [u8; HEADER_BUF],
-    ) -> Result<Self, AuthError> {
         let malformed = || invalid("malformed JWT or JOSE header");
-        let segment = segment.as_bytes();
+        let segment = token.split('.').next().unwrap_or_default().as_bytes();
         if segment.len() > HEADER_BUF {
             // Oversized headers are rare and suspicious; only they are decoded on the heap.
             let decoded = URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed())?;

@@ -62,14 +62,14 @@ impl Header<'_> {
 }
 
 impl<'a> Header<'a> {
-    /// The header of a JWS from its first `segment` (all of it up to the first `.`):
-    /// remembered, or read (with [`JoseHeader::read_segment`], into `buf`) and remembered.
-    pub(super) fn read(segment: &str, buf: &'a mut [u8; HEADER_BUF]) -> Result<Self, AuthError> {
-        if let Some(header) = recall(segment.as_bytes()) {
+    /// The header of the compact JWS `token`: remembered, or read (with
+    /// [`JoseHeader::read`], into `buf`) and remembered.
+    pub(super) fn read(token: &str, buf: &'a mut [u8; HEADER_BUF]) -> Result<Self, AuthError> {
+        let segment = token.split('.').next().unwrap_or_default().as_bytes();
+        if let Some(header) = recall(segment) {
             return Ok(header);
         }
-        let read = JoseHeader::read_segment(segment, buf)?;
-        let segment = segment.as_bytes();
+        let read = JoseHeader::read(token, buf)?;
         let header = Header {
             alg: jose::algorithm(&read.alg),
             kid: read.kid.map_or(Kid::Absent, Kid::Read),
@@ -186,8 +186,7 @@ mod tests {
 
     fn read(token: &str) -> Option<(Option<Algorithm>, Option<String>, bool, bool)> {
         let mut buf = [0; HEADER_BUF];
-        let segment = token.split('.').next().unwrap_or_default();
-        let h = Header::read(segment, &mut buf).ok()?;
+        let h = Header::read(token, &mut buf).ok()?;
         Some((h.alg, h.kid().map(str::to_owned), h.at_jwt, h.crit))
     }
 

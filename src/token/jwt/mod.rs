@@ -182,15 +182,8 @@ impl JwtValidator {
         routed: Option<Routed>,
         signed: Option<SigningDigest>,
     ) -> Result<Verified, Pending> {
-        // Split once: the header segment is read from it (a token that is not three segments is
-        // refused after its header is read, as it was when each part found its own segment).
-        let jws = Jws::split(token);
-        let segment = match &jws {
-            Ok(jws) => jws.header,
-            Err(_) => token.split('.').next().unwrap_or_default(),
-        };
         let mut buf = [0u8; HEADER_BUF];
-        let header = Header::read(segment, &mut buf).map_err(Pending::Done)?;
+        let header = Header::read(token, &mut buf).map_err(Pending::Done)?;
         // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed; the key must be Ed25519 either way.
         let alg = header
             .alg
@@ -204,7 +197,7 @@ impl JwtValidator {
         if self.0.require_at_jwt && !header.at_jwt {
             return Err(Pending::Done(invalid("typ is not at+jwt")));
         }
-        let jws = jws.map_err(Pending::Done)?;
+        let jws = Jws::split(token).map_err(Pending::Done)?;
         let kid = header.kid();
         let keys = match &self.0.keys {
             Keys::Static(keys) => Arc::clone(keys),
