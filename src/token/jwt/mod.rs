@@ -600,12 +600,29 @@ pub(in crate::token) fn unverified_payload(token: &str) -> Option<Payload> {
     Payload::decode(Jws::split(token).ok()?.payload).ok()
 }
 
-/// The fuzz target's view of [`JoseHeader::read`]: `alg`, `kid` and `typ`.
+/// The fuzz target's view of [`JoseHeader::read`]: `alg`, `kid` and `typ`. Panics when the
+/// validator's [`Header`] (read, then remembered) says otherwise.
 #[cfg(fuzzing)]
 pub(crate) fn read_jose_header(token: &str) -> Option<(String, Option<String>, Option<String>)> {
     use std::borrow::Cow;
     let mut buf = [0u8; HEADER_BUF];
-    let header = JoseHeader::read(token, &mut buf).ok()?;
+    let read = JoseHeader::read(token, &mut buf).map_err(|e| e.detail().to_owned());
+    for _ in 0..2 {
+        let mut buf = [0u8; HEADER_BUF];
+        let memo = Header::read(token, &mut buf);
+        match (&read, memo) {
+            (Err(a), Err(b)) => assert_eq!(a, b.detail(), "the header memo disagrees"),
+            (Ok(read), Ok(memo)) => assert!(
+                memo.alg == crate::support::jose::algorithm(&read.alg)
+                    && memo.kid() == read.kid.as_deref()
+                    && memo.at_jwt == read.typ.as_deref().is_some_and(claims::is_at_jwt)
+                    && memo.crit == read.crit,
+                "the header memo disagrees"
+            ),
+            _ => panic!("the header memo disagrees"),
+        }
+    }
+    let header = read.ok()?;
     let kid = header.kid.map(Cow::into_owned);
     Some((
         header.alg.into_owned(),
