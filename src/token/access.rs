@@ -73,9 +73,10 @@ enum Scp {
 }
 
 impl Text {
-    /// `value` as a place in `json` when it is a slice of it, else a copy.
-    fn of(value: &Cow<'_, str>, json: Option<&str>) -> Self {
-        if let (Cow::Borrowed(s), Some(json)) = (value, json) {
+    /// `s` as a place in `json` when it is a slice of it (a string without escapes, borrowed
+    /// from the text), else a copy.
+    fn of(s: &str, json: Option<&str>) -> Self {
+        if let Some(json) = json {
             let start = (s.as_ptr() as usize).wrapping_sub(json.as_ptr() as usize);
             let end = start.wrapping_add(s.len());
             // Only a slice of `json` itself (the same bytes at the same address) is a place.
@@ -86,7 +87,7 @@ impl Text {
                 return Text::At(start, end);
             }
         }
-        Text::Own(value.as_ref().into())
+        Text::Own(s.into())
     }
 
     /// The string, out of `json` (the text the place was taken in, or one with the same
@@ -517,6 +518,34 @@ mod tests {
             let t = token(bad.clone()).unwrap();
             assert_eq!((t.acr(), t.auth_time()), (None, None), "{bad}");
         }
+    }
+
+    #[test]
+    fn string_claims_of_a_json_text_read_the_same_in_place_or_copied() {
+        let json = r#"{"iss":"https://as.test","sub":"al\u0069ce","client_id":"c",
+            "scope":" read  write ","scp":["a b","\u0063"],"acr":"urn:mfa"}"#;
+        let fields = Fields::from_json(json).unwrap();
+        let read = Read::of(&fields, Some(json)).unwrap();
+        // Unescaped strings are places in the text; escaped ones copies.
+        assert!(matches!(read.issuer, Some(Text::At(..))));
+        assert!(matches!(read.subject, Some(Text::Own(_))));
+        let t = AccessToken::from_json(read, json.to_owned());
+        assert_eq!(t.issuer(), Some("https://as.test"));
+        assert_eq!(t.subject(), Some("alice"));
+        assert_eq!((t.client_id(), t.acr()), (Some("c"), Some("urn:mfa")));
+        assert_eq!(t.scopes(), ["read", "write", "a b", "c"]);
+        assert!(t.has_scope("a b") && t.has_scope("c") && !t.has_scope("a"));
+        // Read from another text (not the one kept): copies, never places in the wrong text.
+        let other = json.to_owned();
+        let fields = Fields::from_json(&other).unwrap();
+        let read = Read::of(&fields, Some(json)).unwrap();
+        assert!(matches!(read.issuer, Some(Text::Own(_))));
+        drop(fields);
+        let t = AccessToken::from_json(read, other);
+        assert_eq!(
+            (t.issuer(), t.client_id()),
+            (Some("https://as.test"), Some("c"))
+        );
     }
 
     #[test]
