@@ -130,7 +130,8 @@ pub fn jwt_fields(json: &str) -> Result<(), String> {
         return Err(format!("other fields: {:?}", Fields::of_map(&map)));
     }
     let by_map = AccessToken::from_claims(map.clone());
-    let by_pass = Read::of(&fields).map(|read| AccessToken::from_json(read, json.to_owned()));
+    let by_pass =
+        Read::of(&fields, Some(json)).map(|read| AccessToken::from_json(read, json.to_owned()));
     match (by_map, by_pass) {
         (Err(a), Err(b)) if a.detail() == b.detail() => Ok(()),
         (Ok(a), Ok(b)) => {

@@ -1,5 +1,6 @@
 //! [`AccessToken`]: a validated access token and what the layer needs from its claims.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -36,22 +37,78 @@ enum Claims {
 }
 
 /// What certbound reads from the claims, read when the token is built.
+///
+/// Its strings are where they are in the claims set's JSON text when that text is kept (a
+/// JWT's: [`AccessToken::from_json`]) and the string has no escape: no copy at all. Before, the
+/// issuer, subject, client id and each scope were copies of their own (5 allocations and as
+/// many frees per new token of the load test, ~2 000 instructions: issue 26, BENCHMARKS.md).
 pub(crate) struct Read {
-    issuer: Option<String>,
-    subject: Option<String>,
-    client_id: Option<String>,
-    scopes: Vec<String>,
+    issuer: Option<Text>,
+    subject: Option<Text>,
+    client_id: Option<Text>,
+    /// The `scope` claim (space-separated).
+    scope: Option<Text>,
+    scp: Scp,
+    /// `scope` and `scp` as [`AccessToken::scopes`] gives them, made on its first call: the
+    /// layer itself only asks [`AccessToken::has_scope`], which reads the claims in place.
+    scopes: OnceLock<Vec<String>>,
     confirmation: Option<CertThumbprint>,
     dpop_key: Option<JwkThumbprint>,
-    acr: Option<String>,
+    acr: Option<Text>,
     auth_time: Option<i64>,
+}
+
+/// A string claim: `start..end` of the claims' JSON text, or a copy of its own (an escaped
+/// string, or claims given as a map).
+enum Text {
+    At(u32, u32),
+    Own(Box<str>),
+}
+
+/// The `scp` claim: absent (or `null`), a space-separated string, or an array of strings.
+enum Scp {
+    None,
+    Spaced(Text),
+    Items(Vec<Text>),
+}
+
+impl Text {
+    /// `s` as a place in `json` when it is a slice of it (a string without escapes, borrowed
+    /// from the text), else a copy.
+    fn of(s: &str, json: Option<&str>) -> Self {
+        if let Some(json) = json {
+            let start = (s.as_ptr() as usize).wrapping_sub(json.as_ptr() as usize);
+            let end = start.wrapping_add(s.len());
+            // Only a slice of `json` itself (the same bytes at the same address) is a place.
+            let inside = json
+                .get(start..end)
+                .is_some_and(|at| at.as_ptr() == s.as_ptr());
+            if let (true, Ok(start), Ok(end)) = (inside, u32::try_from(start), u32::try_from(end)) {
+                return Text::At(start, end);
+            }
+        }
+        Text::Own(s.into())
+    }
+
+    /// The string, out of `json` (the text the place was taken in, or one with the same
+    /// content); `""` for a place outside it, which [`Read::of`]'s callers never make.
+    fn get<'a>(&'a self, json: &'a str) -> &'a str {
+        match self {
+            Text::At(start, end) => json.get(*start as usize..*end as usize).unwrap_or_default(),
+            Text::Own(s) => s,
+        }
+    }
 }
 
 impl Read {
     /// Reads `sub`, `client_id` (or `azp`), `scope` (space-separated string) or `scp` (array),
     /// the confirmation `cnf.x5t#S256` (RFC 8705) and `cnf.jkt` (RFC 9449), `iss`, `acr` and
     /// `auth_time`; see [`AccessToken::from_claims`] for what is refused.
-    pub(crate) fn of(fields: &Fields<'_>) -> Result<Self, AuthError> {
+    ///
+    /// `json`: the JSON text `fields` were read from, when the token keeps it
+    /// ([`AccessToken::from_json`] with that text, or one with the same content): the strings
+    /// borrowed from it are kept as places in it instead of copies.
+    pub(crate) fn of(fields: &Fields<'_>, json: Option<&str>) -> Result<Self, AuthError> {
         let invalid = |detail| AuthError::with_detail(AuthErrorKind::InvalidToken, detail);
         let (confirmation, dpop_key) = match &fields.cnf {
             None => (None, None),
@@ -76,49 +133,39 @@ impl Read {
             }
             Some(Cnf::NotObject) => return Err(invalid("cnf claim is not an object")),
         };
-        let string_claim = |claim: &Option<Loose<'_>>| -> Result<Option<String>, AuthError> {
+        let text = |s: &Cow<'_, str>| Text::of(s, json);
+        let string_claim = |claim: &Option<Loose<'_>>| -> Result<Option<Text>, AuthError> {
             match claim {
                 None | Some(Loose::Null) => Ok(None),
-                Some(Loose::Str(s)) => Ok(Some(s.as_ref().to_owned())),
+                Some(Loose::Str(s)) => Ok(Some(text(s))),
                 Some(_) => Err(invalid("a string claim has another type")),
             }
         };
+        let loose_str = |claim: &Option<Loose<'_>>| match claim {
+            Some(Loose::Str(s)) => Some(text(s)),
+            _ => None,
+        };
         // Not refused when malformed: validators that require `iss` check it themselves, and an
         // introspection answer need not carry one.
-        let issuer = fields
-            .iss
-            .as_ref()
-            .and_then(Loose::as_str)
-            .map(str::to_owned);
+        let issuer = loose_str(&fields.iss);
         let subject = string_claim(&fields.sub)?;
         let client_id = match string_claim(&fields.client_id)? {
             Some(id) => Some(id),
             None => string_claim(&fields.azp)?,
         };
-        let mut scopes = Vec::new();
-        match &fields.scope {
-            None | Some(Loose::Null) => {}
-            Some(Loose::Str(s)) => {
-                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-            }
+        let scope = match &fields.scope {
+            None | Some(Loose::Null) => None,
+            Some(Loose::Str(s)) => Some(text(s)),
             Some(_) => return Err(invalid("scope claim is not a string")),
-        }
-        match &fields.scp {
-            None | Some(Loose::Null) => {}
-            Some(Loose::Str(s)) => {
-                scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-            }
-            Some(Loose::Strings(items)) => {
-                scopes.extend(items.iter().map(|s| s.as_ref().to_owned()))
-            }
+        };
+        let scp = match &fields.scp {
+            None | Some(Loose::Null) => Scp::None,
+            Some(Loose::Str(s)) => Scp::Spaced(text(s)),
+            Some(Loose::Strings(items)) => Scp::Items(items.iter().map(text).collect()),
             Some(Loose::Array) => return Err(invalid("scp claim holds a non-string")),
             Some(_) => return Err(invalid("scp claim is neither a string nor an array")),
-        }
-        let acr = fields
-            .acr
-            .as_ref()
-            .and_then(Loose::as_str)
-            .map(str::to_owned);
+        };
+        let acr = loose_str(&fields.acr);
         let auth_time = fields.auth_time.as_ref().and_then(|t| {
             let number = t.as_number()?;
             number.as_i64().or_else(|| {
@@ -132,7 +179,9 @@ impl Read {
             issuer,
             subject,
             client_id,
-            scopes,
+            scope,
+            scp,
+            scopes: OnceLock::new(),
             confirmation,
             dpop_key,
             acr,
@@ -151,16 +200,17 @@ impl AccessToken {
     /// is not an object, an `x5t#S256` or `jkt` that is not a canonical thumbprint string, a
     /// `scope` that is not a string. A malformed binding is never read as "no binding".
     pub fn from_claims(claims: Map<String, Value>) -> Result<Self, AuthError> {
-        let read = Read::of(&Fields::of_map(&claims))?;
+        let read = Read::of(&Fields::of_map(&claims), None)?;
         Ok(Self(Arc::new(Inner {
             claims: Claims::Map(claims),
             read,
         })))
     }
 
-    /// A token from a JWT's claims set: what [`Read::of`] read from its fields, and its JSON
-    /// text (a JSON object that `serde_json` reads into a map: [`Fields::from_json`] checked
-    /// it), decoded again only if the application asks for the claims.
+    /// A token from a JWT's claims set: what [`Read::of`] read from its fields (given this
+    /// very text, or one with the same content), and its JSON text (a JSON object that
+    /// `serde_json` reads into a map: [`Fields::from_json`] checked it), decoded again only if
+    /// the application asks for the claims.
     pub(crate) fn from_json(read: Read, text: String) -> Self {
         Self(Arc::new(Inner {
             claims: Claims::Json {
@@ -175,33 +225,67 @@ impl AccessToken {
     /// answer, its `iss` if it has one). `None` when it is absent or not a string. Behind
     /// [`Issuers`](crate::Issuers), the trusted issuer whose keys verified the token.
     pub fn issuer(&self) -> Option<&str> {
-        self.0.read.issuer.as_deref()
+        self.text(&self.0.read.issuer)
     }
 
     /// The `sub` claim.
     pub fn subject(&self) -> Option<&str> {
-        self.0.read.subject.as_deref()
+        self.text(&self.0.read.subject)
     }
 
     /// The `client_id` claim (RFC 9068 §2.2), or `azp` when there is none.
     pub fn client_id(&self) -> Option<&str> {
-        self.0.read.client_id.as_deref()
+        self.text(&self.0.read.client_id)
     }
 
     /// The scopes granted (`scope` and `scp` together).
     pub fn scopes(&self) -> &[String] {
-        &self.0.read.scopes
+        self.0
+            .read
+            .scopes
+            .get_or_init(|| self.scope_iter().map(str::to_owned).collect())
     }
 
     /// Whether `scope` was granted.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.read.scopes.iter().any(|s| s == scope)
+        self.scope_iter().any(|s| s == scope)
+    }
+
+    /// The scopes granted, in place: the words of `scope`, then those of `scp` (a string) or
+    /// its items (an array).
+    fn scope_iter(&self) -> impl Iterator<Item = &str> {
+        let json = self.json();
+        let read = &self.0.read;
+        fn words<'a>(text: Option<&'a Text>, json: &'a str) -> impl Iterator<Item = &'a str> {
+            let text = text.map_or("", |t| t.get(json));
+            text.split(' ').filter(|s| !s.is_empty())
+        }
+        let (spaced, items) = match &read.scp {
+            Scp::None => (None, &[][..]),
+            Scp::Spaced(text) => (Some(text), &[][..]),
+            Scp::Items(items) => (None, &items[..]),
+        };
+        words(read.scope.as_ref(), json)
+            .chain(words(spaced, json))
+            .chain(items.iter().map(move |t| t.get(json)))
+    }
+
+    /// The claims' JSON text that [`Read`]'s places are in (`""` for claims given as a map).
+    fn json(&self) -> &str {
+        match &self.0.claims {
+            Claims::Json { text, .. } => text,
+            Claims::Map(_) => "",
+        }
+    }
+
+    fn text<'a>(&'a self, claim: &'a Option<Text>) -> Option<&'a str> {
+        claim.as_ref().map(|t| t.get(self.json()))
     }
 
     /// The `acr` claim (authentication context class reference, OpenID Connect Core §2, RFC
     /// 9470): how the user authenticated. `None` when it is absent or not a string.
     pub fn acr(&self) -> Option<&str> {
-        self.0.read.acr.as_deref()
+        self.text(&self.0.read.acr)
     }
 
     /// The `auth_time` claim (RFC 9470 §2): when the user authenticated, in seconds since the
@@ -321,10 +405,10 @@ impl<'de> serde::Deserializer<'de> for MapDeserializer<'de> {
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("issuer", &self.0.read.issuer)
-            .field("subject", &self.0.read.subject)
-            .field("client_id", &self.0.read.client_id)
-            .field("scopes", &self.0.read.scopes)
+            .field("issuer", &self.issuer())
+            .field("subject", &self.subject())
+            .field("client_id", &self.client_id())
+            .field("scopes", &self.scope_iter().collect::<Vec<_>>())
             .field("thumbprint", &self.0.read.confirmation)
             .field("dpop_thumbprint", &self.0.read.dpop_key)
             .finish_non_exhaustive()
@@ -434,6 +518,34 @@ mod tests {
             let t = token(bad.clone()).unwrap();
             assert_eq!((t.acr(), t.auth_time()), (None, None), "{bad}");
         }
+    }
+
+    #[test]
+    fn string_claims_of_a_json_text_read_the_same_in_place_or_copied() {
+        let json = r#"{"iss":"https://as.test","sub":"al\u0069ce","client_id":"c",
+            "scope":" read  write ","scp":["a b","\u0063"],"acr":"urn:mfa"}"#;
+        let fields = Fields::from_json(json).unwrap();
+        let read = Read::of(&fields, Some(json)).unwrap();
+        // Unescaped strings are places in the text; escaped ones copies.
+        assert!(matches!(read.issuer, Some(Text::At(..))));
+        assert!(matches!(read.subject, Some(Text::Own(_))));
+        let t = AccessToken::from_json(read, json.to_owned());
+        assert_eq!(t.issuer(), Some("https://as.test"));
+        assert_eq!(t.subject(), Some("alice"));
+        assert_eq!((t.client_id(), t.acr()), (Some("c"), Some("urn:mfa")));
+        assert_eq!(t.scopes(), ["read", "write", "a b", "c"]);
+        assert!(t.has_scope("a b") && t.has_scope("c") && !t.has_scope("a"));
+        // Read from another text (not the one kept): copies, never places in the wrong text.
+        let other = json.to_owned();
+        let fields = Fields::from_json(&other).unwrap();
+        let read = Read::of(&fields, Some(json)).unwrap();
+        assert!(matches!(read.issuer, Some(Text::Own(_))));
+        drop(fields);
+        let t = AccessToken::from_json(read, other);
+        assert_eq!(
+            (t.issuer(), t.client_id()),
+            (Some("https://as.test"), Some("c"))
+        );
     }
 
     #[test]

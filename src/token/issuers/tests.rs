@@ -199,6 +199,45 @@ fn two_validators_for_one_issuer_are_a_configuration_error() {
     assert!(Issuers::builder().build().unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn a_routed_token_is_refused_for_its_signature_first_and_for_its_claims_next() {
+    // The claims are read to route the token, and checked then; what the check found is told
+    // only once the signature verified, as by the issuer's own validator.
+    let issuers = two();
+    let alone = hmac(A, SECRET_A);
+    let expired = json!({"exp": 1, "aud": "https://other.test"});
+    let tokens = [
+        sign(A, SECRET_B, expired.clone()),
+        sign(A, SECRET_A, expired),
+        sign(A, SECRET_A, json!({"aud": "https://other.test"})),
+        sign(A, SECRET_A, json!({"cnf": "not an object"})),
+        sign(A, SECRET_A, json!({})),
+    ];
+    let mut outcomes = Vec::new();
+    for token in &tokens {
+        let routed = issuers
+            .validate(token)
+            .await
+            .map_err(|e| (e.kind(), e.detail().to_owned()));
+        let direct = alone
+            .validate(token)
+            .await
+            .map_err(|e| (e.kind(), e.detail().to_owned()));
+        assert_eq!(routed.as_ref().err(), direct.as_ref().err());
+        assert_eq!(routed.is_ok(), direct.is_ok());
+        outcomes.push(routed.err());
+    }
+    let detail = |i: usize| outcomes[i].as_ref().map(|(_, d)| d.as_str());
+    assert_eq!(detail(0), Some("bad signature"));
+    assert_eq!(
+        outcomes[1].as_ref().map(|(k, _)| *k),
+        Some(AuthErrorKind::TokenExpired)
+    );
+    assert_eq!(detail(2), Some("wrong audience"));
+    assert_eq!(detail(3), Some("cnf claim is not an object"));
+    assert_eq!(outcomes[4], None);
+}
+
 #[test]
 fn the_unverified_issuer_is_read_only_from_a_well_formed_payload() {
     use crate::token::fields::Loose;

@@ -78,6 +78,10 @@ impl Payload {
         Fields::from_json(&self.0).map_err(|_| invalid("malformed JWT claims"))
     }
 
+    pub(super) fn text(&self) -> &str {
+        &self.0
+    }
+
     pub(super) fn into_text(self) -> String {
         self.0
     }
