@@ -154,7 +154,9 @@ pub(crate) struct KeyMemo(RwLock<Option<Arc<Held>>>);
 
 /// The token a connection presented last, its keys, and what a validator made of it.
 pub(crate) struct Held {
-    token: Box<str>,
+    /// A `String`, so that the next token of the connection can take its place in the same
+    /// allocation ([`KeyMemo::key`]).
+    token: String,
     /// Its key of each [`Derivation`], made when first asked for.
     keys: [OnceLock<TokenKey>; 2],
     /// The validator's verdict on this very token, for the connection's next requests: set at
@@ -167,12 +169,22 @@ pub(crate) struct Held {
 impl Held {
     fn new(token: &str, key: TokenKey) -> Self {
         let held = Self {
-            token: Box::from(token),
+            token: String::from(token),
             keys: [OnceLock::new(), OnceLock::new()],
             verdict: OnceLock::new(),
         };
         let _ = held.keys[key.derivation as usize].set(key);
         held
+    }
+
+    /// Becomes what [`Held::new`] would make of `token`, in the allocations it has: its token's
+    /// buffer is reused, its keys and verdict forgotten.
+    fn reset(&mut self, token: &str, key: TokenKey) {
+        self.token.clear();
+        self.token.push_str(token);
+        self.keys = [OnceLock::new(), OnceLock::new()];
+        let _ = self.keys[key.derivation as usize].set(key);
+        self.verdict = OnceLock::new();
     }
 
     /// The token (a well-formed b64token).
@@ -223,7 +235,13 @@ impl KeyMemo {
         }
         let key = TokenKey::derive(derivation, token);
         if let Ok(mut last) = self.0.try_write() {
-            *last = Some(Arc::new(Held::new(token, key)));
+            // A connection that presents a new token on each request (a client that fetches one
+            // per call, or a token-spraying attacker) reuses the entry it no longer shares with
+            // any request: two allocations and two frees fewer per new token (issue 26).
+            match last.as_mut().and_then(Arc::get_mut) {
+                Some(held) => held.reset(token, key),
+                None => *last = Some(Arc::new(Held::new(token, key))),
+            }
         }
         key
     }
@@ -330,5 +348,36 @@ mod tests {
             back.verdict::<u32>().is_none(),
             "nor does a token seen before it"
         );
+    }
+
+    #[test]
+    fn an_entry_no_request_shares_takes_the_next_token_and_forgets_the_last_ones_keys_and_verdict()
+    {
+        let memo = KeyMemo::default();
+        memo.key("h.p.s", Derivation::Jwt);
+        memo.key("h.p.s", Derivation::Sha256);
+        memo.recall(b"h.p.s").expect("held").remember(|| 7u32);
+        // No `Arc` of the entry is left: the next token reuses it.
+        let jwt = memo.key("h.p.t", Derivation::Jwt);
+        assert!(jwt == TokenKey::of_jwt("h.p.t"));
+        assert!(memo.recall(b"h.p.s").is_none(), "the last token is gone");
+        let held = memo.recall(b"h.p.t").expect("held");
+        assert!(held.token() == "h.p.t");
+        assert!(
+            held.verdict::<u32>().is_none(),
+            "its verdict is gone with it"
+        );
+        assert!(
+            held.key(Derivation::Sha256) == TokenKey::of("h.p.t"),
+            "a key made afresh"
+        );
+        assert!(held.key(Derivation::Jwt) == jwt);
+        drop(held);
+        // A shorter and a longer token in the same entry.
+        for token in ["a", "a much longer token than the ones before.x.y"] {
+            assert!(memo.key(token, Derivation::Sha256) == TokenKey::of(token));
+            let held = memo.recall(token.as_bytes()).expect("held");
+            assert!(held.token() == token && held.key(Derivation::Jwt) == TokenKey::of_jwt(token));
+        }
     }
 }
