@@ -21,16 +21,15 @@ pub(crate) fn is_b64token(token: &[u8]) -> bool {
 /// ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", branch-free.
 #[inline(always)]
 fn is_b64token_char(c: u8) -> bool {
-    // `| 0x20` maps A-Z onto a-z and nothing else onto a-z.
+    // `| 0x20` maps A-Z onto a-z and nothing else onto a-z. "-", ".", "/" and the digits are
+    // one run, 0x2d..=0x39: two range checks and three equalities per byte, so that the
+    // vectorised fold does fewer comparisons per 16 bytes (issue 26).
     let lower = c | 0x20;
     (lower.wrapping_sub(b'a') < 26)
-        | (c.wrapping_sub(b'0') < 10)
-        | (c == b'-')
-        | (c == b'.')
+        | (c.wrapping_sub(b'-') <= b'9' - b'-')
         | (c == b'_')
         | (c == b'~')
         | (c == b'+')
-        | (c == b'/')
 }
 
 /// The value of one hex digit (either case).
