@@ -33,7 +33,7 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
   --soak-minutes N         length of the soak (default 30)
   --sample-seconds SECS    time between two samples (default 60)
   --soak-rate RPS          total request rate of the soak's clients (default 300)
-  --soak-warmup-minutes M  samples before this are warm-up (default 5, at most half the run)
+  --soak-warmup-minutes M  samples before this are warm-up (default 15, at most half the run)
   --soak-token-lifetime S  lifetime of the soak's distinct tokens (default 180)
   --soak-idle N            idle connections held for the whole run (default 8; half of them
                            silent for longer than the server's idle timeout, which closes them)
@@ -231,7 +231,7 @@ impl Args {
                     sample,
                     rate: soak_rate as f64,
                     warmup: soak_warmup
-                        .unwrap_or(Duration::from_secs(5 * 60))
+                        .unwrap_or(Duration::from_secs(15 * 60))
                         .min(duration / 2),
                     token_lifetime,
                     idle,

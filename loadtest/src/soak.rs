@@ -36,7 +36,8 @@
 //! What the caches hold: a `distinct` token's cache entry lives until the token's `exp` (at
 //! most 5 minutes), but the cache never sweeps expired entries: they stay until eviction needs
 //! their room. Its size therefore grows with the distinct tokens until its byte bound (about
-//! 22 000 entries of ~3 KiB at the default 64 MiB) and stays there; the soak's distinct rate is
+//! 50 000 of the load test's ~600-character tokens at the default 64 MiB, each charged
+//! ~1.3 KiB) and stays there; the soak's distinct rate is
 //! chosen so that this happens within warm-up (printed at start). The replay store drops proofs
 //! as they expire (the `iat` window, about 80 s), so it levels off at rate × window.
 
@@ -49,8 +50,9 @@ use crate::soak_kinds::*;
 pub(crate) const FD_SLACK: i64 = 2;
 
 /// About how many entries the validated-token cache holds at its default byte bound (64 MiB),
-/// as it weighs them (~3 KiB each): the `distinct` tokens it takes to reach its plateau.
-const CACHE_ENTRIES: f64 = 22_000.0;
+/// as it weighs the load test's ~600-character tokens (800 bytes + 7/8 of the token's length):
+/// the `distinct` tokens it takes to reach its plateau.
+const CACHE_ENTRIES: f64 = 50_000.0;
 
 /// Requests that no answer came back for within this are transport errors.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -371,7 +373,7 @@ pub(crate) fn soak(
     println!(
         "soak: {:.0} minutes, a sample every {:.0} s, warm-up {:.1} minutes; {:.0} requests/s in \
          all over {} client tasks ({} idle connections); distinct tokens live {} s\n\
-         validated-token cache at its byte bound (~22 000 entries) after ~{:.0} s of distinct \
+         validated-token cache at its byte bound (~{CACHE_ENTRIES:.0} entries) after ~{:.0} s of distinct \
          tokens at {distinct_rate:.0}/s; server pid {pid}\n",
         soak.duration.as_secs_f64() / 60.0,
         soak.sample.as_secs_f64(),
