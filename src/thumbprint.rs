@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 /// Length of a SHA-256 `x5t#S256` value in base64url without padding.
 const ENCODED_LEN: usize = 43;
@@ -41,7 +40,7 @@ pub struct CertThumbprint([u8; 32]);
 impl CertThumbprint {
     /// Computes the thumbprint of a DER-encoded certificate.
     pub fn from_der(der: &[u8]) -> Self {
-        Self(Sha256::digest(der).into())
+        Self(crate::support::sha256::sha256(der))
     }
 
     /// Wraps a SHA-256 digest that was computed elsewhere.
@@ -155,7 +154,7 @@ impl JwkThumbprint {
 
     /// Hashes a key's RFC 7638 canonical JSON (its required members, sorted, no whitespace).
     pub(crate) fn of_canonical_json(json: &[u8]) -> Self {
-        Self(Sha256::digest(json).into())
+        Self(crate::support::sha256::sha256(json))
     }
 
     /// Parses a `jkt` value strictly.

@@ -12,7 +12,6 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
 use crate::support::crypto::{self, jose_provider, JoseProvider};
@@ -283,7 +282,7 @@ impl ProofBuilder<'_> {
     /// `token` (RFC 9449 §4.2). Required when the request carries a DPoP-bound token.
     #[must_use]
     pub fn access_token(mut self, token: &str) -> Self {
-        self.ath = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())));
+        self.ath = Some(URL_SAFE_NO_PAD.encode(crate::support::sha256::sha256(token.as_bytes())));
         self
     }
 

@@ -12,8 +12,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::metrics;
 use crate::readiness::ReadyFuture;
 use crate::thumbprint::JwkThumbprint;
@@ -78,10 +76,10 @@ pub struct ReplayKey([u8; 32]);
 impl ReplayKey {
     /// The key of the proof with identifier `jti`, signed by the key with thumbprint `jkt`.
     pub fn new(jkt: &JwkThumbprint, jti: &str) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(jkt.as_bytes());
-        hash.update(jti.as_bytes());
-        Self(hash.finalize().into())
+        Self(crate::support::sha256::sha256_of(&[
+            jkt.as_bytes(),
+            jti.as_bytes(),
+        ]))
     }
 
     /// The 32 bytes.

@@ -6,6 +6,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use super::sha256::sha256;
+
 /// The cache key of a token, never the token itself. Two derivations, never equal to each
 /// other (a key says which it is, and keys of different derivations differ):
 ///
@@ -101,23 +103,6 @@ impl TokenKey {
     pub(crate) const fn derivation(&self) -> Derivation {
         self.derivation
     }
-}
-
-/// SHA-256 by aws-lc-rs when it is the backend (its assembly takes about half the
-/// instructions of the `sha2` crate's portable code, callgrind, issue 26; with SHA extensions
-/// in the CPU both use them).
-#[cfg(feature = "aws-lc-rs")]
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-#[cfg(not(feature = "aws-lc-rs"))]
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(bytes).into()
 }
 
 impl TokenKey {
