@@ -13,6 +13,7 @@ impl DistinguishedName {
         let mut rdns = Vec::new();
         for rdn in &self.rdns {
             let mut set = Vec::new();
+            let mut atvs = Vec::new();
             for ava in rdn {
                 let mut atv = tlv(0x06, ava.oid.as_bytes());
                 match &ava.value {
@@ -28,7 +29,15 @@ impl DistinguishedName {
                         atv.extend(tlv(number | form | class, data));
                     }
                 }
-                set.extend(tlv(0x30, &atv));
+                atvs.push(tlv(0x30, &atv));
+            }
+            // DER sorts a SET OF by its encodings. It also makes two names that differ only in
+            // the order of one RDN's values the same bytes: an RDN is a set, so swapping the
+            // classes of two values of one attribute (`CN=#a000+CN=#e000`) gives the same name,
+            // and the fuzz target must not expect it to be another.
+            atvs.sort();
+            for atv in atvs {
+                set.extend(atv);
             }
             rdns.extend(tlv(0x31, &set));
         }
