@@ -239,8 +239,7 @@ fn verification_key(jwk: &Jwk) -> Option<VerificationKey> {
 
 /// SHA-256 of a key's published or configured form.
 pub(crate) fn fingerprint(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
+    crate::support::sha256::sha256(bytes)
 }
 
 fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
