@@ -8,13 +8,13 @@ use crate::dpop::proof_key::Members;
 /// `proof` checked as [`verify_default`] does, with the connection's `memo`.
 fn check_with(proof: &str, memo: &ProofKeyMemo) -> Result<VerifiedProof, AuthErrorKind> {
     let hash = token_hash();
-    let expected = Expected {
-        method: "GET",
-        htu: HTU,
-        ath: Some(&hash),
-        now: NOW,
-    };
-    verify(proof, &expected, &ProofRules::default(), Some(memo)).map_err(|e| e.kind())
+    verify(
+        proof,
+        &expected_get(&hash),
+        &ProofRules::default(),
+        Some(memo),
+    )
+    .map_err(|e| e.kind())
 }
 
 /// The `jwk` members of `signer`'s header, as `verify` reads them.
@@ -234,12 +234,7 @@ mod paths {
     /// Whether each path accepts `proof` (with every RSA algorithm allowed); the two must agree.
     fn accepted(proof: &str) -> bool {
         let hash = token_hash();
-        let expected = Expected {
-            method: "GET",
-            htu: HTU,
-            ath: Some(&hash),
-            now: NOW,
-        };
+        let expected = expected_get(&hash);
         let mut rules = ProofRules::default();
         rules
             .algorithms

@@ -78,16 +78,20 @@ fn claims() -> Value {
     })
 }
 
+/// A request `GET` [`HTU`] with the token whose hash is `hash`, at [`NOW`].
+fn expected_get(hash: &[u8; 32]) -> Expected<'_> {
+    Expected {
+        method: "GET",
+        htu: HTU,
+        ath: Some(hash),
+        now: NOW,
+    }
+}
+
 /// `proof` checked for `GET` [`HTU`] with [`TOKEN`] at [`NOW`], default rules.
 fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
-    let expected = Expected {
-        method: "GET",
-        htu: HTU,
-        ath: Some(&hash),
-        now: NOW,
-    };
-    verify(proof, &expected, &ProofRules::default(), None)
+    verify(proof, &expected_get(&hash), &ProofRules::default(), None)
 }
 
 fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
