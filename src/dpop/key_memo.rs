@@ -80,8 +80,11 @@ impl Remembered {
             match (member, len) {
                 (None, None) => {}
                 (Some(member), Some(len)) => {
-                    // `len` is a member's length as pushed: a char boundary of `text`.
-                    let (held, after) = rest.split_at(len);
+                    // `len` is a member's length as pushed, so both are there; `get` all the
+                    // same, never a panic.
+                    let (Some(held), Some(after)) = (rest.get(..len), rest.get(len..)) else {
+                        return false;
+                    };
                     if held != member {
                         return false;
                     }

@@ -426,7 +426,8 @@ pub(crate) fn verify(
         KeySource::Derived(public, key) => {
             let jkt =
                 thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
-            // Every check passed: the connection's next proof by this key derives nothing.
+            // Every check here passed (signature and claims): the connection's next proof by
+            // this key derives nothing.
             if let Some(memo) = memo {
                 memo.remember(Remembered::new(&members, algorithm, key, jkt));
             }
