@@ -139,6 +139,7 @@ where
                     request.method().as_str(),
                     &htu,
                     Some(key.as_sha256()),
+                    peer.proof_keys,
                 );
                 match checked {
                     Ok(proof) => (presented.with_key(key), Some(proof)),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 
+use crate::support::slot::Slot;
 use crate::support::token_key::KeyMemo;
 use crate::thumbprint::CertThumbprint;
 
@@ -156,6 +157,8 @@ struct Connection {
     remote_addr: SocketAddr,
     client_certificate: Option<ClientCertificate>,
     memo: KeyMemo,
+    /// The key of the connection's last DPoP proof that verified, and what was derived from it.
+    proof_keys: Slot,
     tls: bool,
 }
 
@@ -176,6 +179,7 @@ impl ConnectionInfo {
             remote_addr,
             client_certificate,
             memo: KeyMemo::default(),
+            proof_keys: Slot::default(),
             tls: true,
         }))
     }
@@ -186,6 +190,7 @@ impl ConnectionInfo {
             remote_addr,
             client_certificate: None,
             memo: KeyMemo::default(),
+            proof_keys: Slot::default(),
             tls: false,
         }))
     }
@@ -209,6 +214,11 @@ impl ConnectionInfo {
     /// The connection's token memo.
     pub(crate) fn memo(&self) -> &KeyMemo {
         &self.0.memo
+    }
+
+    /// The connection's DPoP proof-key memo (`dpop::key_memo`).
+    pub(crate) fn proof_keys(&self) -> &Slot {
+        &self.0.proof_keys
     }
 }
 

@@ -6,6 +6,7 @@
 use http::Extensions;
 
 use super::{ClientCertificate, ConnectionInfo, ForwardedClientCertificate};
+use crate::support::slot::Slot;
 use crate::support::token_key::KeyMemo;
 
 /// What the request's extensions say about the client certificate.
@@ -35,18 +36,25 @@ pub(crate) struct Peer<'a> {
     pub(crate) certificate: CertificateLookup,
     /// The connection's token memo, when the connection came through certbound's acceptor.
     pub(crate) memo: Option<&'a KeyMemo>,
+    /// The connection's DPoP proof-key memo (`dpop::key_memo`), likewise.
+    pub(crate) proof_keys: Option<&'a Slot>,
 }
 
 /// Finds the client certificate in `extensions` (see the [module docs](super) for the order).
 pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
     let connection = extensions.get::<ConnectionInfo>();
     let memo = connection.map(ConnectionInfo::memo);
+    let proof_keys = connection.map(ConnectionInfo::proof_keys);
     // The common case: certbound's acceptor, no proxy, nothing inserted by hand. With the
     // connection the only extension, the sources that take precedence cannot be there: their
     // two look-ups are skipped (issue 26: ~80 instructions of a cache hit's ~1 000).
     if let (Some(connection), 1) = (connection, extensions.len()) {
         let certificate = CertificateLookup::of(connection.client_certificate().cloned());
-        return Peer { certificate, memo };
+        return Peer {
+            certificate,
+            memo,
+            proof_keys,
+        };
     }
     // Precedence: a trusted proxy's word, a hand-inserted certificate, the acceptor's
     // connection, then the framework adapters.
@@ -61,7 +69,11 @@ pub(crate) fn lookup(extensions: &Extensions) -> Peer<'_> {
             .or_else(|| tonic(extensions))
             .unwrap_or(CertificateLookup::NoSource)
     };
-    Peer { certificate, memo }
+    Peer {
+        certificate,
+        memo,
+        proof_keys,
+    }
 }
 
 /// A trusted proxy's word: when present, the only source (the connection's own certificate is

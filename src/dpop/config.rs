@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use jsonwebtoken::Algorithm;
 
 use super::htu::{self, PublicUrl};
+use super::key_memo::ProofKeyMemo;
 use super::memory::MemoryReplayStore;
 use super::nonce::{DpopNonces, NonceCheck};
 use super::proof::{self, Expected, ProofRules, VerifiedProof};
@@ -205,7 +206,7 @@ impl Dpop {
                 "token endpoint URL is not an absolute http(s) URL",
             )
         })?;
-        let (proof, _) = self.check(headers, method, &htu, None)?;
+        let (proof, _) = self.check(headers, method, &htu, None, None)?;
         self.record(&proof).await?;
         Ok(proof)
     }
@@ -259,13 +260,15 @@ impl Dpop {
     }
 
     /// Every check but replay. The `bool` says the proof's nonce is of the previous step (a
-    /// fresh one goes with the response).
+    /// fresh one goes with the response). `keys` is the connection's memory of its last proof
+    /// key, when there is a connection at hand (see [`ProofKeyMemo`]).
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
         method: &str,
         htu: &str,
         ath: Option<&[u8; 32]>,
+        keys: Option<&ProofKeyMemo>,
     ) -> Result<(VerifiedProof, bool), AuthError> {
         let value = proof::single_proof(headers, self.rules.max_len)?;
         // One clock reading for the iat window and the nonce step.
@@ -277,7 +280,7 @@ impl Dpop {
             ath,
             now,
         };
-        let verified = proof::verify(value, &expected, &self.rules)?;
+        let verified = proof::verify(value, &expected, &self.rules, keys)?;
         let refresh = match &self.nonces {
             None => false,
             Some(nonces) => {

@@ -32,25 +32,76 @@ pub(crate) enum PublicKey<'a> {
     Rsa(&'a str, &'a str),
 }
 
-/// The thumbprint of a key given by its required members. Each value is written by serde_json,
-/// so escaping is JSON's own; the member order is fixed here per key type (`crv` < `kty` < `x`
-/// < `y`; `e` < `kty` < `n`), which is what "sorted" means for these exact member sets.
+/// The thumbprint of a key given by its required members: SHA-256 of its RFC 7638 canonical
+/// JSON, the member order fixed here per key type (`crv` < `kty` < `x` < `y`; `e` < `kty` <
+/// `n`), which is what "sorted" means for these exact member sets.
+///
+/// Members of the base64url alphabet (every real key's, and the curve names) need no JSON
+/// escaping: the JSON is written as is, into one buffer of the right size ([`canonical`]).
+/// Any other member goes through serde_json ([`quoted_canonical`]), so escaping stays JSON's
+/// own (issue 26: `format!` and serde's quoting were ~3 800 instructions of a proof).
 pub(crate) fn thumbprint_of(key: PublicKey<'_>) -> Option<JwkThumbprint> {
-    let json = match key {
-        PublicKey::Ec(crv, x, y) => format!(
-            r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
-            quoted(crv),
-            quoted(x),
-            quoted(y)
-        ),
-        PublicKey::Okp(crv, x) => {
-            format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, quoted(crv), quoted(x))
-        }
-        PublicKey::Rsa(n, e) => {
-            format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, quoted(e), quoted(n))
-        }
-    };
+    let json = canonical(key).unwrap_or_else(|| quoted_canonical(key));
     Some(JwkThumbprint::of_canonical_json(json.as_bytes()))
+}
+
+/// The members of `key` in canonical order, each as the name that precedes it and its value.
+fn members(key: PublicKey<'_>) -> ([&'static str; 4], [&str; 4], usize) {
+    match key {
+        PublicKey::Ec(crv, x, y) => (
+            [r#"{"crv":"#, r#","kty":"EC","x":"#, r#","y":"#, "}"],
+            [crv, x, y, ""],
+            3,
+        ),
+        PublicKey::Okp(crv, x) => (
+            [r#"{"crv":"#, r#","kty":"OKP","x":"#, "}", ""],
+            [crv, x, "", ""],
+            2,
+        ),
+        PublicKey::Rsa(n, e) => (
+            [r#"{"e":"#, r#","kty":"RSA","n":"#, "}", ""],
+            [e, n, "", ""],
+            2,
+        ),
+    }
+}
+
+/// The canonical JSON of `key` written directly, when every member is base64url text (so that
+/// quoting it is only the two quotes); `None` otherwise.
+pub(crate) fn canonical(key: PublicKey<'_>) -> Option<String> {
+    let (names, values, count) = members(key);
+    let values = &values[..count];
+    if !values.iter().all(|v| v.bytes().all(is_base64url)) {
+        return None;
+    }
+    let len = names[..=count].iter().map(|n| n.len()).sum::<usize>()
+        + values.iter().map(|v| v.len() + 2).sum::<usize>();
+    let mut json = String::with_capacity(len);
+    for (name, value) in names.iter().zip(values) {
+        json.push_str(name);
+        json.push('"');
+        json.push_str(value);
+        json.push('"');
+    }
+    json.push_str(names[count]);
+    Some(json)
+}
+
+/// The canonical JSON of `key`, each value written by serde_json.
+pub(crate) fn quoted_canonical(key: PublicKey<'_>) -> String {
+    let (names, values, count) = members(key);
+    let mut json = String::new();
+    for (name, value) in names.iter().zip(&values[..count]) {
+        json.push_str(name);
+        json.push_str(&quoted(value));
+    }
+    json.push_str(names[count]);
+    json
+}
+
+/// The base64url alphabet (RFC 4648 §5): letters, digits, `-` and `_`.
+fn is_base64url(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
 }
 
 fn curve_name(curve: &EllipticCurve) -> Option<&'static str> {
@@ -150,6 +201,48 @@ mod tests {
             "crv": "P-256", "kty": "EC"
         }));
         assert_eq!(thumbprint(&a).unwrap(), thumbprint(&b).unwrap());
+    }
+
+    #[test]
+    fn the_direct_canonical_json_is_the_serde_quoted_one_for_base64url_members() {
+        let x = "1yfLHCpXqFjxCeHHHMVDTcLscpb07KUxudBmOMn8C7Q";
+        let y = "8_coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8";
+        for key in [
+            PublicKey::Ec("P-256", x, y),
+            PublicKey::Okp("Ed25519", x),
+            PublicKey::Rsa(x, "AQAB"),
+            PublicKey::Ec("P-384", "", "-_"),
+        ] {
+            assert_eq!(canonical(key), Some(quoted_canonical(key)), "{key:?}");
+        }
+        assert_eq!(
+            canonical(PublicKey::Ec("P-256", "AQAB", "AQAC")).unwrap(),
+            r#"{"crv":"P-256","kty":"EC","x":"AQAB","y":"AQAC"}"#
+        );
+        assert_eq!(
+            canonical(PublicKey::Rsa("n-_", "AQAB")).unwrap(),
+            r#"{"e":"AQAB","kty":"RSA","n":"n-_"}"#
+        );
+    }
+
+    #[test]
+    fn a_member_that_needs_escaping_takes_serde_quoting_and_keeps_json_escapes() {
+        for (x, escaped) in [
+            ("a\"b", r#""a\"b""#),
+            ("a\\b", r#""a\\b""#),
+            ("a\nb", r#""a\nb""#),
+            ("a\u{1}b", r#""a\u0001b""#),
+            ("é=", r#""é=""#),
+        ] {
+            let key = PublicKey::Okp("Ed25519", x);
+            assert_eq!(canonical(key), None, "{x:?}");
+            let expected = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{escaped}}}"#);
+            assert_eq!(quoted_canonical(key), expected);
+            assert_eq!(
+                thumbprint_of(key),
+                Some(JwkThumbprint::of_canonical_json(expected.as_bytes()))
+            );
+        }
     }
 
     #[test]

@@ -101,10 +101,12 @@ mod config;
 mod htu;
 mod jwk;
 mod key;
+pub(crate) mod key_memo;
 mod memory;
 mod nonce;
 mod pkcs8;
 mod proof;
+mod proof_key;
 #[cfg(feature = "redis")]
 mod redis;
 mod replay;

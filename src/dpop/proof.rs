@@ -3,16 +3,19 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::HeaderName;
 use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer};
 
 use super::htu;
 use super::jwk::{is_private_member, thumbprint_of, PublicKey};
+use super::key_memo::{self, ProofKeyMemo, Remembered};
+use super::proof_key::{self, Members, ProofKey};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::crypto::JoseProvider;
 use crate::support::encoding::json_object_text;
@@ -291,11 +294,15 @@ fn present_member<'de: 'a, 'a, D: Deserializer<'de>>(
 /// random bits it asks for).
 const MAX_JTI: usize = 256;
 
-/// Checks `proof` (the `DPoP` header's value) against `expected` and `rules`.
+/// Checks `proof` (the `DPoP` header's value) against `expected` and `rules`. `memo`, the
+/// connection's memory of its last proof key (when the caller has a connection), saves parsing
+/// the key and hashing its thumbprint when the proof is by that key again; a proof that passes
+/// every check leaves its key there.
 pub(crate) fn verify(
     proof: &str,
     expected: &Expected<'_>,
     rules: &ProofRules,
+    memo: Option<&ProofKeyMemo>,
 ) -> Result<VerifiedProof, AuthError> {
     // Check 2: a well-formed JWS in compact serialisation.
     let mut parts = proof.split('.');
@@ -333,24 +340,33 @@ pub(crate) fn verify(
     if jwk.others.private {
         return Err(invalid("DPoP proof jwk has a private member"));
     }
-    let (public, key) = public_key(&jwk, algorithm)?;
+    let members = Members {
+        kty: jwk.kty.as_deref(),
+        crv: jwk.crv.as_deref(),
+        x: jwk.x.as_deref(),
+        y: jwk.y.as_deref(),
+        n: jwk.n.as_deref(),
+        e: jwk.e.as_deref(),
+    };
+    // The connection's last proof key, when these are its members (see `ProofKeyMemo`); else
+    // the key derived now, and its thumbprint members.
+    let recalled =
+        memo.and_then(|memo| key_memo::recall(memo, &members, algorithm, rules.provider));
+    let source = match recalled {
+        Some(held) => KeySource::Recalled(held),
+        None => {
+            let (public, key) = proof_key::derive(&members, algorithm, rules.provider)?;
+            KeySource::Derived(public, key)
+        }
+    };
+    let key = match &source {
+        KeySource::Recalled(held) => held.key(),
+        KeySource::Derived(_, key) => key,
+    };
     // Check 6: the signature, with that key.
     let message_len = header_b64.len() + 1 + claims_b64.len();
     let message = &proof.as_bytes()[..message_len];
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| invalid("DPoP proof signature is not base64url"))?;
-    let provider = match rules.provider {
-        Some(provider) => provider,
-        // Only without a backend feature can this fail: the application installed no provider.
-        None => crate::support::crypto::jose_provider().map_err(|_| {
-            AuthError::with_detail(
-                AuthErrorKind::Misconfigured,
-                "no jsonwebtoken crypto provider to verify DPoP proofs with",
-            )
-        })?,
-    };
-    if !crate::support::crypto::verify(provider, algorithm, &key, message, signature) {
+    if !key.verify(algorithm, rules.provider, message, signature_b64)? {
         return Err(invalid("DPoP proof signature does not verify"));
     }
     // Check 3: the claims.
@@ -405,13 +421,33 @@ pub(crate) fn verify(
     } else if claims.ath.is_some() {
         return Err(invalid("DPoP proof without an access token has ath"));
     }
-    let jkt = thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
+    let jkt = match source {
+        KeySource::Recalled(held) => held.jkt(),
+        KeySource::Derived(public, key) => {
+            let jkt =
+                thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
+            // Every check here passed (signature and claims): the connection's next proof by
+            // this key derives nothing.
+            if let Some(memo) = memo {
+                memo.remember(Remembered::new(&members, algorithm, key, jkt));
+            }
+            jkt
+        }
+    };
     Ok(VerifiedProof {
         jkt,
         jti: jti.into(),
         iat,
         nonce: claims.nonce.map(Into::into),
     })
+}
+
+/// Where a proof's key comes from.
+enum KeySource<'a> {
+    /// The connection's memo: the same members and `alg` as its last verified proof.
+    Recalled(Arc<Remembered>),
+    /// Derived from the `jwk` now, with its thumbprint members.
+    Derived(PublicKey<'a>, ProofKey),
 }
 
 /// A NumericDate (RFC 7519 §2) as whole seconds; fractions are cut, not rounded up.
@@ -422,43 +458,6 @@ fn numeric_date(number: &serde_json::Number) -> Option<i64> {
             .filter(|f| f.is_finite() && f.abs() < 1e15)
             .map(|f| f.floor() as i64)
     })
-}
-
-/// The key of `jwk` for `algorithm`, and its thumbprint members; the key type and curve must
-/// be the algorithm's.
-fn public_key<'a>(
-    jwk: &'a ProofJwk<'_>,
-    algorithm: Algorithm,
-) -> Result<(PublicKey<'a>, DecodingKey), AuthError> {
-    use Algorithm as A;
-    let mismatch = || invalid("DPoP proof jwk does not fit its alg");
-    let kty = jwk.kty.as_deref().ok_or_else(mismatch)?;
-    let curve = jwk.crv.as_deref();
-    let unusable = |_| invalid("DPoP proof jwk is not a usable public key");
-    match (algorithm, kty, curve) {
-        (A::ES256, "EC", Some("P-256")) | (A::ES384, "EC", Some("P-384")) => {
-            let (Some(crv), Some(x), Some(y)) = (curve, jwk.x.as_deref(), jwk.y.as_deref()) else {
-                return Err(mismatch());
-            };
-            let key = DecodingKey::from_ec_components(x, y).map_err(unusable)?;
-            Ok((PublicKey::Ec(crv, x, y), key))
-        }
-        (A::EdDSA, "OKP", Some("Ed25519")) => {
-            let (Some(crv), Some(x)) = (curve, jwk.x.as_deref()) else {
-                return Err(mismatch());
-            };
-            let key = DecodingKey::from_ed_components(x).map_err(unusable)?;
-            Ok((PublicKey::Okp(crv, x), key))
-        }
-        (A::PS256 | A::PS384 | A::PS512 | A::RS256 | A::RS384 | A::RS512, "RSA", _) => {
-            let (Some(n), Some(e)) = (jwk.n.as_deref(), jwk.e.as_deref()) else {
-                return Err(mismatch());
-            };
-            let key = DecodingKey::from_rsa_components(n, e).map_err(unusable)?;
-            Ok((PublicKey::Rsa(n, e), key))
-        }
-        _ => Err(mismatch()),
-    }
 }
 
 #[cfg(test)]

@@ -78,16 +78,20 @@ fn claims() -> Value {
     })
 }
 
+/// A request `GET` [`HTU`] with the token whose hash is `hash`, at [`NOW`].
+fn expected_get(hash: &[u8; 32]) -> Expected<'_> {
+    Expected {
+        method: "GET",
+        htu: HTU,
+        ath: Some(hash),
+        now: NOW,
+    }
+}
+
 /// `proof` checked for `GET` [`HTU`] with [`TOKEN`] at [`NOW`], default rules.
 fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
-    let expected = Expected {
-        method: "GET",
-        htu: HTU,
-        ath: Some(&hash),
-        now: NOW,
-    };
-    verify(proof, &expected, &ProofRules::default())
+    verify(proof, &expected_get(&hash), &ProofRules::default(), None)
 }
 
 fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
@@ -396,13 +400,13 @@ fn a_token_request_proof_needs_no_ath() {
         ath: None,
         now: NOW,
     };
-    assert!(verify(&proof, &expected, &ProofRules::default()).is_ok());
+    assert!(verify(&proof, &expected, &ProofRules::default(), None).is_ok());
     // A proof made for a request with an access token is not one for a token request,
     // whatever its ath holds.
     for ath in [json!(B64.encode(token_hash())), Value::Null, json!(7)] {
         let claims = with(claims.clone(), "ath", Some(ath));
         let proof = signer.sign_parts(&signer.header(), &claims);
-        let result = verify(&proof, &expected, &ProofRules::default());
+        let result = verify(&proof, &expected, &ProofRules::default(), None);
         assert_eq!(
             result.err().map(|e| e.kind()),
             Some(AuthErrorKind::InvalidDpopProof)
@@ -428,3 +432,6 @@ fn exactly_one_dpop_header_within_the_size_limit_is_taken() {
     headers.insert(&DPOP, http::HeaderValue::from_bytes(b"a.\xffb.c").unwrap());
     assert!(single_proof(&headers, 100).is_err());
 }
+
+#[path = "key_memo_tests.rs"]
+mod key_memo;

@@ -9,5 +9,6 @@ pub(crate) mod encoding;
 pub(crate) mod jose;
 pub(crate) mod sha256;
 pub(crate) mod single_flight;
+pub(crate) mod slot;
 pub(crate) mod time;
 pub(crate) mod token_key;

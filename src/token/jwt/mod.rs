@@ -11,7 +11,7 @@ mod header;
 mod jws;
 pub(crate) mod keys;
 #[cfg(feature = "aws-lc-rs")]
-mod native;
+pub(crate) mod native;
 
 use std::fmt;
 use std::sync::Arc;

@@ -49,7 +49,9 @@ pub(crate) fn verify(key: &ParsedPublicKey, message: &[u8], signature: &[u8]) ->
     key.verify_sig(message, signature).is_ok()
 }
 
-fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
+/// `key` parsed by aws-lc-rs for `alg` (of the key's family), as jsonwebtoken's verifier for
+/// `alg` would parse it on each call; `None` when it does not parse.
+pub(crate) fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
     match (key.kind(), alg.family()) {
         (DecodingKeyKind::RsaModulusExponent { n, e }, AlgorithmFamily::Rsa) => {
             let components = RsaPublicKeyComponents {
@@ -62,16 +64,22 @@ fn parse(key: &DecodingKey, alg: Algorithm) -> Option<ParsedPublicKey> {
             ParsedPublicKey::new(rsa(alg)?, bytes).ok()
         }
         (DecodingKeyKind::SecretOrDer(bytes), AlgorithmFamily::Ec | AlgorithmFamily::Ed) => {
-            let algorithm: &'static dyn signature::VerificationAlgorithm = match alg {
-                Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
-                Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
-                Algorithm::EdDSA => &signature::ED25519,
-                _ => return None,
-            };
-            ParsedPublicKey::new(algorithm, bytes).ok()
+            ParsedPublicKey::new(ec_or_ed(alg)?, bytes).ok()
         }
         _ => None,
     }
+}
+
+/// jsonwebtoken's ECDSA and EdDSA verification algorithms for `alg` (the `_FIXED` ECDSA forms:
+/// a JWS signature is `r || s`); the key is an uncompressed point `0x04 || x || y`, or Ed25519's
+/// 32 bytes.
+pub(crate) fn ec_or_ed(alg: Algorithm) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        _ => return None,
+    })
 }
 
 /// jsonwebtoken's RSA verification parameters for `alg` (keys of 2048 to 8192 bits).
