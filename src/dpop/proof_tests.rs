@@ -61,6 +61,11 @@ impl Signer {
 }
 
 const HTU: &str = "https://api.example/whoami";
+
+/// The `htu` of a request for [`HTU`], as the layer makes it from the request's parts.
+fn request_htu() -> ExpectedHtu<'static> {
+    ExpectedHtu::of_request("https", "api.example", "/whoami").unwrap()
+}
 const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
 const NOW: i64 = 1_800_000_000;
 
@@ -83,7 +88,7 @@ fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
     let expected = Expected {
         method: "GET",
-        htu: HTU,
+        htu: &request_htu(),
         ath: Some(&hash),
         now: NOW,
     };
@@ -392,7 +397,7 @@ fn a_token_request_proof_needs_no_ath() {
     let proof = signer.sign_parts(&signer.header(), &claims);
     let expected = Expected {
         method: "POST",
-        htu: HTU,
+        htu: &request_htu(),
         ath: None,
         now: NOW,
     };
