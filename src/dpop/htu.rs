@@ -160,6 +160,8 @@ pub(crate) struct PublicUrl {
     /// Its parts, for [`ExpectedHtu`]: `http` or `https`; the host in lower case; the port;
     /// the path prefix normalised, without a trailing slash (empty for none).
     scheme: &'static str,
+    /// As configured (it normalises).
+    authority: String,
     host: String,
     port: u16,
     prefix: String,
@@ -199,6 +201,7 @@ impl PublicUrl {
         Ok(Self {
             base,
             scheme,
+            authority: authority.to_owned(),
             host: host.to_ascii_lowercase(),
             port: port.unwrap_or_else(|| default_port(scheme)),
             prefix,
@@ -213,6 +216,7 @@ impl PublicUrl {
         }
         Some(ExpectedHtu::Parts(Parts {
             scheme: self.scheme,
+            authority: &self.authority,
             host: &self.host,
             port: self.port,
             prefix: &self.prefix,
@@ -285,6 +289,8 @@ pub(crate) enum ExpectedHtu<'a> {
 pub(crate) struct Parts<'a> {
     /// `http` or `https`.
     scheme: &'static str,
+    /// As written (checked to normalise): the request's, or the public URL's as configured.
+    authority: &'a str,
     /// As written (checked ASCII), compared whatever its case.
     host: &'a str,
     /// The port, the scheme's default when the URL has none.
@@ -310,6 +316,7 @@ impl<'a> ExpectedHtu<'a> {
                 }
                 Some(Self::Parts(Parts {
                     scheme,
+                    authority,
                     host,
                     port: port.unwrap_or_else(|| default_port(scheme)),
                     prefix: "",
@@ -357,29 +364,47 @@ impl<'a> ExpectedHtu<'a> {
 impl Parts<'_> {
     /// `normalize(htu) == normalize(self)`, read as `normalize` reads `htu`.
     fn matches(&self, htu: &str) -> bool {
-        let url = htu.split('#').next().unwrap_or("");
-        let url = url.split('?').next().unwrap_or("");
-        let Some((scheme, rest)) = url.split_once("://") else {
+        // The query and the fragment: from the first `?` or `#` on.
+        let end = htu.bytes().position(|b| b == b'?' || b == b'#');
+        let url = &htu[..end.unwrap_or(htu.len())];
+        // `scheme://`, the scheme whatever its case (`normalize` splits at the first `://`,
+        // which is this one when the URL starts so).
+        let n = self.scheme.len();
+        let Some(rest) = url
+            .get(..n)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(self.scheme))
+            .and_then(|_| url[n..].strip_prefix("://"))
+        else {
             return false;
         };
-        if !scheme.eq_ignore_ascii_case(self.scheme) {
-            return false;
-        }
         let (authority, path) = split_authority(rest);
-        let Some((host, port)) = authority_parts(authority) else {
-            return false;
-        };
-        // Compared as `push_authority` writes them: a host may hold `:` itself, so
-        // `a:443:80` (host `a:443`, the default port) is `a:443` (host `a`, port 443).
-        let port = port.unwrap_or_else(|| default_port(self.scheme));
-        if !Authority::new(self.scheme, host, port)
-            .bytes()
-            .eq(Authority::new(self.scheme, self.host, self.port).bytes())
-        {
-            return false;
+        // The common case, a client that wrote the URL as the request came: the same text
+        // normalises the same way.
+        if authority != self.authority {
+            let Some((host, port)) = authority_parts(authority) else {
+                return false;
+            };
+            // Compared as `push_authority` writes them: a host may hold `:` itself, so
+            // `a:443:80` (host `a:443`, the default port) is `a:443` (host `a`, port 443).
+            let port = port.unwrap_or_else(|| default_port(self.scheme));
+            if !Authority::new(self.scheme, host, port)
+                .bytes()
+                .eq(Authority::new(self.scheme, self.host, self.port).bytes())
+            {
+                return false;
+            }
         }
         let path = if path.is_empty() { "/" } else { path };
         let slash = if self.path.starts_with('/') { "" } else { "/" };
+        // Likewise the path: the text of the one normalised already (`prefix`), then the
+        // request's as received (checked to normalise).
+        let literal = path
+            .strip_prefix(self.prefix)
+            .and_then(|rest| rest.strip_prefix(slash))
+            .is_some_and(|rest| rest == self.path);
+        if literal {
+            return true;
+        }
         let mut expected = Units(self.prefix.as_bytes())
             .chain(Units(slash.as_bytes()))
             .chain(Units(self.path.as_bytes()));
