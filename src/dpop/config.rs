@@ -7,8 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Request};
 use jsonwebtoken::Algorithm;
 
-use super::htu::ExpectedHtu;
-use super::htu::PublicUrl;
+use super::htu::{ExpectedHtu, PublicUrl};
 use super::memory::MemoryReplayStore;
 use super::nonce::{DpopNonces, NonceCheck};
 use super::proof::{self, Expected, ProofRules, VerifiedProof};
@@ -227,8 +226,8 @@ impl Dpop {
             .and_then(|n| HeaderValue::from_str(&n).ok())
     }
 
-    /// The `htu` a request's proof must carry, normalised; `None` when the request has no
-    /// usable authority.
+    /// The `htu` a request's proof must carry (its scheme, authority and path, compared with
+    /// the proof's under normalisation); `None` when the request has no usable authority.
     pub(crate) fn request_htu<'a, B>(&'a self, request: &'a Request<B>) -> Option<ExpectedHtu<'a>> {
         let path = request.uri().path();
         if let Some(public) = &self.public_url {
