@@ -36,7 +36,7 @@ pub fn dpop_proof(
     htu: &str,
     now: i64,
 ) -> Result<VerifiedProof, AuthErrorKind> {
-    let htu = crate::dpop::normalize_htu(htu).ok_or(AuthErrorKind::InvalidRequest)?;
+    let htu = crate::dpop::ExpectedHtu::of_url(htu).ok_or(AuthErrorKind::InvalidRequest)?;
     let expected = crate::dpop::Expected {
         method,
         htu: &htu,
@@ -45,6 +45,48 @@ pub fn dpop_proof(
     };
     crate::dpop::verify_proof(proof, &expected, &crate::dpop::ProofRules::default(), None)
         .map_err(|e| e.kind())
+}
+
+/// `htu`: whether a proof's `htu` names the request of `scheme`, `authority` and `path`, as
+/// the layer decides it (piecewise, [`ExpectedHtu`](crate::dpop::ExpectedHtu)) and as
+/// comparing both normalised strings decides it; `None` for a request that makes no URL, each
+/// way. With `public`, the request's URL is that public URL and `path` (`scheme` and
+/// `authority` unused); `None` for a public URL that is refused.
+#[allow(clippy::type_complexity)]
+pub fn htu(
+    public: Option<&str>,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    proof: &str,
+) -> Option<(
+    (Option<String>, Option<bool>),
+    (Option<String>, Option<bool>),
+)> {
+    use crate::dpop::{htu_from_parts, normalize_htu, ExpectedHtu, PublicUrl};
+    let public = match public {
+        Some(url) => Some(PublicUrl::parse(url).ok()?),
+        None => None,
+    };
+    let (parts, string) = match &public {
+        Some(public) => (public.expected(path), public.htu(path)),
+        None => (
+            ExpectedHtu::of_request(scheme, authority, path),
+            htu_from_parts(scheme, authority, path),
+        ),
+    };
+    let piecewise = parts.map(|p| (p.to_url(), p.matches(proof)));
+    let whole = string.map(|s| {
+        let matches = normalize_htu(proof).as_deref() == Some(s.as_str());
+        (s, matches)
+    });
+    Some((
+        (
+            piecewise.as_ref().map(|p| p.0.clone()),
+            piecewise.map(|p| p.1),
+        ),
+        (whole.as_ref().map(|w| w.0.clone()), whole.map(|w| w.1)),
+    ))
 }
 
 /// The five forwarded-certificate targets: a header value (and RFC 9440's chain) in `format`.

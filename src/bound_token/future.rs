@@ -100,12 +100,46 @@ impl<VF, S, ReqBody, F, R> ResponseFuture<VF, S, ReqBody, F, R> {
         }
     }
 
-    /// Every check passed already (in the service's `call`): the inner service's future.
-    pub(crate) fn calling(future: F, settings: Arc<Settings<R>>, context: RequestContext) -> Self {
+    /// Every check passed already (in the service's `call`): the inner service's future, and
+    /// a fresh DPoP nonce for its response when the proof's was of the previous step.
+    pub(crate) fn calling(
+        future: F,
+        nonce: Option<Box<HeaderValue>>,
+        settings: Arc<Settings<R>>,
+        context: RequestContext,
+    ) -> Self {
         Self {
-            state: State::Calling {
-                future,
-                nonce: None,
+            state: State::Calling { future, nonce },
+            settings,
+            context,
+        }
+    }
+
+    /// Every check passed (in the service's `call`) and the proof's jti is being recorded by a
+    /// store that did not answer at once; `nonce` says a fresh nonce goes with the response.
+    pub(crate) fn recording(
+        replay: ReplayFuture,
+        request: Request<ReqBody>,
+        inner: S,
+        token: AccessToken,
+        nonce: bool,
+        settings: Arc<Settings<R>>,
+        context: RequestContext,
+    ) -> Self {
+        Self {
+            state: State::Recording {
+                replay,
+                parked: Some(Box::new(Parked {
+                    request,
+                    inner,
+                    checked: Checked {
+                        certificate: None,
+                        source: CertificateSource::Configured,
+                        proof: None,
+                    },
+                })),
+                token: Some(token),
+                nonce,
             },
             settings,
             context,

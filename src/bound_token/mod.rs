@@ -241,6 +241,9 @@ impl Policy {
 #[cfg(all(test, feature = "metrics"))]
 mod metrics_tests;
 
+#[cfg(all(test, any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+mod dpop_tests;
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;

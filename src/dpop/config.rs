@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Request};
 use jsonwebtoken::Algorithm;
 
-use super::htu::{self, PublicUrl};
+use super::htu::{ExpectedHtu, PublicUrl};
 use super::key_memo::ProofKeyMemo;
 use super::memory::MemoryReplayStore;
 use super::nonce::{DpopNonces, NonceCheck};
@@ -200,7 +200,7 @@ impl Dpop {
         method: &str,
         url: &str,
     ) -> Result<VerifiedProof, AuthError> {
-        let htu = htu::normalize(url).ok_or_else(|| {
+        let htu = ExpectedHtu::of_url(url).ok_or_else(|| {
             AuthError::with_detail(
                 AuthErrorKind::Misconfigured,
                 "token endpoint URL is not an absolute http(s) URL",
@@ -227,12 +227,12 @@ impl Dpop {
             .and_then(|n| HeaderValue::from_str(&n).ok())
     }
 
-    /// The `htu` a request's proof must carry, normalised; `None` when the request has no
-    /// usable authority.
-    pub(crate) fn request_htu<B>(&self, request: &Request<B>) -> Option<String> {
+    /// The `htu` a request's proof must carry (its scheme, authority and path, compared with
+    /// the proof's under normalisation); `None` when the request has no usable authority.
+    pub(crate) fn request_htu<'a, B>(&'a self, request: &'a Request<B>) -> Option<ExpectedHtu<'a>> {
         let path = request.uri().path();
         if let Some(public) = &self.public_url {
-            return public.htu(path);
+            return public.expected(path);
         }
         // A trusted proxy's word (ForwardedCertLayer::forwarded_origin removes the headers
         // and any such extension from everyone else).
@@ -240,7 +240,7 @@ impl Dpop {
             .extensions()
             .get::<crate::forwarded::ForwardedOrigin>()
         {
-            return htu::from_parts(origin.scheme(), origin.authority(), path);
+            return ExpectedHtu::of_request(origin.scheme(), origin.authority(), path);
         }
         // The connection's scheme when an acceptor recorded it; else the request's own
         // (`:scheme` in HTTP/2); else https.
@@ -256,7 +256,7 @@ impl Dpop {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())?,
         };
-        htu::from_parts(scheme, authority, path)
+        ExpectedHtu::of_request(scheme, authority, path)
     }
 
     /// Every check but replay. The `bool` says the proof's nonce is of the previous step (a
@@ -266,7 +266,7 @@ impl Dpop {
         &self,
         headers: &HeaderMap,
         method: &str,
-        htu: &str,
+        htu: &ExpectedHtu<'_>,
         ath: Option<&[u8; 32]>,
         keys: Option<&ProofKeyMemo>,
     ) -> Result<(VerifiedProof, bool), AuthError> {
@@ -370,26 +370,26 @@ mod tests {
         let plain = ConnectionInfo::plain(([192, 0, 2, 1], 1).into());
         let mut r = request("/whoami?x=1", Some("API.example:443"));
         assert_eq!(
-            dpop.request_htu(&r).as_deref(),
+            dpop.request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("https://api.example/whoami")
         );
         r.extensions_mut().insert(plain);
         assert_eq!(
-            dpop.request_htu(&r).as_deref(),
+            dpop.request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("http://api.example:443/whoami")
         );
         // HTTP/2: the URI carries :scheme and :authority; the connection's scheme wins.
         let mut r = request("http://api.example:8443/whoami", None);
         assert_eq!(
-            dpop.request_htu(&r).as_deref(),
+            dpop.request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("http://api.example:8443/whoami")
         );
         r.extensions_mut().insert(tls);
         assert_eq!(
-            dpop.request_htu(&r).as_deref(),
+            dpop.request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("https://api.example:8443/whoami")
         );
-        assert_eq!(dpop.request_htu(&request("/whoami", None)), None);
+        assert!(dpop.request_htu(&request("/whoami", None)).is_none());
     }
 
     #[test]
@@ -398,12 +398,12 @@ mod tests {
         r.extensions_mut()
             .insert(ForwardedOrigin::parse(b"https", b"Edge.example").unwrap());
         assert_eq!(
-            Dpop::new().request_htu(&r).as_deref(),
+            Dpop::new().request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("https://edge.example/whoami")
         );
         let pinned = Dpop::new().public_url("https://api.example/v1").unwrap();
         assert_eq!(
-            pinned.request_htu(&r).as_deref(),
+            pinned.request_htu(&r).map(|h| h.to_url()).as_deref(),
             Some("https://api.example/v1/whoami")
         );
     }

@@ -55,7 +55,7 @@ fn an_ed25519_key_told_to_names_its_algorithm_ed25519_and_its_proofs_verify() {
     assert_eq!(header_alg(&proof), "Ed25519");
     let expected = super::super::proof::Expected {
         method: "GET",
-        htu: "https://api.example/r",
+        htu: &super::super::htu::ExpectedHtu::of_url("https://api.example/r").unwrap(),
         ath: None,
         now: unix_now_i64(),
     };

@@ -124,6 +124,6 @@ pub(crate) use proof::DPOP;
 pub use replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
 #[cfg(fuzzing)]
 pub(crate) use {
-    htu::normalize as normalize_htu,
+    htu::{from_parts as htu_from_parts, normalize as normalize_htu, ExpectedHtu, PublicUrl},
     proof::{verify as verify_proof, Expected, ProofRules},
 };

@@ -12,7 +12,7 @@ use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer};
 
-use super::htu;
+use super::htu::ExpectedHtu;
 use super::jwk::{is_private_member, thumbprint_of, PublicKey};
 use super::key_memo::{self, ProofKeyMemo, Remembered};
 use super::proof_key::{self, Members, ProofKey};
@@ -65,8 +65,8 @@ impl Default for ProofRules {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Expected<'a> {
     pub(crate) method: &'a str,
-    /// Normalised ([`htu::normalize`]).
-    pub(crate) htu: &'a str,
+    /// The request's URL ([`ExpectedHtu::matches`] normalises both).
+    pub(crate) htu: &'a ExpectedHtu<'a>,
     /// SHA-256 of the access token, when the request carries one. `None` (a token request)
     /// means the proof must have no `ath` at all.
     pub(crate) ath: Option<&'a [u8; 32]>,
@@ -389,7 +389,7 @@ pub(crate) fn verify(
         .htu
         .as_deref()
         .ok_or_else(|| invalid("DPoP proof has no htu"))?;
-    if htu::normalize(htu).as_deref() != Some(expected.htu) {
+    if !expected.htu.matches(htu) {
         return Err(invalid("DPoP proof htu is not the request URI"));
     }
     // Check 11: iat within the window.

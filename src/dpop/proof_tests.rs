@@ -61,6 +61,14 @@ impl Signer {
 }
 
 const HTU: &str = "https://api.example/whoami";
+
+/// The `htu` of a request for [`HTU`], as the layer makes it from the request's parts.
+fn request_htu() -> &'static ExpectedHtu<'static> {
+    static HTU: std::sync::LazyLock<ExpectedHtu<'static>> = std::sync::LazyLock::new(|| {
+        ExpectedHtu::of_request("https", "api.example", "/whoami").unwrap()
+    });
+    &HTU
+}
 const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
 const NOW: i64 = 1_800_000_000;
 
@@ -82,7 +90,7 @@ fn claims() -> Value {
 fn expected_get(hash: &[u8; 32]) -> Expected<'_> {
     Expected {
         method: "GET",
-        htu: HTU,
+        htu: request_htu(),
         ath: Some(hash),
         now: NOW,
     }
@@ -396,7 +404,7 @@ fn a_token_request_proof_needs_no_ath() {
     let proof = signer.sign_parts(&signer.header(), &claims);
     let expected = Expected {
         method: "POST",
-        htu: HTU,
+        htu: request_htu(),
         ath: None,
         now: NOW,
     };

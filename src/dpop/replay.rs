@@ -173,6 +173,17 @@ impl ReplayFuture {
     }
 }
 
+impl ReplayFuture {
+    /// The answer, when it was known at once ([`ReplayFuture::ready`]): the layer then settles
+    /// the request without parking it. `None` for an answer that needs waiting for.
+    pub(crate) fn take_ready(&mut self) -> Option<Result<Replay, StoreError>> {
+        match &mut self.0 {
+            Inner::Ready(answer) => answer.take(),
+            Inner::Waiting(_) => None,
+        }
+    }
+}
+
 impl fmt::Debug for ReplayFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.0 {
