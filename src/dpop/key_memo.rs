@@ -21,6 +21,14 @@ use crate::thumbprint::JwkThumbprint;
 /// proof's signature is still verified with that key, on every proof. Only a key whose proof
 /// passed every check is remembered, never one of a proof that failed.
 ///
+/// A client's proofs usually carry the very same header, byte for byte (`typ`, `alg`, `jwk`):
+/// the header's base64url text is remembered too, and a proof whose header is that text is not
+/// decoded at all ([`recall_header`]). Everything the header's checks decide (`typ`, no
+/// `crit`, the `alg`, the `jwk`'s members and that none is private) is a function of that text;
+/// what depends on the layer's rules is checked again on every hit (the `alg` in the rules'
+/// allow-list, the verifying backend), so a connection served by two layers with other rules
+/// gets each layer's answer.
+///
 /// HTTP/2 multiplexes a connection's requests: no lock is held across a verification (a hit
 /// clones the [`Arc`]), and a request that finds the memo busy, or loses a race to replace it,
 /// recomputes and remembers nothing.
@@ -31,6 +39,8 @@ pub(crate) type ProofKeyMemo = Slot;
 
 /// A proof key and what was derived from it.
 pub(crate) struct Remembered {
+    /// The proof's header, base64url, as the proof carried it.
+    header: Box<str>,
     algorithm: Algorithm,
     /// The members' text, one after another; `lens` says where each ends (`None`: absent).
     text: String,
@@ -40,8 +50,10 @@ pub(crate) struct Remembered {
 }
 
 impl Remembered {
-    /// `key` and `jkt`, derived from `members` for `algorithm`.
+    /// `key` and `jkt`, derived from `members` for `algorithm`; `header` is the base64url text
+    /// of the header they were read from, which passed every check.
     pub(crate) fn new(
+        header: &str,
         members: &Members<'_>,
         algorithm: Algorithm,
         key: ProofKey,
@@ -56,6 +68,7 @@ impl Remembered {
             })
         });
         Self {
+            header: header.into(),
             algorithm,
             text,
             lens,
@@ -96,6 +109,11 @@ impl Remembered {
         true
     }
 
+    /// The algorithm the key was derived for (the remembered header's `alg`).
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
     /// The parsed key.
     pub(crate) fn key(&self) -> &ProofKey {
         &self.key
@@ -115,4 +133,19 @@ pub(crate) fn recall(
     provider: Option<JoseProvider>,
 ) -> Option<Arc<Remembered>> {
     memo.recall(|held: &Remembered| held.is_of(members, algorithm, provider))
+}
+
+/// What was derived from the header whose base64url text is `header`, if it is the header of
+/// the proof `memo` remembers, and its `alg` is still one of `algorithms` and its key the form
+/// `provider` verifies with. The header's other checks passed when it was remembered, and
+/// they depend on nothing but its text.
+pub(crate) fn recall_header(
+    memo: &ProofKeyMemo,
+    header: &str,
+    algorithms: &[Algorithm],
+    provider: Option<JoseProvider>,
+) -> Option<Arc<Remembered>> {
+    memo.recall(|held: &Remembered| {
+        *held.header == *header && algorithms.contains(&held.algorithm) && held.key.fits(provider)
+    })
 }

@@ -151,6 +151,103 @@ fn a_proof_that_fails_verification_leaves_nothing_remembered() {
     assert!(memo.holds());
 }
 
+/// `proof` checked as [`check_with`] does, under `algorithms`.
+fn check_allowing(
+    proof: &str,
+    memo: &ProofKeyMemo,
+    algorithms: Vec<Algorithm>,
+) -> Result<VerifiedProof, AuthErrorKind> {
+    let hash = token_hash();
+    let rules = ProofRules {
+        algorithms,
+        ..ProofRules::default()
+    };
+    verify(proof, &expected_get(&hash), &rules, Some(memo)).map_err(|e| e.kind())
+}
+
+fn header_of(proof: &str) -> &str {
+    proof.split('.').next().unwrap()
+}
+
+#[test]
+fn a_proof_with_the_remembered_header_is_not_decoded_again_but_its_signature_is_verified() {
+    let signer = Signer::new(Algorithm::ES256);
+    let memo = ProofKeyMemo::default();
+    let first = signer.sign_parts(&signer.header(), &claims());
+    check_with(&first, &memo).unwrap();
+    let all = [Algorithm::ES256];
+    let held = key_memo::recall_header(&memo, header_of(&first), &all, None).unwrap();
+    // The same header text, another proof by the key: verified from the memo, nothing derived.
+    let second = signer.sign_parts(&signer.header(), &claims_with_jti("second"));
+    assert_eq!(header_of(&second), header_of(&first));
+    assert!(check_with(&second, &memo).unwrap().jkt() == &signer.jkt());
+    let after = key_memo::recall_header(&memo, header_of(&first), &all, None).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&held, &after));
+    // The same header text signed by another key: the header is not read again, the signature
+    // still is, and refuses it.
+    let other = Signer::new(Algorithm::ES256);
+    let forged = other.sign_parts(&signer.header(), &claims_with_jti("forged"));
+    assert_eq!(header_of(&forged), header_of(&first));
+    assert_eq!(
+        check_with(&forged, &memo).unwrap_err(),
+        AuthErrorKind::InvalidDpopProof
+    );
+    // One character more in the header's text is not a hit.
+    let mut text = header_of(&first).to_owned();
+    text.push('A');
+    assert!(key_memo::recall_header(&memo, &text, &all, None).is_none());
+    text.pop();
+    text.pop();
+    assert!(key_memo::recall_header(&memo, &text, &all, None).is_none());
+}
+
+#[test]
+fn a_remembered_header_whose_alg_the_rules_do_not_allow_is_refused() {
+    let signer = Signer::new(Algorithm::ES256);
+    let memo = ProofKeyMemo::default();
+    let first = signer.sign_parts(&signer.header(), &claims());
+    check_with(&first, &memo).unwrap();
+    // Another layer on the same connection, allowing only EdDSA.
+    let eddsa_only = vec![Algorithm::EdDSA];
+    assert!(key_memo::recall_header(&memo, header_of(&first), &eddsa_only, None).is_none());
+    let second = signer.sign_parts(&signer.header(), &claims_with_jti("second"));
+    assert_eq!(
+        check_allowing(&second, &memo, eddsa_only).unwrap_err(),
+        AuthErrorKind::InvalidDpopProof
+    );
+    // Nor is it a hit for the form another provider verifies with.
+    let provider = crate::support::crypto::jose_provider().unwrap();
+    let all = [Algorithm::ES256];
+    let other_backend = key_memo::recall_header(&memo, header_of(&first), &all, Some(provider));
+    assert_eq!(other_backend.is_some(), !proof_key::native(None));
+    // The layer that allows it still hits.
+    let third = signer.sign_parts(&signer.header(), &claims_with_jti("third"));
+    assert!(check_allowing(&third, &memo, vec![Algorithm::ES256]).is_ok());
+}
+
+#[test]
+fn a_header_of_other_text_with_the_remembered_key_is_a_hit_by_its_members() {
+    let signer = Signer::new(Algorithm::ES256);
+    let memo = ProofKeyMemo::default();
+    let first = signer.sign_parts(&signer.header(), &claims());
+    check_with(&first, &memo).unwrap();
+    let held = key_memo::recall(&memo, &members(&signer.jwk), Algorithm::ES256, None).unwrap();
+    // The same key, a header with a member more: decoded and checked, then its key recalled.
+    let header = with(signer.header(), "kid", Some(json!("k1")));
+    let second = signer.sign_parts(&header, &claims_with_jti("second"));
+    assert_ne!(header_of(&second), header_of(&first));
+    assert!(check_with(&second, &memo).unwrap().jkt() == &signer.jkt());
+    let after = key_memo::recall(&memo, &members(&signer.jwk), Algorithm::ES256, None).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&held, &after));
+    // A header of other text that fails its own checks is refused, whatever the memo holds.
+    let header = with(signer.header(), "crit", Some(json!(["exp"])));
+    let third = signer.sign_parts(&header, &claims_with_jti("third"));
+    assert_eq!(
+        check_with(&third, &memo).unwrap_err(),
+        AuthErrorKind::InvalidDpopProof
+    );
+}
+
 /// The two verifying paths: aws-lc-rs directly, and jsonwebtoken with the same backend.
 #[cfg(feature = "aws-lc-rs")]
 mod paths {

@@ -311,57 +311,29 @@ pub(crate) fn verify(
     else {
         return Err(invalid("DPoP proof is not a compact JWS"));
     };
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| invalid("DPoP proof header is not base64url"))?;
-    let header: Header<'_> = json_object_text(&header_json)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .ok_or_else(|| invalid("DPoP proof header is not a JOSE header"))?;
-    // Check 4: typ.
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt"))
-    {
-        return Err(invalid("DPoP proof typ is not dpop+jwt"));
-    }
-    if header.crit {
-        return Err(invalid("DPoP proof header has crit"));
-    }
-    // Check 5: an asymmetric algorithm from the allow-list (the list never holds none or HS*);
-    // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed, the key checked below either way.
-    let algorithm = crate::support::jose::algorithm(&header.alg)
-        .filter(|a| rules.algorithms.contains(a))
-        .ok_or_else(|| invalid("DPoP proof alg is not allowed"))?;
-    // Check 7: a public key, of the algorithm's type.
-    let jwk = header
-        .jwk
-        .ok_or_else(|| invalid("DPoP proof has no jwk header"))?;
-    if jwk.others.private {
-        return Err(invalid("DPoP proof jwk has a private member"));
-    }
-    let members = Members {
-        kty: jwk.kty.as_deref(),
-        crv: jwk.crv.as_deref(),
-        x: jwk.x.as_deref(),
-        y: jwk.y.as_deref(),
-        n: jwk.n.as_deref(),
-        e: jwk.e.as_deref(),
-    };
-    // The connection's last proof key, when these are its members (see `ProofKeyMemo`); else
-    // the key derived now, and its thumbprint members.
-    let recalled =
-        memo.and_then(|memo| key_memo::recall(memo, &members, algorithm, rules.provider));
-    let source = match recalled {
-        Some(held) => KeySource::Recalled(held),
+    // The connection's last proof, when this proof's header is its header, byte for byte: the
+    // header's checks passed then and depend only on its text (see `ProofKeyMemo`); the rules'
+    // part (the alg allowed, the verifying backend) is checked in `recall_header`.
+    let by_header = memo.and_then(|memo| {
+        key_memo::recall_header(memo, header_b64, &rules.algorithms, rules.provider)
+    });
+    let header_json;
+    let header: Header<'_>;
+    let (algorithm, source) = match by_header {
+        Some(held) => (held.algorithm(), KeySource::Recalled(held)),
         None => {
-            let (public, key) = proof_key::derive(&members, algorithm, rules.provider)?;
-            KeySource::Derived(public, key)
+            header_json = URL_SAFE_NO_PAD
+                .decode(header_b64)
+                .map_err(|_| invalid("DPoP proof header is not base64url"))?;
+            header = json_object_text(&header_json)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .ok_or_else(|| invalid("DPoP proof header is not a JOSE header"))?;
+            checked_header_key(&header, rules, memo)?
         }
     };
     let key = match &source {
         KeySource::Recalled(held) => held.key(),
-        KeySource::Derived(_, key) => key,
+        KeySource::Derived(_, key, _) => key,
     };
     // Check 6: the signature, with that key.
     let message_len = header_b64.len() + 1 + claims_b64.len();
@@ -423,13 +395,13 @@ pub(crate) fn verify(
     }
     let jkt = match source {
         KeySource::Recalled(held) => held.jkt(),
-        KeySource::Derived(public, key) => {
+        KeySource::Derived(public, key, members) => {
             let jkt =
                 thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
-            // Every check here passed (signature and claims): the connection's next proof by
-            // this key derives nothing.
+            // Every check here passed (header, signature and claims): the connection's next
+            // proof by this key derives nothing, and one with this header decodes nothing.
             if let Some(memo) = memo {
-                memo.remember(Remembered::new(&members, algorithm, key, jkt));
+                memo.remember(Remembered::new(header_b64, &members, algorithm, key, jkt));
             }
             jkt
         }
@@ -442,12 +414,69 @@ pub(crate) fn verify(
     })
 }
 
-/// Where a proof's key comes from.
+/// Where a proof's key comes from. It lives on the stack for one proof's check: boxing the
+/// large variant would cost an allocation per new key to save a copy of ~200 bytes.
+#[allow(clippy::large_enum_variant)]
 enum KeySource<'a> {
-    /// The connection's memo: the same members and `alg` as its last verified proof.
+    /// The connection's memo: the same header, or the same members and `alg`, as its last
+    /// verified proof.
     Recalled(Arc<Remembered>),
-    /// Derived from the `jwk` now, with its thumbprint members.
-    Derived(PublicKey<'a>, ProofKey),
+    /// Derived from the `jwk` now, with its thumbprint members and all its members.
+    Derived(PublicKey<'a>, ProofKey, Members<'a>),
+}
+
+/// Checks 4, 5 and 7 of a decoded header (`typ`, no `crit`, the `alg` allowed, a public `jwk`
+/// of the algorithm's type), and its key: from the connection's `memo` when it is the key of
+/// its last proof (the same members and `alg`), else derived now.
+fn checked_header_key<'h>(
+    header: &'h Header<'_>,
+    rules: &ProofRules,
+    memo: Option<&ProofKeyMemo>,
+) -> Result<(Algorithm, KeySource<'h>), AuthError> {
+    // Check 4: typ.
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt"))
+    {
+        return Err(invalid("DPoP proof typ is not dpop+jwt"));
+    }
+    if header.crit {
+        return Err(invalid("DPoP proof header has crit"));
+    }
+    // Check 5: an asymmetric algorithm from the allow-list (the list never holds none or HS*);
+    // `Ed25519` (RFC 9864) wherever `EdDSA` is allowed, the key checked below either way.
+    let algorithm = crate::support::jose::algorithm(&header.alg)
+        .filter(|a| rules.algorithms.contains(a))
+        .ok_or_else(|| invalid("DPoP proof alg is not allowed"))?;
+    // Check 7: a public key, of the algorithm's type.
+    let jwk = header
+        .jwk
+        .as_ref()
+        .ok_or_else(|| invalid("DPoP proof has no jwk header"))?;
+    if jwk.others.private {
+        return Err(invalid("DPoP proof jwk has a private member"));
+    }
+    let members = Members {
+        kty: jwk.kty.as_deref(),
+        crv: jwk.crv.as_deref(),
+        x: jwk.x.as_deref(),
+        y: jwk.y.as_deref(),
+        n: jwk.n.as_deref(),
+        e: jwk.e.as_deref(),
+    };
+    // The connection's last proof key, when these are its members (see `ProofKeyMemo`); else
+    // the key derived now, and its thumbprint members.
+    let recalled =
+        memo.and_then(|memo| key_memo::recall(memo, &members, algorithm, rules.provider));
+    let source = match recalled {
+        Some(held) => KeySource::Recalled(held),
+        None => {
+            let (public, key) = proof_key::derive(&members, algorithm, rules.provider)?;
+            KeySource::Derived(public, key, members)
+        }
+    };
+    Ok((algorithm, source))
 }
 
 /// A NumericDate (RFC 7519 §2) as whole seconds; fractions are cut, not rounded up.
