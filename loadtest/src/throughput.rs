@@ -186,6 +186,19 @@ pub(crate) fn throughput(
                         result.server_cpu_ns as f64 / 1e7 / secs,
                         result.client_cpu_ns as f64 / 1e7 / secs,
                     );
+                    if variant.workload() == Workload::Distinct {
+                        // What the server's memory did (issue 26, third round): how many new
+                        // tokens it had taken in all (the cache's entries, up to its bound), its
+                        // RSS, and the fresh pages it touched while measured.
+                        eprintln!(
+                            "load: {round} {} {}: {} tokens in all (warm-up included), server RSS at the end {:.1} MiB, {:.3} minor page faults per measured request",
+                            protocol.name(),
+                            variant.name(),
+                            result.stats.ok_total,
+                            result.server_rss_end as f64 / (1 << 20) as f64,
+                            result.server_minor_faults as f64 / result.stats.measured.max(1) as f64,
+                        );
+                    }
                     if result.stats.reused_tokens > 0 {
                         eprintln!(
                             "load: WARNING {} requests reused a token (pool too small: raise --pool-rate); \
@@ -354,6 +367,36 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
             "distinct / huskarl-distinct",
             Variant::Distinct,
             Variant::HuskarlDistinct,
+        ),
+        (
+            "distinct-nocache / huskarl-distinct",
+            Variant::DistinctNoCache,
+            Variant::HuskarlDistinct,
+        ),
+        (
+            "distinct-smallcache / huskarl-distinct",
+            Variant::DistinctSmallCache,
+            Variant::HuskarlDistinct,
+        ),
+        (
+            "distinct / distinct-nocache",
+            Variant::Distinct,
+            Variant::DistinctNoCache,
+        ),
+        (
+            "distinct / raw-verify-es256",
+            Variant::Distinct,
+            Variant::RawVerifyEs256,
+        ),
+        (
+            "distinct-nocache / raw-verify-es256",
+            Variant::DistinctNoCache,
+            Variant::RawVerifyEs256,
+        ),
+        (
+            "distinct-smallcache / raw-verify-es256",
+            Variant::DistinctSmallCache,
+            Variant::RawVerifyEs256,
         ),
         ("dpop / huskarl-dpop", Variant::Dpop, Variant::HuskarlDpop),
         (
