@@ -272,6 +272,45 @@ pub(crate) fn paired_ratios(
     numerator: Variant,
     denominator: Variant,
 ) -> Vec<f64> {
+    paired_by(
+        measured,
+        protocol,
+        connections,
+        numerator,
+        denominator,
+        |r| r.rps(),
+    )
+}
+
+/// Per round, the rate each of the two servers would reach on a core of its own: the
+/// denominator's server CPU per request over the numerator's. On a shared machine it moves far
+/// less than the requests per second (a neighbour that takes the server's core lowers the rate,
+/// not the CPU a request costs; issue 26, third round).
+pub(crate) fn paired_cpu_ratios(
+    measured: &[Measured],
+    protocol: Protocol,
+    connections: usize,
+    numerator: Variant,
+    denominator: Variant,
+) -> Vec<f64> {
+    paired_by(
+        measured,
+        protocol,
+        connections,
+        numerator,
+        denominator,
+        |r| 1.0 / r.server_cpu_us_per_request(),
+    )
+}
+
+fn paired_by(
+    measured: &[Measured],
+    protocol: Protocol,
+    connections: usize,
+    numerator: Variant,
+    denominator: Variant,
+    metric: impl Fn(&RunResult) -> f64,
+) -> Vec<f64> {
     let rate = |round: usize, variant: Variant| {
         measured
             .iter()
@@ -284,7 +323,7 @@ pub(crate) fn paired_ratios(
                             variant,
                         }
             })
-            .map(|m| m.result.rps())
+            .map(|m| metric(&m.result))
     };
     let rounds = measured.iter().map(|m| m.round).max().unwrap_or(0);
     (1..=rounds)
@@ -409,21 +448,31 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
     .into_iter()
     .filter(|(_, a, b)| present(*a) && present(*b))
     .collect();
-    if !comparisons.is_empty() {
+    // By requests per second, then by server CPU per request (inverted, so that both read
+    // "higher is faster").
+    type Pairing = fn(&[Measured], Protocol, usize, Variant, Variant) -> Vec<f64>;
+    let tables: [(&str, Pairing); 2] = [
+        ("req/s", paired_ratios),
+        ("server CPU per request, inverted", paired_cpu_ratios),
+    ];
+    for (what, pairing) in tables {
+        if comparisons.is_empty() {
+            break;
+        }
         let _ = writeln!(out);
-        let _ = write!(out, "| protocol | conns |");
+        let _ = write!(out, "| protocol | conns | by |");
         for (name, _, _) in &comparisons {
             let _ = write!(out, " {name} |");
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "|---|---|{}", "---|".repeat(comparisons.len()));
+        let _ = writeln!(out, "|---|---|---|{}", "---|".repeat(comparisons.len()));
         for &(protocol, connections) in &pairs {
-            let _ = write!(out, "| {} | {} |", protocol.name(), connections);
+            let _ = write!(out, "| {} | {} | {what} |", protocol.name(), connections);
             for (_, numerator, denominator) in &comparisons {
                 let _ = write!(
                     out,
                     " {} |",
-                    ratio_summary(&paired_ratios(
+                    ratio_summary(&pairing(
                         measured,
                         protocol,
                         connections,
