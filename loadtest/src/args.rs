@@ -19,7 +19,9 @@ cargo run --release --manifest-path loadtest/Cargo.toml -- [options]
                            grpc-check-repeated (ext_authz Check requests to its gRPC listener);
                            issue 26: distinct-rs256,distinct-eddsa,peer-distinct-rs256,
                            peer-distinct-eddsa,huskarl-distinct-rs256,huskarl-distinct-eddsa,
-                           raw-verify-es256,raw-verify-rs256,raw-verify-eddsa,dpop-distinct
+                           raw-verify-es256,raw-verify-rs256,raw-verify-eddsa,dpop-distinct,
+                           distinct-nocache (the validated-token cache off),
+                           distinct-smallcache (a cache of 1 000 entries, 1 MiB)
   --server-threads N       server runtime workers (default 1)
   --client-threads N       load generator runtime workers (default: cores - server threads, min 1)
   --pool-rate RPS          distinct-token pool sized for this rate per server thread (default 12000)

@@ -400,6 +400,10 @@ pub(crate) struct RunResult {
     pub(crate) elapsed: Duration,
     pub(crate) server_cpu_ns: u64,
     pub(crate) client_cpu_ns: u64,
+    /// The server's minor page faults inside the measured window (0 where not read).
+    pub(crate) server_minor_faults: u64,
+    /// The server's RSS at the end of the measured window, in bytes (0 where not read).
+    pub(crate) server_rss_end: u64,
     /// `dpop-redis`: the redis-server's commands during the run, by command.
     pub(crate) store_commands: Option<BTreeMap<String, u64>>,
 }
@@ -532,15 +536,29 @@ pub(crate) async fn run_load(
     }
     let pids = server.pids();
     let server_cpu_ns = || pids.iter().map(|&pid| process_cpu_ns(pid)).sum::<u64>();
+    let server_faults = || {
+        pids.iter()
+            .map(|&pid| process_minor_faults(pid))
+            .sum::<u64>()
+    };
+    let server_rss = || {
+        pids.iter()
+            .filter_map(|&pid| status_kb(pid, "VmRSS"))
+            .sum::<u64>()
+    };
     let self_pid = std::process::id();
     tokio::time::sleep_until(measure_from.into()).await;
+    let faults0 = server_faults();
     let (server_cpu0, client_cpu0, t0) =
         (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
     let mut stats = ConnStats::new();
+    let (faults1, rss1);
     let (server_cpu1, client_cpu1, t1) = match stop {
         Stop::At(end) => {
             tokio::time::sleep_until(end.into()).await;
             let sample = (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now());
+            faults1 = server_faults();
+            rss1 = server_rss();
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
@@ -550,6 +568,8 @@ pub(crate) async fn run_load(
             while let Some(done) = tasks.join_next().await {
                 stats.merge(&done?);
             }
+            faults1 = server_faults();
+            rss1 = server_rss();
             (server_cpu_ns(), process_cpu_ns(self_pid), Instant::now())
         }
     };
@@ -563,6 +583,8 @@ pub(crate) async fn run_load(
         elapsed,
         server_cpu_ns: server_cpu1.saturating_sub(server_cpu0),
         client_cpu_ns: client_cpu1.saturating_sub(client_cpu0),
+        server_minor_faults: faults1.saturating_sub(faults0),
+        server_rss_end: rss1,
         store_commands: None,
     })
 }

@@ -196,6 +196,8 @@ pub(crate) async fn run_checks(
         elapsed,
         server_cpu_ns: server1.saturating_sub(server0),
         client_cpu_ns: client1.saturating_sub(client0),
+        server_minor_faults: 0,
+        server_rss_end: 0,
         store_commands: None,
     })
 }

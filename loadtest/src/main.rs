@@ -36,7 +36,10 @@
 //!   the peers' `peer-distinct-…`, `huskarl-distinct-…` (RS256 and EdDSA tokens);
 //!   `raw-verify-es256`, `raw-verify-rs256`, `raw-verify-eddsa` (the baseline plus one raw
 //!   aws-lc-rs verification of each token's signature: the limit of `distinct-…`);
-//!   `dpop-distinct` (a new DPoP-bound token and a new proof on every request).
+//!   `dpop-distinct` (a new DPoP-bound token and a new proof on every request);
+//!   `distinct-nocache`, `distinct-smallcache` (`distinct` with the validated-token cache off,
+//!   and with a cache of 1 000 entries and 1 MiB: what caching every new token costs natively;
+//!   `profile.sh` profiles them).
 //!
 //! The client opens C connections, each a TLS connection with its own client certificate, HTTP/1.1
 //! or HTTP/2 (on h2, one connection per client and one request in flight per connection, so

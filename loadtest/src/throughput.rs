@@ -186,6 +186,19 @@ pub(crate) fn throughput(
                         result.server_cpu_ns as f64 / 1e7 / secs,
                         result.client_cpu_ns as f64 / 1e7 / secs,
                     );
+                    if variant.workload() == Workload::Distinct {
+                        // What the server's memory did (issue 26, third round): how many new
+                        // tokens it had taken in all (the cache's entries, up to its bound), its
+                        // RSS, and the fresh pages it touched while measured.
+                        eprintln!(
+                            "load: {round} {} {}: {} tokens in all (warm-up included), server RSS at the end {:.1} MiB, {:.3} minor page faults per measured request",
+                            protocol.name(),
+                            variant.name(),
+                            result.stats.ok_total,
+                            result.server_rss_end as f64 / (1 << 20) as f64,
+                            result.server_minor_faults as f64 / result.stats.measured.max(1) as f64,
+                        );
+                    }
                     if result.stats.reused_tokens > 0 {
                         eprintln!(
                             "load: WARNING {} requests reused a token (pool too small: raise --pool-rate); \
@@ -259,6 +272,45 @@ pub(crate) fn paired_ratios(
     numerator: Variant,
     denominator: Variant,
 ) -> Vec<f64> {
+    paired_by(
+        measured,
+        protocol,
+        connections,
+        numerator,
+        denominator,
+        |r| r.rps(),
+    )
+}
+
+/// Per round, the rate each of the two servers would reach on a core of its own: the
+/// denominator's server CPU per request over the numerator's. On a shared machine it moves far
+/// less than the requests per second (a neighbour that takes the server's core lowers the rate,
+/// not the CPU a request costs; issue 26, third round).
+pub(crate) fn paired_cpu_ratios(
+    measured: &[Measured],
+    protocol: Protocol,
+    connections: usize,
+    numerator: Variant,
+    denominator: Variant,
+) -> Vec<f64> {
+    paired_by(
+        measured,
+        protocol,
+        connections,
+        numerator,
+        denominator,
+        |r| 1.0 / r.server_cpu_us_per_request(),
+    )
+}
+
+fn paired_by(
+    measured: &[Measured],
+    protocol: Protocol,
+    connections: usize,
+    numerator: Variant,
+    denominator: Variant,
+    metric: impl Fn(&RunResult) -> f64,
+) -> Vec<f64> {
     let rate = |round: usize, variant: Variant| {
         measured
             .iter()
@@ -271,7 +323,7 @@ pub(crate) fn paired_ratios(
                             variant,
                         }
             })
-            .map(|m| m.result.rps())
+            .map(|m| metric(&m.result))
     };
     let rounds = measured.iter().map(|m| m.round).max().unwrap_or(0);
     (1..=rounds)
@@ -355,6 +407,36 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
             Variant::Distinct,
             Variant::HuskarlDistinct,
         ),
+        (
+            "distinct-nocache / huskarl-distinct",
+            Variant::DistinctNoCache,
+            Variant::HuskarlDistinct,
+        ),
+        (
+            "distinct-smallcache / huskarl-distinct",
+            Variant::DistinctSmallCache,
+            Variant::HuskarlDistinct,
+        ),
+        (
+            "distinct / distinct-nocache",
+            Variant::Distinct,
+            Variant::DistinctNoCache,
+        ),
+        (
+            "distinct / raw-verify-es256",
+            Variant::Distinct,
+            Variant::RawVerifyEs256,
+        ),
+        (
+            "distinct-nocache / raw-verify-es256",
+            Variant::DistinctNoCache,
+            Variant::RawVerifyEs256,
+        ),
+        (
+            "distinct-smallcache / raw-verify-es256",
+            Variant::DistinctSmallCache,
+            Variant::RawVerifyEs256,
+        ),
         ("dpop / huskarl-dpop", Variant::Dpop, Variant::HuskarlDpop),
         (
             "dpop-redis / huskarl-dpop",
@@ -366,21 +448,31 @@ pub(crate) fn summary(measured: &[Measured]) -> String {
     .into_iter()
     .filter(|(_, a, b)| present(*a) && present(*b))
     .collect();
-    if !comparisons.is_empty() {
+    // By requests per second, then by server CPU per request (inverted, so that both read
+    // "higher is faster").
+    type Pairing = fn(&[Measured], Protocol, usize, Variant, Variant) -> Vec<f64>;
+    let tables: [(&str, Pairing); 2] = [
+        ("req/s", paired_ratios),
+        ("server CPU per request, inverted", paired_cpu_ratios),
+    ];
+    for (what, pairing) in tables {
+        if comparisons.is_empty() {
+            break;
+        }
         let _ = writeln!(out);
-        let _ = write!(out, "| protocol | conns |");
+        let _ = write!(out, "| protocol | conns | by |");
         for (name, _, _) in &comparisons {
             let _ = write!(out, " {name} |");
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "|---|---|{}", "---|".repeat(comparisons.len()));
+        let _ = writeln!(out, "|---|---|---|{}", "---|".repeat(comparisons.len()));
         for &(protocol, connections) in &pairs {
-            let _ = write!(out, "| {} | {} |", protocol.name(), connections);
+            let _ = write!(out, "| {} | {} | {what} |", protocol.name(), connections);
             for (_, numerator, denominator) in &comparisons {
                 let _ = write!(
                     out,
                     " {} |",
-                    ratio_summary(&paired_ratios(
+                    ratio_summary(&pairing(
                         measured,
                         protocol,
                         connections,
