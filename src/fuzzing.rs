@@ -43,7 +43,7 @@ pub fn dpop_proof(
         ath: None,
         now,
     };
-    crate::dpop::verify_proof(proof, &expected, &crate::dpop::ProofRules::default(), None)
+    crate::dpop::verify_proof(proof, &expected, &crate::dpop::ProofRules::default(), crate::dpop::ProofMemos::default())
         .map_err(|e| e.kind())
 }
 
