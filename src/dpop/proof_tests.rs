@@ -99,7 +99,12 @@ fn expected_get(hash: &[u8; 32]) -> Expected<'_> {
 /// `proof` checked for `GET` [`HTU`] with [`TOKEN`] at [`NOW`], default rules.
 fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
-    verify(proof, &expected_get(&hash), &ProofRules::default(), Memos::default())
+    verify(
+        proof,
+        &expected_get(&hash),
+        &ProofRules::default(),
+        Memos::default(),
+    )
 }
 
 fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
@@ -443,3 +448,6 @@ fn exactly_one_dpop_header_within_the_size_limit_is_taken() {
 
 #[path = "key_memo_tests.rs"]
 mod key_memo;
+
+#[path = "key_cache_tests.rs"]
+mod key_cache;
