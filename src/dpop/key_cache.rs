@@ -16,17 +16,35 @@ use crate::support::crypto::JoseProvider;
 /// Default bound of [`ProofKeyCache`]: 4 096 keys, about 6 MiB (see [`MIN_WEIGHT`]).
 pub(crate) const DEFAULT_MAX_KEYS: usize = 4096;
 
-/// What an entry is charged at least, in bytes: an ES256 or EdDSA key's entry (the header's
-/// base64url text, ~230 bytes; the members' text, ~90; the parsed key, the thumbprint and the
-/// entry's bookkeeping) fits in it, so the cache holds its bound of such keys. An RSA key's entry
+/// What an entry is charged at least, in bytes: an ES256 or EdDSA key's entry fits in it, so the
+/// cache holds its bound of such keys. Measured (issue 26, BENCHMARKS.md; RSS of 20 000 keys
+/// remembered, release build, aws-lc-rs): 1 189 bytes an ES256 entry (its header's text, 220
+/// characters; the members' text; the `Remembered`, 240 bytes; the point as aws-lc-rs holds it;
+/// the table's slot and its ghosts) and 829 an EdDSA entry (158 characters). An RSA key's entry
 /// is charged more ([`entry_bytes`]), so fewer of them fit: the byte bound,
 /// `max_keys × MIN_WEIGHT`, holds whatever the keys.
 pub(crate) const MIN_WEIGHT: u64 = 1536;
 
-/// Bytes an entry is charged: a fixed part (the `Remembered`, the parsed key as aws-lc-rs or
-/// jsonwebtoken holds it, the table's slot) and the texts it holds.
+/// Bytes an entry is charged: a fixed part (the `Remembered`, an EC or Ed25519 key as aws-lc-rs
+/// or jsonwebtoken holds it, the table's slot) and the texts it holds; for an RSA key, three
+/// times its members' text more (the modulus as the backend holds it, with its Montgomery
+/// constants: an estimate, not measured).
 fn entry_bytes(held: &Remembered) -> u64 {
-    let texts = held.header().len().saturating_add(held.text_len());
+    use Algorithm as A;
+    let rsa = matches!(
+        held.algorithm(),
+        A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512
+    );
+    let key = if rsa {
+        held.text_len().saturating_mul(3)
+    } else {
+        0
+    };
+    let texts = held
+        .header()
+        .len()
+        .saturating_add(held.text_len())
+        .saturating_add(key);
     u64::try_from(texts)
         .unwrap_or(u64::MAX)
         .saturating_add(1024)
