@@ -43,8 +43,13 @@ pub fn dpop_proof(
         ath: None,
         now,
     };
-    crate::dpop::verify_proof(proof, &expected, &crate::dpop::ProofRules::default(), None)
-        .map_err(|e| e.kind())
+    crate::dpop::verify_proof(
+        proof,
+        &expected,
+        &crate::dpop::ProofRules::default(),
+        crate::dpop::ProofMemos::default(),
+    )
+    .map_err(|e| e.kind())
 }
 
 /// `htu`: whether a proof's `htu` names the request of `scheme`, `authority` and `path`, as

@@ -91,6 +91,7 @@ struct RawTokens {
     #[serde(default = "yes")]
     dpop: bool,
     dpop_nonce_key_file: Option<PathBuf>,
+    dpop_max_cached_proof_keys: Option<usize>,
     replay_redis: Option<String>,
     public_url: Option<String>,
 }
@@ -105,6 +106,7 @@ impl Default for RawTokens {
             allow_unbound: false,
             dpop: true,
             dpop_nonce_key_file: None,
+            dpop_max_cached_proof_keys: None,
             replay_redis: None,
             public_url: None,
         }
@@ -223,6 +225,8 @@ pub(crate) struct Tokens {
     pub(crate) allow_unbound: bool,
     pub(crate) dpop: bool,
     pub(crate) dpop_nonce_key_file: Option<PathBuf>,
+    /// `Dpop::max_cached_proof_keys`; the library's default when not set.
+    pub(crate) dpop_max_cached_proof_keys: Option<usize>,
     pub(crate) replay_redis: Option<String>,
     pub(crate) public_url: Option<String>,
 }
@@ -412,6 +416,10 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
                 "tokens.dpop_nonce_key_file",
             ),
             (tokens.replay_redis.is_some(), "tokens.replay_redis"),
+            (
+                tokens.dpop_max_cached_proof_keys.is_some(),
+                "tokens.dpop_max_cached_proof_keys",
+            ),
         ] {
             if set {
                 return Err(ConfigError::new(
@@ -563,6 +571,7 @@ fn check(raw: Raw, base: &Path) -> Result<Config, ConfigError> {
             allow_unbound: tokens.allow_unbound,
             dpop: tokens.dpop,
             dpop_nonce_key_file,
+            dpop_max_cached_proof_keys: tokens.dpop_max_cached_proof_keys,
             replay_redis: tokens.replay_redis,
             public_url: tokens.public_url,
         },

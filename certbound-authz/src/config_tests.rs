@@ -173,6 +173,11 @@ fn bad_values_are_named_by_their_key() {
             "dpop = false\nreplay_redis = \"redis://127.0.0.1:6379\"",
             "tokens.replay_redis",
         ),
+        (
+            "dpop = true",
+            "dpop = false\ndpop_max_cached_proof_keys = 100",
+            "tokens.dpop_max_cached_proof_keys",
+        ),
     ] {
         assert!(VALID.contains(from), "{from}");
         let e = error(&VALID.replacen(from, to, 1));
@@ -355,4 +360,20 @@ fn bad_step_up_keys_are_named_with_the_route_s_index() {
     // A value of the wrong type: named by toml's error, with the table.
     let e = error(&VALID.replacen("scopes = [\"admin\"]", "max_age = \"5m\"", 1));
     assert_eq!(e.key, "routes.max_age", "{e}");
+}
+
+#[test]
+fn the_proof_key_memory_is_the_librarys_default_unless_sized_and_zero_turns_it_off() {
+    let config = parse(VALID, Path::new(".")).expect("valid");
+    assert_eq!(config.tokens.dpop_max_cached_proof_keys, None);
+    for size in [0, 20_000] {
+        let text = with(
+            "dpop = true",
+            &format!("dpop_max_cached_proof_keys = {size}"),
+        );
+        let config = parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(config.tokens.dpop_max_cached_proof_keys, Some(size));
+    }
+    let negative = with("dpop = true", "dpop_max_cached_proof_keys = -1");
+    assert_eq!(error(&negative).key, "tokens.dpop_max_cached_proof_keys");
 }

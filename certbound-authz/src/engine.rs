@@ -151,6 +151,9 @@ pub(crate) async fn dpop(
             .map_err(|e| ConfigError::new("tokens.dpop_nonce_key_file", e))?;
         dpop = dpop.require_nonce(nonces);
     }
+    if let Some(keys) = tokens.dpop_max_cached_proof_keys {
+        dpop = dpop.max_cached_proof_keys(keys);
+    }
     match &tokens.replay_redis {
         Some(url) => {
             // Connects lazily: a Redis that is down now refuses proofs (503), not the start.

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use jsonwebtoken::Algorithm;
 
 use super::htu::{ExpectedHtu, PublicUrl};
+use super::key_cache::{self, Memos, ProofKeyCache};
 use super::key_memo::ProofKeyMemo;
 use super::memory::MemoryReplayStore;
 use super::nonce::{DpopNonces, NonceCheck};
@@ -28,7 +29,8 @@ use crate::support::time::unix_now;
 /// 9864's `Ed25519`, wherever EdDSA is allowed); a proof's `iat` at most
 /// 60 s in the past and 15 s in the future; proofs up to 8 KiB; replay state in a
 /// [`MemoryReplayStore`]; no nonces; the `htu` origin from the request (see
-/// [`public_url`](Self::public_url)).
+/// [`public_url`](Self::public_url)); the last 4 096 proof keys remembered (see
+/// [`max_cached_proof_keys`](Self::max_cached_proof_keys)).
 ///
 /// # Example
 /// ```
@@ -51,6 +53,8 @@ pub struct Dpop {
     store: Arc<dyn ReplayStore>,
     nonces: Option<DpopNonces>,
     public_url: Option<PublicUrl>,
+    /// Recent proof keys, shared by this value's clones; `None` when turned off.
+    proof_keys: Option<Arc<ProofKeyCache>>,
 }
 
 impl Default for Dpop {
@@ -68,6 +72,7 @@ impl fmt::Debug for Dpop {
             .field("replay_store", &self.store)
             .field("nonces", &self.nonces)
             .field("public_url", &self.public_url)
+            .field("proof_keys", &self.proof_keys)
             .finish()
     }
 }
@@ -86,6 +91,7 @@ impl Dpop {
             store: Arc::new(MemoryReplayStore::new()),
             nonces: None,
             public_url: None,
+            proof_keys: Some(Arc::new(ProofKeyCache::new(key_cache::DEFAULT_MAX_KEYS))),
         }
     }
 
@@ -179,6 +185,30 @@ impl Dpop {
         self
     }
 
+    /// How many recent proof keys the process remembers (default 4 096; `0` turns the memory
+    /// off), shared by this value's clones (every layer and connection it serves).
+    ///
+    /// A proof's key is parsed and its RFC 7638 thumbprint hashed (~23 000 instructions for a
+    /// P-256 key, beside its signature's ~750 000 verification). Each connection remembers the
+    /// key of its last proof, which serves a client that keeps its connection; behind a reverse
+    /// proxy or a service mesh's sidecar, one connection carries many clients' proofs, and this
+    /// memory, keyed by the proof header's exact text, serves them. A hit never skips the
+    /// signature's verification nor any claim's check, and only keys of proofs that passed
+    /// every check are remembered. Memory: each key is charged at least 1.5 KiB (an ES256 or
+    /// EdDSA key's entry), an RSA key more (its header and members' text), within
+    /// `keys × 1.5 KiB` all told (6 MiB by default). A client minting a new key per proof only
+    /// churns it: the bound holds.
+    pub fn max_cached_proof_keys(mut self, keys: usize) -> Self {
+        self.proof_keys = (keys > 0).then(|| Arc::new(ProofKeyCache::new(keys)));
+        self
+    }
+
+    /// The process's memory of recent proof keys, if on.
+    #[cfg(test)]
+    pub(crate) fn proof_keys(&self) -> Option<&ProofKeyCache> {
+        self.proof_keys.as_deref()
+    }
+
     /// A fresh nonce to send in a `DPoP-Nonce` header, when nonces are required.
     pub fn fresh_nonce(&self) -> Option<String> {
         self.nonces.as_ref().map(|n| n.issue(unix_now()))
@@ -261,7 +291,8 @@ impl Dpop {
 
     /// Every check but replay. The `bool` says the proof's nonce is of the previous step (a
     /// fresh one goes with the response). `keys` is the connection's memory of its last proof
-    /// key, when there is a connection at hand (see [`ProofKeyMemo`]).
+    /// key, when there is a connection at hand (see [`ProofKeyMemo`]), consulted before the
+    /// process's ([`ProofKeyCache`]).
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
@@ -280,7 +311,11 @@ impl Dpop {
             ath,
             now,
         };
-        let verified = proof::verify(value, &expected, &self.rules, keys)?;
+        let memos = Memos {
+            connection: keys,
+            shared: self.proof_keys.as_deref(),
+        };
+        let verified = proof::verify(value, &expected, &self.rules, memos)?;
         let refresh = match &self.nonces {
             None => false,
             Some(nonces) => {

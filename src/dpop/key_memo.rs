@@ -39,8 +39,9 @@ pub(crate) type ProofKeyMemo = Slot;
 
 /// A proof key and what was derived from it.
 pub(crate) struct Remembered {
-    /// The proof's header, base64url, as the proof carried it.
-    header: Box<str>,
+    /// The proof's header, base64url, as the proof carried it (shared with the process's
+    /// [`ProofKeyCache`](super::key_cache::ProofKeyCache), whose key it is).
+    header: Arc<str>,
     algorithm: Algorithm,
     /// The members' text, one after another; `lens` says where each ends (`None`: absent).
     text: String,
@@ -109,6 +110,29 @@ impl Remembered {
         true
     }
 
+    /// Whether this was derived from the header whose base64url text is `header`, and its
+    /// `alg` is still one of `algorithms` and its key the form `provider` verifies with. The
+    /// header's other checks passed when it was remembered, and they depend on nothing but its
+    /// text.
+    pub(crate) fn answers(
+        &self,
+        header: &str,
+        algorithms: &[Algorithm],
+        provider: Option<JoseProvider>,
+    ) -> bool {
+        *self.header == *header && algorithms.contains(&self.algorithm) && self.key.fits(provider)
+    }
+
+    /// The header's base64url text.
+    pub(crate) fn header(&self) -> &Arc<str> {
+        &self.header
+    }
+
+    /// Bytes of the members' text held.
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// The algorithm the key was derived for (the remembered header's `alg`).
     pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
@@ -138,14 +162,12 @@ pub(crate) fn recall(
 /// What was derived from the header whose base64url text is `header`, if it is the header of
 /// the proof `memo` remembers, and its `alg` is still one of `algorithms` and its key the form
 /// `provider` verifies with. The header's other checks passed when it was remembered, and
-/// they depend on nothing but its text.
+/// they depend on nothing but its text ([`Remembered::answers`]).
 pub(crate) fn recall_header(
     memo: &ProofKeyMemo,
     header: &str,
     algorithms: &[Algorithm],
     provider: Option<JoseProvider>,
 ) -> Option<Arc<Remembered>> {
-    memo.recall(|held: &Remembered| {
-        *held.header == *header && algorithms.contains(&held.algorithm) && held.key.fits(provider)
-    })
+    memo.recall(|held: &Remembered| held.answers(header, algorithms, provider))
 }

@@ -2,6 +2,7 @@
 //! (`proof_key`): aws-lc-rs directly, and jsonwebtoken's provider.
 
 use super::*;
+use crate::dpop::key_cache::Memos;
 use crate::dpop::key_memo::{self, ProofKeyMemo};
 use crate::dpop::proof_key::Members;
 
@@ -12,7 +13,7 @@ fn check_with(proof: &str, memo: &ProofKeyMemo) -> Result<VerifiedProof, AuthErr
         proof,
         &expected_get(&hash),
         &ProofRules::default(),
-        Some(memo),
+        Memos::connection(memo),
     )
     .map_err(|e| e.kind())
 }
@@ -162,7 +163,7 @@ fn check_allowing(
         algorithms,
         ..ProofRules::default()
     };
-    verify(proof, &expected_get(&hash), &rules, Some(memo)).map_err(|e| e.kind())
+    verify(proof, &expected_get(&hash), &rules, Memos::connection(memo)).map_err(|e| e.kind())
 }
 
 fn header_of(proof: &str) -> &str {
@@ -336,11 +337,11 @@ mod paths {
         rules
             .algorithms
             .extend([Algorithm::RS256, Algorithm::RS384, Algorithm::RS512]);
-        let native = verify(proof, &expected, &rules, None);
+        let native = verify(proof, &expected, &rules, Memos::default());
         let memo = ProofKeyMemo::default();
-        let native_memo = verify(proof, &expected, &rules, Some(&memo));
+        let native_memo = verify(proof, &expected, &rules, Memos::connection(&memo));
         rules.provider = Some(crate::support::crypto::jose_provider().unwrap());
-        let jose = verify(proof, &expected, &rules, None);
+        let jose = verify(proof, &expected, &rules, Memos::default());
         assert_eq!(
             native.is_ok(),
             jose.is_ok(),

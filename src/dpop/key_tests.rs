@@ -60,7 +60,8 @@ fn an_ed25519_key_told_to_names_its_algorithm_ed25519_and_its_proofs_verify() {
         now: unix_now_i64(),
     };
     let rules = super::super::proof::ProofRules::default();
-    let verified = super::super::proof::verify(&proof, &expected, &rules, None).unwrap();
+    let verified =
+        super::super::proof::verify(&proof, &expected, &rules, Default::default()).unwrap();
     assert_eq!(verified.jkt(), &key.thumbprint());
     // One proof may say otherwise (a client that learnt the server's names), and keys of
     // other types keep their one name.

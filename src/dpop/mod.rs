@@ -101,6 +101,7 @@ mod config;
 mod htu;
 mod jwk;
 mod key;
+mod key_cache;
 pub(crate) mod key_memo;
 mod memory;
 mod nonce;
@@ -125,5 +126,6 @@ pub use replay::{Replay, ReplayFuture, ReplayKey, ReplayStore, StoreError};
 #[cfg(fuzzing)]
 pub(crate) use {
     htu::{from_parts as htu_from_parts, normalize as normalize_htu, ExpectedHtu, PublicUrl},
+    key_cache::Memos as ProofMemos,
     proof::{verify as verify_proof, Expected, ProofRules},
 };

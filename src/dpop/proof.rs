@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::htu::ExpectedHtu;
 use super::jwk::{is_private_member, thumbprint_of, PublicKey};
+use super::key_cache::Memos;
 use super::key_memo::{self, ProofKeyMemo, Remembered};
 use super::proof_key::{self, Members, ProofKey};
 use crate::error::{AuthError, AuthErrorKind};
@@ -294,15 +295,16 @@ fn present_member<'de: 'a, 'a, D: Deserializer<'de>>(
 /// random bits it asks for).
 const MAX_JTI: usize = 256;
 
-/// Checks `proof` (the `DPoP` header's value) against `expected` and `rules`. `memo`, the
-/// connection's memory of its last proof key (when the caller has a connection), saves parsing
-/// the key and hashing its thumbprint when the proof is by that key again; a proof that passes
-/// every check leaves its key there.
+/// Checks `proof` (the `DPoP` header's value) against `expected` and `rules`. `memos`, the
+/// connection's memory of its last proof key (when the caller has a connection) and the
+/// process's of recent ones (see `ProofKeyCache`), save parsing the key and hashing its
+/// thumbprint when the proof is by a key they hold; a proof that passes every check leaves its
+/// key in both.
 pub(crate) fn verify(
     proof: &str,
     expected: &Expected<'_>,
     rules: &ProofRules,
-    memo: Option<&ProofKeyMemo>,
+    memos: Memos<'_>,
 ) -> Result<VerifiedProof, AuthError> {
     // Check 2: a well-formed JWS in compact serialisation.
     let mut parts = proof.split('.');
@@ -311,16 +313,16 @@ pub(crate) fn verify(
     else {
         return Err(invalid("DPoP proof is not a compact JWS"));
     };
-    // The connection's last proof, when this proof's header is its header, byte for byte: the
-    // header's checks passed then and depend only on its text (see `ProofKeyMemo`); the rules'
-    // part (the alg allowed, the verifying backend) is checked in `recall_header`.
-    let by_header = memo.and_then(|memo| {
-        key_memo::recall_header(memo, header_b64, &rules.algorithms, rules.provider)
-    });
+    // The connection's last proof, or else one the process remembers, when this proof's header
+    // is its header, byte for byte: the header's checks passed then and depend only on its text
+    // (see `ProofKeyMemo`); the rules' part (the alg allowed, the verifying backend) is checked
+    // in `recall_header`.
+    let by_header = memos.recall_header(header_b64, &rules.algorithms, rules.provider);
     let header_json;
     let header: Header<'_>;
     let (algorithm, source) = match by_header {
-        Some(held) => (held.algorithm(), KeySource::Recalled(held)),
+        Some((held, false)) => (held.algorithm(), KeySource::Recalled(held)),
+        Some((held, true)) => (held.algorithm(), KeySource::Shared(held)),
         None => {
             header_json = URL_SAFE_NO_PAD
                 .decode(header_b64)
@@ -328,11 +330,11 @@ pub(crate) fn verify(
             header = json_object_text(&header_json)
                 .and_then(|text| serde_json::from_str(text).ok())
                 .ok_or_else(|| invalid("DPoP proof header is not a JOSE header"))?;
-            checked_header_key(&header, rules, memo)?
+            checked_header_key(&header, rules, memos.connection)?
         }
     };
     let key = match &source {
-        KeySource::Recalled(held) => held.key(),
+        KeySource::Recalled(held) | KeySource::Shared(held) => held.key(),
         KeySource::Derived(_, key, _) => key,
     };
     // Check 6: the signature, with that key.
@@ -395,13 +397,21 @@ pub(crate) fn verify(
     }
     let jkt = match source {
         KeySource::Recalled(held) => held.jkt(),
+        KeySource::Shared(held) => {
+            // Every check passed: the connection's next proof with this header looks no further.
+            let jkt = held.jkt();
+            memos.remember(held, true);
+            jkt
+        }
         KeySource::Derived(public, key, members) => {
             let jkt =
                 thumbprint_of(public).ok_or_else(|| invalid("DPoP proof jwk has no thumbprint"))?;
             // Every check here passed (header, signature and claims): the connection's next
-            // proof by this key derives nothing, and one with this header decodes nothing.
-            if let Some(memo) = memo {
-                memo.remember(Remembered::new(header_b64, &members, algorithm, key, jkt));
+            // proof by this key derives nothing, and one with this header (on any connection)
+            // decodes nothing.
+            if memos.any() {
+                let held = Remembered::new(header_b64, &members, algorithm, key, jkt);
+                memos.remember(Arc::new(held), false);
             }
             jkt
         }
@@ -421,6 +431,8 @@ enum KeySource<'a> {
     /// The connection's memo: the same header, or the same members and `alg`, as its last
     /// verified proof.
     Recalled(Arc<Remembered>),
+    /// The process's memo: the same header as a recent verified proof's, on any connection.
+    Shared(Arc<Remembered>),
     /// Derived from the `jwk` now, with its thumbprint members and all its members.
     Derived(PublicKey<'a>, ProofKey, Members<'a>),
 }

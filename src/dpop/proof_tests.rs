@@ -99,7 +99,12 @@ fn expected_get(hash: &[u8; 32]) -> Expected<'_> {
 /// `proof` checked for `GET` [`HTU`] with [`TOKEN`] at [`NOW`], default rules.
 fn verify_default(proof: &str) -> Result<VerifiedProof, AuthError> {
     let hash = token_hash();
-    verify(proof, &expected_get(&hash), &ProofRules::default(), None)
+    verify(
+        proof,
+        &expected_get(&hash),
+        &ProofRules::default(),
+        Memos::default(),
+    )
 }
 
 fn check(proof: &str) -> Result<VerifiedProof, AuthErrorKind> {
@@ -408,13 +413,13 @@ fn a_token_request_proof_needs_no_ath() {
         ath: None,
         now: NOW,
     };
-    assert!(verify(&proof, &expected, &ProofRules::default(), None).is_ok());
+    assert!(verify(&proof, &expected, &ProofRules::default(), Memos::default()).is_ok());
     // A proof made for a request with an access token is not one for a token request,
     // whatever its ath holds.
     for ath in [json!(B64.encode(token_hash())), Value::Null, json!(7)] {
         let claims = with(claims.clone(), "ath", Some(ath));
         let proof = signer.sign_parts(&signer.header(), &claims);
-        let result = verify(&proof, &expected, &ProofRules::default(), None);
+        let result = verify(&proof, &expected, &ProofRules::default(), Memos::default());
         assert_eq!(
             result.err().map(|e| e.kind()),
             Some(AuthErrorKind::InvalidDpopProof)
@@ -443,3 +448,6 @@ fn exactly_one_dpop_header_within_the_size_limit_is_taken() {
 
 #[path = "key_memo_tests.rs"]
 mod key_memo;
+
+#[path = "key_cache_tests.rs"]
+mod key_cache;

@@ -28,10 +28,11 @@ impl Slot {
         Arc::clone(held).downcast::<T>().ok()
     }
 
-    /// Holds `value` in place of the last one (unless the slot is busy).
-    pub(crate) fn remember<T: Any + Send + Sync>(&self, value: T) {
+    /// Holds `value` (shared with whoever else holds it) in place of the last one (unless the
+    /// slot is busy).
+    pub(crate) fn remember<T: Any + Send + Sync>(&self, value: Arc<T>) {
         if let Ok(mut last) = self.0.try_write() {
-            *last = Some(Arc::new(value));
+            *last = Some(value);
         }
     }
 
