@@ -178,7 +178,7 @@ pub(crate) fn plans(addr: SocketAddr, fixtures: &Fixtures, soak: &SoakArgs) -> V
         delay: Duration::ZERO,
         token: None,
     };
-    let mut refused = Kind::REFUSED_WITH_CERTIFICATE.to_vec();
+    let mut refused = Kind::refused_with_certificate();
     refused.push(Kind::Scoped);
     let mut plans = vec![
         plan(with(REPEATED, Protocol::H1), vec![Kind::Repeated], 0.17),

@@ -80,29 +80,17 @@ impl Kind {
         Kind::DpopOtherKey,
     ];
 
-    /// The rejections sent in turn on the certificate's keep-alive connection.
-    pub(crate) const REFUSED_WITH_CERTIFICATE: [Kind; 20] = [
-        Kind::NoToken,
-        Kind::OtherScheme,
-        Kind::QueryToken,
-        Kind::TwoHeaders,
-        Kind::NotB64token,
-        Kind::NotAJwt,
-        Kind::BadSignature,
-        Kind::Expired,
-        Kind::WrongAudience,
-        Kind::WrongIssuer,
-        Kind::UnknownKey,
-        Kind::Unbound,
-        Kind::OtherCertificate,
-        Kind::InsufficientScope,
-        Kind::DpopAsBearer,
-        Kind::DpopReplayed,
-        Kind::DpopOtherUrl,
-        Kind::DpopOtherMethod,
-        Kind::DpopStale,
-        Kind::DpopOtherKey,
-    ];
+    /// The rejections sent in turn on the certificate's keep-alive connection: every refused
+    /// kind of [`Kind::ALL`] (from `NoToken` on), but `NoCertificate`, which needs a connection
+    /// without one.
+    pub(crate) fn refused_with_certificate() -> Vec<Kind> {
+        let refused = Self::NoToken.index();
+        Self::ALL[refused..]
+            .iter()
+            .copied()
+            .filter(|&kind| kind != Kind::NoCertificate)
+            .collect()
+    }
 
     pub(crate) fn index(self) -> usize {
         Self::ALL.iter().position(|&k| k == self).expect("in ALL")
