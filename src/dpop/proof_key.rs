@@ -24,6 +24,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use super::jwk::PublicKey;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::support::crypto::JoseProvider;
+#[cfg(feature = "aws-lc-rs")]
+use crate::support::jose::{decode_signature, SIGNATURE_BUF};
 
 /// The public members of a proof's `jwk`, as the header decoded them (JSON escapes undone).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,17 +77,16 @@ impl ProofKey {
         match self {
             #[cfg(feature = "aws-lc-rs")]
             Self::Native(key) => {
-                // On the stack: the largest signature any allowed algorithm makes is RSA-8192's
-                // 1 024 bytes; a longer one verifies under none of them.
+                // On the stack, as a JWT's; one longer than any allowed algorithm's verifies
+                // nothing.
                 let mut buf = [0u8; SIGNATURE_BUF];
-                let Ok(n) = URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut buf) else {
-                    return if signature_b64.len() > SIGNATURE_B64_MAX {
-                        Ok(false)
-                    } else {
-                        Err(not_base64())
-                    };
-                };
-                Ok(crate::token::jwt::native::verify(key, message, &buf[..n]))
+                match decode_signature(signature_b64, &mut buf) {
+                    Ok(Some(signature)) => {
+                        Ok(crate::token::jwt::native::verify(key, message, signature))
+                    }
+                    Ok(None) => Ok(false),
+                    Err(_) => Err(not_base64()),
+                }
             }
             Self::Jose(key) => {
                 let signature = URL_SAFE_NO_PAD
@@ -109,15 +110,6 @@ impl ProofKey {
         }
     }
 }
-
-/// Room for a decoded signature: RSA-8192's 1 024 bytes, with base64's estimate rounding up to
-/// a whole group of 3.
-#[cfg(feature = "aws-lc-rs")]
-const SIGNATURE_BUF: usize = 1026;
-
-/// The longest base64url text that decodes into [`SIGNATURE_BUF`].
-#[cfg(feature = "aws-lc-rs")]
-const SIGNATURE_B64_MAX: usize = SIGNATURE_BUF / 3 * 4;
 
 fn not_base64() -> AuthError {
     invalid("DPoP proof signature is not base64url")

@@ -10,7 +10,30 @@
 
 use std::str::FromStr as _;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::Algorithm;
+
+/// Room for a decoded JWS signature on the stack: RSA-8192's 1 024 bytes, the largest any
+/// allowed algorithm makes, with base64's estimate rounding up to a whole group of 3.
+pub(crate) const SIGNATURE_BUF: usize = 1026;
+
+/// The longest base64url signature that fits [`SIGNATURE_BUF`].
+const SIGNATURE_B64_MAX: usize = SIGNATURE_BUF / 3 * 4;
+
+/// A JWS signature's base64url text (a JWT's or a DPoP proof's third part) decoded into `buf`:
+/// `Ok(None)` when it is longer than any allowed algorithm's signature (it verifies nothing,
+/// as a wrong one of the right length), `Err` when it is not base64url.
+pub(crate) fn decode_signature<'b>(
+    text: &str,
+    buf: &'b mut [u8; SIGNATURE_BUF],
+) -> Result<Option<&'b [u8]>, base64::DecodeSliceError> {
+    if text.len() > SIGNATURE_B64_MAX {
+        return Ok(None);
+    }
+    let n = URL_SAFE_NO_PAD.decode_slice(text, buf)?;
+    Ok(Some(&buf[..n]))
+}
 
 /// The fully-specified name of EdDSA with Ed25519 (RFC 9864).
 pub(crate) const ED25519: &str = "Ed25519";

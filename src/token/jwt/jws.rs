@@ -8,14 +8,8 @@ use base64::Engine as _;
 use super::claims::invalid;
 use crate::error::AuthError;
 use crate::support::encoding::is_json_object_text;
+use crate::support::jose::{decode_signature, SIGNATURE_BUF};
 use crate::token::fields::Fields;
-
-/// Room for a decoded signature on the stack: RSA-8192's 1 024 bytes, the largest any allowed
-/// algorithm makes, with base64's estimate rounding up to a whole group of 3.
-pub(super) const SIGNATURE_BUF: usize = 1026;
-
-/// The longest base64url signature that fits [`SIGNATURE_BUF`].
-const SIGNATURE_B64_MAX: usize = SIGNATURE_BUF / 3 * 4;
 
 /// A compact JWS in its three parts.
 pub(super) struct Jws<'a> {
@@ -46,13 +40,11 @@ impl<'a> Jws<'a> {
         &self,
         buf: &'b mut [u8; SIGNATURE_BUF],
     ) -> Result<&'b [u8], AuthError> {
-        if self.signature.len() > SIGNATURE_B64_MAX {
-            return Err(invalid("bad signature"));
+        match decode_signature(self.signature, buf) {
+            Ok(Some(signature)) => Ok(signature),
+            Ok(None) => Err(invalid("bad signature")),
+            Err(_) => Err(invalid("malformed JWT signature")),
         }
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(self.signature, buf)
-            .map_err(|_| invalid("malformed JWT signature"))?;
-        Ok(&buf[..n])
     }
 }
 

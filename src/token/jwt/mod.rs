@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use crate::support::jose::SIGNATURE_BUF;
 pub use builder::JwtValidatorBuilder;
 #[cfg(fuzzing)]
 use claims::JoseHeader;
 use claims::{invalid, ClaimRules, HEADER_BUF};
 use header::Header;
+use jws::Jws;
 pub(in crate::token) use jws::Payload;
-use jws::{Jws, SIGNATURE_BUF};
 use keys::{KeySet, RemoteKeys};
 
 use super::access::Read;
