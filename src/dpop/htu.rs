@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::error::ConfigError;
+use crate::support::encoding::hex_pair;
 
 /// Normalises an absolute `http` or `https` URL for comparison, dropping its query and
 /// fragment. `None` when it is not one (relative, another scheme, userinfo, a bad port, a bad
@@ -121,9 +122,7 @@ pub(crate) fn push_path(out: &mut String, path: &str) -> Option<()> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let high = hex_value(*bytes.get(i + 1)?)?;
-            let low = hex_value(*bytes.get(i + 2)?)?;
-            let decoded = high << 4 | low;
+            let decoded = hex_pair(*bytes.get(i + 1)?, *bytes.get(i + 2)?)?;
             if unreserved(decoded) {
                 out.push(char::from(decoded));
             } else {
@@ -139,15 +138,6 @@ pub(crate) fn push_path(out: &mut String, path: &str) -> Option<()> {
         }
     }
     Some(())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A configured public URL: the origin (and optional path prefix) clients use. `htu` must be
@@ -476,15 +466,14 @@ impl Iterator for Units<'_> {
         let (&b, rest) = self.0.split_first()?;
         if b == b'%' {
             let decoded = match rest {
-                [high, low, ..] => hex_value(*high).zip(hex_value(*low)),
+                [high, low, ..] => hex_pair(*high, *low),
                 _ => None,
             };
-            let Some((high, low)) = decoded else {
+            let Some(decoded) = decoded else {
                 self.0 = &[];
                 return Some(None);
             };
             self.0 = &rest[2..];
-            let decoded = high << 4 | low;
             Some(Some(if unreserved(decoded) {
                 Unit::Byte(decoded)
             } else {
